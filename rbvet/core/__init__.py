@@ -1,0 +1,1 @@
+"""Qt-free core of rbvet: frames, catalogs, stamps, preprocessing, model, training."""

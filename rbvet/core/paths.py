@@ -1,0 +1,36 @@
+"""Where rbvet finds its shipped data and keeps the user's files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_MODEL_NAME = "rbvet_default.keras"
+
+
+def resources_dir():
+    """Folder of the shipped data (default model, demo frame, icons).
+
+    ``RBVET_RESOURCES`` overrides it; otherwise it is the ``resources`` folder of the
+    source tree the package runs from.
+    """
+    override = os.environ.get("RBVET_RESOURCES")
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parents[2] / "resources"
+
+
+def default_model_path():
+    """Path of the default model shipped in ``resources/models``."""
+    return resources_dir() / "models" / DEFAULT_MODEL_NAME
+
+
+def demo_frame_path():
+    """The small simulated demo frame shipped in ``resources/demo``."""
+    return resources_dir() / "demo" / "demo_frame.fits"
+
+
+def user_data_dir():
+    """Per-user folder for saved models and label stores (XDG data home)."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "rbvet"
