@@ -36,7 +36,7 @@ def reference_input(sci, bg, err, rescale, size=31, softening_sigma=3.0):
     h = linear.shape[0]
     if h > size:
         start = (h - size) // 2
-        linear = linear[start:start + size, start:start + size]
+        linear = linear[start : start + size, start : start + size]
     elif h < size:
         pad = size - h
         linear = np.pad(linear, ((pad // 2, pad - pad // 2),) * 2, mode="edge")

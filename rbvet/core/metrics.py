@@ -1,0 +1,135 @@
+"""Classifier metrics from scores and labels: ROC, AUC, error rates versus threshold.
+
+Conventions: label 1 = real, 0 = bogus; an object is called real when its score is
+>= the threshold. FNR is the fraction of real objects called bogus (lost sources), FPR
+the fraction of bogus objects called real (artifacts let through). NaN scores are left
+out; `summarize` reports how many there were.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FWHM_BINS = ((0.0, 2.5), (2.5, 4.5), (4.5, np.inf))
+
+
+def _finite(scores, labels):
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels)
+    keep = np.isfinite(scores) & ((labels == 0) | (labels == 1))
+    return scores[keep], labels[keep].astype(np.int8)
+
+
+def roc_auc(scores, labels):
+    """Area under the ROC curve (Mann-Whitney statistic, ties counted half); NaN if one class."""
+    scores, labels = _finite(scores, labels)
+    n_real = int(labels.sum())
+    n_bogus = len(labels) - n_real
+    if n_real == 0 or n_bogus == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), dtype=np.float64)
+    # Average ranks over ties.
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    average = first + (counts - 1) / 2.0 + 1.0
+    ranks[order] = np.repeat(average, counts)
+    rank_sum = ranks[labels == 1].sum()
+    return float((rank_sum - n_real * (n_real + 1) / 2.0) / (n_real * n_bogus))
+
+
+def error_rates(scores, labels, thresholds):
+    """FNR and FPR at each threshold.
+
+    Returns
+    -------
+    fnr, fpr : ndarray
+        Same shape as ``thresholds``; NaN where a class is absent.
+    """
+    scores, labels = _finite(scores, labels)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    real = np.sort(scores[labels == 1])
+    bogus = np.sort(scores[labels == 0])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fnr = np.searchsorted(real, thresholds, side="left") / len(real)
+        fpr = 1.0 - np.searchsorted(bogus, thresholds, side="left") / len(bogus)
+    return fnr, fpr
+
+
+def roc_curve(scores, labels):
+    """False- and true-positive rates over all distinct thresholds (for plotting)."""
+    scores, labels = _finite(scores, labels)
+    thresholds = np.concatenate([[-np.inf], np.unique(scores), [np.inf]])
+    fnr, fpr = error_rates(scores, labels, thresholds)
+    return fpr, 1.0 - fnr, thresholds
+
+
+def threshold_for_rate(scores, labels, fpr=None, fnr=None):
+    """The threshold that keeps FPR (or FNR) at or below the target, most lenient first.
+
+    With ``fpr`` the lowest threshold whose FPR <= target (keeps most real objects);
+    with ``fnr`` the highest threshold whose FNR <= target (rejects most bogus ones).
+    """
+    if (fpr is None) == (fnr is None):
+        raise ValueError("give exactly one of fpr and fnr")
+    scores, labels = _finite(scores, labels)
+    candidates = np.concatenate([np.unique(scores), [np.nextafter(1.0, 2.0)]])
+    fnr_at, fpr_at = error_rates(scores, labels, candidates)
+    if fpr is not None:
+        ok = fpr_at <= fpr
+        return float(candidates[ok].min()) if ok.any() else float("nan")
+    ok = fnr_at <= fnr
+    return float(candidates[ok].max()) if ok.any() else float("nan")
+
+
+def summarize(scores, labels, threshold=0.5, kinds=None, fwhm=None, target_rate=0.01):
+    """The evaluation table of a model on labeled objects, as a plain dict.
+
+    Parameters
+    ----------
+    scores, labels : array_like
+    threshold : float
+    kinds : array_like of str, optional
+        Object kind (star, galaxy, cosmic_ray, ...): adds per-kind pass rates.
+    fwhm : array_like, optional
+        FWHM of each object's frame: adds AUC per FWHM bin.
+    target_rate : float
+        Target for the "FNR at FPR <= target" and "FPR at FNR <= target" figures.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels)
+    fnr, fpr = error_rates(scores, labels, [threshold])
+    at_fpr = threshold_for_rate(scores, labels, fpr=target_rate)
+    fnr_at_target = (
+        float(error_rates(scores, labels, [at_fpr])[0][0]) if np.isfinite(at_fpr) else float("nan")
+    )
+    result = {
+        "objects": int(len(scores)),
+        "real": int(np.sum(labels == 1)),
+        "bogus": int(np.sum(labels == 0)),
+        "unscored_fraction": float(np.mean(~np.isfinite(scores))) if len(scores) else 0.0,
+        "auc": roc_auc(scores, labels),
+        "threshold": float(threshold),
+        "fnr": float(fnr[0]),
+        "fpr": float(fpr[0]),
+        "target_rate": float(target_rate),
+        "threshold_at_target_fpr": at_fpr,
+        "fnr_at_target_fpr": fnr_at_target,
+    }
+    if kinds is not None:
+        kinds = np.asarray(kinds).astype(str)
+        called_real = scores >= threshold
+        finite = np.isfinite(scores)
+        result["called_real_by_kind"] = {
+            kind: float(np.mean(called_real[(kinds == kind) & finite]))
+            for kind in sorted(set(kinds[finite]))
+        }
+    if fwhm is not None:
+        fwhm = np.asarray(fwhm, dtype=np.float64)
+        result["auc_by_fwhm"] = {
+            f"{low:g}-{high:g}": roc_auc(
+                scores[(fwhm >= low) & (fwhm < high)], labels[(fwhm >= low) & (fwhm < high)]
+            )
+            for low, high in FWHM_BINS
+        }
+    return result

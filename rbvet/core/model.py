@@ -1,0 +1,402 @@
+"""The CNN: architecture, loading and saving with a JSON model card, batched prediction.
+
+TensorFlow is imported only inside the functions that need it, quietly, so importing
+rbvet (and opening the GUI) stays fast.
+
+Prediction runs through ONNX Runtime when it is installed: about twice the throughput
+of ``keras.Model.predict`` for this small network on CPUs, with the same outputs (each
+converted model is checked against Keras on a probe batch, and Keras is used if they
+differ by more than `ENGINE_TOLERANCE`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RbvetError, RbvetWarning
+from .paths import default_model_path
+from .preprocess import PreprocessParams
+
+CARD_FORMAT = "rbvet-model-card/1"
+CARD_SUFFIX = ".card.json"
+ENGINE_TOLERANCE = 1e-5
+DEFAULT_BATCH_SIZE = 256
+_ONNX_BATCH_SIZE = 128
+
+
+def import_keras():
+    """Import Keras with TensorFlow's start-up chatter silenced."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    return keras
+
+
+def create_model(
+    input_shape=(31, 31, 2),
+    filters=(32, 64, 128),
+    dense_units=64,
+    dropout_rate=0.5,
+    learning_rate=1e-3,
+):
+    """Build and compile the seed's CNN.
+
+    Convolution (3x3, ReLU) + batch normalisation + 2x2 max pooling per entry of
+    ``filters``, global average pooling, a dense layer with dropout and a sigmoid output.
+    Layer names follow STDPipe, so its weights load into it.
+
+    Returns
+    -------
+    keras.Model
+    """
+    keras = import_keras()
+    from keras import layers
+
+    image_input = keras.Input(shape=tuple(input_shape), name="image_input")
+    x = image_input
+    for i, n_filters in enumerate(filters):
+        x = layers.Conv2D(
+            n_filters, (3, 3), activation="relu", padding="same", name=f"conv{i + 1}"
+        )(x)
+        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = layers.MaxPooling2D((2, 2), name=f"pool{i + 1}")(x)
+    x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    x = layers.Dense(dense_units, activation="relu", name="dense1")(x)
+    x = layers.Dropout(dropout_rate, name="dropout")(x)
+    output = layers.Dense(1, activation="sigmoid", name="output")(x)
+    model = keras.Model(inputs=image_input, outputs=output, name="realbogus_classifier")
+    compile_model(model, learning_rate)
+    return model
+
+
+def compile_model(model, learning_rate=1e-3):
+    """Compile for binary classification with accuracy and AUC metrics."""
+    keras = import_keras()
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+    )
+
+
+def input_size_of(keras_model, path=None):
+    """Side of the square two-channel input a Keras model expects (31 if dynamic).
+
+    Raises `RbvetError` for models rbvet cannot feed: several inputs, not 4-D, not two
+    channels, not square or of even size.
+    """
+    shape = keras_model.input_shape
+    if isinstance(shape, list):
+        if len(shape) != 1:
+            raise RbvetError(f"model has {len(shape)} inputs; rbvet feeds one image input", path)
+        shape = shape[0]
+    shape = tuple(shape)
+    if len(shape) != 4:
+        raise RbvetError(f"model input shape {shape[1:]} is not (size, size, 2)", path)
+    height, width, channels = shape[1:]
+    if channels != 2:
+        raise RbvetError(
+            f"model expects {channels} input channels; rbvet makes 2-channel inputs "
+            f"(input shape {shape[1:]})",
+            path,
+        )
+    if height is None and width is None:
+        return PreprocessParams().target_size
+    if height != width or height is None or width is None:
+        raise RbvetError(f"model input {height}x{width} is not square", path)
+    if height % 2 == 0:
+        raise RbvetError(f"model input size {height} is even; stamps need a centre pixel", path)
+    return int(height)
+
+
+def card_path(model_path):
+    """The JSON card that goes with a model file."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name + CARD_SUFFIX)
+
+
+def make_card(
+    input_size,
+    params=None,
+    training=None,
+    metrics=None,
+    parent=None,
+    description="",
+    real_kinds=("star", "galaxy"),
+    threshold=0.5,
+):
+    """A model card as a plain dict (see DESIGN.md, "Contracts")."""
+    params = params or PreprocessParams(target_size=input_size)
+    return {
+        "format": CARD_FORMAT,
+        "description": description,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "input_shape": [int(input_size), int(input_size), 2],
+        "preprocessing": params.to_dict(),
+        "real_kinds": list(real_kinds),
+        "threshold": float(threshold),
+        "training": training or {},
+        "metrics": metrics or {},
+        "parent": parent,
+    }
+
+
+def file_digest(path, length=12):
+    """Short SHA-256 of a file, used to name a model's parent on its card."""
+    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return digest[:length]
+
+
+class RealBogusModel:
+    """A Keras real-bogus model with its card and a fast prediction engine.
+
+    Parameters
+    ----------
+    keras_model : keras.Model
+    card : dict, optional
+        Model card; a card describing the seed's preprocessing is made when missing.
+    path : str or Path, optional
+        Where the model came from (for messages and as a parent reference).
+    engine : {'auto', 'onnx', 'keras'}
+        Prediction engine. 'auto' uses ONNX Runtime when available and verified.
+    """
+
+    def __init__(self, keras_model, card=None, path=None, engine="auto"):
+        self.keras_model = keras_model
+        self.path = None if path is None else Path(path)
+        self.input_size = input_size_of(keras_model, path)
+        self.card = (
+            card
+            if card is not None
+            else make_card(self.input_size, description="no card: assumed STDPipe preprocessing")
+        )
+        self.params = PreprocessParams.from_dict(self.card.get("preprocessing", {}))
+        self._check_card()
+        self.engine_name = "keras"
+        self._onnx_session = None
+        self._requested_engine = engine
+
+    def _check_card(self):
+        shape = list(self.card.get("input_shape", [self.input_size, self.input_size, 2]))
+        expected = [self.input_size, self.input_size, 2]
+        if shape != expected:
+            raise RbvetError(
+                f"model card says input shape {shape} but the network takes {expected}", self.path
+            )
+        if int(self.params.target_size) != self.input_size:
+            raise RbvetError(
+                f"model card preprocessing makes {self.params.target_size}-pixel inputs but "
+                f"the network takes {self.input_size}",
+                self.path,
+            )
+
+    @property
+    def threshold(self):
+        """Recommended score threshold from the card (0.5 when not given)."""
+        return float(self.card.get("threshold", 0.5))
+
+    @property
+    def name(self):
+        return self.path.name if self.path is not None else "unsaved model"
+
+    def _ensure_engine(self):
+        if self._requested_engine is None:
+            return
+        requested, self._requested_engine = self._requested_engine, None
+        if requested == "keras":
+            return
+        session = _onnx_session_for(self.keras_model, self.input_size)
+        if session is None:
+            if requested == "onnx":
+                warnings.warn(
+                    "ONNX Runtime engine unavailable; predicting with Keras",
+                    RbvetWarning,
+                    stacklevel=3,
+                )
+            return
+        probe = (
+            np.random.default_rng(0)
+            .normal(size=(16, self.input_size, self.input_size, 2))
+            .astype(np.float32)
+        )
+        reference = self._predict_keras(probe, 16)
+        converted = session.run(None, {session.get_inputs()[0].name: probe})[0].ravel()
+        if np.max(np.abs(converted - reference)) > ENGINE_TOLERANCE:
+            warnings.warn(
+                "ONNX Runtime disagrees with Keras on this model; using Keras",
+                RbvetWarning,
+                stacklevel=3,
+            )
+            return
+        self._onnx_session = session
+        self.engine_name = "onnx"
+
+    def _predict_keras(self, inputs, batch_size):
+        import_keras()
+        if len(inputs) <= batch_size:
+            return np.asarray(self.keras_model(inputs, training=False)).ravel()
+        return self.keras_model.predict(inputs, batch_size=batch_size, verbose=0).ravel()
+
+    def predict(self, inputs, batch_size=DEFAULT_BATCH_SIZE):
+        """Scores in [0, 1] for a batch of preprocessed inputs of shape (N, size, size, 2)."""
+        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+        expected = (self.input_size, self.input_size, 2)
+        if inputs.ndim != 4 or inputs.shape[1:] != expected:
+            raise RbvetError(
+                f"inputs of shape {inputs.shape[1:]} do not fit the model's {expected}", self.path
+            )
+        if len(inputs) == 0:
+            return np.zeros(0, np.float32)
+        self._ensure_engine()
+        if self._onnx_session is None:
+            return self._predict_keras(inputs, batch_size)
+        name = self._onnx_session.get_inputs()[0].name
+        step = min(batch_size, _ONNX_BATCH_SIZE)
+        parts = [
+            self._onnx_session.run(None, {name: inputs[i : i + step]})[0].ravel()
+            for i in range(0, len(inputs), step)
+        ]
+        return np.concatenate(parts)
+
+    def save(self, path):
+        """Save the network and its card (see `save_model`)."""
+        save_model(self.keras_model, path, self.card)
+        self.path = Path(path)
+
+
+def _onnx_session_for(keras_model, input_size):
+    """Convert a Keras model to an ONNX Runtime session, or None if that is not possible."""
+    try:
+        import onnxruntime
+        import tensorflow as tf
+        import tf2onnx
+    except ImportError:
+        return None
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    spec = (tf.TensorSpec((None, input_size, input_size, 2), tf.float32, name="inputs"),)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            function = tf.function(lambda x: keras_model(x, training=False))
+            proto, _ = tf2onnx.convert.from_function(function, input_signature=spec, opset=17)
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        return onnxruntime.InferenceSession(
+            proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+    except Exception:  # any conversion failure means: use Keras
+        return None
+
+
+def read_card(path):
+    """The card next to a model file, or None when there is none."""
+    path = card_path(path)
+    if not path.exists():
+        return None
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise RbvetError(f"unreadable model card ({error})", path) from None
+    if not isinstance(card, dict):
+        raise RbvetError("model card is not a JSON object", path)
+    return card
+
+
+def load_model(path=None, engine="auto"):
+    """Load a model (``.keras`` or STDPipe's legacy ``.h5``) and its card.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        Model file; the default model shipped in ``resources/models`` when None.
+    engine : {'auto', 'onnx', 'keras'}
+        Prediction engine (see `RealBogusModel`).
+
+    Returns
+    -------
+    RealBogusModel
+
+    Raises
+    ------
+    RbvetError
+        Missing or unreadable file, or a network whose input rbvet cannot feed.
+    """
+    path = Path(path) if path is not None else default_model_path()
+    if not path.exists():
+        hint = " (train one with `rbvet train`)" if path == default_model_path() else ""
+        raise RbvetError(f"model file not found{hint}", path)
+    suffix = path.suffix.lower()
+    if suffix not in (".keras", ".h5", ".hdf5"):
+        raise RbvetError("unknown model format: expected a .keras or .h5 file", path)
+    keras = import_keras()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if suffix == ".keras":
+                keras_model = keras.saving.load_model(path, safe_mode=True)
+            else:
+                keras_model = keras.saving.load_model(path, compile=False)
+    except Exception as error:  # Keras raises many types for a bad file
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise RbvetError(
+            f"cannot load model: {type(error).__name__} {message}"[:300], path
+        ) from None
+    return RealBogusModel(keras_model, read_card(path), path=path, engine=engine)
+
+
+def _atomic_write(path, write):
+    """Call ``write(temporary_path)`` and rename the result onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent
+    )
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def save_model(keras_model, path, card=None):
+    """Save a model as ``.keras`` (or legacy ``.h5``) and its JSON card, atomically.
+
+    Parameters
+    ----------
+    keras_model : keras.Model
+    path : str or Path
+        Destination; the card goes to ``<path>.card.json``.
+    card : dict, optional
+        Model card; a minimal one is made when None.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".keras", ".h5"):
+        raise RbvetError("model files must end in .keras (or .h5 for STDPipe)", path)
+    size = input_size_of(keras_model, path)
+    card = card if card is not None else make_card(size)
+    import_keras()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _atomic_write(path, keras_model.save)
+    text = json.dumps(card, indent=2, sort_keys=False, default=_json_default) + "\n"
+    _atomic_write(card_path(path), lambda temporary: Path(temporary).write_text(text))
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,97 @@
+"""Model creation, saving with a card, loading (.keras and STDPipe .h5), refusal, engines."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rbvet.core.errors import RbvetError
+from rbvet.core.model import (
+    RealBogusModel,
+    card_path,
+    create_model,
+    load_model,
+    make_card,
+    save_model,
+)
+
+
+@pytest.fixture(scope="module")
+def keras_model():
+    return create_model()
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return np.random.default_rng(0).normal(size=(300, 31, 31, 2)).astype(np.float32)
+
+
+def test_save_load_round_trip_with_card(tmp_path, keras_model, inputs):
+    path = tmp_path / "m.keras"
+    card = make_card(31, description="test", metrics={"auc": 0.9})
+    save_model(keras_model, path, card)
+    assert path.exists() and card_path(path).exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files
+    loaded = load_model(path, engine="keras")
+    assert loaded.card["metrics"] == {"auc": 0.9}
+    assert json.loads(card_path(path).read_text())["input_shape"] == [31, 31, 2]
+    expected = np.asarray(keras_model(inputs, training=False)).ravel()
+    np.testing.assert_allclose(loaded.predict(inputs), expected, atol=1e-6)
+
+
+def test_onnx_engine_equals_keras(keras_model, inputs):
+    fast = RealBogusModel(keras_model, engine="auto")
+    scores = fast.predict(inputs)
+    assert fast.engine_name == "onnx"
+    reference = RealBogusModel(keras_model, engine="keras").predict(inputs)
+    np.testing.assert_allclose(scores, reference, atol=1e-5)
+    assert scores.shape == (300,) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_stdpipe_h5_model_loads_with_same_outputs(tmp_path, inputs):
+    stdpipe_rb = pytest.importorskip("stdpipe.realbogus")
+    model = stdpipe_rb.create_realbogus_model()
+    path = tmp_path / "stdpipe_model.h5"
+    stdpipe_rb.save_realbogus_model(model, model_file=str(path))
+    loaded = load_model(path)
+    assert loaded.card["preprocessing"]["target_size"] == 31
+    expected = model.predict(inputs, verbose=0).ravel()
+    np.testing.assert_allclose(loaded.predict(inputs), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("shape", "problem"),
+    [((31, 31, 3), "3 input channels"), ((32, 32, 2), "even"), ((31, 25, 2), "not square")],
+)
+def test_unfit_input_shape_is_refused(tmp_path, shape, problem):
+    model = create_model(input_shape=shape, filters=(4,), dense_units=4)
+    path = tmp_path / "odd.keras"
+    model.save(path)
+    with pytest.raises(RbvetError, match=problem) as error:
+        load_model(path)
+    assert "odd.keras" in str(error.value)
+
+
+def test_card_that_does_not_match_is_refused(tmp_path, keras_model):
+    path = tmp_path / "m.keras"
+    card = make_card(31)
+    card["input_shape"] = [41, 41, 2]
+    save_model(keras_model, path, card)
+    with pytest.raises(RbvetError, match="card says input shape"):
+        load_model(path)
+
+
+def test_bad_model_files(tmp_path):
+    with pytest.raises(RbvetError, match="not found"):
+        load_model(tmp_path / "missing.keras")
+    junk = tmp_path / "junk.keras"
+    junk.write_bytes(b"not a model at all")
+    with pytest.raises(RbvetError, match="junk.keras: cannot load model"):
+        load_model(junk)
+    with pytest.raises(RbvetError, match="unknown model format"):
+        load_model(junk.rename(tmp_path / "junk.pkl"))
+
+
+def test_wrong_inputs_to_predict(keras_model):
+    with pytest.raises(RbvetError, match="do not fit"):
+        RealBogusModel(keras_model, engine="keras").predict(np.zeros((2, 21, 21, 2)))
