@@ -1,0 +1,129 @@
+"""Classification throughput: stamps+preprocessing, CNN alone, end to end, and STDPipe.
+
+Run: python benchmarks/bench_classify.py [--objects 10000] [--size 2048]
+
+For each FWHM (2.5 and 6 px) one simulated frame is classified; all rates are objects per
+second on the same objects with the same network, measured in this run, and the ratios
+are the targets of issue 3: end-to-end >= 0.85 x CNN-only, and >= 2 x STDPipe.
+"""
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+from astropy.table import Table
+
+from rbvet import realbogus
+from rbvet.core.frame import frame_from_array
+from rbvet.core.model import RealBogusModel, create_model, load_model
+from rbvet.core.preprocess import plan_rescale, preprocess_stamps
+from rbvet.core.simulate import simulate_frame
+from rbvet.core.stamps import cut_stamps
+
+
+def best_rate(function, n, repeats):
+    """Objects per second of the fastest of ``repeats`` calls (noise on a shared machine)."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return n / min(times)
+
+
+def make_frame(size, fwhm, n_objects, seed):
+    sim = simulate_frame(
+        shape=(size, size),
+        fwhm=fwhm,
+        rng=seed,
+        n_stars=int(0.7 * n_objects),
+        n_galaxies=int(0.1 * n_objects),
+        n_cosmic_rays=int(0.1 * n_objects),
+        n_hot_pixels=int(0.1 * n_objects),
+        n_satellites=0,
+    )
+    truth = sim.truth[np.isin(sim.truth["kind"], ["star", "galaxy", "cosmic_ray", "hot_pixel"])]
+    truth = truth[np.random.default_rng(seed).permutation(len(truth))[:n_objects]]
+    return sim.image, Table({"x": truth["x"], "y": truth["y"]})
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--objects", type=int, default=10000)
+    parser.add_argument("--size", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--model", help="model file (default: shipped model, else untrained)")
+    args = parser.parse_args()
+
+    try:
+        model = load_model(args.model)
+    except Exception:
+        model = RealBogusModel(create_model())
+    keras_model = model.keras_model
+    try:
+        from stdpipe import realbogus as stdpipe_rb
+    except ImportError:
+        stdpipe_rb = None
+
+    print(
+        f"{args.objects} objects on a {args.size}^2 frame; model {model.name}; "
+        f"cores {os.cpu_count()}; rates in objects/s (best of {args.repeats})"
+    )
+    for fwhm in (2.5, 6.0):
+        image, obj = make_frame(args.size, fwhm, args.objects, seed=int(fwhm * 10))
+        n = len(obj)
+        frame = frame_from_array(image).ensure_background()
+        rescale = plan_rescale(fwhm, model.params)
+
+        def stamps_and_inputs():
+            stamps = cut_stamps(frame, obj["x"], obj["y"], rescale)
+            return preprocess_stamps(
+                stamps.data, stamps.background, stamps.noise, rescale, model.params
+            )
+
+        inputs = stamps_and_inputs()
+        model.predict(inputs[:256])  # build the engine outside the timing
+        prep = best_rate(stamps_and_inputs, n, args.repeats)
+        keras_cnn = best_rate(
+            lambda: keras_model.predict(inputs, batch_size=128, verbose=0), n, args.repeats
+        )
+        engine_cnn = best_rate(lambda: model.predict(inputs), n, args.repeats)
+        end_to_end = best_rate(
+            lambda: realbogus.classify_realbogus(
+                Table(obj), image, model=model, fwhm=fwhm, flag_bogus=False
+            ),
+            n,
+            args.repeats,
+        )
+        print(
+            f"\nFWHM {fwhm} px (rescale: down {rescale.down}, up {rescale.up}; stamps "
+            f"{rescale.stamp_size} px)"
+        )
+        print(f"  stamps + preprocessing   {prep:10,.0f}")
+        print(f"  CNN, keras predict       {keras_cnn:10,.0f}")
+        print(f"  CNN, rbvet ({model.engine_name:5s})       {engine_cnn:10,.0f}")
+        print(
+            f"  rbvet end to end         {end_to_end:10,.0f}   "
+            f"= {end_to_end / engine_cnn:.2f} x CNN-only (target >= 0.85)"
+        )
+        if stdpipe_rb is not None:
+            stdpipe_rate = best_rate(
+                lambda: stdpipe_rb.classify_realbogus(
+                    Table(obj), image, model=keras_model, fwhm=fwhm, flag_bogus=False
+                ),
+                n,
+                args.repeats,
+            )
+            print(
+                f"  STDPipe end to end       {stdpipe_rate:10,.0f}   rbvet = "
+                f"{end_to_end / stdpipe_rate:.2f} x STDPipe (target >= 2)"
+            )
+        else:
+            print("  STDPipe not installed: pip install stdpipe to compare")
+
+
+if __name__ == "__main__":
+    main()

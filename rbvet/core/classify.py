@@ -1,0 +1,143 @@
+"""Frame + positions -> real-bogus scores, in memory-bounded chunks.
+
+`iter_scores` is a generator, so a caller (the CLI's progress bar, a GUI worker that
+may be cancelled) sees each chunk as it is done; `score_objects` and `classify_table`
+consume it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .catalog import BOGUS_FLAG
+from .errors import RbvetError
+from .preprocess import plan_rescale, preprocess_stamps
+from .stamps import DEFAULT_CHUNK_SIZE, Stamps, iter_stamps
+
+SCORE_COLUMN = "rb_score"
+REASON_COLUMN = "rb_reason"
+FLAGS_COLUMN = "flags"
+
+
+@dataclass
+class ScoredChunk:
+    """One chunk of objects: its place in the catalog, stamps, inputs and scores."""
+
+    start: int
+    stamps: Stamps
+    inputs: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def stop(self):
+        return self.start + len(self.scores)
+
+
+def iter_scores(
+    frame, x, y, model, fwhm, chunk_size=DEFAULT_CHUNK_SIZE, batch_size=None, keep_stamps=True
+):
+    """Score objects chunk by chunk.
+
+    Parameters
+    ----------
+    frame : Frame
+        The frame; its background/noise maps are used when present.
+    x, y : array_like
+        0-based positions.
+    model : RealBogusModel
+    fwhm : float
+        Frame FWHM in pixels; sets the rescaling (see `plan_rescale`).
+    chunk_size : int
+        Objects per chunk; bounds memory.
+    batch_size : int, optional
+        Inference batch size.
+    keep_stamps : bool
+        Yield the raw stamps as well (for display and labeling); False frees them early.
+
+    Yields
+    ------
+    ScoredChunk
+        Unscorable objects have score NaN and ``stamps.reason`` set.
+    """
+    rescale = plan_rescale(fwhm, model.params)
+    for start, stamps in iter_stamps(frame, x, y, rescale, chunk_size=chunk_size):
+        inputs = preprocess_stamps(
+            stamps.data,
+            stamps.background if frame.background is not None else None,
+            stamps.noise if frame.noise is not None else None,
+            rescale,
+            model.params,
+        )
+        scores = np.full(len(stamps), np.nan, np.float32)
+        good = stamps.scorable
+        if good.any():
+            kwargs = {} if batch_size is None else {"batch_size": batch_size}
+            scores[good] = model.predict(inputs[good], **kwargs)
+        if not keep_stamps:
+            stamps = None
+        yield ScoredChunk(start, stamps, inputs, scores)
+
+
+def score_objects(frame, x, y, model, fwhm, progress=None, **kwargs):
+    """Scores and reasons for all objects.
+
+    Parameters
+    ----------
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each chunk.
+    **kwargs
+        Passed to `iter_scores`.
+
+    Returns
+    -------
+    scores : ndarray (N,) float32
+        NaN for unscorable objects.
+    reasons : ndarray (N,) str
+        Empty for scored objects.
+    """
+    x = np.atleast_1d(np.asarray(x, np.float64))
+    scores = np.full(len(x), np.nan, np.float32)
+    reasons = np.full(len(x), "", dtype=object)
+    for chunk in iter_scores(frame, x, y, model, fwhm, **kwargs):
+        scores[chunk.start : chunk.stop] = chunk.scores
+        reasons[chunk.start : chunk.stop] = chunk.stamps.reason
+        if progress is not None:
+            progress(chunk.stop, len(x))
+    return scores, reasons.astype(str)
+
+
+def is_bogus(scores, threshold):
+    """Bogus mask: below the threshold, or unscorable (NaN)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return ~(scores >= threshold)
+
+
+def add_scores(table, scores, reasons, threshold=None):
+    """Write ``rb_score`` and ``rb_reason`` (and the bogus flag bit) into a catalog, in place.
+
+    The flag bit is set when ``threshold`` is given; existing ``flags`` are kept.
+    """
+    table[SCORE_COLUMN] = np.asarray(scores, dtype=np.float64)
+    table[REASON_COLUMN] = np.asarray(reasons, dtype=str)
+    if threshold is not None:
+        if FLAGS_COLUMN not in table.colnames:
+            table[FLAGS_COLUMN] = np.zeros(len(table), dtype=np.int64)
+        flags = np.asarray(table[FLAGS_COLUMN])
+        if not np.issubdtype(flags.dtype, np.integer):
+            raise RbvetError(f"catalog column '{FLAGS_COLUMN}' is not integer")
+        bogus = is_bogus(scores, threshold)
+        table[FLAGS_COLUMN][bogus] = flags[bogus] | BOGUS_FLAG
+    return table
+
+
+def check_threshold(threshold):
+    """Validate a score threshold (a number in [0, 1])."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise RbvetError(f"threshold must be a number, got {threshold!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise RbvetError(f"threshold must be between 0 and 1, got {value}")
+    return value

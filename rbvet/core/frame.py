@@ -1,0 +1,542 @@
+"""FITS frames: choose the image HDU, attach mask / noise / background maps and the WCS.
+
+A :class:`Frame` is what every later step works on: a 2-D float32 image, a boolean mask of
+unusable pixels, background and noise maps (estimated with sep on demand) and the celestial
+WCS. :func:`read_frame` builds one from a FITS file, :func:`frame_from_array` from arrays the
+caller already has. Problems with the input raise :class:`~rbvet.core.errors.RbvetError`
+with a one-line message naming the file; they never surface as library tracebacks.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from astropy.io import fits
+from astropy.utils.exceptions import AstropyWarning
+from astropy.wcs import WCS
+
+from rbvet.core.errors import RbvetError
+
+__all__ = ["Frame", "read_frame", "frame_from_array"]
+
+# What astropy raises for files that are not FITS, are corrupt, or are cut short. Some of
+# these only appear when the data are touched, so reads happen inside the guarded block.
+_FITS_ERRORS = (OSError, ValueError, TypeError, IndexError, KeyError, EOFError, MemoryError)
+
+_IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
+
+
+@dataclass(eq=False)  # frames compare by identity: element-wise array equality is no answer
+class Frame:
+    """One science image with everything needed to judge detections on it.
+
+    Attributes
+    ----------
+    image : numpy.ndarray
+        2-D float32, C-contiguous, native byte order. NaN is allowed where data are bad.
+    mask : numpy.ndarray
+        2-D bool, True where a pixel is unusable (user mask, non-finite image value,
+        zero weight or non-positive error).
+    background : numpy.ndarray or None
+        2-D float32 background map; None until :meth:`ensure_background` estimates it.
+    noise : numpy.ndarray or None
+        2-D float32 1-sigma noise map; None until estimated. It is ``+inf`` where a pixel
+        carries no information (weight 0).
+    wcs : astropy.wcs.WCS or None
+        Celestial WCS from the header, or None when the header has no usable one.
+    header : astropy.io.fits.Header
+        Header of the image HDU.
+    path : str or None
+        File the image came from.
+    hdu : int, str or None
+        Index of the HDU the image came from.
+    """
+
+    image: np.ndarray
+    mask: np.ndarray
+    background: np.ndarray | None
+    noise: np.ndarray | None
+    wcs: WCS | None
+    header: fits.Header
+    path: str | None = None
+    hdu: int | str | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Shape of the image, ``(ny, nx)``."""
+        return self.image.shape
+
+    def ensure_background(self, bw=64, bh=64, fw=3, fh=3) -> Frame:
+        """Estimate the background and noise maps with sep where they are still missing.
+
+        Masked pixels are excluded from the estimate. Maps that are already set (given by
+        the user) are kept; only the missing one(s) are filled.
+
+        Parameters
+        ----------
+        bw, bh : int
+            Background mesh size in pixels (capped at the image size).
+        fw, fh : int
+            Median filter size, in meshes.
+
+        Returns
+        -------
+        Frame
+            ``self``, so calls can be chained.
+        """
+        if self.background is not None and self.noise is not None:
+            return self
+        import sep
+
+        ny, nx = self.image.shape
+        data = np.where(self.mask, np.float32(0), self.image).astype(np.float32, copy=False)
+        data = np.ascontiguousarray(data)
+        try:
+            bkg = sep.Background(
+                data,
+                mask=np.ascontiguousarray(self.mask, dtype=np.uint8),
+                bw=int(min(bw, nx)),
+                bh=int(min(bh, ny)),
+                fw=int(fw),
+                fh=int(fh),
+            )
+        except Exception as exc:  # sep raises bare Exceptions
+            raise RbvetError(f"background estimation failed: {exc}", self.path) from None
+        if self.background is None:
+            self.background = np.ascontiguousarray(bkg.back(), dtype=np.float32)
+        if self.noise is None:
+            self.noise = np.ascontiguousarray(bkg.rms(), dtype=np.float32)
+        return self
+
+
+def read_frame(path, hdu=None, mask=None, error=None, weight=None, background=None) -> Frame:
+    """Read a 2-D image and its companion maps from a FITS file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        FITS file (plain, gzipped, or tile-compressed/fpacked).
+    hdu : int or str, optional
+        HDU index or EXTNAME of the image. By default the primary HDU if it holds a 2-D
+        image, else the first 2-D image HDU (tile-compressed ones included). Leading axes
+        of length 1 (e.g. a ``(1, ny, nx)`` image) are dropped.
+    mask : int, str, path, tuple or array, optional
+        Bad-pixel mask, nonzero = bad. An HDU index or name in the same file, another FITS
+        file (its first 2-D image, or ``(path, hdu)``), or an array.
+    error : same kinds as ``mask``, optional
+        1-sigma noise map. Pixels with non-finite or non-positive error are masked.
+    weight : same kinds as ``mask``, optional
+        Inverse-variance map; noise = 1/sqrt(weight). Pixels with weight <= 0 are masked
+        (their noise is +inf). Give ``error`` or ``weight``, not both.
+    background : same kinds as ``mask``, optional
+        Background map; estimated with sep when needed if not given.
+
+        For ``error``, ``weight`` and ``background`` a Python float is taken as a constant
+        map; an int is always an HDU index.
+
+    Returns
+    -------
+    Frame
+
+    Raises
+    ------
+    RbvetError
+        Missing, unreadable, corrupt or truncated file; no 2-D image; a cube; an unknown
+        HDU; maps whose shape differs from the image; a frame with no usable pixel.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise RbvetError("no such file", path)
+    if os.path.isdir(path):
+        raise RbvetError("is a directory, not a FITS file", path)
+    if error is not None and weight is not None:
+        raise RbvetError("give an error map or a weight map, not both", path)
+
+    with _open_fits(path) as hdul:
+        index = _choose_image_hdu(hdul, hdu, path)
+        image, header = _read_image(hdul, index, path)
+        maps = {}
+        for what, spec in (
+            ("mask", mask),
+            ("error", error),
+            ("weight", weight),
+            ("background", background),
+        ):
+            maps[what] = _resolve_map(spec, what, hdul, path, image.shape)
+
+    user_mask = None if maps["mask"] is None else maps["mask"] != 0
+    noise = None
+    bad = None
+    if maps["error"] is not None:
+        noise = maps["error"].astype(np.float32)
+        bad = ~(np.isfinite(noise) & (noise > 0))
+        noise[bad] = np.inf
+    elif maps["weight"] is not None:
+        w = maps["weight"].astype(np.float64)
+        bad = ~(np.isfinite(w) & (w > 0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            noise = (1.0 / np.sqrt(np.where(bad, 1.0, w))).astype(np.float32)
+        noise[bad] = np.inf
+    if user_mask is not None and bad is not None:
+        user_mask = user_mask | bad
+    elif bad is not None:
+        user_mask = bad
+
+    frame = frame_from_array(
+        image,
+        mask=user_mask,
+        background=maps["background"],
+        noise=noise,
+        header=header,
+        path=path,
+    )
+    frame.hdu = index
+    return frame
+
+
+def frame_from_array(
+    image, mask=None, background=None, noise=None, header=None, wcs=None, path=None
+) -> Frame:
+    """Build a :class:`Frame` from arrays the caller already has.
+
+    This is what the STDPipe-style API uses when it is handed ``image, bg, err, mask``.
+
+    Parameters
+    ----------
+    image : array_like
+        2-D image, any numeric dtype or byte order (converted to native float32). A
+        masked array contributes its mask.
+    mask : array_like, optional
+        Nonzero / True = unusable pixel. Non-finite image pixels are always masked.
+    background, noise : array_like or float, optional
+        Background and 1-sigma noise, as maps or scalars (broadcast to maps). Left None,
+        they are estimated by :meth:`Frame.ensure_background` when needed. Non-finite or
+        non-positive noise masks the pixel.
+    header : astropy.io.fits.Header, optional
+        Kept as metadata; its WCS is used when ``wcs`` is not given.
+    wcs : astropy.wcs.WCS, optional
+        Celestial WCS of the image.
+    path : str, optional
+        Where the image came from (used in messages).
+
+    Returns
+    -------
+    Frame
+
+    Raises
+    ------
+    RbvetError
+        If the image is not 2-D, a map's shape differs, or no pixel is usable.
+    """
+    path = None if path is None else os.fspath(path)
+    extra_mask = None
+    if isinstance(image, np.ma.MaskedArray):
+        extra_mask = np.ma.getmaskarray(image)
+        image = image.data
+    try:
+        arr = np.array(image, dtype=np.float32, order="C", copy=True)
+    except (TypeError, ValueError) as exc:
+        raise RbvetError(f"image is not numeric: {exc}", path) from None
+    if arr.ndim != 2:
+        raise RbvetError(f"image must be 2-D, got shape {arr.shape}", path)
+    if arr.size == 0:
+        raise RbvetError("image is empty", path)
+
+    bad = ~np.isfinite(arr)
+    if extra_mask is not None:
+        bad |= extra_mask
+    if mask is not None:
+        m = np.asarray(mask)
+        _check_shape(m, arr.shape, "mask", path)
+        bad |= m.astype(bool) if m.dtype == bool else (m != 0)
+
+    bg = _as_map(background, arr.shape, "background", path)
+    sigma = _as_map(noise, arr.shape, "noise", path)
+    if sigma is not None:
+        bad_noise = ~(np.isfinite(sigma) & (sigma > 0))
+        if bad_noise.any():
+            sigma[bad_noise] = np.inf
+            bad |= bad_noise
+    if bg is not None:
+        bad |= ~np.isfinite(bg)
+
+    if bad.all():
+        raise RbvetError("no usable pixels: the image is all NaN or masked", path)
+
+    if header is None:
+        header = fits.Header()
+    if wcs is None:
+        wcs = _celestial_wcs(header)
+    return Frame(
+        image=arr,
+        mask=np.ascontiguousarray(bad),
+        background=bg,
+        noise=sigma,
+        wcs=wcs,
+        header=header,
+        path=path,
+        hdu=None,
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _open_fits:
+    """Context manager: ``fits.open`` whose failures become :class:`RbvetError`."""
+
+    def __init__(self, path):
+        self.path = path
+        self.hdul = None
+
+    def __enter__(self):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", AstropyWarning)
+                self.hdul = fits.open(self.path, memmap=False)
+                len(self.hdul)  # forces reading all headers now
+        except _FITS_ERRORS as exc:
+            raise RbvetError(f"not a readable FITS file ({_short(exc)})", self.path) from None
+        return self.hdul
+
+    def __exit__(self, *exc_info):
+        if self.hdul is not None:
+            self.hdul.close()
+        return False
+
+
+def _short(exc) -> str:
+    """One line of an exception's text, for a message."""
+    text = str(exc).strip().splitlines()
+    return text[0][:160] if text else type(exc).__name__
+
+
+def _hdu_shape(h) -> tuple:
+    """Shape of an image HDU from its header, without reading the data."""
+    try:
+        return tuple(h.shape)
+    except Exception:  # a broken header is treated as 'no image'
+        return ()
+
+
+def _squeeze_shape(shape) -> tuple:
+    shape = tuple(shape)
+    while len(shape) > 2 and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
+def _describe(hdul) -> str:
+    """A short list of the HDUs in a file, for messages."""
+    parts = []
+    for i, h in enumerate(hdul[:8]):
+        shape = _hdu_shape(h) if isinstance(h, _IMAGE_HDUS) else None
+        kind = "table" if isinstance(h, (fits.BinTableHDU, fits.TableHDU)) else "image"
+        desc = f"{i} {h.name or '?'} ({kind}"
+        desc += f" {'x'.join(map(str, shape))})" if shape else ")"
+        parts.append(desc)
+    if len(hdul) > 8:
+        parts.append(f"... {len(hdul) - 8} more")
+    return ", ".join(parts)
+
+
+def _choose_image_hdu(hdul, hdu, path) -> int:
+    """Index of the HDU holding the image, by the rules of :func:`read_frame`."""
+    if hdu is None:
+        cube = None
+        for i, h in enumerate(hdul):
+            if not isinstance(h, _IMAGE_HDUS):
+                continue
+            shape = _squeeze_shape(_hdu_shape(h))
+            if len(shape) == 2 and min(shape) > 0:
+                return i
+            if len(shape) > 2 and cube is None:
+                cube = (i, shape)
+        if cube is not None:
+            i, shape = cube
+            raise RbvetError(
+                f"HDU {i} ({hdul[i].name}) is a {len(shape)}-D cube of shape {shape}, "
+                "not a 2-D image; rbvet needs a single 2-D plane",
+                path,
+            )
+        raise RbvetError(f"no 2-D image HDU in the file ({_describe(hdul)})", path)
+
+    index = _hdu_index(hdul, hdu, path, "image")
+    h = hdul[index]
+    if not isinstance(h, _IMAGE_HDUS):
+        raise RbvetError(f"HDU {hdu!r} is a {type(h).__name__}, not an image", path)
+    shape = _squeeze_shape(_hdu_shape(h))
+    if len(shape) > 2:
+        raise RbvetError(
+            f"HDU {hdu!r} is a {len(shape)}-D cube of shape {shape}, not a 2-D image", path
+        )
+    if len(shape) != 2 or min(shape) == 0:
+        raise RbvetError(f"HDU {hdu!r} holds no 2-D image (shape {shape})", path)
+    return index
+
+
+def _hdu_index(hdul, hdu, path, what) -> int:
+    """Resolve an HDU index or name, with a message listing what the file has."""
+    if isinstance(hdu, (bool, np.bool_)):
+        raise RbvetError(f"{what} HDU must be an index or a name, not {hdu!r}", path)
+    if isinstance(hdu, (int, np.integer)):
+        if not -len(hdul) <= int(hdu) < len(hdul):
+            raise RbvetError(
+                f"no HDU {int(hdu)} for the {what}: the file has {len(hdul)} ({_describe(hdul)})",
+                path,
+            )
+        return int(hdu) % len(hdul)
+    try:
+        return hdul.index_of(hdu)
+    except (KeyError, ValueError, TypeError, IndexError):
+        raise RbvetError(
+            f"no HDU named {hdu!r} for the {what} ({_describe(hdul)})", path
+        ) from None
+
+
+def _read_image(hdul, index, path) -> tuple[np.ndarray, fits.Header]:
+    """Read an image HDU as native float32; BLANK values of integer data become NaN."""
+    h = hdul[index]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            blank = h.header.get("BLANK") if h.header.get("BITPIX", -32) > 0 else None
+            raw = h.data
+            if raw is None:
+                raise RbvetError(f"HDU {index} holds no data", path)
+            data = np.array(raw, dtype=np.float32, order="C", copy=True)
+            if blank is not None and np.issubdtype(raw.dtype, np.integer):
+                data[np.asarray(raw) == blank] = np.nan
+            header = h.header.copy()
+    except RbvetError:
+        raise
+    except _FITS_ERRORS as exc:
+        raise RbvetError(
+            f"cannot read the image data of HDU {index} (corrupt or truncated file: "
+            f"{_short(exc)})",
+            path,
+        ) from None
+    while data.ndim > 2 and data.shape[0] == 1:
+        data = data[0]
+    return np.ascontiguousarray(data), header
+
+
+def _resolve_map(spec, what, hdul, path, shape):
+    """Turn a mask/error/weight/background spec into an array of the image's shape."""
+    if spec is None:
+        return None
+    source = None
+    if isinstance(spec, np.ndarray) or (what != "mask" and isinstance(spec, (float, np.floating))):
+        arr = spec
+    elif isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        index = _hdu_index(hdul, int(spec), path, what)
+        source = f"HDU {index}"
+        arr = _read_map_hdu(hdul, index, path, what)
+    elif isinstance(spec, tuple) and len(spec) == 2:
+        arr, source = _read_map_file(spec[0], spec[1], what, path)
+    elif isinstance(spec, (str, os.PathLike)):
+        name = os.fspath(spec)
+        index = None
+        if isinstance(spec, str):
+            try:
+                index = hdul.index_of(spec)
+            except (KeyError, ValueError, TypeError, IndexError):
+                index = None
+        if index is not None:
+            source = f"HDU {spec!r}"
+            arr = _read_map_hdu(hdul, index, path, what)
+        elif os.path.exists(name):
+            arr, source = _read_map_file(name, None, what, path)
+        else:
+            raise RbvetError(
+                f"{what}: {name!r} is neither an HDU of this file ({_describe(hdul)}) "
+                "nor an existing file",
+                path,
+            )
+    elif isinstance(spec, (list, np.ma.MaskedArray)):
+        arr = np.asarray(spec)
+    else:
+        raise RbvetError(
+            f"{what} must be an HDU index or name, a file path or an array, "
+            f"not {type(spec).__name__}",
+            path,
+        )
+    if np.ndim(arr) == 0:
+        return np.full(shape, float(arr), dtype=np.float32)
+    arr = np.asarray(arr)
+    if arr.ndim > 2:
+        arr = arr.reshape(_squeeze_shape(arr.shape))
+    if arr.shape != tuple(shape):
+        where = f" from {source}" if source else ""
+        raise RbvetError(
+            f"{what}{where} has shape {arr.shape} but the image has {tuple(shape)}", path
+        )
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise RbvetError(f"{what} is not numeric (dtype {arr.dtype})", path)
+    if what == "mask" and arr.dtype.kind == "f":
+        arr = np.where(np.isnan(arr), 1, arr)  # a NaN in a mask counts as bad
+    return arr
+
+
+def _read_map_hdu(hdul, index, path, what):
+    h = hdul[index]
+    if not isinstance(h, _IMAGE_HDUS):
+        raise RbvetError(f"{what} HDU {index} is a {type(h).__name__}, not an image", path)
+    data, _ = _read_image(hdul, index, path)
+    return data
+
+
+def _read_map_file(other, hdu, what, path):
+    """Read a map from another FITS file; errors name that file."""
+    other = os.fspath(other)
+    if not os.path.exists(other):
+        raise RbvetError(f"{what} file {other!r} does not exist", path)
+    with _open_fits(other) as hdul:
+        index = _choose_image_hdu(hdul, hdu, other)
+        data, _ = _read_image(hdul, index, other)
+    return data, f"file {os.path.basename(other)!r}"
+
+
+def _as_map(value, shape, what, path):
+    """Scalar or array -> float32 map of ``shape`` (a copy), or None."""
+    if value is None:
+        return None
+    try:
+        arr = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise RbvetError(f"{what} is not numeric", path) from None
+    if arr.ndim == 0:
+        return np.full(shape, arr, dtype=np.float32)
+    _check_shape(arr, shape, what, path)
+    return np.array(arr, dtype=np.float32, order="C", copy=True)
+
+
+def _check_shape(arr, shape, what, path):
+    if arr.shape != tuple(shape):
+        raise RbvetError(f"{what} has shape {arr.shape} but the image has {tuple(shape)}", path)
+
+
+def _celestial_wcs(header) -> WCS | None:
+    """The celestial part of the header's WCS, or None; header warnings are silenced."""
+    if header is None or not len(header):
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyWarning)
+            w = WCS(header, relax=True)
+            if not w.has_celestial:
+                return None
+            if w.naxis != 2:
+                w = w.celestial
+            if w.naxis != 2:
+                return None
+            # A WCS that cannot map its own reference pixel is of no use.
+            test = w.all_pix2world([[0.0, 0.0]], 0)
+            if not np.all(np.isfinite(test)):
+                return None
+            return w
+    except Exception:  # any invalid WCS is 'no WCS', never an error
+        return None

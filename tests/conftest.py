@@ -1,0 +1,69 @@
+"""Shared test fixtures: tiny synthetic star fields."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import math
+
+import numpy as np
+import pytest
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _pixel_profile(centres, sigma, size):
+    """Gaussian integrated over each pixel, shape (n, size); pixel i spans [i-0.5, i+0.5]."""
+    edges = np.arange(size + 1, dtype=np.float64) - 0.5
+    z = (edges[None, :] - np.asarray(centres, dtype=np.float64)[:, None]) / (
+        np.sqrt(2.0) * np.asarray(sigma, dtype=np.float64).reshape(-1, 1)
+    )
+    cdf = 0.5 * (1.0 + _erf(z).astype(np.float64))
+    return np.diff(cdf, axis=1)
+
+
+def render_gaussians(shape, x, y, flux, fwhm):
+    """Pixel-integrated circular Gaussians (fwhm scalar or per object) on a zero image."""
+    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    sigma = np.broadcast_to(np.asarray(fwhm, dtype=np.float64), x.shape) / 2.3548200450309493
+    px = _pixel_profile(x, sigma, shape[1])
+    py = _pixel_profile(y, sigma, shape[0])
+    return np.einsum("n,ny,nx->yx", np.asarray(flux, dtype=np.float64), py, px)
+
+
+def star_field(
+    shape=(128, 128), fwhm=3.0, n=25, noise=5.0, background=100.0, snr=(40, 300), seed=0
+):
+    """Stars on a grid with random sub-pixel offsets, Gaussian noise and a flat background.
+
+    Returns ``(image, x, y, flux)`` with 0-based true positions. Stars are at least
+    ``max(4 fwhm, 8)`` px from the edges and from each other.
+    """
+    rng = np.random.default_rng(seed)
+    margin = max(4.0 * fwhm, 8.0)
+    side = int(np.ceil(np.sqrt(n)))
+    gx = np.linspace(margin, shape[1] - 1 - margin, side)
+    gy = np.linspace(margin, shape[0] - 1 - margin, side)
+    xx, yy = np.meshgrid(gx, gy)
+    x = xx.ravel()[:n] + rng.uniform(-0.5, 0.5, n)
+    y = yy.ravel()[:n] + rng.uniform(-0.5, 0.5, n)
+    # peak S/N between snr[0] and snr[1]
+    sigma = fwhm / 2.3548200450309493
+    peak = noise * rng.uniform(snr[0], snr[1], n)
+    flux = peak * 2.0 * np.pi * sigma**2
+    image = background + render_gaussians(shape, x, y, flux, fwhm)
+    image += rng.normal(0.0, noise, shape)
+    return image.astype(np.float32), x, y, flux
+
+
+@pytest.fixture
+def make_star_field():
+    """Factory fixture: ``make_star_field(**kwargs)`` -> ``(image, x, y, flux)``."""
+    return star_field
+
+
+@pytest.fixture
+def render():
+    """Factory fixture: ``render(shape, x, y, flux, fwhm)`` -> image of Gaussians."""
+    return render_gaussians

@@ -1,0 +1,462 @@
+"""Tests for rbvet.core.frame: HDU choice, companion maps, WCS, errors, background."""
+
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from rbvet.core.errors import RbvetError
+from rbvet.core.frame import Frame, frame_from_array, read_frame
+
+SHAPE = (40, 50)
+
+
+def _image(seed=0, shape=SHAPE):
+    rng = np.random.default_rng(seed)
+    return rng.normal(100.0, 5.0, shape).astype(np.float32)
+
+
+def _tan_header(shape=SHAPE):
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = [150.0, 2.0]
+    w.wcs.crpix = [shape[1] / 2 + 0.5, shape[0] / 2 + 0.5]
+    w.wcs.cdelt = [-0.0002, 0.0002]
+    return w.to_header()
+
+
+def _check_image(frame, expected):
+    assert isinstance(frame, Frame)
+    assert frame.image.dtype == np.float32
+    assert frame.image.dtype.isnative
+    assert frame.image.flags.c_contiguous
+    assert frame.mask.dtype == bool and frame.mask.shape == frame.shape
+    np.testing.assert_allclose(frame.image, expected, rtol=1e-6)
+
+
+# ------------------------------------------------------------------------ HDU choice
+
+
+def test_primary_image(tmp_path):
+    data = _image()
+    path = tmp_path / "prim.fits"
+    fits.PrimaryHDU(data).writeto(path)
+    frame = read_frame(path)
+    _check_image(frame, data)
+    assert frame.hdu == 0
+    assert frame.path == str(path)
+    assert frame.shape == SHAPE
+    assert not frame.mask.any()
+    assert frame.background is None and frame.noise is None
+    assert frame.wcs is None
+
+
+def test_first_image_extension_when_primary_is_empty(tmp_path):
+    data = _image()
+    path = tmp_path / "ext.fits"
+    table = fits.BinTableHDU.from_columns([fits.Column(name="a", format="E", array=[1.0])])
+    fits.HDUList([fits.PrimaryHDU(), table, fits.ImageHDU(data, name="SCI")]).writeto(path)
+    frame = read_frame(path)
+    _check_image(frame, data)
+    assert frame.hdu == 2
+
+
+def test_hdu_by_name_and_index(tmp_path):
+    first, second = _image(1), _image(2)
+    path = tmp_path / "two.fits"
+    fits.HDUList(
+        [fits.PrimaryHDU(), fits.ImageHDU(first, name="SCI"), fits.ImageHDU(second, name="OTHER")]
+    ).writeto(path)
+    _check_image(read_frame(path), first)
+    _check_image(read_frame(path, hdu="OTHER"), second)
+    _check_image(read_frame(path, hdu="other"), second)
+    frame = read_frame(path, hdu=2)
+    _check_image(frame, second)
+    assert frame.hdu == 2
+
+
+def test_unknown_hdu_name_and_index(tmp_path):
+    path = tmp_path / "named.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(_image(), name="SCI")]).writeto(path)
+    with pytest.raises(RbvetError, match=r"named\.fits: no HDU named 'NOPE'.*SCI"):
+        read_frame(path, hdu="NOPE")
+    with pytest.raises(RbvetError, match=r"named\.fits: no HDU 5"):
+        read_frame(path, hdu=5)
+    with pytest.raises(RbvetError, match=r"named\.fits: HDU 0 holds no 2-D image"):
+        read_frame(path, hdu=0)
+
+
+def test_fpack_compressed_image(tmp_path):
+    data = _image()
+    path = tmp_path / "comp.fits.fz"
+    comp = fits.CompImageHDU(data, name="SCI", compression_type="GZIP_2", quantize_level=0.0)
+    fits.HDUList([fits.PrimaryHDU(), comp]).writeto(path)
+    frame = read_frame(path)
+    _check_image(frame, data)
+    assert frame.hdu == 1
+    _check_image(read_frame(path, hdu="SCI"), data)
+
+
+def test_fpack_integer_rice(tmp_path):
+    data = np.arange(np.prod(SHAPE), dtype=np.int32).reshape(SHAPE) % 3000
+    path = tmp_path / "rice.fits.fz"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(data, compression_type="RICE_1")]).writeto(
+        path
+    )
+    _check_image(read_frame(path), data.astype(np.float32))
+
+
+def test_int16_with_bzero_bscale(tmp_path):
+    values = np.linspace(-50.0, 5000.0, np.prod(SHAPE)).reshape(SHAPE)
+    hdu = fits.PrimaryHDU(values.copy())
+    hdu.scale("int16", bzero=16000.0, bscale=0.5)
+    path = tmp_path / "int16.fits"
+    hdu.writeto(path)
+    with fits.open(path, do_not_scale_image_data=True) as hdul:
+        assert hdul[0].header["BITPIX"] == 16
+        assert hdul[0].header["BZERO"] == 16000.0
+    frame = read_frame(path)
+    assert frame.image.dtype == np.float32 and frame.image.dtype.isnative
+    np.testing.assert_allclose(frame.image, values, atol=0.5)
+
+
+def test_uint16_data(tmp_path):
+    data = np.full(SHAPE, 60000, dtype=np.uint16)
+    data[0, 0] = 3
+    path = tmp_path / "uint16.fits"
+    fits.PrimaryHDU(data).writeto(path)
+    frame = read_frame(path)
+    assert frame.image[1, 1] == 60000.0 and frame.image[0, 0] == 3.0
+
+
+def test_integer_blank_is_masked(tmp_path):
+    data = np.full(SHAPE, 7, dtype=np.int16)
+    data[3, 4] = -32768
+    hdu = fits.PrimaryHDU(data)
+    hdu.header["BLANK"] = -32768
+    path = tmp_path / "blank.fits"
+    hdu.writeto(path)
+    frame = read_frame(path)
+    assert frame.mask[3, 4] and frame.mask.sum() == 1
+    assert not np.isfinite(frame.image[3, 4])
+
+
+def test_big_endian_arrays():
+    data = _image()
+    for dtype in (">f8", ">f4", ">i4", "<i2"):
+        arr = np.round(data).astype(dtype)
+        frame = frame_from_array(arr)
+        _check_image(frame, np.round(data))
+
+
+def test_degenerate_leading_axis_is_dropped(tmp_path):
+    data = _image()
+    path = tmp_path / "deg.fits"
+    fits.PrimaryHDU(data[None]).writeto(path)
+    _check_image(read_frame(path), data)
+
+
+# --------------------------------------------------------------------- companion maps
+
+
+def _file_with_maps(path, data, mask, err, weight):
+    fits.HDUList(
+        [
+            fits.PrimaryHDU(data),
+            fits.ImageHDU(mask, name="MASK"),
+            fits.ImageHDU(err, name="ERR"),
+            fits.ImageHDU(weight, name="WHT"),
+        ]
+    ).writeto(path)
+
+
+def _maps():
+    data = _image()
+    mask = np.zeros(SHAPE, dtype=np.uint8)
+    mask[5, 6] = 4
+    err = np.full(SHAPE, 2.0, dtype=np.float32)
+    weight = np.full(SHAPE, 0.25, dtype=np.float32)
+    weight[7, 8] = 0.0
+    return data, mask, err, weight
+
+
+def test_mask_error_weight_from_extensions(tmp_path):
+    data, mask, err, weight = _maps()
+    path = tmp_path / "maps.fits"
+    _file_with_maps(path, data, mask, err, weight)
+
+    frame = read_frame(path, mask="MASK", error="ERR")
+    _check_image(frame, data)
+    assert frame.mask[5, 6] and frame.mask.sum() == 1
+    np.testing.assert_allclose(frame.noise, 2.0)
+    assert frame.noise.dtype == np.float32
+
+    frame = read_frame(path, mask=1, weight="WHT")
+    assert frame.mask[5, 6] and frame.mask[7, 8] and frame.mask.sum() == 2
+    assert frame.noise[0, 0] == pytest.approx(2.0)
+    assert np.isinf(frame.noise[7, 8])
+
+
+def test_maps_from_separate_files_and_arrays(tmp_path):
+    data, mask, err, weight = _maps()
+    image_path = tmp_path / "sci.fits"
+    fits.PrimaryHDU(data).writeto(image_path)
+    mask_path = tmp_path / "mask.fits"
+    fits.PrimaryHDU(mask).writeto(mask_path)
+    err_path = tmp_path / "err.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(err, name="ERR")]).writeto(err_path)
+
+    frame = read_frame(image_path, mask=str(mask_path), error=err_path)
+    assert frame.mask[5, 6] and frame.mask.sum() == 1
+    np.testing.assert_allclose(frame.noise, 2.0)
+
+    frame = read_frame(image_path, mask=(mask_path, 0), error=(err_path, "ERR"))
+    assert frame.mask.sum() == 1
+
+    frame = read_frame(image_path, mask=mask.astype(bool), weight=weight, background=90.0)
+    assert frame.mask.sum() == 2
+    np.testing.assert_allclose(frame.background, 90.0)
+    assert frame.noise[0, 0] == pytest.approx(2.0)
+
+
+def test_map_shape_mismatch(tmp_path):
+    data = _image()
+    path = tmp_path / "bad_shape.fits"
+    fits.HDUList(
+        [fits.PrimaryHDU(data), fits.ImageHDU(np.zeros((10, 12), np.uint8), name="MASK")]
+    ).writeto(path)
+    with pytest.raises(RbvetError, match=r"bad_shape\.fits: mask from HDU 'MASK' has shape"):
+        read_frame(path, mask="MASK")
+    with pytest.raises(RbvetError, match=r"bad_shape\.fits: error has shape \(3, 3\)"):
+        read_frame(path, error=np.ones((3, 3)))
+    other = tmp_path / "small_err.fits"
+    fits.PrimaryHDU(np.ones((4, 4), np.float32)).writeto(other)
+    with pytest.raises(RbvetError, match=r"bad_shape\.fits: error from file 'small_err\.fits'"):
+        read_frame(path, error=other)
+    with pytest.raises(RbvetError, match=r"arr\.fits: mask has shape"):
+        frame_from_array(data, mask=np.zeros((2, 2)), path="arr.fits")
+
+
+def test_map_that_is_neither_hdu_nor_file(tmp_path):
+    path = tmp_path / "sci.fits"
+    fits.PrimaryHDU(_image()).writeto(path)
+    with pytest.raises(RbvetError, match=r"sci\.fits: mask: 'WEIGHTS' is neither an HDU"):
+        read_frame(path, mask="WEIGHTS")
+    with pytest.raises(RbvetError, match=r"sci\.fits: give an error map or a weight map"):
+        read_frame(path, error=1.0, weight=1.0)
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(RbvetError, match=r"nothere\.fits: no such file"):
+        read_frame(tmp_path / "nothere.fits")
+
+
+def test_corrupt_bytes(tmp_path):
+    path = tmp_path / "junk.fits"
+    path.write_bytes(np.random.default_rng(0).bytes(6000))
+    with pytest.raises(RbvetError, match=r"junk\.fits: not a readable FITS file"):
+        read_frame(path)
+    text = tmp_path / "notes.fits"
+    text.write_text("this is not FITS\n")
+    with pytest.raises(RbvetError, match=r"notes\.fits: not a readable FITS file"):
+        read_frame(text)
+
+
+def test_truncated_file(tmp_path):
+    path = tmp_path / "cut.fits"
+    fits.PrimaryHDU(_image(shape=(200, 200))).writeto(path)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(RbvetError, match=r"cut\.fits: cannot read the image data.*truncated"):
+        read_frame(path)
+    header_only = tmp_path / "cut_header.fits"
+    header_only.write_bytes(blob[:1000])
+    with pytest.raises(RbvetError, match=r"cut_header\.fits: not a readable FITS file"):
+        read_frame(header_only)
+
+
+def test_truncated_compressed_file(tmp_path):
+    path = tmp_path / "cut.fits.fz"
+    comp = fits.CompImageHDU(_image(shape=(200, 200)), compression_type="GZIP_2")
+    fits.HDUList([fits.PrimaryHDU(), comp]).writeto(path)
+    blob = path.read_bytes()
+    path.write_bytes(blob[: 2 * len(blob) // 3])
+    with pytest.raises(RbvetError, match=r"cut\.fits\.fz: cannot read the image data.*truncated"):
+        read_frame(path)
+
+
+def test_table_only_file(tmp_path):
+    path = tmp_path / "table.fits"
+    table = fits.BinTableHDU.from_columns([fits.Column(name="x", format="E", array=[1.0, 2.0])])
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(path)
+    with pytest.raises(RbvetError, match=r"table\.fits: no 2-D image HDU"):
+        read_frame(path)
+    with pytest.raises(RbvetError, match=r"table\.fits: HDU 1 is a BinTableHDU, not an image"):
+        read_frame(path, hdu=1)
+
+
+def test_cube(tmp_path):
+    path = tmp_path / "cube.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((3, 20, 20)), name="CUBE")]).writeto(
+        path
+    )
+    with pytest.raises(RbvetError, match=r"cube\.fits: HDU 1 \(CUBE\) is a 3-D cube"):
+        read_frame(path)
+    with pytest.raises(RbvetError, match=r"cube\.fits: HDU 'CUBE' is a 3-D cube"):
+        read_frame(path, hdu="CUBE")
+
+
+def test_all_nan_or_all_masked(tmp_path):
+    path = tmp_path / "nan.fits"
+    fits.PrimaryHDU(np.full(SHAPE, np.nan, dtype=np.float32)).writeto(path)
+    with pytest.raises(RbvetError, match=r"nan\.fits: no usable pixels"):
+        read_frame(path)
+    good = tmp_path / "good.fits"
+    fits.PrimaryHDU(_image()).writeto(good)
+    with pytest.raises(RbvetError, match=r"good\.fits: no usable pixels"):
+        read_frame(good, mask=np.ones(SHAPE, dtype=np.uint8))
+    with pytest.raises(RbvetError, match=r"good\.fits: no usable pixels"):
+        read_frame(good, weight=np.zeros(SHAPE))
+
+
+def test_directory_is_not_a_frame(tmp_path):
+    with pytest.raises(RbvetError, match=str(tmp_path.name)):
+        read_frame(tmp_path)
+
+
+def test_non_finite_pixels_are_masked():
+    data = _image()
+    data[1, 2] = np.nan
+    data[3, 4] = np.inf
+    frame = frame_from_array(data)
+    assert frame.mask[1, 2] and frame.mask[3, 4] and frame.mask.sum() == 2
+
+
+# ------------------------------------------------------------------------------- WCS
+
+
+def test_wcs_is_read(tmp_path):
+    header = _tan_header()
+    path = tmp_path / "wcs.fits"
+    fits.PrimaryHDU(_image(), header=header).writeto(path)
+    frame = read_frame(path)
+    assert frame.wcs is not None and frame.wcs.has_celestial
+    sky = frame.wcs.pixel_to_world(24.5, 19.5)
+    assert sky.ra.deg == pytest.approx(150.0) and sky.dec.deg == pytest.approx(2.0)
+
+
+def test_wcs_on_compressed_and_degenerate_cube(tmp_path):
+    header = _tan_header()
+    path = tmp_path / "wcs.fits.fz"
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(_image(), header=header)]).writeto(path)
+    assert read_frame(path).wcs is not None
+
+    cube_header = _tan_header()
+    cube_header["WCSAXES"] = 3
+    cube_header["CTYPE3"] = "FREQ"
+    cube_header["CRVAL3"] = 1.4e9
+    cube_header["CDELT3"] = 1e6
+    cube_header["CRPIX3"] = 1.0
+    path = tmp_path / "deg_wcs.fits"
+    fits.PrimaryHDU(_image()[None], header=cube_header).writeto(path)
+    frame = read_frame(path)
+    assert frame.shape == SHAPE
+    assert frame.wcs is not None and frame.wcs.naxis == 2
+
+
+def test_bad_or_missing_wcs_is_none_without_warnings(tmp_path):
+    header = fits.Header()
+    header["CTYPE1"] = "RA---XXX"
+    header["CTYPE2"] = "DEC--XXX"
+    header["CRVAL1"] = 10.0
+    header["CRVAL2"] = 100.0
+    header["CD1_1"] = 0.0
+    header["CD2_2"] = 0.0
+    header["DATE-OBS"] = "2020/01/02"  # makes astropy's WCS emit a FITSFixedWarning
+    header["RADECSYS"] = "FK5"
+    path = tmp_path / "badwcs.fits"
+    fits.PrimaryHDU(_image(), header=header).writeto(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = read_frame(path)
+    assert frame.wcs is None
+
+    plain = tmp_path / "nowcs.fits"
+    fits.PrimaryHDU(_image()).writeto(plain)
+    assert read_frame(plain).wcs is None
+
+
+def test_fixable_header_keeps_wcs_without_warnings(tmp_path):
+    header = _tan_header()
+    header["DATE-OBS"] = "2020/01/02"
+    header["RADECSYS"] = "FK5"
+    path = tmp_path / "fixable.fits"
+    fits.PrimaryHDU(_image(), header=header).writeto(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = read_frame(path)
+    assert frame.wcs is not None
+
+
+# ------------------------------------------------------------------ frame_from_array
+
+
+def test_frame_from_array_scalars_and_validation():
+    data = _image()
+    frame = frame_from_array(data, background=100.0, noise=5.0)
+    assert frame.background.shape == SHAPE and frame.background.dtype == np.float32
+    np.testing.assert_allclose(frame.noise, 5.0)
+    assert frame.hdu is None and frame.path is None
+
+    noise = np.full(SHAPE, 5.0)
+    noise[0, 0] = 0.0
+    frame = frame_from_array(data, noise=noise)
+    assert frame.mask[0, 0] and frame.mask.sum() == 1
+
+    masked = np.ma.masked_array(data, mask=np.zeros(SHAPE, bool))
+    masked.mask[2, 2] = True
+    assert frame_from_array(masked).mask[2, 2]
+
+    with pytest.raises(RbvetError, match=r"cube\.npy: image must be 2-D"):
+        frame_from_array(np.zeros((2, 3, 4)), path="cube.npy")
+    with pytest.raises(RbvetError, match=r"img\.fits: background has shape"):
+        frame_from_array(data, background=np.zeros((3, 3)), path="img.fits")
+
+
+def test_frame_from_array_uses_header_wcs():
+    frame = frame_from_array(_image(), header=_tan_header())
+    assert frame.wcs is not None
+
+
+# --------------------------------------------------------------------- background
+
+
+def test_ensure_background_excludes_masked_pixels():
+    rng = np.random.default_rng(3)
+    data = (200.0 + 0.1 * np.arange(128)[None, :] + rng.normal(0.0, 4.0, (128, 128))).astype(
+        np.float32
+    )
+    mask = np.zeros(data.shape, bool)
+    data[40:60, 40:60] = 1e5  # masked junk that must not leak into the background
+    mask[40:60, 40:60] = True
+    data[0, 0] = np.nan
+    frame = frame_from_array(data, mask=mask)
+    assert frame.ensure_background(bw=32, bh=32) is frame
+    assert frame.background.dtype == np.float32 and frame.noise.dtype == np.float32
+    expected = 200.0 + 0.1 * np.arange(128)[None, :]
+    assert np.abs(frame.background - expected)[~mask].max() < 3.0
+    assert np.median(frame.noise) == pytest.approx(4.0, rel=0.1)
+    assert frame.background[50, 50] < 300.0
+
+
+def test_ensure_background_keeps_given_maps():
+    data = _image()
+    frame = frame_from_array(data, background=0.0)
+    frame.ensure_background()
+    np.testing.assert_array_equal(frame.background, 0.0)
+    assert np.median(frame.noise) == pytest.approx(5.0, rel=0.15)

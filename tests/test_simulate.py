@@ -1,0 +1,404 @@
+"""Tests of the frame simulator: reproducibility, photometry, PSF shapes, truth, labels."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from rbvet.core.simulate import (
+    ARTIFACT_KINDS,
+    SOURCE_KINDS,
+    draw_fwhm,
+    label_detections,
+    simulate_frame,
+)
+
+NO_ARTIFACTS = dict(cosmic_ray_density=0, hot_pixel_density=0, n_satellites=0, n_bad_columns=0)
+
+
+def only_stars(**options):
+    """A small frame with only bright, isolated, unsaturated stars."""
+    settings = dict(
+        shape=(256, 256),
+        n_galaxies=0,
+        pair_fraction=0,
+        star_peak_snr=(80.0, 400.0),
+        min_separation=8.0,
+        margin=15,
+        saturation=1e9,
+        sky_gradient=False,
+        **NO_ARTIFACTS,
+    )
+    settings.update(options)
+    return simulate_frame(**settings)
+
+
+def one_star(fwhm, psf_model, **options):
+    """A noise-free-usable frame holding one bright round star in its middle."""
+    settings = dict(
+        shape=(160, 160),
+        fwhm=fwhm,
+        rng=3,
+        n_stars=1,
+        n_galaxies=0,
+        psf_model=psf_model,
+        moffat_beta=3.0,
+        ellipticity=0.0,
+        star_peak_snr=(5000.0, 5000.0),
+        margin=70,
+        saturation=1e12,
+        **NO_ARTIFACTS,
+    )
+    settings.update(options)
+    frame = simulate_frame(**settings)
+    assert len(frame.truth) == 1
+    return frame
+
+
+def moments(layer, x, y, radius):
+    """Flux, centroid and mean per-axis second moment of a layer in a box around (x, y)."""
+    x0, y0 = int(round(x)), int(round(y))
+    box = layer[y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1].astype(float)
+    rows, cols = np.mgrid[y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1]
+    flux = box.sum()
+    cx, cy = (box * cols).sum() / flux, (box * rows).sum() / flux
+    variance = 0.5 * (box * ((cols - cx) ** 2 + (rows - cy) ** 2)).sum() / flux
+    return flux, cx, cy, variance
+
+
+# --- reproducibility -------------------------------------------------------------------
+
+
+def test_same_seed_gives_identical_frame_and_different_seeds_differ():
+    first = simulate_frame(shape=(128, 128), rng=42)
+    second = simulate_frame(shape=(128, 128), rng=42)
+    third = simulate_frame(shape=(128, 128), rng=43)
+    for name in ("image", "background", "noise", "sources", "artifacts", "artifact_kind"):
+        np.testing.assert_array_equal(getattr(first, name), getattr(second, name))
+    assert first.params == second.params
+    assert len(first.truth) == len(second.truth)
+    assert not np.array_equal(first.image, third.image)
+
+
+def test_generator_seed_is_recorded_and_reproduces_the_frame():
+    frame = simulate_frame(shape=(96, 96), rng=np.random.default_rng(7))
+    again = simulate_frame(shape=(96, 96), rng=frame.params["seed"])
+    np.testing.assert_array_equal(frame.image, again.image)
+
+
+def test_turning_one_kind_off_leaves_the_others_unchanged():
+    with_hits = simulate_frame(shape=(128, 128), rng=5, cosmic_ray_density=300)
+    without = simulate_frame(shape=(128, 128), rng=5, cosmic_ray_density=0)
+    np.testing.assert_array_equal(with_hits.sources, without.sources)
+    assert "cosmic_ray" in set(with_hits.truth["kind"])
+    assert "cosmic_ray" not in set(without.truth["kind"])
+
+
+def test_layers_have_the_contract_types():
+    frame = simulate_frame(shape=(64, 80), rng=1)
+    for name in ("image", "background", "noise", "sources", "artifacts"):
+        layer = getattr(frame, name)
+        assert layer.dtype == np.float32 and layer.shape == (64, 80)
+    assert frame.artifact_kind.dtype == np.uint8
+    assert frame.artifact_kind.max() <= len(ARTIFACT_KINDS) - 1  # 'noise' is never injected
+    assert frame.image.max() <= frame.params["saturation"]
+    for column in ("x", "y", "kind", "subkind", "flux", "peak", "length", "angle"):
+        assert column in frame.truth.colnames
+
+
+# --- photometry and PSF ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("psf_model", ["gaussian", "moffat"])
+@pytest.mark.parametrize("fwhm", [1.5, 4.0])
+def test_star_flux_and_centroid_are_recovered_from_the_sources_layer(psf_model, fwhm):
+    frame = one_star(fwhm, psf_model, moffat_beta=2.5, star_peak_snr=(300.0, 300.0))
+    star = frame.truth[0]
+    flux, cx, cy, _ = moments(frame.sources, star["x"], star["y"], int(8 * fwhm))
+    assert flux == pytest.approx(star["flux"], rel=0.02)
+    assert abs(cx - star["x"]) < 0.1 and abs(cy - star["y"]) < 0.1
+    assert frame.sources.max() == pytest.approx(star["peak"], rel=1e-5)
+
+
+@pytest.mark.parametrize("psf_model", ["gaussian", "moffat"])
+@pytest.mark.parametrize("fwhm", [1.5, 3.0, 8.0])
+def test_rendered_star_fwhm_matches_the_requested_one(psf_model, fwhm):
+    frame = one_star(fwhm, psf_model, moffat_beta=4.0)
+    star = frame.truth[0]
+    _, _, _, variance = moments(frame.sources, star["x"], star["y"], 65)
+    # Integrating over pixels adds the 1/12 px² variance of a pixel box.
+    variance -= 1.0 / 12.0
+    if psf_model == "gaussian":
+        measured = 2.0 * np.sqrt(2.0 * np.log(2.0) * variance)
+    else:  # per-axis variance of a Moffat is α² / (2(β − 2))
+        beta = 4.0
+        alpha = np.sqrt(2.0 * (beta - 2.0) * variance)
+        measured = 2.0 * alpha * np.sqrt(2.0 ** (1.0 / beta) - 1.0)
+    assert measured == pytest.approx(fwhm, rel=0.05)
+
+
+def test_sharp_psf_is_integrated_over_pixels_not_point_sampled():
+    frame = one_star(1.2, "gaussian", rng=11)
+    star = frame.truth[0]
+    sigma = 1.2 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    # A pixel-integrated Gaussian's peak pixel holds at most erf(0.5/(σ√2))² of the flux;
+    # point sampling would put 1/(2πσ²) ≈ 0.61 there.
+    from scipy.special import erf
+
+    assert star["peak"] / star["flux"] <= erf(0.5 / (sigma * np.sqrt(2.0))) ** 2 + 1e-6
+
+
+def test_elliptical_psf_has_the_requested_axis_ratio():
+    frame = one_star(4.0, "gaussian", ellipticity=0.2, psf_angle=0.0)
+    star = frame.truth[0]
+    x0, y0, r = int(round(star["x"])), int(round(star["y"])), 30
+    box = frame.sources[y0 - r : y0 + r + 1, x0 - r : x0 + r + 1].astype(float)
+    rows, cols = np.mgrid[-r : r + 1, -r : r + 1]
+    vx = (box * (cols - (star["x"] - x0)) ** 2).sum() / box.sum() - 1 / 12
+    vy = (box * (rows - (star["y"] - y0)) ** 2).sum() / box.sum() - 1 / 12
+    assert np.sqrt(vy / vx) == pytest.approx(0.8, rel=0.02)
+
+
+@pytest.mark.parametrize("sersic_n", [0.5, 1.0, 4.0])
+def test_galaxy_profile_has_the_drawn_half_light_radius_axis_ratio_and_angle(sersic_n):
+    from rbvet.core.simulate import _Psf, _render_galaxy_stamps
+
+    psf = _Psf("gaussian", 1.2, np.nan, 0.0, 0.0)
+    r_eff, q, theta, radius = 6.0, 0.4, 0.6, 64
+    stamp = _render_galaxy_stamps(
+        psf,
+        np.array([0.3]),
+        np.array([-0.2]),
+        np.array([sersic_n]),
+        np.array([r_eff]),
+        np.array([q]),
+        np.array([theta]),
+        np.array([10.0]),
+        radius,
+        1,
+    )[0]
+    rows, cols = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    dx, dy = cols - 0.3, rows + 0.2
+    along = dx * np.cos(theta) + dy * np.sin(theta)
+    across = dy * np.cos(theta) - dx * np.sin(theta)
+    elliptical_radius = np.sqrt(q * along**2 + across**2 / q).ravel()
+    order = np.argsort(elliptical_radius)
+    enclosed = np.cumsum(stamp.ravel()[order])
+    half_light = elliptical_radius[order][np.searchsorted(enclosed, 0.5)]
+    # n = 4 is truncated at 10 r_e, which takes a few per cent of its light.
+    assert half_light == pytest.approx(r_eff, rel=0.04 if sersic_n < 4 else 0.12)
+    covariance = np.cov(np.vstack([dx.ravel(), dy.ravel()]), aweights=stamp.ravel())
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    assert np.sqrt(eigenvalues[0] / eigenvalues[1]) == pytest.approx(q, abs=0.03)
+    major = np.arctan2(eigenvectors[1, 1], eigenvectors[0, 1]) % np.pi
+    assert major == pytest.approx(theta, abs=0.02)
+
+
+def test_galaxies_are_wider_than_stars_and_hits_sharper():
+    frame = simulate_frame(
+        shape=(256, 256),
+        fwhm=1.4,
+        rng=21,
+        real_density=2000,
+        galaxy_fraction=0.5,
+        n_cosmic_rays=150,
+        cosmic_ray_mix={"single": 1.0, "cluster": 1.0},
+        hot_pixel_density=0,
+        n_satellites=0,
+        n_bad_columns=0,
+    )
+    truth = frame.truth
+    concentration = np.asarray(truth["peak"] / truth["flux"])
+    kind = np.asarray(truth["kind"])
+    star_max = concentration[kind == "star"].max()
+    # A galaxy is the PSF convolved with something: never more concentrated than a star.
+    assert concentration[kind == "galaxy"].max() <= star_max * 1.01
+    assert np.median(concentration[kind == "galaxy"]) < 0.6 * np.median(
+        concentration[kind == "star"]
+    )
+    singles = (kind == "cosmic_ray") & (np.asarray(truth["subkind"]) == "single")
+    assert singles.sum() > 20
+    assert concentration[singles].min() > star_max
+
+
+def test_noise_map_is_the_sky_noise():
+    frame = simulate_frame(shape=(256, 256), rng=4, n_stars=0, n_galaxies=0, **NO_ARTIFACTS)
+    residual = (frame.image - frame.background) / frame.noise
+    assert np.std(residual) == pytest.approx(1.0, rel=0.02)
+    assert abs(np.mean(residual)) < 0.02
+
+
+# --- truth ------------------------------------------------------------------------------
+
+
+def test_sep_recovers_the_injected_stars():
+    sep = pytest.importorskip("sep")
+    frame = only_stars(fwhm=2.5, rng=8, real_density=800, psf_model="gaussian")
+    stars = frame.truth[frame.truth["kind"] == "star"]
+    assert len(stars) >= 20
+    data = np.ascontiguousarray(frame.image - frame.background, dtype=np.float64)
+    objects = sep.extract(data, 5.0, err=np.ascontiguousarray(frame.noise, dtype=np.float64))
+    assert len(objects) == len(stars)
+    x, y, _ = sep.winpos(data, objects["x"], objects["y"], np.full(len(objects), 2.5 / 2.3548))
+    distance = np.hypot(x[:, None] - stars["x"][None, :], y[:, None] - stars["y"][None, :])
+    nearest = distance.min(axis=0)
+    assert np.all(nearest < 0.1)
+    assert len(set(distance.argmin(axis=0))) == len(stars)
+
+
+def test_every_artifact_kind_appears_when_asked():
+    frame = simulate_frame(
+        shape=(256, 256),
+        rng=12,
+        n_cosmic_rays=120,
+        cosmic_ray_mix={"single": 1, "cluster": 1, "worm": 1, "track": 1},
+        n_hot_pixels=80,
+        hot_pixel_mix={"single": 1, "pair": 1, "cluster": 1, "column_segment": 1},
+        n_satellites=2,
+        n_bad_columns=3,
+    )
+    truth = frame.truth
+    kinds = set(truth["kind"])
+    assert set(ARTIFACT_KINDS[:-1]) <= kinds
+    assert set(np.unique(frame.artifact_kind)) >= {1, 2, 3, 4}
+    cosmic = truth[truth["kind"] == "cosmic_ray"]
+    assert set(cosmic["subkind"]) == {"single", "cluster", "worm", "track"}
+    hot = truth[truth["kind"] == "hot_pixel"]
+    assert set(hot["subkind"]) == {"single", "pair", "cluster", "column_segment"}
+    tracks = cosmic[cosmic["subkind"] == "track"]
+    assert np.all((tracks["length"] >= 5) & (tracks["length"] <= 150))
+    for kind in ("satellite", "bad_column"):
+        rows = truth[truth["kind"] == kind]
+        assert np.all(np.isfinite(rows["x0"]) & np.isfinite(rows["y1"]))
+        assert np.all(rows["length"] > 0)
+    # Amplitudes are relative to the noise: hits and hot pixels stand well above it (hits
+    # drawn from 5σ, less what charge diffusion spreads out; warm segments from 3σ).
+    assert np.all(cosmic["peak_sigma"] > 3.0) and np.all(hot["peak_sigma"] > 2.5)
+    assert np.all(np.isfinite(tracks["x0"]) & np.isfinite(tracks["y1"]))
+
+
+def test_saturated_stars_are_clipped_flat_and_bleed_along_columns():
+    frame = simulate_frame(
+        shape=(200, 200),
+        fwhm=3.0,
+        rng=2,
+        n_stars=3,
+        n_galaxies=0,
+        star_peak_snr=(3e4, 3e4),
+        saturation=20000.0,
+        sky=200.0,
+        bleed=True,
+        min_separation=15,
+        margin=40,
+        **NO_ARTIFACTS,
+    )
+    assert np.all(frame.truth["saturated"])
+    at_saturation = frame.image >= frame.params["saturation"]
+    assert at_saturation.sum() > 30
+    assert frame.image.max() == pytest.approx(frame.params["saturation"])
+    rows, cols = np.nonzero(at_saturation)
+    assert np.ptp(rows) > 0
+    for star in frame.truth:  # taller than wide: the bleed runs along the column
+        near = (np.abs(cols - star["x"]) < 20) & (np.abs(rows - star["y"]) < 100)
+        assert np.ptp(rows[near]) > 1.5 * np.ptp(cols[near])
+
+
+# --- labels -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def labelled_frame():
+    return simulate_frame(
+        shape=(256, 256),
+        fwhm=2.0,
+        rng=31,
+        real_density=600,
+        galaxy_fraction=0.3,
+        n_hot_pixels=60,
+        hot_pixel_mix={"single": 1.0},
+        cosmic_ray_density=0,
+        n_satellites=0,
+        n_bad_columns=0,
+    )
+
+
+def test_label_detections_on_hot_pixel_star_and_empty_sky(labelled_frame):
+    frame = labelled_frame
+    truth = frame.truth
+    sigma = frame.noise
+    x_hot, y_hot = np.asarray(truth["x"]), np.asarray(truth["y"])
+    kind = np.asarray(truth["kind"])
+
+    hot = np.flatnonzero((kind == "hot_pixel") & (np.asarray(truth["peak_sigma"]) > 10))
+    clean = [
+        i
+        for i in hot
+        if frame.sources[
+            int(y_hot[i]) - 2 : int(y_hot[i]) + 3, int(x_hot[i]) - 2 : int(x_hot[i]) + 3
+        ].max()
+        < 0.1 * sigma.min()
+    ]
+    inside = (x_hot > 3) & (x_hot < 252) & (y_hot > 3) & (y_hot < 252)
+    stars = np.flatnonzero((kind == "star") & (np.asarray(truth["peak_sigma"]) > 10) & inside)
+    assert clean and stars.size
+    # Empty sky: where neither layer holds anything within a few pixels.
+    from scipy import ndimage
+
+    quiet = ndimage.maximum_filter(np.maximum(frame.sources, frame.artifacts), size=7)
+    ey, ex = np.argwhere(quiet < 0.05 * sigma)[len(np.argwhere(quiet < 0.05 * sigma)) // 2]
+
+    x = np.concatenate([x_hot[clean], x_hot[stars] + 0.3, [ex]])
+    y = np.concatenate([y_hot[clean], y_hot[stars] - 0.2, [ey]])
+    label, kinds = label_detections(frame, x, y)
+    n_hot, n_star = len(clean), stars.size
+    assert np.all(label[:n_hot] == 0) and np.all(kinds[:n_hot] == "hot_pixel")
+    star_labels = label[n_hot : n_hot + n_star]
+    assert np.mean(star_labels == 1) > 0.9  # a few may sit under a hot pixel
+    assert np.all(kinds[n_hot : n_hot + n_star][star_labels == 1] == "star")
+    assert label[-1] == 0 and kinds[-1] == "noise"
+
+
+def test_label_detections_weighs_an_artifact_against_the_star_under_it(labelled_frame):
+    frame = labelled_frame
+    truth = frame.truth
+    star = truth[(truth["kind"] == "star") & (truth["peak_sigma"] > 20)][0]
+    x, y = int(round(star["x"])), int(round(star["y"]))
+
+    def label_with_hot_pixel(ratio):
+        sources_peak = frame.sources[y - 1 : y + 2, x - 1 : x + 2].max()
+        artifacts = frame.artifacts.copy()
+        kind_map = frame.artifact_kind.copy()
+        artifacts[y + 1, x] += ratio * sources_peak
+        kind_map[y + 1, x] = ARTIFACT_KINDS.index("hot_pixel") + 1
+        patched = dataclasses.replace(frame, artifacts=artifacts, artifact_kind=kind_map)
+        label, kind = label_detections(patched, [star["x"]], [star["y"]])
+        return int(label[0]), str(kind[0])
+
+    assert label_with_hot_pixel(3.0) == (0, "hot_pixel")
+    assert label_with_hot_pixel(0.2) == (1, "star")
+    assert label_with_hot_pixel(1.0)[0] == -1
+
+
+def test_label_detections_real_kinds_and_outside(labelled_frame):
+    frame = labelled_frame
+    truth = frame.truth
+    galaxies = truth[(truth["kind"] == "galaxy") & (truth["peak_sigma"] > 10)]
+    assert len(galaxies)
+    label, kind = label_detections(frame, galaxies["x"], galaxies["y"], real_kinds=("star",))
+    assert np.mean((label == 0) & (kind == "galaxy")) > 0.8
+    label, kind = label_detections(frame, galaxies["x"], galaxies["y"])
+    assert np.mean((label == 1) & (kind == "galaxy")) > 0.8
+    label, kind = label_detections(frame, [-5.0, np.nan], [10.0, 3.0])
+    assert list(label) == [-1, -1] and list(kind) == ["outside", "outside"]
+    assert set(SOURCE_KINDS) == {"star", "galaxy"}
+
+
+# --- FWHM distribution -----------------------------------------------------------------
+
+
+def test_draw_fwhm_favours_sharp_frames_within_range():
+    values = draw_fwhm(np.random.default_rng(0), 20000)
+    assert values.min() >= 1.2 and values.max() <= 10.0
+    assert np.mean(values < 2.5) == pytest.approx(0.4, abs=0.02)
+    assert np.mean(values > 6.0) > 0.1
+    assert isinstance(draw_fwhm(1), float)
