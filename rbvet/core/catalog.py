@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 import warnings
 
 import numpy as np
@@ -19,6 +18,7 @@ from astropy.table import Table
 from astropy.utils.exceptions import AstropyWarning
 
 from rbvet.core.errors import RbvetError, RbvetWarning
+from rbvet.core.files import atomic_write
 
 __all__ = [
     "BOGUS_FLAG",
@@ -934,15 +934,14 @@ def write_catalog(table, path, overwrite=True) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise RbvetError("the directory does not exist", path)
-    # A fresh name (not mkstemp's 0600 file) so the catalog gets the usual permissions.
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{uuid.uuid4().hex[:12]}{ending}")
-    try:
+
+    def write(temporary):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)  # e.g. HIERARCH meta keys
-            table.write(tmp, format=_WRITE_FORMATS[ending], overwrite=False)
-        os.replace(tmp, path)
+            table.write(temporary, format=_WRITE_FORMATS[ending], overwrite=True)
+
+    try:
+        atomic_write(path, write, suffix=ending)
     except Exception as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
         text = str(exc).strip().splitlines()
         raise RbvetError(f"cannot write the catalog ({text[0] if text else exc})", path) from None

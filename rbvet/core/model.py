@@ -16,13 +16,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .errors import RbvetError, RbvetWarning
+from .files import atomic_write
 from .paths import default_model_path
 from .preprocess import PreprocessParams
 
@@ -354,22 +354,6 @@ def load_model(path=None, engine="auto"):
     return RealBogusModel(keras_model, read_card(path), path=path, engine=engine)
 
 
-def _atomic_write(path, write):
-    """Call ``write(temporary_path)`` and rename the result onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent
-    )
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-
-
 def save_model(keras_model, path, card=None):
     """Save a model as ``.keras`` (or legacy ``.h5``) and its JSON card, atomically.
 
@@ -389,9 +373,9 @@ def save_model(keras_model, path, card=None):
     import_keras()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _atomic_write(path, keras_model.save)
+        atomic_write(path, keras_model.save)
     text = json.dumps(card, indent=2, sort_keys=False, default=_json_default) + "\n"
-    _atomic_write(card_path(path), lambda temporary: Path(temporary).write_text(text))
+    atomic_write(card_path(path), lambda temporary: Path(temporary).write_text(text))
 
 
 def _json_default(value):

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import RbvetError
+from .errors import RbvetError, RbvetWarning
 
 N_SYMMETRIES = 8
 
@@ -350,7 +351,13 @@ def training_set_from_frame(
     x = np.asarray(detections["x"], np.float64)
     y = np.asarray(detections["y"], np.float64)
     labels, kinds = label_detections(sim, x, y, real_kinds=real_kinds)
-    fwhm = sim.fwhm if use_true_fwhm else estimate_fwhm(frame, x, y, table=detections)
+    if use_true_fwhm:
+        fwhm = sim.fwhm
+    else:
+        with warnings.catch_warnings():
+            # A sparse frame falls back to the default FWHM, as a pipeline would.
+            warnings.simplefilter("ignore", RbvetWarning)
+            fwhm = estimate_fwhm(frame, x, y, table=detections)
     rescale = plan_rescale(fwhm, params)
     stamps = cut_stamps(frame, x, y, rescale)
     keep = (labels >= 0) & stamps.scorable
