@@ -1,0 +1,19 @@
+"""Import boundaries: core never pulls in Qt, and TensorFlow loads only when a model is used."""
+
+import subprocess
+import sys
+
+CHECK = """
+import sys
+import rbvet.realbogus, rbvet.cli
+import rbvet.core.frame, rbvet.core.catalog, rbvet.core.stamps, rbvet.core.preprocess
+import rbvet.core.classify, rbvet.core.metrics, rbvet.core.train, rbvet.core.model
+heavy = sorted(m for m in ("PyQt6", "pyqtgraph", "tensorflow", "keras", "sep") if m in sys.modules)
+print(",".join(heavy))
+"""
+
+
+def test_core_imports_no_qt_and_no_tensorflow():
+    result = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == ""
