@@ -19,7 +19,7 @@ from astropy.table import Table
 from rbvet import realbogus
 from rbvet.core.frame import frame_from_array
 from rbvet.core.model import RealBogusModel, create_model, load_model
-from rbvet.core.preprocess import plan_rescale, preprocess_stamps
+from rbvet.core.preprocess import plan_rescale
 from rbvet.core.simulate import simulate_frame
 from rbvet.core.stamps import cut_stamps
 
@@ -80,9 +80,7 @@ def main():
 
         def stamps_and_inputs():
             stamps = cut_stamps(frame, obj["x"], obj["y"], rescale)
-            return preprocess_stamps(
-                stamps.data, stamps.background, stamps.noise, rescale, model.params
-            )
+            return stamps.inputs(model.params)
 
         inputs = stamps_and_inputs()
         model.predict(inputs[:256])  # build the engine outside the timing

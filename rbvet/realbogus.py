@@ -230,9 +230,7 @@ def extract_cutouts(
     rescale = plan_rescale(fwhm, params)
     stamps = cut_stamps(frame, x, y, rescale)
     valid = np.flatnonzero(stamps.scorable)
-    cutouts = preprocess_stamps(
-        stamps.data[valid], stamps.background[valid], stamps.noise[valid], rescale, params
-    )
+    cutouts = stamps.inputs(params, valid)
     log(f"Extracted {len(valid)} valid cutouts from {len(obj)} objects")
     return cutouts, valid
 
@@ -341,9 +339,7 @@ def classify_realbogus(
         raise RbvetError("catalog is empty: nothing to classify")
     frame, x, y, fwhm = _frame_and_fwhm(obj, image, bg, err, mask, fwhm, log)
     log(f"Classifying {len(obj)} objects (threshold={threshold:.2f}, FWHM={fwhm:.2f})")
-    scores, reasons = _classify.score_objects(
-        frame, x, y, wrapper, fwhm, batch_size=batch_size, keep_stamps=True
-    )
+    scores, reasons = _classify.score_objects(frame, x, y, wrapper, fwhm, batch_size=batch_size)
     if add_score:
         obj[SCORE_COLUMN] = scores.astype(np.float64)
         obj[_classify.REASON_COLUMN] = reasons

@@ -14,6 +14,7 @@ print(",".join(heavy))
 
 
 def test_core_imports_no_qt_and_no_tensorflow():
-    result = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", CHECK], capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == ""

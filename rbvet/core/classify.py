@@ -13,7 +13,7 @@ import numpy as np
 
 from .catalog import BOGUS_FLAG
 from .errors import RbvetError
-from .preprocess import plan_rescale, preprocess_stamps
+from .preprocess import plan_rescale
 from .stamps import DEFAULT_CHUNK_SIZE, Stamps, iter_stamps
 
 SCORE_COLUMN = "rb_score"
@@ -63,13 +63,7 @@ def iter_scores(
     """
     rescale = plan_rescale(fwhm, model.params)
     for start, stamps in iter_stamps(frame, x, y, rescale, chunk_size=chunk_size):
-        inputs = preprocess_stamps(
-            stamps.data,
-            stamps.background if frame.background is not None else None,
-            stamps.noise if frame.noise is not None else None,
-            rescale,
-            model.params,
-        )
+        inputs = stamps.inputs(model.params)
         scores = np.full(len(stamps), np.nan, np.float32)
         good = stamps.scorable
         if good.any():

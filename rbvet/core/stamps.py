@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .preprocess import Rescale
+from .preprocess import Rescale, preprocess_stamps
 
 REASON_NONFINITE = "non-finite position"
 REASON_OFF_FRAME = "off frame"
@@ -52,9 +52,26 @@ class Stamps:
     missing: np.ndarray
     reason: np.ndarray
     rescale: Rescale
+    has_background: bool = True
 
     def __len__(self):
         return len(self.data)
+
+    def inputs(self, params=None, select=None):
+        """CNN inputs of these stamps (or of ``select``, an index or mask).
+
+        Stamps cut from a frame without a background map use each stamp's edge median;
+        without a noise map, a MAD estimate of the noise (the seed's rules).
+        """
+        select = slice(None) if select is None else select
+        noise = self.noise[select]
+        return preprocess_stamps(
+            self.data[select],
+            self.background[select] if self.has_background else None,
+            None if np.isnan(noise).all() else noise,
+            self.rescale,
+            params,
+        )
 
     @property
     def scorable(self):
@@ -144,6 +161,7 @@ def cut_stamps(frame, x, y, rescale, max_missing=DEFAULT_MAX_MISSING):
         missing=missing.astype(np.float32),
         reason=reason.astype(str),
         rescale=rescale,
+        has_background=frame.background is not None,
     )
 
 

@@ -341,7 +341,7 @@ def training_set_from_frame(
     """
     from .catalog import detect_objects, estimate_fwhm
     from .frame import frame_from_array
-    from .preprocess import PreprocessParams, plan_rescale, preprocess_stamps
+    from .preprocess import PreprocessParams, plan_rescale
     from .simulate import label_detections
     from .stamps import cut_stamps
 
@@ -361,9 +361,7 @@ def training_set_from_frame(
     rescale = plan_rescale(fwhm, params)
     stamps = cut_stamps(frame, x, y, rescale)
     keep = (labels >= 0) & stamps.scorable
-    inputs = preprocess_stamps(
-        stamps.data[keep], stamps.background[keep], stamps.noise[keep], rescale, params
-    )
+    inputs = stamps.inputs(params, keep)
     n = int(keep.sum())
     return TrainingSet(
         inputs=inputs,
