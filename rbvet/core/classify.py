@@ -7,6 +7,7 @@ consume it.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,8 +63,11 @@ def iter_scores(
         Unscorable objects have score NaN and ``stamps.reason`` set.
     """
     rescale = plan_rescale(fwhm, model.params)
-    for start, stamps in iter_stamps(frame, x, y, rescale, chunk_size=chunk_size):
-        inputs = stamps.inputs(model.params)
+    prepared = (
+        (start, stamps, stamps.inputs(model.params))
+        for start, stamps in iter_stamps(frame, x, y, rescale, chunk_size=chunk_size)
+    )
+    for start, stamps, inputs in prefetched(prepared):
         scores = np.full(len(stamps), np.nan, np.float32)
         good = stamps.scorable
         if good.any():
@@ -72,6 +76,75 @@ def iter_scores(
         if not keep_stamps:
             stamps = None
         yield ScoredChunk(start, stamps, inputs, scores)
+
+
+def prefetched(items):
+    """Iterate over ``items`` while a thread already computes the next one.
+
+    Cutting and preprocessing the next chunk overlaps with scoring the current one:
+    numpy and the inference engines release the GIL.
+    """
+    iterator = iter(items)
+    done = object()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rbvet-prefetch") as pool:
+        pending = pool.submit(next, iterator, done)
+        while (item := pending.result()) is not done:
+            pending = pool.submit(next, iterator, done)
+            yield item
+
+
+def open_frame_and_catalog(
+    frame_path,
+    catalog_path=None,
+    *,
+    hdu=None,
+    mask=None,
+    error=None,
+    weight=None,
+    detect_threshold=3.0,
+    fwhm=None,
+    log=None,
+):
+    """Read a frame (with background and noise maps) and its objects, and find the FWHM.
+
+    Parameters
+    ----------
+    frame_path : str or Path
+    catalog_path : str or Path, optional
+        Catalog to read; without one, objects are detected with sep at
+        ``detect_threshold`` sigma.
+    hdu, mask, error, weight
+        As in `rbvet.core.frame.read_frame`.
+    fwhm : float, optional
+        Frame FWHM in pixels; estimated from the objects when absent.
+    log : callable, optional
+        Called with one-line messages on what was found.
+
+    Returns
+    -------
+    frame : Frame
+    table : astropy.table.Table
+        With 0-based ``x`` and ``y`` columns.
+    fwhm : float
+    """
+    from .catalog import detect_objects, estimate_fwhm, read_catalog
+    from .frame import read_frame
+
+    log = log or (lambda message: None)
+    frame = read_frame(frame_path, hdu=hdu, mask=mask, error=error, weight=weight)
+    frame.ensure_background()
+    if catalog_path:
+        table = read_catalog(catalog_path, frame=frame)
+        log(f"Catalog {catalog_path}: {len(table)} objects")
+    else:
+        table = detect_objects(frame, thresh=detect_threshold)
+        log(f"Detected {len(table)} objects at {detect_threshold:g} sigma")
+        if len(table) == 0:
+            raise RbvetError("no objects detected (try a lower detection threshold)", frame_path)
+    if fwhm is None:
+        fwhm = estimate_fwhm(frame, table["x"], table["y"], table=table)
+        log(f"FWHM {fwhm:.2f} px (estimated)")
+    return frame, table, float(fwhm)
 
 
 def score_objects(frame, x, y, model, fwhm, progress=None, **kwargs):

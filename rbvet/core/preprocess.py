@@ -202,8 +202,16 @@ def preprocess_stamps(data, background=None, noise=None, rescale=None, params=No
     softening[bad] = sigma[bad]
     compressed = np.arcsinh(linear / softening[:, None, None])
 
-    inputs = np.stack([linear, compressed], axis=-1)
-    if params.normalize:
-        peak = np.abs(inputs).max(axis=(1, 2), keepdims=True)
-        np.divide(inputs, peak, out=inputs, where=peak > _TINY_PEAK)
-    return inputs.astype(np.float32, copy=False)
+    inputs = np.empty((n, size, size, 2), np.float32)
+    for channel, values in enumerate((linear, compressed)):
+        if params.normalize:
+            values = _divide_by_peak(values)
+        inputs[..., channel] = values
+    return inputs
+
+
+def _divide_by_peak(stamps):
+    # Peak |value| per stamp from max and min of contiguous rows: cheaper than abs().max().
+    rows = np.ascontiguousarray(stamps, dtype=np.float32).reshape(len(stamps), -1)
+    peak = np.maximum(rows.max(axis=1), -rows.min(axis=1))[:, None]
+    return np.divide(rows, peak, out=rows.copy(), where=peak > _TINY_PEAK).reshape(stamps.shape)

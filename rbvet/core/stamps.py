@@ -24,6 +24,7 @@ REASON_CENTRE_MASKED = "centre masked"
 REASON_MOSTLY_MISSING = "stamp mostly missing"
 DEFAULT_MAX_MISSING = 0.5
 DEFAULT_CHUNK_SIZE = 2048
+NOISE_SAMPLE_STEP = 5
 
 
 @dataclass
@@ -126,18 +127,21 @@ def cut_stamps(frame, x, y, rescale, max_missing=DEFAULT_MAX_MISSING):
     ]
     rows_c = np.clip(rows, 0, height - 1)[:, :, None]
     cols_c = np.clip(cols, 0, width - 1)[:, None, :]
+    # One flat index for every map: np.take on a raveled map beats 2-D fancy indexing.
+    flat = rows_c * width + cols_c
 
-    data = frame.image[rows_c, cols_c]
-    valid = inside & ~frame.mask[rows_c, cols_c] & np.isfinite(data)
+    data = _gather(frame.image, flat)
+    valid = inside & ~_gather(frame.mask, flat) & np.isfinite(data)
     if frame.background is not None:
-        background = frame.background[rows_c, cols_c]
+        background = _gather(frame.background, flat)
     else:
         background = np.zeros_like(data)
     data = np.where(valid, data, background).astype(np.float32, copy=False)
 
     if frame.noise is not None:
-        step = rescale.down
-        noise_grid = frame.noise[rows_c[:, ::step], cols_c[:, :, ::step]]
+        # The noise map is smooth or per-pixel; a median over a sparse grid is robust.
+        step = max(rescale.down, NOISE_SAMPLE_STEP)
+        noise_grid = _gather(frame.noise, flat[:, ::step, ::step])
         noise = np.median(noise_grid.reshape(len(x), -1), axis=1).astype(np.float32)
     else:
         noise = np.full(len(x), np.nan, np.float32)
@@ -163,6 +167,10 @@ def cut_stamps(frame, x, y, rescale, max_missing=DEFAULT_MAX_MISSING):
         rescale=rescale,
         has_background=frame.background is not None,
     )
+
+
+def _gather(image, flat_index):
+    return np.take(image.reshape(-1), flat_index)
 
 
 def iter_stamps(frame, x, y, rescale, chunk_size=DEFAULT_CHUNK_SIZE, **kwargs):
