@@ -442,7 +442,7 @@ def _draw_frame_params(rng, shape, given):
         "charge_diffusion": rng.uniform(0.0, 0.35),
         "hot_pixel_density": 0.0 if rng.uniform() < 0.2 else _log_uniform(rng, 5.0, 300.0),
         "hot_pixel_mix": rng.dirichlet([3.0, 2.0, 1.5, 0.5]),
-        "n_satellites": int(rng.choice(3, p=[0.7, 0.2, 0.1])),
+        "n_satellites": int(rng.choice(3, p=[0.5, 0.3, 0.2])),
         "n_bad_columns": 0 if rng.uniform() < 0.7 else int(rng.integers(1, 5)),
     }
     params = {**drawn, **{key: value for key, value in given.items() if value is not None}}
