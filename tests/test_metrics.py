@@ -48,3 +48,32 @@ def test_summarize_by_kind_and_fwhm():
     }
     assert result["auc_by_fwhm"]["0-2.5"] == 1.0
     assert np.isnan(result["auc_by_fwhm"]["4.5-inf"])
+
+
+def test_summarize_operating_points_at_target_rates():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 500)
+    scores = np.clip(rng.normal(0.3 + 0.4 * labels, 0.15), 0, 1)
+    result = summarize(scores, labels, 0.5, target_rate=0.05)
+    at_fpr = result["threshold_at_target_fpr"]
+    at_fnr = result["threshold_at_target_fnr"]
+    fnr, fpr = error_rates(scores, labels, [at_fpr, at_fnr])
+    assert fpr[0] <= 0.05 and fnr[1] <= 0.05
+    assert (result["fnr_at_target_fpr"], result["fpr_at_target_fpr"]) == (fnr[0], fpr[0])
+    assert (result["fnr_at_target_fnr"], result["fpr_at_target_fnr"]) == (fnr[1], fpr[1])
+    # The operating points are the extreme ones: one step further breaks the target.
+    below = scores[scores < at_fpr].max()
+    assert error_rates(scores, labels, [below])[1][0] > 0.05
+    above = scores[scores > at_fnr].min()
+    assert error_rates(scores, labels, [above])[0][0] > 0.05
+
+
+def test_summarize_counts_per_kind_and_fwhm_bin():
+    scores = np.array([0.9, 0.2, 0.7, 0.1, np.nan])
+    labels = np.array([1, 1, 0, 0, 1])
+    kinds = np.array(["star", "star", "cosmic_ray", "cosmic_ray", "star"])
+    result = summarize(scores, labels, 0.5, kinds=kinds, fwhm=3.0)
+    assert result["scored_by_kind"] == {"cosmic_ray": 2, "star": 2}
+    assert result["real_fraction_by_kind"] == {"cosmic_ray": 0.0, "star": 1.0}
+    assert result["counts_by_fwhm"]["2.5-4.5"] == {"objects": 4, "real": 2, "bogus": 2}
+    assert result["counts_by_fwhm"]["0-2.5"] == {"objects": 0, "real": 0, "bogus": 0}

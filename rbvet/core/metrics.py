@@ -82,27 +82,59 @@ def threshold_for_rate(scores, labels, fpr=None, fnr=None):
     return float(candidates[ok].max()) if ok.any() else float("nan")
 
 
+def _rate_at(scores, labels, threshold, which):
+    """FNR (``which=0``) or FPR (``which=1``) at one threshold; NaN for a NaN threshold."""
+    if not np.isfinite(threshold):
+        return float("nan")
+    return float(error_rates(scores, labels, [threshold])[which][0])
+
+
+def fwhm_bin_name(low, high):
+    """Key of a FWHM bin in `summarize`'s dicts, e.g. ``'0-2.5'`` or ``'4.5-inf'``."""
+    return f"{low:g}-{high:g}"
+
+
+def _class_counts(labels):
+    labels = np.asarray(labels)
+    n_real = int(np.sum(labels == 1))
+    n_bogus = int(np.sum(labels == 0))
+    return {"objects": n_real + n_bogus, "real": n_real, "bogus": n_bogus}
+
+
 def summarize(scores, labels, threshold=0.5, kinds=None, fwhm=None, target_rate=0.01):
     """The evaluation table of a model on labeled objects, as a plain dict.
 
     Parameters
     ----------
-    scores, labels : array_like
+    scores : array_like of float
+        Scores in [0, 1]; NaN for objects that could not be scored.
+    labels : array_like of int
+        1 real, 0 bogus.
     threshold : float
+        Objects scoring at or above it are called real.
     kinds : array_like of str, optional
-        Object kind (star, galaxy, cosmic_ray, ...): adds per-kind pass rates.
-    fwhm : array_like, optional
-        FWHM of each object's frame: adds AUC per FWHM bin.
+        Object kind (star, galaxy, cosmic_ray, ...): adds, per kind of the scored
+        objects, the fraction called real (``called_real_by_kind``: retention for real
+        kinds, 1 - rejection for artifacts), the count (``scored_by_kind``) and the
+        fraction whose label is real (``real_fraction_by_kind``).
+    fwhm : array_like of float, optional
+        FWHM (px) of each object's frame: adds the AUC per bin of `FWHM_BINS`
+        (``auc_by_fwhm``) and the scored objects of each class in it (``counts_by_fwhm``).
     target_rate : float
-        Target for the "FNR at FPR <= target" and "FPR at FNR <= target" figures.
+        Target of the two operating points "lowest threshold with FPR <= target" and
+        "highest threshold with FNR <= target"; both rates are given at each.
+
+    Returns
+    -------
+    dict
+        Plain Python numbers, strings and dicts (ready for JSON, except that undefined
+        figures are NaN).
     """
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.asarray(labels)
     fnr, fpr = error_rates(scores, labels, [threshold])
-    at_fpr = threshold_for_rate(scores, labels, fpr=target_rate)
-    fnr_at_target = (
-        float(error_rates(scores, labels, [at_fpr])[0][0]) if np.isfinite(at_fpr) else float("nan")
-    )
+    at_target_fpr = threshold_for_rate(scores, labels, fpr=target_rate)
+    at_target_fnr = threshold_for_rate(scores, labels, fnr=target_rate)
     result = {
         "objects": int(len(scores)),
         "real": int(np.sum(labels == 1)),
@@ -113,23 +145,42 @@ def summarize(scores, labels, threshold=0.5, kinds=None, fwhm=None, target_rate=
         "fnr": float(fnr[0]),
         "fpr": float(fpr[0]),
         "target_rate": float(target_rate),
-        "threshold_at_target_fpr": at_fpr,
-        "fnr_at_target_fpr": fnr_at_target,
+        "threshold_at_target_fpr": at_target_fpr,
+        "fnr_at_target_fpr": _rate_at(scores, labels, at_target_fpr, which=0),
+        "fpr_at_target_fpr": _rate_at(scores, labels, at_target_fpr, which=1),
+        "threshold_at_target_fnr": at_target_fnr,
+        "fnr_at_target_fnr": _rate_at(scores, labels, at_target_fnr, which=0),
+        "fpr_at_target_fnr": _rate_at(scores, labels, at_target_fnr, which=1),
     }
+    finite = np.isfinite(scores)
     if kinds is not None:
         kinds = np.asarray(kinds).astype(str)
-        called_real = scores >= threshold
-        finite = np.isfinite(scores)
+        scored_kinds, kind_index, kind_counts = np.unique(
+            kinds[finite], return_inverse=True, return_counts=True
+        )
+        called_real = np.bincount(kind_index, weights=scores[finite] >= threshold)
+        labeled_real = np.bincount(kind_index, weights=labels[finite] == 1)
         result["called_real_by_kind"] = {
-            kind: float(np.mean(called_real[(kinds == kind) & finite]))
-            for kind in sorted(set(kinds[finite]))
+            str(kind): float(value)
+            for kind, value in zip(scored_kinds, called_real / kind_counts, strict=True)
+        }
+        result["scored_by_kind"] = {
+            str(kind): int(count) for kind, count in zip(scored_kinds, kind_counts, strict=True)
+        }
+        result["real_fraction_by_kind"] = {
+            str(kind): float(value)
+            for kind, value in zip(scored_kinds, labeled_real / kind_counts, strict=True)
         }
     if fwhm is not None:
-        fwhm = np.asarray(fwhm, dtype=np.float64)
+        fwhm = np.broadcast_to(np.asarray(fwhm, dtype=np.float64), scores.shape)
+        in_bins = [(fwhm >= low) & (fwhm < high) for low, high in FWHM_BINS]
+        names = [fwhm_bin_name(low, high) for low, high in FWHM_BINS]
         result["auc_by_fwhm"] = {
-            f"{low:g}-{high:g}": roc_auc(
-                scores[(fwhm >= low) & (fwhm < high)], labels[(fwhm >= low) & (fwhm < high)]
-            )
-            for low, high in FWHM_BINS
+            name: roc_auc(scores[in_bin], labels[in_bin])
+            for name, in_bin in zip(names, in_bins, strict=True)
+        }
+        result["counts_by_fwhm"] = {
+            name: _class_counts(labels[in_bin & finite])
+            for name, in_bin in zip(names, in_bins, strict=True)
         }
     return result
