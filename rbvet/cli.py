@@ -64,30 +64,19 @@ def _hdu_spec(value):
 
 def load_frame_and_catalog(args, log):
     """Frame, catalog table (with 0-based x, y) and FWHM from the command-line arguments."""
-    from .core.catalog import detect_objects, estimate_fwhm, read_catalog
-    from .core.frame import read_frame
+    from .core.classify import open_frame_and_catalog
 
-    frame = read_frame(
+    return open_frame_and_catalog(
         args.frame,
+        args.catalog,
         hdu=_hdu_spec(args.hdu),
         mask=_hdu_spec(args.mask),
         error=_hdu_spec(args.error),
         weight=_hdu_spec(args.weight),
+        detect_threshold=args.detect_threshold,
+        fwhm=args.fwhm,
+        log=log,
     )
-    frame.ensure_background()
-    if args.catalog:
-        table = read_catalog(args.catalog, frame=frame)
-        log(f"Catalog {args.catalog}: {len(table)} objects")
-    else:
-        table = detect_objects(frame, thresh=args.detect_threshold)
-        log(f"Detected {len(table)} objects at {args.detect_threshold:g} sigma")
-        if len(table) == 0:
-            raise RbvetError("no objects detected (try a lower --detect-threshold)", args.frame)
-    fwhm = args.fwhm
-    if fwhm is None:
-        fwhm = estimate_fwhm(frame, table["x"], table["y"], table=table)
-        log(f"FWHM {fwhm:.2f} px (estimated)")
-    return frame, table, float(fwhm)
 
 
 def default_output(frame_path):
@@ -135,9 +124,7 @@ def cmd_classify(args):
 
 def cmd_train(args):
     """Train a model on simulated frames (split by frame), evaluate it on fresh frames."""
-    import json
-
-    from .core.metrics import summarize
+    from .core.evaluate import TEST_SEED_OFFSET, evaluate_on_simulated, format_report
     from .core.model import RealBogusModel, save_model
     from .core.train import simulated_training_set, train_model
 
@@ -180,20 +167,171 @@ def cmd_train(args):
         }
     )
     if args.test_frames:
-        test = simulated_training_set(
-            n_frames=args.test_frames, shape=shape, seed=args.seed + 1_000_003, log=log
+        evaluation = evaluate_on_simulated(
+            RealBogusModel(result.model, card),
+            args.test_frames,
+            seed=args.seed + TEST_SEED_OFFSET,
+            shape=shape,
+            log=log,
         )
-        scores = RealBogusModel(result.model, card).predict(test.inputs)
-        card["metrics"] = summarize(
-            scores, test.labels, card["threshold"], kinds=test.kinds, fwhm=test.fwhm
-        )
-        card["metrics"]["evaluated_on"] = (
-            f"{args.test_frames} fresh-seed simulated frames (seed {args.seed + 1_000_003})"
-        )
-        print(json.dumps(card["metrics"], indent=2))
+        card["metrics"] = evaluation.metrics
+        print(format_report(evaluation.metrics))
     save_model(result.model, args.output, card)
     print(f"saved {args.output}")
     return 0
+
+
+def cmd_evaluate(args):
+    """Judge a model on labeled objects it never saw and print the evaluation table."""
+    from .core.classify import check_threshold
+    from .core.evaluate import (
+        evaluate_on_catalog,
+        evaluate_on_simulated,
+        evaluate_training_set,
+        format_report,
+        load_training_set,
+        require_matplotlib,
+        save_plots,
+        write_metrics_json,
+    )
+    from .core.model import load_model
+
+    sources = [args.frame is not None, args.simulate is not None, args.training_set is not None]
+    if sum(sources) != 1:
+        raise RbvetError(
+            "give one source of labeled objects: FRAME --catalog CAT --truth-column COL, "
+            "--simulate N or --training-set FILE.npz"
+        )
+    if args.frame is not None and (args.catalog is None or args.truth_column is None):
+        raise RbvetError(
+            "evaluating on a frame needs --catalog CAT and --truth-column COL "
+            "(1/0, true/false or real/bogus)",
+            args.frame,
+        )
+    if args.simulate is not None and args.simulate < 1:
+        raise RbvetError(f"--simulate needs at least one frame, got {args.simulate}")
+    if not 0.0 < args.target_rate < 1.0:
+        raise RbvetError(f"--target-rate must be between 0 and 1, got {args.target_rate}")
+    if args.plot:
+        require_matplotlib()  # fail before the long part, not after it
+    log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
+    model = load_model(args.model)
+    threshold = check_threshold(model.threshold if args.threshold is None else args.threshold)
+    if args.simulate is not None:
+        evaluation = evaluate_on_simulated(
+            model,
+            args.simulate,
+            seed=args.seed,
+            shape=(args.size, args.size),
+            threshold=threshold,
+            target_rate=args.target_rate,
+            log=log,
+            progress=ProgressBar("Simulating"),
+        )
+    elif args.training_set is not None:
+        data = load_training_set(args.training_set)
+        frames = len(set(data.groups.tolist()))
+        evaluation = evaluate_training_set(
+            model,
+            data,
+            threshold=threshold,
+            target_rate=args.target_rate,
+            description=f"training set {args.training_set} ({frames} frames)",
+        )
+    else:
+        frame, table, fwhm = load_frame_and_catalog(args, log)
+        evaluation = evaluate_on_catalog(
+            model,
+            frame,
+            table,
+            args.truth_column,
+            fwhm,
+            kind_column=args.kind_column,
+            threshold=threshold,
+            target_rate=args.target_rate,
+            description=f"{args.frame} with {args.catalog} (FWHM {fwhm:.2f} px)",
+            progress=ProgressBar("Classifying"),
+            source=args.catalog,
+        )
+    print(f"Model {model.name} ({model.engine_name})")
+    print(format_report(evaluation.metrics))
+    if args.json:
+        write_metrics_json(evaluation.metrics, args.json)
+        print(f"metrics -> {args.json}")
+    if args.plot:
+        title = f"{model.name}: {evaluation.metrics['evaluated_on']}"
+        paths = save_plots(evaluation, args.plot, title=title)
+        print("plots -> " + ", ".join(str(path) for path in paths))
+    return 0
+
+
+def _add_evaluate_parser(commands):
+    """The ``evaluate`` subcommand and its options."""
+    from .core.evaluate import DEFAULT_EVALUATION_SEED, DEFAULT_TARGET_RATE
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="judge a model on labeled objects it never saw",
+        description="Score labeled objects with a model and print ROC AUC, FNR and FPR at "
+        "the threshold, thresholds for a target rate, AUC per FWHM bin and pass rates per "
+        "kind. The objects come from fresh simulated frames (--simulate), a saved "
+        "training set (--training-set), or FRAME with a catalog holding a truth column.",
+    )
+    source = evaluate.add_argument_group("labeled objects (one of)")
+    source.add_argument("frame", nargs="?", help="FITS image (with --catalog, --truth-column)")
+    source.add_argument(
+        "--simulate",
+        type=int,
+        metavar="N",
+        help="simulate N fresh frames, detect and label their objects as training does",
+    )
+    source.add_argument(
+        "--training-set", metavar="FILE.npz", help="a saved TrainingSet (preprocessed inputs)"
+    )
+    simulated = evaluate.add_argument_group("simulated frames")
+    simulated.add_argument("--size", type=int, default=1024, help="frame side in pixels [1024]")
+    simulated.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_EVALUATION_SEED,
+        help=f"seed of the frames, far from training seeds [{DEFAULT_EVALUATION_SEED}]",
+    )
+    catalog = evaluate.add_argument_group("frame and labeled catalog")
+    catalog.add_argument(
+        "--catalog", "-c", metavar="CAT", help="catalog of FRAME (ECSV, FITS, CSV, SExtractor)"
+    )
+    catalog.add_argument(
+        "--truth-column",
+        metavar="COL",
+        help="column of truth labels: 1/0, true/false or real/bogus",
+    )
+    catalog.add_argument(
+        "--kind-column", metavar="COL", help="column of object kinds, for rates per kind"
+    )
+    catalog.add_argument("--hdu", help="image HDU (index or EXTNAME); default: first 2-D image")
+    catalog.add_argument("--mask", help="mask HDU (name/index) or FITS file; nonzero = bad")
+    catalog.add_argument("--error", help="1-sigma noise map HDU or FITS file")
+    catalog.add_argument("--weight", help="inverse-variance weight map HDU or FITS file")
+    catalog.add_argument("--fwhm", type=float, help="frame FWHM in pixels; estimated if absent")
+    evaluate.add_argument(
+        "--model", "-m", help="model file (.keras or STDPipe .h5); default: the shipped model"
+    )
+    evaluate.add_argument(
+        "--threshold", "-t", type=float, help="score threshold; default: the model card's"
+    )
+    evaluate.add_argument(
+        "--target-rate",
+        type=float,
+        default=DEFAULT_TARGET_RATE,
+        help=f"target FPR and FNR for the suggested thresholds [{DEFAULT_TARGET_RATE}]",
+    )
+    evaluate.add_argument(
+        "--plot",
+        metavar="PREFIX",
+        help="save PREFIX_roc.png and PREFIX_rates.png (needs matplotlib)",
+    )
+    evaluate.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
+    evaluate.set_defaults(handler=cmd_evaluate, detect_threshold=3.0)
 
 
 DEMO_OPTIONS = {
@@ -239,6 +377,207 @@ def cmd_simulate(args):
         f"{len(table)} detections ({counts})"
     )
     return 0
+
+
+DEFAULT_STORE = "default"
+"""``--labels`` given without a value: the default label store."""
+
+
+def cmd_train_any(args):
+    """``rbvet train``: from a label store with ``--labels``, else from simulated frames."""
+    return cmd_train_labels(args) if args.labels else cmd_train(args)
+
+
+def cmd_train_labels(args):
+    """Retrain from a label store, compare old and new on held-out labels, save versioned."""
+    import numpy as np
+
+    from .core.labels import LabelStore
+    from .core.model import load_model
+    from .core.retrain import format_comparison, retrain, save_versioned
+
+    log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
+    if args.simulated_ratio < 0:
+        raise RbvetError(f"--simulated-ratio must be >= 0, got {args.simulated_ratio}")
+    if args.epochs < 1:
+        raise RbvetError(f"--epochs must be at least 1, got {args.epochs}")
+    store_path = None if args.labels == DEFAULT_STORE else args.labels
+    with LabelStore(store_path, create=False) as store:
+        base = load_model(args.base_model, engine="keras")
+        data = store.training_data(base.params, with_stamps=False)
+        store_name = store.path
+    if len(data) == 0:
+        raise RbvetError("no objects labeled real or bogus", store_name)
+    n_frames = len(np.unique(data.groups))
+    log(
+        f"Label store {store_name}: {len(data)} labeled objects ({int(np.sum(data.labels == 1))} "
+        f"real, {int(np.sum(data.labels == 0))} bogus) on {n_frames} frame(s)"
+    )
+
+    def report(epoch, epochs, logs):
+        log(
+            f"epoch {epoch + 1}/{epochs}: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in logs.items() if isinstance(v, float))
+        )
+
+    result = retrain(
+        data,
+        base_model=base,
+        from_scratch=args.from_scratch,
+        simulated_ratio=args.simulated_ratio,
+        epochs=args.epochs,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=report,
+        log=log,
+    )
+    command = "rbvet " + " ".join(sys.argv[1:]) if sys.argv[1:] else "rbvet train --labels"
+    result.model.card["training"]["command"] = command
+    print(format_comparison(result.comparison))
+    old, new = result.comparison["old"]["auc"], result.comparison["new"]["auc"]
+    if np.isfinite(old) and np.isfinite(new) and new < old:
+        print("  note: the new model has a lower AUC on the held-out labels than the old one")
+    path = save_versioned(result.model, args.output)
+    print(f"saved {path} (parent {base.name}, {result.seconds:.0f} s)")
+    return 0
+
+
+def _add_label_training_arguments(train):
+    """``rbvet train --labels STORE ...``: retraining from labels, an alternative mode."""
+    train.description += (
+        " With --labels STORE: retrain from the labeled objects of a label store instead "
+        "(fine-tune --base-model or train --from-scratch), compare old and new model on "
+        "held-out labeled frames and save OUTPUT.vN.keras."
+    )
+    group = train.add_argument_group("retraining from labels (instead of --simulate)")
+    group.add_argument(
+        "--labels",
+        metavar="STORE",
+        nargs="?",
+        const=DEFAULT_STORE,
+        help="label store (.sqlite); without a value the default store in the user data folder",
+    )
+    group.add_argument(
+        "--base-model", metavar="M", help="model to fine-tune and compare with [shipped model]"
+    )
+    group.add_argument(
+        "--from-scratch", action="store_true", help="train a new network instead of fine-tuning"
+    )
+    group.add_argument(
+        "--simulated-ratio",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="mix in R simulated objects per labeled training object, so the model does "
+        "not forget [0]",
+    )
+    train.set_defaults(handler=cmd_train_any)
+
+
+def cmd_export(args):
+    """Write the vetted catalog, the labeled training set and/or DS9 regions of a frame."""
+    import contextlib
+
+    import numpy as np
+
+    from .core.classify import check_threshold, score_objects
+    from .core.export import (
+        export_catalog,
+        export_kind,
+        export_regions,
+        export_training_set,
+    )
+    from .core.labels import LabelStore, match_positions
+    from .core.model import load_model
+
+    outputs = [(Path(path), export_kind(path)) for path in args.output]
+    kinds = {kind for _, kind in outputs}
+    if "training_set" in kinds and not args.labels:
+        raise RbvetError("a .npz training set is made from labels: give --labels STORE")
+    log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
+    with contextlib.ExitStack() as stack:
+        store = None
+        if args.labels:
+            store_path = None if args.labels == DEFAULT_STORE else args.labels
+            store = stack.enter_context(LabelStore(store_path, create=False))
+        frame, table, fwhm = load_frame_and_catalog(args, log)
+        model = load_model(args.model)
+        threshold = check_threshold(model.threshold if args.threshold is None else args.threshold)
+        x = np.asarray(table["x"], np.float64)
+        y = np.asarray(table["y"], np.float64)
+        labels = np.full(len(table), -1, np.int8)
+        frame_id = None if store is None else store.find_frame(frame)
+        if store is not None and frame_id is None:
+            log(f"{args.frame}: not in label store {store.path}; no labels")
+        elif frame_id is not None:
+            stored_x, stored_y, stored_labels = store.frame_labels(frame_id)
+            found = match_positions(x, y, stored_x, stored_y)
+            labels[found >= 0] = stored_labels[found[found >= 0]]
+            log(
+                f"Labels from {store.path}: {int(np.sum(labels == 1))} real, "
+                f"{int(np.sum(labels == 0))} bogus of {len(table)} objects"
+            )
+        if kinds & {"catalog", "regions"}:
+            progress = ProgressBar("Classifying")
+            scores, reasons = score_objects(frame, x, y, model, fwhm, progress=progress)
+        for path, kind in outputs:
+            if kind == "catalog":
+                export_catalog(table, scores, labels, threshold, path, reasons=reasons)
+                print(f"catalog -> {path}: {len(table)} objects, threshold {threshold:.2f}")
+            elif kind == "regions":
+                count = export_regions(
+                    x, y, labels, scores, threshold, path, radius=max(3.0, 2.0 * fwhm)
+                )
+                print(f"regions -> {path}: {count} circles")
+            else:
+                if frame_id is None:
+                    raise RbvetError("frame is not in the label store: nothing to export", path)
+                data = store.training_data(model.params, frame_ids=[frame_id])
+                if len(data) == 0:
+                    raise RbvetError("no objects of this frame are labeled real or bogus", path)
+                export_training_set(data, path, metadata={"frame": str(args.frame)})
+                print(
+                    f"training set -> {path}: {len(data)} objects "
+                    f"({int(np.sum(data.labels == 1))} real)"
+                )
+    return 0
+
+
+def _add_export_parser(commands):
+    """The ``export`` subcommand and its options."""
+    export = commands.add_parser(
+        "export",
+        help="write the vetted catalog, the labeled training set or DS9 regions",
+        description="Score the objects of FRAME and write, by the extension of each -o: "
+        "the catalog with rb_score, rb_label and the bogus flag (.ecsv, .fits, .csv), the "
+        "labeled objects of FRAME from a label store as a training set (.npz: X, y, raw "
+        "stamps, metadata) or a DS9 region file (.reg: green real, red bogus, unlabeled "
+        "cyan above and orange below the threshold).",
+    )
+    _add_frame_arguments(export)
+    export.add_argument(
+        "--model", "-m", help="model file (.keras or STDPipe .h5); default: the shipped model"
+    )
+    export.add_argument(
+        "--labels",
+        metavar="STORE",
+        nargs="?",
+        const=DEFAULT_STORE,
+        help="label store whose labels of FRAME to export (found by the frame's pixels); "
+        "without a value the default store",
+    )
+    export.add_argument(
+        "--threshold", "-t", type=float, help="score threshold; default: the model card's"
+    )
+    export.add_argument(
+        "--output",
+        "-o",
+        action="append",
+        required=True,
+        metavar="OUT",
+        help="output file: .ecsv/.fits/.csv, .npz or .reg (repeat for several)",
+    )
+    export.set_defaults(handler=cmd_export)
 
 
 def build_parser():
@@ -313,7 +652,27 @@ def build_parser():
     )
     train.add_argument("--output", "-o", required=True, help="model file (.keras)")
     train.set_defaults(handler=cmd_train)
+    _add_label_training_arguments(train)
+    _add_evaluate_parser(commands)
+    _add_export_parser(commands)
+
+    gui = commands.add_parser(
+        "gui",
+        help="open the vetting window",
+        description="Open FRAME (default: the shipped demo) in the vetting window.",
+    )
+    from .gui.app import build_parser as add_gui_arguments  # argparse only, no Qt
+
+    add_gui_arguments(gui)
+    gui.set_defaults(handler=cmd_gui)
     return parser
+
+
+def cmd_gui(args):
+    """Open the vetting window (Qt is imported only here)."""
+    from .gui.app import run
+
+    return run(args)
 
 
 def main(argv=None):

@@ -67,3 +67,41 @@ def make_star_field():
 def render():
     """Factory fixture: ``render(shape, x, y, flux, fwhm)`` -> image of Gaussians."""
     return render_gaussians
+
+
+def vetting_data(n=60, seed=0, unscored=2):
+    """A `VettingData` for widget tests, without TensorFlow: a star field, its real
+    stamps and tiles, and random scores (the last ``unscored`` objects are NaN)."""
+    from astropy.table import Table
+
+    from rbvet.core.atlas import empty_atlas, render_tiles
+    from rbvet.core.frame import frame_from_array
+    from rbvet.core.preprocess import PreprocessParams, plan_rescale
+    from rbvet.core.stamps import cut_stamps
+    from rbvet.gui.state import VettingData
+
+    image, x, y, flux = star_field(shape=(256, 256), n=n, seed=seed)
+    frame = frame_from_array(image).ensure_background()
+    params = PreprocessParams()
+    rescale = plan_rescale(3.0, params)
+    stamps = cut_stamps(frame, x, y, rescale)
+    rng = np.random.default_rng(seed)
+    scores = rng.uniform(0, 1, n).astype(np.float32)
+    reasons = np.full(n, "", dtype="U32")
+    if unscored:
+        scores[-unscored:] = np.nan
+        reasons[-unscored:] = "off frame"
+    atlas = empty_atlas(n, params.target_size)
+    good = np.isfinite(scores)
+    atlas[good] = render_tiles(stamps.inputs(params, good))
+    table = Table({"x": x, "y": y, "flux": flux, "rb_score": scores, "rb_reason": reasons})
+    return VettingData(
+        frame=frame, table=table, x=x, y=y, scores=scores, reasons=reasons, atlas=atlas,
+        fwhm=3.0, rescale=rescale, params=params, model_name="test", frame_path="test.fits",
+    )
+
+
+@pytest.fixture
+def make_vetting_data():
+    """Factory fixture: ``make_vetting_data(n=60, seed=0, unscored=2)`` -> VettingData."""
+    return vetting_data

@@ -1,0 +1,1 @@
+"""The Qt vetting window. Core (`rbvet.core`) never imports this package."""

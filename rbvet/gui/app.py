@@ -1,0 +1,117 @@
+"""Start the vetting window: ``python main.py [FRAME] [--catalog CAT] [--model M]``.
+
+With no frame it opens the shipped demo frame and catalog with the default model.
+``--screenshot PATH`` loads and classifies, saves a PNG of the window and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def build_parser(parser=None):
+    """Arguments of the window (also used by ``rbvet gui``)."""
+    parser = parser or argparse.ArgumentParser(
+        prog="rbvet-gui", description="Vet the detections of a frame in the rbvet window."
+    )
+    parser.add_argument("frame", nargs="?", help="FITS image [the shipped demo frame]")
+    parser.add_argument("--catalog", "-c", help="catalog; objects are detected without one")
+    parser.add_argument("--model", "-m", help="model (.keras or .h5) [the shipped default]")
+    parser.add_argument(
+        "--screenshot", metavar="PNG", help="classify, save a picture of the window and exit"
+    )
+    parser.add_argument(
+        "--window-size", default="1600x1000", help="window size WIDTHxHEIGHT [1600x1000]"
+    )
+    return parser
+
+
+def apply_theme(app):
+    """A dark Fusion theme: easy on eyes adapted to the dark, and matching pyqtgraph."""
+    from PyQt6.QtGui import QColor, QPalette
+
+    app.setStyle("Fusion")
+    palette = QPalette()
+    roles = {
+        QPalette.ColorRole.Window: "#232629",
+        QPalette.ColorRole.WindowText: "#e6e6e6",
+        QPalette.ColorRole.Base: "#1b1d20",
+        QPalette.ColorRole.AlternateBase: "#2a2e32",
+        QPalette.ColorRole.Text: "#e6e6e6",
+        QPalette.ColorRole.Button: "#2f3337",
+        QPalette.ColorRole.ButtonText: "#e6e6e6",
+        QPalette.ColorRole.Highlight: "#3d7fc1",
+        QPalette.ColorRole.HighlightedText: "#ffffff",
+        QPalette.ColorRole.ToolTipBase: "#2f3337",
+        QPalette.ColorRole.ToolTipText: "#e6e6e6",
+        QPalette.ColorRole.PlaceholderText: "#8a8f94",
+    }
+    for role, colour in roles.items():
+        palette.setColor(role, QColor(colour))
+    disabled = QPalette.ColorGroup.Disabled
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText):
+        palette.setColor(disabled, role, QColor("#6b7075"))
+    app.setPalette(palette)
+
+
+def parse_size(text):
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--window-size: expected WIDTHxHEIGHT, got {text!r}") from None
+    return width, height
+
+
+def run(args):
+    """Open the window as ``args`` asks; returns the exit status."""
+    from PyQt6.QtCore import QSettings, QTimer
+    from PyQt6.QtWidgets import QApplication
+
+    from ..core.paths import demo_frame_path
+    from .main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    app.setApplicationName("rbvet")
+    apply_theme(app)
+    frame, catalog = args.frame, args.catalog
+    if frame is None:
+        frame = demo_frame_path()
+        catalog = catalog or frame.with_suffix(".ecsv")
+    settings = None
+    if args.screenshot:
+        # A screenshot must not depend on, or change, the user's saved window layout.
+        settings = QSettings(os.devnull, QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings)
+    window.resize(*parse_size(args.window_size))
+    window.show()
+    status = {"code": 0}
+
+    if args.screenshot:
+
+        def save_and_quit():
+            app.processEvents()
+            window.grab().save(args.screenshot)
+            print(f"saved {args.screenshot}")
+            window.close()
+            app.quit()
+
+        def fail(message):
+            print(f"rbvet: {message}", file=sys.stderr)
+            status["code"] = 2
+            window.close()
+            app.quit()
+
+        window.classified.connect(lambda: QTimer.singleShot(500, save_and_quit))
+        window.failed.connect(fail)
+    QTimer.singleShot(0, lambda: window.open_frame(frame, catalog, args.model))
+    code = app.exec()
+    return status["code"] or code
+
+
+def main(argv=None):
+    """Entry point of ``main.py``."""
+    return run(build_parser().parse_args(argv))

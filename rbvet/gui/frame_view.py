@@ -1,0 +1,497 @@
+"""The full frame with a marker on every object, as an astronomer sees it in DS9.
+
+`FrameView` draws the frame once as a uint8 display image (interval and stretch from
+`rbvet.gui.stretch`) in a pyqtgraph `ImageItem` whose pixel centres sit at integer
+0-based coordinates, row 0 at the bottom. All objects are one `ScatterPlotItem` of open
+circles, coloured by score relative to the threshold (or by label once labeled); the
+selected object gets its own highlight item. The panel only reads `VettingState` and
+follows its signals; clicking a marker selects the object through the state.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import QPointF, QRectF, Qt
+from PyQt6.QtGui import QPainterPath, QTransform
+from PyQt6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .state import BOGUS, REAL, UNLABELED
+from .stretch import (
+    BOGUS_COLOR,
+    INTERVAL_NAMES,
+    LABELED_BOGUS_COLOR,
+    LABELED_REAL_COLOR,
+    REAL_COLOR,
+    SELECTION_COLOR,
+    STRETCH_NAMES,
+    THRESHOLD_COLOR,
+    UNSCORED_COLOR,
+    display_limits,
+    score_colors,
+    to_uint8,
+)
+
+SHOW_ALL, SHOW_REAL, SHOW_BOGUS = "all", "real only", "bogus only"
+SHOW_OPTIONS = (SHOW_ALL, SHOW_REAL, SHOW_BOGUS)
+
+DEFAULT_INTERVAL = "zscale"
+DEFAULT_STRETCH = "linear"
+
+MARKER_DIAMETER_FWHM = 5.0
+"""Marker diameter in units of the frame's FWHM (image pixels)."""
+MIN_MARKER_PIXELS = 10
+"""Smallest marker on screen, so markers stay visible on a zoomed-out big frame."""
+MAX_MARKER_PIXELS = 90
+MARKER_PEN_WIDTH = 1.4
+LABELED_PEN_WIDTH = 2.4
+PYRAMID_MAX_SIDE = 2048
+"""The display pyramid halves the image until its longer side is at most this."""
+COLOR_STEPS = 8
+"""Colours per side of the threshold (markers share a handful of pens)."""
+CONTEXT_PIXELS = 512
+"""Selecting an object zooms in to about this width (or 60 FWHM) when zoomed further out."""
+CONTEXT_FWHM = 60.0
+
+
+class FrameView(QWidget):
+    """The frame with object markers, zoom and pan, stretch and a "show" filter.
+
+    Parameters
+    ----------
+    state : rbvet.gui.state.VettingState
+    parent : QWidget, optional
+
+    Attributes
+    ----------
+    plot : pyqtgraph.PlotWidget
+    view_box : pyqtgraph.ViewBox
+        Aspect locked, y up: row 0 of the image at the bottom, as in DS9.
+    image_item : pyqtgraph.ImageItem
+        Shows the uint8 display image; pixel ``(row, col)`` is centred on ``(col, row)``.
+    scatter : pyqtgraph.ScatterPlotItem
+        One open circle per drawn object; each point's ``data()`` is its object index.
+    highlight : pyqtgraph.ScatterPlotItem
+        The selected object's marker (empty when nothing is selected).
+    display_image : ndarray (H, W) uint8 or None
+        The full-resolution display image (a zoomed-out view draws a halved copy).
+    interval_combo, stretch_combo, show_combo : QComboBox
+    fit_button : QToolButton
+    readout : QLabel
+        Position, pixel value (and RA/Dec) under the cursor; a frame summary otherwise.
+    legend : QLabel
+        What the marker colours mean.
+
+    Methods
+    -------
+    visible_marker_indices()
+        Object indices of the markers drawn.
+    view_center()
+        Centre of the visible area in image pixels.
+    center_on(x, y)
+        Pan to a position.
+    fit_frame()
+        Show the whole frame.
+    """
+
+    def __init__(self, state, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self._pyramid = []  # uint8 display image, then halved copies (see display_pyramid)
+        self._level = -1  # pyramid level the ImageItem shows
+        self._limits = {}  # interval name -> (vmin, vmax) for the current frame
+        self._visible = np.zeros(0, np.intp)
+        self._marker_pixels = 0
+        self._pens = _PenCache()
+
+        self.interval_combo = _combo(INTERVAL_NAMES, DEFAULT_INTERVAL, "Pixel values shown")
+        self.stretch_combo = _combo(STRETCH_NAMES, DEFAULT_STRETCH, "Display stretch")
+        self.show_combo = _combo(
+            SHOW_OPTIONS, SHOW_ALL, "Markers to draw, split at the current threshold"
+        )
+        self.fit_button = QToolButton(text="Fit")
+        self.fit_button.setToolTip("Show the whole frame")
+
+        self.plot = pg.PlotWidget()
+        self.view_box = self.plot.getViewBox()
+        self.view_box.setAspectLocked(True)
+        self.view_box.invertY(False)
+        self.view_box.setMenuEnabled(False)
+        self.plot.hideButtons()
+        for side in ("left", "bottom"):
+            self.plot.getAxis(side).setStyle(tickTextOffset=4)
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.image_item.setZValue(0)
+        self.image_item.setPos(-0.5, -0.5)  # pixel (row, col) centred on (x=col, y=row)
+        self.scatter = pg.ScatterPlotItem(pxMode=True, symbol="o", brush=None, size=10)
+        self.scatter.setZValue(10)
+        self.highlight = pg.ScatterPlotItem(
+            pxMode=True,
+            symbol=_reticle_symbol(),
+            brush=None,
+            pen=pg.mkPen(SELECTION_COLOR, width=2),
+        )
+        self.highlight.setZValue(20)
+        self.plot.addItem(self.image_item)
+        self.plot.addItem(self.scatter)
+        self.plot.addItem(self.highlight)
+
+        self.readout = QLabel(" ")
+        # Long readouts are clipped rather than widening the whole window.
+        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.readout.setMinimumWidth(120)
+        self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.legend = QLabel(_legend_html())
+        self.legend.setToolTip(
+            "Marker colour: score relative to the threshold, or the label once labeled"
+        )
+
+        controls = QHBoxLayout()
+        for text, combo in (
+            ("Interval", self.interval_combo),
+            ("Stretch", self.stretch_combo),
+            ("Show", self.show_combo),
+        ):
+            label = QLabel(text)
+            label.setBuddy(combo)
+            controls.addWidget(label)
+            controls.addWidget(combo)
+            controls.addSpacing(8)
+        controls.addStretch(1)
+        controls.addWidget(self.fit_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(4)
+        layout.addLayout(controls)
+        layout.addWidget(self.plot, 1)
+        footer = QHBoxLayout()
+        footer.addWidget(self.readout, 1)
+        footer.addWidget(self.legend)
+        layout.addLayout(footer)
+
+        self.interval_combo.currentTextChanged.connect(self._render_image)
+        self.stretch_combo.currentTextChanged.connect(self._render_image)
+        self.show_combo.currentTextChanged.connect(self._update_markers)
+        self.fit_button.clicked.connect(self.fit_frame)
+        self.scatter.sigClicked.connect(self._on_marker_clicked)
+        self.view_box.sigTransformChanged.connect(self._update_view_scale)
+        self.plot.scene().sigMouseMoved.connect(self._update_readout)
+        state.dataChanged.connect(self._on_data_changed)
+        state.thresholdChanged.connect(self._update_markers)
+        state.selectionChanged.connect(self._on_selection_changed)
+        state.labelsChanged.connect(self._update_markers)
+        self._on_data_changed()
+
+    # ------------------------------------------------------------------ public API
+
+    def visible_marker_indices(self):
+        """Object indices of the markers currently drawn, in drawing order.
+
+        Returns
+        -------
+        ndarray (M,) intp
+        """
+        return self._visible.copy()
+
+    def view_center(self):
+        """Centre of the visible area, in 0-based image pixels.
+
+        Returns
+        -------
+        x, y : float
+        """
+        centre = self.view_box.viewRect().center()
+        return centre.x(), centre.y()
+
+    def center_on(self, x, y):
+        """Pan so that image pixel ``(x, y)`` is at the centre of the view.
+
+        The zoom is kept, except that a view much wider than the object's surroundings
+        (`CONTEXT_PIXELS`, or `CONTEXT_FWHM` FWHM) zooms in to them. The view does not pan
+        past the frame's edges, so an object near an edge is off-centre rather than the
+        view half empty.
+        """
+        rect = self.view_box.viewRect()
+        width, height = rect.width(), rect.height()
+        data = self.state.data
+        fwhm = data.fwhm if data is not None and np.isfinite(data.fwhm) else 3.0
+        context = max(CONTEXT_PIXELS, CONTEXT_FWHM * fwhm)
+        if min(width, height) > 2 * context:
+            scale = context / min(width, height)
+            width, height = width * scale, height * scale
+        if self.display_image is not None:
+            rows, cols = self.display_image.shape
+            x, y = _centre_over_image(x, width, cols), _centre_over_image(y, height, rows)
+        self.view_box.setRange(QRectF(x - width / 2, y - height / 2, width, height), padding=0)
+
+    def fit_frame(self):
+        """Zoom out to show the whole frame."""
+        if self.display_image is None:
+            return
+        height, width = self.display_image.shape
+        self.view_box.setRange(QRectF(-0.5, -0.5, width, height), padding=0.02)
+
+    @property
+    def display_image(self):
+        """The full-resolution uint8 display image of the frame, or None."""
+        return self._pyramid[0] if self._pyramid else None
+
+    # ------------------------------------------------------------------ state slots
+
+    def _on_data_changed(self):
+        data = self.state.data
+        self._limits = {}
+        if data is None:
+            self._pyramid = []
+            self._level = -1
+            self.image_item.clear()
+            self.scatter.clear()
+            self.highlight.clear()
+            self._visible = np.zeros(0, np.intp)
+            self.readout.setText(" ")
+            return
+        self._render_image()
+        self.readout.setText(self._summary())
+        self._update_markers()
+        self.highlight.clear()  # a new frame comes with no selection
+        self.fit_frame()
+
+    def _render_image(self):
+        """Make the uint8 display image (and its pyramid) for the interval and stretch."""
+        data = self.state.data
+        if data is None:
+            return
+        frame = data.frame
+        interval = self.interval_combo.currentText()
+        if interval not in self._limits:
+            self._limits[interval] = display_limits(frame.image, interval, frame.mask)
+        display = to_uint8(
+            frame.image,
+            stretch=self.stretch_combo.currentText(),
+            limits=self._limits[interval],
+        )
+        self._pyramid = display_pyramid(display)
+        self._level = -1
+        self._update_view_scale()
+
+    def _update_markers(self, *_):
+        """Redraw the markers: which objects (show filter) and their colours."""
+        data = self.state.data
+        if data is None:
+            return
+        threshold = self.state.threshold
+        scores = data.scores
+        drawable = np.isfinite(data.x) & np.isfinite(data.y)
+        show = self.show_combo.currentText()
+        with np.errstate(invalid="ignore"):
+            if show == SHOW_REAL:
+                drawable &= scores >= threshold
+            elif show == SHOW_BOGUS:
+                drawable &= scores < threshold
+        self._visible = np.flatnonzero(drawable)
+        visible = self._visible
+
+        colors = score_colors(scores[visible], threshold, steps=COLOR_STEPS)
+        widths = np.full(len(visible), MARKER_PEN_WIDTH)
+        labels = data.labels[visible]
+        for label, color in ((REAL, LABELED_REAL_COLOR), (BOGUS, LABELED_BOGUS_COLOR)):
+            colors[labels == label] = color
+        widths[labels != UNLABELED] = LABELED_PEN_WIDTH
+        self._marker_pixels = self._marker_size()
+        self.scatter.setData(
+            x=data.x[visible],
+            y=data.y[visible],
+            data=visible,
+            pen=self._pens.pens_for(colors, widths),
+            brush=None,
+            size=self._marker_pixels,
+        )
+
+    def _on_selection_changed(self, index):
+        data = self.state.data
+        if data is None or index < 0 or not np.isfinite(data.x[index] + data.y[index]):
+            self.highlight.clear()
+            return
+        x, y = float(data.x[index]), float(data.y[index])
+        self.highlight.setData(x=[x], y=[y], size=_highlight_size(self._marker_pixels))
+        self.center_on(x, y)
+
+    # ------------------------------------------------------------------ view slots
+
+    def _image_pixels_per_screen_pixel(self):
+        width = self.view_box.width()
+        if width <= 0:
+            return 1.0
+        return self.view_box.viewRect().width() / width
+
+    def _marker_size(self):
+        """Markers are `MARKER_DIAMETER_FWHM` FWHM across, within screen-size bounds."""
+        data = self.state.data
+        fwhm = data.fwhm if data is not None and np.isfinite(data.fwhm) and data.fwhm > 0 else 3.0
+        size = MARKER_DIAMETER_FWHM * fwhm / self._image_pixels_per_screen_pixel()
+        return int(np.clip(round(size), MIN_MARKER_PIXELS, MAX_MARKER_PIXELS))
+
+    def _update_view_scale(self, *_):
+        """After a zoom: pick the pyramid level to draw and resize the markers."""
+        if not self._pyramid:
+            return
+        ratio = self._image_pixels_per_screen_pixel()
+        level = int(np.clip(np.floor(np.log2(max(ratio, 1.0))), 0, len(self._pyramid) - 1))
+        if level != self._level:
+            self._level = level
+            factor = float(2**level)
+            self.image_item.setImage(self._pyramid[level], autoLevels=False, levels=(0, 255))
+            self.image_item.setTransform(QTransform.fromScale(factor, factor))
+        size = self._marker_size()
+        if size != self._marker_pixels:
+            self._marker_pixels = size
+            self.scatter.setSize(size)
+            if len(self.highlight.data):
+                self.highlight.setSize(_highlight_size(size))
+
+    def _on_marker_clicked(self, _item, points, event=None):
+        """Select the clicked object (the nearest one when markers overlap)."""
+        if len(points) == 0:
+            return
+        point = points[0]
+        if event is not None and len(points) > 1:
+            where = event.pos()
+            positions = np.array([[p.pos().x(), p.pos().y()] for p in points])
+            distance = np.hypot(positions[:, 0] - where.x(), positions[:, 1] - where.y())
+            point = points[int(np.argmin(distance))]
+        self.state.select(int(point.data()))
+
+    def _summary(self):
+        """What the readout shows while the cursor is off the frame."""
+        data = self.state.data
+        height, width = data.frame.image.shape
+        name = os.path.basename(data.frame_path) if data.frame_path else "frame"
+        return f"{name}   {width} × {height} px   {len(data)} objects   FWHM {data.fwhm:.2f} px"
+
+    def _update_readout(self, scene_pos):
+        data = self.state.data
+        if data is None or not self.view_box.sceneBoundingRect().contains(scene_pos):
+            return
+        where = self.view_box.mapSceneToView(QPointF(scene_pos))
+        x, y = where.x(), where.y()
+        height, width = data.frame.image.shape
+        col, row = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
+        if not (0 <= col < width and 0 <= row < height):
+            self.readout.setText(self._summary())
+            return
+        value = data.frame.image[row, col]
+        text = f"x {x:8.1f}   y {y:8.1f}   value {value:.6g}"
+        if data.frame.wcs is not None:
+            ra, dec = data.frame.wcs.all_pix2world([[x, y]], 0)[0]
+            text += f"   RA {ra:.6f}°  Dec {dec:+.6f}°"
+        self.readout.setText(text)
+
+
+def _combo(items, current, tooltip):
+    combo = QComboBox()
+    combo.addItems(list(items))
+    combo.setCurrentText(current)
+    combo.setToolTip(tooltip)
+    return combo
+
+
+def display_pyramid(display, max_side=PYRAMID_MAX_SIDE):
+    """``display`` followed by 2x2 block means of it until the longer side <= ``max_side``.
+
+    A zoomed-out view draws a level whose pixels are about screen-sized, so a large
+    frame costs no resampling when the user zooms or pans.
+
+    Parameters
+    ----------
+    display : ndarray (H, W) uint8
+    max_side : int
+
+    Returns
+    -------
+    list of ndarray uint8
+        Level ``k`` covers ``2**k`` x ``2**k`` display pixels per pixel (an odd last
+        row or column is dropped).
+    """
+    levels = [display]
+    while max(levels[-1].shape) > max_side and min(levels[-1].shape) >= 2:
+        image = levels[-1]
+        rows, cols = image.shape[0] // 2 * 2, image.shape[1] // 2 * 2
+        total = image[0:rows:2, 0:cols:2].astype(np.uint16)
+        total += image[1:rows:2, 0:cols:2]
+        total += image[0:rows:2, 1:cols:2]
+        total += image[1:rows:2, 1:cols:2]
+        total += 2
+        total //= 4
+        levels.append(total.astype(np.uint8))
+    return levels
+
+
+def _centre_over_image(centre, span, extent):
+    """View centre along one axis, moved so a ``span``-wide view stays on the image."""
+    low, high = -0.5 + span / 2, extent - 0.5 - span / 2
+    if low > high:
+        return (extent - 1) / 2
+    return min(max(centre, low), high)
+
+
+def _legend_html():
+    entries = (
+        (BOGUS_COLOR, "bogus"),
+        (THRESHOLD_COLOR, "≈ t"),
+        (REAL_COLOR, "real"),
+        (LABELED_REAL_COLOR, "labeled real"),
+        (LABELED_BOGUS_COLOR, "labeled bogus"),
+        (UNSCORED_COLOR, "unscored"),
+    )
+    return " ".join(
+        "<span style='color:#{:02x}{:02x}{:02x}'>◯</span>&nbsp;{}".format(*color, text)
+        for color, text in entries
+    )
+
+
+def _highlight_size(marker_pixels):
+    return marker_pixels * 2.2 + 8
+
+
+def _reticle_symbol():
+    """A ring with four ticks pointing at the centre, leaving the object itself clear."""
+    path = QPainterPath()
+    path.addEllipse(QPointF(0, 0), 0.34, 0.34)
+    for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        path.moveTo(0.34 * dx, 0.34 * dy)
+        path.lineTo(0.5 * dx, 0.5 * dy)
+    return path
+
+
+class _PenCache:
+    """One QPen per (colour, width), kept for the life of the view.
+
+    Markers share these pens, so pyqtgraph's symbol atlas renders each style once, and
+    a threshold change reuses the pens (and atlas entries) of the previous one.
+    """
+
+    def __init__(self):
+        self._pens = {}
+
+    def pens_for(self, colors, widths):
+        """An object array of pens, one per row of ``colors`` (N, 3) and ``widths`` (N,)."""
+        styles = np.column_stack([colors.astype(np.int64), np.rint(widths * 10).astype(np.int64)])
+        unique, inverse = np.unique(styles, axis=0, return_inverse=True)
+        pens = np.empty(len(unique), dtype=object)
+        pens[:] = [self._pen(tuple(int(v) for v in style)) for style in unique]
+        return pens[inverse.ravel()]
+
+    def _pen(self, style):
+        if style not in self._pens:
+            self._pens[style] = pg.mkPen(style[:3], width=style[3] / 10)
+        return self._pens[style]
