@@ -20,15 +20,33 @@ from astropy.table import Table
 from PyQt6.QtWidgets import QApplication
 
 from rbvet.core.atlas import empty_atlas, render_tiles
+from rbvet.core.stamps import DEFAULT_CHUNK_SIZE as CLASSIFY_CHUNK
 from rbvet.gui.grid import SORT_POSITION, SORT_SCORE, GridPanel
 from rbvet.gui.state import VettingData, VettingState
 
 INPUT_SIZE = 31
 CHUNK = 2500
 UNSCORED_FRACTION = 0.01
-ATLAS_TARGET_S = 0.3
-BUILD_TARGET_S = 0.3
+AFTER_SCORES_TARGET_S = 0.3
 PAGE_TARGET_MS = 10.0
+LAUNCH_TARGET_S = 2.0
+LAUNCH_SCRIPT = """
+import os, sys, time
+started = float(sys.argv[1])
+from PyQt6.QtCore import QSettings, QTimer
+from PyQt6.QtWidgets import QApplication
+from rbvet.gui.app import apply_theme
+from rbvet.gui.main_window import MainWindow
+app = QApplication([])
+apply_theme(app)
+window = MainWindow(settings=QSettings(os.devnull, QSettings.Format.IniFormat))
+window.show()
+def shown():
+    print(time.time() - started, "tensorflow" in sys.modules)
+    app.quit()
+QTimer.singleShot(0, shown)
+app.exec()
+"""
 
 
 def synthetic_inputs(n, rng):
@@ -141,6 +159,26 @@ def measure_threshold_drag(app, panel, state, steps=20):
     return statistics.median(times)
 
 
+def measure_launch(repeats=3):
+    """Seconds from starting a Python process to the main window shown (best of a few),
+    and whether TensorFlow was imported by then (it must not be)."""
+    import subprocess
+    import sys
+
+    times, tensorflow_loaded = [], False
+    for _ in range(repeats):
+        result = subprocess.run(
+            [sys.executable, "-c", LAUNCH_SCRIPT, repr(time.time())],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        elapsed, loaded = result.stdout.split()
+        times.append(float(elapsed))
+        tensorflow_loaded |= loaded == "True"
+    return min(times), tensorflow_loaded
+
+
 def tiles_per_page(panel):
     view = panel.view
     grid = view.gridSize()
@@ -173,16 +211,26 @@ def main():
     page_ms = measure_page_repaints(app, panel, args.pages)
     by_position, by_score = measure_resort(app, panel)
     threshold_ms = measure_threshold_drag(app, panel, state)
+    launch_seconds, tensorflow_loaded = measure_launch()
+    last_chunk = min(args.objects, CLASSIFY_CHUNK)
+    last_chunk_seconds = atlas_seconds * last_chunk / args.objects
 
     print(
         f"{args.objects} objects, {args.width}x{args.height} offscreen, "
         f"~{tiles_per_page(panel)} tiles a page, {os.cpu_count()} cores"
     )
-    print(f"atlas render: {atlas_seconds:.3f} s   (target <= {ATLAS_TARGET_S} s)")
-    print(f"grid build: {build_seconds:.3f} s   (target <= {BUILD_TARGET_S} s)")
     print(
-        f"atlas + grid build: {atlas_seconds + build_seconds:.3f} s   "
-        f"(target <= {ATLAS_TARGET_S + BUILD_TARGET_S:.1f} s)"
+        f"atlas render, all tiles: {atlas_seconds:.3f} s (the window renders each chunk's "
+        f"tiles as its scores arrive, so only the last chunk's is left at the end)"
+    )
+    print(f"grid build: {build_seconds:.3f} s")
+    print(
+        f"after the last scores arrive (last {last_chunk} tiles + grid build): "
+        f"{last_chunk_seconds + build_seconds:.3f} s   (target <= {AFTER_SCORES_TARGET_S} s)"
+    )
+    print(
+        f"launch to window shown: {launch_seconds:.2f} s, TensorFlow imported by then: "
+        f"{tensorflow_loaded}   (target <= {LAUNCH_TARGET_S:.0f} s)"
     )
     print(
         f"page repaint: {statistics.median(page_ms):.1f} ms median, {min(page_ms):.1f} min, "
