@@ -417,7 +417,7 @@ def cmd_train_labels(args):
     def report(epoch, epochs, logs):
         log(
             f"epoch {epoch + 1}/{epochs}: "
-            + ", ".join(f"{k} {v:.4f}" for k, v in logs.items() if isinstance(v, float))
+            + ", ".join(f"{k} {v:.4g}" for k, v in logs.items() if isinstance(v, float))
         )
 
     result = retrain(

@@ -1,0 +1,536 @@
+"""Retrain the model from the user's labels, judge it against the current one, version it.
+
+`retrain` holds out labeled objects first — whole frames when the labels come from two
+or more frames, single objects otherwise — and only then hands the rest (optionally
+mixed with simulated objects, so the model does not forget what it knew) to
+`rbvet.core.train.train_model`, which augments on the fly. Old and new model are then
+scored on the held-out objects (`compare_models`): the user accepts the new model, and
+`save_versioned` writes it next to the old name as ``name.vN.keras`` with a card naming
+its parent and its data.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import RbvetError
+
+FINE_TUNE_LEARNING_RATE = 1e-4
+SCRATCH_LEARNING_RATE = 1e-3
+DEFAULT_HELD_OUT_FRACTION = 0.25
+DEFAULT_VALIDATION_FRACTION = 0.15
+SIMULATED_FRAME_SIZE = 512
+SIMULATED_OBJECTS_PER_MEGAPIXEL = 350.0  # first guess of detections; measured ~360
+SIMULATED_SEED_OFFSET = 3_000_017
+MAX_SIMULATION_ROUNDS = 10
+MIN_FRAMES_FOR_FRAME_VALIDATION = 3
+_VERSIONED_NAME = re.compile(r"^(?P<stem>.+?)(?:\.v(?P<version>\d+))?(?P<suffix>\.keras|\.h5)$")
+
+
+@dataclass
+class RetrainResult:
+    """What `retrain` made.
+
+    Attributes
+    ----------
+    model : RealBogusModel
+        The new model (unsaved; `accept` or `save_versioned` writes it).
+    base_model : RealBogusModel
+        The model it is compared with (and, unless trained from scratch, started from).
+    comparison : dict
+        `compare_models` of both on the held-out labeled objects.
+    train_index, held_out_index : ndarray of int
+        Rows of the training set trained on and held out (disjoint; split before any
+        augmentation).
+    history : keras.callbacks.History
+    n_simulated : int
+        Simulated objects mixed into the training part.
+    stopped : bool
+        True when ``should_stop`` cancelled training before the last epoch.
+    seconds : float
+        Wall time of the whole retraining.
+    """
+
+    model: object
+    base_model: object
+    comparison: dict
+    train_index: np.ndarray
+    held_out_index: np.ndarray
+    history: object = None
+    n_simulated: int = 0
+    stopped: bool = False
+    seconds: float = 0.0
+    log: list = field(default_factory=list)
+
+    def accept(self, path):
+        """Save the new model as the next free ``name.vN.keras`` beside ``path``."""
+        return save_versioned(self.model, path)
+
+
+def compare_models(old_model, new_model, inputs, labels, threshold):
+    """Score held-out objects with both models: AUC, FNR and FPR at the threshold.
+
+    Parameters
+    ----------
+    old_model, new_model : RealBogusModel
+    inputs : ndarray (N, size, size, 2)
+    labels : array_like (N,)
+        1 real, 0 bogus.
+    threshold : float
+
+    Returns
+    -------
+    dict
+        ``{"old": {...}, "new": {...}}``; each with ``name``, ``auc``, ``fnr``, ``fpr``,
+        ``threshold`` and the counts ``objects``, ``real``, ``bogus`` (NaN figures when
+        a class is missing).
+    """
+    from .metrics import error_rates, roc_auc
+
+    labels = np.asarray(labels).astype(np.int8).ravel()
+    comparison = {}
+    for key, model in (("old", old_model), ("new", new_model)):
+        scores = model.predict(inputs) if len(labels) else np.zeros(0, np.float32)
+        fnr, fpr = error_rates(scores, labels, [threshold])
+        comparison[key] = {
+            "name": model.name,
+            "auc": roc_auc(scores, labels),
+            "fnr": float(fnr[0]),
+            "fpr": float(fpr[0]),
+            "threshold": float(threshold),
+            "objects": int(len(labels)),
+            "real": int(np.sum(labels == 1)),
+            "bogus": int(np.sum(labels == 0)),
+        }
+    return comparison
+
+
+def format_comparison(comparison):
+    """The comparison as a small aligned text table (for the command line)."""
+
+    def number(value, percent=False):
+        if value is None or not np.isfinite(value):
+            return "n/a"
+        return f"{100 * value:.1f} %" if percent else f"{value:.4f}"
+
+    old = comparison["old"]
+    lines = [
+        f"Held-out labeled objects: {old['objects']} ({old['real']} real, {old['bogus']} "
+        f"bogus), threshold {old['threshold']:.2f}",
+    ]
+    rows = [("", "model", "AUC", "FNR", "FPR")]
+    for key in ("old", "new"):
+        entry = comparison[key]
+        rows.append(
+            (
+                key,
+                entry["name"],
+                number(entry["auc"]),
+                number(entry["fnr"], True),
+                number(entry["fpr"], True),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
+    for row in rows:
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1])]
+        cells += [cell.rjust(width) for cell, width in zip(row[2:], widths[2:], strict=True)]
+        lines.append("  " + "  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _resolve_base_model(base_model):
+    from .model import load_model
+
+    if base_model is None or isinstance(base_model, (str, os.PathLike)):
+        return load_model(base_model, engine="keras")
+    return base_model
+
+
+def _parent_reference(model):
+    from .model import file_digest
+
+    path = getattr(model, "path", None)
+    digest = file_digest(path) if path is not None and Path(path).is_file() else None
+    return {"name": model.name, "path": None if path is None else str(path), "digest": digest}
+
+
+def _clone_for_fine_tuning(keras_model, learning_rate):
+    from .model import compile_model, import_keras
+
+    keras = import_keras()
+    clone = keras.models.clone_model(keras_model)
+    clone.set_weights(keras_model.get_weights())
+    compile_model(clone, learning_rate)
+    return clone
+
+
+def simulated_objects(n_objects, params, seed=0, frame_size=SIMULATED_FRAME_SIZE, log=None):
+    """About ``n_objects`` labeled simulated objects (a `TrainingSet`), exactly that many.
+
+    Small frames are simulated (in parallel) until there are enough detections, then
+    ``n_objects`` of them are drawn at random. Group ids are negative (-1, -2, ... per
+    frame) so they never collide with label-store frame ids.
+    """
+    from .preprocess import PreprocessParams
+    from .train import TrainingSet, simulated_training_set
+
+    if params != PreprocessParams():
+        raise RbvetError(
+            "simulated objects are preprocessed with the default representation; "
+            "this model uses other preprocessing parameters (use --simulated-ratio 0)"
+        )
+    rng = np.random.default_rng([SIMULATED_SEED_OFFSET, seed])
+    per_frame = SIMULATED_OBJECTS_PER_MEGAPIXEL * frame_size**2 / 1e6
+    parts, have, frames_done = [], 0, 0
+    for _ in range(MAX_SIMULATION_ROUNDS):
+        if have >= n_objects:
+            break
+        n_frames = max(1, math.ceil(1.15 * (n_objects - have) / max(per_frame, 1.0)))
+        part = simulated_training_set(
+            n_frames=n_frames,
+            shape=(frame_size, frame_size),
+            seed=int(rng.integers(2**31)),
+            workers=1 if n_frames < 3 else None,
+            log=log,
+        )
+        part.groups = (-(frames_done + 1) - part.groups.astype(np.int64)).astype(np.int32)
+        parts.append(part)
+        have += len(part)
+        frames_done += n_frames
+        per_frame = max(1.0, len(part) / n_frames)
+    if have < n_objects:
+        raise RbvetError(f"simulated frames gave only {have} of {n_objects} objects")
+    data = TrainingSet.concatenate(parts)
+    take = np.sort(rng.choice(len(data), size=n_objects, replace=False))
+    return TrainingSet(
+        inputs=data.inputs[take],
+        labels=data.labels[take],
+        groups=data.groups[take],
+        kinds=data.kinds[take],
+        fwhm=data.fwhm[take],
+        params={"simulated_frames": int(len(np.unique(data.groups))), "frame_size": frame_size},
+    )
+
+
+def _check_training_set(training_set, size):
+    inputs = np.asarray(training_set.inputs)
+    labels = np.asarray(training_set.labels)
+    if len(labels) < 4:
+        raise RbvetError(f"need at least 4 labeled objects to retrain, have {len(labels)}")
+    if inputs.ndim != 4 or inputs.shape[1:] != (size, size, 2):
+        raise RbvetError(
+            f"training inputs of shape {inputs.shape[1:]} do not fit the model's "
+            f"({size}, {size}, 2)"
+        )
+    if not np.isin(labels, (0, 1)).all():
+        raise RbvetError("training labels must be 0 (bogus) or 1 (real)")
+
+
+def retrain(
+    training_set,
+    base_model=None,
+    from_scratch=False,
+    simulated_ratio=0.0,
+    epochs=10,
+    seed=0,
+    progress=None,
+    should_stop=None,
+    log=None,
+    *,
+    held_out_fraction=DEFAULT_HELD_OUT_FRACTION,
+    validation_fraction=DEFAULT_VALIDATION_FRACTION,
+    batch_size=128,
+    learning_rate=None,
+    threshold=None,
+    simulated_frame_size=SIMULATED_FRAME_SIZE,
+):
+    """Train a new model from labeled objects and compare it with the current one.
+
+    Parameters
+    ----------
+    training_set : TrainingSet
+        Labeled objects, preprocessed for the base model (e.g.
+        ``LabelStore.training_data(base_model.params)``); ``groups`` are frame ids.
+    base_model : RealBogusModel, str or Path, optional
+        The current model: fine-tuned (a copy; it is not changed) unless
+        ``from_scratch``, and the "old" model of the comparison. The shipped default
+        model when None.
+    from_scratch : bool
+        Train a new network of the seed's architecture instead of fine-tuning.
+    simulated_ratio : float
+        Mix ``simulated_ratio`` x (number of labeled training objects) simulated
+        objects from small frames into the training part (never into the held-out part).
+    epochs : int
+        Training passes; each shows every training object under a random one of the 8
+        symmetries of the square. Early stopping may end training sooner.
+    seed : int
+    progress : callable, optional
+        ``progress(epoch, epochs, logs)`` after each epoch (``epoch`` counts from 0).
+    should_stop : callable, optional
+        Training stops at the end of the current batch once it returns True.
+    log : callable, optional
+        Called with one-line messages.
+    held_out_fraction : float
+        Fraction of frames (or, with one frame, of objects) kept for the comparison.
+    validation_fraction : float
+        Fraction of the training part `train_model` keeps for early stopping.
+    batch_size : int
+    learning_rate : float, optional
+        Default 1e-4 for fine-tuning, 1e-3 from scratch.
+    threshold : float, optional
+        Of the comparison and the new card; default the base model's.
+    simulated_frame_size : int
+
+    Returns
+    -------
+    RetrainResult
+    """
+    from .model import RealBogusModel
+    from .train import split_by_group, train_model
+
+    started = time.perf_counter()
+    messages = []
+
+    def say(message):
+        messages.append(message)
+        if log is not None:
+            log(message)
+
+    base = _resolve_base_model(base_model)
+    _check_training_set(training_set, base.input_size)
+    threshold = base.threshold if threshold is None else float(threshold)
+    if simulated_ratio < 0:
+        raise RbvetError(f"the simulated ratio must be >= 0, got {simulated_ratio}")
+    labels = np.asarray(training_set.labels).astype(np.int8)
+    groups = np.asarray(training_set.groups).astype(np.int64)
+    frames = np.unique(groups)
+    rng = np.random.default_rng(seed)
+
+    # 1. Held-out objects first, before any augmentation or simulated data.
+    by_frame = len(frames) >= 2
+    split_groups = groups if by_frame else np.arange(len(labels))
+    train_index, held_out_index = split_by_group(split_groups, (held_out_fraction,), rng)
+    held_out_frames = np.unique(groups[held_out_index])
+    say(
+        f"Held out {len(held_out_index)} of {len(labels)} labeled objects "
+        + (
+            f"({len(held_out_frames)} of {len(frames)} frames)"
+            if by_frame
+            else "(one frame: split by object)"
+        )
+    )
+
+    # 2. Training part: labeled objects (+ simulated ones), grouped for validation.
+    inputs = np.asarray(training_set.inputs, np.float32)[train_index]
+    train_labels = labels[train_index]
+    train_frames = groups[train_index]
+    validation_by_frame = (
+        by_frame and len(np.unique(train_frames)) >= MIN_FRAMES_FOR_FRAME_VALIDATION
+    )
+    if validation_by_frame:
+        train_groups = train_frames
+    else:
+        train_groups = np.arange(1, len(train_index) + 1, dtype=np.int64)
+    n_simulated = int(round(simulated_ratio * len(train_index)))
+    simulated_info = None
+    if n_simulated:
+        say(f"Simulating {n_simulated} objects on {simulated_frame_size}-pixel frames")
+        simulated = simulated_objects(
+            n_simulated, base.params, seed=seed, frame_size=simulated_frame_size, log=say
+        )
+        inputs = np.concatenate([inputs, simulated.inputs])
+        train_labels = np.concatenate([train_labels, simulated.labels.astype(np.int8)])
+        train_groups = np.concatenate([train_groups, simulated.groups.astype(np.int64)])
+        simulated_info = {
+            "ratio": float(simulated_ratio),
+            "objects": n_simulated,
+            "real": int(simulated.labels.sum()),
+            **simulated.params,
+        }
+
+    # 3. Fit (train_model splits a validation part off for early stopping and augments).
+    if from_scratch:
+        model, rate = None, learning_rate or SCRATCH_LEARNING_RATE
+    else:
+        rate = learning_rate or FINE_TUNE_LEARNING_RATE
+        model = _clone_for_fine_tuning(base.keras_model, rate)
+    say(
+        ("Training from scratch" if from_scratch else f"Fine-tuning {base.name}")
+        + f" for up to {epochs} epochs (learning rate {rate:g})"
+    )
+    parent = _parent_reference(base)
+    result = train_model(
+        inputs,
+        train_labels.astype(np.float32),
+        groups=train_groups,
+        model=model,
+        validation_fraction=validation_fraction,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=rate,
+        seed=seed,
+        progress=None if progress is None else (lambda epoch, logs: progress(epoch, epochs, logs)),
+        should_stop=should_stop,
+        log=say,
+        description=(
+            f"{'trained from scratch' if from_scratch else 'fine-tuned from ' + base.name} "
+            f"on {len(train_index)} labeled objects"
+            + (f" and {n_simulated} simulated ones" if n_simulated else "")
+        ),
+        parent=parent,
+    )
+    epochs_run = len(result.history.history.get("loss", []))
+    stopped = bool(should_stop is not None and should_stop() and epochs_run < epochs)
+
+    # 4. The new model's card, and both models on the held-out objects.
+    card = result.card
+    card["preprocessing"] = base.params.to_dict()
+    card["threshold"] = float(threshold)
+    card["real_kinds"] = list(base.card.get("real_kinds", ["star", "galaxy"]))
+    card["training"].update(
+        {
+            "split": (
+                f"held out by {'frame' if by_frame else 'object'} before augmentation; "
+                f"validation (early stopping) by "
+                f"{'frame' if validation_by_frame else 'object'}"
+                + (", simulated objects by frame" if n_simulated else "")
+            ),
+            "mode": "from scratch" if from_scratch else "fine-tuned",
+            "learning_rate": rate,
+            "labels": _data_description(training_set, train_index, held_out_index, by_frame),
+            "simulated": simulated_info,
+            "seed": int(seed),
+            "stopped_early_by_user": stopped,
+        }
+    )
+    new_model = RealBogusModel(result.model, card, engine="keras")
+    held_out_inputs = np.asarray(training_set.inputs, np.float32)[held_out_index]
+    comparison = compare_models(
+        base, new_model, held_out_inputs, labels[held_out_index], threshold
+    )
+    comparison["new"]["name"] = "new model"
+    card["metrics"] = _card_metrics(comparison)
+    seconds = time.perf_counter() - started
+    say(f"Retrained in {seconds:.0f} s")
+    return RetrainResult(
+        model=new_model,
+        base_model=base,
+        comparison=comparison,
+        train_index=train_index,
+        held_out_index=held_out_index,
+        history=result.history,
+        n_simulated=n_simulated,
+        stopped=stopped,
+        seconds=seconds,
+        log=messages,
+    )
+
+
+def _data_description(training_set, train_index, held_out_index, by_frame):
+    params = dict(getattr(training_set, "params", None) or {})
+    frames = [
+        {key: frame.get(key) for key in ("id", "path", "content_hash", "shape")}
+        for frame in params.get("frames", [])
+        if isinstance(frame, dict)
+    ]
+    labels = np.asarray(training_set.labels)
+    groups = np.asarray(training_set.groups)
+    return {
+        "source": params.get("source", "training set"),
+        "store": params.get("store"),
+        "frames": frames or sorted(int(g) for g in np.unique(groups)),
+        "objects": int(len(labels)),
+        "real": int(np.sum(labels == 1)),
+        "bogus": int(np.sum(labels == 0)),
+        "trained_on": int(len(train_index)),
+        "held_out": int(len(held_out_index)),
+        "held_out_frames": sorted(int(g) for g in np.unique(groups[held_out_index])),
+        "split": "by frame" if by_frame else "by object",
+    }
+
+
+def _card_metrics(comparison):
+    from .evaluate import metrics_for_json
+
+    new, old = comparison["new"], comparison["old"]
+    metrics = {key: new[key] for key in ("auc", "fnr", "fpr", "threshold", "objects", "real")}
+    metrics["bogus"] = new["bogus"]
+    metrics["evaluated_on"] = "held-out labeled objects"
+    metrics["parent_on_same_objects"] = {key: old[key] for key in ("name", "auc", "fnr", "fpr")}
+    return metrics_for_json(metrics)
+
+
+def versioned_path(path):
+    """The next free ``name.vN.keras`` beside ``path`` (``name.keras`` or ``name.vK.keras``)."""
+    path = Path(path)
+    match = _VERSIONED_NAME.match(path.name)
+    if match is None:
+        raise RbvetError("model files must end in .keras (or .h5 for STDPipe)", path)
+    stem, suffix = match["stem"], match["suffix"]
+    pattern = re.compile(rf"^{re.escape(stem)}\.v(\d+){re.escape(suffix)}$")
+    directory = path.parent
+    versions = [
+        int(found[1])
+        for found in (pattern.match(entry.name) for entry in _entries(directory))
+        if found
+    ]
+    return directory / f"{stem}.v{max(versions, default=0) + 1}{suffix}"
+
+
+def _entries(directory):
+    try:
+        return list(Path(directory).iterdir())
+    except FileNotFoundError:
+        return []
+
+
+def save_versioned(model, path):
+    """Save a model as the next free version ``name.vN.keras`` beside ``path``.
+
+    The name is reserved with an exclusive create (two programs saving at once get
+    different versions), then the model and its card are written atomically
+    (`rbvet.core.model.save_model`). The card keeps ``parent`` and records ``version``.
+
+    Parameters
+    ----------
+    model : RealBogusModel
+    path : str or Path
+        ``name.keras`` (or an existing ``name.vK.keras``): where versions go.
+
+    Returns
+    -------
+    Path
+        The file written; ``model.path`` is set to it.
+    """
+    from .model import save_model
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(1000):
+        target = versioned_path(path)
+        try:
+            os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise RbvetError("cannot find a free version name", path)
+    card = dict(model.card)
+    card.setdefault("parent", None)
+    card["version"] = int(_VERSIONED_NAME.match(target.name)["version"])
+    try:
+        save_model(model.keras_model, target, card)
+    except BaseException:
+        if target.exists() and target.stat().st_size == 0:
+            target.unlink()
+        raise
+    model.card = card
+    model.path = target
+    return target

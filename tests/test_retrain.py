@@ -1,0 +1,172 @@
+"""Retraining from labels: split before augmentation, comparison, versioned saving, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+from test_export import labeled_demo_store
+
+from rbvet.cli import main
+from rbvet.core.errors import RbvetError
+from rbvet.core.labels import LabelStore
+from rbvet.core.model import card_path, load_model
+from rbvet.core.paths import default_model_path
+from rbvet.core.retrain import (
+    compare_models,
+    format_comparison,
+    retrain,
+    save_versioned,
+    versioned_path,
+)
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("labels") / "labels.sqlite"
+    labeled_demo_store(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo_training_set(demo_store):
+    with LabelStore(demo_store) as store:
+        return store.training_data()
+
+
+@pytest.fixture(scope="module")
+def fine_tuned(demo_training_set):
+    """The shipped model fine-tuned for 2 epochs on the demo frame's labels (one frame)."""
+    calls = []
+    result = retrain(
+        demo_training_set,
+        epochs=2,
+        progress=lambda epoch, epochs, logs: calls.append((epoch, epochs, logs)),
+    )
+    return result, calls
+
+
+def test_fine_tuning_on_one_frame_splits_by_object(fine_tuned, demo_training_set):
+    result, calls = fine_tuned
+    n = len(demo_training_set)
+    train, held_out = result.train_index, result.held_out_index
+    assert not set(train) & set(held_out) and len(train) + len(held_out) == n
+    assert 0.15 * n < len(held_out) < 0.35 * n
+    assert [(epoch, epochs) for epoch, epochs, _ in calls] == [(0, 2), (1, 2)]
+    assert "val_loss" in calls[0][2]
+    assert set(result.comparison) == {"old", "new"}
+    for entry in result.comparison.values():
+        assert {"auc", "fnr", "fpr", "threshold"} <= set(entry)
+        assert entry["objects"] == len(held_out)
+    assert result.comparison["old"]["name"] == "rbvet_default.keras"
+    card = result.model.card
+    assert card["parent"]["name"] == "rbvet_default.keras" and len(card["parent"]["digest"]) == 12
+    assert card["training"]["labels"]["split"] == "by object"
+    assert card["training"]["labels"]["frames"][0]["path"].endswith("demo_frame.fits")
+    assert card["metrics"]["evaluated_on"] == "held-out labeled objects"
+    assert "old" in format_comparison(result.comparison)
+    # The base model itself was not changed by fine-tuning its copy.
+    assert result.base_model.keras_model is not result.model.keras_model
+
+
+def test_several_frames_are_split_by_frame_with_simulated_objects(demo_training_set):
+    data = demo_training_set
+    # Four "frames": quadrants of the demo frame.
+    groups = 10 + (data.x > 384).astype(np.int32) + 2 * (data.y > 384).astype(np.int32)
+    data = type(data)(
+        inputs=data.inputs, labels=data.labels, groups=groups, kinds=data.kinds, fwhm=data.fwhm
+    )
+    result = retrain(
+        data,
+        from_scratch=True,
+        simulated_ratio=0.2,
+        epochs=1,
+        simulated_frame_size=256,
+        seed=1,
+    )
+    train_frames = set(groups[result.train_index])
+    held_out_frames = set(groups[result.held_out_index])
+    assert held_out_frames and not train_frames & held_out_frames
+    assert len(result.train_index) + len(result.held_out_index) == len(data)
+    assert result.n_simulated == round(0.2 * len(result.train_index))
+    training = result.model.card["training"]
+    assert training["mode"] == "from scratch" and training["simulated"]["objects"] > 0
+    assert training["labels"]["split"] == "by frame"
+    assert result.model.card["parent"]["name"] == "rbvet_default.keras"
+
+
+def test_compare_models_scores_both(demo_training_set, fine_tuned):
+    result, _ = fine_tuned
+    index = result.held_out_index
+    comparison = compare_models(
+        result.base_model,
+        result.model,
+        demo_training_set.inputs[index],
+        demo_training_set.labels[index],
+        0.5,
+    )
+    assert comparison["old"]["auc"] > 0.9
+    assert np.isfinite(comparison["new"]["fnr"]) and np.isfinite(comparison["new"]["fpr"])
+
+
+def test_save_versioned_counts_up_and_names_the_parent(tmp_path, fine_tuned):
+    result, _ = fine_tuned
+    target = tmp_path / "models" / "mine.keras"
+    first = save_versioned(result.model, target)
+    second = result.accept(target)
+    assert (first.name, second.name) == ("mine.v1.keras", "mine.v2.keras")
+    assert versioned_path(second) == tmp_path / "models" / "mine.v3.keras"
+    card = json.loads(card_path(second).read_text())
+    assert card["parent"]["name"] == "rbvet_default.keras" and card["version"] == 2
+    loaded = load_model(first, engine="keras")
+    assert loaded.card["parent"]["path"] == str(default_model_path())
+    assert sorted(
+        p.name for p in (tmp_path / "models").iterdir() if not p.name.startswith(".")
+    ) == [
+        "mine.v1.keras",
+        "mine.v1.keras.card.json",
+        "mine.v2.keras",
+        "mine.v2.keras.card.json",
+    ]
+
+
+def test_retrain_can_be_cancelled(demo_training_set):
+    result = retrain(demo_training_set, epochs=3, should_stop=lambda: True)
+    assert result.stopped and result.model.card["training"]["epochs_run"] == 1
+    assert set(result.comparison) == {"old", "new"}
+
+
+def test_retrain_refuses_too_few_or_bad_labels(demo_training_set):
+    data = demo_training_set
+    small = type(data)(
+        inputs=data.inputs[:3],
+        labels=data.labels[:3],
+        groups=data.groups[:3],
+        kinds=data.kinds[:3],
+        fwhm=data.fwhm[:3],
+    )
+    with pytest.raises(RbvetError, match="at least 4"):
+        retrain(small)
+
+
+def test_cli_train_from_labels(tmp_path, demo_store, capsys):
+    output = tmp_path / "vetted.keras"
+    argv = ["train", "--labels", str(demo_store), "--epochs", "1", "-o", str(output)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "Held-out labeled objects" in printed and "rbvet_default.keras" in printed
+    saved = tmp_path / "vetted.v1.keras"
+    assert saved.exists() and f"saved {saved}" in printed
+    card = json.loads(card_path(saved).read_text())
+    assert card["parent"]["name"] == "rbvet_default.keras"
+    assert card["training"]["command"].startswith("rbvet")
+
+
+def test_cli_train_from_labels_errors(tmp_path, capsys):
+    argv = ["train", "--labels", str(tmp_path / "none.sqlite"), "-o", str(tmp_path / "m.keras")]
+    assert main(argv) == 2
+    assert "no such label store" in capsys.readouterr().err
+    with LabelStore(tmp_path / "empty.sqlite"):
+        pass
+    argv = ["train", "--labels", str(tmp_path / "empty.sqlite"), "-o", str(tmp_path / "m.keras")]
+    assert main(argv) == 2
+    assert "no objects labeled" in capsys.readouterr().err
