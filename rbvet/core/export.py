@@ -15,7 +15,7 @@ import numpy as np
 from .catalog import BOGUS_FLAG, write_catalog
 from .classify import FLAGS_COLUMN, REASON_COLUMN, add_scores, check_threshold
 from .errors import RbvetError
-from .files import atomic_write
+from .files import atomic_write, json_default
 
 LABEL_COLUMN = "rb_label"
 REGION_COLORS = {"real": "green", "bogus": "red", "above": "cyan", "below": "orange"}
@@ -186,7 +186,7 @@ def export_training_set(training_set_or_arrays, path, metadata=None):
             "input_shape": list(X.shape[1:]),
         }
     )
-    entries["metadata"] = np.array(json.dumps(info, default=_json_default))
+    entries["metadata"] = np.array(json.dumps(info, default=json_default))
 
     def write(temporary):
         with open(temporary, "wb") as file:
@@ -194,14 +194,6 @@ def export_training_set(training_set_or_arrays, path, metadata=None):
 
     atomic_write(path, write)
     return info
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 def region_colors(labels, scores, threshold):

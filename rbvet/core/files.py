@@ -24,3 +24,14 @@ def atomic_write(path, write, suffix=None):
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def json_default(value):
+    """``json.dumps`` fallback for numpy scalars and arrays (anything else as text)."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RbvetError, RbvetWarning
-from .files import atomic_write
+from .files import atomic_write, json_default
 from .paths import default_model_path
 from .preprocess import PreprocessParams
 
@@ -374,13 +374,5 @@ def save_model(keras_model, path, card=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         atomic_write(path, keras_model.save)
-    text = json.dumps(card, indent=2, sort_keys=False, default=_json_default) + "\n"
+    text = json.dumps(card, indent=2, sort_keys=False, default=json_default) + "\n"
     atomic_write(card_path(path), lambda temporary: Path(temporary).write_text(text))
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
