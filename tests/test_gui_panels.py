@@ -210,8 +210,13 @@ def test_show_filter_follows_the_threshold(frame_view, state, data):
     assert len(frame_view.visible_marker_indices()) == len(data)
 
 
-def test_labeled_markers_take_the_label_colour(frame_view, state):
+def test_labeled_markers_take_the_label_colour(frame_view, state, qtbot):
     state.set_labels([4], REAL)
+    # markers follow labels once labeling pauses, not inside the keypress
+    qtbot.waitUntil(
+        lambda: frame_view.scatter.data["pen"][4].color().getRgb()[:3] == LABELED_REAL_COLOR,
+        timeout=2000,
+    )
     pen = frame_view.scatter.data["pen"][4]
     assert pen.color().getRgb()[:3] == LABELED_REAL_COLOR
     other = frame_view.scatter.data["pen"][5]

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QPointF, QRectF, Qt
+from PyQt6.QtCore import QPointF, QRectF, Qt, QTimer
 from PyQt6.QtGui import QPainterPath, QTransform
 from PyQt6.QtWidgets import (
     QComboBox,
@@ -62,6 +62,10 @@ COLOR_STEPS = 8
 CONTEXT_PIXELS = 512
 """Selecting an object zooms in to about this width (or 60 FWHM) when zoomed further out."""
 CONTEXT_FWHM = 60.0
+RELABEL_REDRAW_ALL = 200
+"""Relabeling more objects than this redraws all markers instead of re-penning each."""
+RELABEL_DELAY_MS = 250
+"""Markers follow labels this long after the last one (off the keypress's repaint)."""
 
 
 class FrameView(QWidget):
@@ -189,7 +193,12 @@ class FrameView(QWidget):
         state.dataChanged.connect(self._on_data_changed)
         state.thresholdChanged.connect(self._update_markers)
         state.selectionChanged.connect(self._on_selection_changed)
-        state.labelsChanged.connect(self._update_markers)
+        self._relabeled = []
+        self._relabel_timer = QTimer(self)
+        self._relabel_timer.setSingleShot(True)
+        self._relabel_timer.setInterval(RELABEL_DELAY_MS)
+        self._relabel_timer.timeout.connect(self._apply_relabels)
+        state.labelsChanged.connect(self._on_labels_changed)
         self._on_data_changed()
 
     # ------------------------------------------------------------------ public API
@@ -251,6 +260,8 @@ class FrameView(QWidget):
     def _on_data_changed(self):
         data = self.state.data
         self._limits = {}
+        self._relabeled = []
+        self._relabel_timer.stop()
         if data is None:
             self._pyramid = []
             self._level = -1
@@ -301,21 +312,54 @@ class FrameView(QWidget):
         self._visible = np.flatnonzero(drawable)
         visible = self._visible
 
-        colors = score_colors(scores[visible], threshold, steps=COLOR_STEPS)
-        widths = np.full(len(visible), MARKER_PEN_WIDTH)
-        labels = data.labels[visible]
-        for label, color in ((REAL, LABELED_REAL_COLOR), (BOGUS, LABELED_BOGUS_COLOR)):
-            colors[labels == label] = color
-        widths[labels != UNLABELED] = LABELED_PEN_WIDTH
         self._marker_pixels = self._marker_size()
         self.scatter.setData(
             x=data.x[visible],
             y=data.y[visible],
             data=visible,
-            pen=self._pens.pens_for(colors, widths),
+            pen=self._marker_pens(visible),
             brush=None,
             size=self._marker_pixels,
         )
+
+    def _marker_pens(self, indices):
+        """Pens of the objects at ``indices``: colour by score, or by label when labeled."""
+        data = self.state.data
+        colors = score_colors(data.scores[indices], self.state.threshold, steps=COLOR_STEPS)
+        widths = np.full(len(indices), MARKER_PEN_WIDTH)
+        labels = data.labels[indices]
+        for label, color in ((REAL, LABELED_REAL_COLOR), (BOGUS, LABELED_BOGUS_COLOR)):
+            colors[labels == label] = color
+        widths[labels != UNLABELED] = LABELED_PEN_WIDTH
+        return self._pens.pens_for(colors, widths)
+
+    def _on_labels_changed(self, indices):
+        """Collect relabeled objects; their markers change once labeling pauses.
+
+        Repainting 20k markers costs tens of milliseconds, which would otherwise be paid
+        inside every keypress's repaint of the grid.
+        """
+        self._relabeled.append(np.atleast_1d(np.asarray(indices, np.intp)))
+        self._relabel_timer.start()
+
+    def _apply_relabels(self):
+        """Re-pen only the relabeled markers; a bulk change redraws them all."""
+        if not self._relabeled:
+            return
+        indices = np.unique(np.concatenate(self._relabeled))
+        self._relabeled = []
+        if self.state.data is None or len(indices) > RELABEL_REDRAW_ALL:
+            self._update_markers()
+            return
+        rows = np.searchsorted(self._visible, indices)
+        shown = rows < len(self._visible)
+        shown[shown] = self._visible[rows[shown]] == indices[shown]
+        if not shown.any():
+            return
+        points = self.scatter.data  # pyqtgraph's per-point record array
+        points["pen"][rows[shown]] = self._marker_pens(indices[shown])
+        points["sourceRect"][rows[shown]] = 0  # marks their cached symbols stale
+        self.scatter.updateSpots(points)
 
     def _on_selection_changed(self, index):
         data = self.state.data

@@ -8,8 +8,9 @@ Five pieces, each thin:
   makes no Python call per row, and neither does the view's layout.
 - `TileDelegate` paints a cell straight from the atlas buffer (greyscale ``QImage`` pages
   over it, no copies), with the score and the label state.
-- `TileView` is the ``QListView`` (uniform cells on a wrapping grid) that shows the tiles
-  and keeps its current tile and the state's selected object in step.
+- `TileView` is the ``QListView`` (uniform cells on a wrapping grid) that shows the tiles,
+  keeps its current tile and the state's selected object in step, and turns the labeling
+  keys into calls of a labeler (`rbvet.gui.labeling.LabelController`).
 - `GridPanel` puts a sort / filter / tile-size toolbar above the view.
 """
 
@@ -32,6 +33,7 @@ from PyQt6.QtGui import (
     QFont,
     QFontMetrics,
     QImage,
+    QKeySequence,
     QPainter,
     QPalette,
     QPen,
@@ -45,6 +47,7 @@ from PyQt6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListView,
+    QSizePolicy,
     QSlider,
     QStyle,
     QStyledItemDelegate,
@@ -69,10 +72,28 @@ REASON_ROLE = Qt.ItemDataRole.UserRole.value + 4
 SORT_SCORE = "score"
 SORT_UNCERTAINTY = "uncertainty"
 SORT_POSITION = "position"
+SORT_SUSPICIOUS = "suspicious"
+"""Labels the model most disagrees with first: by |label - score|, unlabeled after."""
 COLUMN_PREFIX = "column:"
 """Sort keys of catalog columns are ``COLUMN_PREFIX + name`` (see `column_sort_key`)."""
-DESCENDING_BY_DEFAULT = {SORT_SCORE: True, SORT_UNCERTAINTY: False, SORT_POSITION: False}
+DESCENDING_BY_DEFAULT = {
+    SORT_SCORE: True,
+    SORT_UNCERTAINTY: False,
+    SORT_SUSPICIOUS: True,
+    SORT_POSITION: False,
+}
 """Direction a built-in key starts with; catalog columns start ascending."""
+SORT_TIPS = (
+    "model score",
+    "closest to the threshold first: the labels that teach the model most",
+    "labels the model most disagrees with first (|label - score|), unlabeled after",
+    "position on the frame: by y, then x",
+)
+"""Tool tips of the built-in sort keys, in the order the panel offers them."""
+FIXED_DIRECTION_SORTS = {SORT_UNCERTAINTY, SORT_SUSPICIOUS, SORT_POSITION}
+"""Keys with one sensible direction (the panel's direction button is disabled for them)."""
+LABEL_SORTS = {SORT_SUSPICIOUS}
+"""Keys whose order depends on the labels."""
 
 FILTER_ALL = "all"
 FILTER_REAL = "real"
@@ -98,6 +119,16 @@ TILE_FLAGS = (
     Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemNeverHasChildren
 )
 """Tiles can be selected, not edited or dragged."""
+
+KEYS_HINT = "R real · B bogus · U clear · Space next unlabeled · Ctrl+Z undo"
+KEYS_HELP = (
+    "R / B: label the current tile real / bogus and move on\n"
+    "    (with several tiles selected: label them all and stay)\n"
+    "U or Backspace: clear the label\n"
+    "Space: next unlabeled tile\n"
+    "Shift/Ctrl-click, drag, Ctrl+A: select several tiles\n"
+    "Ctrl+Z / Ctrl+Shift+Z: undo / redo (any number of steps)"
+)
 
 DEFAULT_TILE_HEIGHT = 31
 """Atlas tile height assumed before any data arrive (`rbvet.core.atlas.tile_shape`)."""
@@ -157,12 +188,38 @@ def sort_values(data, key, threshold):
         return [data.scores.astype(np.float64)]
     if key == SORT_UNCERTAINTY:
         return [np.abs(data.scores.astype(np.float64) - threshold)]
+    if key == SORT_SUSPICIOUS:
+        return [suspicion(data.scores, data.labels)]
     if key == SORT_POSITION:
         return [np.asarray(data.y, np.float64), np.asarray(data.x, np.float64)]
     if key.startswith(COLUMN_PREFIX):
         column = data.table[key[len(COLUMN_PREFIX) :]]
         return [np.ma.filled(np.ma.asarray(column).astype(np.float64), np.nan)]
     raise ValueError(f"unknown sort key {key!r}")
+
+
+def suspicion(scores, labels):
+    """How strongly the model disagrees with each label: |label - score|, NaN if unlabeled.
+
+    In the spirit of cleanlab's label-quality ranking: an object labeled real with a low
+    score, or bogus with a high score, is the likeliest labeling mistake (or the model's
+    most instructive error). Sorted descending, labeled real objects come by ascending
+    score and labeled bogus ones by descending score, interleaved by how far they are off.
+
+    Parameters
+    ----------
+    scores : ndarray (N,) float
+    labels : ndarray (N,) int8
+
+    Returns
+    -------
+    ndarray (N,) float64
+        In [0, 1]; NaN for unlabeled (and unscored) objects.
+    """
+    scores = np.asarray(scores, np.float64)
+    labels = np.asarray(labels)
+    labeled = (labels == REAL) | (labels == BOGUS)
+    return np.where(labeled, np.abs(labels.astype(np.float64) - scores), np.nan)
 
 
 def display_order(data, key=SORT_SCORE, descending=True, filter_name=FILTER_ALL, threshold=0.5):
@@ -190,13 +247,17 @@ class TileModel(QAbstractListModel):
     """One row per object of ``state.data``; the row is the object index.
 
     Resets when the state's data change; on label changes it emits ``dataChanged`` for
-    the changed rows only.
+    the changed rows only (one signal per run of consecutive rows, or a single span over
+    all of them when there are more than `MAX_CHANGED_RANGES` runs).
 
     Parameters
     ----------
     state : VettingState
     parent : QObject, optional
     """
+
+    MAX_CHANGED_RANGES = 16
+    """More runs of changed rows than this are signalled as one span (bulk labels)."""
 
     def __init__(self, state, parent=None):
         super().__init__(parent)
@@ -268,8 +329,11 @@ class TileModel(QAbstractListModel):
         if not len(rows):
             return
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
-        starts = rows[np.r_[0, breaks]]
-        ends = rows[np.r_[breaks - 1, len(rows) - 1]]
+        if len(breaks) >= self.MAX_CHANGED_RANGES:  # a bulk action: one span, one repaint
+            starts, ends = rows[:1], rows[-1:]
+        else:
+            starts = rows[np.r_[0, breaks]]
+            ends = rows[np.r_[breaks - 1, len(rows) - 1]]
         roles = [LABEL_ROLE, TOOLTIP_ROLE]
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
             self.dataChanged.emit(self.index(start), self.index(end), roles)
@@ -297,10 +361,10 @@ class TileProxy(QStringListModel):
     and views call them for visible tiles only.
 
     The order follows the state's threshold (threshold filters, uncertainty sort) and the
-    labels (label filters). A new order is a ``layoutChanged`` with the persistent indexes
-    moved to their objects' new rows, so the selection and the current tile stay on their
-    objects; rows are appended before it or dropped from the end after it when the number
-    shown changes.
+    labels (label filters, suspicious sort: one re-sort per ``labelsChanged``). A new
+    order is a ``layoutChanged`` with the persistent indexes moved to their objects' new
+    rows, so the selection and the current tile stay on their objects; rows are appended
+    before it or dropped from the end after it when the number shown changes.
 
     Parameters
     ----------
@@ -328,12 +392,14 @@ class TileProxy(QStringListModel):
         self._order = np.empty(0, np.intp)
         self._rows = np.empty(0, np.intp)
         state.thresholdChanged.connect(self._on_threshold_changed)
+        state.labelsChanged.connect(self._on_labels_changed)
 
     # -- public API ---------------------------------------------------------------------
 
     @property
     def sort_key(self):
-        """`SORT_SCORE`, `SORT_UNCERTAINTY`, `SORT_POSITION` or a `column_sort_key`."""
+        """`SORT_SCORE`, `SORT_UNCERTAINTY`, `SORT_SUSPICIOUS`, `SORT_POSITION` or a
+        `column_sort_key`."""
         return self._sort_key
 
     @property
@@ -488,9 +554,13 @@ class TileProxy(QStringListModel):
         if self._filter in THRESHOLD_FILTERS or self._sort_key == SORT_UNCERTAINTY:
             self.refresh()
 
-    def _on_source_data_changed(self, top_left, bottom_right, roles=()):
-        if self._filter in LABEL_FILTERS and (not roles or LABEL_ROLE in roles):
+    def _on_labels_changed(self, _indices):
+        if self._source is not None and (
+            self._filter in LABEL_FILTERS or self._sort_key in LABEL_SORTS
+        ):
             self.refresh()
+
+    def _on_source_data_changed(self, top_left, bottom_right, roles=()):
         rows = self._rows[top_left.row() : bottom_right.row() + 1]
         rows = rows[rows >= 0]
         if len(rows):
@@ -754,8 +824,20 @@ class TileView(QListView):
     Clicking a tile or moving the current tile with the keyboard selects that object in
     the state; when the state selects an object, its tile becomes current and is scrolled
     into view (if the filter shows it). When the order changes, the current tile is
-    kept in view. Several tiles can be selected (ctrl/shift-click, ctrl-A) for labelling
-    them at once: `selected_objects`.
+    kept in view. Several tiles can be selected (ctrl/shift-click, rubber band, ctrl-A)
+    for labeling them at once: `selected_objects`.
+
+    Labeling keys (handled here, carried out by the labeler, see `set_labeler`):
+
+    ====================  ================================================================
+    R / B                 label real / bogus: the selection when several tiles are
+                          selected, else the current tile, after which the current tile
+                          moves on to the next one in display order (a vetting flow)
+    U, Backspace, Delete  clear the label (the current tile stays)
+    Space                 go to the next unlabeled tile in display order (wrapping round)
+    Ctrl+Z                undo the last labeling action (any depth, bulk actions too)
+    Ctrl+Shift+Z, Ctrl+Y  redo
+    ====================  ================================================================
 
     The grid is a list-mode ``QListView`` flowing left to right with wrapping, uniform
     item sizes, static movement, single-pass layout and a fixed grid size: it looks like
@@ -772,11 +854,20 @@ class TileView(QListView):
 
     TILE_SPACING = 2
     """Minimum pixels between cells; spare width is spread evenly over the columns."""
+    LABEL_KEYS = {
+        Qt.Key.Key_R: REAL,
+        Qt.Key.Key_B: BOGUS,
+        Qt.Key.Key_U: UNLABELED,
+        Qt.Key.Key_Backspace: UNLABELED,
+        Qt.Key.Key_Delete: UNLABELED,
+    }
+    """Keys (without modifiers) that give a label."""
 
     def __init__(self, state, proxy, parent=None):
         super().__init__(parent)
         self._state = state
         self._proxy = proxy
+        self._labeler = None
         self._following_state = False
         self.delegate = TileDelegate(state, self)
         self.setViewMode(QListView.ViewMode.ListMode)
@@ -787,6 +878,7 @@ class TileView(QListView):
         self.setLayoutMode(QListView.LayoutMode.SinglePass)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setSelectionRectVisible(True)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
         self.setDragEnabled(False)
@@ -812,6 +904,105 @@ class TileView(QListView):
     def selected_objects(self):
         """Object indices (sorted) of the selected tiles."""
         return self._proxy.objects_in_selection(self.selectionModel().selection())
+
+    def set_labeler(self, labeler):
+        """Carry out the labeling keys with ``labeler``.
+
+        Parameters
+        ----------
+        labeler : object or None
+            With ``label(indices, label) -> bool`` (False when nothing could be labeled),
+            ``undo()`` and ``redo()``, e.g. `rbvet.gui.labeling.LabelController`. Without
+            one, labels are set in the state only (no store, no undo).
+        """
+        self._labeler = labeler
+
+    def label_selection(self, label, advance=True):
+        """Give ``label`` to the selected tiles, or to the current tile when at most one is
+        selected.
+
+        Parameters
+        ----------
+        label : int
+            `REAL`, `BOGUS` or `UNLABELED`.
+        advance : bool
+            After labeling the current tile real or bogus, make the next tile in display
+            order current (the labeled tile may have moved or been filtered out by then).
+
+        Returns
+        -------
+        ndarray of intp
+            The object indices given to the labeler (empty when there was nothing to label
+            or the labeler refused).
+        """
+        selected = self.selected_objects()
+        current = self.currentIndex()
+        next_object = -1
+        if len(selected) > 1:
+            objects = selected
+        elif current.isValid():
+            objects = np.array([current.data(OBJECT_INDEX_ROLE)], np.intp)
+            if advance and label != UNLABELED and current.row() + 1 < self._proxy.rowCount():
+                next_object = self._proxy.object_at(current.row() + 1)
+        else:
+            return np.empty(0, np.intp)
+        if self._labeler is not None:
+            if not self._labeler.label(objects, label):
+                return np.empty(0, np.intp)
+        elif self._state.data is not None:
+            self._state.set_labels(objects, label)
+        if next_object >= 0:
+            self._state.select(next_object)
+        return objects
+
+    def next_unlabeled(self):
+        """Make the next unlabeled (scored) tile after the current one current, wrapping
+        round to the first.
+
+        Returns
+        -------
+        int
+            Its object index, or -1 when every scored tile shown is labeled.
+        """
+        data = self._state.data
+        order = self._proxy.order()
+        if data is None or not len(order):
+            return -1
+        candidates = np.flatnonzero(
+            (data.labels[order] == UNLABELED) & np.isfinite(data.scores[order])
+        )
+        if not len(candidates):
+            return -1
+        current = self.currentIndex()
+        start = current.row() + 1 if current.isValid() else 0
+        later = candidates[candidates >= start]
+        target = int(order[later[0] if len(later) else candidates[0]])
+        self._state.select(target)
+        return target
+
+    def keyPressEvent(self, event):
+        if event.matches(QKeySequence.StandardKey.Undo):
+            if self._labeler is not None:
+                self._labeler.undo()
+            event.accept()
+            return
+        if event.matches(QKeySequence.StandardKey.Redo):
+            if self._labeler is not None:
+                self._labeler.redo()
+            event.accept()
+            return
+        plain = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        if plain == Qt.KeyboardModifier.NoModifier:
+            key = event.key()
+            if key in self.LABEL_KEYS:
+                self.label_selection(self.LABEL_KEYS[key])
+                event.accept()
+                return
+            if key == Qt.Key.Key_Space:
+                self.next_unlabeled()
+                event.accept()
+                return
+        super().keyPressEvent(event)
 
     def object_at(self, point):
         """Object index of the tile under viewport point ``point``, or -1."""
@@ -867,6 +1058,28 @@ class TileView(QListView):
             self.scrollTo(current, QAbstractItemView.ScrollHint.PositionAtCenter)
 
 
+class HintLabel(QLabel):
+    """A grey one-line hint that takes the room left and elides itself to fit (and
+    disappears when too little of it would show)."""
+
+    MIN_SHOWN = 8
+    """Fewest characters worth showing."""
+
+    def __init__(self, text, parent=None):
+        super().__init__(text, parent)
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setStyleSheet(f"color: {TileDelegate.UNSCORED_TEXT.name()};")
+
+    def paintEvent(self, event):
+        metrics = self.fontMetrics()
+        if self.width() < metrics.averageCharWidth() * self.MIN_SHOWN:
+            return
+        painter = QPainter(self)
+        painter.setPen(self.palette().color(QPalette.ColorRole.WindowText))
+        text = metrics.elidedText(self.text(), Qt.TextElideMode.ElideRight, self.width())
+        painter.drawText(self.rect(), Qt.AlignmentFlag.AlignVCenter, text)
+
+
 class GridPanel(QWidget):
     """The grid with its toolbar: sort key and direction, filter, tile size, count.
 
@@ -889,6 +1102,8 @@ class GridPanel(QWidget):
         Tile height in screen pixels, in steps of the atlas tile height.
     count_label : QLabel
         "N of M shown".
+    keys_label : QLabel
+        A reminder of the labeling keys (all of them in its tool tip).
     """
 
     def __init__(self, state, parent=None):
@@ -925,6 +1140,8 @@ class GridPanel(QWidget):
             self.count_label.fontMetrics().horizontalAdvance("00000 of 00000 shown")
         )
         self.count_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.keys_label = HintLabel(KEYS_HINT)
+        self.keys_label.setToolTip(KEYS_HELP)
 
         toolbar = QHBoxLayout()
         toolbar.setContentsMargins(6, 4, 6, 4)
@@ -934,7 +1151,8 @@ class GridPanel(QWidget):
         toolbar.addSpacing(12)
         toolbar.addWidget(QLabel("Show"))
         toolbar.addWidget(self.filter_combo)
-        toolbar.addStretch(1)
+        toolbar.addSpacing(12)
+        toolbar.addWidget(self.keys_label, 1)
         toolbar.addWidget(QLabel("Size"))
         toolbar.addWidget(self.size_slider)
         toolbar.addSpacing(12)
@@ -973,8 +1191,11 @@ class GridPanel(QWidget):
         self.sort_combo.blockSignals(True)
         self.sort_combo.clear()
         self.sort_combo.addItem("score", SORT_SCORE)
-        self.sort_combo.addItem("uncertainty", SORT_UNCERTAINTY)
+        self.sort_combo.addItem("uncertain first", SORT_UNCERTAINTY)
+        self.sort_combo.addItem("suspicious labels first", SORT_SUSPICIOUS)
         self.sort_combo.addItem("position (y, x)", SORT_POSITION)
+        for position, tip in enumerate(SORT_TIPS):
+            self.sort_combo.setItemData(position, tip, Qt.ItemDataRole.ToolTipRole)
         if columns:
             self.sort_combo.insertSeparator(self.sort_combo.count())
             for name in columns:
@@ -996,7 +1217,7 @@ class GridPanel(QWidget):
             widget.blockSignals(True)
         position = self.sort_combo.findData(self.proxy.sort_key)
         self.sort_combo.setCurrentIndex(max(position, 0))
-        relevant = self.proxy.sort_key not in (SORT_UNCERTAINTY, SORT_POSITION)
+        relevant = self.proxy.sort_key not in FIXED_DIRECTION_SORTS
         self.descending_button.setEnabled(relevant)
         self.descending_button.setChecked(self.proxy.descending)
         self.descending_button.setText("▼ desc" if self.proxy.descending else "▲ asc")

@@ -2,13 +2,17 @@
 
 Loading and classification run in a `JobThread`; the window keeps what it showed until
 a new frame is ready, so a bad file never costs the user their current frame.
+
+Labels go through a `LabelController` into the label store the status bar names (File ›
+Label store… picks another); Model › Retrain from labels… opens a `RetrainDialog`, and a
+model accepted there scores the frame again. Every failure is a one-line banner.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PyQt6.QtCore import QSettings, Qt, pyqtSignal
+from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QAction, QKeySequence
 from PyQt6.QtWidgets import (
     QDockWidget,
@@ -16,6 +20,7 @@ from PyQt6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QToolButton,
@@ -23,20 +28,26 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from ..core.errors import RbvetError
 from .detail import DetailPanel
 from .frame_view import FrameView
 from .grid import GridPanel
 from .jobs import ModelCache, classify_frame
-from .state import VettingState
+from .labeling import LabelController
+from .retrain_dialog import RetrainDialog
+from .state import BOGUS, REAL, UNLABELED, VettingState
 from .threshold import ThresholdPanel
 from .workers import JobThread
 
 FRAME_FILTER = "FITS images (*.fits *.fit *.fts *.fits.fz *.fz *.fits.gz);;All files (*)"
-CATALOG_FILTER = (
-    "Catalogs (*.ecsv *.fits *.fit *.cat *.ldac *.csv *.txt *.dat);;All files (*)"
-)
+CATALOG_FILTER = "Catalogs (*.ecsv *.fits *.fit *.cat *.ldac *.csv *.txt *.dat);;All files (*)"
 MODEL_FILTER = "Models (*.keras *.h5 *.hdf5);;All files (*)"
 EXPORT_FILTER = "ECSV (*.ecsv);;FITS table (*.fits);;CSV (*.csv)"
+TRAINING_SET_FILTER = "Training set (*.npz)"
+REGION_FILTER = "DS9 regions (*.reg)"
+STORE_FILTER = "Label stores (*.sqlite *.db);;All files (*)"
+STORE_SUMMARY_DELAY_MS = 400
+"""Store-wide counts are refreshed this long after the last label (off the keypress path)."""
 MAX_RECENT = 10
 CATALOG_SUFFIXES = (".ecsv", ".csv", ".cat", ".ldac", ".txt", ".dat", ".tsv")
 
@@ -93,6 +104,27 @@ class ErrorBanner(QWidget):
 class MainWindow(QMainWindow):
     """The rbvet vetting window.
 
+    Parameters
+    ----------
+    settings : QSettings, optional
+        Window geometry and recent files; the user's rbvet settings when None.
+    label_store_path : str or Path, optional
+        The label store; the user's default store (created at the first label) when None.
+    models_dir : str or Path, optional
+        Where retrained models go when the current model's folder is not writable or is
+        the shipped resources; ``user_data_dir()/models`` when None.
+    parent : QWidget, optional
+
+    Attributes
+    ----------
+    state : VettingState
+    labels : LabelController
+    grid : GridPanel
+    store_button : QToolButton
+        Status bar: the store path and the frame's label counts; click to choose another.
+    retrain_dialog : RetrainDialog or None
+        The last retraining dialog opened.
+
     Signals
     -------
     classified()
@@ -104,7 +136,7 @@ class MainWindow(QMainWindow):
     classified = pyqtSignal()
     failed = pyqtSignal(str)
 
-    def __init__(self, settings=None, parent=None):
+    def __init__(self, settings=None, label_store_path=None, models_dir=None, parent=None):
         super().__init__(parent)
         self.settings = settings if settings is not None else QSettings("rbvet", "rbvet")
         self.state = VettingState(self)
@@ -113,7 +145,10 @@ class MainWindow(QMainWindow):
         self.frame_path = None
         self.catalog_path = None
         self.model_path = None
+        self.models_dir = None if models_dir is None else Path(models_dir)
+        self.retrain_dialog = None
         self._pending = None
+        self.labels = LabelController(self.state, label_store_path, parent=self)
         self.setWindowTitle("rbvet")
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
@@ -147,6 +182,17 @@ class MainWindow(QMainWindow):
         self.state.dataChanged.connect(self._update_title)
         self.state.thresholdChanged.connect(self._update_summary)
         self.state.dataChanged.connect(self._update_summary)
+        self.grid.view.set_labeler(self.labels)
+        self._summary_timer = QTimer(self)
+        self._summary_timer.setSingleShot(True)
+        self._summary_timer.setInterval(STORE_SUMMARY_DELAY_MS)
+        self._summary_timer.timeout.connect(self._update_store_tooltip)
+        self.labels.errorOccurred.connect(self.show_error)
+        self.labels.errorOccurred.connect(self._update_store_status)
+        self.labels.message.connect(lambda text: self.statusBar().showMessage(text, 4000))
+        self.labels.countsChanged.connect(self._update_store_status)
+        self.labels.storeChanged.connect(self._update_store_status)
+        self.labels.open_store()
         self.resize(1600, 1000)
         geometry = self.settings.value("window/geometry")
         if geometry is not None:
@@ -198,9 +244,14 @@ class MainWindow(QMainWindow):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel_job)
         self.model_label = QLabel()
+        self.store_button = QToolButton()
+        self.store_button.setAutoRaise(True)
+        self.store_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        self.store_button.clicked.connect(self.choose_label_store)
         bar.addWidget(self.summary_label, 1)
         bar.addPermanentWidget(self.progress_bar)
         bar.addPermanentWidget(self.cancel_button)
+        bar.addPermanentWidget(self.store_button)
         bar.addPermanentWidget(self.model_label)
         self._set_busy(False)
 
@@ -217,13 +268,46 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "&Open frame…", self.choose_frame, QKeySequence.StandardKey.Open)
         self._action(file_menu, "Open &catalog…", self.choose_catalog, "Ctrl+Shift+O")
         self._action(file_menu, "&Detect objects (no catalog)", self.detect_objects, "Ctrl+D")
-        self._action(file_menu, "Open &model…", self.choose_model, "Ctrl+M")
         self.recent_menu = file_menu.addMenu("&Recent frames")
         self._refresh_recent_menu()
         file_menu.addSeparator()
-        self._action(file_menu, "&Export scores…", self.choose_export, "Ctrl+E")
+        self._action(file_menu, "&Label store…", self.choose_label_store)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Export catalog…", self.choose_export, "Ctrl+E")
+        self._action(file_menu, "Export &training set…", self.choose_export_training_set)
+        self._action(file_menu, "Export DS9 &regions…", self.choose_export_regions)
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        # The grid handles the labeling keys itself (so typing in a spin box never labels);
+        # the menu shows them after a tab and acts on the grid's selection.
+        label_menu = self.menuBar().addMenu("&Label")
+        self.undo_action = self._action(
+            label_menu, "&Undo label", self.labels.undo, QKeySequence.StandardKey.Undo
+        )
+        self.redo_action = self._action(
+            label_menu, "&Redo label", self.labels.redo, QKeySequence.StandardKey.Redo
+        )
+        label_menu.addSeparator()
+        view = self.grid.view
+        self._action(label_menu, "Label &real\tR", lambda: view.label_selection(REAL))
+        self._action(label_menu, "Label &bogus\tB", lambda: view.label_selection(BOGUS))
+        self._action(label_menu, "&Clear label\tU", lambda: view.label_selection(UNLABELED))
+        self._action(label_menu, "&Next unlabeled\tSpace", view.next_unlabeled)
+        label_menu.addSeparator()
+        self._action(
+            label_menu,
+            "Label all unlabeled &below the threshold bogus…",
+            self.label_below_threshold,
+        )
+        label_menu.aboutToShow.connect(self._update_undo_actions)
+        # Disabled actions ignore their shortcuts: enable them again once the menu closes.
+        label_menu.aboutToHide.connect(lambda: self.undo_action.setEnabled(True))
+        label_menu.aboutToHide.connect(lambda: self.redo_action.setEnabled(True))
+
+        model_menu = self.menuBar().addMenu("&Model")
+        self._action(model_menu, "&Open model…", self.choose_model, "Ctrl+M")
+        self._action(model_menu, "&Retrain from labels…", self.retrain_from_labels, "Ctrl+T")
         view_menu = self.menuBar().addMenu("&View")
         for dock in self.docks.values():
             view_menu.addAction(dock.toggleViewAction())
@@ -294,12 +378,25 @@ class MainWindow(QMainWindow):
 
     def _on_classified(self, result):
         data, threshold = result
+        self.show_data(data, threshold)
+        self.classified.emit()
+
+    def show_data(self, data, threshold=None):
+        """Show a classified frame: its labels from the store, the grid, the first tile.
+
+        Parameters
+        ----------
+        data : VettingData
+        threshold : float, optional
+            The model's threshold; the current one is kept when None.
+        """
+        self.labels.restore(data)
         self.state.set_data(data, threshold=threshold)
         self.model_label.setText(f"model: {data.model_name}")
         order = self.grid.proxy.order()
         if len(order):
             self.state.select(int(order[0]))
-        self.classified.emit()
+        self._update_store_status()
 
     def _on_failed(self, message):
         self.show_error(message)
@@ -312,6 +409,22 @@ class MainWindow(QMainWindow):
         """Show a one-line error; the window keeps its current frame."""
         self.error_banner.show_message(message)
         self.statusBar().showMessage("Error", 5000)
+
+    def confirm(self, text):
+        """Ask the user a yes/no question (tests replace this method).
+
+        Returns
+        -------
+        bool
+        """
+        answer = QMessageBox.question(
+            self,
+            "rbvet",
+            text,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def _set_busy(self, busy, message=""):
         self.progress_bar.setVisible(busy)
@@ -358,23 +471,179 @@ class MainWindow(QMainWindow):
         if path:
             self.export_scores(path)
 
+    def _suggested_path(self, suffix):
+        stem = Path(self.frame_path or "frame").name.split(".")[0]
+        return str(Path(self._start_dir()) / f"{stem}{suffix}")
+
+    def choose_export_training_set(self):
+        if self.state.data is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export training set", self._suggested_path(".labels.npz"), TRAINING_SET_FILTER
+        )
+        if path:
+            self.export_training_set(path)
+
+    def choose_export_regions(self):
+        if self.state.data is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export DS9 regions", self._suggested_path(".rb.reg"), REGION_FILTER
+        )
+        if path:
+            self.export_regions(path)
+
     def export_scores(self, path):
-        """Write the catalog with ``rb_score``, ``rb_reason`` and the bogus flag at the
-        current threshold."""
-        from ..core.catalog import write_catalog
-        from ..core.classify import add_scores
-        from ..core.errors import RbvetError
+        """Write the catalog with ``rb_score``, ``rb_label``, ``rb_reason`` and the bogus
+        flag at the current threshold (set or cleared by a label where there is one).
+
+        Returns
+        -------
+        bool
+            False when nothing was written (the error is shown).
+        """
+        from ..core.export import export_catalog
 
         data = self.state.data
-        table = data.table.copy()
-        add_scores(table, data.scores, data.reasons, threshold=self.state.threshold)
-        try:
-            write_catalog(table, path)
-        except RbvetError as error:
-            self.show_error(str(error))
+        return self._export(
+            path,
+            lambda: export_catalog(
+                data.table, data.scores, data.labels, self.state.threshold, path, data.reasons
+            ),
+            f"Exported {len(data)} objects to {path}",
+        )
+
+    def export_training_set(self, path):
+        """Write this frame's labeled objects as a training set ``.npz`` (inputs for the
+        current model's preprocessing, labels and raw stamps, from the label store).
+
+        Returns
+        -------
+        bool
+        """
+        from ..core.export import export_training_set
+
+        data = self.state.data
+        written = {}
+
+        def write():
+            training_set = self.labels.frame_training_data(data.params)
+            written["n"] = len(training_set)
+            export_training_set(training_set, path, metadata={"model": data.model_name})
+
+        if not self._export(path, write, ""):
             return False
-        self.statusBar().showMessage(f"Exported {len(table)} objects to {path}", 5000)
+        self.statusBar().showMessage(f"Exported {written['n']} labeled objects to {path}", 5000)
         return True
+
+    def export_regions(self, path):
+        """Write a DS9 region file: a circle per object, coloured by label or by score.
+
+        Returns
+        -------
+        bool
+        """
+        from ..core.export import export_regions
+
+        data = self.state.data
+        return self._export(
+            path,
+            lambda: export_regions(
+                data.x, data.y, data.labels, data.scores, self.state.threshold, path
+            ),
+            f"Exported {len(data)} regions to {path}",
+        )
+
+    def _export(self, path, write, message):
+        if self.state.data is None:
+            self.show_error("nothing to export: open a frame first")
+            return False
+        try:
+            write()
+        except (RbvetError, OSError) as error:
+            self.show_error(str(error) if isinstance(error, RbvetError) else f"{path}: {error}")
+            return False
+        if message:
+            self.statusBar().showMessage(message, 5000)
+        return True
+
+    # -- labels and retraining ----------------------------------------------------------
+
+    def set_label_store(self, path, create=True):
+        """Keep labels in the store at ``path`` (made when missing, with ``create``); the
+        frame's labels are then shown from it.
+
+        Returns
+        -------
+        bool
+            False when it could not be opened (the banner says why).
+        """
+        self.error_banner.hide()
+        return self.labels.open_store(path, create=create)
+
+    def choose_label_store(self):
+        path, _ = QFileDialog.getSaveFileName(
+            self,
+            "Label store (an existing one, or a new name)",
+            str(self.labels.store_path),
+            STORE_FILTER,
+            options=QFileDialog.Option.DontConfirmOverwrite,
+        )
+        if path:
+            self.set_label_store(path)
+
+    def label_below_threshold(self):
+        """Label every unlabeled object scoring below the threshold bogus, after asking.
+
+        Returns
+        -------
+        int
+            Objects labeled (0 when there were none, or the user said no).
+        """
+        count = len(self.labels.below_threshold_candidates())
+        threshold = self.state.threshold
+        if count == 0:
+            self.statusBar().showMessage(f"No unlabeled objects score below {threshold:.3f}", 4000)
+            return 0
+        text = (
+            f"Label {count} unlabeled objects scoring below {threshold:.3f} as bogus?\n\n"
+            "Labels already given are kept. This is one step: Ctrl+Z undoes it."
+        )
+        if not self.confirm(text):
+            return 0
+        return self.labels.label_below_threshold()
+
+    def retrain_from_labels(self):
+        """Open the retraining dialog (or bring the open one forward).
+
+        Returns
+        -------
+        RetrainDialog
+        """
+        dialog = self.retrain_dialog
+        if dialog is not None and dialog.isVisible():
+            dialog.raise_()
+            dialog.activateWindow()
+            return dialog
+        dialog = RetrainDialog(
+            self.labels.store_path,
+            model_path=self.model_path,
+            threshold=self.state.threshold,
+            models_dir=self.models_dir,
+            parent=self,
+        )
+        dialog.modelAccepted.connect(self._on_model_accepted)
+        self.retrain_dialog = dialog
+        dialog.show()
+        return dialog
+
+    def _on_model_accepted(self, path):
+        self.statusBar().showMessage(f"New model saved: {path}", 8000)
+        self.open_model(path)
+
+    def _update_undo_actions(self):
+        self.undo_action.setEnabled(self.labels.can_undo)
+        self.redo_action.setEnabled(self.labels.can_redo)
 
     # -- recent files and drag and drop ------------------------------------------------
 
@@ -434,9 +703,48 @@ class MainWindow(QMainWindow):
             + (f" · {unscored} unscored" if unscored else "")
         )
 
+    def _update_store_status(self):
+        """Status bar: the store and this frame's label counts (store-wide in the tip)."""
+        path = _short_path(self.labels.store_path)
+        if self.labels.store_error:
+            self.store_button.setText(f"labels: {path} — unavailable")
+            self.store_button.setToolTip(
+                f"{self.labels.store_error}\nClick to choose another label store"
+            )
+            return
+        real, bogus = self.labels.frame_counts()
+        self.store_button.setText(
+            f"labels: {path} · {real + bogus} labeled ({real} real, {bogus} bogus)"
+        )
+        self._summary_timer.start()
+
+    def _update_store_tooltip(self):
+        summary = self.labels.store_summary()
+        path = str(self.labels.store_path)
+        if summary is None:
+            text = f"{path}\n(no labels yet: made at the first label)"
+        else:
+            text = (
+                f"{path}\nwhole store: {summary['real'] + summary['bogus']} labeled "
+                f"({summary['real']} real, {summary['bogus']} bogus) on {summary['frames']} "
+                "frames"
+            )
+        self.store_button.setToolTip(text + "\nClick to choose another label store")
+
     def closeEvent(self, event):
         self.cancel_job(wait=True)
+        if self.retrain_dialog is not None:
+            self.retrain_dialog.close()
+        self.labels.close()
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
         super().closeEvent(event)
 
+
+def _short_path(path):
+    """A path with the home folder written as ``~``."""
+    path = Path(path)
+    try:
+        return "~/" + str(path.relative_to(Path.home()))
+    except ValueError:
+        return str(path)

@@ -132,7 +132,23 @@ class VettingState(QObject):
             self.selectionChanged.emit(index)
 
     def set_labels(self, indices, label):
-        """Give ``label`` to the objects at ``indices`` (no store yet; see the labels issue)."""
+        """Give ``label`` to the objects at ``indices``, in memory only.
+
+        `rbvet.gui.labeling.LabelController` writes labels to the store and then calls this.
+        """
         indices = np.atleast_1d(np.asarray(indices, np.intp))
         self._data.labels[indices] = label
+        self.labelsChanged.emit(indices)
+
+    def update_labels(self, indices, labels):
+        """Give each object at ``indices`` its own label (e.g. after an undo).
+
+        Parameters
+        ----------
+        indices : array_like of int
+        labels : array_like of int
+            `UNLABELED`, `BOGUS` or `REAL`, one per index.
+        """
+        indices = np.atleast_1d(np.asarray(indices, np.intp))
+        self._data.labels[indices] = np.asarray(labels, np.int8)
         self.labelsChanged.emit(indices)

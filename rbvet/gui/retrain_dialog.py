@@ -1,0 +1,596 @@
+"""Retrain the model from the label store, watch it learn, then keep it or not.
+
+`RetrainDialog` is a non-modal window (the user can go on vetting while the network
+trains). Its steps:
+
+1. choose fine-tuning of the current model or training from scratch, the share of
+   simulated objects mixed in and the number of epochs, then Train;
+2. training runs in a `JobThread`: the job opens its own `LabelStore` connection (SQLite
+   connections belong to one thread), reads the labeled objects preprocessed for the
+   current model (`LabelStore.training_data`) and calls `rbvet.core.retrain.retrain`;
+   after each epoch the loss and AUC curves (training and validation) grow; Cancel
+   stops at the end of the current batch and changes nothing;
+3. old and new model side by side on the held-out labeled objects (never trained on):
+   AUC, and FNR / FPR at the window's threshold;
+4. Accept saves the new model as the next ``name.vN.keras`` (`save_versioned`; its card
+   names its parent and its data) and emits ``modelAccepted(path)``, on which the
+   window scores the frame with it; Reject closes and nothing changes.
+
+`accept_model`, `reject_model` and `start_training` are the buttons' actions, public so
+tests (and scripts) can drive the dialog without a modal loop.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtGui import QFont
+from PyQt6.QtWidgets import (
+    QButtonGroup,
+    QDialog,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from ..core.errors import RbvetError
+from .stretch import BOGUS_COLOR, REAL_COLOR
+from .workers import JobThread
+
+DEFAULT_EPOCHS = 5
+DEFAULT_SIMULATED_RATIO = 1.0
+TRAIN_COLOR = REAL_COLOR
+VALIDATION_COLOR = BOGUS_COLOR
+BETTER_COLOR = "#8fd18f"
+WORSE_COLOR = "#f0a070"
+ERROR_COLOR = "#ff9a9a"
+
+
+def model_save_target(model_path=None, models_dir=None):
+    """Where a retrained version of ``model_path`` goes (`save_versioned` picks ``vN``).
+
+    Next to the current model when its folder is writable and is not the shipped
+    ``resources`` folder; otherwise in ``models_dir`` (default ``user_data_dir()/models``).
+    A legacy ``.h5`` model's versions are saved as ``.keras``.
+
+    Parameters
+    ----------
+    model_path : str or Path, optional
+        The current model; the shipped default when None.
+    models_dir : str or Path, optional
+
+    Returns
+    -------
+    Path
+        ``folder/name.keras`` (or the current ``name.vK.keras``).
+    """
+    from ..core.paths import default_model_path, resources_dir, user_data_dir
+
+    current = Path(model_path) if model_path else default_model_path()
+    name = current.name if current.suffix.lower() == ".keras" else current.stem + ".keras"
+    folder = current.parent.resolve()
+    shipped = resources_dir().resolve()
+    if folder != shipped and shipped not in folder.parents and os.access(folder, os.W_OK):
+        return folder / name
+    fallback = Path(models_dir) if models_dir is not None else user_data_dir() / "models"
+    return fallback / name
+
+
+def _format_number(value, percent=False):
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{100 * value:.1f} %" if percent else f"{value:.4f}"
+
+
+class RetrainDialog(QDialog):
+    """Retrain from labels, with live curves and an old-versus-new comparison.
+
+    Parameters
+    ----------
+    store_path : str or Path
+        The label store whose labels (all frames) train the model.
+    model_path : str or Path, optional
+        The current model (fine-tuned, and compared with); the shipped default when None.
+    threshold : float
+        The window's threshold: FNR and FPR of the comparison are taken there.
+    models_dir : str or Path, optional
+        See `model_save_target`.
+    parent : QWidget, optional
+
+    Attributes
+    ----------
+    retrain_result : rbvet.core.retrain.RetrainResult or None
+        The last finished training (None before, or after a failure or cancel).
+    decision : {'accepted', 'rejected'} or None
+    saved_path : Path or None
+        The new model's file once accepted.
+    job : JobThread or None
+    fine_tune_radio, scratch_radio : QRadioButton
+    simulated_spin : QDoubleSpinBox
+        Simulated objects mixed in per labeled training object (default 1.0).
+    epochs_spin : QSpinBox
+    train_button, cancel_button, accept_button, reject_button : QPushButton
+    loss_plot, auc_plot : pyqtgraph.PlotWidget
+    progress_bar : QProgressBar
+    comparison_box : QGroupBox
+        Hidden until a training finishes; ``comparison_labels[(metric, which)]`` are its
+        cells (metric 'auc', 'fnr', 'fpr'; which 'old', 'new', 'change').
+
+    Signals
+    -------
+    trainingFinished(bool)
+        Training ended: True when a new model waits for Accept or Reject.
+    modelAccepted(str)
+        The path the accepted model was saved to.
+    """
+
+    trainingFinished = pyqtSignal(bool)
+    modelAccepted = pyqtSignal(str)
+    _epoch_ended = pyqtSignal(int, int, object)  # emitted from the training thread
+    _logged = pyqtSignal(str)  # emitted from the training thread
+
+    METRICS = (
+        ("auc", "AUC", False, True),
+        ("fnr", "FNR (real lost)", True, False),
+        ("fpr", "FPR (bogus kept)", True, False),
+    )
+    """(key, label, shown as percent, higher is better)."""
+
+    def __init__(self, store_path, model_path=None, threshold=0.5, models_dir=None, parent=None):
+        super().__init__(parent)
+        self.store_path = Path(store_path)
+        self.model_path = None if model_path is None else str(model_path)
+        self.threshold = float(threshold)
+        self.models_dir = models_dir
+        self.retrain_result = None
+        self.decision = None
+        self.saved_path = None
+        self.job = None
+        self._history = {key: [] for key in ("loss", "val_loss", "auc", "val_auc")}
+        self._epochs = DEFAULT_EPOCHS
+        self.setWindowTitle("Retrain from labels — rbvet")
+        self.setModal(False)
+        self.resize(820, 720)
+
+        self.store_label = QLabel()
+        self.store_label.setWordWrap(True)
+        self.store_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        model_name = Path(self.model_path).name if self.model_path else "the shipped default"
+        self.fine_tune_radio = QRadioButton(f"Fine-tune the current model ({model_name})")
+        self.scratch_radio = QRadioButton("Train a new model from scratch")
+        self.fine_tune_radio.setChecked(True)
+        modes = QButtonGroup(self)
+        modes.addButton(self.fine_tune_radio)
+        modes.addButton(self.scratch_radio)
+        self.simulated_spin = QDoubleSpinBox()
+        self.simulated_spin.setRange(0.0, 20.0)
+        self.simulated_spin.setSingleStep(0.25)
+        self.simulated_spin.setDecimals(2)
+        self.simulated_spin.setValue(DEFAULT_SIMULATED_RATIO)
+        self.simulated_spin.setSuffix(" × labeled")
+        self.simulated_spin.setToolTip(
+            "Simulated objects mixed into the training part, per labeled object,\n"
+            "so the model does not forget what it knew (0: labels only)"
+        )
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 500)
+        self.epochs_spin.setValue(DEFAULT_EPOCHS)
+        self.epochs_spin.setToolTip("Training passes; early stopping may end sooner")
+        self.train_button = QPushButton("Train")
+        self.train_button.setDefault(True)
+        self.train_button.clicked.connect(self.start_training)
+
+        for spin in (self.simulated_spin, self.epochs_spin):
+            spin.setMinimumWidth(140)
+        settings = QGroupBox("Training")
+        form = QFormLayout(settings)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
+        modes_column = QVBoxLayout()
+        modes_column.addWidget(self.fine_tune_radio)
+        modes_column.addWidget(self.scratch_radio)
+        form.addRow("Start from", modes_column)
+        form.addRow("Simulated objects", self.simulated_spin)
+        form.addRow("Epochs", self.epochs_spin)
+        train_row = QHBoxLayout()
+        train_row.addStretch(1)
+        train_row.addWidget(self.train_button)
+        form.addRow(train_row)
+        self._settings_box = settings
+
+        self.loss_plot = self._curve_plot("loss (binary cross-entropy)")
+        self.auc_plot = self._curve_plot("AUC")
+        self.curves = {}
+        for plot, key in ((self.loss_plot, "loss"), (self.auc_plot, "auc")):
+            legend = plot.addLegend(offset=(-8, 8), labelTextSize="8pt")
+            legend.setBrush(pg.mkBrush(0, 0, 0, 120))
+            self.curves[key] = plot.plot(
+                pen=pg.mkPen(TRAIN_COLOR, width=2),
+                symbol="o",
+                symbolSize=5,
+                symbolBrush=TRAIN_COLOR,
+                symbolPen=None,
+                name="training",
+            )
+            self.curves["val_" + key] = plot.plot(
+                pen=pg.mkPen(VALIDATION_COLOR, width=2, style=Qt.PenStyle.DashLine),
+                symbol="s",
+                symbolSize=5,
+                symbolBrush=VALIDATION_COLOR,
+                symbolPen=None,
+                name="validation",
+            )
+        plots = QHBoxLayout()
+        plots.addWidget(self.loss_plot)
+        plots.addWidget(self.auc_plot)
+
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setTextVisible(True)
+        self.progress_bar.setFormat("not started")
+        self.progress_bar.setValue(0)
+        self.cancel_button = QPushButton("Cancel training")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel_training)
+        progress_row = QHBoxLayout()
+        progress_row.addWidget(self.progress_bar, 1)
+        progress_row.addWidget(self.cancel_button)
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(200)
+        self.log_view.setFixedHeight(self.fontMetrics().lineSpacing() * 4 + 12)
+        self.log_view.setPlaceholderText("Messages of the training run")
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet(f"color: {ERROR_COLOR};")
+        self.error_label.hide()
+
+        self.comparison_box = QGroupBox("Held-out labeled objects: current versus new model")
+        self.comparison_note = QLabel()
+        self.comparison_note.setWordWrap(True)
+        grid = QGridLayout()
+        grid.setHorizontalSpacing(24)
+        self.comparison_headers = {
+            "old": QLabel("current"),
+            "new": QLabel("new"),
+            "change": QLabel("change"),
+        }
+        bold = QFont(self.font())
+        bold.setBold(True)
+        for column, which in enumerate(("old", "new", "change"), start=1):
+            header = self.comparison_headers[which]
+            header.setFont(bold)
+            header.setAlignment(Qt.AlignmentFlag.AlignRight)
+            grid.addWidget(header, 0, column)
+        self.comparison_labels = {}
+        for row, (key, title, _, _) in enumerate(self.METRICS, start=1):
+            grid.addWidget(QLabel(title), row, 0)
+            for column, which in enumerate(("old", "new", "change"), start=1):
+                cell = QLabel()
+                cell.setAlignment(Qt.AlignmentFlag.AlignRight)
+                cell.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+                self.comparison_labels[(key, which)] = cell
+                grid.addWidget(cell, row, column)
+        grid.setColumnStretch(4, 1)
+        comparison = QVBoxLayout(self.comparison_box)
+        comparison.addWidget(self.comparison_note)
+        comparison.addLayout(grid)
+        self.comparison_box.hide()
+
+        self.reject_button = QPushButton("Reject (keep the current model)")
+        self.reject_button.clicked.connect(self.reject_model)
+        self.accept_button = QPushButton("Accept and use the new model")
+        self.accept_button.clicked.connect(self.accept_model)
+        self.accept_button.setEnabled(False)
+        close_button = QPushButton("Close")
+        close_button.clicked.connect(self.close)
+        self.close_button = close_button
+        buttons = QHBoxLayout()
+        buttons.addWidget(close_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.reject_button)
+        buttons.addWidget(self.accept_button)
+        self.reject_button.hide()
+        self.accept_button.hide()
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.store_label)
+        layout.addWidget(settings)
+        layout.addLayout(plots, 1)
+        layout.addLayout(progress_row)
+        layout.addWidget(self.log_view)
+        layout.addWidget(self.error_label)
+        layout.addWidget(self.comparison_box)
+        layout.addLayout(buttons)
+
+        self._epoch_ended.connect(self._on_epoch)
+        self._logged.connect(self._log)
+        self.epochs_spin.valueChanged.connect(self._on_epochs_chosen)
+        self._draw_curves()
+        self.refresh_store_summary()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def is_training(self):
+        return self.job is not None and self.job.isRunning()
+
+    @property
+    def epochs_done(self):
+        """Epochs the current (or last) training run has finished."""
+        return len(self._history["loss"])
+
+    def refresh_store_summary(self):
+        """Show what the store holds; Train is enabled when there is something to learn."""
+        from ..core.labels import LabelStore
+
+        if not self.store_path.exists():
+            self.store_label.setText(
+                f"<b>Labels</b>: {self.store_path}<br>no labels yet — label objects with R / B"
+            )
+            self.train_button.setEnabled(False)
+            return None
+        try:
+            with LabelStore(self.store_path, create=False) as store:
+                summary = store.summary()
+        except RbvetError as error:
+            self.store_label.setText(f"<b>Labels</b>: {error}")
+            self.train_button.setEnabled(False)
+            return None
+        labeled = summary["real"] + summary["bogus"]
+        self.store_label.setText(
+            f"<b>Labels</b>: {self.store_path}<br>{labeled} labeled objects "
+            f"(<span style='color:#{_hex(REAL_COLOR)}'>{summary['real']} real</span>, "
+            f"<span style='color:#{_hex(BOGUS_COLOR)}'>{summary['bogus']} bogus</span>) "
+            f"on {summary['frames']} frame{'s' if summary['frames'] != 1 else ''}; "
+            "a quarter is held out (never trained on) for the comparison."
+        )
+        self.train_button.setEnabled(labeled >= 4 and not self.is_training)
+        return summary
+
+    def start_training(self):
+        """Train with the chosen settings in a background thread."""
+        if self.is_training:
+            return
+        store_path = self.store_path
+        model_path = self.model_path
+        threshold = self.threshold
+        options = {
+            "from_scratch": self.scratch_radio.isChecked(),
+            "simulated_ratio": float(self.simulated_spin.value()),
+            "epochs": int(self.epochs_spin.value()),
+        }
+        epoch_ended, logged = self._epoch_ended, self._logged
+
+        def job(report, should_stop):
+            from ..core.labels import LabelStore
+            from ..core.model import load_model
+            from ..core.retrain import retrain
+
+            report(0, 0, "Loading the current model")
+            base = load_model(model_path, engine="keras")
+            report(0, 0, "Reading the labeled objects")
+            with LabelStore(store_path, create=False) as store:
+                training_set = store.training_data(base.params, with_stamps=False)
+            report(0, 0, f"Training on {len(training_set)} labeled objects")
+            return retrain(
+                training_set,
+                base_model=base,
+                threshold=threshold,
+                progress=lambda epoch, epochs, logs: epoch_ended.emit(
+                    epoch, epochs, {key: float(value) for key, value in logs.items()}
+                ),
+                should_stop=should_stop,
+                log=logged.emit,
+                **options,
+            )
+
+        self.retrain_result = None
+        self.decision = None
+        self.saved_path = None
+        self._epochs = options["epochs"]
+        for values in self._history.values():
+            values.clear()
+        self._draw_curves()
+        self.log_view.clear()
+        self.error_label.hide()
+        self.comparison_box.hide()
+        self.accept_button.hide()
+        self.reject_button.hide()
+        self.job = JobThread(job, name="retrain", parent=self)
+        self.job.progressed.connect(self._on_progress)
+        self.job.succeeded.connect(self._on_trained)
+        self.job.failed.connect(self._on_failed)
+        self.job.cancelled.connect(self._on_cancelled)
+        self._set_training(True)
+        self.progress_bar.setRange(0, 0)
+        self.progress_bar.setFormat("preparing")
+        self.job.start()
+
+    def cancel_training(self, wait=False):
+        """Stop training at the end of the current batch (nothing is kept)."""
+        if self.is_training:
+            self.job.cancel()
+            self.progress_bar.setFormat("cancelling")
+            if wait:
+                self.job.wait()
+
+    def accept_model(self):
+        """Save the new model (`save_versioned`, see `model_save_target`) and announce it.
+
+        Returns
+        -------
+        Path or None
+            The file written; None when there is no new model or saving failed.
+        """
+        from ..core.retrain import save_versioned
+
+        if self.retrain_result is None:
+            return None
+        target = model_save_target(self.model_path, self.models_dir)
+        try:
+            path = save_versioned(self.retrain_result.model, target)
+        except (RbvetError, OSError) as error:
+            self._show_error(f"Could not save the new model: {error}")
+            return None
+        self.saved_path = path
+        self.decision = "accepted"
+        self.modelAccepted.emit(str(path))
+        self.accept()
+        return path
+
+    def reject_model(self):
+        """Close without keeping the new model; nothing changes."""
+        self.cancel_training(wait=True)
+        self.decision = "rejected"
+        self.reject()
+
+    def done(self, result):
+        self.cancel_training(wait=True)
+        super().done(result)
+
+    def closeEvent(self, event):
+        self.cancel_training(wait=True)
+        super().closeEvent(event)
+
+    # ------------------------------------------------------------------ job slots
+
+    def _on_epochs_chosen(self, epochs):
+        if not self.is_training and not self._history["loss"]:
+            self._epochs = int(epochs)
+            self._draw_curves()
+
+    def _on_progress(self, done, total, message):
+        if message:
+            self._log(message)
+            if not self._history["loss"]:
+                self.progress_bar.setFormat(message)
+
+    def _on_epoch(self, epoch, epochs, logs):
+        for key, values in self._history.items():
+            values.append(logs.get(key, np.nan))
+        self._draw_curves()
+        self.progress_bar.setRange(0, epochs)
+        self.progress_bar.setValue(epoch + 1)
+        self.progress_bar.setFormat(f"epoch %v of %m · loss {logs.get('loss', np.nan):.4f}")
+        self._log(
+            f"epoch {epoch + 1}/{epochs}: loss {logs.get('loss', np.nan):.4f} "
+            f"(validation {logs.get('val_loss', np.nan):.4f}), AUC {logs.get('auc', np.nan):.4f} "
+            f"(validation {logs.get('val_auc', np.nan):.4f})"
+        )
+
+    def _on_trained(self, result):
+        self._set_training(False)
+        self.retrain_result = result
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(1)
+        epochs_run = len(self._history["loss"])
+        self.progress_bar.setFormat(f"done: {epochs_run} epochs in {result.seconds:.0f} s")
+        self._show_comparison(result.comparison)
+        self.accept_button.show()
+        self.reject_button.show()
+        self.accept_button.setEnabled(True)
+        self.accept_button.setDefault(True)
+        self.trainingFinished.emit(True)
+
+    def _on_failed(self, message):
+        self._set_training(False)
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("failed")
+        self._show_error(message)
+        self.trainingFinished.emit(False)
+
+    def _on_cancelled(self):
+        self._set_training(False)
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("cancelled — nothing changed")
+        self.trainingFinished.emit(False)
+
+    # ------------------------------------------------------------------ drawing
+
+    def _set_training(self, training):
+        self._settings_box.setEnabled(not training)
+        self.train_button.setEnabled(not training)
+        self.cancel_button.setEnabled(training)
+
+    def _log(self, message):
+        self.log_view.appendPlainText(message)
+
+    def _show_error(self, message):
+        self.error_label.setText(message)
+        self.error_label.show()
+
+    def _draw_curves(self):
+        """Curves over all the epochs asked for (whole-epoch ticks); loss from 0, AUC up
+        to 1 with at least a 0.02 span (so a flat AUC of 1 is not drawn as noise)."""
+        epochs = np.arange(1, len(self._history["loss"]) + 1)
+        for key, curve in self.curves.items():
+            values = np.asarray(self._history[key], np.float64)
+            finite = np.isfinite(values)
+            curve.setData(epochs[finite], values[finite])
+        last = max(self._epochs, len(epochs), 1)
+        step = max(1, int(np.ceil(last / 10)))
+        ticks = [[(float(i), str(i)) for i in range(1, last + 1, step)], []]
+        for plot in (self.loss_plot, self.auc_plot):
+            plot.setXRange(0.5, last + 0.5, padding=0)
+            plot.getAxis("bottom").setTicks(ticks)
+        losses = np.concatenate([self._history["loss"], self._history["val_loss"]])
+        losses = losses[np.isfinite(losses)]
+        self.loss_plot.setYRange(0.0, 1.1 * losses.max() if len(losses) else 1.0, padding=0)
+        aucs = np.concatenate([self._history["auc"], self._history["val_auc"]])
+        aucs = aucs[np.isfinite(aucs)]
+        lowest = min(aucs.min(), 0.98) if len(aucs) else 0.5
+        self.auc_plot.setYRange(max(0.0, lowest - 0.01), 1.0 + 0.002, padding=0)
+
+    def _show_comparison(self, comparison):
+        old, new = comparison["old"], comparison["new"]
+        self.comparison_note.setText(
+            f"{old['objects']} labeled objects ({old['real']} real, {old['bogus']} bogus) "
+            f"the new model never saw; FNR and FPR at the threshold {old['threshold']:.3f}."
+        )
+        self.comparison_headers["old"].setText(f"current ({old['name']})")
+        self.comparison_headers["new"].setText("new")
+        for key, _, percent, higher_better in self.METRICS:
+            before, after = old[key], new[key]
+            self.comparison_labels[(key, "old")].setText(_format_number(before, percent))
+            self.comparison_labels[(key, "new")].setText(_format_number(after, percent))
+            change = self.comparison_labels[(key, "change")]
+            if np.isfinite(before) and np.isfinite(after):
+                delta = after - before
+                text = f"{100 * delta:+.1f} pts" if percent else f"{delta:+.4f}"
+                better = delta > 0 if higher_better else delta < 0
+                colour = BETTER_COLOR if better else WORSE_COLOR if delta else None
+                change.setText(text)
+                change.setStyleSheet(f"color: {colour};" if colour else "")
+            else:
+                change.setText("")
+                change.setStyleSheet("")
+        self.comparison_box.show()
+
+    @staticmethod
+    def _curve_plot(title):
+        plot = pg.PlotWidget()
+        plot.setMenuEnabled(False)
+        plot.hideButtons()
+        plot.setTitle(title, size="9pt")
+        plot.setLabel("bottom", "epoch")
+        plot.showGrid(x=True, y=True, alpha=0.15)
+        plot.setMinimumHeight(180)
+        return plot
+
+
+def _hex(color):
+    return "{:02x}{:02x}{:02x}".format(*color)
