@@ -237,10 +237,12 @@ def train_model(
     if class_weight:
         for value, weight in class_weight.items():
             weights[labels == value] = weight
+    # One group per sample (no groups, or a caller splitting a single frame by object).
+    by_sample = len(np.unique(group_ids)) == len(group_ids)
     log(
         f"Training on {len(train_index)} samples ({int(labels[train_index].sum())} real), "
         f"validating on {len(validation_index)} from held-out "
-        f"{'frames' if groups is not None else 'samples'}"
+        f"{'samples' if by_sample else 'frames'}"
     )
     if model is None:
         model = create_model(input_shape=inputs.shape[1:], learning_rate=learning_rate)
@@ -277,7 +279,7 @@ def train_model(
         training={
             "samples": int(len(train_index)),
             "validation_samples": int(len(validation_index)),
-            "split": "by frame" if groups is not None else "by sample",
+            "split": "by sample" if by_sample else "by frame",
             "augmentation": "8 symmetries of the square, random per epoch",
             "epochs_run": len(history.history.get("loss", [])),
             "seconds": round(elapsed, 1),
