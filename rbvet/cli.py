@@ -88,38 +88,126 @@ def default_output(frame_path):
     return Path(f"{name}.rb.ecsv")
 
 
-def cmd_classify(args):
-    """Score every object of a frame and write the catalog with rb_score."""
-    import numpy as np
+EXIT_FRAMES_FAILED = 1
+"""Exit status of ``rbvet classify`` on several frames when some of them failed."""
 
-    from .core.catalog import write_catalog
-    from .core.classify import add_scores, check_threshold, score_objects
-    from .core.model import load_model
+BATCH_ONLY_OPTIONS = ("workers", "scheduler", "format", "overwrite")
+"""``rbvet classify`` options that apply only to several frames."""
+
+
+def cmd_classify(args):
+    """Score every object of a frame (or of many frames, on Dask) and write catalogs."""
+    frames = list(args.frames)
+    if args.list:
+        from .core.batch import read_frame_list
+
+        frames += read_frame_list(args.list)
+    if not frames:
+        raise RbvetError("give a FRAME, several, or --list FILE")
+    if args.catalog and args.catalog_pattern:
+        raise RbvetError("give --catalog or --catalog-pattern, not both")
+    if args.list or len(frames) > 1:
+        return _classify_many(args, frames)
+    given = [name for name in BATCH_ONLY_OPTIONS if getattr(args, name) not in (None, False)]
+    if given:
+        raise RbvetError(
+            f"--{given[0]} applies to several frames (give more than one FRAME, or --list)"
+        )
+    return _classify_single(args, frames[0])
+
+
+def _classify_frame_options(args):
+    """Keyword arguments of `classify_one_frame` from the frame options."""
+    return {
+        "hdu": _hdu_spec(args.hdu),
+        "mask": _hdu_spec(args.mask),
+        "error": _hdu_spec(args.error),
+        "weight": _hdu_spec(args.weight),
+        "detect_threshold": args.detect_threshold,
+        "fwhm": args.fwhm,
+    }
+
+
+def _classify_single(args, frame):
+    """One frame in this process, with a progress bar over its objects."""
+    from .core.batch import catalog_for, classify_one_frame
 
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    catalog = args.catalog
+    if args.catalog_pattern:
+        catalog = catalog_for(frame, args.catalog_pattern)
+    output = Path(args.output) if args.output else default_output(frame)
     started = time.perf_counter()
-    frame, table, fwhm = load_frame_and_catalog(args, log)
-    model = load_model(args.model)
-    threshold = check_threshold(model.threshold if args.threshold is None else args.threshold)
-    progress = ProgressBar("Classifying", enabled=None if not args.quiet else False)
-    scores, reasons = score_objects(frame, table["x"], table["y"], model, fwhm, progress=progress)
-    add_scores(table, scores, reasons, threshold=threshold)
-    output = Path(args.output) if args.output else default_output(args.frame)
-    write_catalog(table, output)
-    scored = np.isfinite(scores)
-    real = int(np.sum(scores >= threshold))
-    print(
-        f"{args.frame}: {len(table)} objects, {int(scored.sum())} scored, "
-        f"{real} real and {int(scored.sum()) - real} bogus at threshold {threshold:.2f}"
+    result = classify_one_frame(
+        frame,
+        catalog,
+        output,
+        args.model,
+        args.threshold,
+        **_classify_frame_options(args),
+        log=log,
+        progress=ProgressBar("Classifying", enabled=None if not args.quiet else False),
     )
-    unscored = reasons[~scored]
-    for reason in sorted(set(unscored)):
-        print(f"  unscorable ({reason}): {int(np.sum(unscored == reason))}")
     print(
-        f"  model {model.name} ({model.engine_name}), FWHM {fwhm:.2f} px, "
+        f"{frame}: {result.objects} objects, {result.scored} scored, "
+        f"{result.kept} real and {result.scored - result.kept} bogus "
+        f"at threshold {result.threshold:.2f}"
+    )
+    for reason, count in sorted(result.unscorable.items()):
+        print(f"  unscorable ({reason}): {count}")
+    print(
+        f"  model {result.model} ({result.engine}), FWHM {result.fwhm:.2f} px, "
         f"{time.perf_counter() - started:.1f} s -> {output}"
     )
     return 0
+
+
+def _classify_many(args, frames):
+    """Several frames on Dask: a catalog per frame in OUTDIR and a summary table."""
+    from .core.batch import (
+        STATUS_DONE,
+        STATUS_FAILED,
+        STATUS_SKIPPED,
+        SUMMARY_NAME,
+        classify_frames,
+    )
+
+    if args.catalog:
+        raise RbvetError(
+            "--catalog names the catalog of one frame; for several use --catalog-pattern"
+        )
+    if not args.output:
+        raise RbvetError("several frames need -o OUTDIR, the folder for catalogs and summary")
+    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
+    summary = classify_frames(
+        frames,
+        args.output,
+        catalog_pattern=args.catalog_pattern,
+        model_path=args.model,
+        threshold=args.threshold,
+        scheduler=args.scheduler,
+        n_workers=args.workers,
+        output_format=args.format or "ecsv",
+        progress=ProgressBar("Frames", enabled=None if not args.quiet else False),
+        overwrite=args.overwrite,
+        frame_options=_classify_frame_options(args),
+        log=log,
+    )
+    status = list(summary["status"])
+    for row in summary:
+        if row["status"] == STATUS_FAILED:
+            print(f"  failed: {row['error']}")
+        elif row["warning"]:
+            print(f"  warning: {row['frame']}: {row['warning']}")
+    objects = int(summary["objects"].filled(0).sum())
+    kept = int(summary["kept"].filled(0).sum())
+    failed = status.count(STATUS_FAILED)
+    print(
+        f"{len(summary)} frames: {status.count(STATUS_DONE)} classified, "
+        f"{status.count(STATUS_SKIPPED)} already done, {failed} failed; "
+        f"{objects} objects, {kept} real -> {Path(args.output) / SUMMARY_NAME}"
+    )
+    return EXIT_FRAMES_FAILED if failed else 0
 
 
 def cmd_train(args):
@@ -580,19 +668,42 @@ def _add_export_parser(commands):
     export.set_defaults(handler=cmd_export)
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="rbvet", description="Vet detections on astronomical images with a real-bogus CNN."
-    )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def _add_classify_parser(commands):
+    """The ``classify`` subcommand: one frame, or many frames on Dask."""
     classify = commands.add_parser(
         "classify",
-        help="score the objects of a frame and write the catalog with rb_score",
+        help="score the objects of frames and write catalogs with rb_score",
         description="Score each object of FRAME as real (1) or bogus (0) and write the "
-        "catalog with rb_score, rb_reason and the bogus flag (0x1000) in flags.",
+        "catalog with rb_score, rb_reason and the bogus flag (0x1000) in flags. With "
+        "several frames (or --list) they are classified on a Dask cluster (local by "
+        "default, or --scheduler), one catalog per frame in OUTDIR next to a summary "
+        "table; frames whose output exists are skipped, so a run can be resumed. The "
+        "exit status is 1 when some frames failed (see the summary).",
     )
-    _add_frame_arguments(classify)
+    classify.add_argument("frames", nargs="*", metavar="FRAME", help="FITS image(s)")
+    classify.add_argument(
+        "--list", metavar="FILE", help="text file of frames, one per line (# comments)"
+    )
+    classify.add_argument("--hdu", help="image HDU (index or EXTNAME); default: first 2-D image")
+    classify.add_argument("--mask", help="mask HDU (name/index) or FITS file; nonzero = bad")
+    classify.add_argument("--error", help="1-sigma noise map HDU or FITS file")
+    classify.add_argument("--weight", help="inverse-variance weight map HDU or FITS file")
+    classify.add_argument(
+        "--catalog", "-c", help="catalog (ECSV, FITS, CSV, SExtractor); detect with sep if absent"
+    )
+    classify.add_argument(
+        "--catalog-pattern",
+        metavar="PATTERN",
+        help="each frame's catalog, from {stem} (name without .fits/.fz), {name} and {dir} "
+        "(its folder), e.g. '{dir}/{stem}.cat'; relative to the working directory",
+    )
+    classify.add_argument(
+        "--detect-threshold",
+        type=float,
+        default=3.0,
+        help="detection threshold in sigma when there is no catalog [3]",
+    )
+    classify.add_argument("--fwhm", type=float, help="frame FWHM in pixels; estimated if absent")
     classify.add_argument(
         "--model", "-m", help="model file (.keras or STDPipe .h5); default: the shipped model"
     )
@@ -602,11 +713,40 @@ def build_parser():
     classify.add_argument(
         "--output",
         "-o",
-        help="output catalog; format from the extension "
-        "(.ecsv, .fits, .csv); default FRAME.rb.ecsv",
+        help="one frame: output catalog, format from the extension (.ecsv, .fits, .csv), "
+        "default FRAME.rb.ecsv; several frames: output directory (required)",
     )
     classify.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+    many = classify.add_argument_group("several frames")
+    many.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="local Dask worker processes [one per core]; 1 runs in this process",
+    )
+    many.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="send the frames to an existing dask.distributed scheduler (tcp://host:8786)",
+    )
+    many.add_argument(
+        "--format",
+        choices=("ecsv", "fits", "csv"),
+        help="format of the per-frame catalogs OUTDIR/<stem>.rb.<format> [ecsv]",
+    )
+    many.add_argument(
+        "--overwrite", action="store_true", help="classify again frames already done"
+    )
     classify.set_defaults(handler=cmd_classify)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="rbvet", description="Vet detections on astronomical images with a real-bogus CNN."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    _add_classify_parser(commands)
 
     simulate = commands.add_parser(
         "simulate",
