@@ -161,7 +161,18 @@ def _frame_and_fwhm(obj, image, bg, err, mask, fwhm, log):
     if fwhm is None:
         fwhm = estimate_fwhm(frame, x, y, table=obj)
         log(f"Estimated FWHM: {fwhm:.2f} pixels")
-    return frame, x, y, float(fwhm)
+    return frame, x, y, _check_fwhm(fwhm)
+
+
+def _check_fwhm(fwhm):
+    """The FWHM as a float; NaN or <= 0 mean 'no rescaling', as in STDPipe."""
+    try:
+        value = float(fwhm)
+    except (TypeError, ValueError):
+        raise RbvetError(f"fwhm must be a number of pixels, got {fwhm!r}") from None
+    if np.isinf(value):
+        raise RbvetError(f"fwhm must be finite, got {value}")
+    return value
 
 
 def _positions(obj):
@@ -171,8 +182,10 @@ def _positions(obj):
             f"catalog has no {' and '.join(missing)} column(s) "
             f"(columns: {', '.join(obj.colnames[:12])})"
         )
-    try:
-        return (np.asarray(obj["x"], dtype=np.float64), np.asarray(obj["y"], dtype=np.float64))
+    try:  # masked positions are missing ones: NaN, 'non-finite position'
+        return tuple(
+            np.ma.filled(np.ma.asarray(obj[name], dtype=np.float64), np.nan) for name in "xy"
+        )
     except (TypeError, ValueError):
         raise RbvetError("catalog x/y columns are not numeric") from None
 
@@ -217,7 +230,7 @@ def extract_cutouts(
         Their rows in ``obj``.
     """
     log = _logger(verbose)
-    from .core.stamps import cut_stamps
+    from .core.stamps import iter_stamps
 
     params = PreprocessParams(
         target_fwhm=target_fwhm,
@@ -228,11 +241,15 @@ def extract_cutouts(
     )
     frame, x, y, fwhm = _frame_and_fwhm(obj, image, bg, err, mask, fwhm, log)
     rescale = plan_rescale(fwhm, params)
-    stamps = cut_stamps(frame, x, y, rescale)
-    valid = np.flatnonzero(stamps.scorable)
-    cutouts = stamps.inputs(params, valid)
+    size = params.target_size
+    cutouts, valid = [np.zeros((0, size, size, 2), np.float32)], [np.zeros(0, np.intp)]
+    for start, stamps in iter_stamps(frame, x, y, rescale):  # chunks bound the memory
+        scorable = np.flatnonzero(stamps.scorable)
+        cutouts.append(stamps.inputs(params, scorable))
+        valid.append(start + scorable)
+    valid = np.concatenate(valid)
     log(f"Extracted {len(valid)} valid cutouts from {len(obj)} objects")
-    return cutouts, valid
+    return np.concatenate(cutouts), valid
 
 
 def load_realbogus_model(model_file=None, verbose=False):
@@ -337,6 +354,12 @@ def classify_realbogus(
         wrapper = _with_softening(wrapper, asinh_softening)
     if len(obj) == 0:
         raise RbvetError("catalog is empty: nothing to classify")
+    flags = _classify.FLAGS_COLUMN
+    if flag_bogus and flags in obj.colnames and obj[flags].dtype.kind not in "iu":
+        raise RbvetError(
+            f"catalog column {flags!r} holds {obj[flags].dtype} values, not integers: "
+            "cannot set the bogus flag (use flag_bogus=False)"
+        )
     frame, x, y, fwhm = _frame_and_fwhm(obj, image, bg, err, mask, fwhm, log)
     log(f"Classifying {len(obj)} objects (threshold={threshold:.2f}, FWHM={fwhm:.2f})")
     scores, reasons = _classify.score_objects(frame, x, y, wrapper, fwhm, batch_size=batch_size)

@@ -96,8 +96,18 @@ def vetting_data(n=60, seed=0, unscored=2):
     atlas[good] = render_tiles(stamps.inputs(params, good))
     table = Table({"x": x, "y": y, "flux": flux, "rb_score": scores, "rb_reason": reasons})
     return VettingData(
-        frame=frame, table=table, x=x, y=y, scores=scores, reasons=reasons, atlas=atlas,
-        fwhm=3.0, rescale=rescale, params=params, model_name="test", frame_path="test.fits",
+        frame=frame,
+        table=table,
+        x=x,
+        y=y,
+        scores=scores,
+        reasons=reasons,
+        atlas=atlas,
+        fwhm=3.0,
+        rescale=rescale,
+        params=params,
+        model_name="test",
+        frame_path="test.fits",
     )
 
 
@@ -105,3 +115,100 @@ def vetting_data(n=60, seed=0, unscored=2):
 def make_vetting_data():
     """Factory fixture: ``make_vetting_data(n=60, seed=0, unscored=2)`` -> VettingData."""
     return vetting_data
+
+
+# ------------------------------------------------------------------- leak check (Qt tests)
+
+LEAK_JOIN_TIMEOUT_S = 10.0
+"""How long a test's leftover threads may take to finish before they count as leaked."""
+
+
+def _running_qthreads():
+    """Every `QThread` object alive in Python and still running (found through the GC)."""
+    import gc
+
+    from PyQt6.QtCore import QThread
+
+    running = []
+    for candidate in gc.get_objects():
+        try:
+            if isinstance(candidate, QThread) and candidate.isRunning():
+                running.append(candidate)
+        except RuntimeError:  # its C++ object is already gone
+            continue
+    return running
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads_or_widgets(request):
+    """Fail a Qt test (one that uses ``qtbot``) that leaves threads or windows behind.
+
+    Before the test it records the Python threads, the running `QThread`s and the
+    top-level widgets; after it (this autouse fixture is set up before ``qtbot`` and so
+    torn down after it, when pytest-qt has closed the widgets given to ``qtbot``) it
+    processes pending events and deferred deletions, gives new threads
+    `LEAK_JOIN_TIMEOUT_S` to finish, and fails if a new non-daemon thread is alive, a
+    new `QThread` still runs or a new top-level widget is still visible. A test that
+    already failed is not checked again.
+    """
+    if "qtbot" not in request.fixturenames:
+        yield
+        return
+    import threading
+    import time
+
+    from PyQt6.QtCore import QCoreApplication, QEvent
+
+    app = request.getfixturevalue("qapp")
+    threads_before = set(threading.enumerate())
+    qthreads_before = set(map(id, _running_qthreads()))
+    widgets_before = set(app.topLevelWidgets())
+    failures_before = request.session.testsfailed
+    yield
+    if request.session.testsfailed > failures_before:
+        return
+
+    def settle():
+        app.processEvents()
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete.value)
+        app.processEvents()
+
+    settle()
+    deadline = time.monotonic() + LEAK_JOIN_TIMEOUT_S
+    for thread in set(threading.enumerate()) - threads_before:
+        if not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    for qthread in _running_qthreads():
+        if id(qthread) not in qthreads_before:
+            qthread.wait(max(0, int(1000 * (deadline - time.monotonic()))))
+    settle()
+
+    threads = [
+        thread.name
+        for thread in set(threading.enumerate()) - threads_before
+        if thread.is_alive() and not thread.daemon
+    ]
+    qthreads = [
+        f"{type(qthread).__name__}({getattr(qthread, 'name', '') or qthread.objectName()!r})"
+        for qthread in _running_qthreads()
+        if id(qthread) not in qthreads_before
+    ]
+    widgets = [
+        f"{type(widget).__name__}({widget.windowTitle()!r})"
+        for widget in set(app.topLevelWidgets()) - widgets_before
+        if widget.isVisible()
+    ]
+    if threads or qthreads or widgets:
+        pytest.fail(
+            "the test left behind "
+            + "; ".join(
+                f"{what}: {', '.join(sorted(items))}"
+                for what, items in (
+                    ("threads", threads),
+                    ("running QThreads", qthreads),
+                    ("visible top-level widgets", widgets),
+                )
+                if items
+            ),
+            pytrace=False,
+        )

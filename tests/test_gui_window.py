@@ -163,8 +163,16 @@ def test_closing_while_classifying_stops_the_worker(qtbot, tmp_path):
 def test_screenshot_command_writes_png(tmp_path):
     output = tmp_path / "window.png"
     result = subprocess.run(
-        [sys.executable, "-m", "rbvet.cli", "gui", "--screenshot", str(output),
-         "--window-size", "1200x800"],
+        [
+            sys.executable,
+            "-m",
+            "rbvet.cli",
+            "gui",
+            "--screenshot",
+            str(output),
+            "--window-size",
+            "1200x800",
+        ],
         capture_output=True,
         text=True,
         timeout=300,

@@ -206,6 +206,9 @@ def _fits_table_hdu(path) -> int:
     """The table HDU of a FITS catalog: LDAC_OBJECTS, else the first non-empty table."""
     from astropy.io import fits
 
+    from rbvet.core.frame import check_fits_headers
+
+    check_fits_headers(path)  # a corrupt NAXIS or TFIELDS would hang fits.open
     try:
         with fits.open(path) as hdul:
             tables = [
@@ -704,13 +707,16 @@ def _star_like(moments, snr_min):
 
 
 def _box_snr(data, noise, x, y, half=2):
-    """Cheap S/N in a (2 half + 1)^2 box around each position (0 off the frame)."""
+    """Cheap S/N in a (2 half + 1)^2 box around each position, moved inside the frame."""
     ny, nx = data.shape
-    ix = np.clip(np.rint(x).astype(np.int64), half, nx - 1 - half)
-    iy = np.clip(np.rint(y).astype(np.int64), half, ny - 1 - half)
+    # Clipped before the cast: a position beyond the int64 range has no integer index.
+    ix = np.clip(np.rint(x), half, nx - 1 - half).astype(np.int64)
+    iy = np.clip(np.rint(y), half, ny - 1 - half).astype(np.int64)
     u = np.arange(-half, half + 1)
-    flux = data[iy[:, None, None] + u[:, None], ix[:, None, None] + u].sum(axis=(1, 2))
-    sigma = noise[iy, ix].astype(np.float64) * (2 * half + 1)
+    rows = np.clip(iy[:, None] + u, 0, ny - 1)  # frames narrower than the box
+    cols = np.clip(ix[:, None] + u, 0, nx - 1)
+    flux = data[rows[:, :, None], cols[:, None, :]].sum(axis=(1, 2))
+    sigma = noise[rows[:, half], cols[:, half]].astype(np.float64) * (2 * half + 1)
     return np.where(sigma > 0, flux / sigma, 0.0)
 
 

@@ -15,18 +15,36 @@ from dataclasses import dataclass
 
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyError
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
 
 from rbvet.core.errors import RbvetError
 
-__all__ = ["Frame", "read_frame", "frame_from_array"]
+__all__ = ["Frame", "read_frame", "frame_from_array", "check_fits_headers"]
 
 # What astropy raises for files that are not FITS, are corrupt, or are cut short. Some of
 # these only appear when the data are touched, so reads happen inside the guarded block.
-_FITS_ERRORS = (OSError, ValueError, TypeError, IndexError, KeyError, EOFError, MemoryError)
+_FITS_ERRORS = (
+    OSError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    EOFError,
+    MemoryError,
+    VerifyError,  # an unparsable card, found when its value is first needed
+    AttributeError,  # an HDU of no known kind (e.g. a header without BITPIX)
+)
 
 _IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
+
+# astropy builds lists as long as a header's NAXIS, ZNAXIS or TFIELDS claim, so one corrupt
+# card (NAXIS = 1099511627776) makes fits.open run for hours and fill the memory. The FITS
+# standard allows at most 999 of each; `check_fits_headers` refuses more before parsing.
+_MAX_FITS_COUNT = 999
+_COUNTED_KEYWORDS = ("NAXIS", "ZNAXIS", "TFIELDS")
+_FITS_BLOCK = 2880
 
 
 @dataclass(eq=False)  # frames compare by identity: element-wise array equality is no answer
@@ -237,9 +255,15 @@ def frame_from_array(
         extra_mask = np.ma.getmaskarray(image)
         image = image.data
     try:
-        arr = np.array(image, dtype=np.float32, order="C", copy=True)
+        values = np.asarray(image)
+        if values.dtype.kind == "c":
+            raise RbvetError("image is complex; rbvet needs real pixel values", path)
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, masked
+            arr = np.array(values, dtype=np.float32, order="C", copy=True)
+    except RbvetError:
+        raise
     except (TypeError, ValueError) as exc:
-        raise RbvetError(f"image is not numeric: {exc}", path) from None
+        raise RbvetError(f"image is not numeric: {_short(exc)}", path) from None
     if arr.ndim != 2:
         raise RbvetError(f"image must be 2-D, got shape {arr.shape}", path)
     if arr.size == 0:
@@ -249,7 +273,12 @@ def frame_from_array(
     if extra_mask is not None:
         bad |= extra_mask
     if mask is not None:
-        m = np.asarray(mask)
+        try:
+            m = np.asarray(mask)
+        except ValueError:  # ragged nested lists
+            raise RbvetError("mask is not an array", path) from None
+        if m.dtype.kind not in "biuf":
+            raise RbvetError(f"mask must be boolean or numeric, not {m.dtype}", path)
         _check_shape(m, arr.shape, "mask", path)
         bad |= m.astype(bool) if m.dtype == bool else (m != 0)
 
@@ -293,6 +322,7 @@ class _open_fits:
         self.hdul = None
 
     def __enter__(self):
+        check_fits_headers(self.path)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", AstropyWarning)
@@ -306,6 +336,107 @@ class _open_fits:
         if self.hdul is not None:
             self.hdul.close()
         return False
+
+
+def check_fits_headers(path) -> None:
+    """Refuse a FITS file whose headers claim an impossible structure, before astropy reads it.
+
+    The headers of a plain, gzip- or bzip2-compressed file are walked with
+    :meth:`astropy.io.fits.Header.fromfile`, which only parses cards, skipping each HDU's
+    data by the size its header declares. A ``NAXIS``, ``ZNAXIS`` or ``TFIELDS`` outside
+    0-999 (the standard's limit) is an error: astropy would loop over that many axes or
+    columns. Anything else that looks wrong stops the walk and is left to ``fits.open``,
+    which reports it.
+
+    Parameters
+    ----------
+    path : str
+        The file.
+
+    Raises
+    ------
+    RbvetError
+        A header with an impossible ``NAXIS``, ``ZNAXIS`` or ``TFIELDS``.
+    """
+    import bz2
+    import gzip
+
+    try:
+        with open(path, "rb") as raw:
+            magic = raw.read(3)
+            size = os.fstat(raw.fileno()).st_size
+    except OSError as exc:
+        raise RbvetError(f"cannot open ({exc.strerror or exc})", path) from None
+    if magic.startswith(b"\x1f\x8b"):
+        opener, size = gzip.open, None
+    elif magic == b"BZh":
+        opener, size = bz2.open, None
+    else:
+        opener = open
+    try:
+        with opener(path, "rb") as stream:
+            for index in range(100_000):
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", AstropyWarning)
+                        header = fits.Header.fromfile(stream)
+                except Exception:  # end of file, or a header fits.open will report
+                    return
+                data_size = _declared_data_size(header, index, path)
+                if data_size is None or (size is not None and stream.tell() + data_size > size):
+                    return
+                stream.seek(data_size, os.SEEK_CUR)
+    except RbvetError:
+        raise
+    except (OSError, EOFError, ValueError):  # a broken compressed stream: fits.open reports it
+        return
+
+
+def _declared_data_size(header, index, path) -> int | None:
+    """Bytes of data (padded to whole blocks) an HDU's header declares; None if unclear."""
+    for keyword in _COUNTED_KEYWORDS:
+        # Every card counts: astropy may take a duplicated keyword's last value.
+        for count in _values_of(header, keyword):
+            if _is_int(count) and not 0 <= count <= _MAX_FITS_COUNT:
+                raise RbvetError(
+                    f"corrupt FITS header in HDU {index}: {keyword} = {count} "
+                    f"(at most {_MAX_FITS_COUNT} allowed)",
+                    path,
+                )
+    try:
+        naxis = header.get("NAXIS", 0)
+        values = [header.get("BITPIX", 8), header.get("PCOUNT", 0), header.get("GCOUNT", 1)]
+        if _is_int(naxis):
+            values += [header.get(f"NAXIS{i + 1}", 0) for i in range(naxis)]
+        groups = header.get("GROUPS") is True
+    except Exception:  # an unparsable card: fits.open reports it
+        return None
+    if not _is_int(naxis) or not all(_is_int(v) and v >= -64 for v in values):
+        return None
+    bitpix, pcount, gcount, *axes = (int(v) for v in values)
+    if naxis == 0:
+        return 0
+    if axes[0] == 0 and groups:
+        axes = axes[1:]  # random groups: NAXIS1 = 0 marks the format
+    elements = int(np.prod(axes, dtype=object)) if axes else 0
+    size = abs(bitpix) // 8 * gcount * (pcount + elements)
+    return -(-size // _FITS_BLOCK) * _FITS_BLOCK
+
+
+def _values_of(header, keyword) -> list:
+    """The values of every card named ``keyword`` (unparsable cards are skipped)."""
+    values = []
+    for card in header.cards:
+        try:
+            if card.keyword == keyword:
+                values.append(card.value)
+        except Exception:  # a malformed card: fits.open will report it if it matters
+            continue
+    return values
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _short(exc) -> str:
@@ -398,7 +529,12 @@ def _hdu_index(hdul, hdu, path, what) -> int:
 
 
 def _read_image(hdul, index, path) -> tuple[np.ndarray, fits.Header]:
-    """Read an image HDU as native float32; BLANK values of integer data become NaN."""
+    """Read an image HDU as native float32; BLANK values of integer data become NaN.
+
+    BLANK names a value as stored, before BZERO and BSCALE: astropy's scaled data cannot
+    tell (it returns unsigned data with the offset applied and ignores ``BLANK = 0``), so
+    the blank pixels are found in the stored integers, read again unscaled.
+    """
     h = hdul[index]
     try:
         with warnings.catch_warnings():
@@ -407,9 +543,12 @@ def _read_image(hdul, index, path) -> tuple[np.ndarray, fits.Header]:
             raw = h.data
             if raw is None:
                 raise RbvetError(f"HDU {index} holds no data", path)
-            data = np.array(raw, dtype=np.float32, order="C", copy=True)
-            if blank is not None and np.issubdtype(raw.dtype, np.integer):
-                data[np.asarray(raw) == blank] = np.nan
+            with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, masked
+                data = np.array(raw, dtype=np.float32, order="C", copy=True)
+            if _is_int(blank):
+                stored = _stored_integers(path, index)
+                if stored is not None and stored.shape == data.shape:
+                    data[stored == blank] = np.nan
             header = h.header.copy()
     except RbvetError:
         raise
@@ -422,6 +561,13 @@ def _read_image(hdul, index, path) -> tuple[np.ndarray, fits.Header]:
     while data.ndim > 2 and data.shape[0] == 1:
         data = data[0]
     return np.ascontiguousarray(data), header
+
+
+def _stored_integers(path, index):
+    """The integers of image HDU ``index`` as stored (no BZERO/BSCALE), or None."""
+    with fits.open(path, memmap=False, do_not_scale_image_data=True) as unscaled:
+        stored = unscaled[index].data
+        return None if stored is None or stored.dtype.kind not in "iu" else np.asarray(stored)
 
 
 def _resolve_map(spec, what, hdul, path, shape):
@@ -505,7 +651,13 @@ def _as_map(value, shape, what, path):
     if value is None:
         return None
     try:
-        arr = np.asarray(value, dtype=np.float32)
+        arr = np.asarray(value)
+        if arr.dtype.kind == "c":
+            raise RbvetError(f"{what} is complex; it must hold real values", path)
+        with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf
+            arr = arr.astype(np.float32, copy=False)
+    except RbvetError:
+        raise
     except (TypeError, ValueError):
         raise RbvetError(f"{what} is not numeric", path) from None
     if arr.ndim == 0:

@@ -351,6 +351,9 @@ def load_model(path=None, engine="auto"):
         raise RbvetError(
             f"cannot load model: {type(error).__name__} {message}"[:300], path
         ) from None
+    if not all(np.isfinite(weights).all() for weights in keras_model.get_weights()):
+        # Such a network scores every object NaN; refuse it rather than score nothing.
+        raise RbvetError("model weights contain NaN or infinity", path)
     return RealBogusModel(keras_model, read_card(path), path=path, engine=engine)
 
 

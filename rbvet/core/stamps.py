@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import RbvetError
 from .preprocess import Rescale, preprocess_stamps
 
 REASON_NONFINITE = "non-finite position"
@@ -24,6 +25,12 @@ REASON_CENTRE_MASKED = "centre masked"
 REASON_MOSTLY_MISSING = "stamp mostly missing"
 DEFAULT_MAX_MISSING = 0.5
 DEFAULT_CHUNK_SIZE = 2048
+MAX_CHUNK_PIXELS = DEFAULT_CHUNK_SIZE * 62 * 62
+"""Stamp pixels per chunk: a large FWHM (wide stamps) means fewer objects per chunk."""
+MAX_STAMP_SIZE = 1023
+"""Widest stamp cut (33 blocks of 31 px): a FWHM up to about 100 px at the canonical 3 px."""
+POSITION_LIMIT = 2.0**40
+"""Positions beyond this many pixels are off any frame; they are not turned into indices."""
 NOISE_SAMPLE_STEP = 5
 
 
@@ -112,13 +119,27 @@ def cut_stamps(frame, x, y, rescale, max_missing=DEFAULT_MAX_MISSING):
     Returns
     -------
     Stamps
+
+    Raises
+    ------
+    RbvetError
+        When the rescaling asks for stamps wider than `MAX_STAMP_SIZE` (an absurd FWHM).
     """
     x = np.atleast_1d(np.asarray(x, np.float64))
     y = np.atleast_1d(np.asarray(y, np.float64))
     height, width = frame.image.shape
     size = rescale.stamp_size
+    if size > MAX_STAMP_SIZE:
+        raise RbvetError(
+            f"a FWHM this large needs stamps {size} px wide (at most {MAX_STAMP_SIZE}); "
+            "is the FWHM right?",
+            frame.path,
+        )
     finite = np.isfinite(x) & np.isfinite(y)
-    col0, row0 = stamp_origins(np.where(finite, x, 0), np.where(finite, y, 0), rescale)
+    # Far-off positions are off the frame whatever they are; cut them at 0 like non-finite
+    # ones so that no float beyond the int64 range is cast to an index.
+    near = finite & (np.abs(x) < POSITION_LIMIT) & (np.abs(y) < POSITION_LIMIT)
+    col0, row0 = stamp_origins(np.where(near, x, 0), np.where(near, y, 0), rescale)
     offsets = np.arange(size)
     rows = row0.astype(np.int64)[:, None] + offsets
     cols = col0.astype(np.int64)[:, None] + offsets
@@ -174,9 +195,14 @@ def _gather(image, flat_index):
 
 
 def iter_stamps(frame, x, y, rescale, chunk_size=DEFAULT_CHUNK_SIZE, **kwargs):
-    """Yield ``(start, Stamps)`` for consecutive chunks of objects, bounding memory."""
+    """Yield ``(start, Stamps)`` for consecutive chunks of objects, bounding memory.
+
+    A chunk holds at most ``chunk_size`` objects and at most `MAX_CHUNK_PIXELS` stamp
+    pixels, so wide stamps (a large FWHM) come in smaller chunks.
+    """
     x = np.atleast_1d(np.asarray(x, np.float64))
     y = np.atleast_1d(np.asarray(y, np.float64))
+    chunk_size = max(1, min(int(chunk_size), MAX_CHUNK_PIXELS // rescale.stamp_size**2))
     for start in range(0, len(x), chunk_size):
         stop = start + chunk_size
         yield start, cut_stamps(frame, x[start:stop], y[start:stop], rescale, **kwargs)

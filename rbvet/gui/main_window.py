@@ -315,37 +315,37 @@ class MainWindow(QMainWindow):
     # -- opening --------------------------------------------------------------------
 
     def open_frame(self, frame_path, catalog_path=None, model_path=None):
-        """Open a frame (and its catalog; objects are detected without one) and classify."""
-        self.frame_path = str(frame_path)
-        self.catalog_path = str(catalog_path) if catalog_path else None
-        if model_path is not None:
-            self.model_path = str(model_path)
-        self._remember_recent(self.frame_path)
-        self._start_classification()
+        """Open a frame (and its catalog; objects are detected without one) and classify.
+
+        The window switches to the new frame only once it is classified: a file that
+        fails leaves the current frame, its catalog and model in place.
+        """
+        model_path = self.model_path if model_path is None else str(model_path)
+        self._start_classification(
+            str(frame_path), str(catalog_path) if catalog_path else None, model_path
+        )
 
     def open_catalog(self, catalog_path):
         """Use a catalog for the open frame and classify again."""
         if self.frame_path is None:
             self.show_error(f"{catalog_path}: open a frame before its catalog")
             return
-        self.catalog_path = str(catalog_path)
-        self._start_classification()
+        self._start_classification(self.frame_path, str(catalog_path), self.model_path)
 
     def open_model(self, model_path):
         """Score the open frame with another model."""
-        self.model_path = str(model_path)
-        if self.frame_path is not None:
-            self._start_classification()
+        if self.frame_path is None:
+            self.model_path = str(model_path)
+            return
+        self._start_classification(self.frame_path, self.catalog_path, str(model_path))
 
     def detect_objects(self):
         """Drop the catalog and detect the frame's objects with sep."""
         if self.frame_path is not None:
-            self.catalog_path = None
-            self._start_classification()
+            self._start_classification(self.frame_path, None, self.model_path)
 
-    def _start_classification(self):
+    def _start_classification(self, frame_path, catalog_path, model_path):
         self.cancel_job(wait=True)
-        frame_path, catalog_path, model_path = self.frame_path, self.catalog_path, self.model_path
         models = self.models
 
         def job(report, should_stop):
@@ -353,9 +353,18 @@ class MainWindow(QMainWindow):
                 frame_path, catalog_path, model_path, models, report, should_stop
             )
 
+        def succeeded(result):
+            self.frame_path, self.catalog_path, self.model_path = (
+                frame_path,
+                catalog_path,
+                model_path,
+            )
+            self._remember_recent(frame_path)
+            self._on_classified(result)
+
         self.job = JobThread(job, name="classify", parent=self)
         self.job.progressed.connect(self._on_progress)
-        self.job.succeeded.connect(self._on_classified)
+        self.job.succeeded.connect(succeeded)
         self.job.failed.connect(self._on_failed)
         self.job.cancelled.connect(self._on_cancelled)
         self.job.finished.connect(lambda: self._set_busy(False))

@@ -1,0 +1,1139 @@
+"""Fuzzing the readers and the classifier with bad input.
+
+Astronomers point rbvet at whatever is on their disk. For the frame reader, the catalog
+reader and `classify_realbogus`, Hypothesis throws mutated and random bytes, truncated
+files, wrong HDU kinds, odd dtypes and shapes, non-finite values and hostile catalogs.
+Only two outcomes are allowed: a correct result (checked against invariants), or
+rbvet's own `RbvetError` with a one-line message. Anything else is a bug; each bug found
+keeps its regression case as an ``@example``.
+
+Runs are reproducible (``derandomize=True``, no example database). The number of cases
+run and their outcomes are printed at the end of the module (``pytest -s`` or ``-rA``
+shows them; ``--hypothesis-show-statistics`` gives Hypothesis' own figures).
+"""
+
+import io
+import math
+import os
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import MaskedColumn, Table
+from astropy.wcs import WCS
+from hypothesis import HealthCheck, example, given, reject, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from rbvet.core.catalog import read_catalog
+from rbvet.core.errors import RbvetError, RbvetWarning
+from rbvet.core.frame import frame_from_array, read_frame
+
+# Moderate counts: the whole module runs in about a minute on a busy 2-core machine.
+# RBVET_FUZZ_SCALE=20 runs twenty times as many cases (a deeper search, for a nightly run).
+FUZZ_SCALE = float(os.environ.get("RBVET_FUZZ_SCALE", "1"))
+
+
+def cases(count):
+    """Settings for ``count`` cases (times RBVET_FUZZ_SCALE), reproducible, no deadline."""
+    return settings(
+        max_examples=max(1, round(count * FUZZ_SCALE)),
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+OUTCOMES = Counter()
+"""(target, outcome) -> number of cases; printed when the module ends."""
+
+SHAPE = (40, 48)  # (ny, nx) of the valid frame the mutations start from
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def tan_header(shape=SHAPE):
+    """A simple TAN WCS header for a frame of ``shape``."""
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [150.0, 2.0]
+    wcs.wcs.crpix = [shape[1] / 2, shape[0] / 2]
+    wcs.wcs.cdelt = [-0.0002, 0.0002]
+    return wcs.to_header()
+
+
+def star_image(shape=SHAPE, seed=0):
+    """Noise, a flat sky and a few stars: a small but real frame."""
+    rng = np.random.default_rng(seed)
+    x = np.array([10.3, 30.7, 20.1, 38.2])
+    y = np.array([9.6, 12.2, 27.9, 30.4])
+    rows, cols = np.indices(shape)
+    sigma = 2.5 / 2.3548
+    squared = (cols[..., None] - x) ** 2 + (rows[..., None] - y) ** 2
+    image = 100.0 + (500.0 * np.exp(-0.5 * squared / sigma**2)).sum(axis=-1)
+    image += rng.normal(0.0, 5.0, shape)
+    return image.astype(np.float32), x, y
+
+
+def valid_fits_bytes():
+    """A small valid FITS file: a star field with a WCS, and a mask extension."""
+    image, _, _ = star_image()
+    hdus = fits.HDUList(
+        [
+            fits.PrimaryHDU(image, header=tan_header()),
+            fits.ImageHDU(np.zeros(SHAPE, np.uint8), name="MASK"),
+        ]
+    )
+    buffer = io.BytesIO()
+    hdus.writeto(buffer)
+    return buffer.getvalue()
+
+
+VALID_FITS = valid_fits_bytes()
+HEADER_CARD_OFFSETS = [
+    offset
+    for block in (0, 2880 * (1 + math.ceil(SHAPE[0] * SHAPE[1] * 4 / 2880)))
+    for offset in range(block, block + 2880, 80)
+]
+
+
+def with_card(data, offset, card):
+    """``data`` with the 80-character header card at ``offset`` replaced by ``card``."""
+    data = bytearray(data)
+    data[offset : offset + 80] = card.encode("ascii").ljust(80)[:80]
+    return bytes(data)
+
+
+def card_offset(data, keyword):
+    """Offset of the first header card named ``keyword`` in ``data``."""
+    return data.index(keyword.encode("ascii").ljust(8) + b"=")
+
+
+# Regression cases found by fuzzing (see the module docstring of rbvet.core.frame).
+# A second NAXIS card with a huge value: astropy looped over 2**40 axes (hung for hours).
+HUGE_NAXIS = with_card(VALID_FITS, 5 * 80, "NAXIS   = 1099511627776")
+HUGE_NAXIS_IN_EXTENSION = with_card(
+    VALID_FITS, HEADER_CARD_OFFSETS[36 + 2], "NAXIS   =        4398046511104"
+)
+# A second SIMPLE card instead of BITPIX: astropy raised AttributeError.
+BITPIX_REPLACED_BY_SIMPLE = with_card(VALID_FITS, 80, "SIMPLE  =                    0")
+# An unparsable value on a mandatory card: astropy raised VerifyError, not an OSError.
+UNPARSABLE_NAXIS = with_card(
+    VALID_FITS, card_offset(VALID_FITS, "NAXIS"), "NAXIS   =                    x"
+)
+
+
+def check_input_error(error, path=None):
+    """rbvet's error: one non-empty line, naming the file when there is one."""
+    message = str(error)
+    assert message.strip(), "empty error message"
+    assert "\n" not in message, f"multi-line message: {message!r}"
+    if path is not None:
+        assert os.path.basename(str(path)) in message, f"file not named: {message!r}"
+
+
+def result_or_input_error(target, function, *args, path=None, **kwargs):
+    """Call ``function``; return its result, or None after rbvet's own input error.
+
+    Any other exception propagates (and fails the test). Warnings other than
+    `RbvetWarning` (library chatter that would reach the user) fail the test too.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=ResourceWarning)
+        try:
+            result = function(*args, **kwargs)
+        except RbvetError as error:
+            check_input_error(error, path)
+            OUTCOMES[target, "input error"] += 1
+            return None
+    chatter = [w for w in caught if not issubclass(w.category, RbvetWarning)]
+    assert not chatter, [f"{w.category.__name__}: {w.message}" for w in chatter]
+    OUTCOMES[target, "result"] += 1
+    return result
+
+
+@pytest.fixture(scope="module", autouse=True)
+def report_case_counts(request):
+    """Print how many fuzz cases ran, and with which outcome, when the module ends."""
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"fuzz cases run: {sum(OUTCOMES.values())}"]
+    for (target, outcome), count in sorted(OUTCOMES.items()):
+        lines.append(f"  {target:<22} {outcome:<12} {count:5d}")
+    for line in lines:
+        if reporter is not None:
+            reporter.write_line(line)
+        else:  # pragma: no cover - without the terminal plugin
+            print(line)
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    """A directory for the files each example writes (overwritten example by example)."""
+    return tmp_path_factory.mktemp("fuzz")
+
+
+# ------------------------------------------------------------------------ FITS frames
+
+
+HOSTILE_KEYWORDS = (
+    "SIMPLE",
+    "BITPIX",
+    "NAXIS",
+    "NAXIS1",
+    "NAXIS2",
+    "NAXIS3",
+    "EXTEND",
+    "BZERO",
+    "BSCALE",
+    "BLANK",
+    "XTENSION",
+    "PCOUNT",
+    "GCOUNT",
+    "TFIELDS",
+    "GROUPS",
+    "ZNAXIS",
+    "ZIMAGE",
+    "CTYPE1",
+    "CRPIX1",
+    "CRVAL2",
+    "CDELT1",
+    "CD1_1",
+    "PC1_1",
+    "EXTNAME",
+    "END",
+)
+HOSTILE_VALUES = (
+    "0",
+    "-1",
+    "1",
+    "2",
+    "3",
+    "8",
+    "16",
+    "-32",
+    "-64",
+    "17",
+    "999",
+    "1000",
+    "99999999",
+    "1099511627776",
+    "-1099511627776",
+    "1e400",
+    "-1e-400",
+    "NaN",
+    "T",
+    "F",
+    "''",
+    "'IMAGE   '",
+    "'BINTABLE'",
+    "'RA---TAN'",
+    "'abc'",
+    "(1.0, 2.0)",
+    "x",
+)
+
+
+@st.composite
+def mutated_fits(draw):
+    """The bytes of a valid FITS file after one to three random mutations."""
+    data = bytearray(VALID_FITS)
+    for _ in range(draw(st.integers(1, 3))):
+        if not data:
+            break
+        kind = draw(st.sampled_from(["flip", "truncate", "card", "splice", "drop_block"]))
+        if kind == "flip":
+            for _ in range(draw(st.integers(1, 8))):
+                position = draw(st.integers(0, len(data) - 1))
+                data[position] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "truncate":
+            data = data[: draw(st.integers(0, len(data) - 1))]
+        elif kind == "card":
+            offsets = [o for o in HEADER_CARD_OFFSETS if o + 80 <= len(data)]
+            if offsets:
+                offset = draw(st.sampled_from(offsets))
+                keyword = draw(st.sampled_from(HOSTILE_KEYWORDS))
+                value = draw(st.sampled_from(HOSTILE_VALUES))
+                data[offset : offset + 80] = hostile_card(keyword, value).encode().ljust(80)
+        elif kind == "splice":
+            start = draw(st.integers(0, len(data) - 1))
+            junk = draw(st.binary(min_size=1, max_size=160))
+            data[start : start + len(junk)] = junk
+        else:  # drop a whole 2880-byte block: headers and data no longer line up
+            block = draw(st.integers(0, max(0, len(data) // 2880 - 1)))
+            del data[block * 2880 : (block + 1) * 2880]
+    return bytes(data)
+
+
+def check_frame(frame):
+    """Invariants of every frame rbvet returns."""
+    assert frame.image.ndim == 2 and min(frame.image.shape) > 0
+    assert frame.image.dtype == np.float32 and frame.image.dtype.isnative
+    assert frame.image.flags.c_contiguous
+    assert frame.mask.dtype == bool and frame.mask.shape == frame.image.shape
+    assert frame.mask[~np.isfinite(frame.image)].all(), "a non-finite pixel is not masked"
+    assert not frame.mask.all(), "a frame with no usable pixel was returned"
+
+
+@cases(400)
+@given(data=mutated_fits())
+@example(data=HUGE_NAXIS)
+@example(data=HUGE_NAXIS_IN_EXTENSION)
+@example(data=UNPARSABLE_NAXIS)
+@example(data=BITPIX_REPLACED_BY_SIMPLE)
+@example(data=VALID_FITS[: len(VALID_FITS) // 2])
+@example(data=VALID_FITS[:2880])
+def test_read_frame_survives_mutated_fits(scratch, data):
+    path = scratch / "mutated.fits"
+    path.write_bytes(data)
+    frame = result_or_input_error("read_frame mutated", read_frame, path, path=path)
+    if frame is not None:
+        check_frame(frame)
+
+
+@cases(300)
+@given(
+    data=st.one_of(
+        st.binary(max_size=6000),
+        st.binary(max_size=6000).map(lambda b: b"SIMPLE  =                    T" + b),
+        st.binary(max_size=3000).map(lambda b: VALID_FITS[:2880] + b),
+    ),
+    name=st.sampled_from(["random.fits", "random.fits.gz", "random.fz", "random"]),
+)
+@example(data=b"", name="random.fits")
+@example(data=b"\x1f\x8b\x08\x00garbage", name="random.fits.gz")
+def test_read_frame_survives_random_bytes(scratch, data, name):
+    path = scratch / name
+    path.write_bytes(data)
+    frame = result_or_input_error("read_frame random", read_frame, path, path=path)
+    if frame is not None:
+        check_frame(frame)
+
+
+FITS_DTYPES = (">f4", "<f4", ">f8", "<f8", ">i2", "<i4", ">i8", "u1", "i1", ">u2", "<u4")
+FINITE_OR_NOT = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.floats(min_value=-1e300, max_value=1e300),
+    st.integers(-(2**15), 2**15),
+)
+
+
+@dataclass
+class FitsLayout:
+    """The structure of a test FITS file; its repr is a readable falsifying example."""
+
+    data: np.ndarray
+    in_extension: bool = False
+    cards: dict = field(default_factory=dict)  # BSCALE, BZERO, BLANK on the image
+    table: str = "none"  # the table HDU: "none", "before", "after" the image, or "only"
+
+    def hdus(self):
+        """The HDUList this layout describes."""
+        image = (fits.ImageHDU if self.in_extension else fits.PrimaryHDU)(self.data)
+        if self.in_extension:
+            image.name = "SCI"
+        for keyword, value in self.cards.items():
+            image.header[keyword] = value
+        table = fits.BinTableHDU(Table({"a": np.arange(3.0), "x": [1.0, 2.0, 3.0]}), name="CAT")
+        if self.table == "only":
+            return fits.HDUList([fits.PrimaryHDU(), table])
+        hdus = [fits.PrimaryHDU(), image] if self.in_extension else [image]
+        if self.table == "before":
+            hdus.insert(1, table)
+        elif self.table == "after":
+            hdus.append(table)
+        return fits.HDUList(hdus)
+
+
+@st.composite
+def fits_layouts(draw):
+    """A FITS file of some structure: image in the primary or an extension, tables,
+    cubes, 1-D, zero-size, BZERO/BSCALE/BLANK integers, big- or little-endian data."""
+    dtype = np.dtype(draw(st.sampled_from(FITS_DTYPES)))
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=4, min_side=0, max_side=7))
+    if draw(st.booleans()):
+        shape = (1,) * draw(st.integers(0, 2)) + draw(
+            hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=9)
+        )
+    with np.errstate(all="ignore"):
+        values = draw(hnp.arrays(np.float64, shape, elements=FINITE_OR_NOT))
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            values = np.nan_to_num(values, nan=0, posinf=info.max, neginf=info.min)
+            data = np.clip(values, info.min, info.max).astype(dtype)
+        else:
+            data = values.astype(dtype)
+    cards = {}
+    if dtype.kind == "i" and draw(st.booleans()):
+        cards["BSCALE"] = draw(st.sampled_from([1.0, 0.5, -2.0, 0.0, 1e30]))
+        cards["BZERO"] = draw(st.sampled_from([0.0, 10.0, -32768.0, 1e30]))
+    if dtype.kind == "i" and draw(st.booleans()):
+        cards["BLANK"] = int(data.flat[0]) if data.size else 0
+    return FitsLayout(
+        data=data,
+        in_extension=draw(st.booleans()),
+        cards=cards,
+        table=draw(st.sampled_from(["none", "before", "after", "only"])),
+    )
+
+
+def expected_image(path, index):
+    """The image as the FITS standard defines it, computed here in float64: stored values
+    times BSCALE plus BZERO, NaN where the stored integer equals BLANK."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fits.open(path, do_not_scale_image_data=True) as opened:
+            header = opened[index].header
+            stored = np.asarray(opened[index].data)
+            bscale, bzero = header.get("BSCALE", 1.0), header.get("BZERO", 0.0)
+            blank = header.get("BLANK") if header["BITPIX"] > 0 else None
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = stored.astype(np.float64) * bscale + bzero
+        if blank is not None:
+            values[stored == blank] = np.nan
+        return values.astype(np.float32)
+
+
+@cases(300)
+@given(layout=fits_layouts(), hdu_choice=st.sampled_from([None, None, 0, 1, "SCI", "CAT", 7]))
+# float64 beyond the float32 range: the cast warned (now inf, masked)
+@example(layout=FitsLayout(np.full((2, 3), -1e300)), hdu_choice=None)
+# BLANK applies to stored integers: int8 is stored as uint8 - 128, and BLANK = 0 was
+# compared with the data after the offset, or ignored by astropy
+@example(layout=FitsLayout(np.array([[0, 1]], np.int8), cards={"BLANK": 0}), hdu_choice=None)
+@example(
+    layout=FitsLayout(np.array([[0, 1]], ">i2"), cards={"BSCALE": 0.5, "BZERO": 10.0, "BLANK": 0}),
+    hdu_choice=None,
+)
+@example(
+    layout=FitsLayout(np.array([[0, 7]], ">u2"), cards={"BLANK": 7}, in_extension=True),
+    hdu_choice="SCI",
+)
+def test_read_frame_of_any_layout_gives_the_image_or_a_clear_error(scratch, layout, hdu_choice):
+    path = scratch / "layout.fits"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            layout.hdus().writeto(path, overwrite=True)
+    except (ValueError, TypeError, OSError, KeyError):  # astropy cannot write this case
+        reject()
+    frame = result_or_input_error(
+        "read_frame layouts", read_frame, path, hdu=hdu_choice, path=path
+    )
+    if frame is None:
+        return
+    check_frame(frame)
+    expected = expected_image(path, frame.hdu).reshape(frame.image.shape)
+    np.testing.assert_allclose(frame.image, expected, rtol=1e-6)  # float32 vs 64 scaling
+
+
+@cases(300)
+@given(
+    image=st.one_of(
+        hnp.arrays(
+            st.sampled_from(["f4", ">f8", "i2", "u1", "bool", "c8", "i8", "f2"]),
+            hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6),
+            elements=None,
+        ),
+        st.just([[1, 2], [3]]),
+        st.just([["a", "b"], ["c", "d"]]),
+        st.just(np.ma.masked_array(np.ones((3, 4)), mask=np.eye(3, 4, dtype=bool))),
+        st.just(np.full((4, 4), np.nan)),
+        st.just(np.array([[np.datetime64("2020-01-01")]])),
+        st.just(np.zeros((3, 3), dtype=object)),
+    ),
+    noise=st.one_of(st.none(), FINITE_OR_NOT, st.just(np.zeros((2, 2))), st.just(1j)),
+    mask=st.sampled_from([None, "ragged", "text", "complex", "nan", "ones"]),
+)
+@example(image=np.zeros((1, 1), np.complex64), noise=None, mask=None)  # imaginary part dropped
+@example(image=np.ones((2, 2)), noise=np.full((2, 2), 1e300), mask=None)  # beyond float32
+@example(image=np.ones((2, 2)), noise=None, mask="ragged")  # numpy's ValueError escaped
+def test_frame_from_array_with_odd_arrays(image, noise, mask):
+    shape = np.shape(image) if not isinstance(image, list) else (2, 2)
+    masks = {
+        None: None,
+        "ragged": [[0, 1], [0]],
+        "text": np.full(shape, "bad"),
+        "complex": np.zeros(shape, complex),
+        "nan": np.full(shape, np.nan),
+        "ones": np.ones(shape, np.int8),
+    }
+    frame = result_or_input_error(
+        "frame_from_array",
+        lambda: frame_from_array(image, mask=masks[mask], noise=noise, path="memory.fits"),
+        path="memory.fits",
+    )
+    if frame is not None:
+        check_frame(frame)
+
+
+# --------------------------------------------------------------------------- catalogs
+
+
+POSITION_PAIRS = (
+    ("x", "y", 0),
+    ("X_IMAGE", "Y_IMAGE", 1),
+    ("XWIN_IMAGE", "YWIN_IMAGE", 1),
+    ("xcentroid", "ycentroid", 0),
+    ("XCENTER", "YCENTER", 1),
+    ("ra", "dec", None),
+    ("ALPHA_J2000", "DELTA_J2000", None),
+    (None, None, None),
+)
+POSITION_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(-20.0, 60.0),
+    st.sampled_from([0.0, -0.5, 47.49, 47.5, 1e308, -1e308, 1e20, 150.0, 2.0, 90.0, -91.0]),
+)
+PRINTABLE = st.text(  # no '#' or quotes: CSV would read them as comments or quoting
+    alphabet=st.characters(min_codepoint=32, max_codepoint=126, exclude_characters='#"'),
+    max_size=10,
+)
+COLUMN_KINDS = ("float",) * 5 + (  # mostly numbers: the invariants on positions get checked
+    "int",
+    "text",
+    "numeric text",
+    "sexagesimal",
+    "bool",
+    "masked",
+    "2-D",
+)
+
+
+def position_column(draw, kind, n):
+    """A column of ``n`` values of some kind, hostile or not."""
+    if kind == "float":
+        return np.array(draw(st.lists(POSITION_VALUES, min_size=n, max_size=n)), np.float64)
+    if kind == "int":
+        values = draw(st.lists(st.integers(-(2**40), 2**40), min_size=n, max_size=n))
+        return np.array(values, np.int64)
+    if kind == "text":
+        return np.array(draw(st.lists(PRINTABLE, min_size=n, max_size=n)) or [""][:n], str)
+    if kind == "numeric text":
+        values = draw(st.lists(POSITION_VALUES, min_size=n, max_size=n))
+        return np.array([repr(v) for v in values] or [""][:n], str)
+    if kind == "sexagesimal":
+        parts = st.tuples(st.integers(-99, 99), st.integers(0, 70), st.floats(0, 70, width=16))
+        values = draw(st.lists(parts, min_size=n, max_size=n))
+        return np.array([f"{d:+03d}:{m:02d}:{s:05.2f}" for d, m, s in values] or [""][:n], str)
+    if kind == "bool":
+        return np.array(draw(st.lists(st.booleans(), min_size=n, max_size=n)), bool)
+    if kind == "masked":
+        values = draw(st.lists(POSITION_VALUES, min_size=n, max_size=n))
+        mask = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+        return MaskedColumn(np.array(values, np.float64), mask=mask)
+    return np.zeros((n, 2))  # "2-D": a vector column
+
+
+@st.composite
+def hostile_catalogs(draw):
+    """``(table, format, pair, kinds)``: a catalog with missing, mistyped, duplicated or
+    non-finite positions, written as ECSV, CSV or a FITS table."""
+    n = draw(st.integers(0, 8))
+    x_name, y_name, origin = draw(st.sampled_from(POSITION_PAIRS))
+    columns, kinds = {}, {}
+    for name in (x_name, y_name):
+        if name is None or draw(st.integers(0, 19)) == 0:  # sometimes one is missing
+            continue
+        kinds[name] = draw(st.sampled_from(COLUMN_KINDS))
+        columns[name] = position_column(draw, kinds[name], n)
+    columns["flux"] = np.array(draw(st.lists(POSITION_VALUES, min_size=n, max_size=n)))
+    if draw(st.booleans()):
+        flag_kind = draw(st.sampled_from(["int", "float", "text"]))
+        columns["FLAGS"] = position_column(draw, flag_kind, n)
+    if draw(st.booleans()):
+        columns["FWHM_IMAGE"] = position_column(draw, draw(st.sampled_from(COLUMN_KINDS)), n)
+    table = Table(columns)
+    if n and draw(st.booleans()):  # duplicated rows
+        rows = draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=5))
+        table = Table(table[list(range(n)) + rows], masked=False)
+    file_format = draw(st.sampled_from(["ecsv", "csv", "fits"]))
+    return table, file_format, (x_name, y_name, origin), kinds
+
+
+def write_table(table, path, file_format):
+    """Write a catalog as the test asks, or reject the example if astropy cannot."""
+    formats = {"ecsv": "ascii.ecsv", "csv": "ascii.csv", "fits": "fits"}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table.write(path, format=formats[file_format], overwrite=True)
+    except (ValueError, TypeError, KeyError, OSError, NotImplementedError):
+        reject()
+
+
+FRAME_WITH_WCS = frame_from_array(star_image()[0], header=tan_header())
+FRAME_WITHOUT_WCS = frame_from_array(star_image()[0])
+
+
+@cases(300)
+@given(catalog=hostile_catalogs(), with_wcs=st.booleans(), with_frame=st.booleans())
+@example(  # strings where numbers belong
+    catalog=(Table({"x": ["a", "b"], "y": [1.0, 2.0]}), "ecsv", ("x", "y", 0), {"x": "text"}),
+    with_wcs=False,
+    with_frame=True,
+)
+@example(  # RA/Dec and no WCS
+    catalog=(Table({"ra": [150.0], "dec": [2.0]}), "fits", ("ra", "dec", None), {}),
+    with_wcs=False,
+    with_frame=True,
+)
+@example(  # positions at +-inf, duplicated rows
+    catalog=(
+        Table({"X_IMAGE": [np.inf, -np.inf, 3.0, 3.0], "Y_IMAGE": [1.0, 2.0, np.nan, np.nan]}),
+        "fits",
+        ("X_IMAGE", "Y_IMAGE", 1),
+        {"X_IMAGE": "float", "Y_IMAGE": "float"},
+    ),
+    with_wcs=True,
+    with_frame=True,
+)
+def test_read_catalog_of_hostile_tables(scratch, catalog, with_wcs, with_frame):
+    table, file_format, (x_name, y_name, origin), kinds = catalog
+    path = scratch / f"hostile.{file_format}"
+    write_table(table, path, file_format)
+    frame = (FRAME_WITH_WCS if with_wcs else FRAME_WITHOUT_WCS) if with_frame else None
+    result = result_or_input_error("read_catalog tables", read_catalog, path, frame, path=path)
+    if result is None:
+        return
+    expected_rows = len(table)
+    if file_format == "csv":  # CSV may skip blank lines: count what astropy itself reads
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected_rows = len(Table.read(path, format="ascii.csv"))
+    assert len(result) == expected_rows > 0
+    for name in ("x", "y"):
+        assert result[name].dtype == np.float64 and result[name].ndim == 1
+    numeric = {"float", "int"}
+    if origin is not None and kinds.get(x_name) in numeric and kinds.get(y_name) in numeric:
+        if file_format != "csv":  # CSV does not round-trip every float exactly
+            np.testing.assert_array_equal(result["x"], np.asarray(table[x_name], float) - origin)
+            np.testing.assert_array_equal(result["y"], np.asarray(table[y_name], float) - origin)
+
+
+VALID_ECSV = Table({"x": [10.3, 30.7, 20.1], "y": [9.6, 12.2, 27.9], "flux": [1.0, 2.0, 3.0]})
+VALID_CATALOG_TEXT = {}
+for _name, _format in (("ecsv", "ascii.ecsv"), ("csv", "ascii.csv")):
+    _buffer = io.StringIO()
+    VALID_ECSV.write(_buffer, format=_format)
+    VALID_CATALOG_TEXT[_name] = _buffer.getvalue().encode()
+_buffer = io.BytesIO()
+VALID_ECSV.write(_buffer, format="fits")
+VALID_CATALOG_TEXT["fits"] = _buffer.getvalue()
+
+
+def hostile_card(keyword, value):
+    """An 80-character header card, or END."""
+    return "END" if keyword == "END" else f"{keyword:<8}= {value:>20}"
+
+
+@cases(300)
+@given(
+    kind=st.sampled_from(sorted(VALID_CATALOG_TEXT)),
+    suffix=st.sampled_from([".ecsv", ".csv", ".fits", ".cat", ".txt", ""]),
+    card=st.one_of(
+        st.none(),
+        st.tuples(
+            st.integers(0, 71), st.sampled_from(HOSTILE_KEYWORDS), st.sampled_from(HOSTILE_VALUES)
+        ),
+    ),
+    cut=st.one_of(st.just(1.0), st.floats(0.0, 1.0)),
+    junk=st.one_of(st.just(b""), st.binary(max_size=64)),
+    flips=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(0, 7)), max_size=6),
+)
+@example(kind="fits", suffix=".fits", card=None, cut=1.0, junk=b"", flips=[(0.3, 0)])
+# A huge TFIELDS or NAXIS: astropy looped over them (hung for hours).
+@example(
+    kind="fits", suffix=".fits", card=(43, "TFIELDS", "1099511627776"), cut=1, junk=b"", flips=[]
+)
+@example(kind="fits", suffix="", card=(2, "NAXIS", "1099511627776"), cut=1, junk=b"", flips=[])
+def test_read_catalog_of_mutated_files(scratch, kind, suffix, card, cut, junk, flips):
+    data = bytearray(VALID_CATALOG_TEXT[kind])
+    if card is not None and card[0] * 80 + 80 <= len(data):
+        data[card[0] * 80 : card[0] * 80 + 80] = hostile_card(*card[1:]).encode().ljust(80)
+    for where, bit in flips:
+        data[int(where * (len(data) - 1))] ^= 1 << bit
+    data = bytes(data[: int(cut * len(data))]) + junk
+    path = scratch / f"mutated{suffix}"
+    path.write_bytes(data)
+    result = result_or_input_error(
+        "read_catalog mutated", read_catalog, path, FRAME_WITHOUT_WCS, path=path
+    )
+    if result is not None:
+        assert len(result) > 0
+        assert result["x"].dtype == np.float64 and result["y"].dtype == np.float64
+
+
+# -------------------------------------------------------------------- classification
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    """An untrained, very small network with Keras as the engine: fast to build and run."""
+    from rbvet.core.model import RealBogusModel
+    from rbvet.realbogus import create_realbogus_model
+
+    return RealBogusModel(create_realbogus_model(filters=(4,), dense_units=4), engine="keras")
+
+
+IMAGE_KINDS = (
+    "stars",
+    "stars",
+    "nan patch",
+    "all nan",
+    "constant",
+    "inf",
+    "int16",
+    "big-endian",
+    "tiny",
+    "1-D",
+    "3-D",
+    "masked array",
+    "huge values",
+    "list",
+    "strings",
+)
+
+
+@st.composite
+def hostile_images(draw):
+    """A science image: the star field, or the star field made hostile."""
+    image, _, _ = star_image()
+    kind = draw(st.sampled_from(IMAGE_KINDS))
+    if kind == "nan patch":
+        top, left = draw(st.integers(0, SHAPE[0] - 1)), draw(st.integers(0, SHAPE[1] - 1))
+        image[top : top + draw(st.integers(1, 30)), left : left + draw(st.integers(1, 30))] = (
+            np.nan
+        )
+    elif kind == "all nan":
+        image[:] = np.nan
+    elif kind == "constant":
+        image[:] = draw(st.sampled_from([0.0, 1.0, -5.0]))
+    elif kind == "inf":
+        image[draw(st.integers(0, SHAPE[0] - 1)), :] = draw(st.sampled_from([np.inf, -np.inf]))
+    elif kind == "int16":
+        image = image.astype(np.int16)
+    elif kind == "big-endian":
+        image = image.astype(">f8")
+    elif kind == "tiny":
+        image = image[: draw(st.integers(1, 4)), : draw(st.integers(1, 4))]
+    elif kind == "1-D":
+        image = image[0]
+    elif kind == "3-D":
+        image = image[None]
+    elif kind == "masked array":
+        image = np.ma.masked_array(image, mask=image > 300)
+    elif kind == "huge values":
+        image = image.astype(np.float64) * 1e300
+    elif kind == "list":
+        image = image[:8, :8].tolist()
+    elif kind == "strings":
+        image = image.astype(str)
+    return image
+
+
+OBJECT_DAMAGE = ("no y", "text x", "int x", "masked y", "float flags", "text flags", "int flags")
+
+
+@st.composite
+def hostile_objects(draw):
+    """A catalog: the stars' positions mixed with hostile ones, duplicates, bad columns."""
+    _, star_x, star_y = star_image()
+    n_stars = draw(st.integers(0, len(star_x)))
+    extra = draw(st.lists(st.tuples(POSITION_VALUES, POSITION_VALUES), max_size=6))
+    x = np.concatenate([star_x[:n_stars], [p[0] for p in extra]])
+    y = np.concatenate([star_y[:n_stars], [p[1] for p in extra]])
+    if len(x) and draw(st.booleans()):  # duplicated rows
+        rows = draw(st.lists(st.integers(0, len(x) - 1), min_size=1, max_size=4))
+        x, y = np.append(x, x[rows]), np.append(y, y[rows])
+    table = Table({"x": x, "y": y})
+    damage = draw(
+        st.sampled_from(("none",) * 3 + OBJECT_DAMAGE)  # mostly sane: deeper code is reached
+    )
+    if damage == "no y":
+        del table["y"]
+    elif damage == "text x":
+        table["x"] = np.array([f"{v}" for v in x] or [""][:0], dtype=str)
+    elif damage == "int x":
+        table["x"] = np.clip(np.nan_to_num(x), -1e9, 1e9).astype(np.int64)
+    elif damage == "masked y":
+        table["y"] = MaskedColumn(y, mask=np.arange(len(y)) % 2 == 0)
+    elif damage == "float flags":
+        table["flags"] = np.zeros(len(x))
+    elif damage == "text flags":
+        table["flags"] = np.array(["0"] * len(x), dtype=str)
+    elif damage == "int flags":
+        table["flags"] = np.arange(len(x), dtype=np.int16)
+    return table
+
+
+MAP_VALUES = st.one_of(
+    st.none(),
+    st.sampled_from([0.0, -1.0, 5.0, np.nan, np.inf, 100.0]),
+    st.sampled_from(["zeros map", "nan map", "wrong shape", "noisy map"]),
+)
+
+
+def make_map(spec, shape):
+    """A background/noise map from a spec: None, a scalar or a named map."""
+    if spec is None or not isinstance(spec, str):
+        return spec
+    if spec == "wrong shape":
+        return np.ones((3, 5))
+    if len(shape) != 2:
+        return np.ones((2, 2))
+    return {
+        "zeros map": np.zeros(shape),
+        "nan map": np.full(shape, np.nan),
+        "noisy map": np.random.default_rng(1).uniform(1, 10, shape),
+    }[spec]
+
+
+def same_values(a, b):
+    """Arrays equal, NaN equal to NaN."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return a.shape == b.shape and bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
+
+
+HOSTILE_OPTIONS = {
+    "image": hostile_images(),
+    "bg": MAP_VALUES,
+    "err": MAP_VALUES,
+    "mask": st.sampled_from(["none masked", "all masked", "wrong shape", "int mask"]),
+    "fwhm": st.sampled_from([0.0, -1.0, np.nan, np.inf, 1e6, 40.0, 150.0, "3", "wide"]),
+    "threshold": st.sampled_from([0.0, 1.0, -0.1, np.nan, "half"]),
+}
+SANE_OPTIONS = {"bg": None, "err": None, "mask": None, "fwhm": None, "threshold": 0.5}
+
+
+@st.composite
+def classify_options(draw):
+    """The star field and sane options, with at most two made hostile: one bad thing at a
+    time reaches deeper into the code than many at once."""
+    options = dict(SANE_OPTIONS, image=star_image()[0])
+    options["fwhm"] = draw(st.sampled_from([None, 2.5]))
+    for name in draw(st.lists(st.sampled_from(sorted(HOSTILE_OPTIONS)), max_size=2)):
+        options[name] = draw(HOSTILE_OPTIONS[name])
+    return options
+
+
+@cases(400)
+@given(obj=hostile_objects(), options=classify_options(), flag_bogus=st.booleans())
+# a float 'flags' column: `flags |= BOGUS_FLAG` raised a TypeError
+@example(
+    obj=Table({"x": [0.0], "y": [0.0], "flags": [0.0]}),
+    options=dict(SANE_OPTIONS, image=star_image()[0]),
+    flag_bogus=True,
+)
+# a position beyond the int64 range: the cast to a stamp index warned
+@example(
+    obj=Table({"x": [0.0, 10.3], "y": [9.223372036854776e18, 9.6]}),
+    options=dict(SANE_OPTIONS, image=star_image()[0]),
+    flag_bogus=False,
+)
+# a FWHM of 10^6 px: stamps of 10^7 px, a MemoryError
+@example(
+    obj=Table({"x": [10.3], "y": [9.6]}),
+    options=dict(SANE_OPTIONS, image=star_image()[0], fwhm=1e6),
+    flag_bogus=False,
+)
+# masked positions were scored at whatever value lay under the mask
+@example(
+    obj=Table({"x": [10.3, 30.7], "y": MaskedColumn([9.6, 12.2], mask=[True, False])}),
+    options=dict(SANE_OPTIONS, image=star_image()[0]),
+    flag_bogus=False,
+)
+def test_classify_realbogus_with_hostile_input(tiny_model, obj, options, flag_bogus):
+    from rbvet.realbogus import BOGUS_FLAG, classify_realbogus
+
+    image, threshold = options["image"], options["threshold"]
+    shape = np.shape(image)
+    mask = options["mask"]
+    mask_map = {
+        None: None,
+        "none masked": np.zeros(shape, bool),
+        "all masked": np.ones(shape, bool),
+        "wrong shape": np.zeros((2, 3), bool),
+        "int mask": (np.arange(np.prod(shape)).reshape(shape) % 7 == 0).astype(int),
+    }[mask]
+    original = obj.copy()
+    result = result_or_input_error(
+        "classify_realbogus",
+        classify_realbogus,
+        obj,
+        image,
+        model=tiny_model,
+        bg=make_map(options["bg"], shape),
+        err=make_map(options["err"], shape),
+        mask=mask_map,
+        fwhm=options["fwhm"],
+        threshold=threshold,
+        flag_bogus=flag_bogus,
+    )
+    if result is None:
+        return
+    scores = np.asarray(obj["rb_score"], np.float64)
+    reasons = np.asarray(obj["rb_reason"], str)
+    assert len(obj) == len(original), "rows were added or dropped"
+    for name in ("x", "y"):
+        assert same_values(obj[name], original[name]), f"{name} changed"
+    finite = np.isfinite(scores)
+    assert np.all((scores[finite] >= 0) & (scores[finite] <= 1))
+    assert np.array_equal(~finite, reasons != ""), "a NaN score without a reason, or vice versa"
+    missing = np.ma.getmaskarray(np.ma.asarray(original["y"]))
+    assert set(reasons[missing]) <= {"non-finite position"}, "a masked position was scored"
+    if not flag_bogus:
+        assert result is obj
+        return
+    kept = scores >= float(threshold)
+    assert len(result) == int(kept.sum())
+    flagged = (np.asarray(obj["flags"]).astype(np.int64) & BOGUS_FLAG) != 0
+    assert np.array_equal(flagged, ~kept)
+
+
+@cases(100)
+@given(obj=hostile_objects(), options=classify_options())
+def test_extract_cutouts_with_hostile_input(obj, options):
+    from rbvet.realbogus import extract_cutouts
+
+    image = options["image"]
+    shape = np.shape(image)
+    result = result_or_input_error(
+        "extract_cutouts",
+        extract_cutouts,
+        obj,
+        image,
+        bg=make_map(options["bg"], shape),
+        err=make_map(options["err"], shape),
+        fwhm=options["fwhm"],
+    )
+    if result is None:
+        return
+    cutouts, valid = result
+    assert cutouts.shape == (len(valid), 31, 31, 2) and cutouts.dtype == np.float32
+    assert np.isfinite(cutouts).all(), "a scorable object has a non-finite input"
+    assert np.all(np.diff(valid) > 0) and (len(valid) == 0 or 0 <= valid.min() <= valid.max())
+    assert len(valid) <= len(obj)
+
+
+@cases(8)
+@given(
+    shape=hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=12),
+    far=st.sampled_from([1e300, -9.3e18, np.inf, 0.0]),
+)
+@example(shape=(1, 1), far=0.0)  # a frame narrower than the S/N box: an IndexError
+@example(shape=(64, 64), far=-9.3e18)  # beyond the int64 range: the index cast warned
+def test_estimate_fwhm_with_many_positions_on_odd_frames(shape, far):
+    """More than 3000 candidates take the cheap S/N ranking path of `estimate_fwhm`."""
+    from rbvet.core.catalog import DEFAULT_FWHM, estimate_fwhm
+
+    rng = np.random.default_rng(0)
+    frame = frame_from_array(rng.normal(100.0, 5.0, shape))
+    x = rng.uniform(-1.0, shape[1], 3001)
+    y = rng.uniform(-1.0, shape[0], 3001)
+    x[:50], y[50:100] = far, far
+    fwhm = result_or_input_error("estimate_fwhm", estimate_fwhm, frame, x, y)
+    assert fwhm is None or fwhm == DEFAULT_FWHM  # pure noise: too few stars, the default
+
+
+# ------------------------------------------------------------------ the window keeps state
+
+WINDOW_TIMEOUT_MS = 300_000
+_WINDOW_MODELS = []
+
+
+def window_models():
+    """One `ModelCache` for this module's window tests: the default model loads once."""
+    if not _WINDOW_MODELS:
+        from rbvet.gui.jobs import ModelCache
+
+        _WINDOW_MODELS.append(ModelCache())
+    return _WINDOW_MODELS[0]
+
+
+def bad_inputs(directory):
+    """Files a user might open by mistake, by kind: ``{name: (path, 'frame'|'catalog')}``."""
+    table_only = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU(Table({"x": [1.0]}))]).writeto(table_only)
+    contents = {
+        "truncated.fits": (VALID_FITS[: len(VALID_FITS) // 3], "frame"),
+        "huge_naxis.fits": (HUGE_NAXIS, "frame"),
+        "random.fits": (bytes(np.random.default_rng(3).integers(0, 256, 5000, np.uint8)), "frame"),
+        "table_only.fits": (table_only.getvalue(), "frame"),
+        "all_nan.fits": (None, "frame"),
+        "no_positions.ecsv": (None, "catalog"),
+        "huge_tfields.fits": (None, "catalog"),
+    }
+    paths = {}
+    for name, (data, kind) in contents.items():
+        path = directory / name
+        if name == "all_nan.fits":
+            fits.PrimaryHDU(np.full((32, 32), np.nan, np.float32)).writeto(path)
+        elif name == "no_positions.ecsv":
+            Table({"flux": [1.0, 2.0]}).write(path)
+        elif name == "huge_tfields.fits":
+            data = bytearray(VALID_CATALOG_TEXT["fits"])
+            data[43 * 80 : 44 * 80] = hostile_card("TFIELDS", "1099511627776").encode().ljust(80)
+            path.write_bytes(bytes(data))
+        else:
+            path.write_bytes(data)
+        paths[name] = (path, kind)
+    return paths
+
+
+def test_bad_files_after_a_good_one_keep_the_frame_and_its_labels(qtbot, tmp_path):
+    """Open the demo, label a few objects, then open bad frames and bad catalogs: each
+    shows its one-line message, and the frame, its labels and the labels on screen stay."""
+    from PyQt6.QtCore import QSettings
+
+    from rbvet.core.paths import demo_frame_path
+    from rbvet.gui.main_window import MainWindow
+    from rbvet.gui.state import BOGUS, REAL
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings)
+    window.models = window_models()
+    qtbot.addWidget(window)
+    window.show()
+    frame = demo_frame_path()
+    with qtbot.waitSignal(window.classified, timeout=WINDOW_TIMEOUT_MS):
+        window.open_frame(frame, frame.with_suffix(".ecsv"))
+    data = window.state.data
+    window.state.set_labels([0, 1, 2], REAL)
+    window.state.set_labels([3, 4], BOGUS)
+    labels = data.labels.copy()
+    shown = (window.windowTitle(), window.summary_label.text(), window.state.selected)
+
+    for name, (path, kind) in bad_inputs(tmp_path).items():
+        if kind == "catalog":  # a bad catalog for the frame that is open
+            window.frame_path = str(frame)
+        with qtbot.waitSignal(window.failed, timeout=WINDOW_TIMEOUT_MS) as failure:
+            if kind == "frame":
+                window.open_frame(path)
+            else:
+                window.open_catalog(path)
+        message = failure.args[0]
+        assert name in message and "\n" not in message, message
+        assert window.error_banner.message == message
+        assert window.state.data is data, f"{name}: the good frame was replaced"
+        assert np.array_equal(data.labels, labels), f"{name}: the labels changed"
+        assert (window.windowTitle(), window.summary_label.text(), window.state.selected) == shown
+        OUTCOMES["window bad file", "input error"] += 1
+    window.close()
+
+
+def test_a_catalog_opened_after_a_bad_frame_goes_with_the_frame_on_screen(qtbot, tmp_path):
+    from PyQt6.QtCore import QSettings
+
+    from rbvet.core.paths import demo_frame_path
+    from rbvet.gui.main_window import MainWindow
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings)
+    window.models = window_models()
+    qtbot.addWidget(window)
+    window.show()
+    frame = demo_frame_path()
+    with qtbot.waitSignal(window.classified, timeout=WINDOW_TIMEOUT_MS):
+        window.open_frame(frame, frame.with_suffix(".ecsv"))
+    bad = tmp_path / "truncated.fits"
+    bad.write_bytes(VALID_FITS[:3000])
+    with qtbot.waitSignal(window.failed, timeout=WINDOW_TIMEOUT_MS):
+        window.open_frame(bad)
+    outcomes = []
+    window.classified.connect(lambda: outcomes.append("classified"))
+    window.failed.connect(outcomes.append)
+    window.open_catalog(frame.with_suffix(".ecsv"))  # the catalog of the frame on screen
+    qtbot.waitUntil(lambda: bool(outcomes), timeout=WINDOW_TIMEOUT_MS)
+    window.close()
+    assert outcomes == ["classified"]
+
+
+# ------------------------------------------------------------------------ model files
+
+
+@pytest.fixture(scope="module")
+def tiny_model_files(tmp_path_factory):
+    """The tiny network saved as ``.keras`` and as ``.h5`` (bytes, by suffix)."""
+    from rbvet.core.model import save_model
+
+    directory = tmp_path_factory.mktemp("models")
+    files = {}
+    for suffix in (".keras", ".h5"):
+        path = directory / f"tiny{suffix}"
+        save_model(tiny_network(), path)
+        files[suffix] = path.read_bytes()
+    return files
+
+
+def tiny_network():
+    """A very small untrained network with the real input and output."""
+    from rbvet.realbogus import create_realbogus_model
+
+    return create_realbogus_model(filters=(4,), dense_units=4)
+
+
+@cases(60)
+@given(
+    suffix=st.sampled_from([".keras", ".h5"]),
+    cut=st.one_of(st.just(1.0), st.floats(0.0, 1.0)),
+    flips=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(0, 7)), max_size=12),
+)
+def test_load_model_of_mutated_files(scratch, tiny_model_files, suffix, cut, flips):
+    from rbvet.core.model import load_model
+
+    data = bytearray(tiny_model_files[suffix])
+    for where, bit in flips:
+        data[int(where * (len(data) - 1))] ^= 1 << bit
+    path = scratch / f"mutated{suffix}"
+    path.write_bytes(bytes(data[: int(cut * len(data))]))
+    model = result_or_input_error(
+        "load_model mutated", load_model, path, engine="keras", path=path
+    )
+    if model is not None:  # flipped weights are still a model; it must still score in [0, 1]
+        probe = np.random.default_rng(0).normal(size=(4, 31, 31, 2)).astype(np.float32)
+        scores = result_or_input_error("load_model mutated", model.predict, probe, path=path)
+        if scores is not None:
+            assert np.all((scores >= 0) & (scores <= 1)), scores
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_model_that_would_run_code_is_refused(tmp_path, suffix):
+    """Keras' safe mode: a Lambda layer holding Python code is refused, and never run."""
+    import keras
+
+    from rbvet.core.model import load_model
+
+    sentinel = tmp_path / "the_code_ran"
+    marker = str(sentinel)  # the lambda's closure is saved with it: a plain string
+    inputs = keras.Input((31, 31, 2))
+    hidden = keras.layers.Lambda(lambda t: (open(marker, "w").close(), t)[1])(inputs)
+    output = keras.layers.Dense(1, activation="sigmoid")(
+        keras.layers.GlobalAveragePooling2D()(hidden)
+    )
+    path = tmp_path / f"lambda{suffix}"
+    keras.Model(inputs, output).save(path)
+    sentinel.unlink()  # building the model ran it once, here, on purpose
+    with pytest.raises(RbvetError) as error:
+        load_model(path)
+    check_input_error(error.value, path)
+    assert "Lambda" in str(error.value)
+    assert not sentinel.exists()
+
+
+def test_a_model_with_non_finite_weights_is_refused(tmp_path):
+    from rbvet.core.model import load_model, save_model
+
+    network = tiny_network()
+    weights, bias = network.layers[-1].get_weights()
+    network.layers[-1].set_weights([np.full_like(weights, np.nan), bias])
+    path = tmp_path / "diverged.keras"
+    save_model(network, path)
+    with pytest.raises(RbvetError):
+        load_model(path)
