@@ -12,6 +12,7 @@ run and their outcomes are printed at the end of the module (``pytest -s`` or ``
 shows them; ``--hypothesis-show-statistics`` gives Hypothesis' own figures).
 """
 
+import gzip
 import io
 import math
 import os
@@ -308,6 +309,7 @@ def test_read_frame_survives_mutated_fits(scratch, data):
 )
 @example(data=b"", name="random.fits")
 @example(data=b"\x1f\x8b\x08\x00garbage", name="random.fits.gz")
+@example(data=gzip.compress(HUGE_NAXIS_IN_EXTENSION), name="random.fits.gz")  # gzipped
 def test_read_frame_survives_random_bytes(scratch, data, name):
     path = scratch / name
     path.write_bytes(data)
@@ -1098,7 +1100,7 @@ def test_load_model_of_mutated_files(scratch, tiny_model_files, suffix, cut, fli
     )
     if model is not None:  # flipped weights are still a model; it must still score in [0, 1]
         probe = np.random.default_rng(0).normal(size=(4, 31, 31, 2)).astype(np.float32)
-        scores = result_or_input_error("load_model mutated", model.predict, probe, path=path)
+        scores = result_or_input_error("mutated model predicts", model.predict, probe, path=path)
         if scores is not None:
             assert np.all((scores >= 0) & (scores <= 1)), scores
 

@@ -542,14 +542,19 @@ def _empty_detection_table() -> Table:
 
 
 def _detection_arrays(frame, bad):
-    """Background-subtracted float32 image (0 at bad pixels) and a finite noise map."""
-    data = frame.image - frame.background
-    data = np.where(bad | ~np.isfinite(data), np.float32(0), data).astype(np.float32)
-    noise = np.asarray(frame.noise, dtype=np.float32)
+    """Background-subtracted float32 image (0 at bad pixels) and a finite noise map.
+
+    Worked in place, so a large frame costs one new image and at most one new noise map
+    (the frame's own noise map is returned as it is when it is already finite).
+    """
+    data = np.subtract(frame.image, frame.background, dtype=np.float32)
+    data[bad | ~np.isfinite(data)] = 0
+    noise = np.ascontiguousarray(frame.noise, dtype=np.float32)
     finite = np.isfinite(noise) & (noise > 0)
-    fill = np.float32(noise[finite].max()) if finite.any() else np.float32(1)
-    noise = np.where(finite, noise, fill).astype(np.float32)
-    return np.ascontiguousarray(data), np.ascontiguousarray(noise)
+    if not finite.all():
+        fill = np.float32(noise[finite].max()) if finite.any() else np.float32(1)
+        noise = np.where(finite, noise, fill)
+    return np.ascontiguousarray(data), noise
 
 
 # ---------------------------------------------------------------------------------- FWHM
@@ -827,7 +832,6 @@ def _adaptive_moments(data, valid, noise, x, y, half, sigma0, n_iter=12, chunk=2
     inside &= (y > -0.5) & (y < ny - 0.5)
     u = np.arange(-half, half + 1, dtype=np.float64)
     w2_min, w2_max = 1.0, (half / 2.5) ** 2
-    noise2 = noise.astype(np.float64) ** 2
 
     for start in range(0, n, chunk):
         sel = np.flatnonzero(inside[start : start + chunk]) + start
@@ -844,7 +848,8 @@ def _adaptive_moments(data, valid, noise, x, y, half, sigma0, n_iter=12, chunk=2
         ok = in_rows[:, :, None] & in_cols[:, None, :]
         ok &= valid[rows_c[:, :, None], cols_c[:, None, :]]
         img = np.where(ok, data[rows_c[:, :, None], cols_c[:, None, :]], 0.0)
-        var = np.where(ok, noise2[rows_c[:, :, None], cols_c[:, None, :]], 0.0)
+        sigma = noise[rows_c[:, :, None], cols_c[:, None, :]].astype(np.float64)
+        var = np.where(ok, sigma * sigma, 0.0)  # per stamp: no float64 copy of the frame
 
         cx = x[sel] - xi
         cy = y[sel] - yi
