@@ -61,7 +61,10 @@ def looks_like_catalog(path):
         return False
     from astropy.io import fits
 
+    from ..core.frame import check_fits_headers
+
     try:
+        check_fits_headers(path)  # a corrupt header must not hang the GUI thread
         with fits.open(path, memmap=True) as hdus:
             kinds = [
                 isinstance(hdu, (fits.BinTableHDU, fits.TableHDU))
