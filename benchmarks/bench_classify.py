@@ -21,7 +21,7 @@ from rbvet.core.frame import frame_from_array
 from rbvet.core.model import RealBogusModel, create_model, load_model
 from rbvet.core.preprocess import plan_rescale
 from rbvet.core.simulate import simulate_frame
-from rbvet.core.stamps import cut_stamps
+from rbvet.core.stamps import iter_inputs
 
 
 def best_rate(function, n, repeats):
@@ -78,9 +78,9 @@ def main():
         frame = frame_from_array(image).ensure_background()
         rescale = plan_rescale(fwhm, model.params)
 
-        def stamps_and_inputs():
-            stamps = cut_stamps(frame, obj["x"], obj["y"], rescale)
-            return stamps.inputs(model.params)
+        def stamps_and_inputs():  # the path classify_realbogus takes, frame planes included
+            chunks = iter_inputs(frame, obj["x"], obj["y"], rescale, model.params)
+            return np.concatenate([objects.inputs for _, objects in chunks])
 
         inputs = stamps_and_inputs()
         model.predict(inputs[:256])  # build the engine outside the timing

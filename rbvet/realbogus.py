@@ -230,7 +230,7 @@ def extract_cutouts(
         Their rows in ``obj``.
     """
     log = _logger(verbose)
-    from .core.stamps import iter_stamps
+    from .core.stamps import iter_inputs
 
     params = PreprocessParams(
         target_fwhm=target_fwhm,
@@ -243,9 +243,9 @@ def extract_cutouts(
     rescale = plan_rescale(fwhm, params)
     size = params.target_size
     cutouts, valid = [np.zeros((0, size, size, 2), np.float32)], [np.zeros(0, np.intp)]
-    for start, stamps in iter_stamps(frame, x, y, rescale):  # chunks bound the memory
-        scorable = np.flatnonzero(stamps.scorable)
-        cutouts.append(stamps.inputs(params, scorable))
+    for start, objects in iter_inputs(frame, x, y, rescale, params):  # chunks bound memory
+        scorable = np.flatnonzero(objects.scorable)
+        cutouts.append(objects.inputs[scorable])
         valid.append(start + scorable)
     valid = np.concatenate(valid)
     log(f"Extracted {len(valid)} valid cutouts from {len(obj)} objects")

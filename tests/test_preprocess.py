@@ -8,6 +8,7 @@ from rbvet.core.preprocess import (
     PreprocessParams,
     Rescale,
     edge_median,
+    fast_arcsinh,
     plan_rescale,
     preprocess_stamps,
 )
@@ -120,3 +121,20 @@ def test_edge_median():
     stamps = np.zeros((1, 5, 5))
     stamps[0, 1:4, 1:4] = 100
     assert edge_median(stamps)[0] == 0
+
+
+def test_fast_arcsinh_matches_numpy():
+    rng = np.random.default_rng(8)
+    values = np.concatenate(
+        [
+            rng.normal(0, 1, 1000) * 10.0 ** rng.uniform(-8, 8, 1000),
+            [0.0, -0.0, 1e-30, -1e-30, 1e18, 2e19, -5e25, 3.4e38, -3.4e38],
+        ]
+    ).astype(np.float32)
+    got = fast_arcsinh(values)
+    assert got.dtype == np.float32
+    expected = np.arcsinh(values.astype(np.float64))
+    np.testing.assert_allclose(got, expected, rtol=2e-6, atol=1e-6)
+    assert np.array_equal(np.signbit(got), np.signbit(values))
+    special = fast_arcsinh(np.array([np.inf, -np.inf, np.nan], np.float32))
+    assert special[0] == np.inf and special[1] == -np.inf and np.isnan(special[2])

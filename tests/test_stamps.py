@@ -4,13 +4,16 @@ import numpy as np
 import pytest
 
 from rbvet.core.frame import frame_from_array
-from rbvet.core.preprocess import Rescale, plan_rescale
+from rbvet.core import stamps as stamps_module
+from rbvet.core.preprocess import PreprocessParams, Rescale, plan_rescale
 from rbvet.core.stamps import (
     REASON_CENTRE_MASKED,
     REASON_MOSTLY_MISSING,
     REASON_NONFINITE,
     REASON_OFF_FRAME,
+    FramePlanes,
     cut_stamps,
+    iter_inputs,
     iter_stamps,
 )
 
@@ -97,3 +100,74 @@ def test_chunks_cover_all_objects(frame):
     starts, parts = zip(*iter_stamps(frame, x, y, Rescale(), chunk_size=7), strict=True)
     assert starts == (0, 7, 14, 21)
     np.testing.assert_array_equal(np.concatenate([p.data for p in parts]), whole.data)
+
+
+@pytest.fixture
+def awkward_frame():
+    """A sky-varying frame with NaN pixels, a masked block and a bright star near a corner."""
+    rng = np.random.default_rng(11)
+    yy, xx = np.mgrid[:230, :310]
+    image = (100 + 0.05 * xx + rng.normal(0, 5, xx.shape)).astype(np.float32)
+    image += 3000 * np.exp(-((xx - 303) ** 2 + (yy - 4) ** 2) / 8.0).astype(np.float32)
+    image[50:60, 70:75] = np.nan
+    mask = np.zeros(image.shape, bool)
+    mask[150:190, 10:45] = True
+    frame = frame_from_array(image, mask=mask)
+    return frame.ensure_background()
+
+
+def awkward_positions(rng, n=400):
+    x = np.concatenate([rng.uniform(-45, 355, n), [np.nan, 1e30, -3e20, 303.2, 72, 25, 309.6]])
+    y = np.concatenate([rng.uniform(-45, 275, n), [3, 4, 5, 4.4, 55, 170, 229.4]])
+    return x, y
+
+
+@pytest.mark.parametrize("fwhm", [1.2, 1.9, 2.5, 4.6, 6.0, 9.5, 13.0])
+def test_frame_planes_equal_cut_stamps(awkward_frame, fwhm):
+    """Inputs, missing fractions and reasons from the frame planes equal the stamp path."""
+    x, y = awkward_positions(np.random.default_rng(int(fwhm * 10)))
+    rescale = plan_rescale(fwhm)
+    params = PreprocessParams()
+    stamps = cut_stamps(awkward_frame, x, y, rescale)
+    cut = FramePlanes(awkward_frame, rescale).cut(x, y, params)
+    np.testing.assert_array_equal(cut.reason, stamps.reason)
+    np.testing.assert_allclose(cut.missing, stamps.missing, atol=1e-6)
+    scorable = stamps.scorable
+    assert scorable.sum() > 100 and (~scorable).sum() > 20
+    np.testing.assert_allclose(cut.inputs[scorable], stamps.inputs(params)[scorable], atol=2e-6)
+
+
+@pytest.mark.parametrize("coverage", [0.0, 1e9])
+def test_iter_inputs_paths_agree(awkward_frame, monkeypatch, coverage):
+    """Whichever path `iter_inputs` takes (planes or stamps), the chunks are the same."""
+    x, y = awkward_positions(np.random.default_rng(5), n=60)
+    rescale = plan_rescale(6.0)
+    expected = cut_stamps(awkward_frame, x, y, rescale)
+    monkeypatch.setattr(stamps_module, "PLANE_MIN_COVERAGE", coverage)
+    planes_built = []
+    monkeypatch.setattr(stamps_module.FramePlanes, "_block_windows", _recording(planes_built))
+    chunks = list(iter_inputs(awkward_frame, x, y, rescale, chunk_size=16))
+    assert [start for start, _ in chunks] == list(range(0, len(x), 16))
+    assert bool(planes_built) == (coverage == 0.0)
+    reason = np.concatenate([part.reason for _, part in chunks])
+    inputs = np.concatenate([part.inputs for _, part in chunks])
+    np.testing.assert_array_equal(reason, expected.reason)
+    good = expected.scorable
+    np.testing.assert_allclose(inputs[good], expected.inputs()[good], atol=2e-6)
+
+
+def _recording(calls):
+    original = stamps_module.FramePlanes._block_windows
+
+    def block_windows(self):
+        calls.append(self)
+        return original(self)
+
+    return block_windows
+
+
+def test_frame_planes_need_maps_and_refuse_absurd_fwhm(frame):
+    with pytest.raises(ValueError):
+        FramePlanes(frame_from_array(np.ones((50, 50), np.float32)), Rescale())
+    with pytest.raises(Exception, match="FWHM"):
+        FramePlanes(frame, plan_rescale(400.0))

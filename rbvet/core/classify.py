@@ -15,7 +15,7 @@ import numpy as np
 from .catalog import BOGUS_FLAG
 from .errors import RbvetError
 from .preprocess import plan_rescale
-from .stamps import DEFAULT_CHUNK_SIZE, Stamps, iter_stamps
+from .stamps import DEFAULT_CHUNK_SIZE, ObjectInputs, iter_inputs
 
 SCORE_COLUMN = "rb_score"
 REASON_COLUMN = "rb_reason"
@@ -24,21 +24,30 @@ FLAGS_COLUMN = "flags"
 
 @dataclass
 class ScoredChunk:
-    """One chunk of objects: its place in the catalog, stamps, inputs and scores."""
+    """One chunk of objects: its place in the catalog, CNN inputs, reasons and scores."""
 
     start: int
-    stamps: Stamps
-    inputs: np.ndarray
+    objects: ObjectInputs
     scores: np.ndarray
 
     @property
     def stop(self):
         return self.start + len(self.scores)
 
+    @property
+    def inputs(self):
+        return self.objects.inputs
 
-def iter_scores(
-    frame, x, y, model, fwhm, chunk_size=DEFAULT_CHUNK_SIZE, batch_size=None, keep_stamps=True
-):
+    @property
+    def reason(self):
+        return self.objects.reason
+
+    @property
+    def scorable(self):
+        return self.objects.scorable
+
+
+def iter_scores(frame, x, y, model, fwhm, chunk_size=DEFAULT_CHUNK_SIZE, batch_size=None):
     """Score objects chunk by chunk.
 
     Parameters
@@ -54,28 +63,21 @@ def iter_scores(
         Objects per chunk; bounds memory.
     batch_size : int, optional
         Inference batch size.
-    keep_stamps : bool
-        Yield the raw stamps as well (for display and labeling); False frees them early.
 
     Yields
     ------
     ScoredChunk
-        Unscorable objects have score NaN and ``stamps.reason`` set.
+        Unscorable objects have score NaN and a ``reason``.
     """
     rescale = plan_rescale(fwhm, model.params)
-    prepared = (
-        (start, stamps, stamps.inputs(model.params))
-        for start, stamps in iter_stamps(frame, x, y, rescale, chunk_size=chunk_size)
-    )
-    for start, stamps, inputs in prefetched(prepared):
-        scores = np.full(len(stamps), np.nan, np.float32)
-        good = stamps.scorable
+    chunks = iter_inputs(frame, x, y, rescale, model.params, chunk_size=chunk_size)
+    for start, objects in prefetched(chunks):
+        scores = np.full(len(objects), np.nan, np.float32)
+        good = objects.scorable
         if good.any():
             kwargs = {} if batch_size is None else {"batch_size": batch_size}
-            scores[good] = model.predict(inputs[good], **kwargs)
-        if not keep_stamps:
-            stamps = None
-        yield ScoredChunk(start, stamps, inputs, scores)
+            scores[good] = model.predict(objects.inputs[good], **kwargs)
+        yield ScoredChunk(start, objects, scores)
 
 
 def prefetched(items):
@@ -169,7 +171,7 @@ def score_objects(frame, x, y, model, fwhm, progress=None, **kwargs):
     reasons = np.full(len(x), "", dtype=object)
     for chunk in iter_scores(frame, x, y, model, fwhm, **kwargs):
         scores[chunk.start : chunk.stop] = chunk.scores
-        reasons[chunk.start : chunk.stop] = chunk.stamps.reason
+        reasons[chunk.start : chunk.stop] = chunk.reason
         if progress is not None:
             progress(chunk.stop, len(x))
     return scores, reasons.astype(str)

@@ -66,8 +66,8 @@ def classify_frame(frame_path, catalog_path, model_path, models, report, should_
     report(0, n_objects, "Classifying")
     for chunk in iter_scores(frame, x, y, model, fwhm):
         scores[chunk.start : chunk.stop] = chunk.scores
-        reasons[chunk.start : chunk.stop] = chunk.stamps.reason
-        scored = np.flatnonzero(chunk.stamps.scorable)
+        reasons[chunk.start : chunk.stop] = chunk.reason
+        scored = np.flatnonzero(chunk.scorable)
         atlas[chunk.start + scored] = render_tiles(chunk.inputs[scored])
         report(chunk.stop, n_objects, "Classifying")
     reasons = reasons.astype(str)
