@@ -1,14 +1,21 @@
 """Shared test fixtures: tiny synthetic star fields."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# ONNX conversions are cached per user; tests keep theirs apart (one cache per run).
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="rbvet-test-cache-")
 
 import math
 
 import numpy as np
 import pytest
+
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 

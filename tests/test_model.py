@@ -95,3 +95,55 @@ def test_bad_model_files(tmp_path):
 def test_wrong_inputs_to_predict(keras_model):
     with pytest.raises(RbvetError, match="do not fit"):
         RealBogusModel(keras_model, engine="keras").predict(np.zeros((2, 21, 21, 2)))
+
+
+def test_onnx_conversion_is_cached_by_model_digest(tmp_path, keras_model, inputs, monkeypatch):
+    """A saved model converts once; later loads reuse the file, and a bad file is redone."""
+    from rbvet.core import model as model_module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = tmp_path / "m.keras"
+    save_model(keras_model, path, make_card(31))
+    conversions = []
+    convert = model_module._convert_to_onnx
+    monkeypatch.setattr(
+        model_module,
+        "_convert_to_onnx",
+        lambda *args: conversions.append(args) or convert(*args),
+    )
+    reference = load_model(path, engine="keras").predict(inputs)
+
+    first = load_model(path)
+    np.testing.assert_allclose(first.predict(inputs), reference, atol=1e-5)
+    cached = list((tmp_path / "cache" / "rbvet" / "onnx").iterdir())
+    assert first.engine_name == "onnx" and len(conversions) == 1 and len(cached) == 1
+
+    second = load_model(path)
+    np.testing.assert_allclose(second.predict(inputs), reference, atol=1e-5)
+    assert second.engine_name == "onnx" and len(conversions) == 1
+
+    cached[0].write_bytes(b"not an onnx file")
+    third = load_model(path)
+    np.testing.assert_allclose(third.predict(inputs), reference, atol=1e-5)
+    assert third.engine_name == "onnx" and len(conversions) == 2
+    assert cached[0].read_bytes() != b"not an onnx file"
+
+
+def test_cached_conversion_of_other_weights_is_not_trusted(tmp_path, inputs, monkeypatch):
+    """An ONNX file that scores differently from the Keras model is converted again."""
+    from rbvet.core import model as model_module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    one, other = tmp_path / "one.keras", tmp_path / "other.keras"
+    save_model(create_model(), one, make_card(31))
+    shifted = create_model()
+    kernel, bias = shifted.layers[-1].get_weights()
+    shifted.layers[-1].set_weights([kernel, bias + 1.0])  # scores surely differ
+    save_model(shifted, other, make_card(31))
+    load_model(other).predict(inputs)
+    stale = model_module._onnx_cache_path(other).read_bytes()
+    model_module._onnx_cache_path(one).write_bytes(stale)
+    loaded = load_model(one)
+    expected = load_model(one, engine="keras").predict(inputs)
+    np.testing.assert_allclose(loaded.predict(inputs), expected, atol=1e-5)
+    assert loaded.engine_name == "onnx"

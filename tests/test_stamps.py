@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from rbvet.core.frame import frame_from_array
 from rbvet.core import stamps as stamps_module
+from rbvet.core.frame import frame_from_array
 from rbvet.core.preprocess import PreprocessParams, Rescale, plan_rescale
 from rbvet.core.stamps import (
     REASON_CENTRE_MASKED,

@@ -24,12 +24,13 @@ import numpy as np
 
 from .errors import RbvetError, RbvetWarning
 from .files import atomic_write, json_default
-from .paths import default_model_path
+from .paths import default_model_path, user_cache_dir
 from .preprocess import PreprocessParams
 
 CARD_FORMAT = "rbvet-model-card/1"
 CARD_SUFFIX = ".card.json"
 ENGINE_TOLERANCE = 1e-5
+ONNX_OPSET = 17
 DEFAULT_BATCH_SIZE = 256
 _ONNX_BATCH_SIZE = 64
 """Small batches stay in the L2 cache: 64 runs about 1.3x faster than 256 here."""
@@ -217,15 +218,32 @@ class RealBogusModel:
         requested, self._requested_engine = self._requested_engine, None
         if requested == "keras":
             return
-        session = _onnx_session_for(self.keras_model, self.input_size)
-        if session is None:
-            if requested == "onnx":
+        cache = _onnx_cache_path(self.path)
+        session = _onnx_session(_read_cached(cache))
+        if session is None or not self._agrees_with_keras(session):
+            converted = _convert_to_onnx(self.keras_model, self.input_size)
+            session = _onnx_session(converted)
+            if session is None:
+                if requested == "onnx":
+                    warnings.warn(
+                        "ONNX Runtime engine unavailable; predicting with Keras",
+                        RbvetWarning,
+                        stacklevel=3,
+                    )
+                return
+            if not self._agrees_with_keras(session):
                 warnings.warn(
-                    "ONNX Runtime engine unavailable; predicting with Keras",
+                    "ONNX Runtime disagrees with Keras on this model; using Keras",
                     RbvetWarning,
                     stacklevel=3,
                 )
-            return
+                return
+            _write_cached(cache, converted)
+        self._onnx_session = session
+        self.engine_name = "onnx"
+
+    def _agrees_with_keras(self, session):
+        """Whether an ONNX session scores a random probe batch as the Keras model does."""
         probe = (
             np.random.default_rng(0)
             .normal(size=(16, self.input_size, self.input_size, 2))
@@ -233,15 +251,7 @@ class RealBogusModel:
         )
         reference = self._predict_keras(probe, 16)
         converted = session.run(None, {session.get_inputs()[0].name: probe})[0].ravel()
-        if np.max(np.abs(converted - reference)) > ENGINE_TOLERANCE:
-            warnings.warn(
-                "ONNX Runtime disagrees with Keras on this model; using Keras",
-                RbvetWarning,
-                stacklevel=3,
-            )
-            return
-        self._onnx_session = session
-        self.engine_name = "onnx"
+        return bool(np.max(np.abs(converted - reference)) <= ENGINE_TOLERANCE)
 
     def _predict_keras(self, inputs, batch_size):
         import_keras()
@@ -290,10 +300,9 @@ def inference_threads():
         return max(1, os.cpu_count() or 1)
 
 
-def _onnx_session_for(keras_model, input_size):
-    """Convert a Keras model to an ONNX Runtime session, or None if that is not possible."""
+def _convert_to_onnx(keras_model, input_size):
+    """The Keras model as serialised ONNX, or None if it cannot be converted here."""
     try:
-        import onnxruntime
         import tensorflow as tf
         import tf2onnx
     except ImportError:
@@ -304,20 +313,64 @@ def _onnx_session_for(keras_model, input_size):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             function = tf.function(lambda x: keras_model(x, training=False))
-            proto, _ = tf2onnx.convert.from_function(function, input_signature=spec, opset=17)
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3
-        # One thread per run, no spin-waiting: `predict` runs batches on parallel threads,
-        # which keeps both cores busy without the intra-op barriers that stall whenever
-        # any other process takes a core, and lets the preparation of the next chunk run.
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return onnxruntime.InferenceSession(
-            proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
+            proto, _ = tf2onnx.convert.from_function(
+                function, input_signature=spec, opset=ONNX_OPSET
+            )
     except Exception:  # any conversion failure means: use Keras
         return None
+    return proto.SerializeToString()
+
+
+def _onnx_session(onnx_bytes):
+    """An ONNX Runtime session for serialised ONNX, or None (no runtime, or bad bytes)."""
+    if onnx_bytes is None:
+        return None
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    # One thread per run, no spin-waiting: `predict` runs batches on parallel threads,
+    # which keeps both cores busy without the intra-op barriers that stall whenever
+    # any other process takes a core, and lets the preparation of the next chunk run.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return onnxruntime.InferenceSession(
+            onnx_bytes, options, providers=["CPUExecutionProvider"]
+        )
+    except Exception:  # a damaged cached file: convert again
+        return None
+
+
+def _onnx_cache_path(model_path):
+    """Where the ONNX conversion of a saved model is kept, named by the file's digest.
+
+    Converting takes seconds to tens of seconds and would otherwise be paid by every
+    GUI start and every Dask worker. A cached file is used only after it agrees with
+    the Keras model on a probe batch.
+    """
+    if model_path is None or not Path(model_path).is_file():
+        return None
+    return user_cache_dir() / "onnx" / f"{file_digest(model_path, 32)}-opset{ONNX_OPSET}.onnx"
+
+
+def _read_cached(path):
+    try:
+        return None if path is None else path.read_bytes()
+    except OSError:
+        return None
+
+
+def _write_cached(path, onnx_bytes):
+    if path is None or onnx_bytes is None:
+        return
+    try:
+        atomic_write(path, lambda temporary: Path(temporary).write_bytes(onnx_bytes))
+    except OSError:  # a read-only cache costs a conversion next time, nothing more
+        pass
 
 
 def read_card(path):

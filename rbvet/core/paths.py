@@ -34,3 +34,9 @@ def user_data_dir():
     """Per-user folder for saved models and label stores (XDG data home)."""
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "rbvet"
+
+
+def user_cache_dir():
+    """Per-user folder for files rbvet can rebuild, such as ONNX conversions (XDG cache)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rbvet"
