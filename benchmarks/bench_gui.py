@@ -20,6 +20,7 @@ from astropy.table import Table
 from PyQt6.QtWidgets import QApplication
 
 from rbvet.core.atlas import empty_atlas, render_tiles
+from rbvet.core.preprocess import PreprocessParams
 from rbvet.core.stamps import DEFAULT_CHUNK_SIZE as CLASSIFY_CHUNK
 from rbvet.gui.grid import SORT_POSITION, SORT_SCORE, GridPanel
 from rbvet.gui.state import VettingData, VettingState
@@ -88,22 +89,11 @@ def synthetic_data(n, seed=0):
             "x": x,
             "y": y,
             "flux": rng.lognormal(8, 1.5, n),
-            "rb_score": scores,
-            "rb_reason": reasons,
         }
     )
-    data = VettingData(
-        frame=None,
-        table=table,
-        x=x,
-        y=y,
-        scores=scores,
-        reasons=reasons,
-        atlas=atlas,
-        fwhm=2.5,
-        rescale=None,
-        params=None,
-        model_name="synthetic",
+    params = PreprocessParams(target_size=INPUT_SIZE)
+    data = VettingData.from_scores(
+        None, table, scores, reasons, atlas, fwhm=2.5, params=params, model_name="synthetic"
     )
     return data, render_seconds
 

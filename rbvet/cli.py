@@ -38,15 +38,34 @@ class ProgressBar:
         self.stream.flush()
 
 
-def _add_frame_arguments(parser):
-    parser.add_argument("frame", help="FITS image")
-    parser.add_argument("--hdu", help="image HDU (index or EXTNAME); default: first 2-D image")
-    parser.add_argument("--mask", help="mask HDU (name/index) or FITS file; nonzero = bad")
-    parser.add_argument("--error", help="1-sigma noise map HDU or FITS file")
-    parser.add_argument("--weight", help="inverse-variance weight map HDU or FITS file")
+def _add_frame_arguments(parser, many=False):
+    """The frame, its extra HDUs or files, and its objects (a catalog, or detection options).
+
+    Parameters
+    ----------
+    parser : argparse.ArgumentParser
+    many : bool
+        Take any number of frames (``args.frames``, plus ``--list FILE``) and their
+        catalogs by ``--catalog-pattern``, instead of one ``args.frame``.
+    """
+    if many:
+        parser.add_argument("frames", nargs="*", metavar="FRAME", help="FITS image(s)")
+        parser.add_argument(
+            "--list", metavar="FILE", help="text file of frames, one per line (# comments)"
+        )
+    else:
+        parser.add_argument("frame", help="FITS image")
+    _add_frame_file_arguments(parser)
     parser.add_argument(
         "--catalog", "-c", help="catalog (ECSV, FITS, CSV, SExtractor); detect with sep if absent"
     )
+    if many:
+        parser.add_argument(
+            "--catalog-pattern",
+            metavar="PATTERN",
+            help="each frame's catalog, from {stem} (name without .fits/.fz), {name} and "
+            "{dir} (its folder), e.g. '{dir}/{stem}.cat'; relative to the working directory",
+        )
     parser.add_argument(
         "--detect-threshold",
         type=float,
@@ -54,6 +73,14 @@ def _add_frame_arguments(parser):
         help="detection threshold in sigma when there is no catalog [3]",
     )
     parser.add_argument("--fwhm", type=float, help="frame FWHM in pixels; estimated if absent")
+
+
+def _add_frame_file_arguments(parser):
+    """Where the image and its mask, noise and weight maps are (``--hdu`` ... ``--weight``)."""
+    parser.add_argument("--hdu", help="image HDU (index or EXTNAME); default: first 2-D image")
+    parser.add_argument("--mask", help="mask HDU (name/index) or FITS file; nonzero = bad")
+    parser.add_argument("--error", help="1-sigma noise map HDU or FITS file")
+    parser.add_argument("--weight", help="inverse-variance weight map HDU or FITS file")
 
 
 def _hdu_spec(value):
@@ -66,26 +93,7 @@ def load_frame_and_catalog(args, log):
     """Frame, catalog table (with 0-based x, y) and FWHM from the command-line arguments."""
     from .core.classify import open_frame_and_catalog
 
-    return open_frame_and_catalog(
-        args.frame,
-        args.catalog,
-        hdu=_hdu_spec(args.hdu),
-        mask=_hdu_spec(args.mask),
-        error=_hdu_spec(args.error),
-        weight=_hdu_spec(args.weight),
-        detect_threshold=args.detect_threshold,
-        fwhm=args.fwhm,
-        log=log,
-    )
-
-
-def default_output(frame_path):
-    """``<frame stem>.rb.ecsv`` in the working directory."""
-    name = Path(frame_path).name
-    for suffix in (".fz", ".gz", ".fits", ".fit", ".fts"):
-        if name.lower().endswith(suffix):
-            name = name[: -len(suffix)]
-    return Path(f"{name}.rb.ecsv")
+    return open_frame_and_catalog(args.frame, args.catalog, **_frame_options(args), log=log)
 
 
 EXIT_FRAMES_FAILED = 1
@@ -116,8 +124,8 @@ def cmd_classify(args):
     return _classify_single(args, frames[0])
 
 
-def _classify_frame_options(args):
-    """Keyword arguments of `classify_one_frame` from the frame options."""
+def _frame_options(args):
+    """The frame options, as keyword arguments of `open_frame_and_catalog`."""
     return {
         "hdu": _hdu_spec(args.hdu),
         "mask": _hdu_spec(args.mask),
@@ -130,13 +138,13 @@ def _classify_frame_options(args):
 
 def _classify_single(args, frame):
     """One frame in this process, with a progress bar over its objects."""
-    from .core.batch import catalog_for, classify_one_frame
+    from .core.batch import catalog_for, classify_one_frame, output_name
 
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     catalog = args.catalog
     if args.catalog_pattern:
         catalog = catalog_for(frame, args.catalog_pattern)
-    output = Path(args.output) if args.output else default_output(frame)
+    output = Path(args.output or output_name(frame))  # <stem>.rb.ecsv in the working dir
     started = time.perf_counter()
     result = classify_one_frame(
         frame,
@@ -144,7 +152,7 @@ def _classify_single(args, frame):
         output,
         args.model,
         args.threshold,
-        **_classify_frame_options(args),
+        **_frame_options(args),
         log=log,
         progress=ProgressBar("Classifying", enabled=None if not args.quiet else False),
     )
@@ -190,7 +198,7 @@ def _classify_many(args, frames):
         output_format=args.format or "ecsv",
         progress=ProgressBar("Frames", enabled=None if not args.quiet else False),
         overwrite=args.overwrite,
-        frame_options=_classify_frame_options(args),
+        frame_options=_frame_options(args),
         log=log,
     )
     status = list(summary["status"])
@@ -396,10 +404,7 @@ def _add_evaluate_parser(commands):
     catalog.add_argument(
         "--kind-column", metavar="COL", help="column of object kinds, for rates per kind"
     )
-    catalog.add_argument("--hdu", help="image HDU (index or EXTNAME); default: first 2-D image")
-    catalog.add_argument("--mask", help="mask HDU (name/index) or FITS file; nonzero = bad")
-    catalog.add_argument("--error", help="1-sigma noise map HDU or FITS file")
-    catalog.add_argument("--weight", help="inverse-variance weight map HDU or FITS file")
+    _add_frame_file_arguments(catalog)
     catalog.add_argument("--fwhm", type=float, help="frame FWHM in pixels; estimated if absent")
     evaluate.add_argument(
         "--model", "-m", help="model file (.keras or STDPipe .h5); default: the shipped model"
@@ -680,30 +685,7 @@ def _add_classify_parser(commands):
         "table; frames whose output exists are skipped, so a run can be resumed. The "
         "exit status is 1 when some frames failed (see the summary).",
     )
-    classify.add_argument("frames", nargs="*", metavar="FRAME", help="FITS image(s)")
-    classify.add_argument(
-        "--list", metavar="FILE", help="text file of frames, one per line (# comments)"
-    )
-    classify.add_argument("--hdu", help="image HDU (index or EXTNAME); default: first 2-D image")
-    classify.add_argument("--mask", help="mask HDU (name/index) or FITS file; nonzero = bad")
-    classify.add_argument("--error", help="1-sigma noise map HDU or FITS file")
-    classify.add_argument("--weight", help="inverse-variance weight map HDU or FITS file")
-    classify.add_argument(
-        "--catalog", "-c", help="catalog (ECSV, FITS, CSV, SExtractor); detect with sep if absent"
-    )
-    classify.add_argument(
-        "--catalog-pattern",
-        metavar="PATTERN",
-        help="each frame's catalog, from {stem} (name without .fits/.fz), {name} and {dir} "
-        "(its folder), e.g. '{dir}/{stem}.cat'; relative to the working directory",
-    )
-    classify.add_argument(
-        "--detect-threshold",
-        type=float,
-        default=3.0,
-        help="detection threshold in sigma when there is no catalog [3]",
-    )
-    classify.add_argument("--fwhm", type=float, help="frame FWHM in pixels; estimated if absent")
+    _add_frame_arguments(classify, many=True)
     classify.add_argument(
         "--model", "-m", help="model file (.keras or STDPipe .h5); default: the shipped model"
     )

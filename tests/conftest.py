@@ -87,11 +87,11 @@ def vetting_data(n=60, seed=0, unscored=2):
     from rbvet.core.stamps import cut_stamps
     from rbvet.gui.state import VettingData
 
+    fwhm = 3.0
     image, x, y, flux = star_field(shape=(256, 256), n=n, seed=seed)
     frame = frame_from_array(image).ensure_background()
     params = PreprocessParams()
-    rescale = plan_rescale(3.0, params)
-    stamps = cut_stamps(frame, x, y, rescale)
+    stamps = cut_stamps(frame, x, y, plan_rescale(fwhm, params))
     rng = np.random.default_rng(seed)
     scores = rng.uniform(0, 1, n).astype(np.float32)
     reasons = np.full(n, "", dtype="U32")
@@ -101,17 +101,14 @@ def vetting_data(n=60, seed=0, unscored=2):
     atlas = empty_atlas(n, params.target_size)
     good = np.isfinite(scores)
     atlas[good] = render_tiles(stamps.inputs(params, good))
-    table = Table({"x": x, "y": y, "flux": flux, "rb_score": scores, "rb_reason": reasons})
-    return VettingData(
-        frame=frame,
-        table=table,
-        x=x,
-        y=y,
-        scores=scores,
-        reasons=reasons,
-        atlas=atlas,
-        fwhm=3.0,
-        rescale=rescale,
+    table = Table({"x": x, "y": y, "flux": flux})
+    return VettingData.from_scores(
+        frame,
+        table,
+        scores,
+        reasons,
+        atlas,
+        fwhm=fwhm,
         params=params,
         model_name="test",
         frame_path="test.fits",

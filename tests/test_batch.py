@@ -63,8 +63,13 @@ def cluster():
 @pytest.fixture(scope="module")
 def cluster_run(frames, cluster, tmp_path_factory):
     """The good frames and the corrupt one classified on the cluster."""
-    good, bad = frames
     outdir = tmp_path_factory.mktemp("batch")
+    return outdir, *classify_on_cluster(frames, outdir, cluster)
+
+
+def classify_on_cluster(frames, outdir, cluster):
+    """`classify_frames` of the good frames and the corrupt one: (summary, progress calls)."""
+    good, bad = frames
     calls = []
     summary = classify_frames(
         good + [bad],
@@ -73,7 +78,7 @@ def cluster_run(frames, cluster, tmp_path_factory):
         scheduler=cluster,
         progress=lambda done, total: calls.append((done, total)),
     )
-    return outdir, summary, calls
+    return summary, calls
 
 
 def text(column):
@@ -114,23 +119,16 @@ def test_cluster_equals_single_frame_and_reports_the_bad_frame(cluster_run, fram
 
 def test_rerun_skips_complete_outputs_and_writes_nothing(cluster_run, frames, cluster):
     outdir, first, _ = cluster_run
-    good, bad = frames
     outputs = [outdir / name for name in first["output"][:N_GOOD]]
     stamps = [path.stat().st_mtime_ns for path in outputs]
-    calls = []
-    again = classify_frames(
-        good + [bad],
-        outdir,
-        catalog_pattern=PATTERN,
-        scheduler=cluster,
-        progress=lambda done, total: calls.append((done, total)),
-    )
+    again, calls = classify_on_cluster(frames, outdir, cluster)
     assert list(again["status"]) == [STATUS_SKIPPED] * N_GOOD + [STATUS_FAILED]
     assert calls == [(1, 1)]  # only the failed frame was tried again
     assert [path.stat().st_mtime_ns for path in outputs] == stamps
     for name in ("objects", "scored", "kept"):  # carried over from the first summary
         assert list(again[name][:N_GOOD]) == list(first[name][:N_GOOD])
     # With every output complete nothing is sent: an unreachable scheduler is never asked.
+    good, _ = frames
     done = classify_frames(
         good, outdir, catalog_pattern=PATTERN, scheduler="tcp://127.0.0.1:9", n_workers=2
     )

@@ -1,5 +1,7 @@
 """The rbvet command line: classify, simulate, and one-line errors."""
 
+import shutil
+
 import numpy as np
 import pytest
 from astropy.table import Table
@@ -47,6 +49,19 @@ def test_classify_detects_without_catalog(tmp_path, model_file):
     out = tmp_path / "detected.csv"
     assert main(["classify", str(demo_frame_path()), "-m", model_file, "-o", str(out), "-q"]) == 0
     assert len(Table.read(out)) > 50
+
+
+def test_classify_writes_stem_rb_ecsv_in_the_working_directory(tmp_path, model_file, monkeypatch):
+    demo = demo_frame_path()
+    frame = tmp_path / "night1" / "img_042.FITS"
+    frame.parent.mkdir()
+    shutil.copy(demo, frame)
+    monkeypatch.chdir(tmp_path)
+    args = ["classify", str(frame), "-c", str(demo.with_suffix(".ecsv")), "-m", model_file, "-q"]
+    assert main(args) == 0
+    assert len(Table.read(tmp_path / "img_042.rb.ecsv")) == len(
+        Table.read(demo.with_suffix(".ecsv"))
+    )
 
 
 def test_simulate_writes_frame_and_catalog(tmp_path, capsys):

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -49,6 +50,39 @@ def test_stamp_blobs_are_lossless():
     stamps[0, 3, 4] = np.nan
     decoded = decode_stamps(encode_stamps(stamps), 31)
     np.testing.assert_array_equal(decoded, stamps)
+
+
+def shuffled_bytes(stamps):
+    """Each stamp's bytes grouped by significance: what a stamp blob holds, uncompressed."""
+    stamps = np.ascontiguousarray(stamps, dtype="<f4")
+    planes = stamps.view(np.uint8).reshape(len(stamps), -1, 4).transpose(0, 2, 1)
+    return [plane.tobytes() for plane in planes]
+
+
+@pytest.mark.parametrize("size", [31, 301])  # 301: a byte plane needs two stored blocks
+def test_stamp_blobs_are_plain_zlib_streams(size):
+    """Noisy stamps store their random low bytes uncompressed, inside a standard zlib
+    stream: stores written now stay readable by earlier versions."""
+    rng = np.random.default_rng(1)
+    stamps = rng.normal(1000, 30, (3, size, size)).astype(np.float32)
+    stamps[1, :5] = np.nan
+    blobs = encode_stamps(stamps)
+    assert [zlib.decompress(blob) for blob in blobs] == shuffled_bytes(stamps)
+    assert blobs != [zlib.compress(data, 1) for data in shuffled_bytes(stamps)]
+    assert sum(map(len, blobs)) < stamps.nbytes
+    np.testing.assert_array_equal(decode_stamps(blobs, size), stamps)
+
+
+def test_stamp_blobs_of_earlier_versions_are_read():
+    """Stores written before random byte planes were stored hold one ``zlib.compress``
+    (level 1) of each stamp's shuffled bytes; smooth stamps are still written that way."""
+    rng = np.random.default_rng(2)
+    smooth = np.cumsum(np.ones((4, 31, 31), np.float32), axis=2) * np.float32(0.25)
+    noisy = rng.normal(100, 5, (4, 31, 31)).astype(np.float32)
+    for stamps in (smooth, noisy):
+        earlier = [zlib.compress(data, 1) for data in shuffled_bytes(stamps)]
+        np.testing.assert_array_equal(decode_stamps(earlier, 31), stamps)
+    assert encode_stamps(smooth) == [zlib.compress(data, 1) for data in shuffled_bytes(smooth)]
 
 
 def test_frames_and_objects_are_added_once(store_with_objects, make_star_field):

@@ -831,23 +831,109 @@ def _diffusion_kernel(sigma):
     return np.diff(cdf) / (cdf[-1] - cdf[0])
 
 
+# Cosmic rays and hot pixels are drawn and painted alike: a count and a subkind each (from
+# the ``<kind>_density``, ``n_<kind>s`` and ``<kind>_mix`` parameters), a peak amplitude
+# log-uniform in σ (``<kind>_snr``), pixels deposited per artifact, and a truth row each.
+
+
+def _draw_artifact_subkinds(rng, params, shape, kind, subkinds):
+    """How many artifacts of ``kind`` a frame gets, and the index in ``subkinds`` of each.
+
+    The count is Poisson with ``params[f"{kind}_density"]`` per megapixel unless
+    ``params[f"n_{kind}s"]`` gives it; the subkinds follow ``params[f"{kind}_mix"]``.
+    """
+    height, width = shape
+    n = rng.poisson(params[f"{kind}_density"] * height * width / MEGAPIXEL)
+    if params[f"n_{kind}s"] is not None:
+        n = int(params[f"n_{kind}s"])
+    mix = np.array([params[f"{kind}_mix"][name] for name in subkinds])
+    return n, rng.choice(len(subkinds), size=n, p=mix)
+
+
+def _draw_artifact_amplitudes(rng, params, kind, background, noise, ix, iy):
+    """Noise σ at each artifact's pixel and a peak amplitude (ADU) log-uniform in σ.
+
+    ``params[f"{kind}_snr"]`` bounds the amplitude in σ; an open upper bound stops at
+    saturation.
+    """
+    sigma = noise[iy, ix]
+    low, high = params[f"{kind}_snr"]
+    if high is None:
+        high = (params["saturation"] - background[iy, ix]) / sigma
+    amplitude = _log_uniform(rng, low, np.maximum(high, low * 1.001), len(sigma)) * sigma
+    return sigma, amplitude
+
+
+def _paint_artifacts(
+    kind, subkinds, kind_index, pixels, sigma, ix, iy, background, params, diffusion=0.0, **columns
+):
+    """Sum the artifacts' pixels into a layer and give each artifact its truth row.
+
+    Parameters
+    ----------
+    kind : str
+    subkinds : sequence of str
+    kind_index : ndarray (n,) int
+        Each artifact's subkind, an index into ``subkinds``.
+    pixels : tuple of ndarray (owner, rows, cols, values)
+        One entry per deposited pixel: the artifact it belongs to and what it adds (ADU).
+    sigma : ndarray (n,)
+        Noise σ at each artifact's reference pixel ``(iy, ix)``.
+    ix, iy : ndarray (n,) int
+    background : ndarray
+    params : dict
+        The frame parameters (for ``saturation``).
+    diffusion : float
+        Charge diffusion σ (px) that blurs the layer; none below 0.05.
+    **columns
+        The other truth columns (``x`` and ``y`` at least).
+
+    Returns
+    -------
+    layer : ndarray
+    truth : dict
+        From `_truth_rows`; ``flux`` and ``peak`` as measured on the layer.
+    """
+    owner, rows, cols, values = pixels
+    n = len(kind_index)
+    height, width = background.shape
+    canvas = _Canvas(background.shape)
+    canvas.add_pixels(rows, cols, values)
+    layer = canvas.image()
+    if diffusion > 0.05 and n:
+        kernel = _diffusion_kernel(diffusion)
+        layer = ndimage.convolve1d(layer, kernel, axis=0, mode="constant")
+        layer = ndimage.convolve1d(layer, kernel, axis=1, mode="constant")
+    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
+    flux = np.bincount(owner[inside], values[inside], minlength=n)
+    peak = np.zeros(n)
+    np.maximum.at(peak, owner[inside], layer[rows[inside], cols[inside]])
+    truth = _truth_rows(
+        n,
+        kind,
+        subkind=np.array(subkinds, dtype=object)[kind_index],
+        flux=flux,
+        peak=peak,
+        peak_sigma=peak / sigma,
+        saturated=peak + background[iy, ix] > params["saturation"],
+        **columns,
+    )
+    return layer, truth
+
+
 def _make_cosmic_rays(rng, params, background, noise):
     """Cosmic-ray hits: singles, clusters, worms and tracks; amplitudes log-uniform in σ."""
     height, width = background.shape
-    n = rng.poisson(params["cosmic_ray_density"] * height * width / MEGAPIXEL)
-    if params["n_cosmic_rays"] is not None:
-        n = int(params["n_cosmic_rays"])
-    mix = np.array([params["cosmic_ray_mix"][name] for name in _CR_SUBKINDS])
-    kind_index = rng.choice(len(_CR_SUBKINDS), size=n, p=mix)
+    n, kind_index = _draw_artifact_subkinds(
+        rng, params, background.shape, "cosmic_ray", _CR_SUBKINDS
+    )
     x = rng.uniform(-0.5, width - 0.5, n)
     y = rng.uniform(-0.5, height - 0.5, n)
     ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
     ix, iy = np.clip(ix, 0, width - 1), np.clip(iy, 0, height - 1)
-    sigma = noise[iy, ix]
-    low, high = params["cosmic_ray_snr"]
-    if high is None:
-        high = (params["saturation"] - background[iy, ix]) / sigma
-    amplitude = _log_uniform(rng, low, np.maximum(high, low * 1.001), n) * sigma
+    sigma, amplitude = _draw_artifact_amplitudes(
+        rng, params, "cosmic_ray", background, noise, ix, iy
+    )
 
     owners, rows, cols, values = [], [], [], []
     length = np.full(n, np.nan)
@@ -916,28 +1002,19 @@ def _make_cosmic_rays(rng, params, background, noise):
         ends[0][tracks], ends[1][tracks] = x[tracks] - half_x, y[tracks] - half_y
         ends[2][tracks], ends[3][tracks] = x[tracks] + half_x, y[tracks] + half_y
 
-    owner, rows, cols, values = (np.concatenate(a) for a in (owners, rows, cols, values))
-    canvas = _Canvas(background.shape)
-    canvas.add_pixels(rows, cols, values)
-    layer = canvas.image()
-    if params["charge_diffusion"] > 0.05 and n:
-        kernel = _diffusion_kernel(params["charge_diffusion"])
-        layer = ndimage.convolve1d(layer, kernel, axis=0, mode="constant")
-        layer = ndimage.convolve1d(layer, kernel, axis=1, mode="constant")
-    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-    flux = np.bincount(owner[inside], values[inside], minlength=n)
-    peak = np.zeros(n)
-    np.maximum.at(peak, owner[inside], layer[rows[inside], cols[inside]])
-    subkind = np.array(_CR_SUBKINDS, dtype=object)[kind_index]
-    truth = _truth_rows(
-        n,
+    return _paint_artifacts(
         "cosmic_ray",
+        _CR_SUBKINDS,
+        kind_index,
+        tuple(np.concatenate(a) for a in (owners, rows, cols, values)),
+        sigma,
+        ix,
+        iy,
+        background,
+        params,
+        diffusion=params["charge_diffusion"],
         x=centre_x,
         y=centre_y,
-        subkind=subkind,
-        flux=flux,
-        peak=peak,
-        peak_sigma=peak / sigma,
         length=length,
         angle=angle,
         width=track_width,
@@ -945,26 +1022,20 @@ def _make_cosmic_rays(rng, params, background, noise):
         y0=ends[1],
         x1=ends[2],
         y1=ends[3],
-        saturated=peak + background[iy, ix] > params["saturation"],
     )
-    return layer, truth
 
 
 def _make_hot_pixels(rng, params, background, noise):
     """Hot pixels (singles, adjacent pairs, 3–5 px clusters) and warm column segments."""
     height, width = background.shape
-    n = rng.poisson(params["hot_pixel_density"] * height * width / MEGAPIXEL)
-    if params["n_hot_pixels"] is not None:
-        n = int(params["n_hot_pixels"])
-    mix = np.array([params["hot_pixel_mix"][name] for name in _HOT_SUBKINDS])
-    kind_index = rng.choice(len(_HOT_SUBKINDS), size=n, p=mix)
+    n, kind_index = _draw_artifact_subkinds(
+        rng, params, background.shape, "hot_pixel", _HOT_SUBKINDS
+    )
     ix = rng.integers(0, width, n)
     iy = rng.integers(0, height, n)
-    sigma = noise[iy, ix]
-    low, high = params["hot_pixel_snr"]
-    if high is None:
-        high = (params["saturation"] - background[iy, ix]) / sigma
-    amplitude = _log_uniform(rng, low, np.maximum(high, low * 1.001), n) * sigma
+    sigma, amplitude = _draw_artifact_amplitudes(
+        rng, params, "hot_pixel", background, noise, ix, iy
+    )
     segment_amp = _log_uniform(rng, 3.0, 50.0, n) * sigma
 
     sizes = np.select(
@@ -995,33 +1066,25 @@ def _make_hot_pixels(rng, params, background, noise):
     cols = np.concatenate([cols, ix[seg_owner]])
     values = np.concatenate([values, segment_amp[seg_owner]])
 
-    canvas = _Canvas(background.shape)
-    canvas.add_pixels(rows, cols, values)
-    layer = canvas.image()
-    inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-    flux = np.bincount(owner[inside], values[inside], minlength=n)
-    peak = np.zeros(n)
-    np.maximum.at(peak, owner[inside], layer[rows[inside], cols[inside]])
     centre_x = ix + np.where(clumps, (offsets[..., 0] * valid).sum(1) / valid.sum(1), 0.0)
     centre_y = iy + np.where(
         clumps, (offsets[..., 1] * valid).sum(1) / valid.sum(1), (sizes - 1) / 2.0
     )
-    length = sizes.astype(float)
-    subkind = np.array(_HOT_SUBKINDS, dtype=object)[kind_index]
-    truth = _truth_rows(
-        n,
+    return _paint_artifacts(
         "hot_pixel",
+        _HOT_SUBKINDS,
+        kind_index,
+        (owner, rows, cols, values),
+        sigma,
+        ix,
+        iy,
+        background,
+        params,
         x=centre_x,
         y=centre_y,
-        subkind=subkind,
-        flux=flux,
-        peak=peak,
-        peak_sigma=peak / sigma,
-        length=length,
+        length=sizes.astype(float),
         angle=np.where(clumps, np.nan, 90.0),
-        saturated=peak + background[iy, ix] > params["saturation"],
     )
-    return layer, truth
 
 
 def _clip_line_to_frame(px, py, angle, half_length, shape):

@@ -50,8 +50,7 @@ def classify_frame(frame_path, catalog_path, model_path, models, report, should_
     tuple of (VettingData, threshold)
     """
     from ..core.atlas import empty_atlas, render_tiles
-    from ..core.classify import add_scores, iter_scores, open_frame_and_catalog
-    from ..core.preprocess import plan_rescale
+    from ..core.classify import iter_scores, open_frame_and_catalog
 
     report(0, 0, f"Reading {Path(frame_path).name}")
     frame, table, fwhm = open_frame_and_catalog(frame_path, catalog_path, **options)
@@ -70,18 +69,13 @@ def classify_frame(frame_path, catalog_path, model_path, models, report, should_
         scored = np.flatnonzero(chunk.scorable)
         atlas[chunk.start + scored] = render_tiles(chunk.inputs[scored])
         report(chunk.stop, n_objects, "Classifying")
-    reasons = reasons.astype(str)
-    add_scores(table, scores, reasons)
-    data = VettingData(
-        frame=frame,
-        table=table,
-        x=x,
-        y=y,
-        scores=scores,
-        reasons=reasons,
-        atlas=atlas,
+    data = VettingData.from_scores(
+        frame,
+        table,
+        scores,
+        reasons,
+        atlas,
         fwhm=fwhm,
-        rescale=plan_rescale(fwhm, model.params),
         params=model.params,
         model_name=model.name,
         frame_path=str(frame_path),

@@ -59,6 +59,52 @@ class VettingData:
         if self.labels is None:
             self.labels = np.full(len(self.scores), UNLABELED, np.int8)
 
+    @classmethod
+    def from_scores(cls, frame, table, scores, reasons, atlas, *, fwhm, params, **fields):
+        """The data of a classified frame: its catalog, the scores and the rendered tiles.
+
+        Writes the scores into ``table`` (``rb_score``/``rb_reason``, in place), takes the
+        positions from its ``x`` and ``y`` columns and plans the rescaling from ``fwhm``.
+
+        Parameters
+        ----------
+        frame : rbvet.core.frame.Frame or None
+        table : astropy.table.Table
+            The catalog, with 0-based ``x`` and ``y`` columns.
+        scores : array_like (N,) float
+            NaN for objects that could not be scored.
+        reasons : array_like (N,) str
+            Why an object was not scored; empty when it was.
+        atlas : ndarray (N, h, w) uint8
+        fwhm : float
+        params : rbvet.core.preprocess.PreprocessParams
+        **fields
+            The other fields (``model_name``, ``frame_path``, ``catalog_path``, ...).
+
+        Returns
+        -------
+        VettingData
+        """
+        from ..core.classify import add_scores
+        from ..core.preprocess import plan_rescale
+
+        scores = np.asarray(scores, np.float32)
+        reasons = np.asarray(reasons, str)
+        add_scores(table, scores, reasons)
+        return cls(
+            frame=frame,
+            table=table,
+            x=np.asarray(table["x"], np.float64),
+            y=np.asarray(table["y"], np.float64),
+            scores=scores,
+            reasons=reasons,
+            atlas=atlas,
+            fwhm=fwhm,
+            rescale=plan_rescale(fwhm, params),
+            params=params,
+            **fields,
+        )
+
     def __len__(self):
         return len(self.scores)
 
