@@ -147,3 +147,18 @@ def test_cached_conversion_of_other_weights_is_not_trusted(tmp_path, inputs, mon
     expected = load_model(one, engine="keras").predict(inputs)
     np.testing.assert_allclose(loaded.predict(inputs), expected, atol=1e-5)
     assert loaded.engine_name == "onnx"
+
+
+def test_parallel_prediction_equals_serial(keras_model, inputs, monkeypatch):
+    """Batches scored on several threads come back in order, equal to one thread's."""
+    from rbvet.core.model import inference_threads
+
+    monkeypatch.setenv("RBVET_INFERENCE_THREADS", "1")
+    assert inference_threads() == 1
+    serial = RealBogusModel(keras_model).predict(inputs)
+    monkeypatch.setenv("RBVET_INFERENCE_THREADS", "3")
+    assert inference_threads() == 3
+    parallel = RealBogusModel(keras_model).predict(inputs)
+    np.testing.assert_array_equal(parallel, serial)
+    monkeypatch.setenv("RBVET_INFERENCE_THREADS", "many")
+    assert inference_threads() >= 1

@@ -72,10 +72,11 @@ PATTERN_PLACEHOLDERS = ("stem", "name", "dir")
 
 _FITS_SUFFIXES = (".fz", ".gz", ".fits", ".fit", ".fts")
 
-# Environment variables read by the inference engines when they start: ONNX Runtime's
-# intra-op pool and TensorFlow's (TensorFlow converts the model and is the fallback engine).
+# Environment variables read by the inference engines: rbvet's parallel ONNX runs (see
+# `rbvet.core.model.inference_threads`) and TensorFlow's pools when it starts (TensorFlow
+# converts the model and is the fallback engine).
 _THREAD_VARIABLES = (
-    "ORT_INTRA_OP_NUM_THREADS",
+    "RBVET_INFERENCE_THREADS",
     "TF_NUM_INTRAOP_THREADS",
     "TF_NUM_INTEROP_THREADS",
 )

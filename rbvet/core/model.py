@@ -293,7 +293,12 @@ class RealBogusModel:
 
 
 def inference_threads():
-    """Threads that predict in parallel: the cores this process may use."""
+    """Threads that predict in parallel: ``RBVET_INFERENCE_THREADS``, else the cores this
+    process may use (a Dask worker per core sets 1)."""
+    try:
+        return max(1, int(os.environ["RBVET_INFERENCE_THREADS"]))
+    except (KeyError, ValueError):
+        pass
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
