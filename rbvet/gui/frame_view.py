@@ -2,15 +2,22 @@
 
 `FrameView` draws the frame once as a uint8 display image (interval and stretch from
 `rbvet.gui.stretch`) in a pyqtgraph `ImageItem` whose pixel centres sit at integer
-0-based coordinates, row 0 at the bottom. All objects are one `ScatterPlotItem` of open
+0-based coordinates, row 0 at the bottom. The objects are one scatter item of open
 circles, coloured by score relative to the threshold (or by label once labeled); the
 selected object gets its own highlight item. The panel only reads `VettingState` and
 follows its signals; clicking a marker selects the object through the state.
+
+A big frame stays responsive: the image is drawn from a pyramid level about as coarse as
+the screen (the display can be made ahead in a worker, `prepare_display`), markers share a
+few pens and are set without per-point Python work (`_MarkerScatter`), and with many
+objects only the markers in and near the view are drawn, refreshed once the view settles.
 """
 
 from __future__ import annotations
 
 import os
+import weakref
+from dataclasses import dataclass
 
 import numpy as np
 import pyqtgraph as pg
@@ -66,6 +73,13 @@ RELABEL_REDRAW_ALL = 200
 """Relabeling more objects than this redraws all markers instead of re-penning each."""
 RELABEL_DELAY_MS = 250
 """Markers follow labels this long after the last one (off the keypress's repaint)."""
+MARKER_CULL_OBJECTS = 5000
+"""With more markers to draw than this, only those in and near the view are drawn."""
+MARKER_CULL_MARGIN = 0.5
+"""Culled markers are drawn this many view widths (heights) beyond each side of the view,
+so a short pan finds them already there."""
+VIEW_SETTLE_MS = 50
+"""Culled markers follow the view this long after it last moved."""
 
 
 class FrameView(QWidget):
@@ -85,6 +99,7 @@ class FrameView(QWidget):
         Shows the uint8 display image; pixel ``(row, col)`` is centred on ``(col, row)``.
     scatter : pyqtgraph.ScatterPlotItem
         One open circle per drawn object; each point's ``data()`` is its object index.
+        With more than `MARKER_CULL_OBJECTS` to draw, only those in and near the view are.
     highlight : pyqtgraph.ScatterPlotItem
         The selected object's marker (empty when nothing is selected).
     display_image : ndarray (H, W) uint8 or None
@@ -114,7 +129,9 @@ class FrameView(QWidget):
         self._pyramid = []  # uint8 display image, then halved copies (see display_pyramid)
         self._level = -1  # pyramid level the ImageItem shows
         self._limits = {}  # interval name -> (vmin, vmax) for the current frame
-        self._visible = np.zeros(0, np.intp)
+        self._drawable = np.zeros(0, np.intp)  # objects the show filter keeps, in order
+        self._visible = np.zeros(0, np.intp)  # those drawn (all, or the ones near the view)
+        self._marker_threshold = None  # threshold the drawn markers' colours follow
         self._marker_pixels = 0
         self._pens = _PenCache()
 
@@ -137,7 +154,7 @@ class FrameView(QWidget):
         self.image_item = pg.ImageItem(axisOrder="row-major")
         self.image_item.setZValue(0)
         self.image_item.setPos(-0.5, -0.5)  # pixel (row, col) centred on (x=col, y=row)
-        self.scatter = pg.ScatterPlotItem(pxMode=True, symbol="o", brush=None, size=10)
+        self.scatter = _MarkerScatter(symbol="o", size=10)
         self.scatter.setZValue(10)
         self.highlight = pg.ScatterPlotItem(
             pxMode=True,
@@ -189,9 +206,14 @@ class FrameView(QWidget):
         self.fit_button.clicked.connect(self.fit_frame)
         self.scatter.sigClicked.connect(self._on_marker_clicked)
         self.view_box.sigTransformChanged.connect(self._update_view_scale)
+        self.view_box.sigRangeChanged.connect(self._on_view_moved)
         self.plot.scene().sigMouseMoved.connect(self._update_readout)
+        self._view_settle_timer = QTimer(self)
+        self._view_settle_timer.setSingleShot(True)
+        self._view_settle_timer.setInterval(VIEW_SETTLE_MS)
+        self._view_settle_timer.timeout.connect(self._draw_markers)
         state.dataChanged.connect(self._on_data_changed)
-        state.thresholdChanged.connect(self._update_markers)
+        state.thresholdChanged.connect(self._on_threshold_changed)
         state.selectionChanged.connect(self._on_selection_changed)
         self._relabeled = []
         self._relabel_timer = QTimer(self)
@@ -262,20 +284,23 @@ class FrameView(QWidget):
         self._limits = {}
         self._relabeled = []
         self._relabel_timer.stop()
+        self._view_settle_timer.stop()
+        self._marker_threshold = None
+        self._visible = np.zeros(0, np.intp)  # the new objects' markers are all new
+        self.scatter.clear()
         if data is None:
             self._pyramid = []
             self._level = -1
             self.image_item.clear()
-            self.scatter.clear()
             self.highlight.clear()
-            self._visible = np.zeros(0, np.intp)
+            self._drawable = np.zeros(0, np.intp)
             self.readout.setText(" ")
             return
         self._render_image()
         self.readout.setText(self._summary())
-        self._update_markers()
         self.highlight.clear()  # a new frame comes with no selection
-        self.fit_frame()
+        self.fit_frame()  # first, so that culled markers are picked for the new view
+        self._update_markers()
 
     def _render_image(self):
         """Make the uint8 display image (and its pyramid) for the interval and stretch."""
@@ -284,16 +309,28 @@ class FrameView(QWidget):
             return
         frame = data.frame
         interval = self.interval_combo.currentText()
-        if interval not in self._limits:
-            self._limits[interval] = display_limits(frame.image, interval, frame.mask)
-        display = to_uint8(
-            frame.image,
-            stretch=self.stretch_combo.currentText(),
-            limits=self._limits[interval],
-        )
-        self._pyramid = display_pyramid(display)
+        stretch = self.stretch_combo.currentText()
+        prepared = _prepared_displays.pop(frame, None)
+        if prepared is not None:
+            self._limits.setdefault(prepared.interval, prepared.limits)
+        if prepared is not None and (prepared.interval, prepared.stretch) == (interval, stretch):
+            self._pyramid = prepared.pyramid
+        else:
+            if interval not in self._limits:
+                self._limits[interval] = display_limits(frame.image, interval, frame.mask)
+            display = to_uint8(frame.image, stretch=stretch, limits=self._limits[interval])
+            self._pyramid = display_pyramid(display)
         self._level = -1
         self._update_view_scale()
+
+    def _on_threshold_changed(self, threshold):
+        """Recolour the markers, unless they already follow ``threshold``.
+
+        `VettingState.set_data` announces the threshold right after the new data, which
+        `_on_data_changed` has drawn with it.
+        """
+        if threshold != self._marker_threshold:
+            self._update_markers()
 
     def _update_markers(self, *_):
         """Redraw the markers: which objects (show filter) and their colours."""
@@ -309,21 +346,64 @@ class FrameView(QWidget):
                 drawable &= scores >= threshold
             elif show == SHOW_BOGUS:
                 drawable &= scores < threshold
-        self._visible = np.flatnonzero(drawable)
-        visible = self._visible
+        self._drawable = np.flatnonzero(drawable)
+        self._marker_threshold = threshold
+        self._draw_markers(recolour=True)
 
+    def _draw_markers(self, recolour=False):
+        """Set the scatter's points: every drawable object, or with many of them the ones
+        within `MARKER_CULL_MARGIN` of the view.
+
+        Parameters
+        ----------
+        recolour : bool
+            Give the markers already drawn their current colours (else they are kept).
+        """
+        data = self.state.data
+        if data is None:
+            return
+        drawable = self._drawable
+        if len(drawable) > MARKER_CULL_OBJECTS:
+            rect = self.view_box.viewRect()
+            margin_x = MARKER_CULL_MARGIN * rect.width()
+            margin_y = MARKER_CULL_MARGIN * rect.height()
+            x, y = data.x[drawable], data.y[drawable]
+            near = (
+                (x >= rect.left() - margin_x)
+                & (x <= rect.right() + margin_x)
+                & (y >= rect.top() - margin_y)
+                & (y <= rect.bottom() + margin_y)
+            )
+            drawable = drawable[near]
+        if np.array_equal(drawable, self._visible):
+            if recolour:
+                self.scatter.set_pens(slice(None), *self._marker_pens(drawable))
+            return
+        self._visible = drawable
         self._marker_pixels = self._marker_size()
-        self.scatter.setData(
-            x=data.x[visible],
-            y=data.y[visible],
-            data=visible,
-            pen=self._marker_pens(visible),
-            brush=None,
+        self.scatter.set_markers(
+            data.x[drawable],
+            data.y[drawable],
+            drawable,
+            *self._marker_pens(drawable),
             size=self._marker_pixels,
         )
 
+    def _on_view_moved(self, *_):
+        """With culled markers, draw those near the new view once it settles."""
+        if len(self._drawable) > MARKER_CULL_OBJECTS:
+            self._view_settle_timer.start()
+
     def _marker_pens(self, indices):
-        """Pens of the objects at ``indices``: colour by score, or by label when labeled."""
+        """Pens of the objects at ``indices``: colour by score, or by label when labeled.
+
+        Returns
+        -------
+        pens : ndarray (S,) object
+            The distinct pens.
+        styles : ndarray (len(indices),) intp
+            Each object's pen, as an index into ``pens``.
+        """
         data = self.state.data
         colors = score_colors(data.scores[indices], self.state.threshold, steps=COLOR_STEPS)
         widths = np.full(len(indices), MARKER_PEN_WIDTH)
@@ -356,10 +436,7 @@ class FrameView(QWidget):
         shown[shown] = self._visible[rows[shown]] == indices[shown]
         if not shown.any():
             return
-        points = self.scatter.data  # pyqtgraph's per-point record array
-        points["pen"][rows[shown]] = self._marker_pens(indices[shown])
-        points["sourceRect"][rows[shown]] = 0  # marks their cached symbols stale
-        self.scatter.updateSpots(points)
+        self.scatter.set_pens(rows[shown], *self._marker_pens(indices[shown]))
 
     def _on_selection_changed(self, index):
         data = self.state.data
@@ -399,7 +476,7 @@ class FrameView(QWidget):
         size = self._marker_size()
         if size != self._marker_pixels:
             self._marker_pixels = size
-            self.scatter.setSize(size)
+            self.scatter.set_marker_size(size)
             if len(self.highlight.data):
                 self.highlight.setSize(_highlight_size(size))
 
@@ -480,6 +557,38 @@ def display_pyramid(display, max_side=PYRAMID_MAX_SIDE):
     return levels
 
 
+@dataclass(frozen=True)
+class _PreparedDisplay:
+    """A frame's display limits and pyramid for one interval and stretch."""
+
+    interval: str
+    stretch: str
+    limits: tuple
+    pyramid: list
+
+
+_prepared_displays = weakref.WeakKeyDictionary()
+"""Frame -> `_PreparedDisplay` made by `prepare_display`; the view that shows it takes it."""
+
+
+def prepare_display(frame, interval=DEFAULT_INTERVAL, stretch=DEFAULT_STRETCH):
+    """Make a frame's display image and pyramid ahead of time, e.g. in a worker thread.
+
+    For a big frame this is most of the cost of showing it (about a second at 8k x 8k).
+    The next `FrameView` to show ``frame`` with this interval and stretch uses the result
+    instead of computing it on the GUI thread; it is kept only as long as ``frame`` is.
+
+    Parameters
+    ----------
+    frame : rbvet.core.frame.Frame
+    interval, stretch : str
+        The view's defaults unless the window shows others.
+    """
+    limits = display_limits(frame.image, interval, frame.mask)
+    pyramid = display_pyramid(to_uint8(frame.image, stretch=stretch, limits=limits))
+    _prepared_displays[frame] = _PreparedDisplay(interval, stretch, limits, pyramid)
+
+
 def _centre_over_image(centre, span, extent):
     """View centre along one axis, moved so a ``span``-wide view stays on the image."""
     low, high = -0.5 + span / 2, extent - 0.5 - span / 2
@@ -528,14 +637,126 @@ class _PenCache:
         self._pens = {}
 
     def pens_for(self, colors, widths):
-        """An object array of pens, one per row of ``colors`` (N, 3) and ``widths`` (N,)."""
-        styles = np.column_stack([colors.astype(np.int64), np.rint(widths * 10).astype(np.int64)])
-        unique, inverse = np.unique(styles, axis=0, return_inverse=True)
-        pens = np.empty(len(unique), dtype=object)
-        pens[:] = [self._pen(tuple(int(v) for v in style)) for style in unique]
-        return pens[inverse.ravel()]
+        """The distinct pens for ``colors`` (N, 3) uint8 and ``widths`` (N,), and each row's.
 
-    def _pen(self, style):
-        if style not in self._pens:
-            self._pens[style] = pg.mkPen(style[:3], width=style[3] / 10)
-        return self._pens[style]
+        Returns
+        -------
+        pens : ndarray (S,) object
+        styles : ndarray (N,) intp
+            Row ``i`` is drawn with ``pens[styles[i]]``.
+        """
+        colors = colors.astype(np.int64)
+        tenths = np.rint(np.asarray(widths) * 10).astype(np.int64)
+        keys = (colors[:, 0] << 40) | (colors[:, 1] << 32) | (colors[:, 2] << 24) | tenths
+        unique, styles = np.unique(keys, return_inverse=True)
+        pens = np.empty(len(unique), dtype=object)
+        pens[:] = [self._pen(int(key)) for key in unique]
+        return pens, styles.ravel().astype(np.intp)
+
+    def _pen(self, key):
+        if key not in self._pens:
+            color = ((key >> 40) & 255, (key >> 32) & 255, (key >> 24) & 255)
+            self._pens[key] = pg.mkPen(color, width=(key & 0xFFFFFF) / 10)
+        return self._pens[key]
+
+
+class _MarkerScatter(pg.ScatterPlotItem):
+    """A pixel-mode scatter of points that share a few pens, set without per-point work.
+
+    pyqtgraph's `setData`, `setSize` and `setPen` look each point's symbol up in the
+    symbol atlas one at a time, in Python: about a second for 100k markers, paid again on
+    every zoom that changes the marker size. Here every point keeps the index of its pen
+    in a short style table; the atlas is asked once per style, and the per-point fields of
+    pyqtgraph's record array (``data``: ``pen``, ``sourceRect``) are filled by indexing.
+    Painting, clicks and ``points()`` stay pyqtgraph's. The symbol, size and brush are the
+    item's defaults (``opts``), shared by all points.
+    """
+
+    def __init__(self, **options):
+        super().__init__(pxMode=True, brush=None, **options)
+        self._style_pens = np.zeros(0, dtype=object)  # style -> QPen
+        self._point_styles = np.zeros(0, np.intp)  # point -> style
+
+    def set_markers(self, x, y, tags, pens, styles, size):
+        """Replace all points.
+
+        Parameters
+        ----------
+        x, y : ndarray (N,)
+        tags : ndarray (N,) int
+            Each point's ``data()``.
+        pens : ndarray (S,) object
+        styles : ndarray (N,) intp
+            Point ``i`` is drawn with ``pens[styles[i]]``.
+        size : int
+            Marker diameter in screen pixels.
+        """
+        # np.zeros and then None is ten times quicker than np.empty's per-record None.
+        points = np.zeros(len(x), dtype=self.data.dtype)
+        for name, (field_type, *_) in points.dtype.fields.items():
+            if field_type.hasobject:
+                points[name] = None  # pyqtgraph's "unset" (the item's default)
+        points["x"] = x
+        points["y"] = y
+        points["size"] = -1  # pyqtgraph's "the item's size"
+        points["visible"] = True
+        points["data"] = tags
+        self.data = points
+        self.opts["size"] = size
+        self._style_pens = np.asarray(pens, dtype=object)
+        self._point_styles = np.asarray(styles, np.intp)
+        self._restyle(slice(None))
+        self.prepareGeometryChange()
+        self.informViewBoundsChanged()
+        self.bounds = [None, None]
+        self.sigPlotChanged.emit(self)
+
+    def set_pens(self, rows, pens, styles):
+        """Give the points at ``rows`` the pens ``pens[styles]``."""
+        position = {id(pen): i for i, pen in enumerate(self._style_pens)}
+        table = list(self._style_pens)
+        for pen in pens:
+            if id(pen) not in position:
+                position[id(pen)] = len(table)
+                table.append(pen)
+        self._style_pens = np.empty(len(table), dtype=object)
+        self._style_pens[:] = table
+        remap = np.array([position[id(pen)] for pen in pens], np.intp)
+        self._point_styles[rows] = remap[styles]
+        self._restyle(rows)
+
+    def clear(self):
+        """Remove all points."""
+        super().clear()
+        self._style_pens = np.zeros(0, dtype=object)
+        self._point_styles = np.zeros(0, np.intp)
+
+    def set_marker_size(self, size):
+        """Draw every marker ``size`` screen pixels across."""
+        if size != self.opts["size"]:
+            self.opts["size"] = size
+            self._restyle(slice(None))
+
+    def pointsAt(self, pos):  # noqa: N802 (pyqtgraph's name)
+        """The points under ``pos``, topmost first, as pyqtgraph ``SpotItem`` objects.
+
+        pyqtgraph's version first makes a ``SpotItem`` for every point (a third of a
+        second for 100k, on the first click); this makes them for the points hit only.
+        """
+        rows = np.flatnonzero(self._maskAt(pos))[::-1]
+        items = self.data["item"]
+        for row in rows[np.equal(items[rows], None)]:
+            items[row] = pg.SpotItem(self.data[row], self, row)
+        return items[rows]
+
+    def _restyle(self, rows):
+        """Set the pen and atlas rectangle of the points at ``rows`` from their styles."""
+        symbol, size, brush = self.opts["symbol"], self.opts["size"], self.opts["brush"]
+        rects = np.array(
+            self.fragmentAtlas[[(symbol, size, pen, brush) for pen in self._style_pens]],
+            dtype=self.data.dtype["sourceRect"],
+        )
+        styles = self._point_styles[rows]
+        self.data["pen"][rows] = self._style_pens[styles]
+        self.data["sourceRect"][rows] = rects[styles]
+        self.updateSpots()  # nothing left to look up; resizes and repaints
