@@ -290,6 +290,53 @@ def test_truncated_compressed_file(tmp_path):
         read_frame(path)
 
 
+def _gzip_skips(monkeypatch):
+    """Bytes of decompressed data each forward seek in a gzip stream skips (recorded)."""
+    import gzip
+
+    skips = []
+    seek = gzip.GzipFile.seek
+
+    def recording_seek(stream, offset, whence=0):
+        if whence == 1 and offset > 0:
+            skips.append(offset)
+        return seek(stream, offset, whence)
+
+    monkeypatch.setattr(gzip.GzipFile, "seek", recording_seek)
+    return skips
+
+
+def test_gzip_header_check_does_not_decompress_the_last_data(tmp_path, monkeypatch):
+    from rbvet.core.frame import check_fits_headers
+
+    path = tmp_path / "frame.fits.gz"
+    image = _image(shape=(1000, 1000))
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(image)]).writeto(path)
+    skips = _gzip_skips(monkeypatch)
+    check_fits_headers(path)
+    assert skips == []  # the gzip trailer says the image ends the stream
+    _check_image(read_frame(path), image)
+
+
+def test_gzip_header_check_still_walks_every_header(tmp_path, monkeypatch):
+    import gzip
+    import io
+
+    from rbvet.core.frame import check_fits_headers
+
+    buffer = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(_image()), fits.ImageHDU(_image(seed=1))]).writeto(buffer)
+    blob = bytearray(buffer.getvalue())
+    card = blob.index(b"NAXIS   =", blob.index(b"XTENSION"))
+    blob[card : card + 80] = b"NAXIS   =        4398046511104".ljust(80)
+    path = tmp_path / "corrupt_extension.fits.gz"
+    path.write_bytes(gzip.compress(bytes(blob)))
+    skips = _gzip_skips(monkeypatch)
+    with pytest.raises(RbvetError, match="corrupt FITS header in HDU 1: NAXIS"):
+        check_fits_headers(path)
+    assert skips == [3 * 2880]  # the primary's data only (40 x 50 float32, padded)
+
+
 def test_table_only_file(tmp_path):
     path = tmp_path / "table.fits"
     table = fits.BinTableHDU.from_columns([fits.Column(name="x", format="E", array=[1.0, 2.0])])

@@ -5,6 +5,7 @@ Every window here uses a label store in a temporary folder; none touches the use
 """
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from rbvet.gui.jobs import ModelCache
 from rbvet.gui.main_window import MainWindow
 from rbvet.gui.retrain_dialog import model_save_target
 from rbvet.gui.state import BOGUS, REAL, UNLABELED
+from rbvet.gui.workers import STOP_TIMEOUT_MS
 
 CLASSIFY_TIMEOUT_MS = 180_000
 TRAIN_TIMEOUT_MS = 300_000
@@ -491,6 +493,50 @@ def test_retrain_cancel_and_reject_change_nothing(qtbot, tmp_path, store_path):
     assert not (tmp_path / "models").exists()
     assert window.model_path is None and window.state.data is data
     assert not window.busy
+    window.close()
+
+
+def start_long_training(qtbot, window):
+    """The retraining dialog training for up to 100 epochs, its first epoch done."""
+    dialog = window.retrain_from_labels()
+    dialog.simulated_spin.setValue(0.0)
+    dialog.epochs_spin.setValue(100)
+    dialog.start_training()
+    qtbot.waitUntil(lambda: dialog.epochs_done >= 1, timeout=TRAIN_TIMEOUT_MS)
+    assert dialog.is_training
+    return dialog
+
+
+def test_closing_the_window_while_retraining_stops_it(qtbot, tmp_path, store_path):
+    window = open_labeled_demo(qtbot, tmp_path, store_path)
+    dialog = start_long_training(qtbot, window)
+    job = dialog.job
+    started = time.monotonic()
+    window.close()
+    seconds = time.monotonic() - started
+    print(f"closing while training took {seconds:.2f} s")
+    assert seconds < STOP_TIMEOUT_MS / 1000 + 1.0  # the bounded wait, and saving settings
+    qtbot.waitUntil(lambda: not job.isRunning(), timeout=10_000)  # it did stop
+    assert not dialog.isVisible() and not window.isVisible()
+    assert dialog.retrain_result is None and dialog.epochs_done < 100
+    assert not (tmp_path / "models").exists()  # nothing saved, not even in part
+    # the leak check (tests/conftest.py) then verifies that no thread is left running
+
+
+def test_escape_closes_the_retrain_dialog_and_stops_training(qtbot, tmp_path, store_path):
+    window = open_labeled_demo(qtbot, tmp_path, store_path)
+    data = window.state.data
+    dialog = start_long_training(qtbot, window)
+    job = dialog.job
+    started = time.monotonic()
+    qtbot.keyClick(dialog, Qt.Key.Key_Escape)
+    assert time.monotonic() - started < STOP_TIMEOUT_MS / 1000 + 1.0
+    assert not dialog.isVisible()
+    qtbot.waitUntil(lambda: not job.isRunning(), timeout=10_000)
+    assert dialog.retrain_result is None and dialog.decision is None
+    assert dialog.epochs_done < 100
+    assert not (tmp_path / "models").exists()
+    assert window.isVisible() and window.state.data is data and window.model_path is None
     window.close()
 
 

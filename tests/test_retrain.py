@@ -1,6 +1,7 @@
 """Retraining from labels: split before augmentation, comparison, versioned saving, CLI."""
 
 import json
+from concurrent.futures import CancelledError
 
 import numpy as np
 import pytest
@@ -129,10 +130,45 @@ def test_save_versioned_counts_up_and_names_the_parent(tmp_path, fine_tuned):
     ]
 
 
-def test_retrain_can_be_cancelled(demo_training_set):
-    result = retrain(demo_training_set, epochs=3, should_stop=lambda: True)
-    assert result.stopped and result.model.card["training"]["epochs_run"] == 1
+def test_retrain_can_be_stopped_while_it_trains(demo_training_set):
+    epochs_done = []
+    result = retrain(
+        demo_training_set,
+        epochs=3,
+        progress=lambda epoch, epochs, logs: epochs_done.append(epoch),
+        should_stop=lambda: bool(epochs_done),
+    )
+    # Stopped after the first batch of the second epoch; the model so far is compared.
+    assert result.stopped and result.model.card["training"]["epochs_run"] == 2
+    assert result.model.card["training"]["stopped_early_by_user"]
     assert set(result.comparison) == {"old", "new"}
+
+
+def test_retrain_cancelled_before_training_raises(demo_training_set):
+    with pytest.raises(CancelledError):
+        retrain(demo_training_set, epochs=3, should_stop=lambda: True)
+
+
+def test_retrain_cancelled_while_simulating_stops_at_the_next_frame(demo_training_set):
+    messages = []
+    asked = []
+
+    def should_stop():
+        asked.append(any(message.startswith("Simulating") for message in messages))
+        return asked[-1]
+
+    with pytest.raises(CancelledError):
+        retrain(
+            demo_training_set,
+            simulated_ratio=0.5,
+            epochs=1,
+            simulated_frame_size=256,
+            should_stop=should_stop,
+            log=messages.append,
+        )
+    assert any(message.startswith("Simulating") for message in messages)
+    assert not any(message.startswith("Simulated") for message in messages)  # frames left
+    assert asked.count(True) == 1
 
 
 def test_retrain_refuses_too_few_or_bad_labels(demo_training_set):

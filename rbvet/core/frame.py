@@ -45,6 +45,7 @@ _IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
 _MAX_FITS_COUNT = 999
 _COUNTED_KEYWORDS = ("NAXIS", "ZNAXIS", "TFIELDS")
 _FITS_BLOCK = 2880
+_GZIP_MIN_SIZE = 18  # a gzip member's header and trailer
 
 
 @dataclass(eq=False)  # frames compare by identity: element-wise array equality is no answer
@@ -361,10 +362,14 @@ def check_fits_headers(path) -> None:
     import bz2
     import gzip
 
+    gzip_size = None
     try:
         with open(path, "rb") as raw:
             magic = raw.read(3)
             size = os.fstat(raw.fileno()).st_size
+            if magic.startswith(b"\x1f\x8b") and size >= _GZIP_MIN_SIZE:
+                raw.seek(-4, os.SEEK_END)  # the trailer's uncompressed size, modulo 2**32
+                gzip_size = int.from_bytes(raw.read(4), "little")
     except OSError as exc:
         raise RbvetError(f"cannot open ({exc.strerror or exc})", path) from None
     if magic.startswith(b"\x1f\x8b"):
@@ -383,7 +388,15 @@ def check_fits_headers(path) -> None:
                 except Exception:  # end of file, or a header fits.open will report
                     return
                 data_size = _declared_data_size(header, index, path)
-                if data_size is None or (size is not None and stream.tell() + data_size > size):
+                if data_size is None:
+                    return
+                end = stream.tell() + data_size
+                if size is not None and end >= size:
+                    return  # no room for another header after this HDU
+                if gzip_size is not None and end % 2**32 == gzip_size:
+                    # This HDU ends the gzip stream: stop rather than decompress its data
+                    # only to find nothing after it. A stream that does not end where the
+                    # trailer says (several members, trailing bytes) is walked to its end.
                     return
                 stream.seek(data_size, os.SEEK_CUR)
     except RbvetError:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RbvetError
+from .errors import RbvetError, raise_if_stopped
 
 FINE_TUNE_LEARNING_RATE = 1e-4
 SCRATCH_LEARNING_RATE = 1e-3
@@ -171,12 +171,15 @@ def _clone_for_fine_tuning(keras_model, learning_rate):
     return clone
 
 
-def simulated_objects(n_objects, params, seed=0, frame_size=SIMULATED_FRAME_SIZE, log=None):
+def simulated_objects(
+    n_objects, params, seed=0, frame_size=SIMULATED_FRAME_SIZE, log=None, should_stop=None
+):
     """About ``n_objects`` labeled simulated objects (a `TrainingSet`), exactly that many.
 
     Small frames are simulated (in parallel) until there are enough detections, then
     ``n_objects`` of them are drawn at random. Group ids are negative (-1, -2, ... per
-    frame) so they never collide with label-store frame ids.
+    frame) so they never collide with label-store frame ids. Once ``should_stop()``
+    returns True, `concurrent.futures.CancelledError` is raised as the next frame is done.
     """
     from .preprocess import PreprocessParams
     from .train import TrainingSet, simulated_training_set
@@ -199,6 +202,7 @@ def simulated_objects(n_objects, params, seed=0, frame_size=SIMULATED_FRAME_SIZE
             seed=int(rng.integers(2**31)),
             workers=1 if n_frames < 3 else None,
             log=log,
+            progress=lambda done, total: raise_if_stopped(should_stop, "retraining cancelled"),
         )
         part.groups = (-(frames_done + 1) - part.groups.astype(np.int64)).astype(np.int32)
         parts.append(part)
@@ -274,7 +278,9 @@ def retrain(
     progress : callable, optional
         ``progress(epoch, epochs, logs)`` after each epoch (``epoch`` counts from 0).
     should_stop : callable, optional
-        Training stops at the end of the current batch once it returns True.
+        Once it returns True, training stops at the end of the current batch (the
+        result is marked ``stopped``); before training has begun (loading, simulating
+        objects) `concurrent.futures.CancelledError` is raised instead.
     log : callable, optional
         Called with one-line messages.
     held_out_fraction : float
@@ -304,6 +310,7 @@ def retrain(
             log(message)
 
     base = _resolve_base_model(base_model)
+    raise_if_stopped(should_stop, "retraining cancelled")
     _check_training_set(training_set, base.input_size)
     threshold = base.threshold if threshold is None else float(threshold)
     if simulated_ratio < 0:
@@ -343,7 +350,12 @@ def retrain(
     if n_simulated:
         say(f"Simulating {n_simulated} objects on {simulated_frame_size}-pixel frames")
         simulated = simulated_objects(
-            n_simulated, base.params, seed=seed, frame_size=simulated_frame_size, log=say
+            n_simulated,
+            base.params,
+            seed=seed,
+            frame_size=simulated_frame_size,
+            log=say,
+            should_stop=should_stop,
         )
         inputs = np.concatenate([inputs, simulated.inputs])
         train_labels = np.concatenate([train_labels, simulated.labels.astype(np.int8)])
@@ -361,6 +373,7 @@ def retrain(
     else:
         rate = learning_rate or FINE_TUNE_LEARNING_RATE
         model = _clone_for_fine_tuning(base.keras_model, rate)
+    raise_if_stopped(should_stop, "retraining cancelled")
     say(
         ("Training from scratch" if from_scratch else f"Fine-tuning {base.name}")
         + f" for up to {epochs} epochs (learning rate {rate:g})"

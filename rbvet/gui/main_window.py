@@ -744,12 +744,20 @@ class MainWindow(QMainWindow):
         self.store_button.setToolTip(text + "\nClick to choose another label store")
 
     def closeEvent(self, event):
-        self.cancel_job(wait=True)
-        if self.retrain_dialog is not None:
-            self.retrain_dialog.close()
+        """Cancel the jobs, save the layout, then wait a bounded time for the jobs to
+        end (`JobThread.stop`): closing never waits for a step that cannot stop."""
+        dialog = self.retrain_dialog
+        self.cancel_job()
+        if dialog is not None:
+            dialog.cancel_training()
         self.labels.close()
         self.settings.setValue("window/geometry", self.saveGeometry())
         self.settings.setValue("window/state", self.saveState())
+        self.hide()  # not a frozen window while the jobs stop
+        if dialog is not None:
+            dialog.close()
+        if self.job is not None:
+            self.job.stop()
         super().closeEvent(event)
 
 

@@ -419,12 +419,15 @@ class RetrainDialog(QDialog):
         self.job.start()
 
     def cancel_training(self, wait=False):
-        """Stop training at the end of the current batch (nothing is kept)."""
+        """Stop training at the end of the current batch (nothing is kept).
+
+        With ``wait``, wait for the job to end, for a bounded time (`JobThread.stop`).
+        """
         if self.is_training:
             self.job.cancel()
             self.progress_bar.setFormat("cancelling")
             if wait:
-                self.job.wait()
+                self.job.stop()
 
     def accept_model(self):
         """Save the new model (`save_versioned`, see `model_save_target`) and announce it.
