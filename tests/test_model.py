@@ -92,6 +92,45 @@ def test_bad_model_files(tmp_path):
         load_model(junk.rename(tmp_path / "junk.pkl"))
 
 
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_a_model_with_python_code_is_refused_before_keras_reads_it(tmp_path, suffix, monkeypatch):
+    import keras
+
+    image = keras.Input(shape=(31, 31, 2))
+    doubled = keras.layers.Lambda(lambda tensor: 2.0 * tensor)(image)
+    pooled = keras.layers.GlobalAveragePooling2D()(doubled)
+    output = keras.layers.Dense(1, activation="sigmoid")(pooled)
+    path = tmp_path / f"with_code{suffix}"
+    keras.Model(image, output).save(path)
+
+    def keras_must_not_deserialize(*args, **kwargs):
+        raise AssertionError("Keras was asked to load a model holding Python code")
+
+    monkeypatch.setattr(keras.saving, "load_model", keras_must_not_deserialize)
+    with pytest.raises(RbvetError, match="Lambda layer") as error:
+        load_model(path)
+    message = str(error.value)
+    assert message.startswith(str(path)) and "\n" not in message
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_models_load_in_keras_safe_mode(tmp_path, keras_model, suffix, monkeypatch):
+    import keras
+
+    path = tmp_path / f"m{suffix}"
+    keras_model.save(path)
+    real_load = keras.saving.load_model
+    calls = []
+
+    def recording_load(*args, **kwargs):
+        calls.append(kwargs)
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(keras.saving, "load_model", recording_load)
+    load_model(path, engine="keras")
+    assert [call.get("safe_mode") for call in calls] == [True]
+
+
 def test_wrong_inputs_to_predict(keras_model):
     with pytest.raises(RbvetError, match="do not fit"):
         RealBogusModel(keras_model, engine="keras").predict(np.zeros((2, 21, 21, 2)))

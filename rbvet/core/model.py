@@ -392,6 +392,44 @@ def read_card(path):
     return card
 
 
+def _refuse_lambda_layers(path):
+    """Refuse a model whose saved architecture holds a ``Lambda`` layer.
+
+    A Lambda layer is stored as Python bytecode that loading would run. Keras' safe mode
+    refuses it too, but not every Keras 3 release applies safe mode to ``.h5`` files, so
+    the architecture (``config.json`` in a ``.keras`` zip, ``model_config`` in an HDF5
+    file) is read and checked here first. A file whose architecture cannot be read is
+    left to Keras, which reports it.
+    """
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                text = archive.read("config.json")
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as hdf:
+                text = hdf.attrs.get("model_config")
+        config = json.loads(text) if text is not None else None
+    except (OSError, KeyError, ValueError, RecursionError, zipfile.BadZipFile):
+        return
+    pending = [config]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if node.get("class_name") in ("Lambda", "__lambda__"):
+                raise RbvetError(
+                    "model contains a Lambda layer (arbitrary Python code); rbvet does not "
+                    "load it",
+                    path,
+                )
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+
+
 def load_model(path=None, engine="auto"):
     """Load a model (``.keras`` or STDPipe's legacy ``.h5``) and its card.
 
@@ -409,7 +447,8 @@ def load_model(path=None, engine="auto"):
     Raises
     ------
     RbvetError
-        Missing or unreadable file, or a network whose input rbvet cannot feed.
+        Missing or unreadable file, a network whose input rbvet cannot feed, or one
+        holding a ``Lambda`` layer (Python code; models load in Keras' safe mode).
     """
     path = Path(path) if path is not None else default_model_path()
     if not path.exists():
@@ -418,6 +457,7 @@ def load_model(path=None, engine="auto"):
     suffix = path.suffix.lower()
     if suffix not in (".keras", ".h5", ".hdf5"):
         raise RbvetError("unknown model format: expected a .keras or .h5 file", path)
+    _refuse_lambda_layers(path)
     keras = import_keras()
     try:
         with warnings.catch_warnings():
@@ -425,7 +465,7 @@ def load_model(path=None, engine="auto"):
             if suffix == ".keras":
                 keras_model = keras.saving.load_model(path, safe_mode=True)
             else:
-                keras_model = keras.saving.load_model(path, compile=False)
+                keras_model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for a bad file
         message = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise RbvetError(
