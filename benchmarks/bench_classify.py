@@ -24,14 +24,19 @@ from rbvet.core.simulate import simulate_frame
 from rbvet.core.stamps import iter_inputs
 
 
-def best_rate(function, n, repeats):
-    """Objects per second of the fastest of ``repeats`` calls (noise on a shared machine)."""
-    times = []
+def best_rates(functions, n, repeats):
+    """Objects per second of each function, the fastest of ``repeats`` calls.
+
+    The calls take turns (one of each per round), so a slow spell of a shared machine
+    falls on all of them rather than on whichever ran at that moment.
+    """
+    times = {name: [] for name in functions}
     for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return n / min(times)
+        for name, function in functions.items():
+            started = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - started)
+    return {name: n / min(values) for name, values in times.items()}
 
 
 def make_frame(size, fwhm, n_objects, seed):
@@ -54,7 +59,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--objects", type=int, default=10000)
     parser.add_argument("--size", type=int, default=2048)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--model", help="model file (default: shipped model, else untrained)")
     args = parser.parse_args()
 
@@ -84,17 +89,21 @@ def main():
 
         inputs = stamps_and_inputs()
         model.predict(inputs[:256])  # build the engine outside the timing
-        prep = best_rate(stamps_and_inputs, n, args.repeats)
-        keras_cnn = best_rate(
-            lambda: keras_model.predict(inputs, batch_size=128, verbose=0), n, args.repeats
-        )
-        engine_cnn = best_rate(lambda: model.predict(inputs), n, args.repeats)
-        end_to_end = best_rate(
-            lambda: realbogus.classify_realbogus(
+        functions = {
+            "prep": stamps_and_inputs,
+            "keras": lambda: keras_model.predict(inputs, batch_size=128, verbose=0),
+            "cnn": lambda: model.predict(inputs),
+            "rbvet": lambda: realbogus.classify_realbogus(
                 Table(obj), image, model=model, fwhm=fwhm, flag_bogus=False
             ),
-            n,
-            args.repeats,
+        }
+        if stdpipe_rb is not None:
+            functions["stdpipe"] = lambda: stdpipe_rb.classify_realbogus(
+                Table(obj), image, model=keras_model, fwhm=fwhm, flag_bogus=False
+            )
+        rates = best_rates(functions, n, args.repeats)
+        prep, keras_cnn, engine_cnn, end_to_end = (
+            rates[name] for name in ("prep", "keras", "cnn", "rbvet")
         )
         print(
             f"\nFWHM {fwhm} px (rescale: down {rescale.down}, up {rescale.up}; stamps "
@@ -108,16 +117,9 @@ def main():
             f"= {end_to_end / engine_cnn:.2f} x CNN-only (target >= 0.85)"
         )
         if stdpipe_rb is not None:
-            stdpipe_rate = best_rate(
-                lambda: stdpipe_rb.classify_realbogus(
-                    Table(obj), image, model=keras_model, fwhm=fwhm, flag_bogus=False
-                ),
-                n,
-                args.repeats,
-            )
             print(
-                f"  STDPipe end to end       {stdpipe_rate:10,.0f}   rbvet = "
-                f"{end_to_end / stdpipe_rate:.2f} x STDPipe (target >= 2)"
+                f"  STDPipe end to end       {rates['stdpipe']:10,.0f}   rbvet = "
+                f"{end_to_end / rates['stdpipe']:.2f} x STDPipe (target >= 2)"
             )
         else:
             print("  STDPipe not installed: pip install stdpipe to compare")

@@ -171,3 +171,15 @@ def test_frame_planes_need_maps_and_refuse_absurd_fwhm(frame):
         FramePlanes(frame_from_array(np.ones((50, 50), np.float32)), Rescale())
     with pytest.raises(Exception, match="FWHM"):
         FramePlanes(frame, plan_rescale(400.0))
+
+
+def test_a_smaller_first_chunk_then_full_chunks(awkward_frame):
+    x, y = awkward_positions(np.random.default_rng(6), n=53)
+    chunks = list(
+        iter_inputs(awkward_frame, x, y, plan_rescale(2.5), chunk_size=20, first_chunk_size=7)
+    )
+    assert [(start, len(part)) for start, part in chunks] == [(0, 7), (7, 20), (27, 20), (47, 13)]
+    whole = FramePlanes(awkward_frame, plan_rescale(2.5)).cut(x, y)
+    np.testing.assert_array_equal(
+        np.concatenate([part.inputs for _, part in chunks]), whole.inputs
+    )

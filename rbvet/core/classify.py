@@ -7,19 +7,20 @@ consume it.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
 from .catalog import BOGUS_FLAG
-from .errors import RbvetError
+from .errors import RbvetError, raise_if_stopped
 from .preprocess import plan_rescale
 from .stamps import DEFAULT_CHUNK_SIZE, ObjectInputs, iter_inputs
 
 SCORE_COLUMN = "rb_score"
 REASON_COLUMN = "rb_reason"
 FLAGS_COLUMN = "flags"
+FIRST_CHUNK = 256
+"""Objects in the first chunk: small, so the network starts while the rest is prepared."""
 
 
 @dataclass
@@ -70,29 +71,26 @@ def iter_scores(frame, x, y, model, fwhm, chunk_size=DEFAULT_CHUNK_SIZE, batch_s
         Unscorable objects have score NaN and a ``reason``.
     """
     rescale = plan_rescale(fwhm, model.params)
-    chunks = iter_inputs(frame, x, y, rescale, model.params, chunk_size=chunk_size)
-    for start, objects in prefetched(chunks):
-        scores = np.full(len(objects), np.nan, np.float32)
-        good = objects.scorable
-        if good.any():
-            kwargs = {} if batch_size is None else {"batch_size": batch_size}
-            scores[good] = model.predict(objects.inputs[good], **kwargs)
-        yield ScoredChunk(start, objects, scores)
+    kwargs = {} if batch_size is None else {"batch_size": batch_size}
+    # While the network scores one chunk, the next one is cut and preprocessed.
+    pending = None
+    chunks = iter_inputs(
+        frame, x, y, rescale, model.params, chunk_size=chunk_size, first_chunk_size=FIRST_CHUNK
+    )
+    for start, objects in chunks:
+        scorable = objects.scorable
+        scores_later = model.predict_later(objects.inputs[scorable], **kwargs)
+        if pending is not None:
+            yield _collect(*pending)
+        pending = start, objects, scorable, scores_later
+    if pending is not None:
+        yield _collect(*pending)
 
 
-def prefetched(items):
-    """Iterate over ``items`` while a thread already computes the next one.
-
-    Cutting and preprocessing the next chunk overlaps with scoring the current one:
-    numpy and the inference engines release the GIL.
-    """
-    iterator = iter(items)
-    done = object()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rbvet-prefetch") as pool:
-        pending = pool.submit(next, iterator, done)
-        while (item := pending.result()) is not done:
-            pending = pool.submit(next, iterator, done)
-            yield item
+def _collect(start, objects, scorable, scores_later):
+    scores = np.full(len(objects), np.nan, np.float32)
+    scores[scorable] = scores_later()
+    return ScoredChunk(start, objects, scores)
 
 
 def open_frame_and_catalog(
@@ -106,6 +104,7 @@ def open_frame_and_catalog(
     detect_threshold=3.0,
     fwhm=None,
     log=None,
+    should_stop=None,
 ):
     """Read a frame (with background and noise maps) and its objects, and find the FWHM.
 
@@ -121,6 +120,9 @@ def open_frame_and_catalog(
         Frame FWHM in pixels; estimated from the objects when absent.
     log : callable, optional
         Called with one-line messages on what was found.
+    should_stop : callable, optional
+        Asked between the steps (reading, background and noise maps, objects, FWHM);
+        once it returns True, `concurrent.futures.CancelledError` is raised.
 
     Returns
     -------
@@ -132,9 +134,15 @@ def open_frame_and_catalog(
     from .catalog import detect_objects, estimate_fwhm, read_catalog
     from .frame import read_frame
 
+    def stop_if_asked():
+        raise_if_stopped(should_stop, f"{frame_path}: reading cancelled")
+
     log = log or (lambda message: None)
+    stop_if_asked()
     frame = read_frame(frame_path, hdu=hdu, mask=mask, error=error, weight=weight)
+    stop_if_asked()
     frame.ensure_background()
+    stop_if_asked()
     if catalog_path:
         table = read_catalog(catalog_path, frame=frame)
         log(f"Catalog {catalog_path}: {len(table)} objects")
@@ -144,6 +152,7 @@ def open_frame_and_catalog(
         if len(table) == 0:
             raise RbvetError("no objects detected (try a lower detection threshold)", frame_path)
     if fwhm is None:
+        stop_if_asked()
         fwhm = estimate_fwhm(frame, table["x"], table["y"], table=table)
         log(f"FWHM {fwhm:.2f} px (estimated)")
     return frame, table, float(fwhm)

@@ -16,8 +16,10 @@ import hashlib
 import json
 import logging
 import os
+import queue
+import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
@@ -261,6 +263,16 @@ class RealBogusModel:
 
     def predict(self, inputs, batch_size=DEFAULT_BATCH_SIZE):
         """Scores in [0, 1] for a batch of preprocessed inputs of shape (N, size, size, 2)."""
+        return self.predict_later(inputs, batch_size)()
+
+    def predict_later(self, inputs, batch_size=DEFAULT_BATCH_SIZE):
+        """Start scoring ``inputs`` and return a function that waits for the scores.
+
+        With ONNX Runtime the batches run on the prediction threads while the caller
+        goes on (say, preparing the next chunk of objects); the threads move on to the
+        next call's batches without waiting for this one to be collected. With Keras the
+        scores are computed before this returns.
+        """
         inputs = np.ascontiguousarray(inputs, dtype=np.float32)
         expected = (self.input_size, self.input_size, 2)
         if inputs.ndim != 4 or inputs.shape[1:] != expected:
@@ -268,23 +280,23 @@ class RealBogusModel:
                 f"inputs of shape {inputs.shape[1:]} do not fit the model's {expected}", self.path
             )
         if len(inputs) == 0:
-            return np.zeros(0, np.float32)
+            return lambda: np.zeros(0, np.float32)
         self._ensure_engine()
         if self._onnx_session is None:
-            return self._predict_keras(inputs, batch_size)
+            scores = self._predict_keras(inputs, batch_size)
+            return lambda: scores
         session = self._onnx_session
         name = session.get_inputs()[0].name
         step = min(batch_size, _ONNX_BATCH_SIZE)
-        batches = [inputs[i : i + step] for i in range(0, len(inputs), step)]
 
         def run(batch):
             return session.run(None, {name: batch})[0].ravel()
 
-        workers = min(len(batches), inference_threads())
-        if workers == 1:
-            return np.concatenate([run(batch) for batch in batches])
-        with ThreadPoolExecutor(workers, thread_name_prefix="rbvet-onnx") as pool:
-            return np.concatenate(list(pool.map(run, batches)))
+        futures = [
+            _PREDICTION_THREADS.submit(run, inputs[i : i + step])
+            for i in range(0, len(inputs), step)
+        ]
+        return lambda: np.concatenate([future.result() for future in futures])
 
     def save(self, path):
         """Save the network and its card (see `save_model`)."""
@@ -303,6 +315,46 @@ def inference_threads():
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+class _PredictionThreads:
+    """Daemon threads that run ONNX batches, started on first use and kept for the process.
+
+    ONNX Runtime runs each batch on the calling thread (one intra-op thread), so
+    `inference_threads` of these keep that many cores busy. Threads that outlive every
+    call, rather than a pool per call, let the batches of consecutive calls follow each
+    other without a pause at each call's end.
+    """
+
+    def __init__(self):
+        self._queue = queue.SimpleQueue()
+        self._threads = []
+        self._lock = threading.Lock()
+
+    def submit(self, function, argument):
+        """Run ``function(argument)`` on a prediction thread; returns its `Future`."""
+        with self._lock:
+            while len(self._threads) < inference_threads():
+                thread = threading.Thread(
+                    target=self._work, name=f"rbvet-predict-{len(self._threads)}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+        future = Future()
+        self._queue.put((future, function, argument))
+        return future
+
+    def _work(self):
+        while True:
+            future, function, argument = self._queue.get()
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(function(argument))
+                except BaseException as error:  # handed to whoever waits for it
+                    future.set_exception(error)
+
+
+_PREDICTION_THREADS = _PredictionThreads()
 
 
 def _convert_to_onnx(keras_model, input_size):

@@ -217,6 +217,7 @@ def two_channel_inputs(linear, sigma, params):
     ndarray (N, size, size, 2) float32
     """
     n, size = len(linear), linear.shape[-1]
+    linear = np.ascontiguousarray(linear, dtype=np.float32)
     sigma = np.asarray(sigma, np.float32)
     softening = np.float32(params.asinh_softening) * sigma
     bad = ~np.isfinite(softening) | (softening <= 0)
@@ -224,10 +225,17 @@ def two_channel_inputs(linear, sigma, params):
     compressed = fast_arcsinh(linear / softening[:, None, None])
 
     inputs = np.empty((n, size, size, 2), np.float32)
-    for channel, values in enumerate((linear, compressed)):
-        if params.normalize:
-            values = _divide_by_peak(values)
-        inputs[..., channel] = values
+    if not params.normalize:
+        inputs[..., 0], inputs[..., 1] = linear, compressed
+        return inputs
+    # asinh is odd and increasing, so the asinh channel's peak is asinh of the linear
+    # channel's peak over the softening: one search for both channels.
+    rows = linear.reshape(n, -1)
+    peak = np.maximum(rows.max(axis=1), -rows.min(axis=1))
+    compressed_peak = fast_arcsinh(peak / softening)
+    for channel, values, channel_peak in ((0, linear, peak), (1, compressed, compressed_peak)):
+        divisor = np.where(channel_peak > _TINY_PEAK, channel_peak, np.float32(1))
+        np.divide(values, divisor[:, None, None], out=inputs[..., channel])
     return inputs
 
 
@@ -250,10 +258,3 @@ def fast_arcsinh(values):
     if huge.any():
         result[huge] = np.log(magnitude[huge]) + np.float32(np.log(2.0))
     return np.copysign(result, values, out=result)
-
-
-def _divide_by_peak(stamps):
-    # Peak |value| per stamp from max and min of contiguous rows: cheaper than abs().max().
-    rows = np.ascontiguousarray(stamps, dtype=np.float32).reshape(len(stamps), -1)
-    peak = np.maximum(rows.max(axis=1), -rows.min(axis=1))[:, None]
-    return np.divide(rows, peak, out=rows.copy(), where=peak > _TINY_PEAK).reshape(stamps.shape)

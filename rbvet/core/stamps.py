@@ -392,12 +392,23 @@ def _block_means(image, k):
     return means
 
 
-def iter_inputs(frame, x, y, rescale, params=None, chunk_size=DEFAULT_CHUNK_SIZE, **kwargs):
+def iter_inputs(
+    frame,
+    x,
+    y,
+    rescale,
+    params=None,
+    chunk_size=DEFAULT_CHUNK_SIZE,
+    first_chunk_size=None,
+    **kwargs,
+):
     """Yield ``(start, ObjectInputs)`` for consecutive chunks of objects.
 
     Uses `FramePlanes` when the frame has background and noise maps and the objects'
     stamps cover enough of the frame (`PLANE_MIN_COVERAGE`) to repay them; otherwise
     cuts and preprocesses raw stamps chunk by chunk. Both give the same inputs.
+    A smaller ``first_chunk_size`` (frame planes only) lets a consumer that works in
+    parallel, such as the network, start sooner.
     """
     x = np.atleast_1d(np.asarray(x, np.float64))
     y = np.atleast_1d(np.asarray(y, np.float64))
@@ -407,6 +418,7 @@ def iter_inputs(frame, x, y, rescale, params=None, chunk_size=DEFAULT_CHUNK_SIZE
             yield start, ObjectInputs(stamps.inputs(params), stamps.missing, stamps.reason)
         return
     planes = FramePlanes(frame, rescale)
-    for start in range(0, len(x), chunk_size):
-        stop = start + chunk_size
+    first = min(chunk_size, first_chunk_size or chunk_size)
+    starts = [0, *range(first, len(x), chunk_size)] if len(x) else []
+    for start, stop in zip(starts, [*starts[1:], len(x)], strict=True):
         yield start, planes.cut(x[start:stop], y[start:stop], params, **kwargs)

@@ -51,9 +51,12 @@ def classify_frame(frame_path, catalog_path, model_path, models, report, should_
     """
     from ..core.atlas import empty_atlas, render_tiles
     from ..core.classify import iter_scores, open_frame_and_catalog
+    from .frame_view import prepare_display
 
     report(0, 0, f"Reading {Path(frame_path).name}")
-    frame, table, fwhm = open_frame_and_catalog(frame_path, catalog_path, **options)
+    frame, table, fwhm = open_frame_and_catalog(
+        frame_path, catalog_path, should_stop=should_stop, **options
+    )
     report(0, 0, "Loading model")
     model = models.get(model_path)
     n_objects = len(table)
@@ -69,6 +72,8 @@ def classify_frame(frame_path, catalog_path, model_path, models, report, should_
         scored = np.flatnonzero(chunk.scorable)
         atlas[chunk.start + scored] = render_tiles(chunk.inputs[scored])
         report(chunk.stop, n_objects, "Classifying")
+    report(n_objects, n_objects, "Preparing the display")
+    prepare_display(frame)  # about a second at 8k x 8k: here, not on the GUI thread
     data = VettingData.from_scores(
         frame,
         table,
