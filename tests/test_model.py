@@ -201,3 +201,26 @@ def test_parallel_prediction_equals_serial(keras_model, inputs, monkeypatch):
     np.testing.assert_array_equal(parallel, serial)
     monkeypatch.setenv("RBVET_INFERENCE_THREADS", "many")
     assert inference_threads() >= 1
+
+
+def test_prediction_threads_end_when_idle_and_pending_batches_can_be_dropped(keras_model, inputs):
+    """No prediction thread outlives its work (so none is inside ONNX Runtime at exit)."""
+    import threading
+    import time
+    from concurrent.futures import CancelledError
+
+    from rbvet.core.model import IDLE_EXIT_S
+
+    model = RealBogusModel(keras_model)
+    pending = model.predict_later(np.repeat(inputs, 20, axis=0), batch_size=16)
+    pending.cancel()
+    with pytest.raises(CancelledError):
+        pending()  # some batches were dropped, so the whole answer is not there
+    expected = model.predict(inputs)
+    np.testing.assert_allclose(model.predict_later(inputs)(), expected)
+    deadline = time.monotonic() + 20 * IDLE_EXIT_S + 10
+    while time.monotonic() < deadline and any(
+        thread.name.startswith("rbvet-predict") for thread in threading.enumerate()
+    ):
+        time.sleep(0.05)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("rbvet-predict")]

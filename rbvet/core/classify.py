@@ -77,14 +77,19 @@ def iter_scores(frame, x, y, model, fwhm, chunk_size=DEFAULT_CHUNK_SIZE, batch_s
     chunks = iter_inputs(
         frame, x, y, rescale, model.params, chunk_size=chunk_size, first_chunk_size=FIRST_CHUNK
     )
-    for start, objects in chunks:
-        scorable = objects.scorable
-        scores_later = model.predict_later(objects.inputs[scorable], **kwargs)
+    try:
+        for start, objects in chunks:
+            scorable = objects.scorable
+            scores_later = model.predict_later(objects.inputs[scorable], **kwargs)
+            previous, pending = pending, (start, objects, scorable, scores_later)
+            if previous is not None:
+                yield _collect(*previous)
         if pending is not None:
-            yield _collect(*pending)
-        pending = start, objects, scorable, scores_later
-    if pending is not None:
-        yield _collect(*pending)
+            last, pending = pending, None
+            yield _collect(*last)
+    finally:  # a consumer that stops early (a cancelled job) stops the network too
+        if pending is not None:
+            pending[-1].cancel()
 
 
 def _collect(start, objects, scorable, scores_later):
