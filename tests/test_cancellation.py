@@ -4,6 +4,7 @@ Closing the window mid-way through the GUI is in ``test_scale.py`` (classificati
 ``test_gui_labeling.py`` (retraining).
 """
 
+import multiprocessing
 import threading
 import time
 from concurrent.futures import CancelledError
@@ -13,7 +14,9 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
+from rbvet.core import catalog
 from rbvet.core.classify import open_frame_and_catalog
+from rbvet.core.errors import RbvetError
 
 READING_STEPS = 4
 """Times `open_frame_and_catalog` asks ``should_stop`` when it estimates the FWHM."""
@@ -47,6 +50,94 @@ def test_reading_stops_at_the_step_after_it_is_asked_to(frame_and_catalog, catal
         frame_path, catalog_path, should_stop=lambda: False
     )
     assert len(table) > 20 and np.isfinite(fwhm)
+
+
+# ------------------------------------------------- object detection in a child process
+
+
+def _detection_children():
+    return [p for p in multiprocessing.active_children() if p.name == "rbvet object detection"]
+
+
+@pytest.fixture
+def detection_in_a_child(monkeypatch):
+    """Objects are detected in a child process on frames of any size (when cancellable)."""
+    monkeypatch.setattr(catalog, "CHILD_PROCESS_MIN_PIXELS", 0)
+
+
+@pytest.fixture
+def frame_sent_at(monkeypatch):
+    """A list that receives the time the parent has sent the frame to the detection child."""
+    sent_at = []
+    send = catalog._send_arrays
+
+    def send_and_tell(connection, header, arrays=None):
+        send(connection, header, arrays)
+        if "options" in header:
+            sent_at.append(time.monotonic())
+
+    monkeypatch.setattr(catalog, "_send_arrays", send_and_tell)
+    return sent_at
+
+
+def test_objects_detected_in_a_child_process_are_those_detected_in_process(
+    frame_and_catalog, detection_in_a_child
+):
+    frame_path, _ = frame_and_catalog
+    _, here, fwhm_here = open_frame_and_catalog(frame_path)  # no should_stop: in process
+    children = []
+
+    def should_stop():
+        children.extend(_detection_children())
+        return False
+
+    _, there, fwhm_there = open_frame_and_catalog(frame_path, should_stop=should_stop)
+    assert children and not any(child.is_alive() for child in children)
+    assert there.colnames == here.colnames and len(there) == len(here) > 20
+    for name in here.colnames:
+        np.testing.assert_array_equal(there[name], here[name])
+    assert fwhm_there == fwhm_here
+
+
+def test_cancelling_terminates_the_detection_child(tmp_path, detection_in_a_child, frame_sent_at):
+    frame_path = tmp_path / "noise.fits"
+    noise = np.random.default_rng(0).normal(100.0, 5.0, (1024, 1024)).astype(np.float32)
+    fits.PrimaryHDU(noise).writeto(frame_path)  # seconds of detection at 0.3 sigma
+    children, stopped_at = [], []
+
+    def should_stop():  # True from 0.3 s after the child has the frame, while it detects
+        children.extend(_detection_children())
+        if not stopped_at and frame_sent_at and time.monotonic() - frame_sent_at[0] > 0.3:
+            stopped_at.append(time.monotonic())
+        return bool(stopped_at)
+
+    with pytest.raises(CancelledError, match=r"noise\.fits: object detection cancelled"):
+        open_frame_and_catalog(frame_path, detect_threshold=0.3, should_stop=should_stop)
+    assert stopped_at and time.monotonic() - stopped_at[0] < 30
+    assert children and not any(child.is_alive() for child in children)
+    assert all(child.exitcode is not None for child in children)
+    assert _detection_children() == []
+
+
+def test_a_detection_child_that_dies_is_an_error(frame_and_catalog, detection_in_a_child):
+    frame_path, _ = frame_and_catalog
+
+    def kill_the_child():
+        for child in _detection_children():
+            child.kill()
+        return False
+
+    with pytest.raises(RbvetError, match=r"frame\.fits: object detection stopped without an"):
+        open_frame_and_catalog(frame_path, should_stop=kill_the_child)
+    assert _detection_children() == []
+
+
+def test_no_objects_found_in_a_child_process(tmp_path, detection_in_a_child):
+    frame_path = tmp_path / "blank.fits"
+    fits.PrimaryHDU(np.random.default_rng(1).normal(100.0, 5.0, (64, 64))).writeto(frame_path)
+    with pytest.raises(RbvetError, match=r"blank\.fits: no objects detected") as error:
+        open_frame_and_catalog(frame_path, detect_threshold=50.0, should_stop=lambda: False)
+    assert "\n" not in str(error.value)
 
 
 # ------------------------------------------------------------------ job threads (Qt)

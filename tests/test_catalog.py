@@ -12,6 +12,7 @@ from astropy.wcs import WCS
 from rbvet.core.catalog import (
     BOGUS_FLAG,
     detect_objects,
+    detect_objects_in_child_process,
     estimate_fwhm,
     find_positions,
     read_catalog,
@@ -346,6 +347,32 @@ def test_detect_objects_retries_when_sep_overflows(field, monkeypatch):
     frame.path = "busy.fits"
     with pytest.raises(RbvetError, match=r"busy\.fits: source extraction failed"):
         detect_objects(frame)
+
+
+def test_detection_in_a_child_process_equals_detection_in_process(field):
+    frame, x, y = field
+    hide = np.zeros(SHAPE, bool)
+    iy, ix = int(round(y[0])), int(round(x[0]))
+    hide[iy - 6 : iy + 7, ix - 6 : ix + 7] = True
+    options = {"thresh": 4.0, "minarea": 4, "deblend_cont": 0.01, "mask": hide, "edge": 20}
+    here = detect_objects(frame, **options)
+    there = detect_objects_in_child_process(frame, lambda: False, **options)
+    assert there.colnames == here.colnames
+    assert 0 < len(there) == len(here) < len(x)
+    for name in here.colnames:
+        assert there[name].dtype == here[name].dtype
+        np.testing.assert_array_equal(there[name], here[name])  # NaN where NaN
+
+
+def test_detection_errors_in_a_child_process_come_back_as_they_are(field):
+    frame, _, _ = field
+    frame.path = "field.fits"
+    with pytest.raises(RbvetError) as here:
+        detect_objects(frame, mask=np.zeros((3, 3)))
+    with pytest.raises(RbvetError) as there:
+        detect_objects_in_child_process(frame, lambda: False, mask=np.zeros((3, 3)))
+    assert str(there.value) == str(here.value)
+    assert there.value.path == "field.fits" and "\n" not in str(there.value)
 
 
 # -------------------------------------------------------------------------------- FWHM

@@ -9,6 +9,7 @@ score with a reason.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import warnings
@@ -26,6 +27,8 @@ __all__ = [
     "read_catalog",
     "find_positions",
     "detect_objects",
+    "CHILD_PROCESS_MIN_PIXELS",
+    "detect_objects_in_child_process",
     "estimate_fwhm",
     "write_catalog",
 ]
@@ -35,6 +38,15 @@ BOGUS_FLAG = 0x1000
 
 #: FWHM (pixels) returned, with a warning, when too few objects can be measured.
 DEFAULT_FWHM = 3.0
+
+CHILD_PROCESS_MIN_PIXELS = 2048 * 2048
+"""Frames with more pixels than this are searched in a child process when it may be stopped.
+
+sep holds Python's GIL for its whole run, so no other thread (the GUI's included) runs
+while it detects objects: about 5 s on a 4k x 4k frame, minutes on a crowded 8k x 8k one.
+A child process can be stopped at any moment, but takes 1-2 s to start, longer than the
+detection itself on smaller frames. See :func:`detect_objects_in_child_process`.
+"""
 
 _GAUSS_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))  # FWHM / sigma of a Gaussian
 _FIRST_PASS_MAX = 3000  # objects measured to find the stars before measuring all
@@ -555,6 +567,141 @@ def _detection_arrays(frame, bad):
         fill = np.float32(noise[finite].max()) if finite.any() else np.float32(1)
         noise = np.where(finite, noise, fill)
     return np.ascontiguousarray(data), noise
+
+
+_POLL_SECONDS = 0.1  # how often a parent waiting for its detection child asks should_stop
+_FRAME_ARRAYS = ("image", "mask", "background", "noise")  # all detect_objects reads of a frame
+
+
+def detect_objects_in_child_process(
+    frame, should_stop, thresh=3.0, minarea=3, deblend_cont=0.005, mask=None, edge=0
+) -> Table:
+    """:func:`detect_objects` in a child process, so that it can be stopped at any moment.
+
+    The frame's image, mask, background and noise maps go to a new ("spawn") process,
+    which detects the objects and sends the columns back; the result is the same table
+    :func:`detect_objects` returns. Meanwhile the calling thread asks ``should_stop``
+    every 0.1 s; other threads keep running, as they cannot while sep runs in-process.
+    Arrays cross the pipe as raw bytes, not pickles. Starting the child costs up to 1-2 s
+    (see :data:`CHILD_PROCESS_MIN_PIXELS`). The child never outlives this call.
+
+    Parameters
+    ----------
+    frame : Frame
+        The frame; its background and noise are filled in here if missing.
+    should_stop : callable
+        Returns True once the detection should be abandoned.
+    thresh, minarea, deblend_cont, mask, edge
+        As in :func:`detect_objects`.
+
+    Returns
+    -------
+    astropy.table.Table
+        As from :func:`detect_objects`.
+
+    Raises
+    ------
+    concurrent.futures.CancelledError
+        Once ``should_stop()`` returns True; the child is terminated.
+    RbvetError
+        As :func:`detect_objects` raises it, or when the child ends without an answer
+        (killed, out of memory).
+    """
+    import multiprocessing
+
+    from rbvet.core.errors import raise_if_stopped
+
+    frame.ensure_background()
+    options = {
+        "thresh": float(thresh),
+        "minarea": int(minarea),
+        "deblend_cont": float(deblend_cont),
+        "edge": int(edge),
+    }
+    arrays = {name: getattr(frame, name) for name in _FRAME_ARRAYS}
+    if mask is not None:
+        arrays["detection_mask"] = np.asarray(mask) != 0  # as detect_objects reads it
+    where = f"{frame.path}: " if frame.path else ""
+
+    def answer_when_ready(connection):
+        while not connection.poll(_POLL_SECONDS):
+            raise_if_stopped(should_stop, f"{where}object detection cancelled")
+        return _receive_arrays(connection)
+
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    child = context.Process(
+        target=_detect_in_child, args=(theirs,), name="rbvet object detection", daemon=True
+    )
+    child.start()
+    theirs.close()  # the child now holds the only copy: its exit reads here as EOF
+    try:
+        answer_when_ready(ours)  # the child has started and waits for the frame
+        _send_arrays(ours, {"path": frame.path, "options": options}, arrays)
+        answer, columns = answer_when_ready(ours)
+    except (EOFError, OSError):  # the child died: killed, out of memory, a crash
+        child.join(timeout=5)
+        raise RbvetError(
+            "object detection stopped without an answer (its process ended with exit "
+            f"code {child.exitcode})",
+            frame.path,
+        ) from None
+    finally:  # terminated before the pipe closes, so a child still reading sees no EOF
+        if child.is_alive():
+            child.terminate()
+        child.join(timeout=5)
+        if child.is_alive():  # terminate is a request; kill is not
+            child.kill()
+            child.join()
+        ours.close()
+    if "problem" in answer:
+        raise RbvetError(answer["problem"], answer["path"])
+    return Table(columns)
+
+
+def _detect_in_child(connection) -> None:
+    """Body of the child process of :func:`detect_objects_in_child_process`."""
+    from astropy.io import fits
+
+    from rbvet.core.frame import Frame
+
+    try:
+        _send_arrays(connection, {"ready": True})
+        request, arrays = _receive_arrays(connection)
+        detection_mask = arrays.pop("detection_mask", None)
+        # The dataclass rather than frame_from_array, which would re-derive the mask.
+        frame = Frame(wcs=None, header=fits.Header(), path=request["path"], **arrays)
+        try:
+            table = detect_objects(frame, mask=detection_mask, **request["options"])
+        except RbvetError as exc:
+            _send_arrays(connection, {"problem": exc.problem, "path": exc.path})
+        else:
+            columns = {name: np.asarray(table[name]) for name in table.colnames}
+            _send_arrays(connection, {}, columns)
+    finally:
+        connection.close()
+
+
+def _send_arrays(connection, header, arrays=None) -> None:
+    """Send a JSON header, then each numeric array as raw bytes (no pickle)."""
+    arrays = {name: np.ascontiguousarray(a) for name, a in (arrays or {}).items()}
+    layout = [[name, a.dtype.str, list(a.shape)] for name, a in arrays.items()]
+    connection.send_bytes(json.dumps({"header": header, "arrays": layout}).encode())
+    for a in arrays.values():
+        connection.send_bytes(a.reshape(-1).view(np.uint8))
+
+
+def _receive_arrays(connection) -> tuple[dict, dict]:
+    """Receive what :func:`_send_arrays` sent: ``(header, {name: array})``."""
+    message = json.loads(connection.recv_bytes())
+    arrays = {}
+    for name, dtype, shape in message["arrays"]:
+        a = np.empty(shape, dtype=np.dtype(dtype))
+        size = connection.recv_bytes_into(a.reshape(-1).view(np.uint8))
+        if size != a.nbytes:
+            raise EOFError(f"array {name!r}: {size} bytes instead of {a.nbytes}")
+        arrays[name] = a
+    return message["header"], arrays
 
 
 # ---------------------------------------------------------------------------------- FWHM

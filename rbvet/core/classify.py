@@ -127,7 +127,10 @@ def open_frame_and_catalog(
         Called with one-line messages on what was found.
     should_stop : callable, optional
         Asked between the steps (reading, background and noise maps, objects, FWHM);
-        once it returns True, `concurrent.futures.CancelledError` is raised.
+        once it returns True, `concurrent.futures.CancelledError` is raised. With it,
+        objects on frames larger than `rbvet.core.catalog.CHILD_PROCESS_MIN_PIXELS` are
+        detected in a child process, which it can stop at any moment and which leaves
+        other threads running.
 
     Returns
     -------
@@ -136,7 +139,13 @@ def open_frame_and_catalog(
         With 0-based ``x`` and ``y`` columns.
     fwhm : float
     """
-    from .catalog import detect_objects, estimate_fwhm, read_catalog
+    from .catalog import (
+        CHILD_PROCESS_MIN_PIXELS,
+        detect_objects,
+        detect_objects_in_child_process,
+        estimate_fwhm,
+        read_catalog,
+    )
     from .frame import read_frame
 
     def stop_if_asked():
@@ -152,7 +161,10 @@ def open_frame_and_catalog(
         table = read_catalog(catalog_path, frame=frame)
         log(f"Catalog {catalog_path}: {len(table)} objects")
     else:
-        table = detect_objects(frame, thresh=detect_threshold)
+        if should_stop is not None and frame.image.size > CHILD_PROCESS_MIN_PIXELS:
+            table = detect_objects_in_child_process(frame, should_stop, thresh=detect_threshold)
+        else:
+            table = detect_objects(frame, thresh=detect_threshold)
         log(f"Detected {len(table)} objects at {detect_threshold:g} sigma")
         if len(table) == 0:
             raise RbvetError("no objects detected (try a lower detection threshold)", frame_path)
