@@ -224,3 +224,84 @@ def test_prediction_threads_end_when_idle_and_pending_batches_can_be_dropped(ker
     ):
         time.sleep(0.05)
     assert not [t.name for t in threading.enumerate() if t.name.startswith("rbvet-predict")]
+
+
+def test_a_converted_model_opens_without_tensorflow(tmp_path, keras_model, inputs):
+    """Once converted, a model scores in a new process without importing TensorFlow, the
+    same as before; its Keras network still loads when asked for."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "m.keras"
+    save_model(keras_model, path, make_card(31))
+    np.save(tmp_path / "inputs.npy", inputs[:50])
+    script = f"""
+import sys
+import numpy as np
+from rbvet.core.model import load_model
+model = load_model({str(path)!r})
+scores = model.predict(np.load({str(tmp_path / "inputs.npy")!r}))
+np.save({str(tmp_path / "scores.npy")!r}, scores)
+print(model.engine_name, "tensorflow" in sys.modules)
+"""
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+
+    def run():
+        result = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout.split()[-2:], np.load(tmp_path / "scores.npy")
+
+    (engine, imported), first = run()  # converts, checks against Keras, caches
+    assert engine == "onnx" and imported == "True"
+    (engine, imported), second = run()
+    assert engine == "onnx" and imported == "False"
+    np.testing.assert_array_equal(second, first)
+    expected = np.asarray(keras_model(inputs[:50], training=False)).ravel()
+    np.testing.assert_allclose(second, expected, atol=1e-5)
+
+
+def test_keras_network_of_a_lazily_opened_model_loads_on_demand(
+    tmp_path, keras_model, inputs, monkeypatch
+):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    path = tmp_path / "m.keras"
+    save_model(keras_model, path, make_card(31))
+    load_model(path).predict(inputs[:4])  # converts and caches
+    lazy = load_model(path)
+    assert lazy._keras_model is None and lazy.engine_name == "onnx"
+    network = lazy.keras_model
+    np.testing.assert_allclose(
+        np.asarray(network(inputs, training=False)).ravel(), lazy.predict(inputs), atol=1e-5
+    )
+
+
+def test_prediction_threads_started_from_a_daemon_thread_are_not_daemons(keras_model, inputs):
+    """Threads inherit their creator's daemon flag, and a QThread counts as a daemon; a
+    daemon prediction thread inside ONNX Runtime at exit aborts the process."""
+    import threading
+    import time
+
+    model = RealBogusModel(keras_model)
+    model.predict(inputs[:2])  # the engine is ready
+
+    def prediction_threads():
+        return [t for t in threading.enumerate() if t.name.startswith("rbvet-predict")]
+
+    deadline = time.monotonic() + 30
+    while prediction_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)  # those started from this (non-daemon) thread end when idle
+    assert not prediction_threads()
+    seen = []
+
+    def predict_from_daemon():
+        pending = model.predict_later(inputs)
+        seen.extend(thread.daemon for thread in prediction_threads())
+        pending()
+
+    creator = threading.Thread(target=predict_from_daemon, daemon=True)
+    creator.start()
+    creator.join(60)
+    assert seen and not any(seen)

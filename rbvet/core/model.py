@@ -34,6 +34,7 @@ CARD_SUFFIX = ".card.json"
 ENGINE_TOLERANCE = 1e-5
 ONNX_OPSET = 17
 IDLE_EXIT_S = 0.5
+_DIGEST_KEY = "rbvet_model_sha256"
 """Seconds a prediction thread waits for work before it ends."""
 DEFAULT_BATCH_SIZE = 256
 _ONNX_BATCH_SIZE = 64
@@ -179,7 +180,7 @@ class RealBogusModel:
     """
 
     def __init__(self, keras_model, card=None, path=None, engine="auto"):
-        self.keras_model = keras_model
+        self._keras_model = keras_model
         self.path = None if path is None else Path(path)
         self.input_size = input_size_of(keras_model, path)
         self.card = (
@@ -192,6 +193,34 @@ class RealBogusModel:
         self.engine_name = "keras"
         self._onnx_session = None
         self._requested_engine = engine
+
+    @classmethod
+    def _from_cached_engine(cls, session, card, path):
+        """A model that predicts with a cached ONNX session; Keras loads when first needed.
+
+        None when the card does not describe the session's input.
+        """
+        size = session.get_inputs()[0].shape[1]
+        if list(card.get("input_shape", [])) != [size, size, 2]:
+            return None  # let the full load report what does not fit
+        model = cls.__new__(cls)
+        model._keras_model = None
+        model.path = Path(path)
+        model.card = card
+        model.input_size = int(size)
+        model.params = PreprocessParams.from_dict(card.get("preprocessing", {}))
+        model._check_card()
+        model._onnx_session = session
+        model.engine_name = "onnx"
+        model._requested_engine = None
+        return model
+
+    @property
+    def keras_model(self):
+        """The Keras network (loaded from `path` on first use when only the engine was)."""
+        if self._keras_model is None:
+            self._keras_model = _load_keras_model(self.path)
+        return self._keras_model
 
     def _check_card(self):
         shape = list(self.card.get("input_shape", [self.input_size, self.input_size, 2]))
@@ -223,7 +252,7 @@ class RealBogusModel:
         if requested == "keras":
             return
         cache = _onnx_cache_path(self.path)
-        session = _onnx_session(_read_cached(cache))
+        session = _cached_session(self.path)
         if session is None or not self._agrees_with_keras(session):
             converted = _convert_to_onnx(self.keras_model, self.input_size)
             session = _onnx_session(converted)
@@ -342,7 +371,9 @@ class _PredictionThreads:
             self._queue.put((future, function, argument))
             while self._running < inference_threads():
                 name = f"rbvet-predict-{self._running}"
-                threading.Thread(target=self._work, name=name).start()
+                # Explicitly not a daemon: a thread inherits the daemon flag of its
+                # creator, and Python counts a QThread (the GUI's jobs) as a daemon.
+                threading.Thread(target=self._work, name=name, daemon=False).start()
                 self._running += 1
         return future
 
@@ -443,6 +474,21 @@ def _onnx_cache_path(model_path):
     return user_cache_dir() / "onnx" / f"{file_digest(model_path, 32)}-opset{ONNX_OPSET}.onnx"
 
 
+def _cached_session(model_path):
+    """The cached ONNX session of a saved model, if there is a sound one.
+
+    The cache file names the model's digest twice: in its name and in its metadata
+    (written with it, after the conversion agreed with Keras). A file whose metadata
+    names another model, or that does not load, is not used.
+    """
+    cache = _onnx_cache_path(model_path)
+    session = _onnx_session(_read_cached(cache))
+    if session is None:
+        return None
+    digest = session.get_modelmeta().custom_metadata_map.get(_DIGEST_KEY)
+    return session if digest == cache.name.split("-")[0] else None
+
+
 def _read_cached(path):
     try:
         return None if path is None else path.read_bytes()
@@ -453,6 +499,12 @@ def _read_cached(path):
 def _write_cached(path, onnx_bytes):
     if path is None or onnx_bytes is None:
         return
+    import onnx
+
+    proto = onnx.load_from_string(onnx_bytes)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = _DIGEST_KEY, path.name.split("-")[0]
+    onnx_bytes = proto.SerializeToString()
     try:
         atomic_write(path, lambda temporary: Path(temporary).write_bytes(onnx_bytes))
     except OSError:  # a read-only cache costs a conversion next time, nothing more
@@ -539,6 +591,23 @@ def load_model(path=None, engine="auto"):
     if suffix not in (".keras", ".h5", ".hdf5"):
         raise RbvetError("unknown model format: expected a .keras or .h5 file", path)
     _refuse_lambda_layers(path)
+    card = read_card(path)
+    if engine != "keras" and card is not None and "input_shape" in card:
+        # A model converted before: predict at once, and import TensorFlow only if the
+        # Keras network itself is asked for (retraining, the STDPipe API).
+        session = _cached_session(path)
+        model = (
+            None if session is None else RealBogusModel._from_cached_engine(session, card, path)
+        )
+        if model is not None:
+            return model
+    return RealBogusModel(_load_keras_model(path), card, path=path, engine=engine)
+
+
+def _load_keras_model(path):
+    """The Keras network in a model file, loaded in safe mode and checked for sound weights."""
+    path = Path(path)
+    suffix = path.suffix.lower()
     keras = import_keras()
     try:
         with warnings.catch_warnings():
@@ -555,7 +624,7 @@ def load_model(path=None, engine="auto"):
     if not all(np.isfinite(weights).all() for weights in keras_model.get_weights()):
         # Such a network scores every object NaN; refuse it rather than score nothing.
         raise RbvetError("model weights contain NaN or infinity", path)
-    return RealBogusModel(keras_model, read_card(path), path=path, engine=engine)
+    return keras_model
 
 
 def save_model(keras_model, path, card=None):
