@@ -7,15 +7,18 @@ import tempfile
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# ONNX conversions are cached per user; tests keep theirs apart (one cache per run).
+# ONNX conversions and label stores live in per-user folders; a test run keeps its own,
+# so no test reads or writes the user's label store.
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="rbvet-test-cache-")
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="rbvet-test-data-")
 
 import math
 
 import numpy as np
 import pytest
 
-atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
+for _folder in (os.environ["XDG_CACHE_HOME"], os.environ["XDG_DATA_HOME"]):
+    atexit.register(shutil.rmtree, _folder, ignore_errors=True)
 
 _erf = np.frompyfunc(math.erf, 1, 1)
 

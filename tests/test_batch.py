@@ -222,3 +222,17 @@ def test_cli_argument_errors(arguments, message, tmp_path, monkeypatch, capsys):
     assert main(["classify", *arguments]) == 2
     err = capsys.readouterr().err
     assert err.startswith("rbvet: error:") and message in err
+
+
+def test_cached_model_is_loaded_once_and_again_when_the_file_is_replaced(tmp_path):
+    from rbvet.core.batch import cached_model
+    from rbvet.core.model import create_model, make_card, save_model
+
+    path = tmp_path / "m.keras"
+    save_model(create_model(), path, make_card(31))
+    first = cached_model(path)
+    assert cached_model(path) is first
+    replacement = tmp_path / "other.keras"
+    save_model(create_model(), replacement, make_card(31))
+    replacement.replace(path)  # a new file under the old name
+    assert cached_model(path) is not first

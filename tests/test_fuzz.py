@@ -679,9 +679,8 @@ def test_read_catalog_of_mutated_files(scratch, kind, suffix, card, cut, junk, f
 def tiny_model():
     """An untrained, very small network with Keras as the engine: fast to build and run."""
     from rbvet.core.model import RealBogusModel
-    from rbvet.realbogus import create_realbogus_model
 
-    return RealBogusModel(create_realbogus_model(filters=(4,), dense_units=4), engine="keras")
+    return RealBogusModel(tiny_network(), engine="keras")
 
 
 IMAGE_KINDS = (
@@ -799,8 +798,7 @@ def make_map(spec, shape):
 
 def same_values(a, b):
     """Arrays equal, NaN equal to NaN."""
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return a.shape == b.shape and bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
+    return np.array_equal(np.asarray(a, np.float64), np.asarray(b, np.float64), equal_nan=True)
 
 
 HOSTILE_OPTIONS = {

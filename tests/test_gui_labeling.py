@@ -474,12 +474,8 @@ def test_retrain_accept_saves_a_version_and_rescores(qtbot, tmp_path, store_path
 def test_retrain_cancel_and_reject_change_nothing(qtbot, tmp_path, store_path):
     window = open_labeled_demo(qtbot, tmp_path, store_path)
     data = window.state.data
-    dialog = window.retrain_from_labels()
-    dialog.simulated_spin.setValue(0.0)
-    dialog.epochs_spin.setValue(100)
-    dialog.start_training()
+    dialog = start_long_training(qtbot, window)
     assert dialog.is_training and not dialog.train_button.isEnabled()
-    qtbot.waitUntil(lambda: dialog.epochs_done >= 1, timeout=TRAIN_TIMEOUT_MS)
     with qtbot.waitSignal(dialog.trainingFinished, timeout=TRAIN_TIMEOUT_MS) as finished:
         dialog.cancel_training()
     assert finished.args == [False] and dialog.retrain_result is None

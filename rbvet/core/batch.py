@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RbvetError, RbvetWarning
+from .errors import RbvetError, RbvetWarning, error_message
 
 __all__ = [
     "FrameResult",
@@ -218,7 +218,7 @@ def read_frame_list(path):
     try:
         lines = Path(path).read_text().splitlines()
     except (OSError, UnicodeDecodeError) as error:
-        raise RbvetError(f"cannot read the frame list ({describe_error(error)})", path) from None
+        raise RbvetError(f"cannot read the frame list ({error_message(error)})", path) from None
     frames = [line.strip() for line in lines]
     frames = [line for line in frames if line and not line.startswith("#")]
     if not frames:
@@ -232,9 +232,10 @@ _MODEL_LOCK = threading.Lock()
 def cached_model(model_path=None):
     """The model at ``model_path``, loaded once per process and kept.
 
-    The cache is keyed by the file's path and content digest, so a model file replaced
-    on disk is loaded again. The inference engine is set up at once, under a lock, so
-    the threads of a multi-threaded Dask worker share one model safely.
+    The cache is keyed by the file's path, size, modification time and inode (no read
+    per frame), so a model file replaced on disk is loaded again. The inference engine
+    is set up at once, under a lock, so the threads of a multi-threaded Dask worker
+    share one model safely.
 
     Parameters
     ----------
@@ -245,17 +246,20 @@ def cached_model(model_path=None):
     -------
     RealBogusModel
     """
-    from .model import file_digest
     from .paths import default_model_path
 
     path = Path(model_path) if model_path is not None else default_model_path()
-    digest = file_digest(path) if path.is_file() else None  # load_model reports the problem
+    try:
+        stat = path.stat()
+        version = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    except OSError:
+        version = None  # load_model reports the problem
     with _MODEL_LOCK:
-        return _load_model_once(None if model_path is None else str(path), digest)
+        return _load_model_once(None if model_path is None else str(path), version)
 
 
 @functools.lru_cache(maxsize=2)
-def _load_model_once(model_path, digest):
+def _load_model_once(model_path, version):
     from .model import load_model
 
     model = load_model(model_path)
@@ -399,7 +403,7 @@ def classify_frame_task(task):
                 **task.frame_options,
             )
         except Exception as error:  # a failed frame must not stop the others
-            result = _failed(task, describe_error(error), time.perf_counter() - started)
+            result = _failed(task, error_message(error), time.perf_counter() - started)
     ours = [w for w in caught if issubclass(w.category, RbvetWarning)]
     for other in caught:
         if not issubclass(other.category, RbvetWarning):
@@ -408,14 +412,6 @@ def classify_frame_task(task):
     result.output = Path(task.output).name
     result.warning = "; ".join(dict.fromkeys(str(w.message) for w in ours))
     return result
-
-
-def describe_error(error):
-    """One line for an exception: rbvet's own message, or the type and its first line."""
-    if isinstance(error, RbvetError):
-        return str(error)
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def _failed(task, message, seconds=float("nan")):
@@ -628,7 +624,7 @@ def _run(tasks, scheduler, n_workers, inference_threads, progress, log):
             try:
                 result = future.result()
             except Exception as error:  # the worker died or the task could not run
-                result = _failed(tasks[index], describe_error(error))
+                result = _failed(tasks[index], error_message(error))
             future.release()
             yield index, result
             if progress is not None:
@@ -663,7 +659,7 @@ def _dask_client(scheduler, n_workers, log):
         client = Client(address, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as error:
         raise RbvetError(
-            f"cannot reach the Dask scheduler ({describe_error(error)})", address
+            f"cannot reach the Dask scheduler ({error_message(error)})", address
         ) from None
     with client:
         workers = len(client.scheduler_info().get("workers", {}))

@@ -28,3 +28,11 @@ def raise_if_stopped(should_stop, what="cancelled"):
         from concurrent.futures import CancelledError
 
         raise CancelledError(what)
+
+
+def error_message(error):
+    """One line for the user: rbvet's own message, or the kind of an unexpected error."""
+    if isinstance(error, RbvetError):
+        return str(error)
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else 'unexpected error'}"

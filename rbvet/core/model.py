@@ -252,7 +252,7 @@ class RealBogusModel:
         if requested == "keras":
             return
         cache = _onnx_cache_path(self.path)
-        session = _cached_session(self.path)
+        session = _cached_session(cache)
         if session is None or not self._agrees_with_keras(session):
             converted = _convert_to_onnx(self.keras_model, self.input_size)
             session = _onnx_session(converted)
@@ -474,14 +474,13 @@ def _onnx_cache_path(model_path):
     return user_cache_dir() / "onnx" / f"{file_digest(model_path, 32)}-opset{ONNX_OPSET}.onnx"
 
 
-def _cached_session(model_path):
-    """The cached ONNX session of a saved model, if there is a sound one.
+def _cached_session(cache):
+    """The ONNX session cached at ``cache`` (see `_onnx_cache_path`), if it is sound.
 
     The cache file names the model's digest twice: in its name and in its metadata
     (written with it, after the conversion agreed with Keras). A file whose metadata
     names another model, or that does not load, is not used.
     """
-    cache = _onnx_cache_path(model_path)
     session = _onnx_session(_read_cached(cache))
     if session is None:
         return None
@@ -595,7 +594,7 @@ def load_model(path=None, engine="auto"):
     if engine != "keras" and card is not None and "input_shape" in card:
         # A model converted before: predict at once, and import TensorFlow only if the
         # Keras network itself is asked for (retraining, the STDPipe API).
-        session = _cached_session(path)
+        session = _cached_session(_onnx_cache_path(path))
         model = (
             None if session is None else RealBogusModel._from_cached_engine(session, card, path)
         )

@@ -112,13 +112,15 @@ def compare_models(old_model, new_model, inputs, labels, threshold):
     return comparison
 
 
+def format_number(value, percent=False):
+    """A metric for a table: 4 decimals, or a percentage; "n/a" when unknown."""
+    if value is None or not np.isfinite(value):
+        return "n/a"
+    return f"{100 * value:.1f} %" if percent else f"{value:.4f}"
+
+
 def format_comparison(comparison):
     """The comparison as a small aligned text table (for the command line)."""
-
-    def number(value, percent=False):
-        if value is None or not np.isfinite(value):
-            return "n/a"
-        return f"{100 * value:.1f} %" if percent else f"{value:.4f}"
 
     old = comparison["old"]
     lines = [
@@ -132,9 +134,9 @@ def format_comparison(comparison):
             (
                 key,
                 entry["name"],
-                number(entry["auc"]),
-                number(entry["fnr"], True),
-                number(entry["fpr"], True),
+                format_number(entry["auc"]),
+                format_number(entry["fnr"], True),
+                format_number(entry["fpr"], True),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
@@ -202,7 +204,7 @@ def simulated_objects(
             seed=int(rng.integers(2**31)),
             workers=1 if n_frames < 3 else None,
             log=log,
-            progress=lambda done, total: raise_if_stopped(should_stop, "retraining cancelled"),
+            should_stop=should_stop,
         )
         part.groups = (-(frames_done + 1) - part.groups.astype(np.int64)).astype(np.int32)
         parts.append(part)

@@ -139,12 +139,7 @@ def cut_stamps(frame, x, y, rescale, max_missing=DEFAULT_MAX_MISSING):
     y = np.atleast_1d(np.asarray(y, np.float64))
     height, width = frame.image.shape
     size = rescale.stamp_size
-    if size > MAX_STAMP_SIZE:
-        raise RbvetError(
-            f"a FWHM this large needs stamps {size} px wide (at most {MAX_STAMP_SIZE}); "
-            "is the FWHM right?",
-            frame.path,
-        )
+    _check_stamp_size(rescale, frame.path)
     finite, row0, col0 = _finite_origins(x, y, rescale)
     offsets = np.arange(size)
     rows = row0[:, None] + offsets
@@ -181,6 +176,16 @@ def cut_stamps(frame, x, y, rescale, max_missing=DEFAULT_MAX_MISSING):
         rescale=rescale,
         has_background=frame.background is not None,
     )
+
+
+def _check_stamp_size(rescale, path):
+    size = rescale.stamp_size
+    if size > MAX_STAMP_SIZE:
+        raise RbvetError(
+            f"a FWHM this large needs stamps {size} px wide (at most {MAX_STAMP_SIZE}); "
+            "is the FWHM right?",
+            path,
+        )
 
 
 def _finite_origins(x, y, rescale):
@@ -292,8 +297,7 @@ class FramePlanes:
     def __init__(self, frame, rescale):
         if frame.background is None or frame.noise is None:
             raise ValueError("FramePlanes needs a frame with background and noise maps")
-        if rescale.stamp_size > MAX_STAMP_SIZE:
-            cut_stamps(frame, [], [], rescale)  # raises the user error
+        _check_stamp_size(rescale, frame.path)
         self.frame = frame
         self.rescale = rescale
         self.height, self.width = frame.image.shape

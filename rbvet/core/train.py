@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import RbvetError, RbvetWarning
+from .errors import RbvetError, RbvetWarning, raise_if_stopped
 
 N_SYMMETRIES = 8
 
@@ -394,6 +394,7 @@ def simulated_training_set(
     workers=None,
     log=None,
     progress=None,
+    should_stop=None,
     **options,
 ):
     """Simulate ``n_frames`` frames and turn their detections into a labeled training set.
@@ -401,7 +402,9 @@ def simulated_training_set(
     Frames are simulated in parallel processes (``workers``, default: all cores); frame
     ``i`` uses seed ``(seed, i)``, so the set is reproducible and a different ``seed``
     gives frames never seen. ``fwhm_range`` (optional) draws the FWHM uniformly in that
-    range instead of the simulator's default distribution.
+    range instead of the simulator's default distribution. ``progress(done, total)`` is
+    called after each frame; once ``should_stop()`` returns True,
+    `concurrent.futures.CancelledError` is raised there.
     """
     import multiprocessing
 
@@ -417,18 +420,21 @@ def simulated_training_set(
     workers = workers or os.cpu_count() or 1
     parts = []
     started = time.perf_counter()
+
+    def frame_done(part):
+        parts.append(part)
+        if progress is not None:
+            progress(len(parts), n_frames)
+        raise_if_stopped(should_stop, "simulation cancelled")
+
     if workers > 1 and n_frames > 1:
         context = multiprocessing.get_context("spawn")
         with context.Pool(workers) as pool:
             for part in pool.imap(_simulate_one, tasks):
-                parts.append(part)
-                if progress is not None:
-                    progress(len(parts), n_frames)
+                frame_done(part)
     else:
         for task in tasks:
-            parts.append(_simulate_one(task))
-            if progress is not None:
-                progress(len(parts), n_frames)
+            frame_done(_simulate_one(task))
     data = TrainingSet.concatenate(parts, params={"n_frames": n_frames, "seed": seed})
     log(
         f"Simulated {n_frames} frames in {time.perf_counter() - started:.0f} s: {len(data)} "

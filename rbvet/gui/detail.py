@@ -47,6 +47,7 @@ from .stretch import (
     SELECTION_COLOR,
     STRETCH_NAMES,
     UNSCORED_COLOR,
+    hex_color,
     to_uint8,
 )
 
@@ -299,11 +300,11 @@ class DetailPanel(QWidget):
             verdict, color = ("real", REAL_COLOR) if real else ("bogus", BOGUS_COLOR)
             sign = "≥" if real else "&lt;"
             self.score_label.setText(
-                f"<b>{score:.3f}</b> &nbsp;<span style='color:{_hex(color)}'>{verdict}</span>"
+                f"<b>{score:.3f}</b> &nbsp;<span style='color:{hex_color(color)}'>{verdict}</span>"
                 f" ({sign} t = {threshold:.3f})"
             )
         else:
-            self.score_label.setText(f"<span style='color:{_hex(UNSCORED_COLOR)}'>—</span>")
+            self.score_label.setText(f"<span style='color:{hex_color(UNSCORED_COLOR)}'>—</span>")
         self.reason_label.setText(reason)
         self._facts.setRowVisible(self.reason_label, bool(reason))
 
@@ -314,7 +315,7 @@ class DetailPanel(QWidget):
         label = int(data.labels[index])
         if label in _LABEL_TEXT:
             self.label_label.setText(
-                f"<span style='color:{_hex(_LABEL_COLOR[label])}'><b>{_LABEL_TEXT[label]}</b>"
+                f"<span style='color:{hex_color(_LABEL_COLOR[label])}'><b>{_LABEL_TEXT[label]}</b>"
                 "</span>"
             )
         else:
@@ -383,7 +384,3 @@ def _format_value(value):
     if isinstance(value, np.ndarray):
         return np.array2string(value, precision=4, threshold=8)
     return str(value)
-
-
-def _hex(color):
-    return "#{:02x}{:02x}{:02x}".format(*color)

@@ -131,7 +131,6 @@ class FrameView(QWidget):
         self._limits = {}  # interval name -> (vmin, vmax) for the current frame
         self._drawable = np.zeros(0, np.intp)  # objects the show filter keeps, in order
         self._visible = np.zeros(0, np.intp)  # those drawn (all, or the ones near the view)
-        self._marker_threshold = None  # threshold the drawn markers' colours follow
         self._marker_pixels = 0
         self._pens = _PenCache()
 
@@ -213,7 +212,7 @@ class FrameView(QWidget):
         self._view_settle_timer.setInterval(VIEW_SETTLE_MS)
         self._view_settle_timer.timeout.connect(self._draw_markers)
         state.dataChanged.connect(self._on_data_changed)
-        state.thresholdChanged.connect(self._on_threshold_changed)
+        state.thresholdChanged.connect(self._update_markers)
         state.selectionChanged.connect(self._on_selection_changed)
         self._relabeled = []
         self._relabel_timer = QTimer(self)
@@ -285,7 +284,6 @@ class FrameView(QWidget):
         self._relabeled = []
         self._relabel_timer.stop()
         self._view_settle_timer.stop()
-        self._marker_threshold = None
         self._visible = np.zeros(0, np.intp)  # the new objects' markers are all new
         self.scatter.clear()
         if data is None:
@@ -323,15 +321,6 @@ class FrameView(QWidget):
         self._level = -1
         self._update_view_scale()
 
-    def _on_threshold_changed(self, threshold):
-        """Recolour the markers, unless they already follow ``threshold``.
-
-        `VettingState.set_data` announces the threshold right after the new data, which
-        `_on_data_changed` has drawn with it.
-        """
-        if threshold != self._marker_threshold:
-            self._update_markers()
-
     def _update_markers(self, *_):
         """Redraw the markers: which objects (show filter) and their colours."""
         data = self.state.data
@@ -347,7 +336,6 @@ class FrameView(QWidget):
             elif show == SHOW_BOGUS:
                 drawable &= scores < threshold
         self._drawable = np.flatnonzero(drawable)
-        self._marker_threshold = threshold
         self._draw_markers(recolour=True)
 
     def _draw_markers(self, recolour=False):

@@ -56,7 +56,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from .state import BOGUS, REAL, UNLABELED
+from .state import BOGUS, REAL, UNLABELED, label_name
 
 DISPLAY_ROLE = Qt.ItemDataRole.DisplayRole.value
 TOOLTIP_ROLE = Qt.ItemDataRole.ToolTipRole.value
@@ -297,7 +297,7 @@ class TileModel(QAbstractListModel):
         if role == DISPLAY_ROLE:
             return score_text(data.scores[row], data.reasons[row])
         if role == TOOLTIP_ROLE:
-            label = {REAL: "real", BOGUS: "bogus"}.get(int(data.labels[row]), "unlabeled")
+            label = label_name(data.labels[row])
             return (
                 f"object {row}   x {data.x[row]:.1f}   y {data.y[row]:.1f}\n"
                 f"score {score_text(data.scores[row], data.reasons[row])}   label {label}"

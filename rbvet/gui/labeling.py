@@ -27,13 +27,14 @@ from PyQt6.QtCore import QObject, Qt, pyqtSignal
 from PyQt6.QtGui import QGuiApplication
 
 from ..core.errors import RbvetError
-from .state import BOGUS, REAL, UNLABELED
+from ..core.labels import SOURCES
+from .state import BOGUS, REAL, UNLABELED, label_name
 
 MATCH_TOLERANCE = 0.5
 """Pixels between a catalog position and a stored one that still make them one object."""
 STORE_TIMEOUT = 2.0
 """Seconds to wait for another program's write to the store before giving up."""
-HUMAN, MODEL = "human", "model"
+HUMAN, MODEL = SOURCES
 """Label sources in the store: given one by one, or by the score threshold in bulk."""
 BUSY_CURSOR_OBJECTS = 500
 """Storing this many new objects at once shows a wait cursor (about 0.4 ms each)."""
@@ -50,11 +51,6 @@ def busy_cursor(busy=True):
         yield
     finally:
         QGuiApplication.restoreOverrideCursor()
-
-
-def label_name(label):
-    """'real', 'bogus' or 'unlabeled'."""
-    return {REAL: "real", BOGUS: "bogus"}.get(int(label), "unlabeled")
 
 
 class LabelController(QObject):

@@ -47,7 +47,7 @@ from PyQt6.QtWidgets import (
 )
 
 from ..core.errors import RbvetError
-from .stretch import BOGUS_COLOR, REAL_COLOR
+from .stretch import BOGUS_COLOR, REAL_COLOR, hex_color
 from .workers import JobThread
 
 DEFAULT_EPOCHS = 5
@@ -87,12 +87,6 @@ def model_save_target(model_path=None, models_dir=None):
         return folder / name
     fallback = Path(models_dir) if models_dir is not None else user_data_dir() / "models"
     return fallback / name
-
-
-def _format_number(value, percent=False):
-    if value is None or not np.isfinite(value):
-        return "n/a"
-    return f"{100 * value:.1f} %" if percent else f"{value:.4f}"
 
 
 class RetrainDialog(QDialog):
@@ -351,8 +345,8 @@ class RetrainDialog(QDialog):
         labeled = summary["real"] + summary["bogus"]
         self.store_label.setText(
             f"<b>Labels</b>: {self.store_path}<br>{labeled} labeled objects "
-            f"(<span style='color:#{_hex(REAL_COLOR)}'>{summary['real']} real</span>, "
-            f"<span style='color:#{_hex(BOGUS_COLOR)}'>{summary['bogus']} bogus</span>) "
+            f"(<span style='color:{hex_color(REAL_COLOR)}'>{summary['real']} real</span>, "
+            f"<span style='color:{hex_color(BOGUS_COLOR)}'>{summary['bogus']} bogus</span>) "
             f"on {summary['frames']} frame{'s' if summary['frames'] != 1 else ''}; "
             "a quarter is held out (never trained on) for the comparison."
         )
@@ -559,6 +553,8 @@ class RetrainDialog(QDialog):
         self.auc_plot.setYRange(max(0.0, lowest - 0.01), 1.0 + 0.002, padding=0)
 
     def _show_comparison(self, comparison):
+        from ..core.retrain import format_number
+
         old, new = comparison["old"], comparison["new"]
         self.comparison_note.setText(
             f"{old['objects']} labeled objects ({old['real']} real, {old['bogus']} bogus) "
@@ -568,8 +564,8 @@ class RetrainDialog(QDialog):
         self.comparison_headers["new"].setText("new")
         for key, _, percent, higher_better in self.METRICS:
             before, after = old[key], new[key]
-            self.comparison_labels[(key, "old")].setText(_format_number(before, percent))
-            self.comparison_labels[(key, "new")].setText(_format_number(after, percent))
+            self.comparison_labels[(key, "old")].setText(format_number(before, percent))
+            self.comparison_labels[(key, "new")].setText(format_number(after, percent))
             change = self.comparison_labels[(key, "change")]
             if np.isfinite(before) and np.isfinite(after):
                 delta = after - before
@@ -593,7 +589,3 @@ class RetrainDialog(QDialog):
         plot.showGrid(x=True, y=True, alpha=0.15)
         plot.setMinimumHeight(180)
         return plot
-
-
-def _hex(color):
-    return "{:02x}{:02x}{:02x}".format(*color)

@@ -14,6 +14,11 @@ from PyQt6.QtCore import QObject, pyqtSignal
 UNLABELED, BOGUS, REAL = -1, 0, 1
 
 
+def label_name(label):
+    """'real', 'bogus' or 'unlabeled'."""
+    return {REAL: "real", BOGUS: "bogus"}.get(int(label), "unlabeled")
+
+
 @dataclass
 class VettingData:
     """Everything shown about one frame, indexed by object (catalog row order).
@@ -154,13 +159,19 @@ class VettingState(QObject):
         return self._selected
 
     def set_data(self, data, threshold=None):
-        """Show ``data`` (a `VettingData` or None); clears the selection."""
+        """Show ``data`` (a `VettingData` or None); clears the selection.
+
+        ``thresholdChanged`` follows only when ``threshold`` changes it: every listener
+        redraws on ``dataChanged`` with the current threshold.
+        """
+        previous = self._threshold
         self._data = data
         self._selected = -1
         if threshold is not None:
             self._threshold = float(threshold)
         self.dataChanged.emit()
-        self.thresholdChanged.emit(self._threshold)
+        if self._threshold != previous:
+            self.thresholdChanged.emit(self._threshold)
         self.selectionChanged.emit(-1)
 
     def set_threshold(self, value):

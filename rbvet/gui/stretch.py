@@ -42,6 +42,12 @@ LUT_SIZE = 65536
 ROW_BLOCK_PIXELS = 1 << 22
 """Pixels converted at a time by `to_uint8` (bounds the float temporaries to ~16 MB)."""
 
+
+def hex_color(color):
+    """``#rrggbb`` of an (r, g, b) colour, for rich text."""
+    return "#{:02x}{:02x}{:02x}".format(*color)
+
+
 BOGUS_COLOR = (255, 112, 67)
 """RGB of scores below the threshold (orange-red)."""
 THRESHOLD_COLOR = (255, 214, 10)

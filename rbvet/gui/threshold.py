@@ -28,7 +28,7 @@ from PyQt6.QtWidgets import (
 from rbvet.core.metrics import error_rates, roc_auc, roc_curve
 
 from .state import BOGUS, REAL
-from .stretch import BOGUS_COLOR, REAL_COLOR, THRESHOLD_COLOR
+from .stretch import BOGUS_COLOR, REAL_COLOR, THRESHOLD_COLOR, hex_color
 
 HISTOGRAM_BINS = 50
 THRESHOLD_DECIMALS = 3
@@ -108,8 +108,8 @@ class ThresholdPanel(QWidget):
 
         self.rates_plot = _plot("threshold", "error rate")
         self.rates_plot.setTitle(
-            f"<span style='color:{_hex(REAL_COLOR)}'>FNR (real lost)</span> · "
-            f"<span style='color:{_hex(BOGUS_COLOR)}'>FPR (bogus kept)</span>",
+            f"<span style='color:{hex_color(REAL_COLOR)}'>FNR (real lost)</span> · "
+            f"<span style='color:{hex_color(BOGUS_COLOR)}'>FPR (bogus kept)</span>",
             size="9pt",
         )
         self.roc_plot = _plot("FPR (bogus kept)", "TPR (real kept)")
@@ -223,8 +223,9 @@ class ThresholdPanel(QWidget):
         scored = real + bogus
         share = f" ({100.0 * real / scored:.1f}%)" if scored else ""
         self.counts_label.setText(
-            f"<span style='color:{_hex(REAL_COLOR)}'>real ≥ {t:.3f}: <b>{real}</b>{share}</span>"
-            f" · <span style='color:{_hex(BOGUS_COLOR)}'>bogus &lt; {t:.3f}: <b>{bogus}</b>"
+            f"<span style='color:{hex_color(REAL_COLOR)}'>real ≥ {t:.3f}: <b>{real}</b>"
+            f"{share}</span>"
+            f" · <span style='color:{hex_color(BOGUS_COLOR)}'>bogus &lt; {t:.3f}: <b>{bogus}</b>"
             f"</span> · unscored: <b>{unscored}</b>"
         )
         self.counts_label.setToolTip(
@@ -314,7 +315,3 @@ def _bars(color):
     return pg.BarGraphItem(
         x=[], height=[], width=0.02, brush=pg.mkBrush(*color, 200), pen=pg.mkPen(None)
     )
-
-
-def _hex(color):
-    return "#{:02x}{:02x}{:02x}".format(*color)

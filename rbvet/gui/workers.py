@@ -19,7 +19,7 @@ from concurrent.futures import CancelledError
 
 from PyQt6.QtCore import QThread, pyqtSignal
 
-from ..core.errors import RbvetError
+from ..core.errors import RbvetError, error_message
 
 STOP_TIMEOUT_MS = 3000
 """How long `JobThread.stop` waits for a cancelled job before detaching it."""
@@ -31,14 +31,6 @@ Cancelled = CancelledError
 
 _detached = set()
 """Cancelled jobs still running after `JobThread.stop`, referenced until they end."""
-
-
-def error_message(error):
-    """One line for the user: rbvet's own message, or the kind of an unexpected error."""
-    if isinstance(error, RbvetError):
-        return str(error)
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else 'unexpected error'}"
 
 
 class JobThread(QThread):
