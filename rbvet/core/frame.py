@@ -9,9 +9,11 @@ with a one-line message naming the file; they never surface as library traceback
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from astropy.io import fits
@@ -48,6 +50,18 @@ _FITS_BLOCK = 2880
 _GZIP_MIN_SIZE = 18  # a gzip member's header and trailer
 
 
+def image_hash(image):
+    """Content hash of an image: BLAKE2b of its shape and float32 pixels (hex, 32 chars).
+
+    The same pixels give the same hash whatever the file name, compression or HDU.
+    """
+    pixels = np.ascontiguousarray(image, dtype="<f4")
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(np.asarray(pixels.shape, dtype="<i8").tobytes())
+    digest.update(pixels.data)
+    return digest.hexdigest()
+
+
 @dataclass(eq=False)  # frames compare by identity: element-wise array equality is no answer
 class Frame:
     """One science image with everything needed to judge detections on it.
@@ -82,6 +96,14 @@ class Frame:
     header: fits.Header
     path: str | None = None
     hdu: int | str | None = None
+
+    @cached_property
+    def content_hash(self) -> str:
+        """`image_hash` of the image, computed once (a frame's pixels do not change).
+
+        It names the frame in label stores; the GUI computes it in its worker thread.
+        """
+        return image_hash(self.image)
 
     @property
     def shape(self) -> tuple[int, int]:

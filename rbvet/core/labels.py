@@ -23,7 +23,6 @@ power cut or kernel crash is not lost either. That costs one fsync per action (a
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import sqlite3
 import threading
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RbvetError
+from .frame import image_hash
 from .preprocess import PreprocessParams, Rescale
 from .stamps import Stamps
 from .train import TrainingSet
@@ -135,16 +135,12 @@ def default_store_path():
     return user_data_dir() / STORE_FILE_NAME
 
 
-def frame_hash(image):
-    """Content hash of an image: BLAKE2b of its shape and float32 pixels (hex, 32 chars).
+frame_hash = image_hash
 
-    The same pixels give the same hash whatever the file name, compression or HDU.
-    """
-    pixels = np.ascontiguousarray(image, dtype="<f4")
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(np.asarray(pixels.shape, dtype="<i8").tobytes())
-    digest.update(pixels.data)
-    return digest.hexdigest()
+
+def _content_hash(frame):
+    """The frame's `Frame.content_hash` (computed once), or the hash of its image."""
+    return getattr(frame, "content_hash", None) or frame_hash(frame.image)
 
 
 def header_summary(header, keys=HEADER_KEYS):
@@ -513,7 +509,7 @@ class LabelStore:
         int
             The frame id; the existing one when the same pixels were stored before.
         """
-        content_hash = frame_hash(frame.image)
+        content_hash = _content_hash(frame)
         height, width = frame.image.shape
         header = json.dumps(header_summary(getattr(frame, "header", None)))
         fwhm = None if fwhm is None or not np.isfinite(fwhm) else float(fwhm)
@@ -543,7 +539,7 @@ class LabelStore:
 
     def find_frame(self, frame):
         """Id of the stored frame with the same pixels as ``frame``, or None."""
-        content_hash = frame_hash(frame.image)
+        content_hash = _content_hash(frame)
         with self._reading() as connection:
             row = connection.execute(
                 "SELECT id FROM frames WHERE content_hash = ?", (content_hash,)

@@ -74,6 +74,7 @@ def classify_frame(frame_path, catalog_path, model_path, models, report, should_
         report(chunk.stop, n_objects, "Classifying")
     report(n_objects, n_objects, "Preparing the display")
     prepare_display(frame)  # about a second at 8k x 8k: here, not on the GUI thread
+    frame.content_hash  # noqa: B018 (hashed here, not when the label store looks it up)
     data = VettingData.from_scores(
         frame,
         table,

@@ -475,35 +475,25 @@ class MainWindow(QMainWindow):
             self.open_model(path)
 
     def choose_export(self):
-        if self.state.data is None:
-            return
-        stem = Path(self.frame_path).name.split(".")[0]
-        suggested = str(Path(self._start_dir()) / f"{stem}.rb.ecsv")
-        path, _ = QFileDialog.getSaveFileName(self, "Export scores", suggested, EXPORT_FILTER)
-        if path:
-            self.export_scores(path)
-
-    def _suggested_path(self, suffix):
-        stem = Path(self.frame_path or "frame").name.split(".")[0]
-        return str(Path(self._start_dir()) / f"{stem}{suffix}")
+        self._choose_save("Export scores", ".rb.ecsv", EXPORT_FILTER, self.export_scores)
 
     def choose_export_training_set(self):
-        if self.state.data is None:
-            return
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export training set", self._suggested_path(".labels.npz"), TRAINING_SET_FILTER
+        self._choose_save(
+            "Export training set", ".labels.npz", TRAINING_SET_FILTER, self.export_training_set
         )
-        if path:
-            self.export_training_set(path)
 
     def choose_export_regions(self):
+        self._choose_save("Export DS9 regions", ".rb.reg", REGION_FILTER, self.export_regions)
+
+    def _choose_save(self, title, suffix, file_filter, export):
+        """Ask where to save (named after the frame) and call ``export(path)``."""
         if self.state.data is None:
             return
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export DS9 regions", self._suggested_path(".rb.reg"), REGION_FILTER
-        )
+        stem = Path(self.frame_path or "frame").name.split(".")[0]
+        suggested = str(Path(self._start_dir()) / f"{stem}{suffix}")
+        path, _ = QFileDialog.getSaveFileName(self, title, suggested, file_filter)
         if path:
-            self.export_regions(path)
+            export(path)
 
     def export_scores(self, path):
         """Write the catalog with ``rb_score``, ``rb_label``, ``rb_reason`` and the bogus
