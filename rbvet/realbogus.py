@@ -354,12 +354,8 @@ def classify_realbogus(
         wrapper = _with_softening(wrapper, asinh_softening)
     if len(obj) == 0:
         raise RbvetError("catalog is empty: nothing to classify")
-    flags = _classify.FLAGS_COLUMN
-    if flag_bogus and flags in obj.colnames and obj[flags].dtype.kind not in "iu":
-        raise RbvetError(
-            f"catalog column {flags!r} holds {obj[flags].dtype} values, not integers: "
-            "cannot set the bogus flag (use flag_bogus=False)"
-        )
+    if flag_bogus:
+        _classify.check_flags_column(obj)  # before the work, not after it
     frame, x, y, fwhm = _frame_and_fwhm(obj, image, bg, err, mask, fwhm, log)
     log(f"Classifying {len(obj)} objects (threshold={threshold:.2f}, FWHM={fwhm:.2f})")
     scores, reasons = _classify.score_objects(frame, x, y, wrapper, fwhm, batch_size=batch_size)
@@ -368,10 +364,7 @@ def classify_realbogus(
         obj[_classify.REASON_COLUMN] = reasons
     if not flag_bogus:
         return obj
-    if _classify.FLAGS_COLUMN not in obj.colnames:
-        obj[_classify.FLAGS_COLUMN] = np.zeros(len(obj), dtype=np.int64)
-    bogus = _classify.is_bogus(scores, threshold)
-    obj[_classify.FLAGS_COLUMN][bogus] |= BOGUS_FLAG
+    bogus = _classify.set_bogus_flag(obj, scores, threshold)
     kept = obj[~bogus]
     log(f"Filtered: {len(kept)}/{len(obj)} objects retained")
     return kept

@@ -217,14 +217,30 @@ def add_scores(table, scores, reasons, threshold=None):
     table[SCORE_COLUMN] = np.asarray(scores, dtype=np.float64)
     table[REASON_COLUMN] = np.asarray(reasons, dtype=str)
     if threshold is not None:
-        if FLAGS_COLUMN not in table.colnames:
-            table[FLAGS_COLUMN] = np.zeros(len(table), dtype=np.int64)
-        flags = np.asarray(table[FLAGS_COLUMN])
-        if not np.issubdtype(flags.dtype, np.integer):
-            raise RbvetError(f"catalog column '{FLAGS_COLUMN}' is not integer")
-        bogus = is_bogus(scores, threshold)
-        table[FLAGS_COLUMN][bogus] = flags[bogus] | BOGUS_FLAG
+        set_bogus_flag(table, scores, threshold)
     return table
+
+
+def check_flags_column(table):
+    """Refuse a catalog whose ``flags`` column cannot hold the bogus bit (not integers)."""
+    if FLAGS_COLUMN in table.colnames and table[FLAGS_COLUMN].dtype.kind not in "iu":
+        raise RbvetError(
+            f"catalog column {FLAGS_COLUMN!r} holds {table[FLAGS_COLUMN].dtype} values, not "
+            "integers: cannot set the bogus flag"
+        )
+
+
+def set_bogus_flag(table, scores, threshold):
+    """Set `BOGUS_FLAG` in ``flags`` (made if missing) where `is_bogus`; returns that mask.
+
+    The other bits of existing flags are kept.
+    """
+    check_flags_column(table)
+    if FLAGS_COLUMN not in table.colnames:
+        table[FLAGS_COLUMN] = np.zeros(len(table), dtype=np.int64)
+    bogus = is_bogus(scores, threshold)
+    table[FLAGS_COLUMN][bogus] |= BOGUS_FLAG
+    return bogus
 
 
 def check_threshold(threshold):
