@@ -987,23 +987,31 @@ def bad_inputs(directory):
     return paths
 
 
-def test_bad_files_after_a_good_one_keep_the_frame_and_its_labels(qtbot, tmp_path):
-    """Open the demo, label a few objects, then open bad frames and bad catalogs: each
-    shows its one-line message, and the frame, its labels and the labels on screen stay."""
+def window_showing_the_demo(qtbot, folder):
+    """A shown main window (settings and label store under ``folder``) with the demo
+    frame and its catalog classified; returns the window and the frame's path."""
     from PyQt6.QtCore import QSettings
 
     from rbvet.core.paths import demo_frame_path
     from rbvet.gui.main_window import MainWindow
-    from rbvet.gui.state import BOGUS, REAL
 
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(settings=settings)
+    settings = QSettings(str(folder / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings, label_store_path=folder / "labels.sqlite")
     window.models = window_models()
     qtbot.addWidget(window)
     window.show()
     frame = demo_frame_path()
     with qtbot.waitSignal(window.classified, timeout=WINDOW_TIMEOUT_MS):
         window.open_frame(frame, frame.with_suffix(".ecsv"))
+    return window, frame
+
+
+def test_bad_files_after_a_good_one_keep_the_frame_and_its_labels(qtbot, tmp_path):
+    """Open the demo, label a few objects, then open bad frames and bad catalogs: each
+    shows its one-line message, and the frame, its labels and the labels on screen stay."""
+    from rbvet.gui.state import BOGUS, REAL
+
+    window, frame = window_showing_the_demo(qtbot, tmp_path)
     data = window.state.data
     window.state.set_labels([0, 1, 2], REAL)
     window.state.set_labels([3, 4], BOGUS)
@@ -1029,19 +1037,7 @@ def test_bad_files_after_a_good_one_keep_the_frame_and_its_labels(qtbot, tmp_pat
 
 
 def test_a_catalog_opened_after_a_bad_frame_goes_with_the_frame_on_screen(qtbot, tmp_path):
-    from PyQt6.QtCore import QSettings
-
-    from rbvet.core.paths import demo_frame_path
-    from rbvet.gui.main_window import MainWindow
-
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(settings=settings)
-    window.models = window_models()
-    qtbot.addWidget(window)
-    window.show()
-    frame = demo_frame_path()
-    with qtbot.waitSignal(window.classified, timeout=WINDOW_TIMEOUT_MS):
-        window.open_frame(frame, frame.with_suffix(".ecsv"))
+    window, frame = window_showing_the_demo(qtbot, tmp_path)
     bad = tmp_path / "truncated.fits"
     bad.write_bytes(VALID_FITS[:3000])
     with qtbot.waitSignal(window.failed, timeout=WINDOW_TIMEOUT_MS):
