@@ -36,8 +36,9 @@ from rbvet.core.batch import (
     limit_inference_threads,
     start_local_cluster,
 )
-from rbvet.core.catalog import detect_objects, write_catalog
-from rbvet.core.frame import frame_from_array
+from rbvet.core.detect.detection import detect_objects
+from rbvet.core.io.catalog import write_catalog
+from rbvet.core.io.frame import frame_from_array
 from rbvet.core.simulate import simulate_frame
 
 PATTERN = "{dir}/{stem}.ecsv"

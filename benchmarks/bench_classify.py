@@ -17,11 +17,11 @@ import numpy as np
 from astropy.table import Table
 
 from rbvet import realbogus
-from rbvet.core.frame import frame_from_array
+from rbvet.core.cutouts.preprocess import plan_rescale
+from rbvet.core.cutouts.stamps import iter_inputs
+from rbvet.core.io.frame import frame_from_array
 from rbvet.core.model import RealBogusModel, create_model, load_model
-from rbvet.core.preprocess import plan_rescale
 from rbvet.core.simulate import simulate_frame
-from rbvet.core.stamps import iter_inputs
 
 
 def best_rates(functions, n, repeats):

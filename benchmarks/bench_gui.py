@@ -4,7 +4,7 @@ Run: python benchmarks/bench_gui.py [--objects 20000] [--width 1280] [--height 9
 
 Synthetic data stand in for a classified frame: Gaussian blobs of random width and
 position plus noise (some sharp single-pixel hits among them), rendered to tiles with
-`rbvet.core.atlas.render_tiles`, and random scores. Each figure is printed with its
+`rbvet.core.cutouts.atlas.render_tiles`, and random scores. Each figure is printed with its
 target (DESIGN.md, "Grid rendering"); nothing here asserts, the machine may be busy.
 """
 
@@ -19,9 +19,9 @@ import numpy as np
 from astropy.table import Table
 from PyQt6.QtWidgets import QApplication
 
-from rbvet.core.atlas import empty_atlas, render_tiles
-from rbvet.core.preprocess import PreprocessParams
-from rbvet.core.stamps import DEFAULT_CHUNK_SIZE as CLASSIFY_CHUNK
+from rbvet.core.cutouts.atlas import empty_atlas, render_tiles
+from rbvet.core.cutouts.preprocess import PreprocessParams
+from rbvet.core.cutouts.stamps import DEFAULT_CHUNK_SIZE as CLASSIFY_CHUNK
 from rbvet.gui.grid import SORT_POSITION, SORT_SCORE, GridPanel
 from rbvet.gui.state import VettingData, VettingState
 

@@ -30,9 +30,9 @@ from PyQt6.QtCore import QSettings, Qt
 from PyQt6.QtTest import QTest
 from PyQt6.QtWidgets import QApplication
 
-from rbvet.core.atlas import empty_atlas, render_tiles
-from rbvet.core.frame import frame_from_array
-from rbvet.core.preprocess import PreprocessParams
+from rbvet.core.cutouts.atlas import empty_atlas, render_tiles
+from rbvet.core.cutouts.preprocess import PreprocessParams
+from rbvet.core.io.frame import frame_from_array
 from rbvet.gui.main_window import MainWindow
 from rbvet.gui.state import REAL, VettingData
 

@@ -26,11 +26,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
+from rbvet.core.cutouts.preprocess import PreprocessParams, Rescale, plan_rescale
+from rbvet.core.cutouts.stamps import Stamps, cut_stamps
 from rbvet.core.errors import RbvetWarning
-from rbvet.core.frame import frame_from_array
-from rbvet.core.labels import LabelStore
-from rbvet.core.preprocess import PreprocessParams, Rescale, plan_rescale
-from rbvet.core.stamps import Stamps, cut_stamps
+from rbvet.core.io.frame import frame_from_array
+from rbvet.core.learn.labels import LabelStore
 
 
 def median_ms(function, repeats):
@@ -96,7 +96,8 @@ def bench_label_actions(directory, n_objects, repeats):
 
 def fill_store_from_simulations(store, n_labeled, seed, log):
     """Simulated 1024^2 frames -> detections labeled from truth -> the store."""
-    from rbvet.core.catalog import detect_objects, estimate_fwhm
+    from rbvet.core.detect.detection import detect_objects
+    from rbvet.core.detect.psf import estimate_fwhm
     from rbvet.core.simulate import label_detections, simulate_frame
 
     params = PreprocessParams()
@@ -129,8 +130,8 @@ def fill_store_from_simulations(store, n_labeled, seed, log):
 
 
 def bench_retrain(directory, n_labeled, epochs, simulated_ratio, seed):
+    from rbvet.core.learn.retrain import format_comparison, retrain
     from rbvet.core.model import load_model
-    from rbvet.core.retrain import format_comparison, retrain
 
     print(f"Retraining on {n_labeled} labeled stamps")
     with LabelStore(Path(directory) / "retrain.sqlite", synchronous="NORMAL") as store:

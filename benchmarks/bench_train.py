@@ -22,8 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
+from rbvet.core.learn.train import simulated_training_set, train_model
 from rbvet.core.model import create_model, import_keras
-from rbvet.core.train import simulated_training_set, train_model
 
 BATCH_SIZE = 128
 WARM_UP_BATCHES = 5

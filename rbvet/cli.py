@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .core.errors import RbvetError
+from rbvet.core.errors import RbvetError
 
 EXIT_USER_ERROR = 2
 
@@ -91,7 +91,7 @@ def _hdu_spec(value):
 
 def load_frame_and_catalog(args, log):
     """Frame, catalog table (with 0-based x, y) and FWHM from the command-line arguments."""
-    from .core.classify import open_frame_and_catalog
+    from rbvet.core.classify import open_frame_and_catalog
 
     return open_frame_and_catalog(args.frame, args.catalog, **_frame_options(args), log=log)
 
@@ -107,7 +107,7 @@ def cmd_classify(args):
     """Score every object of a frame (or of many frames, on Dask) and write catalogs."""
     frames = list(args.frames)
     if args.list:
-        from .core.batch import read_frame_list
+        from rbvet.core.batch import read_frame_list
 
         frames += read_frame_list(args.list)
     if not frames:
@@ -138,7 +138,7 @@ def _frame_options(args):
 
 def _classify_single(args, frame):
     """One frame in this process, with a progress bar over its objects."""
-    from .core.batch import catalog_for, classify_one_frame, output_name
+    from rbvet.core.batch import catalog_for, classify_one_frame, output_name
 
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     catalog = args.catalog
@@ -172,7 +172,7 @@ def _classify_single(args, frame):
 
 def _classify_many(args, frames):
     """Several frames on Dask: a catalog per frame in OUTDIR and a summary table."""
-    from .core.batch import (
+    from rbvet.core.batch import (
         STATUS_DONE,
         STATUS_FAILED,
         STATUS_SKIPPED,
@@ -220,9 +220,9 @@ def _classify_many(args, frames):
 
 def cmd_train(args):
     """Train a model on simulated frames (split by frame), evaluate it on fresh frames."""
-    from .core.evaluate import TEST_SEED_OFFSET, evaluate_on_simulated, format_report
-    from .core.model import RealBogusModel, save_model
-    from .core.train import simulated_training_set, train_model
+    from rbvet.core.learn.evaluate import TEST_SEED_OFFSET, evaluate_on_simulated, format_report
+    from rbvet.core.learn.train import simulated_training_set, train_model
+    from rbvet.core.model import RealBogusModel, save_model
 
     log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
     shape = (args.size, args.size)
@@ -279,8 +279,8 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     """Judge a model on labeled objects it never saw and print the evaluation table."""
-    from .core.classify import check_threshold
-    from .core.evaluate import (
+    from rbvet.core.classify import check_threshold
+    from rbvet.core.learn.evaluate import (
         evaluate_on_catalog,
         evaluate_on_simulated,
         evaluate_training_set,
@@ -290,7 +290,7 @@ def cmd_evaluate(args):
         save_plots,
         write_metrics_json,
     )
-    from .core.model import load_model
+    from rbvet.core.model import load_model
 
     sources = [args.frame is not None, args.simulate is not None, args.training_set is not None]
     if sum(sources) != 1:
@@ -363,7 +363,7 @@ def cmd_evaluate(args):
 
 def _add_evaluate_parser(commands):
     """The ``evaluate`` subcommand and its options."""
-    from .core.evaluate import DEFAULT_EVALUATION_SEED, DEFAULT_TARGET_RATE
+    from rbvet.core.learn.evaluate import DEFAULT_EVALUATION_SEED, DEFAULT_TARGET_RATE
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -443,10 +443,11 @@ def cmd_simulate(args):
     import numpy as np
     from astropy.io import fits
 
-    from .core.catalog import detect_objects, write_catalog
-    from .core.files import atomic_write
-    from .core.frame import frame_from_array
-    from .core.simulate import label_detections, simulate_frame
+    from rbvet.core.detect.detection import detect_objects
+    from rbvet.core.io.catalog import write_catalog
+    from rbvet.core.io.files import atomic_write
+    from rbvet.core.io.frame import frame_from_array
+    from rbvet.core.simulate import label_detections, simulate_frame
 
     options = DEMO_OPTIONS if args.demo else {}
     sim = simulate_frame(shape=(args.size, args.size), fwhm=args.fwhm, rng=args.seed, **options)
@@ -485,9 +486,9 @@ def cmd_train_labels(args):
     """Retrain from a label store, compare old and new on held-out labels, save versioned."""
     import numpy as np
 
-    from .core.labels import LabelStore
-    from .core.model import load_model
-    from .core.retrain import format_comparison, retrain, save_versioned
+    from rbvet.core.learn.labels import LabelStore
+    from rbvet.core.learn.retrain import format_comparison, retrain, save_versioned
+    from rbvet.core.model import load_model
 
     log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
     if args.simulated_ratio < 0:
@@ -573,15 +574,15 @@ def cmd_export(args):
 
     import numpy as np
 
-    from .core.classify import check_threshold, score_objects
-    from .core.export import (
+    from rbvet.core.classify import check_threshold, score_objects
+    from rbvet.core.io.export import (
         export_catalog,
         export_kind,
         export_regions,
         export_training_set,
     )
-    from .core.labels import LabelStore, match_positions
-    from .core.model import load_model
+    from rbvet.core.learn.labels import LabelStore, match_positions
+    from rbvet.core.model import load_model
 
     outputs = [(Path(path), export_kind(path)) for path in args.output]
     kinds = {kind for _, kind in outputs}
@@ -783,7 +784,7 @@ def build_parser():
         help="open the vetting window",
         description="Open FRAME (default: the shipped demo) in the vetting window.",
     )
-    from .gui.app import build_parser as add_gui_arguments  # argparse only, no Qt
+    from rbvet.gui.app import build_parser as add_gui_arguments  # argparse only, no Qt
 
     add_gui_arguments(gui)
     gui.set_defaults(handler=cmd_gui)
@@ -792,7 +793,7 @@ def build_parser():
 
 def cmd_gui(args):
     """Open the vetting window (Qt is imported only here)."""
-    from .gui.app import run
+    from rbvet.gui.app import run
 
     return run(args)
 

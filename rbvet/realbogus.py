@@ -21,18 +21,18 @@ import weakref
 
 import numpy as np
 
-from .core import classify as _classify
-from .core import model as _model
-from .core.classify import BOGUS_FLAG, SCORE_COLUMN  # noqa: F401  (public names)
-from .core.errors import RbvetError
-from .core.paths import user_data_dir
-from .core.preprocess import (
+from rbvet.core import classify as _classify
+from rbvet.core import model as _model
+from rbvet.core.classify import BOGUS_FLAG, SCORE_COLUMN  # noqa: F401  (public names)
+from rbvet.core.cutouts.preprocess import (
     DEFAULT_ASINH_SOFTENING_SIGMA,
     TARGET_FWHM,
     PreprocessParams,
     plan_rescale,
     preprocess_stamps,
 )
+from rbvet.core.errors import RbvetError
+from rbvet.core.paths import user_data_dir
 
 DEFAULT_MODEL_DIR = str(user_data_dir() / "models")
 DEFAULT_MODEL_NAME = "realbogus_default.keras"
@@ -119,7 +119,7 @@ def preprocess_cutout(
     fwhm : float, optional
         Frame FWHM; the cutout is rescaled towards ``target_fwhm`` when given.
     target_fwhm, target_size, downscale_threshold, normalize, asinh_softening
-        Representation parameters (see `rbvet.core.preprocess.PreprocessParams`).
+        Representation parameters (see `rbvet.core.cutouts.preprocess.PreprocessParams`).
 
     Returns
     -------
@@ -152,8 +152,8 @@ def preprocess_cutout(
 
 
 def _frame_and_fwhm(obj, image, bg, err, mask, fwhm, log):
-    from .core.catalog import estimate_fwhm
-    from .core.frame import frame_from_array
+    from rbvet.core.detect.psf import estimate_fwhm
+    from rbvet.core.io.frame import frame_from_array
 
     frame = frame_from_array(image, mask=mask, background=bg, noise=err)
     frame.ensure_background()
@@ -230,7 +230,7 @@ def extract_cutouts(
         Their rows in ``obj``.
     """
     log = _logger(verbose)
-    from .core.stamps import iter_inputs
+    from rbvet.core.cutouts.stamps import iter_inputs
 
     params = PreprocessParams(
         target_fwhm=target_fwhm,
@@ -430,7 +430,7 @@ def train_realbogus_classifier(
     model : keras.Model
     history : keras.callbacks.History
     """
-    from .core import train as _train
+    from rbvet.core.learn import train as _train
 
     log = _logger(verbose)
     if training_data is None:

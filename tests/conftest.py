@@ -84,10 +84,10 @@ def vetting_data(n=60, seed=0, unscored=2):
     stamps and tiles, and random scores (the last ``unscored`` objects are NaN)."""
     from astropy.table import Table
 
-    from rbvet.core.atlas import empty_atlas, render_tiles
-    from rbvet.core.frame import frame_from_array
-    from rbvet.core.preprocess import PreprocessParams, plan_rescale
-    from rbvet.core.stamps import cut_stamps
+    from rbvet.core.cutouts.atlas import empty_atlas, render_tiles
+    from rbvet.core.cutouts.preprocess import PreprocessParams, plan_rescale
+    from rbvet.core.cutouts.stamps import cut_stamps
+    from rbvet.core.io.frame import frame_from_array
     from rbvet.gui.state import VettingData
 
     fwhm = 3.0

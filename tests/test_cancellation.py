@@ -14,8 +14,8 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from rbvet.core import catalog
 from rbvet.core.classify import open_frame_and_catalog
+from rbvet.core.detect import detection as catalog
 from rbvet.core.errors import RbvetError
 
 READING_STEPS = 4

@@ -1,4 +1,4 @@
-"""Tests for rbvet.core.catalog: formats, pixel conventions, detection, FWHM, writing."""
+"""Tests for rbvet.core.io.catalog: formats, pixel conventions, detection, FWHM, writing."""
 
 import os
 
@@ -9,17 +9,11 @@ from astropy.io import fits
 from astropy.table import QTable, Table
 from astropy.wcs import WCS
 
-from rbvet.core.catalog import (
-    BOGUS_FLAG,
-    detect_objects,
-    detect_objects_in_child_process,
-    estimate_fwhm,
-    find_positions,
-    read_catalog,
-    write_catalog,
-)
+from rbvet.core.detect.detection import detect_objects, detect_objects_in_child_process
+from rbvet.core.detect.psf import estimate_fwhm
 from rbvet.core.errors import RbvetError, RbvetWarning
-from rbvet.core.frame import frame_from_array
+from rbvet.core.io.catalog import BOGUS_FLAG, find_positions, read_catalog, write_catalog
+from rbvet.core.io.frame import frame_from_array
 
 SHAPE = (128, 128)
 

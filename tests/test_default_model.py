@@ -3,9 +3,9 @@
 import numpy as np
 
 from rbvet import realbogus
-from rbvet.core.metrics import roc_auc
+from rbvet.core.learn.metrics import roc_auc
+from rbvet.core.learn.train import simulated_training_set
 from rbvet.core.model import load_model
-from rbvet.core.train import simulated_training_set
 
 
 def test_default_model_loads_without_argument():

@@ -8,11 +8,11 @@ import pytest
 
 from rbvet.cli import main
 from rbvet.core.errors import RbvetError
-from rbvet.core.evaluate import evaluate_scores, format_report, truth_labels
-from rbvet.core.metrics import error_rates, roc_auc
+from rbvet.core.learn.evaluate import evaluate_scores, format_report, truth_labels
+from rbvet.core.learn.metrics import error_rates, roc_auc
+from rbvet.core.learn.train import TrainingSet, simulated_training_set
 from rbvet.core.model import load_model
 from rbvet.core.paths import demo_frame_path
-from rbvet.core.train import TrainingSet, simulated_training_set
 
 N_FLIPPED = 6
 

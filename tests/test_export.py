@@ -8,16 +8,16 @@ import pytest
 from astropy.table import Table
 
 from rbvet.cli import main
-from rbvet.core.catalog import BOGUS_FLAG
 from rbvet.core.errors import RbvetError
-from rbvet.core.export import (
+from rbvet.core.io.catalog import BOGUS_FLAG
+from rbvet.core.io.export import (
     REGION_COLORS,
     export_catalog,
     export_kind,
     export_regions,
     export_training_set,
 )
-from rbvet.core.labels import LabelStore
+from rbvet.core.learn.labels import LabelStore
 from rbvet.core.paths import demo_frame_path
 
 _CIRCLE = re.compile(r"^circle\(([-\d.]+),([-\d.]+),([\d.]+)\) # color=(\w+) text=\{(.*)\}$")
@@ -29,8 +29,8 @@ def labeled_demo_store(path):
     Returns ``(frame, table, fwhm, object_ids)``.
     """
     from rbvet.core.classify import open_frame_and_catalog
-    from rbvet.core.preprocess import PreprocessParams, plan_rescale
-    from rbvet.core.stamps import cut_stamps
+    from rbvet.core.cutouts.preprocess import PreprocessParams, plan_rescale
+    from rbvet.core.cutouts.stamps import cut_stamps
 
     demo = demo_frame_path()
     frame, table, fwhm = open_frame_and_catalog(demo, demo.with_suffix(".ecsv"))
@@ -72,9 +72,9 @@ def test_catalog_round_trip(tmp_path, suffix):
 
 
 def test_training_set_round_trip_from_a_store(tmp_path, make_star_field):
-    from rbvet.core.frame import frame_from_array
-    from rbvet.core.preprocess import plan_rescale
-    from rbvet.core.stamps import cut_stamps
+    from rbvet.core.cutouts.preprocess import plan_rescale
+    from rbvet.core.cutouts.stamps import cut_stamps
+    from rbvet.core.io.frame import frame_from_array
 
     image, x, y, _ = make_star_field(shape=(160, 160), n=20)
     frame = frame_from_array(image).ensure_background()

@@ -1,4 +1,4 @@
-"""Tests for rbvet.core.frame: HDU choice, companion maps, WCS, errors, background."""
+"""Tests for rbvet.core.io.frame: HDU choice, companion maps, WCS, errors, background."""
 
 import warnings
 
@@ -8,7 +8,7 @@ from astropy.io import fits
 from astropy.wcs import WCS
 
 from rbvet.core.errors import RbvetError
-from rbvet.core.frame import Frame, frame_from_array, read_frame
+from rbvet.core.io.frame import Frame, frame_from_array, read_frame
 
 SHAPE = (40, 50)
 
@@ -307,7 +307,7 @@ def _gzip_skips(monkeypatch):
 
 
 def test_gzip_header_check_does_not_decompress_the_last_data(tmp_path, monkeypatch):
-    from rbvet.core.frame import check_fits_headers
+    from rbvet.core.io.frame import check_fits_headers
 
     path = tmp_path / "frame.fits.gz"
     image = _image(shape=(1000, 1000))
@@ -322,7 +322,7 @@ def test_gzip_header_check_still_walks_every_header(tmp_path, monkeypatch):
     import gzip
     import io
 
-    from rbvet.core.frame import check_fits_headers
+    from rbvet.core.io.frame import check_fits_headers
 
     buffer = io.BytesIO()
     fits.HDUList([fits.PrimaryHDU(_image()), fits.ImageHDU(_image(seed=1))]).writeto(buffer)

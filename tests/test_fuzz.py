@@ -29,9 +29,9 @@ from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from rbvet.core.catalog import read_catalog
 from rbvet.core.errors import RbvetError, RbvetWarning
-from rbvet.core.frame import frame_from_array, read_frame
+from rbvet.core.io.catalog import read_catalog
+from rbvet.core.io.frame import frame_from_array, read_frame
 
 # Moderate counts: the whole module runs in about a minute on a busy 2-core machine.
 # RBVET_FUZZ_SCALE=20 runs twenty times as many cases (a deeper search, for a nightly run).
@@ -115,7 +115,7 @@ def card_offset(data, keyword):
     return data.index(keyword.encode("ascii").ljust(8) + b"=")
 
 
-# Regression cases found by fuzzing (see the module docstring of rbvet.core.frame).
+# Regression cases found by fuzzing (see the module docstring of rbvet.core.io.frame).
 # A second NAXIS card with a huge value: astropy looped over 2**40 axes (hung for hours).
 HUGE_NAXIS = with_card(VALID_FITS, 5 * 80, "NAXIS   = 1099511627776")
 HUGE_NAXIS_IN_EXTENSION = with_card(
@@ -931,7 +931,7 @@ def test_extract_cutouts_with_hostile_input(obj, options):
 @example(shape=(64, 64), far=-9.3e18)  # beyond the int64 range: the index cast warned
 def test_estimate_fwhm_with_many_positions_on_odd_frames(shape, far):
     """More than 3000 candidates take the cheap S/N ranking path of `estimate_fwhm`."""
-    from rbvet.core.catalog import DEFAULT_FWHM, estimate_fwhm
+    from rbvet.core.detect.psf import DEFAULT_FWHM, estimate_fwhm
 
     rng = np.random.default_rng(0)
     frame = frame_from_array(rng.normal(100.0, 5.0, shape))

@@ -14,7 +14,7 @@ from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
 from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication
 
-from rbvet.core.labels import LabelStore
+from rbvet.core.learn.labels import LabelStore
 from rbvet.core.model import read_card
 from rbvet.core.paths import demo_frame_path
 from rbvet.gui.grid import SORT_SUSPICIOUS, suspicion

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PyQt6.QtCore import QPoint, QPointF, Qt
 
-from rbvet.core.metrics import error_rates
-from rbvet.core.stamps import cut_stamps
+from rbvet.core.cutouts.stamps import cut_stamps
+from rbvet.core.learn.metrics import error_rates
 from rbvet.gui.detail import EMPTY_TEXT, DetailPanel
 from rbvet.gui.frame_view import (
     SHOW_ALL,

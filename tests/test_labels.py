@@ -12,9 +12,11 @@ import zlib
 import numpy as np
 import pytest
 
+from rbvet.core.cutouts.preprocess import PreprocessParams, plan_rescale
+from rbvet.core.cutouts.stamps import cut_stamps
 from rbvet.core.errors import RbvetError
-from rbvet.core.frame import frame_from_array
-from rbvet.core.labels import (
+from rbvet.core.io.frame import frame_from_array
+from rbvet.core.learn.labels import (
     LabelStore,
     decode_stamps,
     default_store_path,
@@ -22,8 +24,6 @@ from rbvet.core.labels import (
     frame_hash,
     match_positions,
 )
-from rbvet.core.preprocess import PreprocessParams, plan_rescale
-from rbvet.core.stamps import cut_stamps
 
 
 def frame_and_stamps(make_star_field, fwhm=3.0, n=40, seed=0, shape=(192, 192)):
@@ -284,7 +284,7 @@ def test_missing_store_is_not_created_when_asked_not_to(tmp_path):
 _LABELER = textwrap.dedent(
     """
     import sys
-    from rbvet.core.labels import LabelStore
+    from rbvet.core.learn.labels import LabelStore
 
     store = LabelStore(sys.argv[1])
     ids = [int(i) for i in sys.argv[2].split(",")]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rbvet.core.metrics import error_rates, roc_auc, summarize, threshold_for_rate
+from rbvet.core.learn.metrics import error_rates, roc_auc, summarize, threshold_for_rate
 
 
 def brute_auc(scores, labels):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from astropy.stats import mad_std
 
-from rbvet.core.preprocess import (
+from rbvet.core.cutouts.preprocess import (
     PreprocessParams,
     Rescale,
     edge_median,

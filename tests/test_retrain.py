@@ -9,16 +9,16 @@ from test_export import labeled_demo_store
 
 from rbvet.cli import main
 from rbvet.core.errors import RbvetError
-from rbvet.core.labels import LabelStore
-from rbvet.core.model import card_path, load_model
-from rbvet.core.paths import default_model_path
-from rbvet.core.retrain import (
+from rbvet.core.learn.labels import LabelStore
+from rbvet.core.learn.retrain import (
     compare_models,
     format_comparison,
     retrain,
     save_versioned,
     versioned_path,
 )
+from rbvet.core.model import card_path, load_model
+from rbvet.core.paths import default_model_path
 
 
 @pytest.fixture(scope="module")

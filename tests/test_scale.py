@@ -17,9 +17,9 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from rbvet.core.frame import frame_from_array
-from rbvet.core.preprocess import PreprocessParams, plan_rescale
-from rbvet.core.stamps import MAX_CHUNK_PIXELS, MAX_STAMP_SIZE, iter_stamps
+from rbvet.core.cutouts.preprocess import PreprocessParams, plan_rescale
+from rbvet.core.cutouts.stamps import MAX_CHUNK_PIXELS, MAX_STAMP_SIZE, iter_stamps
+from rbvet.core.io.frame import frame_from_array
 
 CLASSIFY_TIMEOUT_MS = 300_000
 CLOSE_TIMEOUT_S = 60.0  # generous: the machine running CI may be busy
@@ -78,8 +78,8 @@ def test_stamp_chunks_are_bounded_in_pixels_whatever_the_fwhm(fwhm):
 
 
 def test_an_absurd_fwhm_is_refused_before_any_memory_is_spent():
+    from rbvet.core.cutouts.stamps import cut_stamps
     from rbvet.core.errors import RbvetError
-    from rbvet.core.stamps import cut_stamps
 
     frame = frame_from_array(np.ones((64, 64)), path="frame.fits")
     rescale = plan_rescale(1e6, PreprocessParams())

@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 
-from rbvet.core import stamps as stamps_module
-from rbvet.core.frame import frame_from_array
-from rbvet.core.preprocess import PreprocessParams, Rescale, plan_rescale
-from rbvet.core.stamps import (
+from rbvet.core.cutouts import stamps as stamps_module
+from rbvet.core.cutouts.preprocess import PreprocessParams, Rescale, plan_rescale
+from rbvet.core.cutouts.stamps import (
     REASON_CENTRE_MASKED,
     REASON_MOSTLY_MISSING,
     REASON_NONFINITE,
@@ -16,6 +15,7 @@ from rbvet.core.stamps import (
     iter_inputs,
     iter_stamps,
 )
+from rbvet.core.io.frame import frame_from_array
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 import numpy as np
 
 from rbvet.cli import main
+from rbvet.core.learn.train import all_symmetries, random_symmetries, split_by_group, train_model
 from rbvet.core.model import load_model
-from rbvet.core.train import all_symmetries, random_symmetries, split_by_group, train_model
 
 
 def test_split_keeps_each_group_on_one_side():

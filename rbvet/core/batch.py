@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RbvetError, RbvetWarning, error_message
+from rbvet.core.errors import RbvetError, RbvetWarning, error_message
 
 __all__ = [
     "FrameResult",
@@ -246,7 +246,7 @@ def cached_model(model_path=None):
     -------
     RealBogusModel
     """
-    from .paths import default_model_path
+    from rbvet.core.paths import default_model_path
 
     path = Path(model_path) if model_path is not None else default_model_path()
     try:
@@ -260,7 +260,7 @@ def cached_model(model_path=None):
 
 @functools.lru_cache(maxsize=2)
 def _load_model_once(model_path, version):
-    from .model import load_model
+    from rbvet.core.model import load_model
 
     model = load_model(model_path)
     size = model.input_size
@@ -335,8 +335,13 @@ def classify_one_frame(
     RbvetError
         Any problem with the frame, the catalog, the model or the threshold.
     """
-    from .catalog import write_catalog
-    from .classify import add_scores, check_threshold, open_frame_and_catalog, score_objects
+    from rbvet.core.classify import (
+        add_scores,
+        check_threshold,
+        open_frame_and_catalog,
+        score_objects,
+    )
+    from rbvet.core.io.catalog import write_catalog
 
     started = time.perf_counter()
     if threshold is not None:
@@ -507,7 +512,7 @@ def classify_frames(
         pattern, output directory, format, threshold, model path, worker count or
         scheduler. Problems with single frames do not raise.
     """
-    from .classify import check_threshold
+    from rbvet.core.classify import check_threshold
 
     log = log or (lambda message: None)
     frames = [str(frame) for frame in frames]
@@ -559,7 +564,7 @@ def classify_frames(
             results[to_run[index]] = result
     summary = summary_table(results)
     summary.meta.update(_summary_meta(results, catalog_pattern, model_path, threshold))
-    from .catalog import write_catalog
+    from rbvet.core.io.catalog import write_catalog
 
     write_catalog(summary, summary_path)
     return summary

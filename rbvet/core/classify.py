@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .catalog import BOGUS_FLAG
-from .errors import RbvetError, raise_if_stopped
-from .preprocess import plan_rescale
-from .stamps import DEFAULT_CHUNK_SIZE, ObjectInputs, iter_inputs
+from rbvet.core.cutouts.preprocess import plan_rescale
+from rbvet.core.cutouts.stamps import DEFAULT_CHUNK_SIZE, ObjectInputs, iter_inputs
+from rbvet.core.errors import RbvetError, raise_if_stopped
+from rbvet.core.io.catalog import BOGUS_FLAG
 
 SCORE_COLUMN = "rb_score"
 REASON_COLUMN = "rb_reason"
@@ -120,7 +120,7 @@ def open_frame_and_catalog(
         Catalog to read; without one, objects are detected with sep at
         ``detect_threshold`` sigma.
     hdu, mask, error, weight
-        As in `rbvet.core.frame.read_frame`.
+        As in `rbvet.core.io.frame.read_frame`.
     fwhm : float, optional
         Frame FWHM in pixels; estimated from the objects when absent.
     log : callable, optional
@@ -128,7 +128,7 @@ def open_frame_and_catalog(
     should_stop : callable, optional
         Asked between the steps (reading, background and noise maps, objects, FWHM);
         once it returns True, `concurrent.futures.CancelledError` is raised. With it,
-        objects on frames larger than `rbvet.core.catalog.CHILD_PROCESS_MIN_PIXELS` are
+        objects on frames larger than `rbvet.core.detect.detection.CHILD_PROCESS_MIN_PIXELS` are
         detected in a child process, which it can stop at any moment and which leaves
         other threads running.
 
@@ -139,14 +139,14 @@ def open_frame_and_catalog(
         With 0-based ``x`` and ``y`` columns.
     fwhm : float
     """
-    from .catalog import (
+    from rbvet.core.detect.detection import (
         CHILD_PROCESS_MIN_PIXELS,
         detect_objects,
         detect_objects_in_child_process,
-        estimate_fwhm,
-        read_catalog,
     )
-    from .frame import read_frame
+    from rbvet.core.detect.psf import estimate_fwhm
+    from rbvet.core.io.catalog import read_catalog
+    from rbvet.core.io.frame import read_frame
 
     def stop_if_asked():
         raise_if_stopped(should_stop, f"{frame_path}: reading cancelled")

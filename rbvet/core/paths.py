@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
 DEFAULT_MODEL_NAME = "rbvet_default.keras"
@@ -11,13 +12,13 @@ DEFAULT_MODEL_NAME = "rbvet_default.keras"
 def resources_dir():
     """Folder of the shipped data (default model, demo frame, icons).
 
-    ``RBVET_RESOURCES`` overrides it; otherwise it is the ``resources`` folder of the
-    source tree the package runs from.
+    ``RBVET_RESOURCES`` overrides it; otherwise it is the package data ``rbvet/resources``
+    (installed with the wheel, or in the source tree of an editable install).
     """
     override = os.environ.get("RBVET_RESOURCES")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "resources"
+    return Path(str(files("rbvet") / "resources"))
 
 
 def default_model_path():

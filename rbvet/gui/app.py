@@ -71,8 +71,8 @@ def run(args):
     from PyQt6.QtCore import QSettings, QTimer
     from PyQt6.QtWidgets import QApplication
 
-    from ..core.paths import demo_frame_path
-    from .main_window import MainWindow
+    from rbvet.core.paths import demo_frame_path
+    from rbvet.gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("rbvet")

@@ -4,7 +4,7 @@
 
 - both preprocessed channels ("linear", "asinh") enlarged, from the object's tile in
   `VettingData.atlas` (what the grid and the CNN see);
-- the raw science stamp, cut afresh with `rbvet.core.stamps.cut_stamps`, with its own
+- the raw science stamp, cut afresh with `rbvet.core.cutouts.stamps.cut_stamps`, with its own
   interval and stretch (`rbvet.gui.stretch`) and ticks pointing at the catalog position;
 - score and verdict at the current threshold, reason (when unscored), label, position
   (x, y and RA/Dec when the frame has a WCS);
@@ -34,11 +34,10 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from rbvet.core.atlas import TILE_GAP
-from rbvet.core.stamps import cut_stamps, stamp_origins
-
-from .state import BOGUS, REAL
-from .stretch import (
+from rbvet.core.cutouts.atlas import TILE_GAP
+from rbvet.core.cutouts.stamps import cut_stamps, stamp_origins
+from rbvet.gui.state import BOGUS, REAL
+from rbvet.gui.stretch import (
     BOGUS_COLOR,
     INTERVAL_NAMES,
     LABELED_BOGUS_COLOR,

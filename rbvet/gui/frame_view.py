@@ -33,8 +33,8 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from .state import BOGUS, REAL, UNLABELED
-from .stretch import (
+from rbvet.gui.state import BOGUS, REAL, UNLABELED
+from rbvet.gui.stretch import (
     BOGUS_COLOR,
     INTERVAL_NAMES,
     LABELED_BOGUS_COLOR,
@@ -568,7 +568,7 @@ def prepare_display(frame, interval=DEFAULT_INTERVAL, stretch=DEFAULT_STRETCH):
 
     Parameters
     ----------
-    frame : rbvet.core.frame.Frame
+    frame : rbvet.core.io.frame.Frame
     interval, stretch : str
         The view's defaults unless the window shows others.
     """

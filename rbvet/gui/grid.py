@@ -56,7 +56,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from .state import BOGUS, REAL, UNLABELED, label_name
+from rbvet.gui.state import BOGUS, REAL, UNLABELED, label_name
 
 DISPLAY_ROLE = Qt.ItemDataRole.DisplayRole.value
 TOOLTIP_ROLE = Qt.ItemDataRole.ToolTipRole.value
@@ -131,7 +131,7 @@ KEYS_HELP = (
 )
 
 DEFAULT_TILE_HEIGHT = 31
-"""Atlas tile height assumed before any data arrive (`rbvet.core.atlas.tile_shape`)."""
+"""Atlas tile height assumed before any data arrive (`rbvet.core.cutouts.atlas.tile_shape`)."""
 DEFAULT_TILE_SCALE = 2 * DEFAULT_TILE_HEIGHT
 MAX_TILE_ZOOM = 6
 

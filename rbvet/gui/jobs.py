@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .state import VettingData
+from rbvet.gui.state import VettingData
 
 
 class ModelCache:
@@ -23,7 +23,7 @@ class ModelCache:
 
     def get(self, path=None):
         """The model at ``path`` (the shipped default when None), loading it if needed."""
-        from ..core.model import load_model
+        from rbvet.core.model import load_model
 
         key = str(Path(path).resolve()) if path else None
         with self._lock:
@@ -49,9 +49,9 @@ def classify_frame(frame_path, catalog_path, model_path, models, report, should_
     -------
     tuple of (VettingData, threshold)
     """
-    from ..core.atlas import empty_atlas, render_tiles
-    from ..core.classify import iter_scores, open_frame_and_catalog
-    from .frame_view import prepare_display
+    from rbvet.core.classify import iter_scores, open_frame_and_catalog
+    from rbvet.core.cutouts.atlas import empty_atlas, render_tiles
+    from rbvet.gui.frame_view import prepare_display
 
     report(0, 0, f"Reading {Path(frame_path).name}")
     frame, table, fwhm = open_frame_and_catalog(

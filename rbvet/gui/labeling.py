@@ -1,6 +1,6 @@
 """Labeling in the window: the user's labels written to the label store as they are given.
 
-`LabelController` sits between the grid's keys and `rbvet.core.labels.LabelStore`. It
+`LabelController` sits between the grid's keys and `rbvet.core.learn.labels.LabelStore`. It
 knows which store object each row of the current frame's catalog is (an array of store
 ids, -1 for objects not stored yet), and it turns each user action into one labeling
 action of the store (one undo step), then shows the result through `VettingState`, so
@@ -10,7 +10,7 @@ every panel follows.
   catalog) matches the catalog rows to the stored objects by position, within
   `MATCH_TOLERANCE` pixels, and shows their labels again (`restore`).
 - An object is stored the first time it is labeled, with its raw stamp cut at that
-  moment (`rbvet.core.stamps.cut_stamps`, vectorised; about 0.1 ms per object).
+  moment (`rbvet.core.cutouts.stamps.cut_stamps`, vectorised; about 0.1 ms per object).
 - The store is opened lazily: a default store that does not exist yet is only created
   when the first label is given, so looking at frames leaves no file behind.
 - Store errors (locked, damaged, not a label store) never escape: they are emitted as
@@ -26,9 +26,9 @@ import numpy as np
 from PyQt6.QtCore import QObject, Qt, pyqtSignal
 from PyQt6.QtGui import QGuiApplication
 
-from ..core.errors import RbvetError
-from ..core.labels import SOURCES
-from .state import BOGUS, REAL, UNLABELED, label_name
+from rbvet.core.errors import RbvetError
+from rbvet.core.learn.labels import SOURCES
+from rbvet.gui.state import BOGUS, REAL, UNLABELED, label_name
 
 MATCH_TOLERANCE = 0.5
 """Pixels between a catalog position and a stored one that still make them one object."""
@@ -61,7 +61,7 @@ class LabelController(QObject):
     state : VettingState
     store_path : str or Path, optional
         The label store; the user's default (``labels.sqlite`` in the user data folder,
-        see `rbvet.core.labels.default_store_path`) when None. Nothing is opened until
+        see `rbvet.core.learn.labels.default_store_path`) when None. Nothing is opened until
         `open_store` or the first use.
     parent : QObject, optional
 
@@ -105,7 +105,7 @@ class LabelController(QObject):
 
     @staticmethod
     def _resolve(path):
-        from ..core.labels import default_store_path
+        from rbvet.core.learn.labels import default_store_path
 
         return Path(path).expanduser() if path is not None else default_store_path()
 
@@ -150,7 +150,7 @@ class LabelController(QObject):
 
     def _connect(self, create):
         """Open the store (creating it if ``create``); None, with an error emitted, if not."""
-        from ..core.labels import LabelStore
+        from rbvet.core.learn.labels import LabelStore
 
         if self._store is not None:
             return self._store
@@ -236,7 +236,7 @@ class LabelController(QObject):
     def _stored_labels(self, store, data):
         """Labels (N,) of the frame's catalog rows as stored (unlabeled where no stored
         object is within `MATCH_TOLERANCE`); matched rows take the stored positions."""
-        from ..core.labels import match_positions
+        from rbvet.core.learn.labels import match_positions
 
         stored_x, stored_y, stored_labels = store.frame_labels(self.frame_id)
         match = match_positions(data.x, data.y, stored_x, stored_y, tolerance=MATCH_TOLERANCE)
@@ -280,7 +280,7 @@ class LabelController(QObject):
         bool
             False when the store could not be written (nothing changed then).
         """
-        from ..core.stamps import cut_stamps
+        from rbvet.core.cutouts.stamps import cut_stamps
 
         data = self.state.data
         if data is None:

@@ -28,16 +28,16 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import RbvetError
-from .detail import DetailPanel
-from .frame_view import FrameView
-from .grid import GridPanel
-from .jobs import ModelCache, classify_frame
-from .labeling import LabelController
-from .retrain_dialog import RetrainDialog
-from .state import BOGUS, REAL, UNLABELED, VettingState
-from .threshold import ThresholdPanel
-from .workers import JobThread
+from rbvet.core.errors import RbvetError
+from rbvet.gui.detail import DetailPanel
+from rbvet.gui.frame_view import FrameView
+from rbvet.gui.grid import GridPanel
+from rbvet.gui.jobs import ModelCache, classify_frame
+from rbvet.gui.labeling import LabelController
+from rbvet.gui.retrain_dialog import RetrainDialog
+from rbvet.gui.state import BOGUS, REAL, UNLABELED, VettingState
+from rbvet.gui.threshold import ThresholdPanel
+from rbvet.gui.workers import JobThread
 
 FRAME_FILTER = "FITS images (*.fits *.fit *.fts *.fits.fz *.fz *.fits.gz);;All files (*)"
 CATALOG_FILTER = "Catalogs (*.ecsv *.fits *.fit *.cat *.ldac *.csv *.txt *.dat);;All files (*)"
@@ -61,7 +61,7 @@ def looks_like_catalog(path):
         return False
     from astropy.io import fits
 
-    from ..core.frame import check_fits_headers
+    from rbvet.core.io.frame import check_fits_headers
 
     try:
         check_fits_headers(path)  # a corrupt header must not hang the GUI thread
@@ -504,7 +504,7 @@ class MainWindow(QMainWindow):
         bool
             False when nothing was written (the error is shown).
         """
-        from ..core.export import export_catalog
+        from rbvet.core.io.export import export_catalog
 
         data = self.state.data
         return self._export(
@@ -523,7 +523,7 @@ class MainWindow(QMainWindow):
         -------
         bool
         """
-        from ..core.export import export_training_set
+        from rbvet.core.io.export import export_training_set
 
         data = self.state.data
         written = {}
@@ -545,7 +545,7 @@ class MainWindow(QMainWindow):
         -------
         bool
         """
-        from ..core.export import export_regions
+        from rbvet.core.io.export import export_regions
 
         data = self.state.data
         return self._export(

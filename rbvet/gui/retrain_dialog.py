@@ -7,7 +7,7 @@ trains). Its steps:
    simulated objects mixed in and the number of epochs, then Train;
 2. training runs in a `JobThread`: the job opens its own `LabelStore` connection (SQLite
    connections belong to one thread), reads the labeled objects preprocessed for the
-   current model (`LabelStore.training_data`) and calls `rbvet.core.retrain.retrain`;
+   current model (`LabelStore.training_data`) and calls `rbvet.core.learn.retrain.retrain`;
    after each epoch the loss and AUC curves (training and validation) grow; Cancel
    stops at the end of the current batch and changes nothing;
 3. old and new model side by side on the held-out labeled objects (never trained on):
@@ -46,9 +46,9 @@ from PyQt6.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..core.errors import RbvetError
-from .stretch import BOGUS_COLOR, REAL_COLOR, hex_color
-from .workers import JobThread
+from rbvet.core.errors import RbvetError
+from rbvet.gui.stretch import BOGUS_COLOR, REAL_COLOR, hex_color
+from rbvet.gui.workers import JobThread
 
 DEFAULT_EPOCHS = 5
 DEFAULT_SIMULATED_RATIO = 1.0
@@ -77,7 +77,7 @@ def model_save_target(model_path=None, models_dir=None):
     Path
         ``folder/name.keras`` (or the current ``name.vK.keras``).
     """
-    from ..core.paths import default_model_path, resources_dir, user_data_dir
+    from rbvet.core.paths import default_model_path, resources_dir, user_data_dir
 
     current = Path(model_path) if model_path else default_model_path()
     name = current.name if current.suffix.lower() == ".keras" else current.stem + ".keras"
@@ -106,7 +106,7 @@ class RetrainDialog(QDialog):
 
     Attributes
     ----------
-    retrain_result : rbvet.core.retrain.RetrainResult or None
+    retrain_result : rbvet.core.learn.retrain.RetrainResult or None
         The last finished training (None before, or after a failure or cancel).
     decision : {'accepted', 'rejected'} or None
     saved_path : Path or None
@@ -327,7 +327,7 @@ class RetrainDialog(QDialog):
 
     def refresh_store_summary(self):
         """Show what the store holds; Train is enabled when there is something to learn."""
-        from ..core.labels import LabelStore
+        from rbvet.core.learn.labels import LabelStore
 
         if not self.store_path.exists():
             self.store_label.setText(
@@ -368,9 +368,9 @@ class RetrainDialog(QDialog):
         epoch_ended, logged = self._epoch_ended, self._logged
 
         def job(report, should_stop):
-            from ..core.labels import LabelStore
-            from ..core.model import load_model
-            from ..core.retrain import retrain
+            from rbvet.core.learn.labels import LabelStore
+            from rbvet.core.learn.retrain import retrain
+            from rbvet.core.model import load_model
 
             report(0, 0, "Loading the current model")
             base = load_model(model_path, engine="keras")
@@ -431,7 +431,7 @@ class RetrainDialog(QDialog):
         Path or None
             The file written; None when there is no new model or saving failed.
         """
-        from ..core.retrain import save_versioned
+        from rbvet.core.learn.retrain import save_versioned
 
         if self.retrain_result is None:
             return None
@@ -553,7 +553,7 @@ class RetrainDialog(QDialog):
         self.auc_plot.setYRange(max(0.0, lowest - 0.01), 1.0 + 0.002, padding=0)
 
     def _show_comparison(self, comparison):
-        from ..core.retrain import format_number
+        from rbvet.core.learn.retrain import format_number
 
         old, new = comparison["old"], comparison["new"]
         self.comparison_note.setText(

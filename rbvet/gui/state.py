@@ -25,7 +25,7 @@ class VettingData:
 
     Attributes
     ----------
-    frame : rbvet.core.frame.Frame
+    frame : rbvet.core.io.frame.Frame
     table : astropy.table.Table
         The catalog with 0-based ``x``, ``y`` and the ``rb_score``/``rb_reason`` columns.
     x, y : ndarray (N,) float64
@@ -34,10 +34,10 @@ class VettingData:
     reasons : ndarray (N,) str
         Why an object was not scored; empty when it was.
     atlas : ndarray (N, h, w) uint8
-        One tile per object (`rbvet.core.atlas.render_tiles`); black when unscored.
+        One tile per object (`rbvet.core.cutouts.atlas.render_tiles`); black when unscored.
     fwhm : float
-    rescale : rbvet.core.preprocess.Rescale
-    params : rbvet.core.preprocess.PreprocessParams
+    rescale : rbvet.core.cutouts.preprocess.Rescale
+    params : rbvet.core.cutouts.preprocess.PreprocessParams
     model_name : str
     frame_path, catalog_path : str or None
         ``catalog_path`` is None when the objects were detected.
@@ -73,7 +73,7 @@ class VettingData:
 
         Parameters
         ----------
-        frame : rbvet.core.frame.Frame or None
+        frame : rbvet.core.io.frame.Frame or None
         table : astropy.table.Table
             The catalog, with 0-based ``x`` and ``y`` columns.
         scores : array_like (N,) float
@@ -82,7 +82,7 @@ class VettingData:
             Why an object was not scored; empty when it was.
         atlas : ndarray (N, h, w) uint8
         fwhm : float
-        params : rbvet.core.preprocess.PreprocessParams
+        params : rbvet.core.cutouts.preprocess.PreprocessParams
         **fields
             The other fields (``model_name``, ``frame_path``, ``catalog_path``, ...).
 
@@ -90,8 +90,8 @@ class VettingData:
         -------
         VettingData
         """
-        from ..core.classify import add_scores
-        from ..core.preprocess import plan_rescale
+        from rbvet.core.classify import add_scores
+        from rbvet.core.cutouts.preprocess import plan_rescale
 
         scores = np.asarray(scores, np.float32)
         reasons = np.asarray(reasons, str)

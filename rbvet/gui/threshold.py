@@ -7,7 +7,7 @@ the line or the spin box. Both only ever call `VettingState.set_threshold`; the 
 
 Below the histogram sit the FNR/FPR-versus-threshold and ROC plots. They stay empty,
 with a hint, until the user has labeled objects of both classes; then they are drawn
-from `rbvet.core.metrics` and follow the threshold and every new label.
+from `rbvet.core.learn.metrics` and follow the threshold and every new label.
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from rbvet.core.metrics import error_rates, roc_auc, roc_curve
-
-from .state import BOGUS, REAL
-from .stretch import BOGUS_COLOR, REAL_COLOR, THRESHOLD_COLOR, hex_color
+from rbvet.core.learn.metrics import error_rates, roc_auc, roc_curve
+from rbvet.gui.state import BOGUS, REAL
+from rbvet.gui.stretch import BOGUS_COLOR, REAL_COLOR, THRESHOLD_COLOR, hex_color
 
 HISTOGRAM_BINS = 50
 THRESHOLD_DECIMALS = 3

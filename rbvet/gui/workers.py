@@ -19,7 +19,7 @@ from concurrent.futures import CancelledError
 
 from PyQt6.QtCore import QThread, pyqtSignal
 
-from ..core.errors import RbvetError, error_message
+from rbvet.core.errors import RbvetError, error_message
 
 STOP_TIMEOUT_MS = 3000
 """How long `JobThread.stop` waits for a cancelled job before detaching it."""

@@ -33,11 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RbvetError
-from .frame import image_hash
-from .preprocess import PreprocessParams, Rescale
-from .stamps import Stamps
-from .train import TrainingSet
+from rbvet.core.cutouts.preprocess import PreprocessParams, Rescale
+from rbvet.core.cutouts.stamps import Stamps
+from rbvet.core.errors import RbvetError
+from rbvet.core.io.frame import image_hash
+from rbvet.core.learn.train import TrainingSet
 
 SCHEMA_VERSION = 1
 STORE_FILE_NAME = "labels.sqlite"
@@ -130,7 +130,7 @@ _CURRENT_LABEL = (
 
 def default_store_path():
     """The label store used when none is named: ``labels.sqlite`` in the user data folder."""
-    from .paths import user_data_dir
+    from rbvet.core.paths import user_data_dir
 
     return user_data_dir() / STORE_FILE_NAME
 

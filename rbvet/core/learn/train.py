@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import RbvetError, RbvetWarning, raise_if_stopped
+from rbvet.core.errors import RbvetError, RbvetWarning, raise_if_stopped
 
 N_SYMMETRIES = 8
 
@@ -110,7 +110,7 @@ def unpack_training_data(training_data):
 
 
 def _batches_class():
-    from .model import import_keras
+    from rbvet.core.model import import_keras
 
     keras = import_keras()
 
@@ -144,7 +144,7 @@ def progress_callback(progress=None, should_stop=None):
     ``progress(epoch, logs)`` is called after every epoch; training stops at the end of
     the current batch once ``should_stop()`` returns True.
     """
-    from .model import import_keras
+    from rbvet.core.model import import_keras
 
     keras = import_keras()
 
@@ -220,8 +220,8 @@ def train_model(
     -------
     TrainResult
     """
-    from .model import create_model, import_keras, make_card
-    from .preprocess import PreprocessParams
+    from rbvet.core.cutouts.preprocess import PreprocessParams
+    from rbvet.core.model import create_model, import_keras, make_card
 
     keras = import_keras()
     log = log or (lambda *args, **kwargs: None)
@@ -341,11 +341,12 @@ def training_set_from_frame(
     estimated from the detections (unless ``use_true_fwhm``), and each detection is
     labeled by `rbvet.core.simulate.label_detections`; ambiguous ones are left out.
     """
-    from .catalog import detect_objects, estimate_fwhm
-    from .frame import frame_from_array
-    from .preprocess import PreprocessParams, plan_rescale
-    from .simulate import label_detections
-    from .stamps import cut_stamps
+    from rbvet.core.cutouts.preprocess import PreprocessParams, plan_rescale
+    from rbvet.core.cutouts.stamps import cut_stamps
+    from rbvet.core.detect.detection import detect_objects
+    from rbvet.core.detect.psf import estimate_fwhm
+    from rbvet.core.io.frame import frame_from_array
+    from rbvet.core.simulate import label_detections
 
     params = params or PreprocessParams()
     frame = frame_from_array(sim.image).ensure_background()
@@ -375,7 +376,7 @@ def training_set_from_frame(
 
 
 def _simulate_one(task):
-    from .simulate import simulate_frame
+    from rbvet.core.simulate import simulate_frame
 
     index, seed, shape, real_kinds, options = task
     rng = np.random.default_rng(seed)

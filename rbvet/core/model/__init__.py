@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RbvetError, RbvetWarning
-from .files import atomic_write, json_default
-from .paths import default_model_path, user_cache_dir
-from .preprocess import PreprocessParams
+from rbvet.core.cutouts.preprocess import PreprocessParams
+from rbvet.core.errors import RbvetError, RbvetWarning
+from rbvet.core.io.files import atomic_write, json_default
+from rbvet.core.paths import default_model_path, user_cache_dir
 
 CARD_FORMAT = "rbvet-model-card/1"
 CARD_SUFFIX = ".card.json"

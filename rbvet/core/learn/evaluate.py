@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RbvetError
-from .files import atomic_write
-from .metrics import (
+from rbvet.core.errors import RbvetError
+from rbvet.core.io.files import atomic_write
+from rbvet.core.learn.metrics import (
     FWHM_BINS,
     error_rates,
     fwhm_bin_name,
@@ -65,7 +65,7 @@ class Evaluation:
     fwhm : ndarray (N,) float or None
         FWHM (px) of each object's frame.
     metrics : dict
-        `rbvet.core.metrics.summarize` output plus ``evaluated_on`` (and ``unlabeled``
+        `rbvet.core.learn.metrics.summarize` output plus ``evaluated_on`` (and ``unlabeled``
         for catalogs).
     """
 
@@ -124,7 +124,7 @@ def evaluate_training_set(
     Parameters
     ----------
     model : RealBogusModel
-    data : rbvet.core.train.TrainingSet
+    data : rbvet.core.learn.train.TrainingSet
     threshold : float, optional
         Default: the model card's.
     target_rate : float
@@ -175,7 +175,7 @@ def evaluate_on_simulated(
     workers : int, optional
         Simulation processes (default: all cores).
     log, progress : callable, optional
-        Passed to `rbvet.core.train.simulated_training_set`.
+        Passed to `rbvet.core.learn.train.simulated_training_set`.
     **options
         Simulator options (e.g. ``fwhm_range``), as for `simulated_training_set`.
 
@@ -185,7 +185,7 @@ def evaluate_on_simulated(
         Detections the simulator cannot label (ambiguous) or rbvet cannot score are left
         out when the frames are turned into a set, as in training.
     """
-    from .train import simulated_training_set
+    from rbvet.core.learn.train import simulated_training_set
 
     if n_frames < 1:
         raise RbvetError(f"need at least one frame to simulate, got {n_frames}")
@@ -213,7 +213,7 @@ def evaluate_on_simulated(
 
 def load_training_set(path):
     """Read a `TrainingSet` saved with `TrainingSet.save`, or raise a one-line `RbvetError`."""
-    from .train import TrainingSet
+    from rbvet.core.learn.train import TrainingSet
 
     path = Path(path)
     if not path.exists():
@@ -339,7 +339,7 @@ def evaluate_on_catalog(
     Evaluation
         Objects that could not be scored keep score NaN and count in the unscored fraction.
     """
-    from .classify import score_objects
+    from rbvet.core.classify import score_objects
 
     try:
         labels = truth_labels(_catalog_column(table, truth_column, "truth"), truth_column)

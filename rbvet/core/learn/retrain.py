@@ -3,7 +3,7 @@
 `retrain` holds out labeled objects first — whole frames when the labels come from two
 or more frames, single objects otherwise — and only then hands the rest (optionally
 mixed with simulated objects, so the model does not forget what it knew) to
-`rbvet.core.train.train_model`, which augments on the fly. Old and new model are then
+`rbvet.core.learn.train.train_model`, which augments on the fly. Old and new model are then
 scored on the held-out objects (`compare_models`): the user accepts the new model, and
 `save_versioned` writes it next to the old name as ``name.vN.keras`` with a card naming
 its parent and its data.
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import RbvetError, raise_if_stopped
+from rbvet.core.errors import RbvetError, raise_if_stopped
 
 FINE_TUNE_LEARNING_RATE = 1e-4
 SCRATCH_LEARNING_RATE = 1e-3
@@ -92,7 +92,7 @@ def compare_models(old_model, new_model, inputs, labels, threshold):
         ``threshold`` and the counts ``objects``, ``real``, ``bogus`` (NaN figures when
         a class is missing).
     """
-    from .metrics import error_rates, roc_auc
+    from rbvet.core.learn.metrics import error_rates, roc_auc
 
     labels = np.asarray(labels).astype(np.int8).ravel()
     comparison = {}
@@ -148,7 +148,7 @@ def format_comparison(comparison):
 
 
 def _resolve_base_model(base_model):
-    from .model import load_model
+    from rbvet.core.model import load_model
 
     if base_model is None or isinstance(base_model, (str, os.PathLike)):
         return load_model(base_model, engine="keras")
@@ -156,7 +156,7 @@ def _resolve_base_model(base_model):
 
 
 def _parent_reference(model):
-    from .model import file_digest
+    from rbvet.core.model import file_digest
 
     path = getattr(model, "path", None)
     digest = file_digest(path) if path is not None and Path(path).is_file() else None
@@ -164,7 +164,7 @@ def _parent_reference(model):
 
 
 def _clone_for_fine_tuning(keras_model, learning_rate):
-    from .model import compile_model, import_keras
+    from rbvet.core.model import compile_model, import_keras
 
     keras = import_keras()
     clone = keras.models.clone_model(keras_model)
@@ -183,8 +183,8 @@ def simulated_objects(
     frame) so they never collide with label-store frame ids. Once ``should_stop()``
     returns True, `concurrent.futures.CancelledError` is raised as the next frame is done.
     """
-    from .preprocess import PreprocessParams
-    from .train import TrainingSet, simulated_training_set
+    from rbvet.core.cutouts.preprocess import PreprocessParams
+    from rbvet.core.learn.train import TrainingSet, simulated_training_set
 
     if params != PreprocessParams():
         raise RbvetError(
@@ -300,8 +300,8 @@ def retrain(
     -------
     RetrainResult
     """
-    from .model import RealBogusModel
-    from .train import split_by_group, train_model
+    from rbvet.core.learn.train import split_by_group, train_model
+    from rbvet.core.model import RealBogusModel
 
     started = time.perf_counter()
     messages = []
@@ -472,7 +472,7 @@ def _data_description(training_set, train_index, held_out_index, by_frame):
 
 
 def _card_metrics(comparison):
-    from .evaluate import metrics_for_json
+    from rbvet.core.learn.evaluate import metrics_for_json
 
     new, old = comparison["new"], comparison["old"]
     metrics = {key: new[key] for key in ("auc", "fnr", "fpr", "threshold", "objects", "real")}
@@ -524,7 +524,7 @@ def save_versioned(model, path):
     Path
         The file written; ``model.path`` is set to it.
     """
-    from .model import save_model
+    from rbvet.core.model import save_model
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import RbvetError
-from .preprocess import (
+from rbvet.core.cutouts.preprocess import (
     PreprocessParams,
     Rescale,
     noise_level,
@@ -25,6 +24,7 @@ from .preprocess import (
     rescale_linear,
     two_channel_inputs,
 )
+from rbvet.core.errors import RbvetError
 
 REASON_NONFINITE = "non-finite position"
 REASON_OFF_FRAME = "off frame"

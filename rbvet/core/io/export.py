@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .catalog import BOGUS_FLAG, write_catalog
-from .classify import FLAGS_COLUMN, REASON_COLUMN, add_scores, check_threshold
-from .errors import RbvetError
-from .files import atomic_write, json_default
+from rbvet.core.classify import FLAGS_COLUMN, REASON_COLUMN, add_scores, check_threshold
+from rbvet.core.errors import RbvetError
+from rbvet.core.io.catalog import BOGUS_FLAG, write_catalog
+from rbvet.core.io.files import atomic_write, json_default
 
 LABEL_COLUMN = "rb_label"
 REGION_COLORS = {"real": "green", "bogus": "red", "above": "cyan", "below": "orange"}

@@ -1,0 +1,1 @@
+"""From positions to network inputs: stamps, preprocessing, grid atlas."""

@@ -1,0 +1,1 @@
+"""Finding the objects on a frame and measuring its PSF size."""

@@ -1,0 +1,271 @@
+"""Detect objects on a frame with sep, here or in a child process that can be stopped."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from astropy.table import Table
+
+from rbvet.core.detect.psf import _adaptive_moments, _detection_arrays, _psf_fwhm
+from rbvet.core.errors import RbvetError
+
+__all__ = ["CHILD_PROCESS_MIN_PIXELS", "detect_objects", "detect_objects_in_child_process"]
+
+CHILD_PROCESS_MIN_PIXELS = 2048 * 2048
+"""Frames with more pixels than this are searched in a child process when it may be stopped.
+
+sep holds Python's GIL for its whole run, so no other thread (the GUI's included) runs
+while it detects objects: about 5 s on a 4k x 4k frame, minutes on a crowded 8k x 8k one.
+A child process can be stopped at any moment, but takes 1-2 s to start, longer than the
+detection itself on smaller frames. See :func:`detect_objects_in_child_process`.
+"""
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+def detect_objects(frame, thresh=3.0, minarea=3, deblend_cont=0.005, mask=None, edge=0) -> Table:
+    """Detect objects on a frame with sep.
+
+    Detection runs on the background-subtracted image with the threshold in units of the
+    frame's noise map (both estimated with sep if the frame has none), ignoring masked
+    pixels.
+
+    Parameters
+    ----------
+    frame : Frame
+        The frame; its background and noise are filled in if missing.
+    thresh : float
+        Detection threshold in units of the local noise.
+    minarea : int
+        Minimum number of connected pixels above the threshold.
+    deblend_cont : float
+        sep's minimum contrast ratio for deblending.
+    mask : array_like, optional
+        Extra mask (nonzero = ignore), combined with ``frame.mask``.
+    edge : int
+        Drop objects whose centre is closer than this many pixels to the frame border.
+
+    Returns
+    -------
+    astropy.table.Table
+        One row per object with ``x``, ``y`` (0-based), ``flux``, ``a``, ``b``, ``theta``,
+        ``peak``, ``npix``, ``flag`` (sep's flags) and ``fwhm`` (per-object adaptive-moment
+        FWHM in pixels, NaN where it cannot be measured). Empty when nothing is found.
+    """
+    import sep
+
+    frame.ensure_background()
+    bad = np.array(frame.mask, dtype=bool, copy=True)
+    if mask is not None:
+        extra = np.asarray(mask)
+        if extra.shape != frame.shape:
+            raise RbvetError(
+                f"detection mask has shape {extra.shape} but the image has {frame.shape}",
+                frame.path,
+            )
+        bad |= extra != 0
+    data, noise = _detection_arrays(frame, bad)
+
+    # sep's default buffers (300k pixels, 1024 sub-objects) overflow on busy frames; raise
+    # them with the frame size, and once more (capped) if they still overflow.
+    pixstack = int(np.clip(data.size // 10, 300_000, 2_000_000))
+    limits = ((pixstack, 4096), (min(5 * pixstack, 10_000_000), 16384))
+    objects = None
+    for attempt, (stack, sub_objects) in enumerate(limits):
+        sep.set_extract_pixstack(stack)
+        sep.set_sub_object_limit(sub_objects)
+        try:
+            objects = sep.extract(
+                data,
+                float(thresh),
+                err=noise,
+                mask=bad,
+                minarea=int(minarea),
+                deblend_cont=float(deblend_cont),
+            )
+            break
+        except Exception as exc:  # sep raises plain Exceptions
+            message = str(exc).split(":")[0]
+            overflow = "pixel buffer full" in message or "deblending overflow" in message
+            if overflow and attempt + 1 < len(limits):
+                continue
+            raise RbvetError(
+                f"source extraction failed ({message}); try a higher threshold", frame.path
+            ) from None
+
+    table = _empty_detection_table()
+    if objects is None or len(objects) == 0:
+        return table
+    ny, nx = frame.shape
+    keep = (
+        (objects["x"] >= edge)
+        & (objects["x"] <= nx - 1 - edge)
+        & (objects["y"] >= edge)
+        & (objects["y"] <= ny - 1 - edge)
+    )
+    objects = objects[keep]
+    if len(objects) == 0:
+        return table
+
+    table = Table()
+    table["x"] = np.asarray(objects["x"], dtype=np.float64)
+    table["y"] = np.asarray(objects["y"], dtype=np.float64)
+    table["flux"] = np.asarray(objects["flux"], dtype=np.float64)
+    table["a"] = np.asarray(objects["a"], dtype=np.float64)
+    table["b"] = np.asarray(objects["b"], dtype=np.float64)
+    table["theta"] = np.asarray(objects["theta"], dtype=np.float64)
+    table["peak"] = np.asarray(objects["peak"], dtype=np.float64)
+    table["npix"] = np.asarray(objects["npix"], dtype=np.int64)
+    table["flag"] = np.asarray(objects["flag"], dtype=np.int32)
+
+    # Per-object FWHM, measured with the stamp size that suits the frame's PSF.
+    xs, ys = np.asarray(table["x"]), np.asarray(table["y"])
+    _, second = _psf_fwhm(data, ~bad, noise, xs, ys, table["flag"] == 0, snr_min=10.0)
+    if second is None:
+        a_b = np.sqrt(np.clip(table["a"] * table["b"], 0.25, 16.0))
+        second = _adaptive_moments(data, ~bad, noise, xs, ys, 8, a_b)
+    table["fwhm"] = second["fwhm"]
+    return table
+
+
+def _empty_detection_table() -> Table:
+    names = ("x", "y", "flux", "a", "b", "theta", "peak", "npix", "flag", "fwhm")
+    dtypes = ("f8",) * 7 + ("i8", "i4", "f8")
+    return Table(names=names, dtype=dtypes)
+
+
+_POLL_SECONDS = 0.1  # how often a parent waiting for its detection child asks should_stop
+_FRAME_ARRAYS = ("image", "mask", "background", "noise")  # all detect_objects reads of a frame
+
+
+def detect_objects_in_child_process(
+    frame, should_stop, thresh=3.0, minarea=3, deblend_cont=0.005, mask=None, edge=0
+) -> Table:
+    """:func:`detect_objects` in a child process, so that it can be stopped at any moment.
+
+    The frame's image, mask, background and noise maps go to a new ("spawn") process,
+    which detects the objects and sends the columns back; the result is the same table
+    :func:`detect_objects` returns. Meanwhile the calling thread asks ``should_stop``
+    every 0.1 s; other threads keep running, as they cannot while sep runs in-process.
+    Arrays cross the pipe as raw bytes, not pickles. Starting the child costs up to 1-2 s
+    (see :data:`CHILD_PROCESS_MIN_PIXELS`). The child never outlives this call.
+
+    Parameters
+    ----------
+    frame : Frame
+        The frame; its background and noise are filled in here if missing.
+    should_stop : callable
+        Returns True once the detection should be abandoned.
+    thresh, minarea, deblend_cont, mask, edge
+        As in :func:`detect_objects`.
+
+    Returns
+    -------
+    astropy.table.Table
+        As from :func:`detect_objects`.
+
+    Raises
+    ------
+    concurrent.futures.CancelledError
+        Once ``should_stop()`` returns True; the child is terminated.
+    RbvetError
+        As :func:`detect_objects` raises it, or when the child ends without an answer
+        (killed, out of memory).
+    """
+    import multiprocessing
+
+    from rbvet.core.errors import raise_if_stopped
+
+    frame.ensure_background()
+    options = {
+        "thresh": float(thresh),
+        "minarea": int(minarea),
+        "deblend_cont": float(deblend_cont),
+        "edge": int(edge),
+    }
+    arrays = {name: getattr(frame, name) for name in _FRAME_ARRAYS}
+    if mask is not None:
+        arrays["detection_mask"] = np.asarray(mask) != 0  # as detect_objects reads it
+    where = f"{frame.path}: " if frame.path else ""
+
+    def answer_when_ready(connection):
+        while not connection.poll(_POLL_SECONDS):
+            raise_if_stopped(should_stop, f"{where}object detection cancelled")
+        return _receive_arrays(connection)
+
+    context = multiprocessing.get_context("spawn")
+    ours, theirs = context.Pipe()
+    child = context.Process(
+        target=_detect_in_child, args=(theirs,), name="rbvet object detection", daemon=True
+    )
+    child.start()
+    theirs.close()  # the child now holds the only copy: its exit reads here as EOF
+    try:
+        answer_when_ready(ours)  # the child has started and waits for the frame
+        _send_arrays(ours, {"path": frame.path, "options": options}, arrays)
+        answer, columns = answer_when_ready(ours)
+    except (EOFError, OSError):  # the child died: killed, out of memory, a crash
+        child.join(timeout=5)
+        raise RbvetError(
+            "object detection stopped without an answer (its process ended with exit "
+            f"code {child.exitcode})",
+            frame.path,
+        ) from None
+    finally:  # terminated before the pipe closes, so a child still reading sees no EOF
+        if child.is_alive():
+            child.terminate()
+        child.join(timeout=5)
+        if child.is_alive():  # terminate is a request; kill is not
+            child.kill()
+            child.join()
+        ours.close()
+    if "problem" in answer:
+        raise RbvetError(answer["problem"], answer["path"])
+    return Table(columns)
+
+
+def _detect_in_child(connection) -> None:
+    """Body of the child process of :func:`detect_objects_in_child_process`."""
+    from astropy.io import fits
+
+    from rbvet.core.io.frame import Frame
+
+    try:
+        _send_arrays(connection, {"ready": True})
+        request, arrays = _receive_arrays(connection)
+        detection_mask = arrays.pop("detection_mask", None)
+        # The dataclass rather than frame_from_array, which would re-derive the mask.
+        frame = Frame(wcs=None, header=fits.Header(), path=request["path"], **arrays)
+        try:
+            table = detect_objects(frame, mask=detection_mask, **request["options"])
+        except RbvetError as exc:
+            _send_arrays(connection, {"problem": exc.problem, "path": exc.path})
+        else:
+            columns = {name: np.asarray(table[name]) for name in table.colnames}
+            _send_arrays(connection, {}, columns)
+    finally:
+        connection.close()
+
+
+def _send_arrays(connection, header, arrays=None) -> None:
+    """Send a JSON header, then each numeric array as raw bytes (no pickle)."""
+    arrays = {name: np.ascontiguousarray(a) for name, a in (arrays or {}).items()}
+    layout = [[name, a.dtype.str, list(a.shape)] for name, a in arrays.items()]
+    connection.send_bytes(json.dumps({"header": header, "arrays": layout}).encode())
+    for a in arrays.values():
+        connection.send_bytes(a.reshape(-1).view(np.uint8))
+
+
+def _receive_arrays(connection) -> tuple[dict, dict]:
+    """Receive what :func:`_send_arrays` sent: ``(header, {name: array})``."""
+    message = json.loads(connection.recv_bytes())
+    arrays = {}
+    for name, dtype, shape in message["arrays"]:
+        a = np.empty(shape, dtype=np.dtype(dtype))
+        size = connection.recv_bytes_into(a.reshape(-1).view(np.uint8))
+        if size != a.nbytes:
+            raise EOFError(f"array {name!r}: {size} bytes instead of {a.nbytes}")
+        arrays[name] = a
+    return message["header"], arrays

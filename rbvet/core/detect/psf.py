@@ -1,0 +1,385 @@
+"""The PSF size of a frame: its FWHM measured on star-like objects."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from rbvet.core.errors import RbvetError, RbvetWarning
+
+__all__ = ["DEFAULT_FWHM", "estimate_fwhm"]
+
+#: FWHM (pixels) returned, with a warning, when too few objects can be measured.
+DEFAULT_FWHM = 3.0
+
+_GAUSS_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))  # FWHM / sigma of a Gaussian
+_FIRST_PASS_MAX = 3000  # objects measured to find the stars before measuring all
+_MIN_FWHM = 1.0  # px; sharper objects are taken as hot pixels or cosmic rays
+_SHARP_FWHM = 1.35  # px; a cluster sharper than this may be cosmic rays rather than stars
+_MAX_ELLIPTICITY = 0.5  # moment ellipticity above which an object is not a star
+
+
+def _detection_arrays(frame, bad):
+    """Background-subtracted float32 image (0 at bad pixels) and a finite noise map.
+
+    Worked in place, so a large frame costs one new image and at most one new noise map
+    (the frame's own noise map is returned as it is when it is already finite).
+    """
+    data = np.subtract(frame.image, frame.background, dtype=np.float32)
+    data[bad | ~np.isfinite(data)] = 0
+    noise = np.ascontiguousarray(frame.noise, dtype=np.float32)
+    finite = np.isfinite(noise) & (noise > 0)
+    if not finite.all():
+        fill = np.float32(noise[finite].max()) if finite.any() else np.float32(1)
+        noise = np.where(finite, noise, fill)
+    return np.ascontiguousarray(data), noise
+
+
+# ---------------------------------------------------------------------------------- FWHM
+
+
+def estimate_fwhm(
+    image_or_frame, x, y, table=None, snr_min=15.0, default=DEFAULT_FWHM, max_objects=20_000
+) -> float:
+    """Robust FWHM (pixels) of the point sources of a frame, measured at given positions.
+
+    Works for any catalog's positions, not only sep's. Each object is measured on the
+    background-subtracted image, all objects at once, with adaptive (Gaussian-weighted,
+    iteratively matched and recentred) second moments. Only well-measured objects count:
+    weighted S/N >= ``snr_min``, round (moment ellipticity < 0.5), no masked or off-frame
+    pixel in the core, not flagged in ``table`` (``flag``/``flags``/``FLAGS`` = 0).
+
+    The stars are the sharpest well-populated cluster of the log-FWHM distribution: hot
+    pixels and cosmic rays are sharper than 1 px (or, up to 1.35 px, fewer than the stars)
+    and galaxies are wider, even when they outnumber the stars. The FWHM is then measured
+    without assuming a Gaussian profile, from the mean area of the stars' pixels above half
+    their peak (the peak being corrected for the pixel phase), so Moffat-like PSFs with
+    wings are not overestimated as a second-moment width would be.
+
+    The value is the FWHM of the pixelated profile, as SExtractor or imexam would report
+    it: for a Gaussian PSF of width ``f`` integrated over pixels it is about
+    ``sqrt(f**2 + 0.46)``, i.e. 5 % more at 2 px and 1 % more at 4 px.
+
+    Parameters
+    ----------
+    image_or_frame : Frame or numpy.ndarray
+        The frame, or a 2-D image (its background and noise are then estimated with sep).
+    x, y : array_like
+        0-based positions of candidate objects (any catalog, not only sep's).
+    table : astropy.table.Table, optional
+        The catalog the positions come from. Its flag column excludes flagged objects, and
+        when the image gives too few usable objects its ``FWHM_IMAGE`` or ``fwhm`` column
+        is used instead.
+    snr_min : float
+        Minimum weighted signal-to-noise of a usable object.
+    default : float
+        Returned, with an :class:`RbvetWarning`, when fewer than 5 objects are usable.
+    max_objects : int
+        At most this many candidates are measured (an even subsample of the rest).
+
+    Returns
+    -------
+    float
+        FWHM in pixels.
+    """
+    from rbvet.core.io.frame import Frame, frame_from_array
+
+    frame = (
+        image_or_frame if isinstance(image_or_frame, Frame) else frame_from_array(image_or_frame)
+    )
+    frame.ensure_background()
+    x = np.atleast_1d(np.asarray(x, dtype=np.float64))
+    y = np.atleast_1d(np.asarray(y, dtype=np.float64))
+    if x.shape != y.shape:
+        raise RbvetError(f"x and y have different shapes: {x.shape} and {y.shape}", frame.path)
+
+    candidates = np.isfinite(x) & np.isfinite(y)
+    if table is not None and len(table) == len(x):
+        for name in ("flag", "flags", "FLAGS"):
+            if name in table.colnames:
+                flags = np.ma.filled(np.ma.asarray(table[name]), 0)
+                candidates &= np.asarray(flags) == 0
+                break
+    index = np.flatnonzero(candidates)
+    if len(index) > max_objects:
+        index = index[np.linspace(0, len(index) - 1, max_objects).astype(int)]
+
+    result = None
+    if len(index):
+        data, noise = _detection_arrays(frame, frame.mask)
+        eligible = np.ones(len(index), dtype=bool)
+        result, _ = _psf_fwhm(
+            data, ~frame.mask, noise, x[index], y[index], eligible, snr_min=snr_min
+        )
+    if result is None and table is not None:
+        result = _fwhm_from_table(table)
+    if result is None:
+        where = f"{frame.path}: " if frame.path else ""
+        warnings.warn(
+            f"{where}too few well-measured objects to estimate the FWHM; using {default:g} px",
+            RbvetWarning,
+            stacklevel=2,
+        )
+        return float(default)
+    return float(result)
+
+
+def _fwhm_from_table(table):
+    lower = {name.lower(): name for name in table.colnames}
+    for key in ("fwhm_image", "fwhm"):
+        if key in lower:
+            try:
+                values = np.ma.filled(np.ma.asarray(table[lower[key]], dtype=np.float64), np.nan)
+            except (TypeError, ValueError):
+                return None
+            for flag in ("flags", "flag"):
+                if flag in lower and len(table) == len(values):
+                    values = values[np.ma.filled(np.ma.asarray(table[lower[flag]]), 1) == 0]
+                    break
+            stars = _star_cluster(values, np.ones(len(values), dtype=bool))
+            return None if stars is None else stars[0]
+    return None
+
+
+def _psf_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5):
+    """The frame's FWHM from objects at (x, y), and the per-object measurements.
+
+    A first pass on the brightest eligible objects, with stamps large enough for a wide
+    PSF, finds the stars (see :func:`_star_cluster`) and so the stamp size for the second
+    pass, which measures every object. The FWHM is then taken from the mean half-maximum
+    area of the stars of the second pass, which does not assume a Gaussian profile.
+
+    Returns
+    -------
+    fwhm : float or None
+        None when fewer than ``min_count`` stars are usable.
+    moments : dict or None
+        Output of :func:`_adaptive_moments` for all objects (None if no first-pass stars).
+    """
+    eligible = np.asarray(eligible, dtype=bool) & np.isfinite(x) & np.isfinite(y)
+    candidates = np.flatnonzero(eligible)
+    if len(candidates) < min_count:
+        return None, None
+    if len(candidates) > _FIRST_PASS_MAX:
+        box = _box_snr(data, noise, x[candidates], y[candidates])
+        candidates = candidates[np.argsort(-box)[:_FIRST_PASS_MAX]]
+    first = _adaptive_moments(data, valid, noise, x[candidates], y[candidates], 16, 1.5)
+    stars = _star_cluster(first["fwhm"], _star_like(first, snr_min), min_count)
+    if stars is None:
+        return None, None
+    sigma0 = max(stars[0] / _GAUSS_FWHM, 0.5)
+    half = int(np.clip(np.ceil(4.0 * sigma0), 5, 40))
+    second = _adaptive_moments(data, valid, noise, x, y, half, sigma0)
+    stars = _star_cluster(second["fwhm"], eligible & _star_like(second, snr_min), min_count)
+    if stars is None:
+        return None, second
+    area = np.sort(second["area"][stars[1]])
+    trim = len(area) // 10
+    area = area[trim : len(area) - trim] if len(area) > 2 * trim else area
+    return float(2.0 * np.sqrt(np.nanmean(area) / np.pi)), second
+
+
+def _star_like(moments, snr_min):
+    """Objects measured well enough, and round enough, to be stars."""
+    with np.errstate(invalid="ignore"):
+        return (
+            moments["usable"]
+            & (moments["snr"] >= snr_min)
+            & (moments["ellipticity"] < _MAX_ELLIPTICITY)
+        )
+
+
+def _box_snr(data, noise, x, y, half=2):
+    """Cheap S/N in a (2 half + 1)^2 box around each position, moved inside the frame."""
+    ny, nx = data.shape
+    # Clipped before the cast: a position beyond the int64 range has no integer index.
+    ix = np.clip(np.rint(x), half, nx - 1 - half).astype(np.int64)
+    iy = np.clip(np.rint(y), half, ny - 1 - half).astype(np.int64)
+    u = np.arange(-half, half + 1)
+    rows = np.clip(iy[:, None] + u, 0, ny - 1)  # frames narrower than the box
+    cols = np.clip(ix[:, None] + u, 0, nx - 1)
+    flux = data[rows[:, :, None], cols[:, None, :]].sum(axis=(1, 2))
+    sigma = noise[rows[:, half], cols[:, half]].astype(np.float64) * (2 * half + 1)
+    return np.where(sigma > 0, flux / sigma, 0.0)
+
+
+def _star_cluster(fwhm, ok, min_count=5):
+    """Find the stars among measured objects: the sharpest well-populated FWHM cluster.
+
+    Values below :data:`_MIN_FWHM` (hot pixels, sharp cosmic rays: no PSF sampled by
+    pixels is that sharp) or above 100 px are ignored. In the kernel density of log FWHM,
+    stars form the sharpest significant peak: galaxies are wider, and barely resolved
+    ones can outnumber the stars. So the peak kept is the sharpest one at least half as
+    high as the highest and holding at least 3 objects, except that a peak sharper than
+    :data:`_SHARP_FWHM` (where cosmic-ray hits gather, whatever the PSF) is skipped when
+    another peak holds more objects. A clipped median refines the peak.
+
+    Returns
+    -------
+    tuple or None
+        ``(fwhm, members)``: the cluster's median FWHM and a boolean mask over ``fwhm``;
+        None when fewer than ``min_count`` values are usable.
+    """
+    fwhm = np.asarray(fwhm, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = np.asarray(ok, dtype=bool) & np.isfinite(fwhm)
+        ok &= (fwhm >= _MIN_FWHM) & (fwhm < 100.0)
+    if ok.sum() < min_count:
+        return None
+    logf = np.full(len(fwhm), np.nan)
+    logf[ok] = np.log10(fwhm[ok])
+    step, width = 0.005, 0.03  # bin and kernel sigma in dex (0.03 dex = 7 %)
+    edges = np.arange(np.log10(_MIN_FWHM) - 0.2, np.log10(100.0) + 0.2, step)
+    centres = edges[:-1] + 0.5 * step
+    hist, _ = np.histogram(logf[ok], bins=edges)
+    kx = np.arange(-int(4 * width / step), int(4 * width / step) + 1) * step
+    density = np.convolve(hist, np.exp(-0.5 * (kx / width) ** 2), mode="same")
+    padded = np.concatenate([[-1.0], density, [-1.0]])
+    peaks = np.flatnonzero((density >= padded[:-2]) & (density > padded[2:]))
+    peaks = peaks[density[peaks] >= 0.5 * density.max()]
+    sorted_logf = np.sort(logf[ok])
+    counts = np.searchsorted(sorted_logf, centres[peaks] + 2 * width) - np.searchsorted(
+        sorted_logf, centres[peaks] - 2 * width
+    )
+    peaks, counts = peaks[counts >= 3], counts[counts >= 3]
+    if len(peaks) == 0:
+        return None
+    if len(peaks) > 1 and centres[peaks[0]] < np.log10(_SHARP_FWHM):
+        if counts[0] < counts[1:].max():  # a sharp cluster outnumbered: cosmic rays
+            peaks, counts = peaks[1:], counts[1:]
+    centre = centres[peaks[0]]
+    half_width = 0.1
+    for _ in range(5):
+        with np.errstate(invalid="ignore"):
+            members = ok & (np.abs(logf - centre) < half_width)
+        if members.sum() < 3:
+            return None
+        centre = np.median(logf[members])
+        spread = 1.4826 * np.median(np.abs(logf[members] - centre))
+        half_width = float(np.clip(3.0 * spread, 0.02, 0.1))
+    with np.errstate(invalid="ignore"):
+        members = ok & (np.abs(logf - centre) < half_width)
+    if members.sum() < 3:
+        return None
+    return float(10.0**centre), members
+
+
+def _adaptive_moments(data, valid, noise, x, y, half, sigma0, n_iter=12, chunk=2000):
+    """Adaptive second moments of objects at (x, y), vectorised over objects.
+
+    A circular Gaussian window is matched iteratively to each object's size and
+    recentred on it; the object's Gaussian sigma then follows from the windowed moment
+    ``m`` and the window ``w`` as ``s**2 = m w**2 / (w**2 - m)``.
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Background-subtracted image, 0 at bad pixels.
+    valid : numpy.ndarray
+        True for usable pixels.
+    noise : numpy.ndarray
+        Finite 1-sigma noise map.
+    x, y : numpy.ndarray
+        0-based positions.
+    half : int
+        Half-size of the square stamps measured.
+    sigma0 : float or numpy.ndarray
+        Starting window sigma.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        ``fwhm`` (Gaussian-equivalent FWHM, NaN when not measurable), ``snr`` (weighted
+        S/N), ``usable`` (core free of masked or off-frame pixels, window not truncated,
+        position converged), ``area`` (number of pixels above half the peak) and
+        ``ellipticity`` (of the windowed moments, 0 for a round object).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    n = len(x)
+    out = {
+        "fwhm": np.full(n, np.nan),
+        "snr": np.full(n, np.nan),
+        "usable": np.zeros(n, dtype=bool),
+        "area": np.full(n, np.nan),
+        "ellipticity": np.full(n, np.nan),
+    }
+    sigma0 = np.broadcast_to(np.asarray(sigma0, dtype=np.float64), (n,))
+    ny, nx = data.shape
+    inside = np.isfinite(x) & np.isfinite(y) & (x > -0.5) & (x < nx - 0.5)
+    inside &= (y > -0.5) & (y < ny - 0.5)
+    u = np.arange(-half, half + 1, dtype=np.float64)
+    w2_min, w2_max = 1.0, (half / 2.5) ** 2
+
+    for start in range(0, n, chunk):
+        sel = np.flatnonzero(inside[start : start + chunk]) + start
+        if len(sel) == 0:
+            continue
+        xi = np.rint(x[sel]).astype(np.int64)
+        yi = np.rint(y[sel]).astype(np.int64)
+        rows = yi[:, None] + u.astype(np.int64)[None, :]
+        cols = xi[:, None] + u.astype(np.int64)[None, :]
+        in_rows = (rows >= 0) & (rows < ny)
+        in_cols = (cols >= 0) & (cols < nx)
+        rows_c = np.clip(rows, 0, ny - 1)
+        cols_c = np.clip(cols, 0, nx - 1)
+        ok = in_rows[:, :, None] & in_cols[:, None, :]
+        ok &= valid[rows_c[:, :, None], cols_c[:, None, :]]
+        img = np.where(ok, data[rows_c[:, :, None], cols_c[:, None, :]], 0.0)
+        sigma = noise[rows_c[:, :, None], cols_c[:, None, :]].astype(np.float64)
+        var = np.where(ok, sigma * sigma, 0.0)  # per stamp: no float64 copy of the frame
+
+        cx = x[sel] - xi
+        cy = y[sel] - yi
+        w2 = np.clip(sigma0[sel] ** 2, w2_min, w2_max)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            for it in range(n_iter + 1):
+                dx = u[None, None, :] - cx[:, None, None]
+                dy = u[None, :, None] - cy[:, None, None]
+                r2 = dx * dx + dy * dy
+                window = np.exp(-0.5 * r2 / w2[:, None, None])
+                weighted = window * img
+                m0 = weighted.sum(axis=(1, 2))
+                mx = (weighted * dx).sum(axis=(1, 2)) / m0
+                my = (weighted * dy).sum(axis=(1, 2)) / m0
+                m = 0.5 * (weighted * r2).sum(axis=(1, 2)) / m0
+                if it == n_iter:
+                    qxx_yy = (weighted * (dx * dx - dy * dy)).sum(axis=(1, 2))
+                    qxy = 2.0 * (weighted * dx * dy).sum(axis=(1, 2))
+                    ellipticity = np.where(m > 0, np.hypot(qxx_yy, qxy) / (2.0 * m * m0), np.nan)
+                    break
+                good = (m0 > 0) & np.isfinite(m) & np.isfinite(mx) & np.isfinite(my)
+                cx = np.where(good, np.clip(cx + np.clip(mx, -1, 1), -half / 2, half / 2), cx)
+                cy = np.where(good, np.clip(cy + np.clip(my, -1, 1), -half / 2, half / 2), cy)
+                w2 = np.where(good & (m > 0), np.clip(2.0 * m, w2_min, w2_max), w2)
+
+            s2 = m * w2 / (w2 - m)
+            measured = (m0 > 0) & np.isfinite(m) & (m < 0.9 * w2)
+            s2 = np.where(measured, np.maximum(s2, 0.0), np.nan)
+            snr = m0 / np.sqrt((window * window * var).sum(axis=(1, 2)))
+            full = np.exp(-0.5 * r2 / w2[:, None, None])
+            lost = (full * ~ok).sum(axis=(1, 2)) / full.sum(axis=(1, 2))
+
+            # Half-maximum area: pixels above half the peak. The peak is the pixel nearest
+            # the centroid, corrected for its offset with the core's Gaussian width.
+            ic = np.clip(np.rint(cy).astype(np.int64) + half, 0, 2 * half)
+            jc = np.clip(np.rint(cx).astype(np.int64) + half, 0, 2 * half)
+            d2 = (u[ic] - cy) ** 2 + (u[jc] - cx) ** 2
+            boost = np.exp(np.minimum(0.5 * d2 / np.where(s2 > 0, s2, np.inf), np.log(2.0)))
+            peak = img[np.arange(len(sel)), ic, jc] * boost
+            reach2 = np.maximum(9.0 * np.where(measured, s2, 0.0), 2.25)
+            above = ok & (img > 0.5 * peak[:, None, None]) & (r2 < reach2[:, None, None])
+            area = np.where(measured & (peak > 0), above.sum(axis=(1, 2)), np.nan)
+        out["fwhm"][sel] = _GAUSS_FWHM * np.sqrt(s2)
+        out["area"][sel] = area
+        out["ellipticity"][sel] = ellipticity
+        out["snr"][sel] = snr
+        out["usable"][sel] = (
+            measured
+            & (lost < 0.01)
+            & (w2 < 0.99 * w2_max)
+            & (np.abs(cx) < 0.4 * half)
+            & (np.abs(cy) < 0.4 * half)
+        )
+    return out

@@ -1,0 +1,1 @@
+"""Reading and writing: frames (FITS, HDUs, maps), catalogs, exports, atomic files."""

@@ -1,0 +1,1 @@
+"""Labels, training sets, training, retraining, evaluation and metrics."""
