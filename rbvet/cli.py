@@ -496,7 +496,7 @@ def cmd_train_labels(args):
     if args.epochs < 1:
         raise RbvetError(f"--epochs must be at least 1, got {args.epochs}")
     store_path = None if args.labels == DEFAULT_STORE else args.labels
-    with LabelStore(store_path, create=False) as store:
+    with LabelStore(store_path, readonly=True) as store:
         base = load_model(args.base_model, engine="keras")
         data = store.training_data(base.params, with_stamps=False)
         store_name = store.path
@@ -593,7 +593,7 @@ def cmd_export(args):
         store = None
         if args.labels:
             store_path = None if args.labels == DEFAULT_STORE else args.labels
-            store = stack.enter_context(LabelStore(store_path, create=False))
+            store = stack.enter_context(LabelStore(store_path, readonly=True))
         frame, table, fwhm = load_frame_and_catalog(args, log)
         model = load_model(args.model)
         threshold = check_threshold(model.threshold if args.threshold is None else args.threshold)

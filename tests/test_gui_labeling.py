@@ -259,10 +259,14 @@ def test_reopening_a_frame_restores_its_labels(
     again.labels.label(order[1:2], BOGUS)
     with LabelStore(store_path, create=False) as store:
         assert store.summary()["objects"] == objects
-    # undo reaches back into the earlier session
+    # undo takes back this session's relabel, and stops there: the earlier session's
+    # labels are not this window's to undo
+    before = again.state.data.labels[order[1]]
     again.labels.undo()
+    assert again.state.data.labels[order[1]] != before
+    assert np.array_equal(again.state.data.labels, given)
     again.labels.undo()
-    assert again.state.data.labels[order[0]] == REAL
+    assert np.array_equal(again.state.data.labels, given)
     # another frame shows none of these labels
     again.show_data(make_vetting_data(n=60, seed=1, unscored=2), threshold=0.5)
     assert (again.state.data.labels == UNLABELED).all()

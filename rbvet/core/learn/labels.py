@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
+import uuid
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +41,7 @@ from rbvet.core.errors import RbvetError
 from rbvet.core.io.frame import image_hash
 from rbvet.core.learn.train import TrainingSet
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STORE_FILE_NAME = "labels.sqlite"
 REAL, BOGUS, UNLABELED = 1, 0, -1
 SOURCES = ("human", "model")
@@ -95,7 +97,8 @@ CREATE TABLE actions (
     label INTEGER CHECK (label IN (-1, 0, 1)),
     source TEXT NOT NULL,
     time REAL NOT NULL,
-    objects INTEGER NOT NULL
+    objects INTEGER NOT NULL,
+    session TEXT
 );
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,
@@ -313,7 +316,11 @@ class LabelStore:
         The store; ``labels.sqlite`` in the user data folder (see `default_store_path`)
         when None.
     create : bool
-        Make a new store when the file does not exist; otherwise that is an error.
+        Make a new store when the file does not exist (or is an empty, 0-byte file);
+        otherwise that is an error.
+    readonly : bool
+        Open for reading only (exports, reviews): nothing is created, migrated or
+        locked, and a store on a read-only disk can be read.
     timeout : float
         Seconds to wait for another program's transaction to finish before giving up
         with an error (SQLite busy timeout).
@@ -323,23 +330,35 @@ class LabelStore:
     Raises
     ------
     RbvetError
-        The file is not an rbvet label store (not SQLite, corrupt, another database, a
-        newer schema), is locked by another program, or does not exist and ``create`` is
-        False. The file is never overwritten or recreated (an empty, 0-byte file is
-        made a new store).
+        The file is not an rbvet label store (not SQLite, damaged pages, another
+        database, a newer schema), is locked by another program, or does not exist (or
+        is empty) and ``create`` is False. The file is never overwritten or recreated.
 
     Notes
     -----
     The store can be used from several threads (calls are serialised by a lock) and by
     several programs at once (SQLite locking; each action is one short transaction).
+    Undo and redo act on this object's own actions (its `session` id), never on those
+    of another program labeling the same store.
     """
 
-    def __init__(self, path=None, create=True, timeout=DEFAULT_TIMEOUT, synchronous="FULL"):
+    def __init__(
+        self,
+        path=None,
+        create=True,
+        timeout=DEFAULT_TIMEOUT,
+        synchronous="FULL",
+        readonly=False,
+    ):
         self.path = Path(path) if path is not None else default_store_path()
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be 'FULL' or 'NORMAL'")
+        self.readonly = bool(readonly)
+        create = create and not self.readonly
+        self.session = uuid.uuid4().hex
         self._lock = threading.RLock()
         self._connection = None
+        self._identity = None
         self._stack_state = (0, [], [])  # last action id replayed, done, redo stacks
         exists = self.path.exists()
         if exists and self.path.is_dir():
@@ -353,18 +372,35 @@ class LabelStore:
                 raise RbvetError("the directory of the label store does not exist", self.path)
         elif self.path.stat().st_size > 0:
             self._check_header()
-        try:
-            self._connection = sqlite3.connect(
-                str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as error:
-            raise RbvetError(f"cannot open the label store ({error})", self.path) from None
+        elif not create:
+            raise RbvetError("empty file (0 bytes), not a label store; left untouched", self.path)
+        self._connection = self._connect(timeout)
         try:
             self._open(synchronous)
         except BaseException:
             self._connection.close()
             self._connection = None
             raise
+        self._identity = _file_identity(self.path)
+
+    def _connect(self, timeout):
+        """An SQLite connection: read-write, or read-only (immutable on a read-only disk)."""
+        options = dict(timeout=timeout, isolation_level=None, check_same_thread=False)
+        uri = self.path.resolve().as_uri()
+        try:
+            if not self.readonly:
+                return sqlite3.connect(str(self.path), **options)
+            connection = sqlite3.connect(f"{uri}?mode=ro", uri=True, **options)
+            try:
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                # A WAL store on a read-only disk cannot make its shared-memory file:
+                # read it as immutable (nobody can be writing to it there anyway).
+                connection.close()
+                connection = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, **options)
+            return connection
+        except sqlite3.Error as error:
+            raise RbvetError(_open_problem(self.path, error), self.path) from None
 
     # ----------------------------------------------------------------- opening, closing
 
@@ -403,6 +439,13 @@ class LabelStore:
                 raise RbvetError(
                     "an SQLite database but not an rbvet label store; left untouched", self.path
                 )
+            if tables:
+                self._check_integrity(connection)
+            if self.readonly:
+                self.journal_mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+                self._has_sessions = version >= 2
+                return
+            self._has_sessions = True
             self.journal_mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             connection.execute(f"PRAGMA synchronous={synchronous}")
             connection.execute("PRAGMA foreign_keys=ON")
@@ -414,11 +457,28 @@ class LabelStore:
                     for statement in _split_script(_SCHEMA):
                         connection.execute(statement)
                     connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                elif connection.execute("PRAGMA user_version").fetchone()[0] == 1:
+                    # Schema 2 names the session of each action, so undo stays its own.
+                    connection.execute("ALTER TABLE actions ADD COLUMN session TEXT")
+                    connection.execute("PRAGMA user_version=2")
                 connection.execute("COMMIT")
             except BaseException:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
                 raise
+
+    def _check_integrity(self, connection):
+        """Refuse a store whose pages are damaged, before it is read as "no labels"."""
+        try:
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check(3)")]
+        except sqlite3.DatabaseError as error:
+            problems = [str(error)]
+        if problems != ["ok"]:
+            raise RbvetError(
+                f"label store is damaged ({'; '.join(problems)[:160]}); left untouched — "
+                "restore a backup, or recover it with sqlite3's .recover",
+                self.path,
+            )
 
     def close(self):
         """Close the store (committed labels are already on disk)."""
@@ -447,6 +507,8 @@ class LabelStore:
             yield
         except sqlite3.OperationalError as error:
             text = str(error)
+            if "unable to open" in text or "readonly" in text:
+                raise RbvetError(_open_problem(self.path, error), self.path) from None
             if "locked" in text or "busy" in text:
                 raise RbvetError(
                     f"label store is locked by another program ({text}); close it and retry",
@@ -466,6 +528,9 @@ class LabelStore:
         """One write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back on any error."""
         with self._lock, self._errors():
             connection = self._require_open()
+            if self.readonly:
+                raise RbvetError("label store is open read-only", self.path)
+            self._check_still_there()
             connection.execute("BEGIN IMMEDIATE")
             try:
                 yield connection
@@ -484,6 +549,19 @@ class LabelStore:
     def _reading(self):
         with self._lock, self._errors():
             yield self._require_open()
+
+    def _check_still_there(self):
+        """Refuse to write into a store whose file was deleted or replaced while open.
+
+        SQLite would go on writing into the unlinked file, and every label would be lost
+        when the store is closed.
+        """
+        if self._identity is not None and _file_identity(self.path) != self._identity:
+            raise RbvetError(
+                "the label store file was deleted or replaced while open; the label was not "
+                "saved — open a label store again (File › Label store…)",
+                self.path,
+            )
 
     def _require_open(self):
         if self._connection is None:
@@ -687,7 +765,9 @@ class LabelStore:
         if ids[0] < 0:
             raise RbvetError("cannot label objects that are not in the store (id -1)")
         with self._transaction() as connection:
-            action_id = self._append_action(connection, "set", None, label, source, len(ids))
+            action_id = self._append_action(
+                connection, "set", None, label, source, len(ids), self.session
+            )
             try:
                 connection.execute(
                     "INSERT INTO events (action_id, object_id, label, previous)"
@@ -700,19 +780,22 @@ class LabelStore:
         return action_id
 
     @staticmethod
-    def _append_action(connection, kind, target, label, source, n_objects):
+    def _append_action(connection, kind, target, label, source, n_objects, session):
         cursor = connection.execute(
-            "INSERT INTO actions (kind, target, label, source, time, objects)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (kind, target, label, source, time.time(), int(n_objects)),
+            "INSERT INTO actions (kind, target, label, source, time, objects, session)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (kind, target, label, source, time.time(), int(n_objects), session),
         )
         return int(cursor.lastrowid)
 
     def _stacks(self, connection):
-        """Undo stack [(action, applied by), ...] and redo stack [action, ...], replayed."""
+        """This session's undo stack [(action, applied by), ...] and redo stack, replayed."""
         last, done, redo = self._stack_state
+        if not self._has_sessions:
+            return done, redo
         rows = connection.execute(
-            "SELECT id, kind, target FROM actions WHERE id > ? ORDER BY id", (last,)
+            "SELECT id, kind, target FROM actions WHERE id > ? AND session = ? ORDER BY id",
+            (last, self.session),
         ).fetchall()
         for action_id, kind, target in rows:
             if kind == "set":
@@ -729,7 +812,7 @@ class LabelStore:
         return done, redo
 
     def undo(self):
-        """Undo the latest action not yet undone (any depth, bulk actions included).
+        """Undo this session's latest action not yet undone (any depth, bulk included).
 
         Appends events that give the objects back the labels they had before it.
 
@@ -746,7 +829,9 @@ class LabelStore:
             count = connection.execute(
                 "SELECT objects FROM actions WHERE id = ?", (applied_by,)
             ).fetchone()[0]
-            action_id = self._append_action(connection, "undo", target, None, "human", count)
+            action_id = self._append_action(
+                connection, "undo", target, None, "human", count, self.session
+            )
             connection.execute(
                 "INSERT INTO events (action_id, object_id, label, previous)"
                 f" SELECT ?, object_id, previous, {_CURRENT_LABEL.format(object='e.object_id')}"
@@ -773,7 +858,9 @@ class LabelStore:
             label, source, count = connection.execute(
                 "SELECT label, source, objects FROM actions WHERE id = ?", (target,)
             ).fetchone()
-            action_id = self._append_action(connection, "redo", target, label, source, count)
+            action_id = self._append_action(
+                connection, "redo", target, label, source, count, self.session
+            )
             connection.execute(
                 "INSERT INTO events (action_id, object_id, label, previous)"
                 f" SELECT ?, object_id, label, {_CURRENT_LABEL.format(object='e.object_id')}"
@@ -985,6 +1072,28 @@ def _training_set_from_rows(rows, params, frames, path, with_stamps):
         noise=noise,
         stamp_size=stamp_size,
     )
+
+
+def _file_identity(path):
+    """(device, inode) of a file, or None when it is gone."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _open_problem(path, error):
+    """Why SQLite could not open a store, in words: it only says "unable to open"."""
+    folder = Path(path).resolve().parent
+    if not os.access(folder, os.W_OK):
+        return (
+            f"cannot open the label store for writing: its folder {folder} is read-only "
+            "(SQLite writes a journal beside the store); reading commands open it read-only"
+        )
+    if not os.access(path, os.R_OK):
+        return "cannot open the label store: permission denied"
+    return f"cannot open the label store ({error})"
 
 
 def _split_script(script):

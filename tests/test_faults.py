@@ -1,0 +1,331 @@
+"""Faults found by a fault test of the released window and CLI, each kept as a class of inputs.
+
+Non-regular files, damaged or vanished label stores, two programs on one store, headers that
+promise more data than the file holds, and chunks of catalog rows with nothing to score.
+"""
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+
+from rbvet.cli import main as cli_main
+from rbvet.core.cutouts.atlas import render_tiles, tile_shape
+from rbvet.core.errors import RbvetError
+from rbvet.core.io.catalog import read_catalog
+from rbvet.core.io.frame import frame_from_array, read_frame
+from rbvet.core.learn import labels as labels_module
+from rbvet.core.learn.labels import LabelStore
+from rbvet.core.paths import demo_frame_path
+
+CLI_TIMEOUT_S = 120
+
+
+def write_frame(path, shape=(64, 64)):
+    rng = np.random.default_rng(0)
+    fits.PrimaryHDU(rng.normal(100, 5, shape).astype(np.float32)).writeto(path)
+    return path
+
+
+# ------------------------------------------------------------------ non-regular files
+
+
+def make_fifo(path):
+    os.mkfifo(path)
+
+
+def make_socket(path):
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    return server
+
+
+def make_directory(path):
+    path.mkdir()
+
+
+def make_link_loop(path):
+    other = path.with_name("other_" + path.name)
+    os.symlink(other, path)
+    os.symlink(path, other)
+
+
+def make_dangling_link(path):
+    os.symlink(path.with_name("nowhere.fits"), path)
+
+
+NON_REGULAR = {
+    "fifo": (make_fifo, "named pipe"),
+    "socket": (make_socket, "socket"),
+    "directory": (make_directory, "directory"),
+    "link loop": (make_link_loop, "symbolic link loop"),
+    "dangling link": (make_dangling_link, "broken symbolic link"),
+}
+
+
+@pytest.fixture(params=sorted(NON_REGULAR))
+def non_regular(request, tmp_path):
+    """(path, words the message must hold) for each kind of path that is not a file."""
+    make, words = NON_REGULAR[request.param]
+    path = tmp_path / "thing.fits"
+    keep = make(path)
+    yield path, words
+    if keep is not None:
+        keep.close()
+
+
+def test_non_regular_frames_catalogs_and_maps_are_refused_with_the_reason(non_regular, tmp_path):
+    path, words = non_regular
+    with pytest.raises(RbvetError, match=words) as error:
+        read_frame(path)
+    assert str(path) in str(error.value)
+    with pytest.raises(RbvetError, match=words):
+        read_catalog(path)
+    good = write_frame(tmp_path / "good.fits")
+    with pytest.raises(RbvetError, match=f"mask file .*{words}"):
+        read_frame(good, mask=str(path))
+    # the same readers take the regular file they were refused the others for
+    assert read_frame(good).image.shape == (64, 64)
+
+
+def test_the_command_line_refuses_a_fifo_frame_or_catalog_at_once(tmp_path):
+    fifo = tmp_path / "pipe.fits"
+    os.mkfifo(fifo)
+    frame = write_frame(tmp_path / "frame.fits")
+    for arguments in ([str(fifo)], [str(frame), "--catalog", str(fifo)]):
+        result = subprocess.run(
+            [sys.executable, "-m", "rbvet.cli", "classify", *arguments, "-o",
+             str(tmp_path / "out.ecsv")],
+            capture_output=True, text=True, timeout=CLI_TIMEOUT_S, cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert lines[-1] == f"rbvet: error: {fifo}: is a named pipe (FIFO), not a " + (
+            "FITS file" if arguments[0] == str(fifo) else "catalog"
+        )
+
+
+# --------------------------------------------------------------------- misleading words
+
+
+def test_a_header_promising_more_data_than_the_file_holds_says_so(tmp_path):
+    path = write_frame(tmp_path / "huge.fits", shape=(10, 10))
+    header = fits.getheader(path)
+    header["NAXIS1"] = header["NAXIS2"] = 100_000
+    blob = bytearray(path.read_bytes())
+    blob[:2880] = header.tostring().encode("ascii")
+    path.write_bytes(bytes(blob))
+    with pytest.raises(RbvetError, match=r"declares 37\.3 GiB of data .* the file holds") as error:
+        read_frame(path)
+    assert "allocate" not in str(error.value)
+
+
+def test_a_broken_ecsv_header_is_named_not_read_as_an_empty_table(tmp_path):
+    path = tmp_path / "broken.ecsv"
+    Table({"x": [1.0, 2.0], "y": [3.0, 4.0]}).write(path)
+    text = path.read_text()
+    path.write_text(text.replace("datatype: float64}", "datatype: float64", 1))
+    with pytest.raises(RbvetError, match=r"broken\.ecsv: broken ECSV file"):
+        read_catalog(path)
+    # a plain-text catalog that merely ends in .ecsv is still read
+    plain = tmp_path / "plain.ecsv"
+    plain.write_text("x y\n1 3\n2 4\n")
+    assert len(read_catalog(plain)) == 2
+
+
+# ------------------------------------------------------------------------ label stores
+
+
+def stored_labels(make_star_field, path, n_labels=12):
+    """A store at ``path`` with ``n_labels`` labels on a small frame; (ids, frame)."""
+    from rbvet.core.cutouts.preprocess import plan_rescale
+    from rbvet.core.cutouts.stamps import cut_stamps
+
+    image, x, y, _ = make_star_field(n=16)
+    frame = frame_from_array(image)
+    frame.ensure_background()
+    rescale = plan_rescale(3.0)
+    stamps = cut_stamps(frame, x, y, rescale)
+    with LabelStore(path) as store:
+        ids = store.add_objects(store.add_frame(frame, 3.0, rescale), x, y, stamps)
+        if n_labels:
+            store.set_labels(ids[: n_labels // 2], 1)
+            store.set_labels(ids[n_labels // 2 : n_labels], 0)
+    return ids, frame
+
+
+def damage_pages(path):
+    """Overwrite the middle of every page after the first; the SQLite header stays valid."""
+    page = 4096
+    blob = bytearray(path.read_bytes())
+    for start in range(page, len(blob), page):
+        blob[start + 100 : start + 1000] = b"\xa5" * 900
+    path.write_bytes(bytes(blob))
+
+
+def test_a_store_with_damaged_pages_is_refused_not_read_as_empty(tmp_path, make_star_field):
+    path = tmp_path / "labels.sqlite"
+    stored_labels(make_star_field, path)
+    with LabelStore(path, readonly=True) as store:
+        assert store.summary()["real"] == 6  # sound before the damage
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    damage_pages(path)
+    for options in ({}, {"readonly": True}, {"create": False}):
+        with pytest.raises(RbvetError, match="label store is damaged"):
+            LabelStore(path, **options)
+
+
+def test_export_of_labels_from_a_damaged_store_fails_with_one_line(
+    tmp_path, make_star_field, capsys
+):
+    path = tmp_path / "labels.sqlite"
+    stored_labels(make_star_field, path)
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    damage_pages(path)
+    demo = demo_frame_path()
+    out = tmp_path / "out.ecsv"
+    code = cli_main(
+        ["export", str(demo), "--catalog", str(demo.with_suffix(".ecsv")),
+         "--labels", str(path), "-o", str(out)]
+    )  # fmt: skip
+    assert code != 0 and not out.exists()
+    assert "label store is damaged" in capsys.readouterr().err
+
+
+def test_reading_never_creates_a_store(tmp_path):
+    empty = tmp_path / "empty.sqlite"
+    empty.write_bytes(b"")
+    for options in ({"create": False}, {"readonly": True}):
+        with pytest.raises(RbvetError, match="empty file"):
+            LabelStore(empty, **options)
+        assert empty.stat().st_size == 0
+    missing = tmp_path / "missing.sqlite"
+    with pytest.raises(RbvetError, match="no such label store"):
+        LabelStore(missing, readonly=True)
+    assert not missing.exists()
+    # the window's own store (create=True) still makes an empty file a new store
+    with LabelStore(empty) as store:
+        assert store.summary()["objects"] == 0
+
+
+def test_a_read_only_store_reads_and_refuses_writes(tmp_path, make_star_field):
+    path = tmp_path / "labels.sqlite"
+    ids, _ = stored_labels(make_star_field, path)
+    with LabelStore(path, readonly=True) as store:
+        assert (store.summary()["real"], store.summary()["bogus"]) == (6, 6)
+        with pytest.raises(RbvetError, match="read-only"):
+            store.set_labels(ids[:1], 0)
+    with LabelStore(path, create=False) as store:
+        assert store.summary()["real"] == 6
+
+
+def test_the_open_problem_names_a_read_only_folder(tmp_path, monkeypatch):
+    monkeypatch.setattr(labels_module.os, "access", lambda path, mode: mode != os.W_OK)
+    problem = labels_module._open_problem(tmp_path / "labels.sqlite", "unable to open")
+    assert "is read-only" in problem and str(tmp_path) in problem
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_labels_given_after_the_store_vanished_are_refused(tmp_path, make_star_field, how):
+    path = tmp_path / "labels.sqlite"
+    ids, _ = stored_labels(make_star_field, path)
+    store = LabelStore(path, create=False)
+    store.set_labels(ids[:1], 0)  # still there: accepted
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(f"{path}{suffix}"):
+            os.unlink(f"{path}{suffix}")
+    if how == "replaced":
+        LabelStore(path).close()
+    with pytest.raises(RbvetError, match="deleted or replaced while open"):
+        store.set_labels(ids[1:2], 1)
+    store.close()
+
+
+def test_undo_and_redo_act_on_this_programs_own_labels(tmp_path, make_star_field):
+    path = tmp_path / "labels.sqlite"
+    ids, _ = stored_labels(make_star_field, path, n_labels=0)
+    mine, theirs = LabelStore(path, create=False), LabelStore(path, create=False)
+    mine.set_labels(ids[:3], 1)
+    theirs.set_labels(ids[3:5], 0)
+    theirs.set_labels(ids[:1], 0)
+    assert sorted(mine.undo().tolist()) == ids[:3].tolist()
+    # each of my objects gets back what it had before my action; theirs keep their labels
+    assert mine.labels(ids[:5]).tolist() == [-1, -1, -1, 0, 0]
+    assert mine.undo().size == 0  # nothing more of mine; theirs are untouched
+    assert theirs.labels(ids[3:5]).tolist() == [0, 0]
+    assert sorted(mine.redo().tolist()) == ids[:3].tolist()
+    assert sorted(theirs.undo().tolist()) == ids[:1].tolist()
+    assert mine.labels(ids[:5]).tolist() == [1, 1, 1, 0, 0]
+    mine.close()
+    theirs.close()
+
+
+def test_a_store_made_by_the_previous_release_opens_without_loss(tmp_path):
+    """Schema 1 (no session column) is migrated in place; its labels stay."""
+    path = tmp_path / "old.sqlite"
+    schema_1 = labels_module._SCHEMA.replace(",\n    session TEXT\n", "\n")
+    assert schema_1 != labels_module._SCHEMA
+    with sqlite3.connect(path) as connection:
+        connection.executescript(schema_1)
+        connection.execute("PRAGMA user_version=1")
+        connection.execute(
+            "INSERT INTO frames VALUES (1, 'hash', 'f.fits', 10, 10, '{}', 3.0, 1, 1, 31, 0)"
+        )
+        connection.execute(
+            "INSERT INTO objects VALUES (1, 1, 4.0, 5.0, 31, 1, 1, 31, 3.0, 1.0, 0, x'', x'')"
+        )
+        connection.execute("INSERT INTO actions VALUES (1, 'set', NULL, 1, 'human', 0, 1)")
+        connection.execute("INSERT INTO events VALUES (1, 1, 1, 1, -1)")
+    with LabelStore(path, readonly=True) as store:  # reading does not migrate
+        assert store.labels([1]).tolist() == [1] and not store.can_undo
+    with LabelStore(path, create=False) as store:
+        assert store.labels([1]).tolist() == [1]
+        store.set_labels([1], 0)
+        assert store.undo().tolist() == [1]
+        assert store.labels([1]).tolist() == [1]
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+
+
+# ----------------------------------------------------------- nothing to score in a chunk
+
+
+def test_an_empty_chunk_renders_no_tiles():
+    tiles = render_tiles(np.zeros((0, 31, 31, 2), np.float32))
+    assert tiles.shape == (0,) + tile_shape(31) and tiles.dtype == np.uint8
+
+
+def test_the_window_opens_a_frame_whose_first_rows_hold_nothing_to_score(qtbot, tmp_path, capsys):
+    from PyQt6.QtCore import QSettings
+
+    from rbvet.gui.main_window import MainWindow
+
+    demo = demo_frame_path()
+    good = Table.read(demo.with_suffix(".ecsv"))[["x", "y"]]
+    n_bad = 5000  # more than two chunks of unscorable rows before the first good one
+    bad = Table({"x": np.full(n_bad, np.nan), "y": np.r_[np.full(n_bad - 10, np.nan),
+                                                         np.full(10, 1e6)]})  # fmt: skip
+    catalog = tmp_path / "catalog.ecsv"
+    Table(np.concatenate([bad.as_array(), good.as_array()])).write(catalog)
+    expected = tmp_path / "cli.ecsv"
+    assert cli_main(["classify", str(demo), "--catalog", str(catalog), "-o", str(expected)]) == 0
+    expected_scores = np.asarray(Table.read(expected)["rb_score"])
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings)
+    qtbot.addWidget(window)
+    with qtbot.waitSignal(window.classified, timeout=180_000):
+        window.open_frame(demo, catalog)
+    data = window.state.data
+    assert len(data) == n_bad + len(good)
+    np.testing.assert_allclose(data.scores, expected_scores, atol=1e-5, equal_nan=True)
+    assert np.isfinite(data.scores[n_bad:]).all() and np.isnan(data.scores[:n_bad]).all()
+    window.close()
