@@ -4,6 +4,7 @@ Non-regular files, damaged or vanished label stores, two programs on one store, 
 promise more data than the file holds, and chunks of catalog rows with nothing to score.
 """
 
+import errno
 import os
 import socket
 import sqlite3
@@ -329,3 +330,34 @@ def test_the_window_opens_a_frame_whose_first_rows_hold_nothing_to_score(qtbot, 
     np.testing.assert_allclose(data.scores, expected_scores, atol=1e-5, equal_nan=True)
     assert np.isfinite(data.scores[n_bad:]).all() and np.isnan(data.scores[:n_bad]).all()
     window.close()
+
+
+# ------------------------------------------------------------------ OS errors on write
+
+
+def failing_replace(code):
+    def replace(source, destination):
+        raise OSError(code, os.strerror(code), str(destination))
+
+    return replace
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
+@pytest.mark.parametrize(
+    "command, suffix",
+    [("classify", ".ecsv"), ("classify", ".fits"), ("export", ".csv"), ("export", ".reg")],
+)
+def test_every_writer_reports_an_os_error_in_one_line(
+    tmp_path, monkeypatch, capsys, command, suffix, code
+):
+    demo = demo_frame_path()
+    out = tmp_path / f"out{suffix}"
+    arguments = [command, str(demo), "--catalog", str(demo.with_suffix(".ecsv")), "-o", str(out)]
+    monkeypatch.setattr(os, "replace", failing_replace(code))
+    assert cli_main(arguments) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error[-1] == f"rbvet: error: {out}: cannot write ({os.strerror(code)})"
+    assert "Traceback" not in "\n".join(error)
+    assert sorted(os.listdir(tmp_path)) == []  # no output, no temporary left behind
+    monkeypatch.undo()
+    assert cli_main(arguments) == 0 and out.exists()  # the same command, a sound disk

@@ -6,7 +6,8 @@ import sys
 CHECK = """
 import sys
 import rbvet.realbogus, rbvet.cli
-import rbvet.core.io.frame, rbvet.core.io.catalog, rbvet.core.cutouts.stamps, rbvet.core.cutouts.preprocess
+import rbvet.core.io.frame, rbvet.core.io.catalog
+import rbvet.core.cutouts.stamps, rbvet.core.cutouts.preprocess
 import rbvet.core.classify, rbvet.core.learn.metrics, rbvet.core.learn.train, rbvet.core.model
 heavy = sorted(m for m in ("PyQt6", "pyqtgraph", "tensorflow", "keras", "sep") if m in sys.modules)
 print(",".join(heavy))

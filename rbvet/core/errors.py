@@ -14,6 +14,11 @@ class RbvetError(ValueError):
         super().__init__(self.problem if self.path is None else f"{self.path}: {self.problem}")
 
 
+class RbvetWriteError(RbvetError):
+    """A file could not be written (full or read-only disk, permissions): nothing was lost
+    but that file, and the caller may try another place."""
+
+
 class RbvetWarning(UserWarning):
     """A warning about input that rbvet could handle but the user should know about."""
 

@@ -466,6 +466,7 @@ def write_catalog(table, path, overwrite=True) -> None:
 
     try:
         atomic_write(path, write, suffix=ending)
-    except Exception as exc:
-        text = str(exc).strip().splitlines()
-        raise RbvetError(f"cannot write the catalog ({text[0] if text else exc})", path) from None
+    except RbvetError:
+        raise
+    except Exception as exc:  # astropy's writers raise many types for tables they refuse
+        raise RbvetError(f"cannot write the catalog ({_first_line(exc)})", path) from None

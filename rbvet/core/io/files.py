@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import uuid
 from pathlib import Path
 
-from rbvet.core.errors import RbvetError
+from rbvet.core.errors import RbvetError, RbvetWriteError
 
 _FILE_KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -62,17 +63,25 @@ def atomic_write(path, write, suffix=None):
     The temporary file lives in the same directory (so the rename is atomic) and ends
     like ``path`` (or ``suffix``), because writers such as Keras and astropy pick the
     format from the name. It is removed if ``write`` fails.
+
+    Raises
+    ------
+    RbvetWriteError
+        The file could not be written (a full or read-only disk, no permission); the
+        message names ``path`` and the reason.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{suffix}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(str(temporary))
         os.replace(temporary, path)
+    except OSError as error:
+        raise RbvetWriteError(f"cannot write ({error.strerror or error})", path) from error
     finally:
-        if temporary.exists():
-            temporary.unlink()
+        with contextlib.suppress(OSError):
+            temporary.unlink(missing_ok=True)
 
 
 def json_default(value):

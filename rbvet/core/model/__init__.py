@@ -506,7 +506,7 @@ def _write_cached(path, onnx_bytes):
     onnx_bytes = proto.SerializeToString()
     try:
         atomic_write(path, lambda temporary: Path(temporary).write_bytes(onnx_bytes))
-    except OSError:  # a read-only cache costs a conversion next time, nothing more
+    except RbvetError:  # a read-only or full cache costs a conversion next time, nothing more
         pass
 
 
