@@ -6,10 +6,12 @@ promise more data than the file holds, and chunks of catalog rows with nothing t
 
 import errno
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -269,31 +271,60 @@ def test_undo_and_redo_act_on_this_programs_own_labels(tmp_path, make_star_field
     theirs.close()
 
 
+RELEASED_STORE = Path(__file__).parent / "data" / "labels_release_0.1.sqlite"
+"""Made by rbvet 0.1.0 (commit 8c4a918): six objects; 1, 2 real, 3, 4, 5 bogus (3 relabeled),
+6 labeled real and undone."""
+
+
 def test_a_store_made_by_the_previous_release_opens_without_loss(tmp_path):
-    """Schema 1 (no session column) is migrated in place; its labels stay."""
     path = tmp_path / "old.sqlite"
-    schema_1 = labels_module._SCHEMA.replace(",\n    session TEXT\n", "\n")
-    assert schema_1 != labels_module._SCHEMA
-    with sqlite3.connect(path) as connection:
-        connection.executescript(schema_1)
-        connection.execute("PRAGMA user_version=1")
-        connection.execute(
-            "INSERT INTO frames VALUES (1, 'hash', 'f.fits', 10, 10, '{}', 3.0, 1, 1, 31, 0)"
-        )
-        connection.execute(
-            "INSERT INTO objects VALUES (1, 1, 4.0, 5.0, 31, 1, 1, 31, 3.0, 1.0, 0, x'', x'')"
-        )
-        connection.execute("INSERT INTO actions VALUES (1, 'set', NULL, 1, 'human', 0, 1)")
-        connection.execute("INSERT INTO events VALUES (1, 1, 1, 1, -1)")
-    with LabelStore(path, readonly=True) as store:  # reading does not migrate
-        assert store.labels([1]).tolist() == [1] and not store.can_undo
+    shutil.copyfile(RELEASED_STORE, path)
+    expected = [1, 1, 0, 0, 0, -1]
+    with LabelStore(path, readonly=True) as store:  # reading neither migrates nor writes
+        assert store.labels(np.arange(1, 7)).tolist() == expected
+        assert not store.can_undo
+    assert path.read_bytes() == RELEASED_STORE.read_bytes()
+    image = np.load(RELEASED_STORE.with_suffix(".image.npy"))
     with LabelStore(path, create=False) as store:
-        assert store.labels([1]).tolist() == [1]
-        store.set_labels([1], 0)
-        assert store.undo().tolist() == [1]
-        assert store.labels([1]).tolist() == [1]
+        assert store.labels(np.arange(1, 7)).tolist() == expected
+        assert store.find_frame(frame_from_array(image)) is not None
+        summary = store.summary()
+        assert (summary["objects"], summary["real"], summary["bogus"]) == (6, 2, 3)
+        assert len(store.training_data(with_stamps=True).y) == 5
+        store.set_labels([6], 0, origin="key", annotator="ada", model="m.v2", scores=[0.7])
+        assert store.labels([6]).tolist() == [0]
+        assert store.undo().tolist() == [6] and store.labels([6]).tolist() == [-1]
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+        row = connection.execute(
+            "SELECT annotator, origin, model, score_on_screen FROM label_log"
+            " WHERE object = 6 AND action = 'set' ORDER BY event DESC LIMIT 1"
+        ).fetchone()
+    assert row == ("ada", "key", "m.v2", 0.7)
+
+
+def test_each_label_records_who_gave_it_from_where_and_at_what_score(
+    tmp_path, make_star_field, monkeypatch
+):
+    path = tmp_path / "labels.sqlite"
+    ids, _ = stored_labels(make_star_field, path, n_labels=0)
+    monkeypatch.setenv("RBVET_ANNOTATOR", "grace")
+    with LabelStore(path, create=False) as store:
+        store.set_labels(
+            ids[[2, 0, 1]], 1, origin="bulk", model="default", scores=[0.2, 0.9, np.nan]
+        )
+        with pytest.raises(RbvetError, match="origin"):
+            store.set_labels(ids[:1], 1, origin="telepathy")
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute(
+            "SELECT object, annotator, origin, model, score_on_screen FROM label_log"
+            " ORDER BY object"
+        ).fetchall()
+    assert rows == [
+        (ids[0], "grace", "bulk", "default", 0.9),
+        (ids[1], "grace", "bulk", "default", None),
+        (ids[2], "grace", "bulk", "default", 0.2),
+    ]
 
 
 # ----------------------------------------------------------- nothing to score in a chunk

@@ -45,6 +45,18 @@ SCHEMA_VERSION = 2
 STORE_FILE_NAME = "labels.sqlite"
 REAL, BOGUS, UNLABELED = 1, 0, -1
 SOURCES = ("human", "model")
+
+#: Where a label came from: a key press, a bulk action, an imported catalog column, a weak
+#: rule (repeated exposures, a reference catalog), or a program using the API.
+ORIGINS = ("key", "bulk", "import", "weak", "api")
+
+_SCHEMA_2_COLUMNS = (
+    "ALTER TABLE actions ADD COLUMN session TEXT",
+    "ALTER TABLE actions ADD COLUMN annotator TEXT",
+    "ALTER TABLE actions ADD COLUMN origin TEXT",
+    "ALTER TABLE actions ADD COLUMN model TEXT",
+    "ALTER TABLE events ADD COLUMN score REAL",
+)
 DEFAULT_TIMEOUT = 5.0
 HEADER_KEYS = (
     "OBJECT",
@@ -98,14 +110,18 @@ CREATE TABLE actions (
     source TEXT NOT NULL,
     time REAL NOT NULL,
     objects INTEGER NOT NULL,
-    session TEXT
+    session TEXT,
+    annotator TEXT,
+    origin TEXT,
+    model TEXT
 );
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,
     action_id INTEGER NOT NULL REFERENCES actions (id),
     object_id INTEGER NOT NULL REFERENCES objects (id),
     label INTEGER NOT NULL CHECK (label IN (-1, 0, 1)),
-    previous INTEGER NOT NULL CHECK (previous IN (-1, 0, 1))
+    previous INTEGER NOT NULL CHECK (previous IN (-1, 0, 1)),
+    score REAL
 );
 CREATE INDEX events_by_object ON events (object_id, id);
 CREATE INDEX events_by_action ON events (action_id);
@@ -119,8 +135,10 @@ CREATE TRIGGER actions_no_delete BEFORE DELETE ON actions
     BEGIN SELECT RAISE(ABORT, 'label actions are append-only'); END;
 CREATE VIEW label_log AS
     SELECT events.id AS event, events.object_id AS object, events.label AS label,
-           events.previous AS previous, datetime(actions.time, 'unixepoch') AS time,
-           actions.source AS source, actions.kind AS action, actions.id AS action_id,
+           events.previous AS previous, events.score AS score_on_screen,
+           datetime(actions.time, 'unixepoch') AS time, actions.source AS source,
+           actions.annotator AS annotator, actions.origin AS origin, actions.model AS model,
+           actions.kind AS action, actions.id AS action_id,
            actions.target AS undoes_or_redoes
     FROM events JOIN actions ON actions.id = events.action_id;
 """
@@ -139,6 +157,19 @@ def default_store_path():
 
 
 frame_hash = image_hash
+
+
+def default_annotator():
+    """Who is labeling: ``RBVET_ANNOTATOR``, else the login name."""
+    import getpass
+
+    name = os.environ.get("RBVET_ANNOTATOR", "").strip()
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in this environment (some containers)
+        return "unknown"
 
 
 def _content_hash(frame):
@@ -458,8 +489,12 @@ class LabelStore:
                         connection.execute(statement)
                     connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 elif connection.execute("PRAGMA user_version").fetchone()[0] == 1:
-                    # Schema 2 names the session of each action, so undo stays its own.
-                    connection.execute("ALTER TABLE actions ADD COLUMN session TEXT")
+                    # Schema 2 records each action's session (undo stays its own) and its
+                    # provenance: who, from where, with which model, at which score.
+                    for statement in _SCHEMA_2_COLUMNS:
+                        connection.execute(statement)
+                    connection.execute("DROP VIEW label_log")
+                    connection.execute(_SCHEMA[_SCHEMA.index("CREATE VIEW label_log") :])
                     connection.execute("PRAGMA user_version=2")
                 connection.execute("COMMIT")
             except BaseException:
@@ -737,7 +772,17 @@ class LabelStore:
 
     # --------------------------------------------------------------------------- labels
 
-    def set_labels(self, object_ids, label, source="human"):
+    def set_labels(
+        self,
+        object_ids,
+        label,
+        source="human",
+        *,
+        origin="api",
+        annotator=None,
+        model=None,
+        scores=None,
+    ):
         """Give ``label`` to objects, as one action (one transaction, one undo step).
 
         Parameters
@@ -748,6 +793,14 @@ class LabelStore:
             1 real, 0 bogus, -1 cleared (unlabeled).
         source : {'human', 'model'}
             Who gave the label.
+        origin : str
+            Where it came from, one of `ORIGINS`.
+        annotator : str, optional
+            Who labeled; `default_annotator()` when None.
+        model : str, optional
+            The model (name and version) whose scores were on screen.
+        scores : array_like of float, optional
+            The score each object had on screen, in the order of ``object_ids``.
 
         Returns
         -------
@@ -759,32 +812,56 @@ class LabelStore:
             raise RbvetError(f"label must be 1 (real), 0 (bogus) or -1 (cleared), got {label}")
         if source not in SOURCES:
             raise RbvetError(f"label source must be one of {SOURCES}, got {source!r}")
-        ids = np.unique(np.asarray(object_ids, np.int64).ravel())
+        if origin not in ORIGINS:
+            raise RbvetError(f"label origin must be one of {ORIGINS}, got {origin!r}")
+        given = np.asarray(object_ids, np.int64).ravel()
+        ids, first = np.unique(given, return_index=True)
         if len(ids) == 0:
             raise RbvetError("no objects to label")
         if ids[0] < 0:
             raise RbvetError("cannot label objects that are not in the store (id -1)")
+        on_screen = [None] * len(ids)
+        if scores is not None:
+            scores = np.broadcast_to(np.asarray(scores, np.float64).ravel(), given.shape)
+            on_screen = [float(s) if np.isfinite(s) else None for s in scores[first]]
+        provenance = {
+            "annotator": annotator or default_annotator(),
+            "origin": origin,
+            "model": model,
+        }
         with self._transaction() as connection:
             action_id = self._append_action(
-                connection, "set", None, label, source, len(ids), self.session
+                connection, "set", None, label, source, len(ids), self.session, **provenance
             )
             try:
                 connection.execute(
-                    "INSERT INTO events (action_id, object_id, label, previous)"
-                    f" SELECT ?, value, ?, {_CURRENT_LABEL.format(object='value')}"
-                    " FROM json_each(?)",
-                    (action_id, label, _ids_json(ids)),
+                    "INSERT INTO events (action_id, object_id, label, previous, score)"
+                    f" SELECT ?, j.value, ?, {_CURRENT_LABEL.format(object='j.value')}, s.value"
+                    " FROM json_each(?) AS j JOIN json_each(?) AS s ON s.key = j.key"
+                    " ORDER BY j.key",
+                    (action_id, label, _ids_json(ids), json.dumps(on_screen)),
                 )
             except sqlite3.IntegrityError:
                 raise RbvetError("some object ids are not in the label store", self.path) from None
         return action_id
 
     @staticmethod
-    def _append_action(connection, kind, target, label, source, n_objects, session):
+    def _append_action(connection, kind, target, label, source, n_objects, session, **provenance):
         cursor = connection.execute(
-            "INSERT INTO actions (kind, target, label, source, time, objects, session)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (kind, target, label, source, time.time(), int(n_objects), session),
+            "INSERT INTO actions (kind, target, label, source, time, objects, session,"
+            " annotator, origin, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                kind,
+                target,
+                label,
+                source,
+                time.time(),
+                int(n_objects),
+                session,
+                provenance.get("annotator"),
+                provenance.get("origin"),
+                provenance.get("model"),
+            ),
         )
         return int(cursor.lastrowid)
 
@@ -830,7 +907,14 @@ class LabelStore:
                 "SELECT objects FROM actions WHERE id = ?", (applied_by,)
             ).fetchone()[0]
             action_id = self._append_action(
-                connection, "undo", target, None, "human", count, self.session
+                connection,
+                "undo",
+                target,
+                None,
+                "human",
+                count,
+                self.session,
+                annotator=default_annotator(),
             )
             connection.execute(
                 "INSERT INTO events (action_id, object_id, label, previous)"
@@ -859,7 +943,14 @@ class LabelStore:
                 "SELECT label, source, objects FROM actions WHERE id = ?", (target,)
             ).fetchone()
             action_id = self._append_action(
-                connection, "redo", target, label, source, count, self.session
+                connection,
+                "redo",
+                target,
+                label,
+                source,
+                count,
+                self.session,
+                annotator=default_annotator(),
             )
             connection.execute(
                 "INSERT INTO events (action_id, object_id, label, previous)"
