@@ -402,3 +402,50 @@ def test_draw_fwhm_favours_sharp_frames_within_range():
     assert np.mean(values < 2.5) == pytest.approx(0.4, abs=0.02)
     assert np.mean(values > 6.0) > 0.1
     assert isinstance(draw_fwhm(1), float)
+
+
+def frame_digest(frame):
+    """SHA-256 of every map, every truth column and the parameters of a simulated frame."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    maps = ("image", "background", "noise", "sources", "artifacts", "artifact_kind")
+    for array in [getattr(frame, name) for name in maps] + [frame.source_kind]:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    for name in frame.truth.colnames:
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(np.asarray(frame.truth[name])).tobytes())
+    digest.update(json.dumps(frame.params, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+# Digests computed with the single-module simulator, before it was split into psf, sources,
+# artifacts, truth and frame: the split (and the settings dataclass) must not change a pixel.
+SEEDED_FRAMES = [
+    (
+        dict(shape=(96, 128), rng=7),
+        "7c306c2df514033c0c99deccf0cad0ff2c1a349b8d6d443e407ae40aba46bd95",
+    ),
+    (
+        dict(
+            shape=(128, 96),
+            rng=11,
+            fwhm=1.5,
+            n_cosmic_rays=12,
+            n_hot_pixels=8,
+            n_satellites=1,
+            n_bad_columns=2,
+            bleed=True,
+            n_stars=30,
+            n_galaxies=6,
+            psf_model="moffat",
+        ),
+        "7e84e588eb8338c288ed8de3cac9b7e454b9a569ad4ba961d34728c7aa80e714",
+    ),
+]
+
+
+@pytest.mark.parametrize(("options", "expected"), SEEDED_FRAMES)
+def test_seeded_frame_is_unchanged(options, expected):
+    assert frame_digest(simulate_frame(**options)) == expected
