@@ -443,8 +443,10 @@ def train_realbogus_classifier(
         )
         X, y, groups = data.inputs, data.labels, data.groups
     else:
-        X, y = _train.unpack_training_data(training_data)
-        groups = None
+        from rbvet.core.learn.dataset import as_training_set
+
+        data = as_training_set(training_data)
+        X, y, groups = data.inputs, data.labels, None
     result = _train.train_model(
         X,
         y,
