@@ -1,4 +1,4 @@
-"""The ``rbvet`` command line: classify (and, as they land, train, simulate, evaluate).
+"""The ``rbvet`` command line: classify, evaluate, export, simulate, train and gui.
 
 Every user error ends as one line on stderr and exit status 2; no tracebacks.
 """

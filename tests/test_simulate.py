@@ -161,7 +161,8 @@ def test_elliptical_psf_has_the_requested_axis_ratio():
 
 @pytest.mark.parametrize("sersic_n", [0.5, 1.0, 4.0])
 def test_galaxy_profile_has_the_drawn_half_light_radius_axis_ratio_and_angle(sersic_n):
-    from rbvet.core.simulate import _Psf, _render_galaxy_stamps
+    from rbvet.core.simulate.psf import _Psf
+    from rbvet.core.simulate.sources import _render_galaxy_stamps
 
     psf = _Psf("gaussian", 1.2, np.nan, 0.0, 0.0)
     r_eff, q, theta, radius = 6.0, 0.4, 0.6, 64
@@ -449,3 +450,45 @@ SEEDED_FRAMES = [
 @pytest.mark.parametrize(("options", "expected"), SEEDED_FRAMES)
 def test_seeded_frame_is_unchanged(options, expected):
     assert frame_digest(simulate_frame(**options)) == expected
+
+
+def test_settings_object_and_keyword_overrides_give_the_same_frame():
+    from rbvet.core.simulate import SimulationSettings
+
+    options, _ = SEEDED_FRAMES[1]
+    options = dict(options)
+    shape, rng, fwhm = options.pop("shape"), options.pop("rng"), options.pop("fwhm")
+    settings = SimulationSettings(fwhm=fwhm, **options)
+    expected = frame_digest(simulate_frame(shape, fwhm, rng, **options))
+    assert frame_digest(simulate_frame(shape, rng=rng, settings=settings)) == expected
+    # An override replaces that one setting of the object, and nothing else.
+    overridden = simulate_frame(
+        shape, rng=rng, settings=dataclasses.replace(settings, n_stars=3), n_stars=30
+    )
+    assert frame_digest(overridden) == expected
+    fewer = simulate_frame(shape, rng=rng, settings=settings, n_stars=3, pair_fraction=0)
+    assert int(np.sum(fewer.truth["kind"] == "star")) == 3
+    assert settings.n_stars == 30  # the settings object is never changed
+
+
+def test_unknown_setting_is_a_type_error():
+    with pytest.raises(TypeError, match="n_planets"):
+        simulate_frame((32, 32), rng=1, n_planets=3)
+
+
+def test_every_setting_has_a_docstring():
+    import ast
+    import inspect
+
+    from rbvet.core.simulate import SimulationSettings
+
+    body = ast.parse(inspect.getsource(SimulationSettings)).body[0].body
+    documented = {
+        node.target.id
+        for node, after in zip(body, body[1:], strict=False)
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(after, ast.Expr)
+        and isinstance(after.value, ast.Constant)
+    }
+    names = {item.name for item in dataclasses.fields(SimulationSettings)}
+    assert len(names) >= 34 and documented == names
