@@ -215,10 +215,12 @@ def test_as_training_set_takes_stdpipe_tuples_and_dicts():
     assert as_training_set(data) is data
     for given in ((data.inputs, data.labels), (data.inputs, data.labels, data.fwhm)):
         np.testing.assert_array_equal(as_training_set(given).labels, data.labels)
-    from_dict = as_training_set({"X": data.inputs, "y": data.labels, "fwhm": data.fwhm})
-    np.testing.assert_array_equal(from_dict.fwhm, data.fwhm)
-    with pytest.raises(RbvetError, match="TrainingSet, \\(X, y\\)"):
-        as_training_set(data.inputs)
+    # STDPipe's own dict: fwhm per frame (not per augmented sample), metadata as a list.
+    stdpipe_dict = {"X": data.inputs, "y": data.labels, "fwhm": np.ones(2), "metadata": [{}]}
+    np.testing.assert_array_equal(as_training_set(stdpipe_dict).inputs, data.inputs)
+    for wrong in (data.inputs, {"inputs": data.inputs}):
+        with pytest.raises(RbvetError, match="TrainingSet, \\(X, y\\)"):
+            as_training_set(wrong)
 
 
 @pytest.fixture(scope="module")

@@ -11,24 +11,24 @@ On disk it is an uncompressed ``.npz`` with no pickled objects, so
 ``np.load(path)["X"], np.load(path)["y"]`` is all STDPipe's
 ``train_realbogus_classifier(training_data=(X, y))`` needs:
 
-========== =========================================== ==========================
-entry      contents                                    attribute
-========== =========================================== ==========================
-format     ``"rbvet-training-set/2"``                  (`FORMAT`)
-X          (N, S, S, 2) float32 inputs                 ``inputs``
-y          (N,) int64: 1 real, 0 bogus                 ``labels``
-groups     (N,) frame id (negative: simulated frames)  ``groups``
-kinds      (N,) str: label source or simulated kind    ``kinds``
-fwhm       (N,) float32: FWHM (px) of the frame        ``fwhm``
-object_id  (N,) int64: label-store object id           ``object_ids``
-x_pixel    (N,) float64: 0-based column                ``x``
-y_pixel    (N,) float64: 0-based row                   ``y``
-stamps     (N, M, M) float32 raw stamps, NaN-padded    ``stamps``
-backgrounds (N, M, M) float32 background under them    ``backgrounds``
-noise      (N,) float32 noise σ of each stamp          ``noise``
-stamp_size (N,) int32 side of each stamp before padding ``stamp_size``
-metadata   JSON string: preprocessing, frames, counts  ``metadata``
-========== =========================================== ==========================
+=========== ============================================= ===============
+entry       contents                                      attribute
+=========== ============================================= ===============
+format      ``"rbvet-training-set/2"`` (`FORMAT`)
+X           (N, S, S, 2) float32 inputs                   ``inputs``
+y           (N,) int64: 1 real, 0 bogus                   ``labels``
+groups      (N,) frame id (negative: simulated frames)    ``groups``
+kinds       (N,) str: label source or simulated kind      ``kinds``
+fwhm        (N,) float32: FWHM (px) of the frame          ``fwhm``
+object_id   (N,) int64: label-store object id             ``object_ids``
+x_pixel     (N,) float64: 0-based column                  ``x``
+y_pixel     (N,) float64: 0-based row                     ``y``
+stamps      (N, M, M) float32 raw stamps, NaN-padded      ``stamps``
+backgrounds (N, M, M) float32 background under them       ``backgrounds``
+noise       (N,) float32: noise σ of each stamp           ``noise``
+stamp_size  (N,) int32: side of each stamp before padding ``stamp_size``
+metadata    JSON string: preprocessing, frames, counts    ``metadata``
+=========== ============================================= ===============
 
 Only ``X`` and ``y`` are required. Older files still load: ``rbvet-training-set/1`` (the
 same entries without ``format``) and the first layout (``inputs``, ``labels``, ``groups``,
@@ -185,8 +185,9 @@ def _stack_padded(stamps):
 def as_training_set(data):
     """A `TrainingSet` from itself, ``(X, y)``, STDPipe's ``(X, y, fwhm)`` or a dict.
 
-    A dict is read like the entries of a saved file (``X``, ``y`` and any of the optional
-    entries, or the first layout's ``inputs`` and ``labels``).
+    As in STDPipe, only ``X`` and ``y`` of a tuple or dict are used: its other entries
+    (STDPipe's ``fwhm`` of the frames before augmentation, its ``metadata`` list) need not
+    line up with the samples.
 
     Raises
     ------
@@ -195,11 +196,13 @@ def as_training_set(data):
     """
     if isinstance(data, TrainingSet):
         return data
-    if isinstance(data, dict):
-        return _from_entries(dict(data))
+    if isinstance(data, dict) and "X" in data and "y" in data:
+        return TrainingSet(inputs=data["X"], labels=data["y"])
     if isinstance(data, (tuple, list)) and len(data) in (2, 3):
         return TrainingSet(inputs=data[0], labels=data[1])
-    raise RbvetError("training data must be a TrainingSet, (X, y), (X, y, fwhm) or a dict")
+    raise RbvetError(
+        "training data must be a TrainingSet, (X, y), (X, y, fwhm) or a dict with X and y"
+    )
 
 
 def save_training_set(data, path, metadata=None):
