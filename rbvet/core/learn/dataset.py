@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,8 @@ ENTRY_OF = {
     "stamp_size": "stamp_size",
 }
 """The ``.npz`` entry of each per-object attribute of `TrainingSet`."""
+
+OPTIONAL_NAMES = tuple(name for name in ENTRY_OF if name not in ("inputs", "labels"))
 
 FIRST_LAYOUT = ("inputs", "labels", "groups", "kinds", "fwhm")
 """Entries of the first layout, written by the old ``TrainingSet.save`` (no ``X``/``y``)."""
@@ -128,7 +130,7 @@ class TrainingSet:
         if not np.isin(labels, (0, 1)).all():
             raise RbvetError("training labels must be 0 (bogus) or 1 (real)")
         self.labels = labels.astype(np.int8)
-        for name in _optional_names():
+        for name in OPTIONAL_NAMES:
             value = getattr(self, name)
             if value is None:
                 continue
@@ -162,10 +164,6 @@ class TrainingSet:
             else:
                 arrays[name] = np.concatenate(values)
         return cls(**arrays, metadata=metadata or {})
-
-
-def _optional_names():
-    return [item.name for item in fields(TrainingSet)][2:-1]
 
 
 def _take(values, index):
