@@ -328,7 +328,8 @@ def cmd_evaluate(args):
         )
     elif args.training_set is not None:
         data = load_training_set(args.training_set)
-        frames = "" if data.groups is None else f" ({len(np.unique(data.groups))} frames)"
+        n_frames = 0 if data.groups is None else len(np.unique(data.groups))
+        frames = f" ({n_frames} frame{'' if n_frames == 1 else 's'})" if n_frames else ""
         evaluation = evaluate_training_set(
             model,
             data,
