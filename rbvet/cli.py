@@ -1,4 +1,4 @@
-"""The ``rbvet`` command line: classify (and, as they land, train, simulate, evaluate).
+"""The ``rbvet`` command line: classify, evaluate, export, simulate, train and gui.
 
 Every user error ends as one line on stderr and exit status 2; no tracebacks.
 """
@@ -279,13 +279,15 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     """Judge a model on labeled objects it never saw and print the evaluation table."""
+    import numpy as np
+
     from rbvet.core.classify import check_threshold
+    from rbvet.core.learn.dataset import load_training_set
     from rbvet.core.learn.evaluate import (
         evaluate_on_catalog,
         evaluate_on_simulated,
         evaluate_training_set,
         format_report,
-        load_training_set,
         require_matplotlib,
         save_plots,
         write_metrics_json,
@@ -326,13 +328,14 @@ def cmd_evaluate(args):
         )
     elif args.training_set is not None:
         data = load_training_set(args.training_set)
-        frames = len(set(data.groups.tolist()))
+        n_frames = 0 if data.groups is None else len(np.unique(data.groups))
+        frames = f" ({n_frames} frame{'' if n_frames == 1 else 's'})" if n_frames else ""
         evaluation = evaluate_training_set(
             model,
             data,
             threshold=threshold,
             target_rate=args.target_rate,
-            description=f"training set {args.training_set} ({frames} frames)",
+            description=f"training set {args.training_set}{frames}",
         )
     else:
         frame, table, fwhm = load_frame_and_catalog(args, log)
@@ -382,7 +385,9 @@ def _add_evaluate_parser(commands):
         help="simulate N fresh frames, detect and label their objects as training does",
     )
     source.add_argument(
-        "--training-set", metavar="FILE.npz", help="a saved TrainingSet (preprocessed inputs)"
+        "--training-set",
+        metavar="FILE.npz",
+        help="a training set: `rbvet export -o FILE.npz`, or any .npz with X (N,31,31,2) and y",
     )
     simulated = evaluate.add_argument_group("simulated frames")
     simulated.add_argument("--size", type=int, default=1024, help="frame side in pixels [1024]")
@@ -575,12 +580,8 @@ def cmd_export(args):
     import numpy as np
 
     from rbvet.core.classify import check_threshold, score_objects
-    from rbvet.core.io.export import (
-        export_catalog,
-        export_kind,
-        export_regions,
-        export_training_set,
-    )
+    from rbvet.core.io.export import export_catalog, export_kind, export_regions
+    from rbvet.core.learn.dataset import save_training_set
     from rbvet.core.learn.labels import LabelStore, match_positions
     from rbvet.core.model import load_model
 
@@ -629,7 +630,7 @@ def cmd_export(args):
                 data = store.training_data(model.params, frame_ids=[frame_id])
                 if len(data) == 0:
                     raise RbvetError("no objects of this frame are labeled real or bogus", path)
-                export_training_set(data, path, metadata={"frame": str(args.frame)})
+                save_training_set(data, path, metadata={"frame": str(args.frame)})
                 print(
                     f"training set -> {path}: {len(data)} objects "
                     f"({int(np.sum(data.labels == 1))} real)"

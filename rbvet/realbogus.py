@@ -402,8 +402,9 @@ def train_realbogus_classifier(
 
     Parameters
     ----------
-    training_data : tuple or dict, optional
-        ``(X, y)``, ``(X, y, fwhm)`` or ``{'X': ..., 'y': ...}`` with preprocessed inputs
+    training_data : tuple, dict or TrainingSet, optional
+        ``(X, y)``, ``(X, y, fwhm)``, ``{'X': ..., 'y': ...}`` (e.g. the arrays of a saved
+        training set) or a `rbvet.core.learn.dataset.TrainingSet`, with preprocessed inputs
         (N, size, size, 2) and labels (1 real, 0 bogus). Simulated when None.
     n_simulated : int
         Number of simulated frames when ``training_data`` is None.
@@ -443,8 +444,10 @@ def train_realbogus_classifier(
         )
         X, y, groups = data.inputs, data.labels, data.groups
     else:
-        X, y = _train.unpack_training_data(training_data)
-        groups = None
+        from rbvet.core.learn.dataset import as_training_set
+
+        data = as_training_set(training_data)
+        X, y, groups = data.inputs, data.labels, None
     result = _train.train_model(
         X,
         y,

@@ -1,8 +1,8 @@
 """Frame + positions -> real-bogus scores, in memory-bounded chunks.
 
 `iter_scores` is a generator, so a caller (the CLI's progress bar, a GUI worker that
-may be cancelled) sees each chunk as it is done; `score_objects` and `classify_table`
-consume it.
+may be cancelled) sees each chunk as it is done; `score_objects` collects it into one
+array.
 """
 
 from __future__ import annotations

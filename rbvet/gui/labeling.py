@@ -426,7 +426,7 @@ class LabelController(QObject):
     # ------------------------------------------------------------------------- export
 
     def frame_training_data(self, params=None):
-        """The current frame's labeled objects as a `LabeledTrainingSet` (with stamps).
+        """The current frame's labeled objects as a `TrainingSet` (with stamps).
 
         Raises
         ------

@@ -523,7 +523,7 @@ class MainWindow(QMainWindow):
         -------
         bool
         """
-        from rbvet.core.io.export import export_training_set
+        from rbvet.core.learn.dataset import save_training_set
 
         data = self.state.data
         written = {}
@@ -531,7 +531,7 @@ class MainWindow(QMainWindow):
         def write():
             training_set = self.labels.frame_training_data(data.params)
             written["n"] = len(training_set)
-            export_training_set(training_set, path, metadata={"model": data.model_name})
+            save_training_set(training_set, path, metadata={"model": data.model_name})
 
         if not self._export(path, write, ""):
             return False

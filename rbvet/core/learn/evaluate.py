@@ -5,7 +5,8 @@ Three sources of labeled objects, one evaluation:
 * `evaluate_on_simulated`: fresh-seed simulated frames, detected and labeled exactly as
   training frames are (`rbvet train` judges its model with it, `rbvet evaluate
   --simulate` too);
-* `evaluate_training_set`: a saved `TrainingSet` (inputs already preprocessed);
+* `evaluate_training_set`: a `TrainingSet` (inputs already preprocessed), e.g. one read
+  with `rbvet.core.learn.dataset.load_training_set`;
 * `evaluate_on_catalog`: a user's frame and catalog with a truth column, which is how a
   model is checked on another telescope's data.
 
@@ -124,7 +125,8 @@ def evaluate_training_set(
     Parameters
     ----------
     model : RealBogusModel
-    data : rbvet.core.learn.train.TrainingSet
+    data : rbvet.core.learn.dataset.TrainingSet
+        ``kinds`` and ``fwhm`` are used when present.
     threshold : float, optional
         Default: the model card's.
     target_rate : float
@@ -209,25 +211,6 @@ def evaluate_on_simulated(
         target_rate=target_rate,
         description=f"{n_frames} fresh-seed simulated {size} {frames} (seed {seed})",
     )
-
-
-def load_training_set(path):
-    """Read a `TrainingSet` saved with `TrainingSet.save`, or raise a one-line `RbvetError`."""
-    from rbvet.core.learn.train import TrainingSet
-
-    path = Path(path)
-    if not path.exists():
-        raise RbvetError("training set not found", path)
-    try:
-        data = TrainingSet.load(path)
-    except (OSError, ValueError, TypeError, KeyError, EOFError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise RbvetError(
-            f"not a saved rbvet training set (.npz with inputs, labels, groups, kinds, "
-            f"fwhm): {type(error).__name__} {reason}"[:300],
-            path,
-        ) from None
-    return data
 
 
 def truth_labels(values, column="truth"):

@@ -30,7 +30,6 @@ import threading
 import time
 import uuid
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,7 @@ from rbvet.core.cutouts.preprocess import PreprocessParams, Rescale
 from rbvet.core.cutouts.stamps import Stamps
 from rbvet.core.errors import RbvetError
 from rbvet.core.io.frame import image_hash
-from rbvet.core.learn.train import TrainingSet
+from rbvet.core.learn.dataset import TrainingSet
 
 SCHEMA_VERSION = 2
 STORE_FILE_NAME = "labels.sqlite"
@@ -317,25 +316,6 @@ def _exact_match(x, y, x_ref, y_ref):
 
 def _ids_json(ids):
     return json.dumps(np.asarray(ids, np.int64).ravel().tolist())
-
-
-@dataclass
-class LabeledTrainingSet(TrainingSet):
-    """A `TrainingSet` rebuilt from a label store, with what each row came from.
-
-    Besides the inputs, labels, groups (frame ids), kinds (label source) and FWHM, it
-    carries the store's object ids and positions and the raw stamps (padded with NaN to
-    the largest stamp size when frames were rescaled differently; ``stamp_size`` tells
-    each stamp's side).
-    """
-
-    object_ids: np.ndarray = None
-    x: np.ndarray = None
-    y: np.ndarray = None
-    stamps: np.ndarray = None
-    backgrounds: np.ndarray = None
-    noise: np.ndarray = None
-    stamp_size: np.ndarray = None
 
 
 class LabelStore:
@@ -1062,16 +1042,17 @@ class LabelStore:
         frame_ids : sequence of int, optional
             Only these frames; all frames when None.
         with_stamps : bool
-            Also return the raw stamps and backgrounds (for `export_training_set`). They
+            Also return the raw stamps and backgrounds (for `save_training_set`). They
             are NaN-padded to the largest stamp, which for frames with a large FWHM can
             be several times the size of the inputs: pass False when only training.
 
         Returns
         -------
-        LabeledTrainingSet
+        TrainingSet
             Rows of objects labeled real or bogus (cleared and unlabeled ones left out),
             in storage order: ``groups`` is the frame id, ``kinds`` the label's source
-            ('human' or 'model'), ``fwhm`` the frame's FWHM.
+            ('human' or 'model'), ``fwhm`` the frame's FWHM, with the store's object ids,
+            positions, noise and stamp sizes.
         """
         params = params or PreprocessParams()
         query = (
@@ -1140,13 +1121,13 @@ def _training_set_from_rows(rows, params, frames, path, with_stamps):
             backgrounds[rows_in, :side, :side] = background
     labels = np.array(columns[13], np.int8)
     used_frames = np.unique(groups).tolist()
-    return LabeledTrainingSet(
+    return TrainingSet(
         inputs=inputs,
         labels=labels,
         groups=groups,
         kinds=np.array(columns[14], dtype="U16").reshape(n),
         fwhm=fwhm,
-        params={
+        metadata={
             "source": "rbvet label store",
             "store": str(Path(path).resolve()),
             "preprocessing": params.to_dict(),

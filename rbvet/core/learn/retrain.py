@@ -184,7 +184,8 @@ def simulated_objects(
     returns True, `concurrent.futures.CancelledError` is raised as the next frame is done.
     """
     from rbvet.core.cutouts.preprocess import PreprocessParams
-    from rbvet.core.learn.train import TrainingSet, simulated_training_set
+    from rbvet.core.learn.dataset import TrainingSet
+    from rbvet.core.learn.train import simulated_training_set
 
     if params != PreprocessParams():
         raise RbvetError(
@@ -214,15 +215,8 @@ def simulated_objects(
     if have < n_objects:
         raise RbvetError(f"simulated frames gave only {have} of {n_objects} objects")
     data = TrainingSet.concatenate(parts)
-    take = np.sort(rng.choice(len(data), size=n_objects, replace=False))
-    return TrainingSet(
-        inputs=data.inputs[take],
-        labels=data.labels[take],
-        groups=data.groups[take],
-        kinds=data.kinds[take],
-        fwhm=data.fwhm[take],
-        params={"simulated_frames": int(len(np.unique(data.groups))), "frame_size": frame_size},
-    )
+    data.metadata = {"simulated_frames": len(np.unique(data.groups)), "frame_size": frame_size}
+    return data.subset(np.sort(rng.choice(len(data), size=n_objects, replace=False)))
 
 
 def _check_training_set(training_set, size):
@@ -366,7 +360,7 @@ def retrain(
             "ratio": float(simulated_ratio),
             "objects": n_simulated,
             "real": int(simulated.labels.sum()),
-            **simulated.params,
+            **simulated.metadata,
         }
 
     # 3. Fit (train_model splits a validation part off for early stopping and augments).
@@ -449,7 +443,7 @@ def retrain(
 
 
 def _data_description(training_set, train_index, held_out_index, by_frame):
-    params = dict(getattr(training_set, "params", None) or {})
+    params = dict(getattr(training_set, "metadata", None) or {})
     frames = [
         {key: frame.get(key) for key in ("id", "path", "content_hash", "shape")}
         for frame in params.get("frames", [])

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rbvet.core.errors import RbvetError, RbvetWarning, raise_if_stopped
+from rbvet.core.learn.dataset import TrainingSet
 
 N_SYMMETRIES = 8
 
@@ -87,26 +88,6 @@ def balanced_class_weights(labels):
         return None
     total = n_real + n_bogus
     return {0: total / (2.0 * n_bogus), 1: total / (2.0 * n_real)}
-
-
-def unpack_training_data(training_data):
-    """Inputs and labels from ``(X, y)``, ``(X, y, extra)`` or ``{'X':, 'y':}``."""
-    if isinstance(training_data, dict):
-        X, y = training_data["X"], training_data["y"]
-    elif len(training_data) in (2, 3):
-        X, y = training_data[0], training_data[1]
-    else:
-        raise RbvetError("training_data must be (X, y), (X, y, fwhm) or a dict with X and y")
-    X = np.asarray(X, dtype=np.float32)
-    y = np.asarray(y).astype(np.float32).ravel()
-    if X.ndim != 4 or X.shape[-1] != 2 or len(X) != len(y):
-        raise RbvetError(
-            f"training inputs must be (N, size, size, 2) with N labels; got X "
-            f"{X.shape} and {len(y)} labels"
-        )
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise RbvetError("training labels must be 0 (bogus) or 1 (real)")
-    return X, y
 
 
 def _batches_class():
@@ -290,43 +271,6 @@ def train_model(
     return TrainResult(model, history, train_index, validation_index, card)
 
 
-@dataclass
-class TrainingSet:
-    """Preprocessed inputs with labels and what they came from (one row per object)."""
-
-    inputs: np.ndarray  # (N, size, size, 2) float32
-    labels: np.ndarray  # (N,) int8: 1 real, 0 bogus
-    groups: np.ndarray  # (N,) int32: frame index
-    kinds: np.ndarray  # (N,) str: star, galaxy, cosmic_ray, ...
-    fwhm: np.ndarray  # (N,) float32: true FWHM of the object's frame
-    params: dict = field(default_factory=dict)
-
-    def __len__(self):
-        return len(self.labels)
-
-    @classmethod
-    def concatenate(cls, parts, params=None):
-        names = ("inputs", "labels", "groups", "kinds", "fwhm")
-        arrays = {name: np.concatenate([getattr(p, name) for p in parts]) for name in names}
-        return cls(**arrays, params=params or {})
-
-    def save(self, path):
-        """Write to ``.npz`` (no pickled objects)."""
-        np.savez(
-            path,
-            inputs=self.inputs,
-            labels=self.labels,
-            groups=self.groups,
-            kinds=self.kinds.astype("U16"),
-            fwhm=self.fwhm,
-        )
-
-    @classmethod
-    def load(cls, path):
-        with np.load(path, allow_pickle=False) as data:
-            return cls(**{name: data[name] for name in data.files})
-
-
 def training_set_from_frame(
     sim,
     frame_index=0,
@@ -436,7 +380,7 @@ def simulated_training_set(
     else:
         for task in tasks:
             frame_done(_simulate_one(task))
-    data = TrainingSet.concatenate(parts, params={"n_frames": n_frames, "seed": seed})
+    data = TrainingSet.concatenate(parts, metadata={"n_frames": n_frames, "seed": seed})
     log(
         f"Simulated {n_frames} frames in {time.perf_counter() - started:.0f} s: {len(data)} "
         f"objects, {int(data.labels.sum())} real"
