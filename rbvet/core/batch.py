@@ -45,7 +45,6 @@ __all__ = [
     "STATUS_FAILED",
     "STATUS_SKIPPED",
     "SUMMARY_NAME",
-    "cached_model",
     "catalog_for",
     "classify_frames",
     "classify_one_frame",
@@ -397,8 +396,9 @@ def classify_frames(
 
     A job (`rbvet.core.jobs`): yields `Progress` each time a frame finishes (``total``
     counts the frames to classify, not those skipped); ``run_job`` returns the summary.
-    Closing it stops sending frames and closes a local cluster; the frames already
-    written stay (a later run skips them).
+    Closing it stops: frames not yet classified are dropped (in this process none is
+    started; on Dask their released tasks are forgotten), a local cluster is closed, no
+    summary is written, and the catalogs already written stay (a later run skips them).
 
     Each frame's output ``OUTDIR/<stem>.rb.<format>`` is written atomically by
     `classify_one_frame` on a worker, so an output under its final name is complete:
