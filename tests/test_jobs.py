@@ -234,6 +234,31 @@ def test_opening_a_frame_during_a_stuck_job_returns_at_once(qtbot, tmp_path, mon
     window.cancel_job(wait=True)
 
 
+def test_a_result_queued_before_another_frame_is_opened_is_dropped(qtbot, tmp_path, monkeypatch):
+    from PyQt6.QtCore import QSettings
+
+    from rbvet.gui import main_window as window_module
+
+    def classify_frame(frame_path, catalog_path=None, model_path=None, options=None):
+        yield Progress(message=f"Reading {frame_path}")
+        return frame_path, 0.5
+
+    monkeypatch.setattr(window_module, "classify_frame", classify_frame)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = window_module.MainWindow(
+        settings=settings, label_store_path=tmp_path / "labels.sqlite"
+    )
+    qtbot.addWidget(window)
+    shown = []
+    window._on_classified = shown.append
+    window.open_frame("first.fits")
+    assert window.job.wait(10_000)  # done: its signals wait in the event queue, undelivered
+    window.open_frame("second.fits")
+    qtbot.waitUntil(lambda: ("second.fits", 0.5) in shown, timeout=10_000)
+    qtbot.waitUntil(lambda: not window.busy, timeout=10_000)
+    assert shown == [("second.fits", 0.5)] and window.frame_path == "second.fits"
+
+
 def test_no_unbounded_wait_in_the_gui():
     """Every ``wait``/``join`` in rbvet/gui has a bound: ``x.wait()`` blocks for ever."""
     unbounded = re.compile(r"\.(wait|join)\(\s*\)")

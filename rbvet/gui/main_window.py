@@ -362,12 +362,19 @@ class MainWindow(QMainWindow):
             self._remember_recent(frame_path)
             self._on_classified(result)
 
-        self.job = JobThread(job, name="classify", parent=self)
-        self.job.progressed.connect(self._on_progress)
-        self.job.succeeded.connect(succeeded)
-        self.job.failed.connect(self._on_failed)
-        self.job.cancelled.connect(self._on_cancelled)
-        self.job.finished.connect(lambda: self._set_busy(False))
+        thread = JobThread(job, name="classify", parent=self)
+
+        def while_current(slot):
+            """The slot, for signals of this job only while it is the window's job: a
+            signal already queued when another frame was opened is dropped."""
+            return lambda *args: slot(*args) if self.job is thread else None
+
+        thread.progressed.connect(while_current(self._on_progress))
+        thread.succeeded.connect(while_current(succeeded))
+        thread.failed.connect(while_current(self._on_failed))
+        thread.cancelled.connect(while_current(self._on_cancelled))
+        thread.finished.connect(while_current(lambda: self._set_busy(False)))
+        self.job = thread
         self.error_banner.hide()
         self._set_busy(True, f"Opening {Path(frame_path).name}")
         self.job.start()
