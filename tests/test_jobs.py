@@ -70,6 +70,25 @@ def test_a_job_made_of_jobs_returns_through_yield_from():
     assert [progress.message for progress in seen] == ["step 0", "step 1", "step 0"]
 
 
+def test_the_command_line_progress_bar_draws_counted_progress_only():
+    import io
+
+    from rbvet.cli import ProgressBar
+
+    def job():
+        yield Progress(message="Reading frame.fits")  # no total: nothing to draw
+        for done in (1, 2):
+            yield Progress(done, 2, "Classifying")
+        return "scores"
+
+    stream = io.StringIO()
+    assert run_job(job(), ProgressBar("Classifying", enabled=True, stream=stream)) == "scores"
+    lines = stream.getvalue().split("\r")[1:]
+    assert [line.split("]")[1].split("(")[0].strip() for line in lines] == ["1/2", "2/2"]
+    assert lines[0].startswith("Classifying [" + "#" * 15 + "-" * 15 + "]")
+    assert stream.getvalue().endswith("\n") and stream.getvalue().count("\n") == 1
+
+
 def test_cpu_count_follows_the_affinity_and_the_cgroup_quota(monkeypatch, tmp_path):
     read_quota = jobs._cgroup_cpu_quota
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
