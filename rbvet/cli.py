@@ -17,7 +17,11 @@ EXIT_USER_ERROR = 2
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal or forced."""
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal or forced.
+
+    Called with each `rbvet.core.jobs.Progress` of a job (``run_job(job, bar)``); a
+    progress without a total (reading a file) draws nothing.
+    """
 
     def __init__(self, label, enabled=None, stream=None, width=30):
         self.stream = stream or sys.stderr
@@ -25,7 +29,8 @@ class ProgressBar:
         self.label, self.width = label, width
         self.started = time.perf_counter()
 
-    def __call__(self, done, total):
+    def __call__(self, progress):
+        done, total = progress.done, progress.total
         if not self.enabled or total <= 0:
             return
         filled = int(self.width * done / total)
@@ -92,8 +97,11 @@ def _hdu_spec(value):
 def load_frame_and_catalog(args, log):
     """Frame, catalog table (with 0-based x, y) and FWHM from the command-line arguments."""
     from rbvet.core.classify import open_frame_and_catalog
+    from rbvet.core.jobs import run_job
 
-    return open_frame_and_catalog(args.frame, args.catalog, **_frame_options(args), log=log)
+    return run_job(
+        open_frame_and_catalog(args.frame, args.catalog, options=_frame_options(args), log=log)
+    )
 
 
 EXIT_FRAMES_FAILED = 1
@@ -125,20 +133,23 @@ def cmd_classify(args):
 
 
 def _frame_options(args):
-    """The frame options, as keyword arguments of `open_frame_and_catalog`."""
-    return {
-        "hdu": _hdu_spec(args.hdu),
-        "mask": _hdu_spec(args.mask),
-        "error": _hdu_spec(args.error),
-        "weight": _hdu_spec(args.weight),
-        "detect_threshold": args.detect_threshold,
-        "fwhm": args.fwhm,
-    }
+    """The `FrameOptions` the command line gives (see `_add_frame_arguments`)."""
+    from rbvet.core.classify import FrameOptions
+
+    return FrameOptions(
+        hdu=_hdu_spec(args.hdu),
+        mask=_hdu_spec(args.mask),
+        error=_hdu_spec(args.error),
+        weight=_hdu_spec(args.weight),
+        detect_threshold=args.detect_threshold,
+        fwhm=args.fwhm,
+    )
 
 
 def _classify_single(args, frame):
     """One frame in this process, with a progress bar over its objects."""
     from rbvet.core.batch import catalog_for, classify_one_frame, output_name
+    from rbvet.core.jobs import run_job
 
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     catalog = args.catalog
@@ -146,15 +157,11 @@ def _classify_single(args, frame):
         catalog = catalog_for(frame, args.catalog_pattern)
     output = Path(args.output or output_name(frame))  # <stem>.rb.ecsv in the working dir
     started = time.perf_counter()
-    result = classify_one_frame(
-        frame,
-        catalog,
-        output,
-        args.model,
-        args.threshold,
-        **_frame_options(args),
-        log=log,
-        progress=ProgressBar("Classifying", enabled=None if not args.quiet else False),
+    result = run_job(
+        classify_one_frame(
+            frame, catalog, output, args.model, args.threshold, _frame_options(args), log=log
+        ),
+        ProgressBar("Classifying", enabled=None if not args.quiet else False),
     )
     print(
         f"{frame}: {result.objects} objects, {result.scored} scored, "
@@ -179,6 +186,7 @@ def _classify_many(args, frames):
         SUMMARY_NAME,
         classify_frames,
     )
+    from rbvet.core.jobs import run_job
 
     if args.catalog:
         raise RbvetError(
@@ -187,19 +195,21 @@ def _classify_many(args, frames):
     if not args.output:
         raise RbvetError("several frames need -o OUTDIR, the folder for catalogs and summary")
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
-    summary = classify_frames(
-        frames,
-        args.output,
-        catalog_pattern=args.catalog_pattern,
-        model_path=args.model,
-        threshold=args.threshold,
-        scheduler=args.scheduler,
-        n_workers=args.workers,
-        output_format=args.format or "ecsv",
-        progress=ProgressBar("Frames", enabled=None if not args.quiet else False),
-        overwrite=args.overwrite,
-        frame_options=_frame_options(args),
-        log=log,
+    summary = run_job(
+        classify_frames(
+            frames,
+            args.output,
+            catalog_pattern=args.catalog_pattern,
+            model_path=args.model,
+            threshold=args.threshold,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            output_format=args.format or "ecsv",
+            overwrite=args.overwrite,
+            frame_options=_frame_options(args),
+            log=log,
+        ),
+        ProgressBar("Frames", enabled=None if not args.quiet else False),
     )
     status = list(summary["status"])
     for row in summary:
@@ -220,37 +230,30 @@ def _classify_many(args, frames):
 
 def cmd_train(args):
     """Train a model on simulated frames (split by frame), evaluate it on fresh frames."""
+    from rbvet.core.jobs import run_job
     from rbvet.core.learn.evaluate import TEST_SEED_OFFSET, evaluate_on_simulated, format_report
     from rbvet.core.learn.train import simulated_training_set, train_model
     from rbvet.core.model import RealBogusModel, save_model
 
     log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
     shape = (args.size, args.size)
-    data = simulated_training_set(
-        n_frames=args.simulate,
-        shape=shape,
-        seed=args.seed,
-        log=log,
-        progress=ProgressBar("Simulating"),
+    data = run_job(
+        simulated_training_set(n_frames=args.simulate, shape=shape, seed=args.seed, log=log),
+        ProgressBar("Simulating"),
     )
     command = "rbvet " + " ".join(sys.argv[1:]) if sys.argv[1:] else "rbvet train"
-
-    def report(epoch, logs):
-        log(
-            f"epoch {epoch + 1}: "
-            + ", ".join(f"{k} {v:.4f}" for k, v in logs.items() if isinstance(v, float))
-        )
-
-    result = train_model(
-        data.inputs,
-        data.labels,
-        groups=data.groups,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=report,
-        log=log,
-        description=f"trained on {args.simulate} simulated frames",
+    result = run_job(
+        train_model(
+            data.inputs,
+            data.labels,
+            groups=data.groups,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            log=log,
+            description=f"trained on {args.simulate} simulated frames",
+        ),
+        _epoch_printer(log),
     )
     card = result.card
     card["training"].update(
@@ -263,12 +266,14 @@ def cmd_train(args):
         }
     )
     if args.test_frames:
-        evaluation = evaluate_on_simulated(
-            RealBogusModel(result.model, card),
-            args.test_frames,
-            seed=args.seed + TEST_SEED_OFFSET,
-            shape=shape,
-            log=log,
+        evaluation = run_job(
+            evaluate_on_simulated(
+                RealBogusModel(result.model, card),
+                args.test_frames,
+                seed=args.seed + TEST_SEED_OFFSET,
+                shape=shape,
+                log=log,
+            )
         )
         card["metrics"] = evaluation.metrics
         print(format_report(evaluation.metrics))
@@ -277,11 +282,24 @@ def cmd_train(args):
     return 0
 
 
+def _epoch_printer(log):
+    """A `run_job` report that logs each training epoch's figures (and nothing else)."""
+    from rbvet.core.learn.train import EpochEnded
+
+    def report(progress):
+        if isinstance(progress, EpochEnded):
+            figures = ", ".join(f"{key} {value:.4g}" for key, value in progress.logs.items())
+            log(f"epoch {progress.done}/{progress.total}: {figures}")
+
+    return report
+
+
 def cmd_evaluate(args):
     """Judge a model on labeled objects it never saw and print the evaluation table."""
     import numpy as np
 
     from rbvet.core.classify import check_threshold
+    from rbvet.core.jobs import run_job
     from rbvet.core.learn.dataset import load_training_set
     from rbvet.core.learn.evaluate import (
         evaluate_on_catalog,
@@ -316,15 +334,17 @@ def cmd_evaluate(args):
     model = load_model(args.model)
     threshold = check_threshold(model.threshold if args.threshold is None else args.threshold)
     if args.simulate is not None:
-        evaluation = evaluate_on_simulated(
-            model,
-            args.simulate,
-            seed=args.seed,
-            shape=(args.size, args.size),
-            threshold=threshold,
-            target_rate=args.target_rate,
-            log=log,
-            progress=ProgressBar("Simulating"),
+        evaluation = run_job(
+            evaluate_on_simulated(
+                model,
+                args.simulate,
+                seed=args.seed,
+                shape=(args.size, args.size),
+                threshold=threshold,
+                target_rate=args.target_rate,
+                log=log,
+            ),
+            ProgressBar("Simulating"),
         )
     elif args.training_set is not None:
         data = load_training_set(args.training_set)
@@ -339,18 +359,20 @@ def cmd_evaluate(args):
         )
     else:
         frame, table, fwhm = load_frame_and_catalog(args, log)
-        evaluation = evaluate_on_catalog(
-            model,
-            frame,
-            table,
-            args.truth_column,
-            fwhm,
-            kind_column=args.kind_column,
-            threshold=threshold,
-            target_rate=args.target_rate,
-            description=f"{args.frame} with {args.catalog} (FWHM {fwhm:.2f} px)",
-            progress=ProgressBar("Classifying"),
-            source=args.catalog,
+        evaluation = run_job(
+            evaluate_on_catalog(
+                model,
+                frame,
+                table,
+                args.truth_column,
+                fwhm,
+                kind_column=args.kind_column,
+                threshold=threshold,
+                target_rate=args.target_rate,
+                description=f"{args.frame} with {args.catalog} (FWHM {fwhm:.2f} px)",
+                source=args.catalog,
+            ),
+            ProgressBar("Classifying"),
         )
     print(f"Model {model.name} ({model.engine_name})")
     print(format_report(evaluation.metrics))
@@ -491,6 +513,7 @@ def cmd_train_labels(args):
     """Retrain from a label store, compare old and new on held-out labels, save versioned."""
     import numpy as np
 
+    from rbvet.core.jobs import run_job
     from rbvet.core.learn.labels import LabelStore
     from rbvet.core.learn.retrain import format_comparison, retrain, save_versioned
     from rbvet.core.model import load_model
@@ -513,22 +536,18 @@ def cmd_train_labels(args):
         f"real, {int(np.sum(data.labels == 0))} bogus) on {n_frames} frame(s)"
     )
 
-    def report(epoch, epochs, logs):
-        log(
-            f"epoch {epoch + 1}/{epochs}: "
-            + ", ".join(f"{k} {v:.4g}" for k, v in logs.items() if isinstance(v, float))
-        )
-
-    result = retrain(
-        data,
-        base_model=base,
-        from_scratch=args.from_scratch,
-        simulated_ratio=args.simulated_ratio,
-        epochs=args.epochs,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        progress=report,
-        log=log,
+    result = run_job(
+        retrain(
+            data,
+            base_model=base,
+            from_scratch=args.from_scratch,
+            simulated_ratio=args.simulated_ratio,
+            epochs=args.epochs,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            log=log,
+        ),
+        _epoch_printer(log),
     )
     command = "rbvet " + " ".join(sys.argv[1:]) if sys.argv[1:] else "rbvet train --labels"
     result.model.card["training"]["command"] = command
@@ -581,6 +600,7 @@ def cmd_export(args):
 
     from rbvet.core.classify import check_threshold, score_objects
     from rbvet.core.io.export import export_catalog, export_kind, export_regions
+    from rbvet.core.jobs import run_job
     from rbvet.core.learn.dataset import save_training_set
     from rbvet.core.learn.labels import LabelStore, match_positions
     from rbvet.core.model import load_model
@@ -613,8 +633,9 @@ def cmd_export(args):
                 f"{int(np.sum(labels == 0))} bogus of {len(table)} objects"
             )
         if kinds & {"catalog", "regions"}:
-            progress = ProgressBar("Classifying")
-            scores, reasons = score_objects(frame, x, y, model, fwhm, progress=progress)
+            scores, reasons = run_job(
+                score_objects(frame, x, y, model, fwhm), ProgressBar("Classifying")
+            )
         for path, kind in outputs:
             if kind == "catalog":
                 export_catalog(table, scores, labels, threshold, path, reasons=reasons)

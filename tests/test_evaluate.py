@@ -8,6 +8,7 @@ import pytest
 
 from rbvet.cli import main
 from rbvet.core.errors import RbvetError
+from rbvet.core.jobs import run_job
 from rbvet.core.learn.dataset import load_training_set, save_training_set
 from rbvet.core.learn.evaluate import evaluate_scores, format_report, truth_labels
 from rbvet.core.learn.metrics import error_rates, roc_auc
@@ -21,7 +22,7 @@ N_FLIPPED = 6
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
     """Two small simulated frames, with a few labels flipped so the AUC is below 1."""
-    data = simulated_training_set(n_frames=2, shape=(256, 256), seed=5, workers=1)
+    data = run_job(simulated_training_set(n_frames=2, shape=(256, 256), seed=5, workers=1))
     flipped = np.random.default_rng(0).choice(len(data), N_FLIPPED, replace=False)
     data.labels[flipped] = 1 - data.labels[flipped]
     path = tmp_path_factory.mktemp("sets") / "tiny.npz"

@@ -25,9 +25,10 @@ def labeled_demo_store(path):
     from rbvet.core.classify import open_frame_and_catalog
     from rbvet.core.cutouts.preprocess import PreprocessParams, plan_rescale
     from rbvet.core.cutouts.stamps import cut_stamps
+    from rbvet.core.jobs import run_job
 
     demo = demo_frame_path()
-    frame, table, fwhm = open_frame_and_catalog(demo, demo.with_suffix(".ecsv"))
+    frame, table, fwhm = run_job(open_frame_and_catalog(demo, demo.with_suffix(".ecsv")))
     rescale = plan_rescale(fwhm, PreprocessParams())
     stamps = cut_stamps(frame, table["x"], table["y"], rescale)
     truth = np.asarray(table["true_label"])

@@ -18,7 +18,6 @@ from rbvet.core.learn.labels import LabelStore
 from rbvet.core.model import read_card
 from rbvet.core.paths import demo_frame_path
 from rbvet.gui.grid import SORT_SUSPICIOUS, suspicion
-from rbvet.gui.jobs import ModelCache
 from rbvet.gui.main_window import MainWindow
 from rbvet.gui.retrain_dialog import model_save_target
 from rbvet.gui.state import BOGUS, REAL, UNLABELED
@@ -26,7 +25,6 @@ from rbvet.gui.workers import STOP_TIMEOUT_MS
 
 CLASSIFY_TIMEOUT_MS = 180_000
 TRAIN_TIMEOUT_MS = 300_000
-SHARED_MODELS = ModelCache()
 
 
 def new_window(qtbot, folder, store_path, **options):
@@ -38,7 +36,6 @@ def new_window(qtbot, folder, store_path, **options):
         models_dir=folder / "models",
         **options,
     )
-    window.models = SHARED_MODELS
     qtbot.addWidget(window)
     window.resize(1400, 900)
     window.show()

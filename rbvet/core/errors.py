@@ -23,18 +23,6 @@ class RbvetWarning(UserWarning):
     """A warning about input that rbvet could handle but the user should know about."""
 
 
-def raise_if_stopped(should_stop, what="cancelled"):
-    """Raise `concurrent.futures.CancelledError` once ``should_stop()`` returns True.
-
-    Long core steps take an optional ``should_stop`` callable (the GUI passes its job's)
-    and call this between steps; None never stops.
-    """
-    if should_stop is not None and should_stop():
-        from concurrent.futures import CancelledError
-
-        raise CancelledError(what)
-
-
 def error_message(error):
     """One line for the user: rbvet's own message, or the kind of an unexpected error."""
     if isinstance(error, RbvetError):

@@ -133,7 +133,6 @@ class RetrainDialog(QDialog):
 
     trainingFinished = pyqtSignal(bool)
     modelAccepted = pyqtSignal(str)
-    _epoch_ended = pyqtSignal(int, int, object)  # emitted from the training thread
     _logged = pyqtSignal(str)  # emitted from the training thread
 
     METRICS = (
@@ -308,7 +307,6 @@ class RetrainDialog(QDialog):
         layout.addWidget(self.comparison_box)
         layout.addLayout(buttons)
 
-        self._epoch_ended.connect(self._on_epoch)
         self._logged.connect(self._log)
         self.epochs_spin.valueChanged.connect(self._on_epochs_chosen)
         self._draw_curves()
@@ -365,29 +363,24 @@ class RetrainDialog(QDialog):
             "simulated_ratio": float(self.simulated_spin.value()),
             "epochs": int(self.epochs_spin.value()),
         }
-        epoch_ended, logged = self._epoch_ended, self._logged
+        logged = self._logged
 
-        def job(report, should_stop):
+        def job():
+            from rbvet.core.jobs import Progress
             from rbvet.core.learn.labels import LabelStore
             from rbvet.core.learn.retrain import retrain
             from rbvet.core.model import load_model
 
-            report(0, 0, "Loading the current model")
+            yield Progress(message="Loading the current model")
             base = load_model(model_path, engine="keras")
-            report(0, 0, "Reading the labeled objects")
+            yield Progress(message="Reading the labeled objects")
             with LabelStore(store_path, create=False) as store:
                 training_set = store.training_data(base.params, with_stamps=False)
-            report(0, 0, f"Training on {len(training_set)} labeled objects")
-            return retrain(
-                training_set,
-                base_model=base,
-                threshold=threshold,
-                progress=lambda epoch, epochs, logs: epoch_ended.emit(
-                    epoch, epochs, {key: float(value) for key, value in logs.items()}
-                ),
-                should_stop=should_stop,
-                log=logged.emit,
-                **options,
+            yield Progress(message=f"Training on {len(training_set)} labeled objects")
+            return (
+                yield from retrain(
+                    training_set, base_model=base, threshold=threshold, log=logged.emit, **options
+                )
             )
 
         self.retrain_result = None
@@ -402,7 +395,7 @@ class RetrainDialog(QDialog):
         self.comparison_box.hide()
         self.accept_button.hide()
         self.reject_button.hide()
-        self.job = JobThread(job, name="retrain", parent=self)
+        self.job = JobThread(job(), name="retrain", parent=self)
         self.job.progressed.connect(self._on_progress)
         self.job.succeeded.connect(self._on_trained)
         self.job.failed.connect(self._on_failed)
@@ -468,11 +461,15 @@ class RetrainDialog(QDialog):
             self._epochs = int(epochs)
             self._draw_curves()
 
-    def _on_progress(self, done, total, message):
-        if message:
-            self._log(message)
+    def _on_progress(self, progress):
+        from rbvet.core.learn.train import EpochEnded
+
+        if isinstance(progress, EpochEnded):
+            self._on_epoch(progress.done - 1, progress.total, progress.logs)
+        elif progress.total <= 0 and progress.message:  # a step; counted ones are batches
+            self._log(progress.message)
             if not self._history["loss"]:
-                self.progress_bar.setFormat(message)
+                self.progress_bar.setFormat(progress.message)
 
     def _on_epoch(self, epoch, epochs, logs):
         for key, values in self._history.items():

@@ -158,10 +158,11 @@ def evaluate_on_simulated(
     target_rate=DEFAULT_TARGET_RATE,
     workers=None,
     log=None,
-    progress=None,
     **options,
 ):
     """Simulate fresh frames, detect and label them as training does, score and evaluate.
+
+    A job (`rbvet.core.jobs`): yields the simulation's `Progress`.
 
     Parameters
     ----------
@@ -176,7 +177,7 @@ def evaluate_on_simulated(
     target_rate : float
     workers : int, optional
         Simulation processes (default: all cores).
-    log, progress : callable, optional
+    log : callable, optional
         Passed to `rbvet.core.learn.train.simulated_training_set`.
     **options
         Simulator options (e.g. ``fwhm_range``), as for `simulated_training_set`.
@@ -192,14 +193,13 @@ def evaluate_on_simulated(
     if n_frames < 1:
         raise RbvetError(f"need at least one frame to simulate, got {n_frames}")
     real_kinds = tuple(model.card.get("real_kinds", ("star", "galaxy")))
-    data = simulated_training_set(
+    data = yield from simulated_training_set(
         n_frames=n_frames,
         shape=tuple(shape),
         seed=seed,
         real_kinds=real_kinds,
         workers=workers,
         log=log,
-        progress=progress,
         **options,
     )
     size = "x".join(str(side) for side in shape)
@@ -290,10 +290,11 @@ def evaluate_on_catalog(
     threshold=None,
     target_rate=DEFAULT_TARGET_RATE,
     description="",
-    progress=None,
     source=None,
 ):
     """Score the objects of a frame's labeled catalog and evaluate.
+
+    A job (`rbvet.core.jobs`): yields `Progress` while scoring.
 
     Parameters
     ----------
@@ -312,8 +313,6 @@ def evaluate_on_catalog(
         Default: the model card's.
     target_rate : float
     description : str
-    progress : callable, optional
-        ``progress(done, total)`` while scoring.
     source : str, optional
         The catalog's file name, for error messages.
 
@@ -334,7 +333,7 @@ def evaluate_on_catalog(
     labeled = labels >= 0
     x = np.asarray(table["x"], np.float64)[labeled]
     y = np.asarray(table["y"], np.float64)[labeled]
-    scores, _ = score_objects(frame, x, y, model, fwhm, progress=progress)
+    scores, _ = yield from score_objects(frame, x, y, model, fwhm)
     threshold = model.threshold if threshold is None else float(threshold)
     evaluation = evaluate_scores(
         scores,
