@@ -105,6 +105,7 @@ class RetrainDialog(QDialog):
     trainingFinished = pyqtSignal(bool)
     modelAccepted = pyqtSignal(str)
     _epoch_ended = pyqtSignal(int, int, object)  # emitted from the training thread
+    _logged = pyqtSignal(str)  # emitted from the training thread
 
     METRICS = (
         ("auc", "AUC", False, True),
@@ -279,6 +280,7 @@ class RetrainDialog(QDialog):
         layout.addLayout(buttons)
 
         self._epoch_ended.connect(self._on_epoch)
+        self._logged.connect(self._on_message)
         self.epochs_spin.valueChanged.connect(self._on_epochs_chosen)
         self._draw_curves()
         self.refresh_store_summary()
@@ -334,7 +336,7 @@ class RetrainDialog(QDialog):
             "simulated_ratio": float(self.simulated_spin.value()),
             "epochs": int(self.epochs_spin.value()),
         }
-        epoch_ended = self._epoch_ended
+        epoch_ended, logged = self._epoch_ended, self._logged
 
         def job(report, should_stop):
             from rbvet.core.learn.retrain import retrain_from_store
@@ -347,7 +349,7 @@ class RetrainDialog(QDialog):
                     epoch, epochs, {key: float(value) for key, value in logs.items()}
                 ),
                 should_stop=should_stop,
-                log=lambda message: report(0, 0, message),
+                log=logged.emit,
                 **options,
             )
 
@@ -431,9 +433,13 @@ class RetrainDialog(QDialog):
 
     def _on_progress(self, done, total, message):
         if message:
-            self._log(message)
-            if not self._history["loss"]:
-                self.progress_bar.setFormat(message)
+            self._on_message(message)
+
+    def _on_message(self, message):
+        """Log a message of the training run; before the first epoch it is the bar's text."""
+        self._log(message)
+        if not self._history["loss"]:
+            self.progress_bar.setFormat(message)
 
     def _on_epoch(self, epoch, epochs, logs):
         for key, values in self._history.items():
