@@ -514,32 +514,18 @@ def cmd_train_labels(args):
     import numpy as np
 
     from rbvet.core.jobs import run_job
-    from rbvet.core.learn.labels import LabelStore
-    from rbvet.core.learn.retrain import format_comparison, retrain, save_versioned
-    from rbvet.core.model import load_model
+    from rbvet.core.learn.retrain import format_comparison, retrain_from_store, save_versioned
 
     log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
     if args.simulated_ratio < 0:
         raise RbvetError(f"--simulated-ratio must be >= 0, got {args.simulated_ratio}")
     if args.epochs < 1:
         raise RbvetError(f"--epochs must be at least 1, got {args.epochs}")
-    store_path = None if args.labels == DEFAULT_STORE else args.labels
-    with LabelStore(store_path, readonly=True) as store:
-        base = load_model(args.base_model, engine="keras")
-        data = store.training_data(base.params, with_stamps=False)
-        store_name = store.path
-    if len(data) == 0:
-        raise RbvetError("no objects labeled real or bogus", store_name)
-    n_frames = len(np.unique(data.groups))
-    log(
-        f"Label store {store_name}: {len(data)} labeled objects ({int(np.sum(data.labels == 1))} "
-        f"real, {int(np.sum(data.labels == 0))} bogus) on {n_frames} frame(s)"
-    )
 
     result = run_job(
-        retrain(
-            data,
-            base_model=base,
+        retrain_from_store(
+            None if args.labels == DEFAULT_STORE else args.labels,
+            args.base_model,
             from_scratch=args.from_scratch,
             simulated_ratio=args.simulated_ratio,
             epochs=args.epochs,
@@ -556,7 +542,7 @@ def cmd_train_labels(args):
     if np.isfinite(old) and np.isfinite(new) and new < old:
         print("  note: the new model has a lower AUC on the held-out labels than the old one")
     path = save_versioned(result.model, args.output)
-    print(f"saved {path} (parent {base.name}, {result.seconds:.0f} s)")
+    print(f"saved {path} (parent {result.base_model.name}, {result.seconds:.0f} s)")
     return 0
 
 

@@ -17,9 +17,8 @@ from PyQt6.QtWidgets import QApplication
 from rbvet.core.learn.labels import LabelStore
 from rbvet.core.model import read_card
 from rbvet.core.paths import demo_frame_path
-from rbvet.gui.grid import SORT_SUSPICIOUS, suspicion
+from rbvet.core.session import SORT_SUSPICIOUS, model_save_target, suspicion
 from rbvet.gui.main_window import MainWindow
-from rbvet.gui.retrain_dialog import model_save_target
 from rbvet.gui.state import BOGUS, REAL, UNLABELED
 from rbvet.gui.workers import STOP_TIMEOUT_MS
 
@@ -332,7 +331,7 @@ def test_a_damaged_store_gives_a_banner_not_a_crash(
 
 
 def test_a_locked_store_gives_a_banner(qtbot, tmp_path, window, store_path, monkeypatch):
-    import rbvet.gui.labeling as labeling
+    import rbvet.core.session as labeling
 
     monkeypatch.setattr(labeling, "STORE_TIMEOUT", 0.05)
     window.labels.label(window.grid.proxy.order()[5:6], REAL)  # the store exists now

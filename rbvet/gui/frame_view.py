@@ -33,7 +33,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from rbvet.gui.state import BOGUS, REAL, UNLABELED
+from rbvet.core.session import BOGUS, REAL, UNLABELED
 from rbvet.gui.stretch import (
     BOGUS_COLOR,
     INTERVAL_NAMES,

@@ -580,6 +580,25 @@ class MainWindow(QMainWindow):
 
     # -- labels and retraining ----------------------------------------------------------
 
+    @property
+    def model_path(self):
+        """The model in use (None: the shipped default): the session's ``model_path``."""
+        return self.state.session.model_path
+
+    @model_path.setter
+    def model_path(self, path):
+        self.state.session.model_path = None if path is None else str(path)
+
+    @property
+    def models_dir(self):
+        """Where retrained models go when the model's folder cannot take them (the
+        session's ``models_dir``, see `rbvet.core.session.model_save_target`)."""
+        return self.state.session.models_dir
+
+    @models_dir.setter
+    def models_dir(self, folder):
+        self.state.session.models_dir = None if folder is None else Path(folder)
+
     def set_label_store(self, path, create=True):
         """Keep labels in the store at ``path`` (made when missing, with ``create``); the
         frame's labels are then shown from it.

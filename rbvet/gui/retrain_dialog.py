@@ -5,11 +5,12 @@ trains). Its steps:
 
 1. choose fine-tuning of the current model or training from scratch, the share of
    simulated objects mixed in and the number of epochs, then Train;
-2. training runs in a `JobThread`: the job opens its own `LabelStore` connection (SQLite
-   connections belong to one thread), reads the labeled objects preprocessed for the
-   current model (`LabelStore.training_data`) and calls `rbvet.core.learn.retrain.retrain`;
-   after each epoch the loss and AUC curves (training and validation) grow; Cancel
-   stops at the end of the current batch and changes nothing;
+2. training runs in a `JobThread` as `rbvet.core.learn.retrain.retrain_from_store`, the
+   sequence ``rbvet train --labels`` runs too: it opens its own `LabelStore` connection
+   (SQLite connections belong to one thread), reads the labeled objects preprocessed for
+   the current model and retrains; its messages go to the log; after each epoch the
+   loss and AUC curves (training and validation) grow; Cancel stops at the end of the
+   current batch and changes nothing;
 3. old and new model side by side on the held-out labeled objects (never trained on):
    AUC, and FNR / FPR at the window's threshold;
 4. Accept saves the new model as the next ``name.vN.keras`` (`save_versioned`; its card
@@ -22,7 +23,6 @@ tests (and scripts) can drive the dialog without a modal loop.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ from PyQt6.QtWidgets import (
 )
 
 from rbvet.core.errors import RbvetError
+from rbvet.core.session import model_save_target
 from rbvet.gui.stretch import BOGUS_COLOR, REAL_COLOR, hex_color
 from rbvet.gui.workers import JobThread
 
@@ -57,36 +58,6 @@ VALIDATION_COLOR = BOGUS_COLOR
 BETTER_COLOR = "#8fd18f"
 WORSE_COLOR = "#f0a070"
 ERROR_COLOR = "#ff9a9a"
-
-
-def model_save_target(model_path=None, models_dir=None):
-    """Where a retrained version of ``model_path`` goes (`save_versioned` picks ``vN``).
-
-    Next to the current model when its folder is writable and is not the shipped
-    ``resources`` folder; otherwise in ``models_dir`` (default ``user_data_dir()/models``).
-    A legacy ``.h5`` model's versions are saved as ``.keras``.
-
-    Parameters
-    ----------
-    model_path : str or Path, optional
-        The current model; the shipped default when None.
-    models_dir : str or Path, optional
-
-    Returns
-    -------
-    Path
-        ``folder/name.keras`` (or the current ``name.vK.keras``).
-    """
-    from rbvet.core.paths import default_model_path, resources_dir, user_data_dir
-
-    current = Path(model_path) if model_path else default_model_path()
-    name = current.name if current.suffix.lower() == ".keras" else current.stem + ".keras"
-    folder = current.parent.resolve()
-    shipped = resources_dir().resolve()
-    if folder != shipped and shipped not in folder.parents and os.access(folder, os.W_OK):
-        return folder / name
-    fallback = Path(models_dir) if models_dir is not None else user_data_dir() / "models"
-    return fallback / name
 
 
 class RetrainDialog(QDialog):
@@ -366,20 +337,11 @@ class RetrainDialog(QDialog):
         logged = self._logged
 
         def job():
-            from rbvet.core.jobs import Progress
-            from rbvet.core.learn.labels import LabelStore
-            from rbvet.core.learn.retrain import retrain
-            from rbvet.core.model import load_model
+            from rbvet.core.learn.retrain import retrain_from_store
 
-            yield Progress(message="Loading the current model")
-            base = load_model(model_path, engine="keras")
-            yield Progress(message="Reading the labeled objects")
-            with LabelStore(store_path, create=False) as store:
-                training_set = store.training_data(base.params, with_stamps=False)
-            yield Progress(message=f"Training on {len(training_set)} labeled objects")
             return (
-                yield from retrain(
-                    training_set, base_model=base, threshold=threshold, log=logged.emit, **options
+                yield from retrain_from_store(
+                    store_path, model_path, threshold=threshold, log=logged.emit, **options
                 )
             )
 

@@ -528,3 +528,57 @@ def save_versioned(model, path):
     model.card = card
     model.path = target
     return target
+
+
+def retrain_from_store(store_path=None, base_model=None, *, log=None, **options):
+    """Retrain from every labeled object of a label store (the window's and ``rbvet train
+    --labels``'s one sequence): open the store, load the model, read the labeled objects
+    preprocessed for it, then `retrain`. A job (`rbvet.core.jobs`): it yields `Progress`.
+
+    Parameters
+    ----------
+    store_path : str or Path, optional
+        The label store; the user's default one when None. It must exist.
+    base_model : str or Path, optional
+        The current model (loaded with the Keras engine: it is fine-tuned and compared
+        with); the shipped default when None.
+    log : callable, optional
+        Called with one-line messages, here and in `retrain`.
+    **options
+        Passed on to `retrain`: ``from_scratch``, ``simulated_ratio``, ``epochs``,
+        ``seed``, ``batch_size``, ``threshold``, ...
+
+    Yields
+    ------
+    Progress
+        The steps before training (message only), then `retrain`'s.
+
+    Returns
+    -------
+    RetrainResult
+        Unsaved: `RetrainResult.accept` (or `save_versioned`) writes the new model.
+
+    Raises
+    ------
+    RbvetError
+        The store is missing or unusable, or holds no object labeled real or bogus.
+    """
+    from rbvet.core.learn.labels import BOGUS, REAL, LabelStore
+    from rbvet.core.model import load_model
+
+    say = log if log is not None else (lambda message: None)
+    with LabelStore(store_path, readonly=True) as store:
+        yield Progress(message="Loading the current model")
+        base = load_model(base_model, engine="keras")
+        yield Progress(message=f"Reading the labeled objects of {store.path}")
+        training_set = store.training_data(base.params, with_stamps=False)
+        where = store.path
+    if len(training_set) == 0:
+        raise RbvetError("no objects labeled real or bogus", where)
+    labels = np.asarray(training_set.labels)
+    say(
+        f"Label store {where}: {len(training_set)} labeled objects "
+        f"({int(np.sum(labels == REAL))} real, {int(np.sum(labels == BOGUS))} bogus) "
+        f"on {len(np.unique(training_set.groups))} frame(s)"
+    )
+    return (yield from retrain(training_set, base_model=base, log=log, **options))
