@@ -1,0 +1,148 @@
+"""Can the window open here? Asked before Qt is imported, so this module imports no Qt.
+
+Qt aborts the whole process (a core dump, no Python traceback) when its platform plugin finds
+no display or cannot load its shared libraries, with a message that names neither the missing
+Debian package nor the headless way to run. `display_problem` looks first, in a few tens of
+milliseconds, and says what is wrong in one line.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+HEADLESS_HINT = (
+    "to run without a display: QT_QPA_PLATFORM=offscreen python main.py --screenshot "
+    "window.png, or rbvet classify FRAME"
+)
+
+# Debian names a library package after the library's soname (libxcb-icccm.so.4 ->
+# libxcb-icccm4); these are the exceptions among the libraries Qt's plugins load.
+_DEBIAN_EXCEPTIONS = {
+    "libglib-2.0.so.0": "libglib2.0-0",
+    "libgthread-2.0.so.0": "libglib2.0-0",
+    "libgobject-2.0.so.0": "libglib2.0-0",
+    "libz.so.1": "zlib1g",
+    "libgcc_s.so.1": "libgcc-s1",
+    "libbrotlidec.so.1": "libbrotli1",
+    "libbrotlicommon.so.1": "libbrotli1",
+    "libGLdispatch.so.0": "libglvnd0",
+    "libc.so.6": "libc6",
+    "libm.so.6": "libc6",
+    "libdl.so.2": "libc6",
+    "libpthread.so.0": "libc6",
+}
+_LDD_NOT_FOUND = re.compile(r"^\s*(\S+)\s+=>\s+not found", re.MULTILINE)
+
+
+def debian_package(soname):
+    """The Debian/Ubuntu package that ships a shared library, from its soname.
+
+    Parameters
+    ----------
+    soname : str
+        For example ``"libxcb-icccm.so.4"``.
+
+    Returns
+    -------
+    str
+        For example ``"libxcb-icccm4"``; a name ending in a digit takes a hyphen before the
+        version (``libxkbcommon-x11.so.0`` -> ``libxkbcommon-x11-0``), as Debian policy says.
+    """
+    if soname in _DEBIAN_EXCEPTIONS:
+        return _DEBIAN_EXCEPTIONS[soname]
+    stem, _, version = soname.partition(".so.")
+    if not version:
+        return stem.lower()
+    version = version.split(".")[0]
+    separator = "-" if stem[-1:].isdigit() else ""
+    return f"{stem.lower()}{separator}{version}"
+
+
+def qt_platform(environ):
+    """The name of the Qt platform plugin the window would use (``xcb``, ``wayland``, ...).
+
+    ``QT_QPA_PLATFORM`` may hold a ``;``-separated list of fallbacks and ``:``-options; the
+    first entry is the one Qt tries. Unset, Qt 6 picks Wayland in a Wayland session and X11
+    (xcb) otherwise.
+    """
+    requested = environ.get("QT_QPA_PLATFORM", "").split(";")[0].split(":")[0].strip()
+    if requested:
+        return requested
+    wayland_session = environ.get("XDG_SESSION_TYPE") == "wayland"
+    if environ.get("WAYLAND_DISPLAY") and (wayland_session or not environ.get("DISPLAY")):
+        return "wayland"
+    return "xcb"
+
+
+def platform_plugin(platform, environ):
+    """Path of the platform plugin's shared library, or None if it is not where PyQt6 keeps it."""
+    folders = [environ.get("QT_QPA_PLATFORM_PLUGIN_PATH", "")]
+    spec = importlib.util.find_spec("PyQt6")  # finds the package without importing it
+    if spec is not None and spec.submodule_search_locations:
+        pyqt = Path(next(iter(spec.submodule_search_locations)))
+        folders.append(str(pyqt / "Qt6" / "plugins" / "platforms"))
+    for folder in filter(None, folders):
+        plugin = Path(folder) / f"libq{platform}.so"
+        if plugin.is_file():
+            return plugin
+    return None
+
+
+def unresolved_libraries(library):
+    """Sonames that ``library`` needs, directly or not, and the dynamic loader cannot find.
+
+    Asks ``ldd`` (about 30 ms for Qt's xcb plugin); an empty list when ``ldd`` is absent or
+    fails, so that Qt itself has the last word.
+    """
+    try:
+        result = subprocess.run(
+            ["ldd", str(library)], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return list(dict.fromkeys(_LDD_NOT_FOUND.findall(result.stdout)))
+
+
+def display_problem(environ=None, resolver=unresolved_libraries):
+    """Why the window cannot open here, in one line, or None when it can (as far as we see).
+
+    Parameters
+    ----------
+    environ : mapping, optional
+        The environment [``os.environ``].
+    resolver : callable, optional
+        ``resolver(path)`` lists the sonames the shared library at ``path`` cannot load
+        [`unresolved_libraries`].
+
+    Returns
+    -------
+    str or None
+        What is missing and how to install it, or how to run without a display.
+    """
+    if not sys.platform.startswith("linux"):
+        return None  # Qt's plugins on macOS and Windows need no display variables
+    environ = os.environ if environ is None else environ
+    if importlib.util.find_spec("PyQt6") is None:
+        return "the window needs PyQt6: pip install PyQt6"
+    platform = qt_platform(environ)
+    on_screen = platform.startswith(("xcb", "wayland"))
+    if on_screen and not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")):
+        return (
+            "cannot open the window: no display (DISPLAY and WAYLAND_DISPLAY are unset); "
+            + HEADLESS_HINT
+        )
+    plugin = platform_plugin(platform, environ)
+    missing = resolver(plugin) if plugin is not None else []
+    if missing:
+        packages = " ".join(dict.fromkeys(debian_package(name) for name in missing))
+        return (
+            f"cannot open the window: Qt's {platform} plugin needs {', '.join(missing)}: "
+            f"install them with `sudo apt-get install {packages}` (Debian/Ubuntu); "
+            + HEADLESS_HINT
+        )
+    return None
