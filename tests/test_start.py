@@ -1,6 +1,7 @@
 """Start-up on Linux: without a display or Qt's libraries the window says why, in one line."""
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -57,14 +58,52 @@ def test_the_check_runs_before_qt_is_imported():
     assert result.stdout.split() == ["2", "False"], result.stderr
 
 
-def test_a_missing_library_is_named_with_its_debian_package():
+@pytest.fixture
+def x_server(monkeypatch, tmp_path):
+    """A socket listening where the X server of DISPLAY=:5 would; yields that DISPLAY."""
+    monkeypatch.setattr(display, "X11_SOCKET_DIR", str(tmp_path))
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(tmp_path / "X5"))
+        server.listen()
+        yield ":5"
+
+
+def test_x_server_answers_only_where_one_listens(x_server):
+    assert display.x_server_answers(x_server)
+    assert display.x_server_answers("unix:5.0")
+    assert not display.x_server_answers(":6")
+
+
+def test_x_server_over_tcp():
+    with socket.socket() as server:
+        for number in range(80, 200):  # a free display number above those ssh forwards to
+            try:
+                server.bind(("127.0.0.1", display.X11_TCP_PORT + number))
+                break
+            except OSError:
+                continue
+        else:
+            pytest.fail("no free port for a fake X server")
+        server.listen()
+        assert display.x_server_answers(f"127.0.0.1:{number}.0")
+    assert not display.x_server_answers(f"127.0.0.1:{number}")
+
+
+def test_a_display_without_an_x_server_is_named(monkeypatch, tmp_path):
+    monkeypatch.setattr(display, "X11_SOCKET_DIR", str(tmp_path))
+    message = display_problem({"DISPLAY": ":6"}, resolver=lambda plugin: [])
+    assert "no X server answers at DISPLAY=:6" in message
+    assert "QT_QPA_PLATFORM=offscreen" in message
+
+
+def test_a_missing_library_is_named_with_its_debian_package(x_server):
     seen = []
 
     def resolver(plugin):
         seen.append(plugin)
         return ["libxcb-fake-thing.so.7", "libxkbcommon-x11.so.0"]
 
-    message = display_problem({"DISPLAY": ":0"}, resolver=resolver)
+    message = display_problem({"DISPLAY": x_server}, resolver=resolver)
     assert seen and seen[0].name == "libqxcb.so"
     assert "libxcb-fake-thing.so.7" in message
     assert "apt-get install libxcb-fake-thing7 libxkbcommon-x11-0" in message
@@ -76,8 +115,8 @@ def test_offscreen_needs_no_display():
     assert display_problem({"QT_QPA_PLATFORM": "offscreen"}) is None
 
 
-def test_a_display_with_all_libraries_passes():
-    assert display_problem({"DISPLAY": ":0"}, resolver=lambda plugin: []) is None
+def test_a_display_with_all_libraries_passes(x_server):
+    assert display_problem({"DISPLAY": x_server}, resolver=lambda plugin: []) is None
 
 
 def test_without_a_display_the_libraries_are_not_the_complaint():

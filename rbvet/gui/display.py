@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,10 @@ _DEBIAN_EXCEPTIONS = {
     "libpthread.so.0": "libc6",
 }
 _LDD_NOT_FOUND = re.compile(r"^\s*(\S+)\s+=>\s+not found", re.MULTILINE)
+_X_DISPLAY = re.compile(r"^(?P<host>[^:/]*):(?P<number>\d+)(?:\.\d+)?$")
+X11_SOCKET_DIR = "/tmp/.X11-unix"
+"""Where a local X server listens, as ``X<display number>`` (also in the abstract namespace)."""
+X11_TCP_PORT = 6000
 
 
 def debian_package(soname):
@@ -93,6 +98,39 @@ def platform_plugin(platform, environ):
     return None
 
 
+def x_server_answers(display, timeout=0.5):
+    """Whether an X server listens at ``display`` (``":0"``, ``"localhost:10.0"``).
+
+    Connects the way libxcb does (the local socket, abstract then in `X11_SOCKET_DIR`; TCP
+    port 6000 + N for a host) and closes at once. Only a refused or absent socket counts as
+    no: a form it does not parse, a timeout or a permission error say True and leave it to Qt.
+    """
+    match = _X_DISPLAY.match(display)
+    if match is None:
+        return True
+    host, number = match["host"], int(match["number"])
+    if host not in ("", "unix"):
+        try:
+            socket.create_connection((host, X11_TCP_PORT + number), timeout=timeout).close()
+        except (ConnectionRefusedError, socket.gaierror):
+            return False
+        except OSError:
+            return True
+        return True
+    path = f"{X11_SOCKET_DIR}/X{number}"
+    for address in ("\0" + path, path):
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+            unix.settimeout(timeout)
+            try:
+                unix.connect(address)
+            except (ConnectionRefusedError, FileNotFoundError):
+                continue
+            except OSError:
+                return True
+            return True
+    return False
+
+
 def unresolved_libraries(library):
     """Sonames that ``library`` needs, directly or not, and the dynamic loader cannot find.
 
@@ -135,6 +173,11 @@ def display_problem(environ=None, resolver=unresolved_libraries):
         return (
             "cannot open the window: no display (DISPLAY and WAYLAND_DISPLAY are unset); "
             + HEADLESS_HINT
+        )
+    display = environ.get("DISPLAY")
+    if platform.startswith("xcb") and display and not x_server_answers(display):
+        return (
+            f"cannot open the window: no X server answers at DISPLAY={display}; " + HEADLESS_HINT
         )
     plugin = platform_plugin(platform, environ)
     missing = resolver(plugin) if plugin is not None else []
