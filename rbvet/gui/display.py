@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 HEADLESS_HINT = (
-    "to run without a display: QT_QPA_PLATFORM=offscreen python main.py --screenshot "
-    "window.png, or rbvet classify FRAME"
+    "to run without a display: QT_QPA_PLATFORM=offscreen with --screenshot PNG, "
+    "or rbvet classify FRAME"
 )
 
 # Debian names a library package after the library's soname (libxcb-icccm.so.4 ->
