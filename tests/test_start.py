@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rbvet.gui import display
-from rbvet.gui.display import debian_package, display_problem, qt_platform
+from rbvet.gui.display import debian_package, display_problem, qt_platforms
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_DISPLAY_VARIABLES = ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM", "XDG_SESSION_TYPE")
@@ -126,19 +126,37 @@ def test_without_a_display_the_libraries_are_not_the_complaint():
 
 
 @pytest.mark.parametrize(
-    ("environ", "platform"),
+    ("environ", "platforms"),
     [
-        ({"QT_QPA_PLATFORM": "offscreen"}, "offscreen"),
-        ({"QT_QPA_PLATFORM": "wayland;xcb"}, "wayland"),
-        ({"QT_QPA_PLATFORM": "xcb:nomitshm", "WAYLAND_DISPLAY": "wayland-0"}, "xcb"),
-        ({"DISPLAY": ":0"}, "xcb"),
-        ({"WAYLAND_DISPLAY": "wayland-0"}, "wayland"),
-        ({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}, "xcb"),
-        ({"DISPLAY": ":0", "WAYLAND_DISPLAY": "w", "XDG_SESSION_TYPE": "wayland"}, "wayland"),
+        ({"QT_QPA_PLATFORM": "offscreen"}, ["offscreen"]),
+        ({"QT_QPA_PLATFORM": "wayland;xcb"}, ["wayland", "xcb"]),
+        ({"QT_QPA_PLATFORM": "xcb:nomitshm", "WAYLAND_DISPLAY": "wayland-0"}, ["xcb"]),
+        ({"DISPLAY": ":0"}, ["xcb"]),
+        ({"WAYLAND_DISPLAY": "wayland-0"}, ["wayland"]),
+        ({"DISPLAY": ":0", "WAYLAND_DISPLAY": "wayland-0"}, ["xcb"]),
+        (
+            {"DISPLAY": ":0", "WAYLAND_DISPLAY": "w", "XDG_SESSION_TYPE": "wayland"},
+            ["wayland", "xcb"],
+        ),
     ],
 )
-def test_qt_platform_is_the_one_qt_tries_first(environ, platform):
-    assert qt_platform(environ) == platform
+def test_qt_platforms_in_the_order_qt_tries_them(environ, platforms):
+    assert qt_platforms(environ) == platforms
+
+
+def _missing_for(plugin_name):
+    """A resolver for which only the plugin ``libq<plugin_name>.so`` lacks a library."""
+    return lambda plugin: ["libwayland-client.so.0"] if plugin.name == plugin_name else []
+
+
+def test_a_fallback_platform_that_can_start_is_enough(x_server):
+    wayland_session = {"DISPLAY": x_server, "WAYLAND_DISPLAY": "w", "XDG_SESSION_TYPE": "wayland"}
+    assert display_problem(wayland_session, resolver=_missing_for("libqwayland.so")) is None
+    message = display_problem(
+        {**wayland_session, "QT_QPA_PLATFORM": "wayland"}, resolver=_missing_for("libqwayland.so")
+    )
+    assert "libwayland-client.so.0" in message
+    assert "apt-get install libwayland-client0" in message
 
 
 @pytest.mark.parametrize(

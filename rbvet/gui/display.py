@@ -68,20 +68,22 @@ def debian_package(soname):
     return f"{stem.lower()}{separator}{version}"
 
 
-def qt_platform(environ):
-    """The name of the Qt platform plugin the window would use (``xcb``, ``wayland``, ...).
+def qt_platforms(environ):
+    """The Qt platform plugins the window would try, in order (``xcb``, ``wayland``, ...).
 
-    ``QT_QPA_PLATFORM`` may hold a ``;``-separated list of fallbacks and ``:``-options; the
-    first entry is the one Qt tries. Unset, Qt 6 picks Wayland in a Wayland session and X11
-    (xcb) otherwise.
+    ``QT_QPA_PLATFORM`` may hold a ``;``-separated list of fallbacks, each with ``:``-options.
+    Unset, Qt 6 tries Wayland first in a Wayland session, then X11 (xcb).
     """
-    requested = environ.get("QT_QPA_PLATFORM", "").split(";")[0].split(":")[0].strip()
-    if requested:
-        return requested
-    wayland_session = environ.get("XDG_SESSION_TYPE") == "wayland"
-    if environ.get("WAYLAND_DISPLAY") and (wayland_session or not environ.get("DISPLAY")):
-        return "wayland"
-    return "xcb"
+    requested = [
+        entry.split(":")[0].strip() for entry in environ.get("QT_QPA_PLATFORM", "").split(";")
+    ]
+    if any(requested):
+        return [name for name in requested if name]
+    if environ.get("WAYLAND_DISPLAY") and not environ.get("DISPLAY"):
+        return ["wayland"]
+    if environ.get("WAYLAND_DISPLAY") and environ.get("XDG_SESSION_TYPE") == "wayland":
+        return ["wayland", "xcb"]
+    return ["xcb"]
 
 
 def platform_plugin(platform, environ):
@@ -160,22 +162,29 @@ def display_problem(environ=None, resolver=unresolved_libraries):
     Returns
     -------
     str or None
-        What is missing and how to install it, or how to run without a display.
+        What is missing and how to install it, or how to run without a display; when Qt
+        has fallbacks, the problem of the first, and None if any of them can start.
     """
     if not sys.platform.startswith("linux"):
         return None  # Qt's plugins on macOS and Windows need no display variables
     environ = os.environ if environ is None else environ
     if importlib.util.find_spec("PyQt6") is None:
         return "the window needs PyQt6: pip install PyQt6"
-    platform = qt_platform(environ)
-    on_screen = platform.startswith(("xcb", "wayland"))
-    if on_screen and not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")):
+    problems = [_platform_problem(name, environ, resolver) for name in qt_platforms(environ)]
+    return None if None in problems else problems[0]
+
+
+def _platform_problem(platform, environ, resolver):
+    """Why Qt's ``platform`` plugin cannot start here, or None."""
+    display = environ.get("DISPLAY")
+    if platform.startswith(("xcb", "wayland")) and not (display or environ.get("WAYLAND_DISPLAY")):
         return (
             "cannot open the window: no display (DISPLAY and WAYLAND_DISPLAY are unset); "
             + HEADLESS_HINT
         )
-    display = environ.get("DISPLAY")
-    if platform.startswith("xcb") and display and not x_server_answers(display):
+    if platform.startswith("xcb") and not display:
+        return "cannot open the window: Qt's xcb plugin needs DISPLAY; " + HEADLESS_HINT
+    if platform.startswith("xcb") and not x_server_answers(display):
         return (
             f"cannot open the window: no X server answers at DISPLAY={display}; " + HEADLESS_HINT
         )
