@@ -392,3 +392,29 @@ def test_every_writer_reports_an_os_error_in_one_line(
     assert sorted(os.listdir(tmp_path)) == []  # no output, no temporary left behind
     monkeypatch.undo()
     assert cli_main(arguments) == 0 and out.exists()  # the same command, a sound disk
+
+
+def test_a_broken_default_store_is_still_said_after_the_first_frame_opens(
+    qtbot, tmp_path, monkeypatch
+):
+    from PyQt6.QtCore import QSettings
+
+    from rbvet.core.learn.labels import default_store_path
+    from rbvet.gui.main_window import MainWindow
+
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    broken = default_store_path()
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"SQLite format 3\x00" + b"\xa5" * 5000)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings)
+    qtbot.addWidget(window)
+    window.show()
+    demo = demo_frame_path()
+    with qtbot.waitSignal(window.classified, timeout=180_000):
+        window.open_frame(demo, demo.with_suffix(".ecsv"))
+    assert window.error_banner.isVisible()
+    assert str(broken) in window.error_banner.message
+    assert "unavailable" in window.store_button.text()
+    assert broken.read_bytes()[:16] == b"SQLite format 3\x00"  # left untouched
+    window.close()

@@ -57,7 +57,7 @@ HUMAN, MODEL = SOURCES
 """Label sources in the store: given one by one, or by the score threshold in bulk."""
 MATCH_TOLERANCE = 0.5
 """Pixels between a catalog position and a stored one that still make them one object."""
-STORE_TIMEOUT = 2.0
+STORE_TIMEOUT = 0.1
 """Seconds to wait for another program's write to the store before giving up."""
 DEFAULT_THRESHOLD = 0.5
 

@@ -418,6 +418,10 @@ class MainWindow(QMainWindow):
         if len(order):
             self.state.select(int(order[0]))
         self._update_store_status()
+        if self.labels.store_error:
+            # Said once at start-up, then hidden by the frame's opening: say it again
+            # now, or the user labels away into a store that takes nothing.
+            self.show_error(self.labels.store_error)
 
     def _on_failed(self, message):
         self.show_error(message)
