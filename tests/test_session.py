@@ -29,6 +29,7 @@ from rbvet.core.session import (
     VettingSession,
     column_sort_key,
     model_save_target,
+    with_score_order,
 )
 
 TESTS = Path(__file__).parent
@@ -155,7 +156,12 @@ print(json.dumps({{"ok": ok, "labels": [int(v) for v in data.labels[first]], "he
         (column_sort_key("flux"), False),
     ],
 )
-def test_display_order_matches_a_slow_reference(session, data, key, descending):
+@pytest.mark.parametrize("made_ahead", [False, True])
+def test_display_order_matches_a_slow_reference(session, data, key, descending, made_ahead):
+    data.scores[1:4] = data.scores[0]  # ties keep catalog order
+    if made_ahead:  # the score order made in the worker gives the same orders
+        with_score_order(data)
+        assert data.score_order is not None
     labels = np.full(len(data), UNLABELED, np.int8)
     labels[[3, 9, 17, 40, 59]] = [REAL, BOGUS, REAL, BOGUS, REAL]  # 59 is unscored
     session.update_labels(np.arange(len(data)), labels)

@@ -127,6 +127,10 @@ class VettingData:
         ``catalog_path`` is None when the objects were detected.
     labels : ndarray (N,) int8
         `UNLABELED`, `BOGUS` or `REAL`.
+    score_order : ndarray (N,) intp or None
+        All objects by descending score (`display_order`'s default), when made ahead of
+        time (`with_score_order`, in the worker that classified the frame): sorting a
+        million scores would otherwise stall the window that shows them.
     """
 
     frame: object
@@ -143,6 +147,7 @@ class VettingData:
     frame_path: str | None = None
     catalog_path: str | None = None
     labels: np.ndarray = field(default=None)
+    score_order: np.ndarray = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.labels is None:
@@ -347,7 +352,8 @@ def display_order(data, key=SORT_SCORE, descending=True, filter_name=FILTER_ALL,
 
     Objects are sorted by ``key`` (descending or not); ties keep catalog order. Unscored
     objects always come last, after scored objects without a value for ``key``. One mask
-    and one ``lexsort``: no Python runs per object.
+    and one ``lexsort``: no Python runs per object. By descending score with the data's
+    `VettingData.score_order` at hand, the filter only picks from it.
 
     Returns
     -------
@@ -355,6 +361,11 @@ def display_order(data, key=SORT_SCORE, descending=True, filter_name=FILTER_ALL,
     """
     if data is None or len(data) == 0:
         return np.empty(0, np.intp)
+    if key == SORT_SCORE and descending and data.score_order is not None:
+        order = data.score_order
+        if filter_name == FILTER_ALL:
+            return order.copy()
+        return order[filter_mask(data, filter_name, threshold)[order]]
     kept = np.flatnonzero(filter_mask(data, filter_name, threshold))
     values = [value[kept] for value in sort_values(data, key, threshold)]
     has_value = np.logical_and.reduce([np.isfinite(value) for value in values])
@@ -362,6 +373,13 @@ def display_order(data, key=SORT_SCORE, descending=True, filter_name=FILTER_ALL,
     sign = -1.0 if descending else 1.0
     keys = [kept] + [sign * np.where(has_value, value, 0.0) for value in values[::-1]]
     return kept[np.lexsort(keys + [group])]
+
+
+def with_score_order(data):
+    """``data`` with its `VettingData.score_order` made (in a worker, before it is shown)."""
+    data.score_order = None
+    data.score_order = display_order(data)
+    return data
 
 
 # ------------------------------------------------------------------------------ the model

@@ -10,6 +10,7 @@ import numpy as np
 
 from rbvet.core.classify import SCORING
 from rbvet.core.jobs import Progress
+from rbvet.core.session import with_score_order
 from rbvet.gui.state import VettingData
 
 
@@ -68,4 +69,5 @@ def classify_frame(frame_path, catalog_path=None, model_path=None, options=None)
         frame_path=str(frame_path),
         catalog_path=str(catalog_path) if catalog_path else None,
     )
-    return data, model.threshold
+    yield Progress(message="Sorting")
+    return with_score_order(data), model.threshold
