@@ -236,6 +236,7 @@ def cmd_train(args):
     from rbvet.core.model import RealBogusModel, save_model
 
     log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
+    check_writable(args.output)  # before an hour of training, not after it
     shape = (args.size, args.size)
     data = run_job(
         simulated_training_set(n_frames=args.simulate, shape=shape, seed=args.seed, log=log),
@@ -277,9 +278,9 @@ def cmd_train(args):
         )
         card["metrics"] = evaluation.metrics
         print(format_report(evaluation.metrics))
-    save_model(result.model, args.output, card)
-    print(f"saved {args.output}")
-    return 0
+    saved = save_or_keep(lambda path: save_model(result.model, path, card) or path, args.output)
+    print(f"saved {saved}")
+    return 0 if Path(saved) == Path(args.output) else EXIT_USER_ERROR
 
 
 def _epoch_printer(log):
@@ -504,6 +505,53 @@ DEFAULT_STORE = "default"
 """``--labels`` given without a value: the default label store."""
 
 
+def check_writable(path):
+    """Refuse an output whose folder cannot take a file, before the work that makes it."""
+    from rbvet.core.errors import RbvetWriteError
+    from rbvet.core.io.files import atomic_write
+
+    probe = Path(path).with_name(f".{Path(path).name}.probe")
+    try:
+        atomic_write(probe, lambda temporary: Path(temporary).write_bytes(b""))
+    except RbvetWriteError as error:
+        raise RbvetError(
+            error.problem.replace("cannot write", "cannot write here"), path
+        ) from None
+    probe.unlink(missing_ok=True)
+
+
+def save_or_keep(save, path):
+    """``save(path)``; if the disk refuses it, save to rbvet's models folder (then the
+    temporary folder) instead and say where, so a trained model is never lost.
+
+    Returns
+    -------
+    Path
+        Where the model was written.
+    """
+    import tempfile
+
+    from rbvet.core.errors import RbvetWriteError
+    from rbvet.core.paths import user_data_dir
+
+    try:
+        return Path(save(path))
+    except RbvetWriteError as first:
+        failures = [str(first)]
+        for folder in (user_data_dir() / "models", Path(tempfile.gettempdir())):
+            fallback = folder / f"unsaved-{time.strftime('%Y%m%d-%H%M%S')}-{Path(path).name}"
+            try:
+                written = Path(save(fallback))
+            except RbvetWriteError as error:
+                failures.append(str(error))
+                continue
+            print(f"rbvet: {first}; the model was saved to {written} instead", file=sys.stderr)
+            return written
+        raise RbvetError(
+            "could not save the trained model anywhere: " + "; ".join(failures)
+        ) from None
+
+
 def cmd_train_any(args):
     """``rbvet train``: from a label store with ``--labels``, else from simulated frames."""
     return cmd_train_labels(args) if args.labels else cmd_train(args)
@@ -521,7 +569,7 @@ def cmd_train_labels(args):
         raise RbvetError(f"--simulated-ratio must be >= 0, got {args.simulated_ratio}")
     if args.epochs < 1:
         raise RbvetError(f"--epochs must be at least 1, got {args.epochs}")
-
+    check_writable(args.output)
     result = run_job(
         retrain_from_store(
             None if args.labels == DEFAULT_STORE else args.labels,
@@ -541,9 +589,9 @@ def cmd_train_labels(args):
     old, new = result.comparison["old"]["auc"], result.comparison["new"]["auc"]
     if np.isfinite(old) and np.isfinite(new) and new < old:
         print("  note: the new model has a lower AUC on the held-out labels than the old one")
-    path = save_versioned(result.model, args.output)
+    path = save_or_keep(lambda target: save_versioned(result.model, target), args.output)
     print(f"saved {path} (parent {result.base_model.name}, {result.seconds:.0f} s)")
-    return 0
+    return 0 if path.parent == Path(args.output).parent else EXIT_USER_ERROR
 
 
 def _add_label_training_arguments(train):

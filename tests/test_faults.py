@@ -418,3 +418,38 @@ def test_a_broken_default_store_is_still_said_after_the_first_frame_opens(
     assert "unavailable" in window.store_button.text()
     assert broken.read_bytes()[:16] == b"SQLite format 3\x00"  # left untouched
     window.close()
+
+
+TRAIN = ["train", "--simulate", "2", "--size", "256", "--epochs", "1", "--test-frames", "0"]
+
+
+def test_train_refuses_an_unwritable_output_before_training(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "model.keras"
+    monkeypatch.setattr(os, "replace", failing_replace(errno.EROFS))
+    assert cli_main([*TRAIN, "-o", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert f"{out}: cannot write here (Read-only file system)" in captured.err
+    assert "Simulat" not in captured.err and "epoch" not in captured.err  # nothing was done
+
+
+def test_train_keeps_the_model_when_the_disk_refuses_it_after_training(
+    tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "model.keras"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    real_replace = os.replace
+
+    def replace(source, destination):
+        if str(destination) in (str(out), f"{out}.card.json", str(out.with_suffix(".onnx"))):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(destination))
+        return real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", replace)
+    assert cli_main([*TRAIN, "-o", str(out)]) == 2
+    kept = list((tmp_path / "data" / "rbvet" / "models").glob("unsaved-*-model.keras"))
+    assert len(kept) == 1 and not out.exists()
+    err = capsys.readouterr().err
+    assert f"{out}: cannot write (No space left on device)" in err and str(kept[0]) in err
+    from rbvet.core.model import load_model
+
+    assert load_model(kept[0]).card["training"]["frames"] == 2
