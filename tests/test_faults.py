@@ -185,6 +185,41 @@ def test_a_store_with_damaged_pages_is_refused_not_read_as_empty(tmp_path, make_
             LabelStore(path, **options)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_a_damaged_store_gives_its_labels_whole_or_an_error_never_fewer(
+    tmp_path, make_star_field, seed
+):
+    """Damage drawn at random (a truncation, zeroed or scrambled pages): reading the store
+    either refuses it in one line or gives back exactly the labels it held."""
+    path = tmp_path / "labels.sqlite"
+    ids, _ = stored_labels(make_star_field, path, n_labels=16)
+    with LabelStore(path, readonly=True) as store:
+        expected = store.labels(ids).tolist()
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    rng = np.random.default_rng(seed)
+    blob = bytearray(path.read_bytes())
+    page = 4096
+    n_pages = len(blob) // page
+    how = ["truncate", "zero", "scramble"][seed % 3]
+    if how == "truncate":
+        blob = blob[: int(rng.integers(page, len(blob)))]
+    else:
+        for index in rng.choice(np.arange(1, n_pages), size=min(3, n_pages - 1), replace=False):
+            start = int(index) * page + int(rng.integers(0, page // 2))
+            size = int(rng.integers(16, page // 2))
+            noise = bytes(size) if how == "zero" else rng.bytes(size)
+            blob[start : start + size] = noise
+    path.write_bytes(bytes(blob))
+    try:
+        with LabelStore(path, readonly=True) as store:
+            got = store.labels(ids).tolist()
+    except RbvetError as error:
+        assert str(path) in str(error) and "\n" not in str(error)
+    else:
+        assert got == expected
+
+
 def test_export_of_labels_from_a_damaged_store_fails_with_one_line(
     tmp_path, make_star_field, capsys
 ):
@@ -373,23 +408,61 @@ def failing_replace(code):
     return replace
 
 
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory):
+    """A label store holding labels for the first 20 objects of the demo frame."""
+    from rbvet.core.cutouts.preprocess import plan_rescale
+    from rbvet.core.cutouts.stamps import cut_stamps
+
+    demo = demo_frame_path()
+    path = tmp_path_factory.mktemp("store") / "labels.sqlite"
+    frame = read_frame(demo).ensure_background()
+    table = Table.read(demo.with_suffix(".ecsv"))[:20]
+    x, y = np.asarray(table["x"], float), np.asarray(table["y"], float)
+    rescale = plan_rescale(2.42)
+    with LabelStore(path) as store:
+        ids = store.add_objects(store.add_frame(frame, 2.42, rescale), x, y,
+                                cut_stamps(frame, x, y, rescale))  # fmt: skip
+        store.set_labels(ids, 1)
+        store.set_labels(ids[np.asarray(table["true_label"]) == 0], 0)
+    return path
+
+
+def writer_command(kind, out, store):
+    """The command that writes ``out`` with the writer ``kind``."""
+    demo = demo_frame_path()
+    frame = [str(demo), "--catalog", str(demo.with_suffix(".ecsv"))]
+    if kind == "evaluate --json":
+        return ["evaluate", *frame, "--truth-column", "true_label", "--json", str(out)]
+    command = kind.split()[0]
+    labels = ["--labels", str(store)] if out.suffix == ".npz" else []
+    return [command, *frame, *labels, "-o", str(out)]
+
+
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EACCES])
 @pytest.mark.parametrize(
-    "command, suffix",
-    [("classify", ".ecsv"), ("classify", ".fits"), ("export", ".csv"), ("export", ".reg")],
+    "kind, suffix",
+    [
+        ("classify", ".ecsv"),
+        ("classify", ".fits"),
+        ("export", ".csv"),
+        ("export", ".reg"),
+        ("export", ".npz"),
+        ("evaluate --json", ".json"),
+    ],
 )
 def test_every_writer_reports_an_os_error_in_one_line(
-    tmp_path, monkeypatch, capsys, command, suffix, code
+    tmp_path, monkeypatch, capsys, demo_store, kind, suffix, code
 ):
-    demo = demo_frame_path()
-    out = tmp_path / f"out{suffix}"
-    arguments = [command, str(demo), "--catalog", str(demo.with_suffix(".ecsv")), "-o", str(out)]
+    out = tmp_path / "out" / f"out{suffix}"
+    out.parent.mkdir()
+    arguments = writer_command(kind, out, demo_store)
     monkeypatch.setattr(os, "replace", failing_replace(code))
     assert cli_main(arguments) == 2
     error = capsys.readouterr().err.strip().splitlines()
     assert error[-1] == f"rbvet: error: {out}: cannot write ({os.strerror(code)})"
     assert "Traceback" not in "\n".join(error)
-    assert sorted(os.listdir(tmp_path)) == []  # no output, no temporary left behind
+    assert sorted(os.listdir(out.parent)) == []  # no output, no temporary left behind
     monkeypatch.undo()
     assert cli_main(arguments) == 0 and out.exists()  # the same command, a sound disk
 

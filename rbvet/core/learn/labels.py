@@ -490,7 +490,8 @@ class LabelStore:
             problems = [str(error)]
         if problems != ["ok"]:
             raise RbvetError(
-                f"label store is damaged ({'; '.join(problems)[:160]}); left untouched — "
+                f"label store is damaged ({' '.join('; '.join(problems).split())[:160]}); "
+                "left untouched — "
                 "restore a backup, or recover it with sqlite3's .recover",
                 self.path,
             )
