@@ -249,3 +249,36 @@ def test_without_tensorflow_a_model_with_no_onnx_file_says_what_to_do(tmp_path):
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith(f"rbvet: error: {path}: no ONNX file made from this model")
     assert "rbvet[train]" in message and "export_onnx.py" in message
+
+
+def test_the_window_vets_the_demo_without_tensorflow(tmp_path):
+    """The window opens, classifies and shows the demo frame with TensorFlow unimportable."""
+    result = run_without_tensorflow(
+        f"""
+        import numpy as np
+        from PyQt6.QtCore import QSettings, QTimer
+        from PyQt6.QtWidgets import QApplication
+
+        app = QApplication([])
+        from rbvet.gui.main_window import MainWindow
+
+        settings = QSettings("{tmp_path / "settings.ini"}", QSettings.Format.IniFormat)
+        window = MainWindow(settings=settings, label_store_path="{tmp_path / "labels.db"}")
+        outcome = []
+        window.classified.connect(lambda: (outcome.append("classified"), app.quit()))
+        window.failed.connect(lambda message: (outcome.append(message), app.quit()))
+        QTimer.singleShot(300_000, app.quit)  # a bound, not a pause: quit comes sooner
+        window.open_frame("{demo_frame_path()}", "{DEMO_CATALOG}")
+        app.exec()
+        window.cancel_job(wait=True)
+        np.save("{tmp_path / "scores.npy"}", window.state.data.scores)
+        print("outcome", *outcome)
+        print("loaded", *(m for m in ("tensorflow", "keras", "tf2onnx") if sys.modules.get(m)))
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    assert "outcome classified" in lines and "loaded" in lines, result.stdout[-2000:]
+    expected, _ = reference_scores()
+    np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), expected, rtol=0, atol=1e-5)

@@ -15,7 +15,7 @@ from rbvet.gui.state import VettingData
 
 
 class ModelCache:
-    """Models loaded once per path (loading imports TensorFlow and builds the engine)."""
+    """Models loaded once per path (loading opens the ONNX engine; no TensorFlow for vetting)."""
 
     def __init__(self):
         self._models = {}
