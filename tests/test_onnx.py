@@ -282,3 +282,22 @@ def test_the_window_vets_the_demo_without_tensorflow(tmp_path):
     assert "outcome classified" in lines and "loaded" in lines, result.stdout[-2000:]
     expected, _ = reference_scores()
     np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), expected, rtol=0, atol=1e-5)
+
+
+def test_export_onnx_file_adds_the_onnx_file_to_an_older_model(tmp_path, monkeypatch):
+    """What scripts/export_onnx.py does: the .onnx and the card's record, .keras untouched."""
+    from rbvet.core.model import export_onnx_file
+
+    path = tmp_path / "old.keras"
+    network = shifted(create_model())
+    network.save(path)  # no card, no .onnx
+    before = path.read_bytes()
+    assert export_onnx_file(path) == tmp_path / "old.onnx"
+    assert path.read_bytes() == before
+    assert read_card(path)["onnx"]["sha256"] == file_digest(tmp_path / "old.onnx", None)
+    forbid_conversion(monkeypatch)
+    loaded = load_model(path)
+    assert loaded.engine_name == "onnx" and loaded._keras_model is None
+    probe = np.random.default_rng(2).normal(size=(50, 31, 31, 2)).astype(np.float32)
+    expected = np.asarray(network(probe, training=False)).ravel()
+    np.testing.assert_allclose(loaded.predict(probe), expected, atol=ENGINE_TOLERANCE)
