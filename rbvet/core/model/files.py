@@ -13,6 +13,8 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from rbvet.core.errors import RbvetError, RbvetWarning
 from rbvet.core.io.files import atomic_write
 from rbvet.core.model import conversion
@@ -207,17 +209,22 @@ def export_onnx_file(path):
 def _write_onnx_and_card(keras_model, size, path, card):
     """Write ``name.onnx`` for the saved model file at ``path``, then its card."""
     target = conversion.onnx_path(path)
-    onnx_bytes = conversion.export_onnx(keras_model, size)
-    session = conversion.onnx_session(onnx_bytes)
-    difference = None if session is None else conversion.max_difference(session, keras_model, size)
     card.pop("onnx", None)  # a parent's record, or an older one of this file
+    finite = all(np.isfinite(weights).all() for weights in keras_model.get_weights())
+    session = difference = None
+    if finite:
+        onnx_bytes = conversion.export_onnx(keras_model, size)
+        session = conversion.onnx_session(onnx_bytes)
+    if session is not None:
+        difference = conversion.max_difference(session, keras_model, size)
     if difference is None or not difference <= conversion.ENGINE_TOLERANCE:
         target.unlink(missing_ok=True)
-        problem = (
-            "cannot be converted here (is tf2onnx installed?)"
-            if difference is None
-            else f"scores {difference:.2g} apart in ONNX Runtime and Keras"
-        )
+        if not finite:
+            problem = "has weights that are NaN or infinite (loading it will be refused)"
+        elif difference is None:
+            problem = "cannot be converted here (is tf2onnx installed?)"
+        else:
+            problem = f"scores {difference:.2g} apart in ONNX Runtime and Keras"
         warnings.warn(
             f"{path}: saved without an ONNX file: the network {problem}",
             RbvetWarning,
