@@ -125,8 +125,10 @@ def test_save_versioned_counts_up_and_names_the_parent(tmp_path, fine_tuned):
     ) == [
         "mine.v1.keras",
         "mine.v1.keras.card.json",
+        "mine.v1.onnx",
         "mine.v2.keras",
         "mine.v2.keras.card.json",
+        "mine.v2.onnx",
     ]
 
 
