@@ -240,6 +240,13 @@ def test_without_tensorflow_a_model_with_no_onnx_file_says_what_to_do(tmp_path):
     result = run_without_tensorflow(
         f"""
         from rbvet.cli import main
+        from rbvet.core.errors import RbvetError
+        from rbvet.core.model import load_model
+
+        try:
+            load_model(None, engine="keras")
+        except RbvetError as error:
+            print("keras engine:", error)
         sys.exit(main(["classify", "{demo_frame_path()}", "--catalog", "{DEMO_CATALOG}",
                        "-m", "{path}", "-o", "{tmp_path / "out.ecsv"}"]))
         """,
@@ -249,6 +256,8 @@ def test_without_tensorflow_a_model_with_no_onnx_file_says_what_to_do(tmp_path):
     message = result.stderr.strip().splitlines()[-1]
     assert message.startswith(f"rbvet: error: {path}: no ONNX file made from this model")
     assert "rbvet[train]" in message and "export_onnx.py" in message
+    asked_for_keras = result.stdout.strip().splitlines()[-1]
+    assert asked_for_keras.startswith("keras engine: TensorFlow/Keras is not installed")
 
 
 def test_the_window_vets_the_demo_without_tensorflow(tmp_path):

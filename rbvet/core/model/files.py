@@ -120,6 +120,8 @@ def load_model(path=None, engine="auto"):
     try:
         network = load_keras_network(path)
     except KerasNotInstalled:
+        if engine == "keras":
+            raise  # Keras itself was asked for
         raise RbvetError(
             f"no ONNX file made from this model ({conversion.onnx_path(path).name} is "
             f"missing or belongs to other weights), and TensorFlow is not installed to "
