@@ -278,7 +278,12 @@ def cmd_train(args):
         )
         card["metrics"] = evaluation.metrics
         print(format_report(evaluation.metrics))
-    saved = save_or_keep(lambda path: save_model(result.model, path, card) or path, args.output)
+
+    def save(path):
+        save_model(result.model, path, card)
+        return path
+
+    saved = save_or_keep(save, args.output)
     print(f"saved {saved}")
     return 0 if Path(saved) == Path(args.output) else EXIT_USER_ERROR
 

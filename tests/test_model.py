@@ -10,10 +10,19 @@ from rbvet.core.model import (
     RealBogusModel,
     card_path,
     create_model,
+    file_digest,
     load_model,
     make_card,
+    onnx_path,
     save_model,
 )
+
+
+def shifted_model(model):
+    """``model`` with its output bias raised by 1, so its scores surely differ."""
+    kernel, bias = model.layers[-1].get_weights()
+    model.layers[-1].set_weights([kernel, bias + 1.0])
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -136,19 +145,20 @@ def test_wrong_inputs_to_predict(keras_model):
         RealBogusModel(keras_model, engine="keras").predict(np.zeros((2, 21, 21, 2)))
 
 
-def test_onnx_conversion_is_cached_by_model_digest(tmp_path, keras_model, inputs, monkeypatch):
-    """A saved model converts once; later loads reuse the file, and a bad file is redone."""
-    from rbvet.core import model as model_module
+def test_a_model_without_its_onnx_file_is_converted_once_and_cached(
+    tmp_path, keras_model, inputs, monkeypatch
+):
+    """An older model (no name.onnx) converts once; later loads reuse the cached file,
+    and a damaged cached file is converted again."""
+    from rbvet.core.model import conversion
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     path = tmp_path / "m.keras"
-    save_model(keras_model, path, make_card(31))
+    keras_model.save(path)  # as before rbvet wrote ONNX files: no .onnx, no card
     conversions = []
-    convert = model_module._convert_to_onnx
+    export = conversion.export_onnx
     monkeypatch.setattr(
-        model_module,
-        "_convert_to_onnx",
-        lambda *args: conversions.append(args) or convert(*args),
+        conversion, "export_onnx", lambda *args: conversions.append(args) or export(*args)
     )
     reference = load_model(path, engine="keras").predict(inputs)
 
@@ -156,6 +166,7 @@ def test_onnx_conversion_is_cached_by_model_digest(tmp_path, keras_model, inputs
     np.testing.assert_allclose(first.predict(inputs), reference, atol=1e-5)
     cached = list((tmp_path / "cache" / "rbvet" / "onnx").iterdir())
     assert first.engine_name == "onnx" and len(conversions) == 1 and len(cached) == 1
+    assert not onnx_path(path).exists()  # the user's folder is left as it was
 
     second = load_model(path)
     np.testing.assert_allclose(second.predict(inputs), reference, atol=1e-5)
@@ -169,19 +180,16 @@ def test_onnx_conversion_is_cached_by_model_digest(tmp_path, keras_model, inputs
 
 
 def test_cached_conversion_of_other_weights_is_not_trusted(tmp_path, inputs, monkeypatch):
-    """An ONNX file that scores differently from the Keras model is converted again."""
-    from rbvet.core import model as model_module
+    """A cached ONNX file made from other weights is not used for this model file."""
+    from rbvet.core.model import conversion
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     one, other = tmp_path / "one.keras", tmp_path / "other.keras"
-    save_model(create_model(), one, make_card(31))
-    shifted = create_model()
-    kernel, bias = shifted.layers[-1].get_weights()
-    shifted.layers[-1].set_weights([kernel, bias + 1.0])  # scores surely differ
-    save_model(shifted, other, make_card(31))
+    create_model().save(one)
+    shifted_model(create_model()).save(other)
     load_model(other).predict(inputs)
-    stale = model_module._onnx_cache_path(other).read_bytes()
-    model_module._onnx_cache_path(one).write_bytes(stale)
+    stale = conversion.cache_path(file_digest(other, None)).read_bytes()
+    conversion.cache_path(file_digest(one, None)).write_bytes(stale)
     loaded = load_model(one)
     expected = load_model(one, engine="keras").predict(inputs)
     np.testing.assert_allclose(loaded.predict(inputs), expected, atol=1e-5)
@@ -226,50 +234,9 @@ def test_prediction_threads_end_when_idle_and_pending_batches_can_be_dropped(ker
     assert not [t.name for t in threading.enumerate() if t.name.startswith("rbvet-predict")]
 
 
-def test_a_converted_model_opens_without_tensorflow(tmp_path, keras_model, inputs):
-    """Once converted, a model scores in a new process without importing TensorFlow, the
-    same as before; its Keras network still loads when asked for."""
-    import os
-    import subprocess
-    import sys
-
+def test_keras_network_of_a_model_opened_from_onnx_loads_on_demand(tmp_path, keras_model, inputs):
     path = tmp_path / "m.keras"
     save_model(keras_model, path, make_card(31))
-    np.save(tmp_path / "inputs.npy", inputs[:50])
-    script = f"""
-import sys
-import numpy as np
-from rbvet.core.model import load_model
-model = load_model({str(path)!r})
-scores = model.predict(np.load({str(tmp_path / "inputs.npy")!r}))
-np.save({str(tmp_path / "scores.npy")!r}, scores)
-print(model.engine_name, "tensorflow" in sys.modules)
-"""
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
-
-    def run():
-        result = subprocess.run(
-            [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600
-        )
-        assert result.returncode == 0, result.stderr[-2000:]
-        return result.stdout.split()[-2:], np.load(tmp_path / "scores.npy")
-
-    (engine, imported), first = run()  # converts, checks against Keras, caches
-    assert engine == "onnx" and imported == "True"
-    (engine, imported), second = run()
-    assert engine == "onnx" and imported == "False"
-    np.testing.assert_array_equal(second, first)
-    expected = np.asarray(keras_model(inputs[:50], training=False)).ravel()
-    np.testing.assert_allclose(second, expected, atol=1e-5)
-
-
-def test_keras_network_of_a_lazily_opened_model_loads_on_demand(
-    tmp_path, keras_model, inputs, monkeypatch
-):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    path = tmp_path / "m.keras"
-    save_model(keras_model, path, make_card(31))
-    load_model(path).predict(inputs[:4])  # converts and caches
     lazy = load_model(path)
     assert lazy._keras_model is None and lazy.engine_name == "onnx"
     network = lazy.keras_model

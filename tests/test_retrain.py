@@ -120,6 +120,8 @@ def test_save_versioned_counts_up_and_names_the_parent(tmp_path, fine_tuned):
     assert versioned_path(second) == tmp_path / "models" / "mine.v3.keras"
     card = json.loads(card_path(second).read_text())
     assert card["parent"]["name"] == "rbvet_default.keras" and card["version"] == 2
+    assert result.model.card == card  # the card in memory is the one written, ONNX record too
+    assert card["onnx"] is not None
     loaded = load_model(first, engine="keras")
     assert loaded.card["parent"]["path"] == str(default_model_path())
     assert sorted(
@@ -127,8 +129,10 @@ def test_save_versioned_counts_up_and_names_the_parent(tmp_path, fine_tuned):
     ) == [
         "mine.v1.keras",
         "mine.v1.keras.card.json",
+        "mine.v1.onnx",
         "mine.v2.keras",
         "mine.v2.keras.card.json",
+        "mine.v2.onnx",
     ]
 
 

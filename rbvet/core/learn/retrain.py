@@ -520,7 +520,7 @@ def save_versioned(model, path):
     card.setdefault("parent", None)
     card["version"] = int(_VERSIONED_NAME.match(target.name)["version"])
     try:
-        save_model(model.keras_model, target, card)
+        card = save_model(model.keras_model, target, card)  # with its ONNX record
     except BaseException:
         if target.exists() and target.stat().st_size == 0:
             target.unlink()

@@ -1,0 +1,163 @@
+"""The network: the seed's architecture, the input it takes, and reading a Keras file.
+
+Everything that needs Keras imports it inside the function, through `import_keras`, so
+vetting with ONNX Runtime never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from rbvet.core.cutouts.preprocess import PreprocessParams
+from rbvet.core.errors import RbvetError
+
+TRAIN_EXTRA = "rbvet[train]"
+
+
+class KerasNotInstalled(RbvetError):
+    """TensorFlow/Keras is needed (training, a model without its ONNX file) but missing."""
+
+
+def import_keras():
+    """Import Keras with TensorFlow's start-up chatter silenced.
+
+    Raises
+    ------
+    KerasNotInstalled
+        When Keras or its TensorFlow backend cannot be imported.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import keras
+    except ImportError as error:
+        raise KerasNotInstalled(
+            f"TensorFlow/Keras is not installed ({error}); training and converting models "
+            f"need it: pip install '{TRAIN_EXTRA}'"
+        ) from None
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    return keras
+
+
+def create_model(
+    input_shape=(31, 31, 2),
+    filters=(32, 64, 128),
+    dense_units=64,
+    dropout_rate=0.5,
+    learning_rate=1e-3,
+):
+    """Build and compile the seed's CNN.
+
+    Convolution (3x3, ReLU) + batch normalisation + 2x2 max pooling per entry of
+    ``filters``, global average pooling, a dense layer with dropout and a sigmoid output.
+    Layer names follow STDPipe, so its weights load into it.
+
+    Returns
+    -------
+    keras.Model
+    """
+    keras = import_keras()
+    from keras import layers
+
+    image_input = keras.Input(shape=tuple(input_shape), name="image_input")
+    x = image_input
+    for i, n_filters in enumerate(filters):
+        x = layers.Conv2D(
+            n_filters, (3, 3), activation="relu", padding="same", name=f"conv{i + 1}"
+        )(x)
+        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = layers.MaxPooling2D((2, 2), name=f"pool{i + 1}")(x)
+    x = layers.GlobalAveragePooling2D(name="global_pool")(x)
+    x = layers.Dense(dense_units, activation="relu", name="dense1")(x)
+    x = layers.Dropout(dropout_rate, name="dropout")(x)
+    output = layers.Dense(1, activation="sigmoid", name="output")(x)
+    model = keras.Model(inputs=image_input, outputs=output, name="realbogus_classifier")
+    compile_model(model, learning_rate)
+    return model
+
+
+def compile_model(model, learning_rate=1e-3):
+    """Compile for binary classification with accuracy and AUC metrics."""
+    keras = import_keras()
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy", keras.metrics.AUC(name="auc")],
+    )
+
+
+def input_size_of(keras_model, path=None):
+    """Side of the square two-channel input a Keras model expects (31 if dynamic).
+
+    Raises `RbvetError` for models rbvet cannot feed (see `input_size_from_shape`).
+    """
+    shape = keras_model.input_shape
+    if isinstance(shape, list):
+        if len(shape) != 1:
+            raise RbvetError(f"model has {len(shape)} inputs; rbvet feeds one image input", path)
+        shape = shape[0]
+    return input_size_from_shape(shape, path)
+
+
+def input_size_from_shape(shape, path=None):
+    """Side of the square input of a network whose input has ``shape`` (batch first).
+
+    Dimensions that are not integers (None, or an ONNX symbolic name) are dynamic; a
+    fully dynamic image takes the seed's 31 pixels.
+
+    Raises
+    ------
+    RbvetError
+        Not 4-D, not two channels, not square or of even size.
+    """
+    shape = tuple(size if isinstance(size, (int, np.integer)) else None for size in shape)
+    if len(shape) != 4:
+        raise RbvetError(f"model input shape {shape[1:]} is not (size, size, 2)", path)
+    height, width, channels = shape[1:]
+    if channels != 2:
+        raise RbvetError(
+            f"model expects {channels} input channels; rbvet makes 2-channel inputs "
+            f"(input shape {shape[1:]})",
+            path,
+        )
+    if height is None and width is None:
+        return PreprocessParams().target_size
+    if height != width or height is None or width is None:
+        raise RbvetError(f"model input {height}x{width} is not square", path)
+    if height % 2 == 0:
+        raise RbvetError(f"model input size {height} is even; stamps need a centre pixel", path)
+    return int(height)
+
+
+def load_keras_network(path):
+    """The Keras network in a model file, loaded in safe mode and checked for sound weights.
+
+    Raises
+    ------
+    KerasNotInstalled
+        Without TensorFlow/Keras.
+    RbvetError
+        A file Keras cannot read, or weights that are not finite.
+    """
+    path = Path(path)
+    keras = import_keras()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if path.suffix.lower() == ".keras":
+                keras_model = keras.saving.load_model(path, safe_mode=True)
+            else:
+                keras_model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a bad file
+        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise RbvetError(
+            f"cannot load model: {type(error).__name__} {message}"[:300], path
+        ) from None
+    if not all(np.isfinite(weights).all() for weights in keras_model.get_weights()):
+        # Such a network scores every object NaN; refuse it rather than score nothing.
+        raise RbvetError("model weights contain NaN or infinity", path)
+    return keras_model
