@@ -526,3 +526,75 @@ def test_train_keeps_the_model_when_the_disk_refuses_it_after_training(
     from rbvet.core.model import load_model
 
     assert load_model(kept[0]).card["training"]["frames"] == 2
+
+
+# ------------------------------------------------------------------- models' outputs
+
+
+def network_with_head(head):
+    """A small two-channel 31x31 network ending in ``head`` (a callable on a tensor)."""
+    import keras
+
+    inputs = keras.Input((31, 31, 2))
+    features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3)(inputs))
+    return keras.Model(inputs, head(keras, features, inputs))
+
+
+HEADS = {
+    "one sigmoid": (lambda k, f, i: k.layers.Dense(1, activation="sigmoid")(f), None),
+    "ten-class softmax": (
+        lambda k, f, i: k.layers.Dense(10, activation="softmax")(f),
+        "model outputs 10 values per object",
+    ),
+    "two sigmoids": (
+        lambda k, f, i: k.layers.Dense(2, activation="sigmoid")(f),
+        "model outputs 2 values per object",
+    ),
+    "an image": (
+        lambda k, f, i: k.layers.Conv2D(1, 1)(i),
+        "model outputs 31x31x1 values per object",
+    ),
+    "two outputs": (
+        lambda k, f, i: [k.layers.Dense(1)(f), k.layers.Dense(1)(f)],
+        "model has 2 outputs",
+    ),
+}
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_a_model_of_any_output_shape_is_refused_at_load_unless_it_gives_one_score(tmp_path, head):
+    from rbvet.core.model import load_model
+
+    build, refusal = HEADS[head]
+    path = tmp_path / "model.keras"
+    network_with_head(build).save(path)
+    if refusal is None:
+        model = load_model(path, engine="keras")
+        scores = model.predict(np.zeros((3, 31, 31, 2), np.float32))
+        assert scores.shape == (3,) and np.all((scores >= 0) & (scores <= 1))
+        return
+    with pytest.raises(RbvetError, match=refusal) as error:
+        load_model(path, engine="keras")
+    assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "shape, n_outputs, accepted",
+    [
+        (("batch", 1), 1, True),
+        ((None,), 1, True),
+        (("batch", 10), 1, False),
+        (("batch", None), 1, False),
+        (("batch", 31, 31, 1), 1, False),
+        (("batch", 1), 2, False),
+        ((), 0, False),
+    ],
+)
+def test_onnx_outputs_are_checked_like_keras_ones(shape, n_outputs, accepted):
+    from rbvet.core.model.network import check_output_shape
+
+    if accepted:
+        check_output_shape(shape, "m.onnx", n_outputs)
+    else:
+        with pytest.raises(RbvetError, match=r"m\.onnx: model (outputs|has)"):
+            check_output_shape(shape, "m.onnx", n_outputs)

@@ -21,10 +21,12 @@ from rbvet.core.errors import RbvetError, RbvetWarning
 from rbvet.core.model import conversion
 from rbvet.core.model.card import file_digest, make_card
 from rbvet.core.model.network import (
+    check_output_shape,
     import_keras,
     input_size_from_shape,
     input_size_of,
     load_keras_network,
+    output_shape_of,
 )
 
 ENGINES = ("auto", "onnx", "keras")
@@ -56,6 +58,8 @@ class RealBogusModel:
         if engine not in ENGINES:
             raise RbvetError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")
         self._keras_model = keras_model
+        shape, n_outputs = output_shape_of(keras_model)
+        check_output_shape(shape, path, n_outputs)
         self._setup(input_size_of(keras_model, path), card, path)
         self._requested_engine = engine
 
@@ -73,6 +77,8 @@ class RealBogusModel:
         inputs = session.get_inputs()
         if len(inputs) != 1:
             raise RbvetError(f"model has {len(inputs)} inputs; rbvet feeds one image input", path)
+        outputs = session.get_outputs()
+        check_output_shape(outputs[0].shape if outputs else (), path, len(outputs))
         model = cls.__new__(cls)
         model._keras_model = None
         model._setup(input_size_from_shape(inputs[0].shape, path), card, path)

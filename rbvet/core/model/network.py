@@ -103,6 +103,47 @@ def input_size_of(keras_model, path=None):
     return input_size_from_shape(shape, path)
 
 
+def check_output_shape(shape, path=None, n_outputs=1):
+    """Refuse a network that does not give one score per object.
+
+    rbvet reads one real-bogus probability per object: a single output of shape
+    ``(batch, 1)`` (or ``(batch,)``). A classifier with more classes, or a network that
+    outputs images, would fail later, deep in classification.
+
+    Parameters
+    ----------
+    shape : sequence
+        The output's shape, batch first (None or a symbolic name where dynamic).
+    path : str or Path, optional
+    n_outputs : int
+        How many outputs the network has.
+
+    Raises
+    ------
+    RbvetError
+    """
+    if n_outputs != 1:
+        raise RbvetError(
+            f"model has {n_outputs} outputs; rbvet reads one real-bogus score per object", path
+        )
+    shape = tuple(size if isinstance(size, (int, np.integer)) else None for size in shape)
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+        per_object = "x".join("?" if size is None else str(size) for size in shape[1:])
+        raise RbvetError(
+            f"model outputs {per_object} values per object; rbvet reads one real-bogus "
+            "score per object (a single sigmoid output, shape (N, 1))",
+            path,
+        )
+
+
+def output_shape_of(keras_model):
+    """(output shape, number of outputs) of a Keras model."""
+    shape = keras_model.output_shape
+    if isinstance(shape, list):
+        return (shape[0] if shape else ()), len(shape)
+    return shape, 1
+
+
 def input_size_from_shape(shape, path=None):
     """Side of the square input of a network whose input has ``shape`` (batch first).
 
