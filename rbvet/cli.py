@@ -643,6 +643,7 @@ def cmd_export(args):
     from rbvet.core.learn.dataset import save_training_set
     from rbvet.core.learn.labels import LabelStore, match_positions
     from rbvet.core.model import load_model
+    from rbvet.core.session import MATCH_TOLERANCE
 
     outputs = [(Path(path), export_kind(path)) for path in args.output]
     kinds = {kind for _, kind in outputs}
@@ -665,7 +666,8 @@ def cmd_export(args):
             log(f"{args.frame}: not in label store {store.path}; no labels")
         elif frame_id is not None:
             stored_x, stored_y, stored_labels = store.frame_labels(frame_id)
-            found = match_positions(x, y, stored_x, stored_y)
+            # matched as the window matches them (a re-detected catalog moves a little)
+            found = match_positions(x, y, stored_x, stored_y, tolerance=MATCH_TOLERANCE)
             labels[found >= 0] = stored_labels[found[found >= 0]]
             log(
                 f"Labels from {store.path}: {int(np.sum(labels == 1))} real, "

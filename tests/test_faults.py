@@ -598,3 +598,20 @@ def test_onnx_outputs_are_checked_like_keras_ones(shape, n_outputs, accepted):
     else:
         with pytest.raises(RbvetError, match=r"m\.onnx: model (outputs|has)"):
             check_output_shape(shape, "m.onnx", n_outputs)
+
+
+def test_export_finds_the_labels_of_a_catalog_measured_again_as_the_window_does(
+    tmp_path, demo_store
+):
+    demo = demo_frame_path()
+    moved = Table.read(demo.with_suffix(".ecsv"))
+    truth = np.asarray(moved["true_label"])
+    moved["x"] += 0.3  # the same objects, detected again
+    catalog = tmp_path / "moved.ecsv"
+    moved.write(catalog)
+    out = tmp_path / "out.ecsv"
+    assert cli_main(["export", str(demo), "--catalog", str(catalog), "--labels",
+                     str(demo_store), "-o", str(out)]) == 0  # fmt: skip
+    labels = np.asarray(Table.read(out)["rb_label"])
+    np.testing.assert_array_equal(labels[:20], np.where(truth[:20] == 0, 0, 1))
+    assert (labels[20:] == -1).all()

@@ -1,6 +1,6 @@
 """The JSON card that goes with a model file, and file digests.
 
-See DESIGN.md, "Contracts": the card says what input the network takes, how stamps are
+The card says what input the network takes, how stamps are
 preprocessed for it, what it was trained on and how well it did; with an ONNX file, the
 card also records that file's SHA-256.
 """
@@ -36,7 +36,7 @@ def make_card(
     real_kinds=("star", "galaxy"),
     threshold=0.5,
 ):
-    """A model card as a plain dict (see DESIGN.md, "Contracts")."""
+    """A model card as a plain dict: input shape, preprocessing, training data, metrics."""
     params = params or PreprocessParams(target_size=input_size)
     return {
         "format": CARD_FORMAT,
