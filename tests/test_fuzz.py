@@ -866,14 +866,20 @@ def check_sky_positions(result, ra, dec):
 
 
 VALID_ECSV = Table({"x": [10.3, 30.7, 20.1], "y": [9.6, 12.2, 27.9], "flux": [1.0, 2.0, 3.0]})
-VALID_CATALOG_TEXT = {}
-for _name, _format in (("ecsv", "ascii.ecsv"), ("csv", "ascii.csv")):
-    _buffer = io.StringIO()
-    VALID_ECSV.write(_buffer, format=_format)
-    VALID_CATALOG_TEXT[_name] = _buffer.getvalue().encode()
-_buffer = io.BytesIO()
-VALID_ECSV.write(_buffer, format="fits")
-VALID_CATALOG_TEXT["fits"] = _buffer.getvalue()
+
+
+def catalog_bytes(table, kind):
+    """The bytes of ``table`` written as ``kind``: "ecsv", "csv" or "fits"."""
+    if kind == "fits":
+        buffer = io.BytesIO()
+        table.write(buffer, format="fits")
+        return buffer.getvalue()
+    buffer = io.StringIO()
+    table.write(buffer, format=f"ascii.{kind}")
+    return buffer.getvalue().encode()
+
+
+VALID_CATALOG_TEXT = {kind: catalog_bytes(VALID_ECSV, kind) for kind in ("ecsv", "csv", "fits")}
 
 
 def hostile_card(keyword, value):
@@ -881,41 +887,99 @@ def hostile_card(keyword, value):
     return "END" if keyword == "END" else f"{keyword:<8}= {value:>20}"
 
 
+FITS_CATALOG_END = 2 * 2880 + len(VALID_ECSV) * 3 * 8  # two headers, then 3 rows of 3 doubles
+
+
+def flip_bit(data, where):
+    """``data`` with the lowest bit of the byte at fraction ``where`` of it flipped."""
+    data = bytearray(data)
+    data[int(where * (len(data) - 1))] ^= 1
+    return bytes(data)
+
+
+HOSTILE_CARDS = st.tuples(st.sampled_from(HOSTILE_KEYWORDS), st.sampled_from(HOSTILE_VALUES))
+
+
+class CatalogBytes:
+    """A catalog file's bytes, its name's suffix and what it is by construction."""
+
+    def __init__(self, data, suffix, expected, how="", table=None):
+        self.data, self.suffix, self.expected, self.how = data, suffix, expected, how
+        self.table = VALID_ECSV if table is None else table  # what a valid file holds
+
+    def __repr__(self):
+        return f"CatalogBytes(<{len(self.data)} bytes>, {self.suffix!r}, {self.expected!r}, {self.how!r})"
+
+
+@st.composite
+def mutated_catalogs(draw):
+    """One of the valid catalogs (ECSV, CSV, FITS) under some name, then:
+
+    - left as it is: valid when the name does not claim another format (a text catalog
+      named ``.fits``, or a FITS one named ``.ecsv``/``.csv``, is invalid);
+    - a FITS catalog cut short before its rows end: invalid;
+    - flipped bits, a hostile header card, a cut and junk: either.
+    """
+    kind = draw(st.sampled_from(sorted(VALID_CATALOG_TEXT)))
+    suffix = draw(st.sampled_from([".ecsv", ".csv", ".fits", ".cat", ".txt", ""]))
+    change = draw(st.sampled_from(["mutate", "cut", "none"]))
+    if change == "none":  # a fresh catalog of finite positions in that format
+        n = draw(st.integers(1, 5))
+        values = st.lists(st.floats(-1e6, 1e6), min_size=n, max_size=n)
+        table = Table({name: np.array(draw(values)) for name in ("x", "y", "flux")})
+        wrong_name = suffix == ".fits" if kind != "fits" else suffix in (".ecsv", ".csv")
+        return CatalogBytes(
+            catalog_bytes(table, kind), suffix, INVALID if wrong_name else VALID, "fresh", table
+        )
+    data = bytearray(VALID_CATALOG_TEXT[kind])
+    if change == "cut":  # a FITS catalog cut before its rows end
+        cut = draw(st.integers(0, FITS_CATALOG_END - 1))
+        return CatalogBytes(VALID_CATALOG_TEXT["fits"][:cut], suffix, INVALID, "cut")
+    card = draw(st.one_of(st.none(), st.tuples(st.integers(0, 71), HOSTILE_CARDS)))
+    if card is not None and card[0] * 80 + 80 <= len(data):
+        data[card[0] * 80 : card[0] * 80 + 80] = hostile_card(*card[1]).encode().ljust(80)
+    for where, bit in draw(
+        st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(0, 7)), max_size=6)
+    ):
+        data[int(where * (len(data) - 1))] ^= 1 << bit
+    cut = draw(st.one_of(st.just(1.0), st.floats(0.0, 1.0)))
+    data = bytes(data[: int(cut * len(data))]) + draw(st.binary(max_size=64))
+    return CatalogBytes(data, suffix, EITHER, "mutated")
+
+
+@reaches(valid=80, invalid=30)
 @cases(300)
-@given(
-    kind=st.sampled_from(sorted(VALID_CATALOG_TEXT)),
-    suffix=st.sampled_from([".ecsv", ".csv", ".fits", ".cat", ".txt", ""]),
-    card=st.one_of(
-        st.none(),
-        st.tuples(
-            st.integers(0, 71), st.sampled_from(HOSTILE_KEYWORDS), st.sampled_from(HOSTILE_VALUES)
-        ),
-    ),
-    cut=st.one_of(st.just(1.0), st.floats(0.0, 1.0)),
-    junk=st.one_of(st.just(b""), st.binary(max_size=64)),
-    flips=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(0, 7)), max_size=6),
-)
-@example(kind="fits", suffix=".fits", card=None, cut=1.0, junk=b"", flips=[(0.3, 0)])
+@given(case=mutated_catalogs())
+@example(case=CatalogBytes(flip_bit(VALID_CATALOG_TEXT["fits"], 0.3), ".fits", EITHER, "flip"))
 # A huge TFIELDS or NAXIS: astropy looped over them (hung for hours).
 @example(
-    kind="fits", suffix=".fits", card=(43, "TFIELDS", "1099511627776"), cut=1, junk=b"", flips=[]
-)
-@example(kind="fits", suffix="", card=(2, "NAXIS", "1099511627776"), cut=1, junk=b"", flips=[])
-def test_read_catalog_of_mutated_files(scratch, kind, suffix, card, cut, junk, flips):
-    data = bytearray(VALID_CATALOG_TEXT[kind])
-    if card is not None and card[0] * 80 + 80 <= len(data):
-        data[card[0] * 80 : card[0] * 80 + 80] = hostile_card(*card[1:]).encode().ljust(80)
-    for where, bit in flips:
-        data[int(where * (len(data) - 1))] ^= 1 << bit
-    data = bytes(data[: int(cut * len(data))]) + junk
-    path = scratch / f"mutated{suffix}"
-    path.write_bytes(data)
-    result = result_or_input_error(
-        "read_catalog mutated", read_catalog, path, FRAME_WITHOUT_WCS, path=path
+    case=CatalogBytes(
+        with_card(VALID_CATALOG_TEXT["fits"], 43 * 80, hostile_card("TFIELDS", "1099511627776")),
+        ".fits",
+        INVALID,
+        "huge TFIELDS",
     )
-    if result is not None:
-        assert len(result) > 0
-        assert result["x"].dtype == np.float64 and result["y"].dtype == np.float64
+)
+@example(
+    case=CatalogBytes(
+        with_card(VALID_CATALOG_TEXT["fits"], 2 * 80, hostile_card("NAXIS", "1099511627776")),
+        "",
+        INVALID,
+        "huge NAXIS",
+    )
+)
+def test_read_catalog_of_mutated_files(scratch, case):
+    path = scratch / f"mutated{case.suffix}"
+    path.write_bytes(case.data)
+    result = outcome_of(case.expected, read_catalog, path, FRAME_WITHOUT_WCS, path=path)
+    if result is None:
+        return
+    assert len(result) > 0
+    assert result["x"].dtype == np.float64 and result["y"].dtype == np.float64
+    if case.expected == VALID:
+        for name in ("x", "y", "flux"):
+            np.testing.assert_array_equal(result[name], case.table[name])
+        count("valid: checked")
 
 
 # -------------------------------------------------------------------- classification
