@@ -908,7 +908,8 @@ class CatalogBytes:
         self.table = VALID_ECSV if table is None else table  # what a valid file holds
 
     def __repr__(self):
-        return f"CatalogBytes(<{len(self.data)} bytes>, {self.suffix!r}, {self.expected!r}, {self.how!r})"
+        size = f"<{len(self.data)} bytes>"
+        return f"CatalogBytes({size}, {self.suffix!r}, {self.expected!r}, {self.how!r})"
 
 
 @st.composite
@@ -1046,7 +1047,7 @@ def hostile_images(draw):
         image = image[:8, :8].tolist()
     elif kind == "strings":
         image = image.astype(str)
-    return image
+    return kind, image
 
 
 OBJECT_DAMAGE = ("no y", "text x", "int x", "masked y", "float flags", "text flags", "int flags")
@@ -1081,7 +1082,92 @@ def hostile_objects(draw):
         table["flags"] = np.array(["0"] * len(x), dtype=str)
     elif damage == "int flags":
         table["flags"] = np.arange(len(x), dtype=np.int16)
-    return table
+    return HostileObjects(table, damage)
+
+
+class HostileObjects:
+    """A generated catalog and the damage done to it (see `OBJECT_VERDICTS`)."""
+
+    def __init__(self, table, damage="none"):
+        self.table, self.damage = table, damage
+
+    def __repr__(self):
+        return f"HostileObjects({self.table.colnames}, {len(self.table)} rows, {self.damage!r})"
+
+
+OBJECT_VERDICTS = {  # damage -> verdict (without / with flag_bogus)
+    "none": (VALID, VALID),
+    "no y": (INVALID, INVALID),
+    "text x": (EITHER, EITHER),  # numbers written as text: accepting them is a policy
+    "int x": (VALID, VALID),
+    "masked y": (VALID, VALID),
+    "float flags": (VALID, INVALID),  # the bogus bit needs integer flags
+    "text flags": (VALID, INVALID),
+    "int flags": (VALID, VALID),
+}
+IMAGE_VERDICTS = {
+    "stars": VALID,
+    "nan patch": VALID,
+    "all nan": INVALID,
+    "constant": EITHER,  # no noise to measure
+    "inf": VALID,
+    "int16": VALID,
+    "big-endian": VALID,
+    "tiny": EITHER,  # smaller than a background box
+    "1-D": INVALID,
+    "3-D": INVALID,
+    "masked array": VALID,
+    "huge values": INVALID,  # beyond float32: every pixel unusable
+    "list": EITHER,
+    "strings": EITHER,
+}
+MAP_VERDICTS = {  # spec -> (as background, as noise)
+    None: (VALID, VALID),
+    0.0: (VALID, INVALID),
+    -1.0: (VALID, INVALID),
+    5.0: (VALID, VALID),
+    100.0: (VALID, VALID),
+    "zeros map": (VALID, INVALID),
+    "noisy map": (VALID, VALID),
+    "wrong shape": (INVALID, INVALID),
+    "nan map": (INVALID, INVALID),
+}
+MASK_VERDICTS = {
+    None: VALID,
+    "none masked": VALID,
+    "int mask": VALID,
+    "all masked": INVALID,
+    "wrong shape": INVALID,
+}
+FWHM_VERDICTS = {None: VALID, 2.5: VALID, 0.0: VALID, -1.0: VALID, 40.0: VALID, "3": EITHER}
+THRESHOLD_VERDICTS = {0.0: VALID, 0.5: VALID, 1.0: VALID}
+
+
+def map_verdict(spec, which):
+    """A background (0) or noise (1) map's verdict; NaN and inf are unusable everywhere."""
+    if isinstance(spec, float) and not np.isfinite(spec):
+        return INVALID
+    return MAP_VERDICTS[spec][which]
+
+
+def classify_verdict(obj, options, flag_bogus=False, empty=INVALID):
+    """What `classify_realbogus`/`extract_cutouts` must do with this catalog and options:
+    valid only if every part is, invalid if any part is (e.g. no rows, an image with no
+    usable pixel, a NaN noise level, an infinite FWHM, a threshold outside [0, 1]).
+    ``empty`` is the verdict on a catalog with no rows."""
+    fwhm, threshold = options["fwhm"], options["threshold"]
+    return judged(
+        empty if len(obj.table) == 0 else VALID,
+        OBJECT_VERDICTS[obj.damage][bool(flag_bogus)],
+        IMAGE_VERDICTS[options["image_kind"]],
+        map_verdict(options["bg"], 0),
+        map_verdict(options["err"], 1),
+        MASK_VERDICTS[options["mask"]],
+        FWHM_VERDICTS.get(fwhm, INVALID if fwhm in (np.inf, 1e6, "wide") else EITHER)
+        if not (isinstance(fwhm, float) and np.isnan(fwhm))
+        else VALID,  # NaN: no rescaling, as in STDPipe
+        THRESHOLD_VERDICTS.get(threshold, INVALID),
+    )
 
 
 MAP_VALUES = st.one_of(
@@ -1112,76 +1198,84 @@ def same_values(a, b):
 
 
 HOSTILE_OPTIONS = {
-    "image": hostile_images(),
+    "image": hostile_images(),  # (kind, image)
     "bg": MAP_VALUES,
     "err": MAP_VALUES,
     "mask": st.sampled_from(["none masked", "all masked", "wrong shape", "int mask"]),
     "fwhm": st.sampled_from([0.0, -1.0, np.nan, np.inf, 1e6, 40.0, 150.0, "3", "wide"]),
     "threshold": st.sampled_from([0.0, 1.0, -0.1, np.nan, "half"]),
 }
-SANE_OPTIONS = {"bg": None, "err": None, "mask": None, "fwhm": None, "threshold": 0.5}
+SANE_OPTIONS = {
+    "bg": None,
+    "err": None,
+    "mask": None,
+    "fwhm": None,
+    "threshold": 0.5,
+    "image_kind": "stars",
+    "image": star_image()[0],
+}
 
 
 @st.composite
 def classify_options(draw):
     """The star field and sane options, with at most two made hostile: one bad thing at a
     time reaches deeper into the code than many at once."""
-    options = dict(SANE_OPTIONS, image=star_image()[0])
-    options["fwhm"] = draw(st.sampled_from([None, 2.5]))
+    options = dict(SANE_OPTIONS, fwhm=draw(st.sampled_from([None, 2.5])))
     for name in draw(st.lists(st.sampled_from(sorted(HOSTILE_OPTIONS)), max_size=2)):
-        options[name] = draw(HOSTILE_OPTIONS[name])
+        if name == "image":
+            options["image_kind"], options["image"] = draw(HOSTILE_OPTIONS[name])
+        else:
+            options[name] = draw(HOSTILE_OPTIONS[name])
     return options
 
 
+@reaches(valid=150, invalid=100)
 @cases(400)
 @given(obj=hostile_objects(), options=classify_options(), flag_bogus=st.booleans())
 # a float 'flags' column: `flags |= BOGUS_FLAG` raised a TypeError
 @example(
-    obj=Table({"x": [0.0], "y": [0.0], "flags": [0.0]}),
-    options=dict(SANE_OPTIONS, image=star_image()[0]),
+    obj=HostileObjects(Table({"x": [0.0], "y": [0.0], "flags": [0.0]}), "float flags"),
+    options=SANE_OPTIONS,
     flag_bogus=True,
 )
 # a position beyond the int64 range: the cast to a stamp index warned
 @example(
-    obj=Table({"x": [0.0, 10.3], "y": [9.223372036854776e18, 9.6]}),
-    options=dict(SANE_OPTIONS, image=star_image()[0]),
+    obj=HostileObjects(Table({"x": [0.0, 10.3], "y": [9.223372036854776e18, 9.6]})),
+    options=SANE_OPTIONS,
     flag_bogus=False,
 )
 # a FWHM of 10^6 px: stamps of 10^7 px, a MemoryError
 @example(
-    obj=Table({"x": [10.3], "y": [9.6]}),
-    options=dict(SANE_OPTIONS, image=star_image()[0], fwhm=1e6),
+    obj=HostileObjects(Table({"x": [10.3], "y": [9.6]})),
+    options=dict(SANE_OPTIONS, fwhm=1e6),
     flag_bogus=False,
 )
 # masked positions were scored at whatever value lay under the mask
 @example(
-    obj=Table({"x": [10.3, 30.7], "y": MaskedColumn([9.6, 12.2], mask=[True, False])}),
-    options=dict(SANE_OPTIONS, image=star_image()[0]),
+    obj=HostileObjects(
+        Table({"x": [10.3, 30.7], "y": MaskedColumn([9.6, 12.2], mask=[True, False])}),
+        "masked y",
+    ),
+    options=SANE_OPTIONS,
     flag_bogus=False,
 )
 def test_classify_realbogus_with_hostile_input(tiny_model, obj, options, flag_bogus):
     from rbvet.realbogus import BOGUS_FLAG, classify_realbogus
 
+    verdict = classify_verdict(obj, options, flag_bogus)
+    obj = obj.table
     image, threshold = options["image"], options["threshold"]
     shape = np.shape(image)
-    mask = options["mask"]
-    mask_map = {
-        None: None,
-        "none masked": np.zeros(shape, bool),
-        "all masked": np.ones(shape, bool),
-        "wrong shape": np.zeros((2, 3), bool),
-        "int mask": (np.arange(np.prod(shape)).reshape(shape) % 7 == 0).astype(int),
-    }[mask]
     original = obj.copy()
-    result = result_or_input_error(
-        "classify_realbogus",
+    result = outcome_of(
+        verdict,
         classify_realbogus,
         obj,
         image,
         model=tiny_model,
         bg=make_map(options["bg"], shape),
         err=make_map(options["err"], shape),
-        mask=mask_map,
+        mask=make_mask(options["mask"], shape),
         fwhm=options["fwhm"],
         threshold=threshold,
         flag_bogus=flag_bogus,
@@ -1196,31 +1290,41 @@ def test_classify_realbogus_with_hostile_input(tiny_model, obj, options, flag_bo
     finite = np.isfinite(scores)
     assert np.all((scores[finite] >= 0) & (scores[finite] <= 1))
     assert np.array_equal(~finite, reasons != ""), "a NaN score without a reason, or vice versa"
-    missing = np.ma.getmaskarray(np.ma.asarray(original["y"]))
-    assert set(reasons[missing]) <= {"non-finite position"}, "a masked position was scored"
-    if not flag_bogus:
+    if flag_bogus:
+        kept = scores >= float(threshold)
+        assert len(result) == int(kept.sum())
+        flagged = (np.asarray(obj["flags"]).astype(np.int64) & BOGUS_FLAG) != 0
+        assert np.array_equal(flagged, ~kept)
+    else:
         assert result is obj
-        return
-    kept = scores >= float(threshold)
-    assert len(result) == int(kept.sum())
-    flagged = (np.asarray(obj["flags"]).astype(np.int64) & BOGUS_FLAG) != 0
-    assert np.array_equal(flagged, ~kept)
+    if verdict == VALID:
+        x, y = positions_of(original)
+        check_scorable_rows(x, y, shape, finite, reasons)
+        check_duplicates_agree(x, y, scores)
+        if is_sane_star_field(options):
+            assert finite[: stars_in(original)].all(), "a star was not scored"
+        count("valid: checked")
 
 
+@reaches(valid=35, invalid=30)
 @cases(100)
 @given(obj=hostile_objects(), options=classify_options())
 def test_extract_cutouts_with_hostile_input(obj, options):
     from rbvet.realbogus import extract_cutouts
 
+    # Nothing to extract from an empty catalog: empty arrays, as in STDPipe.
+    verdict = classify_verdict(obj, dict(options, threshold=0.5), empty=VALID)
+    obj = obj.table
     image = options["image"]
     shape = np.shape(image)
-    result = result_or_input_error(
-        "extract_cutouts",
+    result = outcome_of(
+        verdict,
         extract_cutouts,
         obj,
         image,
         bg=make_map(options["bg"], shape),
         err=make_map(options["err"], shape),
+        mask=make_mask(options["mask"], shape),
         fwhm=options["fwhm"],
     )
     if result is None:
@@ -1230,8 +1334,89 @@ def test_extract_cutouts_with_hostile_input(obj, options):
     assert np.isfinite(cutouts).all(), "a scorable object has a non-finite input"
     assert np.all(np.diff(valid) > 0) and (len(valid) == 0 or 0 <= valid.min() <= valid.max())
     assert len(valid) <= len(obj)
+    if verdict == VALID:
+        x, y = positions_of(obj)
+        scorable = np.zeros(len(obj), bool)
+        scorable[valid] = True
+        check_scorable_rows(x, y, shape, scorable)
+        inputs = np.full((len(obj), 31 * 31 * 2), np.nan, np.float32)
+        inputs[valid] = cutouts.reshape(len(valid), 31 * 31 * 2)
+        check_duplicates_agree(x, y, inputs)
+        if is_sane_star_field(options):
+            assert scorable[: stars_in(obj)].all(), "a star has no cutout"
+        count("valid: checked")
 
 
+def make_mask(spec, shape):
+    """A mask from a spec (see `MASK_VERDICTS`)."""
+    return {
+        None: None,
+        "none masked": np.zeros(shape, bool),
+        "all masked": np.ones(shape, bool),
+        "wrong shape": np.zeros((2, 3), bool),
+        "int mask": (np.arange(np.prod(shape)).reshape(shape) % 7 == 0).astype(int),
+    }[spec]
+
+
+def positions_of(table):
+    """A catalog's x and y as float64, masked values as NaN."""
+    return tuple(
+        np.ma.filled(np.ma.asarray(table[name], dtype=np.float64), np.nan) for name in "xy"
+    )
+
+
+def check_scorable_rows(x, y, shape, scorable, reasons=None):
+    """Rows whose position is not finite, or whose nearest pixel is off the image, are not
+    scorable, and say why."""
+    finite = np.isfinite(x) & np.isfinite(y)
+    with np.errstate(invalid="ignore"):
+        on_image = (
+            finite
+            & (np.rint(x) >= 0)
+            & (np.rint(x) < shape[1])
+            & (np.rint(y) >= 0)
+            & (np.rint(y) < shape[0])
+        )
+    assert not scorable[~on_image].any(), "an object off the image was scored"
+    if reasons is not None:
+        assert set(reasons[~finite]) <= {"non-finite position"}
+        assert set(reasons[finite & ~on_image]) <= {"off frame"}
+
+
+def check_duplicates_agree(x, y, values):
+    """Rows at the same position get the same values (NaN equal to NaN)."""
+    if len(x) == 0:
+        return
+    values = np.asarray(values).reshape(len(x), -1)  # x is not empty here
+    _, first, which = np.unique(
+        np.stack([x, y], axis=1), axis=0, return_index=True, return_inverse=True
+    )
+    assert same_values(values, values[first[which.ravel()]]), "duplicates scored differently"
+
+
+def is_sane_star_field(options):
+    """The star field at FWHM 2.5 px, nothing masked and no maps given: every star scores."""
+    return (
+        options["image_kind"] == "stars"
+        and options["fwhm"] == 2.5
+        and all(
+            options[name] is None or options[name] == "none masked"
+            for name in ("bg", "err", "mask")
+        )
+    )
+
+
+def stars_in(table):
+    """How many of a generated catalog's first rows are the star field's stars."""
+    _, star_x, star_y = star_image()
+    x, y = positions_of(table)
+    n = 0
+    while n < min(len(star_x), len(x)) and (x[n], y[n]) == (star_x[n], star_y[n]):
+        n += 1
+    return n
+
+
+@reaches(valid=8)
 @cases(8)
 @given(
     shape=hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=12),
@@ -1248,8 +1433,9 @@ def test_estimate_fwhm_with_many_positions_on_odd_frames(shape, far):
     x = rng.uniform(-1.0, shape[1], 3001)
     y = rng.uniform(-1.0, shape[0], 3001)
     x[:50], y[50:100] = far, far
-    fwhm = result_or_input_error("estimate_fwhm", estimate_fwhm, frame, x, y)
-    assert fwhm is None or fwhm == DEFAULT_FWHM  # pure noise: too few stars, the default
+    fwhm = outcome_of(VALID, estimate_fwhm, frame, x, y)
+    assert fwhm == DEFAULT_FWHM  # pure noise: too few stars, the default
+    count("valid: checked")
 
 
 # ------------------------------------------------------------------ the window keeps state
@@ -1342,7 +1528,7 @@ def test_bad_files_after_a_good_one_keep_the_frame_and_its_labels(qtbot, tmp_pat
         assert window.state.data is data, f"{name}: the good frame was replaced"
         assert np.array_equal(data.labels, labels), f"{name}: the labels changed"
         assert (window.windowTitle(), window.summary_label.text(), window.state.selected) == shown
-        OUTCOMES["window bad file", "input error"] += 1
+        count("invalid: refused", "window: bad files")
     window.close()
 
 
@@ -1364,18 +1550,23 @@ def test_a_catalog_opened_after_a_bad_frame_goes_with_the_frame_on_screen(qtbot,
 # ------------------------------------------------------------------------ model files
 
 
+PROBE = np.random.default_rng(0).normal(size=(4, 31, 31, 2)).astype(np.float32)
+
+
 @pytest.fixture(scope="module")
 def tiny_model_files(tmp_path_factory):
-    """The tiny network saved as ``.keras`` and as ``.h5`` (bytes, by suffix)."""
-    from rbvet.core.model import save_model
+    """The tiny network saved as ``.keras`` and as ``.h5``: ``{suffix: bytes}``, and its
+    scores on `PROBE` (what a model read back from those bytes must give)."""
+    from rbvet.core.model import RealBogusModel, save_model
 
+    network = tiny_network()
     directory = tmp_path_factory.mktemp("models")
     files = {}
     for suffix in (".keras", ".h5"):
         path = directory / f"tiny{suffix}"
-        save_model(tiny_network(), path)
+        save_model(network, path)
         files[suffix] = path.read_bytes()
-    return files
+    return files, RealBogusModel(network, engine="keras").predict(PROBE)
 
 
 def tiny_network():
@@ -1385,28 +1576,40 @@ def tiny_network():
     return create_realbogus_model(filters=(4,), dense_units=4)
 
 
+@reaches(valid=10, invalid=5)
 @cases(60)
 @given(
     suffix=st.sampled_from([".keras", ".h5"]),
-    cut=st.one_of(st.just(1.0), st.floats(0.0, 1.0)),
-    flips=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(0, 7)), max_size=12),
+    damage=st.sampled_from(["flipped", "cut", "none"]),
+    cut=st.floats(0.0, 1.0, exclude_max=True),
+    flips=st.lists(st.tuples(st.floats(0.0, 1.0), st.integers(0, 7)), min_size=1, max_size=12),
 )
-def test_load_model_of_mutated_files(scratch, tiny_model_files, suffix, cut, flips):
+def test_load_model_of_mutated_files(scratch, tiny_model_files, suffix, damage, cut, flips):
+    """A model file as saved is valid and scores as the network did; one cut short is
+    invalid; one with flipped bits may be either, and if it loads it still scores in [0, 1]."""
     from rbvet.core.model import load_model
 
-    data = bytearray(tiny_model_files[suffix])
-    for where, bit in flips:
-        data[int(where * (len(data) - 1))] ^= 1 << bit
+    files, scores = tiny_model_files
+    data = bytearray(files[suffix])
+    if damage == "flipped":
+        for where, bit in flips:
+            data[int(where * (len(data) - 1))] ^= 1 << bit
+    elif damage == "cut":
+        data = data[: int(cut * len(data))]
     path = scratch / f"mutated{suffix}"
-    path.write_bytes(bytes(data[: int(cut * len(data))]))
-    model = result_or_input_error(
-        "load_model mutated", load_model, path, engine="keras", path=path
-    )
-    if model is not None:  # flipped weights are still a model; it must still score in [0, 1]
-        probe = np.random.default_rng(0).normal(size=(4, 31, 31, 2)).astype(np.float32)
-        scores = result_or_input_error("mutated model predicts", model.predict, probe, path=path)
-        if scores is not None:
-            assert np.all((scores >= 0) & (scores <= 1)), scores
+    path.write_bytes(bytes(data))
+    expected = {"none": VALID, "cut": INVALID, "flipped": EITHER}[damage]
+    model = outcome_of(expected, load_model, path, engine="keras", path=path)
+    if model is None:
+        return
+    predicts = EITHER if damage == "flipped" else VALID
+    predicted = outcome_of(predicts, model.predict, PROBE, path=path)
+    if predicted is None:
+        return
+    assert np.all((predicted >= 0) & (predicted <= 1)), predicted
+    if expected == VALID:
+        np.testing.assert_allclose(predicted, scores, atol=1e-6)
+        count("valid: checked")
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
