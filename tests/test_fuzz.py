@@ -74,7 +74,11 @@ _RUNNING = []  # the name of the fuzz test running now (set by `reaches`)
 def reaches(valid=0, invalid=0):
     """Check, after a Hypothesis test has run all its cases, that at least ``valid`` valid
     cases reached the correctness check and at least ``invalid`` invalid ones were refused
-    with a checked message (figures for RBVET_FUZZ_SCALE=1; more cases only add)."""
+    with a checked message (figures for RBVET_FUZZ_SCALE=1; more cases only add).
+
+    The floors are about half the counts seen: Hypothesis' mix of cases is reproducible
+    for one test run alone but shifts somewhat with what ran before it in the session.
+    """
 
     def decorate(test):
         @functools.wraps(test)
@@ -391,7 +395,7 @@ def check_frame(frame):
     assert not frame.mask.all(), "a frame with no usable pixel was returned"
 
 
-@reaches(valid=150, invalid=30)
+@reaches(valid=100, invalid=20)
 @cases(400)
 @given(case=mutated_fits())
 @example(case=FitsBytes(HUGE_NAXIS, INVALID, "huge NAXIS"))
@@ -413,7 +417,7 @@ def test_read_frame_of_mutated_fits(scratch, case):
         count("valid: checked")
 
 
-@reaches(invalid=280)
+@reaches(invalid=250)
 @cases(300)
 @given(
     data=st.one_of(
@@ -539,7 +543,7 @@ def expected_image(path, index):
         return values.astype(np.float32)
 
 
-@reaches(valid=50, invalid=150)
+@reaches(valid=30, invalid=100)
 @cases(300)
 @given(layout=fits_layouts(), hdu_choice=st.sampled_from([None, None, 0, 1, "SCI", "CAT", 7]))
 # float64 beyond the float32 range: the cast warned (now inf, masked)
@@ -625,7 +629,7 @@ def expected_frame(image, mask, noise):
     return None if bad.all() else (pixels, bad)
 
 
-@reaches(valid=60, invalid=120)
+@reaches(valid=25, invalid=100)
 @cases(300)
 @given(
     image=st.one_of(
@@ -778,7 +782,7 @@ FRAME_WITH_WCS = frame_from_array(star_image()[0], header=tan_header())
 FRAME_WITHOUT_WCS = frame_from_array(star_image()[0])
 
 
-@reaches(valid=50, invalid=150)
+@reaches(valid=30, invalid=100)
 @cases(300)
 @given(catalog=hostile_catalogs(), with_wcs=st.booleans(), with_frame=st.booleans())
 @example(  # strings where numbers belong
@@ -948,7 +952,7 @@ def mutated_catalogs(draw):
     return CatalogBytes(data, suffix, EITHER, "mutated")
 
 
-@reaches(valid=80, invalid=30)
+@reaches(valid=50, invalid=20)
 @cases(300)
 @given(case=mutated_catalogs())
 @example(case=CatalogBytes(flip_bit(VALID_CATALOG_TEXT["fits"], 0.3), ".fits", EITHER, "flip"))
@@ -1229,7 +1233,7 @@ def classify_options(draw):
     return options
 
 
-@reaches(valid=150, invalid=100)
+@reaches(valid=100, invalid=60)
 @cases(400)
 @given(obj=hostile_objects(), options=classify_options(), flag_bogus=st.booleans())
 # a float 'flags' column: `flags |= BOGUS_FLAG` raised a TypeError
@@ -1306,7 +1310,7 @@ def test_classify_realbogus_with_hostile_input(tiny_model, obj, options, flag_bo
         count("valid: checked")
 
 
-@reaches(valid=35, invalid=30)
+@reaches(valid=20, invalid=20)
 @cases(100)
 @given(obj=hostile_objects(), options=classify_options())
 def test_extract_cutouts_with_hostile_input(obj, options):
@@ -1576,7 +1580,7 @@ def tiny_network():
     return create_realbogus_model(filters=(4,), dense_units=4)
 
 
-@reaches(valid=10, invalid=5)
+@reaches(valid=10, invalid=4)
 @cases(60)
 @given(
     suffix=st.sampled_from([".keras", ".h5"]),
