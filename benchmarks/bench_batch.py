@@ -28,7 +28,6 @@ import numpy as np
 from astropy.io import fits
 
 from rbvet.core.batch import (
-    cached_model,
     catalog_for,
     classify_frames,
     classify_one_frame,
@@ -39,6 +38,8 @@ from rbvet.core.batch import (
 from rbvet.core.detect.detection import detect_objects
 from rbvet.core.io.catalog import write_catalog
 from rbvet.core.io.frame import frame_from_array
+from rbvet.core.jobs import run_job
+from rbvet.core.model.cache import cached_model
 from rbvet.core.simulate import simulate_frame
 
 PATTERN = "{dir}/{stem}.ecsv"
@@ -67,7 +68,7 @@ def warm_worker(threads, frame, folder):
     """
     limit_inference_threads(threads)
     output = Path(folder) / f"warm_{os.getpid()}.rb.ecsv"
-    return classify_one_frame(frame, catalog_for(frame, PATTERN), output).engine
+    return run_job(classify_one_frame(frame, catalog_for(frame, PATTERN), output)).engine
 
 
 def time_cluster(frames, outdir, workers, threads, scheduler=None):
@@ -83,13 +84,15 @@ def time_cluster(frames, outdir, workers, threads, scheduler=None):
         client.run(warm_worker, threads, frames[0], outdir.parent)
         startup = time.perf_counter() - started
         started = time.perf_counter()
-        summary = classify_frames(
-            frames,
-            outdir,
-            catalog_pattern=PATTERN,
-            scheduler=client,
-            overwrite=True,
-            inference_threads=threads,
+        summary = run_job(
+            classify_frames(
+                frames,
+                outdir,
+                catalog_pattern=PATTERN,
+                scheduler=client,
+                overwrite=True,
+                inference_threads=threads,
+            )
         )
         rate = len(frames) / (time.perf_counter() - started)
     if cluster is not None:
@@ -104,10 +107,11 @@ def time_in_process(frames, outdir):
     """(model load s, frames/s) classifying the frames one after another in this process."""
     started = time.perf_counter()
     cached_model()
-    classify_one_frame(frames[0], catalog_for(frames[0], PATTERN), outdir.parent / "warm.ecsv")
+    warm = outdir.parent / "warm.ecsv"
+    run_job(classify_one_frame(frames[0], catalog_for(frames[0], PATTERN), warm))
     startup = time.perf_counter() - started
     started = time.perf_counter()
-    classify_frames(frames, outdir, catalog_pattern=PATTERN, n_workers=1, overwrite=True)
+    run_job(classify_frames(frames, outdir, catalog_pattern=PATTERN, n_workers=1, overwrite=True))
     return startup, len(frames) / (time.perf_counter() - started)
 
 

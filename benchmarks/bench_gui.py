@@ -5,7 +5,7 @@ Run: python benchmarks/bench_gui.py [--objects 20000] [--width 1280] [--height 9
 Synthetic data stand in for a classified frame: Gaussian blobs of random width and
 position plus noise (some sharp single-pixel hits among them), rendered to tiles with
 `rbvet.core.cutouts.atlas.render_tiles`, and random scores. Each figure is printed with its
-target (DESIGN.md, "Grid rendering"); nothing here asserts, the machine may be busy.
+target (the ``*_TARGET_*`` constants below); nothing here asserts, the machine may be busy.
 """
 
 import argparse

@@ -130,7 +130,9 @@ def fill_store_from_simulations(store, n_labeled, seed, log):
 
 
 def bench_retrain(directory, n_labeled, epochs, simulated_ratio, seed):
+    from rbvet.core.jobs import run_job
     from rbvet.core.learn.retrain import format_comparison, retrain
+    from rbvet.core.learn.train import EpochEnded
     from rbvet.core.model import load_model
 
     print(f"Retraining on {n_labeled} labeled stamps")
@@ -144,25 +146,23 @@ def bench_retrain(directory, n_labeled, epochs, simulated_ratio, seed):
     epoch_times = []
     last = [time.perf_counter()]
 
-    def progress(epoch, total, logs):
+    def progress(report):
+        if not isinstance(report, EpochEnded):
+            return
         now = time.perf_counter()
         epoch_times.append(now - last[0])
         last[0] = now
         print(
-            f"  epoch {epoch + 1}/{total}: {epoch_times[-1]:.1f} s, "
-            f"val_loss {logs.get('val_loss', float('nan')):.4f}"
+            f"  epoch {report.done}/{report.total}: {epoch_times[-1]:.1f} s, "
+            f"val_loss {report.logs.get('val_loss', float('nan')):.4f}"
         )
 
     started = time.perf_counter()
     cpu_started = time.process_time()  # all threads of this process
     last[0] = started
-    result = retrain(
-        data,
-        base_model=base,
-        epochs=epochs,
-        simulated_ratio=simulated_ratio,
-        seed=seed,
-        progress=progress,
+    result = run_job(
+        retrain(data, base_model=base, epochs=epochs, simulated_ratio=simulated_ratio, seed=seed),
+        progress,
     )
     total = time.perf_counter() - started
     cpu = time.process_time() - cpu_started

@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np
 
+from rbvet.core.jobs import run_job
 from rbvet.core.learn.train import simulated_training_set, train_model
 from rbvet.core.model import create_model, import_keras
 
@@ -33,7 +34,9 @@ LABEL_WIDTH = 32
 def simulation_rate(n_frames, size, workers):
     """Frames per second of `simulated_training_set` and the set it made."""
     started = time.perf_counter()
-    data = simulated_training_set(n_frames=n_frames, shape=(size, size), seed=7, workers=workers)
+    data = run_job(
+        simulated_training_set(n_frames=n_frames, shape=(size, size), seed=7, workers=workers)
+    )
     return n_frames / (time.perf_counter() - started), data
 
 
@@ -91,13 +94,15 @@ def main():
     inputs, labels, groups = repeat_to(data, args.samples)
     augmented_timer = batch_timer(keras)
     # Own callbacks replace the early stopping and LR schedule, which act only at epoch end.
-    result = train_model(
-        inputs,
-        labels,
-        groups=groups,
-        epochs=1,
-        batch_size=BATCH_SIZE,
-        callbacks=[augmented_timer],
+    result = run_job(
+        train_model(
+            inputs,
+            labels,
+            groups=groups,
+            epochs=1,
+            batch_size=BATCH_SIZE,
+            callbacks=[augmented_timer],
+        )
     )
     train_index, validation_index = result.train_index, result.validation_index
     augmented = training_rate(augmented_timer.ends, len(train_index))

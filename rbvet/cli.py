@@ -1,4 +1,4 @@
-"""The ``rbvet`` command line: classify (and, as they land, train, simulate, evaluate).
+"""The ``rbvet`` command line: classify, evaluate, export, simulate, train and gui.
 
 Every user error ends as one line on stderr and exit status 2; no tracebacks.
 """
@@ -17,7 +17,11 @@ EXIT_USER_ERROR = 2
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal or forced."""
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal or forced.
+
+    Called with each `rbvet.core.jobs.Progress` of a job (``run_job(job, bar)``); a
+    progress without a total (reading a file) draws nothing.
+    """
 
     def __init__(self, label, enabled=None, stream=None, width=30):
         self.stream = stream or sys.stderr
@@ -25,7 +29,8 @@ class ProgressBar:
         self.label, self.width = label, width
         self.started = time.perf_counter()
 
-    def __call__(self, done, total):
+    def __call__(self, progress):
+        done, total = progress.done, progress.total
         if not self.enabled or total <= 0:
             return
         filled = int(self.width * done / total)
@@ -92,8 +97,11 @@ def _hdu_spec(value):
 def load_frame_and_catalog(args, log):
     """Frame, catalog table (with 0-based x, y) and FWHM from the command-line arguments."""
     from rbvet.core.classify import open_frame_and_catalog
+    from rbvet.core.jobs import run_job
 
-    return open_frame_and_catalog(args.frame, args.catalog, **_frame_options(args), log=log)
+    return run_job(
+        open_frame_and_catalog(args.frame, args.catalog, options=_frame_options(args), log=log)
+    )
 
 
 EXIT_FRAMES_FAILED = 1
@@ -125,20 +133,23 @@ def cmd_classify(args):
 
 
 def _frame_options(args):
-    """The frame options, as keyword arguments of `open_frame_and_catalog`."""
-    return {
-        "hdu": _hdu_spec(args.hdu),
-        "mask": _hdu_spec(args.mask),
-        "error": _hdu_spec(args.error),
-        "weight": _hdu_spec(args.weight),
-        "detect_threshold": args.detect_threshold,
-        "fwhm": args.fwhm,
-    }
+    """The `FrameOptions` the command line gives (see `_add_frame_arguments`)."""
+    from rbvet.core.classify import FrameOptions
+
+    return FrameOptions(
+        hdu=_hdu_spec(args.hdu),
+        mask=_hdu_spec(args.mask),
+        error=_hdu_spec(args.error),
+        weight=_hdu_spec(args.weight),
+        detect_threshold=args.detect_threshold,
+        fwhm=args.fwhm,
+    )
 
 
 def _classify_single(args, frame):
     """One frame in this process, with a progress bar over its objects."""
     from rbvet.core.batch import catalog_for, classify_one_frame, output_name
+    from rbvet.core.jobs import run_job
 
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
     catalog = args.catalog
@@ -146,15 +157,11 @@ def _classify_single(args, frame):
         catalog = catalog_for(frame, args.catalog_pattern)
     output = Path(args.output or output_name(frame))  # <stem>.rb.ecsv in the working dir
     started = time.perf_counter()
-    result = classify_one_frame(
-        frame,
-        catalog,
-        output,
-        args.model,
-        args.threshold,
-        **_frame_options(args),
-        log=log,
-        progress=ProgressBar("Classifying", enabled=None if not args.quiet else False),
+    result = run_job(
+        classify_one_frame(
+            frame, catalog, output, args.model, args.threshold, _frame_options(args), log=log
+        ),
+        ProgressBar("Classifying", enabled=None if not args.quiet else False),
     )
     print(
         f"{frame}: {result.objects} objects, {result.scored} scored, "
@@ -179,6 +186,7 @@ def _classify_many(args, frames):
         SUMMARY_NAME,
         classify_frames,
     )
+    from rbvet.core.jobs import run_job
 
     if args.catalog:
         raise RbvetError(
@@ -187,19 +195,21 @@ def _classify_many(args, frames):
     if not args.output:
         raise RbvetError("several frames need -o OUTDIR, the folder for catalogs and summary")
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
-    summary = classify_frames(
-        frames,
-        args.output,
-        catalog_pattern=args.catalog_pattern,
-        model_path=args.model,
-        threshold=args.threshold,
-        scheduler=args.scheduler,
-        n_workers=args.workers,
-        output_format=args.format or "ecsv",
-        progress=ProgressBar("Frames", enabled=None if not args.quiet else False),
-        overwrite=args.overwrite,
-        frame_options=_frame_options(args),
-        log=log,
+    summary = run_job(
+        classify_frames(
+            frames,
+            args.output,
+            catalog_pattern=args.catalog_pattern,
+            model_path=args.model,
+            threshold=args.threshold,
+            scheduler=args.scheduler,
+            n_workers=args.workers,
+            output_format=args.format or "ecsv",
+            overwrite=args.overwrite,
+            frame_options=_frame_options(args),
+            log=log,
+        ),
+        ProgressBar("Frames", enabled=None if not args.quiet else False),
     )
     status = list(summary["status"])
     for row in summary:
@@ -220,37 +230,31 @@ def _classify_many(args, frames):
 
 def cmd_train(args):
     """Train a model on simulated frames (split by frame), evaluate it on fresh frames."""
+    from rbvet.core.jobs import run_job
     from rbvet.core.learn.evaluate import TEST_SEED_OFFSET, evaluate_on_simulated, format_report
     from rbvet.core.learn.train import simulated_training_set, train_model
     from rbvet.core.model import RealBogusModel, save_model
 
     log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
+    check_writable(args.output)  # before an hour of training, not after it
     shape = (args.size, args.size)
-    data = simulated_training_set(
-        n_frames=args.simulate,
-        shape=shape,
-        seed=args.seed,
-        log=log,
-        progress=ProgressBar("Simulating"),
+    data = run_job(
+        simulated_training_set(n_frames=args.simulate, shape=shape, seed=args.seed, log=log),
+        ProgressBar("Simulating"),
     )
     command = "rbvet " + " ".join(sys.argv[1:]) if sys.argv[1:] else "rbvet train"
-
-    def report(epoch, logs):
-        log(
-            f"epoch {epoch + 1}: "
-            + ", ".join(f"{k} {v:.4f}" for k, v in logs.items() if isinstance(v, float))
-        )
-
-    result = train_model(
-        data.inputs,
-        data.labels,
-        groups=data.groups,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=report,
-        log=log,
-        description=f"trained on {args.simulate} simulated frames",
+    result = run_job(
+        train_model(
+            data.inputs,
+            data.labels,
+            groups=data.groups,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            log=log,
+            description=f"trained on {args.simulate} simulated frames",
+        ),
+        _epoch_printer(log),
     )
     card = result.card
     card["training"].update(
@@ -263,29 +267,46 @@ def cmd_train(args):
         }
     )
     if args.test_frames:
-        evaluation = evaluate_on_simulated(
-            RealBogusModel(result.model, card),
-            args.test_frames,
-            seed=args.seed + TEST_SEED_OFFSET,
-            shape=shape,
-            log=log,
+        evaluation = run_job(
+            evaluate_on_simulated(
+                RealBogusModel(result.model, card),
+                args.test_frames,
+                seed=args.seed + TEST_SEED_OFFSET,
+                shape=shape,
+                log=log,
+            )
         )
         card["metrics"] = evaluation.metrics
         print(format_report(evaluation.metrics))
-    save_model(result.model, args.output, card)
-    print(f"saved {args.output}")
-    return 0
+    saved = save_or_keep(lambda path: save_model(result.model, path, card) or path, args.output)
+    print(f"saved {saved}")
+    return 0 if Path(saved) == Path(args.output) else EXIT_USER_ERROR
+
+
+def _epoch_printer(log):
+    """A `run_job` report that logs each training epoch's figures (and nothing else)."""
+    from rbvet.core.learn.train import EpochEnded
+
+    def report(progress):
+        if isinstance(progress, EpochEnded):
+            figures = ", ".join(f"{key} {value:.4g}" for key, value in progress.logs.items())
+            log(f"epoch {progress.done}/{progress.total}: {figures}")
+
+    return report
 
 
 def cmd_evaluate(args):
     """Judge a model on labeled objects it never saw and print the evaluation table."""
+    import numpy as np
+
     from rbvet.core.classify import check_threshold
+    from rbvet.core.jobs import run_job
+    from rbvet.core.learn.dataset import load_training_set
     from rbvet.core.learn.evaluate import (
         evaluate_on_catalog,
         evaluate_on_simulated,
         evaluate_training_set,
         format_report,
-        load_training_set,
         require_matplotlib,
         save_plots,
         write_metrics_json,
@@ -314,40 +335,45 @@ def cmd_evaluate(args):
     model = load_model(args.model)
     threshold = check_threshold(model.threshold if args.threshold is None else args.threshold)
     if args.simulate is not None:
-        evaluation = evaluate_on_simulated(
-            model,
-            args.simulate,
-            seed=args.seed,
-            shape=(args.size, args.size),
-            threshold=threshold,
-            target_rate=args.target_rate,
-            log=log,
-            progress=ProgressBar("Simulating"),
+        evaluation = run_job(
+            evaluate_on_simulated(
+                model,
+                args.simulate,
+                seed=args.seed,
+                shape=(args.size, args.size),
+                threshold=threshold,
+                target_rate=args.target_rate,
+                log=log,
+            ),
+            ProgressBar("Simulating"),
         )
     elif args.training_set is not None:
         data = load_training_set(args.training_set)
-        frames = len(set(data.groups.tolist()))
+        n_frames = 0 if data.groups is None else len(np.unique(data.groups))
+        frames = f" ({n_frames} frame{'' if n_frames == 1 else 's'})" if n_frames else ""
         evaluation = evaluate_training_set(
             model,
             data,
             threshold=threshold,
             target_rate=args.target_rate,
-            description=f"training set {args.training_set} ({frames} frames)",
+            description=f"training set {args.training_set}{frames}",
         )
     else:
         frame, table, fwhm = load_frame_and_catalog(args, log)
-        evaluation = evaluate_on_catalog(
-            model,
-            frame,
-            table,
-            args.truth_column,
-            fwhm,
-            kind_column=args.kind_column,
-            threshold=threshold,
-            target_rate=args.target_rate,
-            description=f"{args.frame} with {args.catalog} (FWHM {fwhm:.2f} px)",
-            progress=ProgressBar("Classifying"),
-            source=args.catalog,
+        evaluation = run_job(
+            evaluate_on_catalog(
+                model,
+                frame,
+                table,
+                args.truth_column,
+                fwhm,
+                kind_column=args.kind_column,
+                threshold=threshold,
+                target_rate=args.target_rate,
+                description=f"{args.frame} with {args.catalog} (FWHM {fwhm:.2f} px)",
+                source=args.catalog,
+            ),
+            ProgressBar("Classifying"),
         )
     print(f"Model {model.name} ({model.engine_name})")
     print(format_report(evaluation.metrics))
@@ -382,7 +408,9 @@ def _add_evaluate_parser(commands):
         help="simulate N fresh frames, detect and label their objects as training does",
     )
     source.add_argument(
-        "--training-set", metavar="FILE.npz", help="a saved TrainingSet (preprocessed inputs)"
+        "--training-set",
+        metavar="FILE.npz",
+        help="a training set: `rbvet export -o FILE.npz`, or any .npz with X (N,31,31,2) and y",
     )
     simulated = evaluate.add_argument_group("simulated frames")
     simulated.add_argument("--size", type=int, default=1024, help="frame side in pixels [1024]")
@@ -477,6 +505,53 @@ DEFAULT_STORE = "default"
 """``--labels`` given without a value: the default label store."""
 
 
+def check_writable(path):
+    """Refuse an output whose folder cannot take a file, before the work that makes it."""
+    from rbvet.core.errors import RbvetWriteError
+    from rbvet.core.io.files import atomic_write
+
+    probe = Path(path).with_name(f".{Path(path).name}.probe")
+    try:
+        atomic_write(probe, lambda temporary: Path(temporary).write_bytes(b""))
+    except RbvetWriteError as error:
+        raise RbvetError(
+            error.problem.replace("cannot write", "cannot write here"), path
+        ) from None
+    probe.unlink(missing_ok=True)
+
+
+def save_or_keep(save, path):
+    """``save(path)``; if the disk refuses it, save to rbvet's models folder (then the
+    temporary folder) instead and say where, so a trained model is never lost.
+
+    Returns
+    -------
+    Path
+        Where the model was written.
+    """
+    import tempfile
+
+    from rbvet.core.errors import RbvetWriteError
+    from rbvet.core.paths import user_data_dir
+
+    try:
+        return Path(save(path))
+    except RbvetWriteError as first:
+        failures = [str(first)]
+        for folder in (user_data_dir() / "models", Path(tempfile.gettempdir())):
+            fallback = folder / f"unsaved-{time.strftime('%Y%m%d-%H%M%S')}-{Path(path).name}"
+            try:
+                written = Path(save(fallback))
+            except RbvetWriteError as error:
+                failures.append(str(error))
+                continue
+            print(f"rbvet: {first}; the model was saved to {written} instead", file=sys.stderr)
+            return written
+        raise RbvetError(
+            "could not save the trained model anywhere: " + "; ".join(failures)
+        ) from None
+
+
 def cmd_train_any(args):
     """``rbvet train``: from a label store with ``--labels``, else from simulated frames."""
     return cmd_train_labels(args) if args.labels else cmd_train(args)
@@ -486,44 +561,27 @@ def cmd_train_labels(args):
     """Retrain from a label store, compare old and new on held-out labels, save versioned."""
     import numpy as np
 
-    from rbvet.core.learn.labels import LabelStore
-    from rbvet.core.learn.retrain import format_comparison, retrain, save_versioned
-    from rbvet.core.model import load_model
+    from rbvet.core.jobs import run_job
+    from rbvet.core.learn.retrain import format_comparison, retrain_from_store, save_versioned
 
     log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
     if args.simulated_ratio < 0:
         raise RbvetError(f"--simulated-ratio must be >= 0, got {args.simulated_ratio}")
     if args.epochs < 1:
         raise RbvetError(f"--epochs must be at least 1, got {args.epochs}")
-    store_path = None if args.labels == DEFAULT_STORE else args.labels
-    with LabelStore(store_path, create=False) as store:
-        base = load_model(args.base_model, engine="keras")
-        data = store.training_data(base.params, with_stamps=False)
-        store_name = store.path
-    if len(data) == 0:
-        raise RbvetError("no objects labeled real or bogus", store_name)
-    n_frames = len(np.unique(data.groups))
-    log(
-        f"Label store {store_name}: {len(data)} labeled objects ({int(np.sum(data.labels == 1))} "
-        f"real, {int(np.sum(data.labels == 0))} bogus) on {n_frames} frame(s)"
-    )
-
-    def report(epoch, epochs, logs):
-        log(
-            f"epoch {epoch + 1}/{epochs}: "
-            + ", ".join(f"{k} {v:.4g}" for k, v in logs.items() if isinstance(v, float))
-        )
-
-    result = retrain(
-        data,
-        base_model=base,
-        from_scratch=args.from_scratch,
-        simulated_ratio=args.simulated_ratio,
-        epochs=args.epochs,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        progress=report,
-        log=log,
+    check_writable(args.output)
+    result = run_job(
+        retrain_from_store(
+            None if args.labels == DEFAULT_STORE else args.labels,
+            args.base_model,
+            from_scratch=args.from_scratch,
+            simulated_ratio=args.simulated_ratio,
+            epochs=args.epochs,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            log=log,
+        ),
+        _epoch_printer(log),
     )
     command = "rbvet " + " ".join(sys.argv[1:]) if sys.argv[1:] else "rbvet train --labels"
     result.model.card["training"]["command"] = command
@@ -531,9 +589,9 @@ def cmd_train_labels(args):
     old, new = result.comparison["old"]["auc"], result.comparison["new"]["auc"]
     if np.isfinite(old) and np.isfinite(new) and new < old:
         print("  note: the new model has a lower AUC on the held-out labels than the old one")
-    path = save_versioned(result.model, args.output)
-    print(f"saved {path} (parent {base.name}, {result.seconds:.0f} s)")
-    return 0
+    path = save_or_keep(lambda target: save_versioned(result.model, target), args.output)
+    print(f"saved {path} (parent {result.base_model.name}, {result.seconds:.0f} s)")
+    return 0 if path.parent == Path(args.output).parent else EXIT_USER_ERROR
 
 
 def _add_label_training_arguments(train):
@@ -575,12 +633,9 @@ def cmd_export(args):
     import numpy as np
 
     from rbvet.core.classify import check_threshold, score_objects
-    from rbvet.core.io.export import (
-        export_catalog,
-        export_kind,
-        export_regions,
-        export_training_set,
-    )
+    from rbvet.core.io.export import export_catalog, export_kind, export_regions
+    from rbvet.core.jobs import run_job
+    from rbvet.core.learn.dataset import save_training_set
     from rbvet.core.learn.labels import LabelStore, match_positions
     from rbvet.core.model import load_model
 
@@ -593,7 +648,7 @@ def cmd_export(args):
         store = None
         if args.labels:
             store_path = None if args.labels == DEFAULT_STORE else args.labels
-            store = stack.enter_context(LabelStore(store_path, create=False))
+            store = stack.enter_context(LabelStore(store_path, readonly=True))
         frame, table, fwhm = load_frame_and_catalog(args, log)
         model = load_model(args.model)
         threshold = check_threshold(model.threshold if args.threshold is None else args.threshold)
@@ -612,8 +667,9 @@ def cmd_export(args):
                 f"{int(np.sum(labels == 0))} bogus of {len(table)} objects"
             )
         if kinds & {"catalog", "regions"}:
-            progress = ProgressBar("Classifying")
-            scores, reasons = score_objects(frame, x, y, model, fwhm, progress=progress)
+            scores, reasons = run_job(
+                score_objects(frame, x, y, model, fwhm), ProgressBar("Classifying")
+            )
         for path, kind in outputs:
             if kind == "catalog":
                 export_catalog(table, scores, labels, threshold, path, reasons=reasons)
@@ -629,7 +685,7 @@ def cmd_export(args):
                 data = store.training_data(model.params, frame_ids=[frame_id])
                 if len(data) == 0:
                     raise RbvetError("no objects of this frame are labeled real or bogus", path)
-                export_training_set(data, path, metadata={"frame": str(args.frame)})
+                save_training_set(data, path, metadata={"frame": str(args.frame)})
                 print(
                     f"training set -> {path}: {len(data)} objects "
                     f"({int(np.sum(data.labels == 1))} real)"

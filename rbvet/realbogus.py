@@ -32,6 +32,7 @@ from rbvet.core.cutouts.preprocess import (
     preprocess_stamps,
 )
 from rbvet.core.errors import RbvetError
+from rbvet.core.jobs import run_job
 from rbvet.core.paths import user_data_dir
 
 DEFAULT_MODEL_DIR = str(user_data_dir() / "models")
@@ -358,7 +359,9 @@ def classify_realbogus(
         _classify.check_flags_column(obj)  # before the work, not after it
     frame, x, y, fwhm = _frame_and_fwhm(obj, image, bg, err, mask, fwhm, log)
     log(f"Classifying {len(obj)} objects (threshold={threshold:.2f}, FWHM={fwhm:.2f})")
-    scores, reasons = _classify.score_objects(frame, x, y, wrapper, fwhm, batch_size=batch_size)
+    scores, reasons = run_job(
+        _classify.score_objects(frame, x, y, wrapper, fwhm, batch_size=batch_size)
+    )
     if add_score:
         obj[SCORE_COLUMN] = scores.astype(np.float64)
         obj[_classify.REASON_COLUMN] = reasons
@@ -402,8 +405,9 @@ def train_realbogus_classifier(
 
     Parameters
     ----------
-    training_data : tuple or dict, optional
-        ``(X, y)``, ``(X, y, fwhm)`` or ``{'X': ..., 'y': ...}`` with preprocessed inputs
+    training_data : tuple, dict or TrainingSet, optional
+        ``(X, y)``, ``(X, y, fwhm)``, ``{'X': ..., 'y': ...}`` (e.g. the arrays of a saved
+        training set) or a `rbvet.core.learn.dataset.TrainingSet`, with preprocessed inputs
         (N, size, size, 2) and labels (1 real, 0 bogus). Simulated when None.
     n_simulated : int
         Number of simulated frames when ``training_data`` is None.
@@ -434,28 +438,34 @@ def train_realbogus_classifier(
 
     log = _logger(verbose)
     if training_data is None:
-        data = _train.simulated_training_set(
-            n_frames=n_simulated,
-            shape=tuple(image_size)[::-1],
-            fwhm_range=fwhm_range,
-            real_kinds=tuple(real_source_types),
-            log=log,
+        data = run_job(
+            _train.simulated_training_set(
+                n_frames=n_simulated,
+                shape=tuple(image_size)[::-1],
+                fwhm_range=fwhm_range,
+                real_kinds=tuple(real_source_types),
+                log=log,
+            )
         )
         X, y, groups = data.inputs, data.labels, data.groups
     else:
-        X, y = _train.unpack_training_data(training_data)
-        groups = None
-    result = _train.train_model(
-        X,
-        y,
-        groups=groups,
-        model=None if model is None else _wrap(model).keras_model,
-        validation_fraction=validation_split,
-        epochs=epochs,
-        batch_size=batch_size,
-        class_weight=class_weight,
-        callbacks=callbacks,
-        log=log,
+        from rbvet.core.learn.dataset import as_training_set
+
+        data = as_training_set(training_data)
+        X, y, groups = data.inputs, data.labels, None
+    result = run_job(
+        _train.train_model(
+            X,
+            y,
+            groups=groups,
+            model=None if model is None else _wrap(model).keras_model,
+            validation_fraction=validation_split,
+            epochs=epochs,
+            batch_size=batch_size,
+            class_weight=class_weight,
+            callbacks=callbacks,
+            log=log,
+        )
     )
     if model_file is not None:
         _model.save_model(result.model, model_file, result.card)

@@ -88,7 +88,7 @@ def vetting_data(n=60, seed=0, unscored=2):
     from rbvet.core.cutouts.preprocess import PreprocessParams, plan_rescale
     from rbvet.core.cutouts.stamps import cut_stamps
     from rbvet.core.io.frame import frame_from_array
-    from rbvet.gui.state import VettingData
+    from rbvet.core.session import VettingData
 
     fwhm = 3.0
     image, x, y, flux = star_field(shape=(256, 256), n=n, seed=seed)

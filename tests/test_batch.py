@@ -18,7 +18,9 @@ from rbvet.core.batch import (
     read_frame_list,
     start_local_cluster,
 )
+from rbvet.core.classify import FrameOptions
 from rbvet.core.errors import RbvetError
+from rbvet.core.jobs import run_job
 
 PATTERN = "{dir}/{stem}.ecsv"
 N_GOOD = 3
@@ -47,7 +49,7 @@ def references(frames, tmp_path_factory):
     results = {}
     for frame in good:
         output = folder / f"{frame_stem(frame)}.rb.ecsv"
-        result = classify_one_frame(frame, catalog_for(frame, PATTERN), output)
+        result = run_job(classify_one_frame(frame, catalog_for(frame, PATTERN), output))
         results[frame] = (result, Table.read(output))
     return results
 
@@ -68,15 +70,12 @@ def cluster_run(frames, cluster, tmp_path_factory):
 
 
 def classify_on_cluster(frames, outdir, cluster):
-    """`classify_frames` of the good frames and the corrupt one: (summary, progress calls)."""
+    """`classify_frames` of the good frames and the corrupt one: (summary, progress seen)."""
     good, bad = frames
     calls = []
-    summary = classify_frames(
-        good + [bad],
-        outdir,
-        catalog_pattern=PATTERN,
-        scheduler=cluster,
-        progress=lambda done, total: calls.append((done, total)),
+    summary = run_job(
+        classify_frames(good + [bad], outdir, catalog_pattern=PATTERN, scheduler=cluster),
+        lambda progress: calls.append((progress.done, progress.total)),
     )
     return summary, calls
 
@@ -112,7 +111,7 @@ def test_cluster_equals_single_frame_and_reports_the_bad_frame(cluster_run, fram
         )
         assert row["median_score"] == pytest.approx(result.median_score, abs=1e-6)
         assert row["catalog"] == catalog_for(frame, PATTERN) and row["error"] == ""
-    assert calls[-1] == (N_GOOD + 1, N_GOOD + 1)
+    assert calls == [(done, N_GOOD + 1) for done in range(N_GOOD + 2)]
     written = Table.read(outdir / SUMMARY_NAME)
     assert list(written["status"]) == list(summary["status"])
 
@@ -123,14 +122,16 @@ def test_rerun_skips_complete_outputs_and_writes_nothing(cluster_run, frames, cl
     stamps = [path.stat().st_mtime_ns for path in outputs]
     again, calls = classify_on_cluster(frames, outdir, cluster)
     assert list(again["status"]) == [STATUS_SKIPPED] * N_GOOD + [STATUS_FAILED]
-    assert calls == [(1, 1)]  # only the failed frame was tried again
+    assert calls == [(0, 1), (1, 1)]  # only the failed frame was tried again
     assert [path.stat().st_mtime_ns for path in outputs] == stamps
     for name in ("objects", "scored", "kept"):  # carried over from the first summary
         assert list(again[name][:N_GOOD]) == list(first[name][:N_GOOD])
     # With every output complete nothing is sent: an unreachable scheduler is never asked.
     good, _ = frames
-    done = classify_frames(
-        good, outdir, catalog_pattern=PATTERN, scheduler="tcp://127.0.0.1:9", n_workers=2
+    done = run_job(
+        classify_frames(
+            good, outdir, catalog_pattern=PATTERN, scheduler="tcp://127.0.0.1:9", n_workers=2
+        )
     )
     assert list(done["status"]) == [STATUS_SKIPPED] * N_GOOD
     assert [path.stat().st_mtime_ns for path in outputs] == stamps
@@ -139,24 +140,32 @@ def test_rerun_skips_complete_outputs_and_writes_nothing(cluster_run, frames, cl
 def test_overwrite_and_detection_in_this_process(frames, references, tmp_path):
     good, _ = frames
     frame = good[0]
-    first = classify_frames([frame], tmp_path, catalog_pattern=PATTERN, n_workers=1)
+    first = run_job(classify_frames([frame], tmp_path, catalog_pattern=PATTERN, n_workers=1))
     output = tmp_path / first["output"][0]
     stamp = output.stat().st_mtime_ns
-    again = classify_frames(
-        [frame], tmp_path, catalog_pattern=PATTERN, n_workers=1, overwrite=True
+    again = run_job(
+        classify_frames([frame], tmp_path, catalog_pattern=PATTERN, n_workers=1, overwrite=True)
     )
     assert list(again["status"]) == [STATUS_DONE]
     assert output.stat().st_mtime_ns != stamp
     same_catalog(Table.read(output), references[frame][1])
-    detected = classify_frames([frame], tmp_path / "detected", output_format="csv", n_workers=1)
+    options = FrameOptions(detect_threshold=4.0, fwhm=2.75)
+    detected = run_job(
+        classify_frames(
+            [frame], tmp_path / "detected", output_format="csv", n_workers=1, frame_options=options
+        )
+    )
     assert detected["status"][0] == STATUS_DONE and detected["catalog"][0] == ""
     assert detected["objects"][0] > 10
+    assert detected["fwhm"][0] == 2.75  # the frame options reached the frame
     assert (tmp_path / "detected" / f"{frame_stem(frame)}.rb.csv").is_file()
 
 
 def test_missing_catalog_fails_its_frame_only(frames, tmp_path):
     good, _ = frames
-    summary = classify_frames(good[:2], tmp_path, catalog_pattern="{dir}/{stem}.sex", n_workers=1)
+    summary = run_job(
+        classify_frames(good[:2], tmp_path, catalog_pattern="{dir}/{stem}.sex", n_workers=1)
+    )
     assert list(summary["status"]) == [STATUS_FAILED] * 2
     assert all("no such file" in error and ".sex" in error for error in summary["error"])
 
@@ -172,7 +181,20 @@ def test_catalog_pattern_and_names(tmp_path):
     listed.write_text("# tonight\na.fits\n\n  b.fits  \n")
     assert read_frame_list(listed) == ["a.fits", "b.fits"]
     with pytest.raises(RbvetError, match="would both write"):
-        classify_frames(["n1/a.fits", "n2/a.fits"], tmp_path / "out", n_workers=1)
+        run_job(classify_frames(["n1/a.fits", "n2/a.fits"], tmp_path / "out", n_workers=1))
+
+
+def test_closing_the_job_stops_after_the_frame_being_classified(frames, tmp_path):
+    good, _ = frames
+    job = classify_frames(good, tmp_path, catalog_pattern=PATTERN, n_workers=1)
+    for progress in job:
+        if progress.done == 1:
+            break
+    job.close()
+    written = sorted(path.name for path in tmp_path.iterdir())
+    assert written == [f"{frame_stem(good[0])}.rb.ecsv"]  # no other frame, no summary
+    summary = run_job(classify_frames(good, tmp_path, catalog_pattern=PATTERN, n_workers=1))
+    assert list(summary["status"]) == [STATUS_SKIPPED] + [STATUS_DONE] * (N_GOOD - 1)
 
 
 def test_cli_frames_and_list_in_this_process(frames, references, tmp_path, capsys):
@@ -225,8 +247,8 @@ def test_cli_argument_errors(arguments, message, tmp_path, monkeypatch, capsys):
 
 
 def test_cached_model_is_loaded_once_and_again_when_the_file_is_replaced(tmp_path):
-    from rbvet.core.batch import cached_model
     from rbvet.core.model import create_model, make_card, save_model
+    from rbvet.core.model.cache import cached_model
 
     path = tmp_path / "m.keras"
     save_model(create_model(), path, make_card(31))

@@ -1,25 +1,26 @@
-"""Cancelling long work: core steps asked to stop, and job threads stopped within a bound.
+"""Cancelling long work: core jobs closed mid-way, and job threads stopped within a bound.
 
 Closing the window mid-way through the GUI is in ``test_scale.py`` (classification) and
-``test_gui_labeling.py`` (retraining).
+``test_gui_labeling.py`` (retraining); the job protocol itself is in ``test_jobs.py``.
 """
 
+import inspect
 import multiprocessing
 import threading
 import time
-from concurrent.futures import CancelledError
 
 import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from rbvet.core.classify import open_frame_and_catalog
+from rbvet.core.classify import FrameOptions, open_frame_and_catalog
 from rbvet.core.detect import detection as catalog
 from rbvet.core.errors import RbvetError
+from rbvet.core.jobs import run_job
 
-READING_STEPS = 4
-"""Times `open_frame_and_catalog` asks ``should_stop`` when it estimates the FWHM."""
+READING_STEPS = ("read_frame", "ensure_background", "objects", "estimate_fwhm")
+"""The steps of `open_frame_and_catalog`, one after each of its yields."""
 
 
 @pytest.fixture
@@ -32,24 +33,51 @@ def frame_and_catalog(tmp_path, make_star_field):
     return frame_path, catalog_path
 
 
-@pytest.mark.parametrize("catalog", [True, False], ids=["catalog", "detected"])
-def test_reading_stops_at_the_step_after_it_is_asked_to(frame_and_catalog, catalog):
+@pytest.fixture
+def reading_steps(monkeypatch):
+    """A list that receives the name of each step of `open_frame_and_catalog` as it runs."""
+    from rbvet.core.detect import psf
+    from rbvet.core.io import catalog as catalogs
+    from rbvet.core.io import frame as frames
+
+    done = []
+
+    def spy(owner, name, step):
+        original = getattr(owner, name)
+
+        def step_and_tell(*args, **kwargs):
+            done.append(step)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, step_and_tell)
+
+    spy(frames, "read_frame", "read_frame")
+    spy(frames.Frame, "ensure_background", "ensure_background")
+    spy(catalogs, "read_catalog", "objects")
+    spy(catalog, "detect_objects", "objects")
+    spy(psf, "estimate_fwhm", "estimate_fwhm")
+    return done
+
+
+@pytest.mark.parametrize("catalog_given", [True, False], ids=["catalog", "detected"])
+def test_reading_stops_at_the_yield_where_it_is_closed(
+    frame_and_catalog, reading_steps, catalog_given
+):
     frame_path, catalog_path = frame_and_catalog
-    catalog_path = catalog_path if catalog else None
-    for allowed in range(READING_STEPS):
-        asked = []
-
-        def should_stop(allowed=allowed, asked=asked):
-            asked.append(True)
-            return len(asked) > allowed
-
-        with pytest.raises(CancelledError, match="frame.fits: reading cancelled"):
-            open_frame_and_catalog(frame_path, catalog_path, should_stop=should_stop)
-        assert len(asked) == allowed + 1  # nothing more was done once it said stop
-    frame, table, fwhm = open_frame_and_catalog(
-        frame_path, catalog_path, should_stop=lambda: False
-    )
+    catalog_path = catalog_path if catalog_given else None
+    for yields in range(1, len(READING_STEPS) + 1):
+        reading_steps.clear()
+        job = open_frame_and_catalog(frame_path, catalog_path)
+        for _ in range(yields):
+            next(job)
+        job.close()
+        assert inspect.getgeneratorstate(job) == inspect.GEN_CLOSED
+        # the steps before the yield ran, their own calls included; none after it
+        assert [step for step in dict.fromkeys(reading_steps)] == list(READING_STEPS[: yields - 1])
+    reading_steps.clear()
+    frame, table, fwhm = run_job(open_frame_and_catalog(frame_path, catalog_path))
     assert len(table) > 20 and np.isfinite(fwhm)
+    assert list(dict.fromkeys(reading_steps)) == list(READING_STEPS)
 
 
 # ------------------------------------------------- object detection in a child process
@@ -61,7 +89,7 @@ def _detection_children():
 
 @pytest.fixture
 def detection_in_a_child(monkeypatch):
-    """Objects are detected in a child process on frames of any size (when cancellable)."""
+    """Objects are detected in a child process on frames of any size (when interruptible)."""
     monkeypatch.setattr(catalog, "CHILD_PROCESS_MIN_PIXELS", 0)
 
 
@@ -84,14 +112,12 @@ def test_objects_detected_in_a_child_process_are_those_detected_in_process(
     frame_and_catalog, detection_in_a_child
 ):
     frame_path, _ = frame_and_catalog
-    _, here, fwhm_here = open_frame_and_catalog(frame_path)  # no should_stop: in process
+    _, here, fwhm_here = run_job(open_frame_and_catalog(frame_path))  # in process
     children = []
-
-    def should_stop():
-        children.extend(_detection_children())
-        return False
-
-    _, there, fwhm_there = open_frame_and_catalog(frame_path, should_stop=should_stop)
+    _, there, fwhm_there = run_job(
+        open_frame_and_catalog(frame_path, interruptible=True),
+        lambda progress: children.extend(_detection_children()),
+    )
     assert children and not any(child.is_alive() for child in children)
     assert there.colnames == here.colnames and len(there) == len(here) > 20
     for name in here.colnames:
@@ -103,17 +129,19 @@ def test_cancelling_terminates_the_detection_child(tmp_path, detection_in_a_chil
     frame_path = tmp_path / "noise.fits"
     noise = np.random.default_rng(0).normal(100.0, 5.0, (1024, 1024)).astype(np.float32)
     fits.PrimaryHDU(noise).writeto(frame_path)  # seconds of detection at 0.3 sigma
-    children, stopped_at = [], []
-
-    def should_stop():  # True from 0.3 s after the child has the frame, while it detects
+    children = []
+    options = FrameOptions(detect_threshold=0.3)
+    job = open_frame_and_catalog(frame_path, options=options, interruptible=True)
+    messages = []
+    for progress in job:  # closed 0.3 s after the child has the frame, while it detects
+        messages.append(progress.message)
         children.extend(_detection_children())
-        if not stopped_at and frame_sent_at and time.monotonic() - frame_sent_at[0] > 0.3:
-            stopped_at.append(time.monotonic())
-        return bool(stopped_at)
-
-    with pytest.raises(CancelledError, match=r"noise\.fits: object detection cancelled"):
-        open_frame_and_catalog(frame_path, detect_threshold=0.3, should_stop=should_stop)
-    assert stopped_at  # and the call returned: the child was stopped, as the next lines show
+        if frame_sent_at and time.monotonic() - frame_sent_at[0] > 0.3:
+            break
+    else:
+        pytest.fail("the detection ended before the job was closed")
+    assert messages[-1] == "Detecting objects"
+    job.close()
     assert children and not any(child.is_alive() for child in children)
     assert all(child.exitcode is not None for child in children)
     assert _detection_children() == []
@@ -122,13 +150,12 @@ def test_cancelling_terminates_the_detection_child(tmp_path, detection_in_a_chil
 def test_a_detection_child_that_dies_is_an_error(frame_and_catalog, detection_in_a_child):
     frame_path, _ = frame_and_catalog
 
-    def kill_the_child():
+    def kill_the_child(progress):
         for child in _detection_children():
             child.kill()
-        return False
 
     with pytest.raises(RbvetError, match=r"frame\.fits: object detection stopped without an"):
-        open_frame_and_catalog(frame_path, should_stop=kill_the_child)
+        run_job(open_frame_and_catalog(frame_path, interruptible=True), kill_the_child)
     assert _detection_children() == []
 
 
@@ -136,60 +163,57 @@ def test_no_objects_found_in_a_child_process(tmp_path, detection_in_a_child):
     frame_path = tmp_path / "blank.fits"
     fits.PrimaryHDU(np.random.default_rng(1).normal(100.0, 5.0, (64, 64))).writeto(frame_path)
     with pytest.raises(RbvetError, match=r"blank\.fits: no objects detected") as error:
-        open_frame_and_catalog(frame_path, detect_threshold=50.0, should_stop=lambda: False)
+        run_job(
+            open_frame_and_catalog(
+                frame_path, options=FrameOptions(detect_threshold=50.0), interruptible=True
+            )
+        )
     assert "\n" not in str(error.value)
 
 
 # ------------------------------------------------------------------ job threads (Qt)
 
 
-def test_a_core_cancellation_ends_the_job_as_cancelled(qtbot):
+def test_stop_waits_for_a_job_that_yields(qtbot):
+    from rbvet.core.jobs import Progress
     from rbvet.gui.workers import JobThread
 
-    def job(report, should_stop):
-        raise CancelledError("reading cancelled")
+    closed = threading.Event()
 
-    thread = JobThread(job, name="cancelled in the core")
-    failures = []
-    thread.failed.connect(failures.append)
-    with qtbot.waitSignal(thread.cancelled, timeout=5000):
-        thread.start()
-    thread.wait()
-    assert failures == []
+    def job():
+        try:
+            while True:
+                yield Progress(message="working")
+                time.sleep(0.01)
+        finally:
+            closed.set()
 
-
-def test_stop_waits_for_a_job_that_checks(qtbot):
-    from rbvet.gui.workers import JobThread
-
-    def job(report, should_stop):
-        while True:
-            report(0, 0, "working")
-            time.sleep(0.01)
-
-    thread = JobThread(job, name="checks")
+    thread = JobThread(job(), name="yields")
     started = threading.Event()
-    thread.progressed.connect(lambda *args: started.set())
+    thread.progressed.connect(lambda progress: started.set())
     thread.start()
     qtbot.waitUntil(started.is_set, timeout=5000)
     with qtbot.waitSignal(thread.cancelled, timeout=5000):
         assert thread.stop(timeout_ms=5000)
-    assert not thread.isRunning()
+    assert not thread.isRunning() and closed.is_set()
 
 
 def test_stop_detaches_a_job_that_cannot_stop_in_time(qtbot):
     from PyQt6.QtCore import QObject
 
+    from rbvet.core.jobs import Progress
     from rbvet.gui import workers
 
     inside, release = threading.Event(), threading.Event()
 
-    def job(report, should_stop):
+    def job():
+        yield Progress(message="starting")
         inside.set()
         release.wait(30)  # a step that cannot be interrupted
         return "result"
 
     owner = QObject()
-    thread = workers.JobThread(job, name="stubborn", parent=owner)
+    thread = workers.JobThread(job(), name="stubborn", parent=owner)
     heard = []
     for signal in (thread.succeeded, thread.failed, thread.cancelled):
         signal.connect(heard.append)

@@ -14,6 +14,7 @@ from rbvet.core.detect.psf import estimate_fwhm
 from rbvet.core.errors import RbvetError, RbvetWarning
 from rbvet.core.io.catalog import BOGUS_FLAG, find_positions, read_catalog, write_catalog
 from rbvet.core.io.frame import frame_from_array
+from rbvet.core.jobs import run_job
 
 SHAPE = (128, 128)
 
@@ -350,7 +351,7 @@ def test_detection_in_a_child_process_equals_detection_in_process(field):
     hide[iy - 6 : iy + 7, ix - 6 : ix + 7] = True
     options = {"thresh": 4.0, "minarea": 4, "deblend_cont": 0.01, "mask": hide, "edge": 20}
     here = detect_objects(frame, **options)
-    there = detect_objects_in_child_process(frame, lambda: False, **options)
+    there = run_job(detect_objects_in_child_process(frame, **options))
     assert there.colnames == here.colnames
     assert 0 < len(there) == len(here) < len(x)
     for name in here.colnames:
@@ -364,7 +365,7 @@ def test_detection_errors_in_a_child_process_come_back_as_they_are(field):
     with pytest.raises(RbvetError) as here:
         detect_objects(frame, mask=np.zeros((3, 3)))
     with pytest.raises(RbvetError) as there:
-        detect_objects_in_child_process(frame, lambda: False, mask=np.zeros((3, 3)))
+        run_job(detect_objects_in_child_process(frame, mask=np.zeros((3, 3))))
     assert str(there.value) == str(here.value)
     assert there.value.path == "field.fits" and "\n" not in str(there.value)
 

@@ -9,6 +9,7 @@ all objects and on sharp frames, where stars and cosmic rays look most alike.
 import pytest
 
 from rbvet import realbogus
+from rbvet.core.jobs import run_job
 from rbvet.core.learn.metrics import summarize
 from rbvet.core.learn.train import simulated_training_set
 from rbvet.core.model import load_model
@@ -29,8 +30,10 @@ def card():
 @pytest.fixture(scope="module")
 def fresh_frames_summary():
     """The default model's metrics on `QUALITY_FRAMES` fresh-seed 1024² frames."""
-    data = simulated_training_set(
-        n_frames=QUALITY_FRAMES, shape=(1024, 1024), seed=QUALITY_SEED, workers=1
+    data = run_job(
+        simulated_training_set(
+            n_frames=QUALITY_FRAMES, shape=(1024, 1024), seed=QUALITY_SEED, workers=1
+        )
     )
     scores = load_model().predict(data.inputs)
     return summarize(scores, data.labels, kinds=data.kinds, fwhm=data.fwhm)

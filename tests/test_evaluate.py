@@ -8,9 +8,11 @@ import pytest
 
 from rbvet.cli import main
 from rbvet.core.errors import RbvetError
+from rbvet.core.jobs import run_job
+from rbvet.core.learn.dataset import load_training_set, save_training_set
 from rbvet.core.learn.evaluate import evaluate_scores, format_report, truth_labels
 from rbvet.core.learn.metrics import error_rates, roc_auc
-from rbvet.core.learn.train import TrainingSet, simulated_training_set
+from rbvet.core.learn.train import simulated_training_set
 from rbvet.core.model import load_model
 from rbvet.core.paths import demo_frame_path
 
@@ -20,11 +22,11 @@ N_FLIPPED = 6
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory):
     """Two small simulated frames, with a few labels flipped so the AUC is below 1."""
-    data = simulated_training_set(n_frames=2, shape=(256, 256), seed=5, workers=1)
+    data = run_job(simulated_training_set(n_frames=2, shape=(256, 256), seed=5, workers=1))
     flipped = np.random.default_rng(0).choice(len(data), N_FLIPPED, replace=False)
     data.labels[flipped] = 1 - data.labels[flipped]
     path = tmp_path_factory.mktemp("sets") / "tiny.npz"
-    data.save(path)
+    save_training_set(data, path)
     return path
 
 
@@ -36,7 +38,7 @@ def test_training_set_table_and_json_match_metrics(tiny_set, tmp_path, capsys):
     for text in ("ROC AUC", "operating point", "FPR <= 1 %", "< 2.5 px", "> 4.5 px", "kind"):
         assert text in table
     metrics = json.loads(out.read_text())  # strict JSON: undefined figures are null
-    data = TrainingSet.load(tiny_set)
+    data = load_training_set(tiny_set)
     scores = load_model().predict(data.inputs)
     assert metrics["auc"] == pytest.approx(roc_auc(scores, data.labels), abs=1e-12)
     assert metrics["auc"] < 1.0

@@ -1,4 +1,4 @@
-"""Export: vetted catalog, training set (.npz) and DS9 regions; the ``rbvet export`` command."""
+"""Export: vetted catalog and DS9 regions; the ``rbvet export`` command (with a training set)."""
 
 import json
 import re
@@ -10,13 +10,7 @@ from astropy.table import Table
 from rbvet.cli import main
 from rbvet.core.errors import RbvetError
 from rbvet.core.io.catalog import BOGUS_FLAG
-from rbvet.core.io.export import (
-    REGION_COLORS,
-    export_catalog,
-    export_kind,
-    export_regions,
-    export_training_set,
-)
+from rbvet.core.io.export import REGION_COLORS, export_catalog, export_kind, export_regions
 from rbvet.core.learn.labels import LabelStore
 from rbvet.core.paths import demo_frame_path
 
@@ -31,9 +25,10 @@ def labeled_demo_store(path):
     from rbvet.core.classify import open_frame_and_catalog
     from rbvet.core.cutouts.preprocess import PreprocessParams, plan_rescale
     from rbvet.core.cutouts.stamps import cut_stamps
+    from rbvet.core.jobs import run_job
 
     demo = demo_frame_path()
-    frame, table, fwhm = open_frame_and_catalog(demo, demo.with_suffix(".ecsv"))
+    frame, table, fwhm = run_job(open_frame_and_catalog(demo, demo.with_suffix(".ecsv")))
     rescale = plan_rescale(fwhm, PreprocessParams())
     stamps = cut_stamps(frame, table["x"], table["y"], rescale)
     truth = np.asarray(table["true_label"])
@@ -69,46 +64,6 @@ def test_catalog_round_trip(tmp_path, suffix):
     reasons = back["rb_reason"]
     reasons = reasons.filled("") if hasattr(reasons, "filled") else reasons  # ECSV: "" masked
     assert list(reasons) == ["", "", "", "", "not scored"]
-
-
-def test_training_set_round_trip_from_a_store(tmp_path, make_star_field):
-    from rbvet.core.cutouts.preprocess import plan_rescale
-    from rbvet.core.cutouts.stamps import cut_stamps
-    from rbvet.core.io.frame import frame_from_array
-
-    image, x, y, _ = make_star_field(shape=(160, 160), n=20)
-    frame = frame_from_array(image).ensure_background()
-    rescale = plan_rescale(3.0)
-    with LabelStore(tmp_path / "s.sqlite") as store:
-        ids = store.add_objects(
-            store.add_frame(frame, 3.0, rescale), x, y, cut_stamps(frame, x, y, rescale)
-        )
-        store.set_labels(ids[:12], 1)
-        store.set_labels(ids[12:16], 0)
-        data = store.training_data()
-    path = tmp_path / "set.npz"
-    export_training_set(data, path, metadata={"note": "test"})
-    with np.load(path, allow_pickle=False) as npz:
-        assert npz["X"].shape == (16, 31, 31, 2) and npz["X"].dtype == np.float32
-        assert npz["y"].shape == (16,) and npz["y"].sum() == 12
-        assert npz["stamps"].shape == (16, 31, 31)
-        np.testing.assert_array_equal(npz["object_id"], ids[:16])
-        np.testing.assert_array_equal(npz["x_pixel"], x[:16])
-        assert set(npz["kinds"].tolist()) == {"human"} and (npz["groups"] == 1).all()
-        metadata = json.loads(str(npz["metadata"]))
-    assert metadata["objects"] == 16 and metadata["real"] == 12 and metadata["note"] == "test"
-    assert metadata["preprocessing"]["target_size"] == 31
-
-
-def test_training_set_from_plain_arrays(tmp_path):
-    X = np.random.default_rng(0).normal(size=(6, 31, 31, 2)).astype(np.float32)
-    y = np.array([1, 0, 1, 1, 0, 0])
-    export_training_set((X, y), tmp_path / "xy.npz")
-    with np.load(tmp_path / "xy.npz", allow_pickle=False) as npz:
-        np.testing.assert_array_equal(npz["X"], X)
-        np.testing.assert_array_equal(npz["y"], y)
-    with pytest.raises(RbvetError, match="0 \\(bogus\\) or 1"):
-        export_training_set((X, np.full(6, -1)), tmp_path / "bad.npz")
 
 
 def test_regions_round_trip(tmp_path):

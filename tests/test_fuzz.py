@@ -1445,16 +1445,6 @@ def test_estimate_fwhm_with_many_positions_on_odd_frames(shape, far):
 # ------------------------------------------------------------------ the window keeps state
 
 WINDOW_TIMEOUT_MS = 300_000
-_WINDOW_MODELS = []
-
-
-def window_models():
-    """One `ModelCache` for this module's window tests: the default model loads once."""
-    if not _WINDOW_MODELS:
-        from rbvet.gui.jobs import ModelCache
-
-        _WINDOW_MODELS.append(ModelCache())
-    return _WINDOW_MODELS[0]
 
 
 def bad_inputs(directory):
@@ -1497,7 +1487,6 @@ def window_showing_the_demo(qtbot, folder):
 
     settings = QSettings(str(folder / "settings.ini"), QSettings.Format.IniFormat)
     window = MainWindow(settings=settings, label_store_path=folder / "labels.sqlite")
-    window.models = window_models()
     qtbot.addWidget(window)
     window.show()
     frame = demo_frame_path()

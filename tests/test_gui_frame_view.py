@@ -272,3 +272,29 @@ def test_a_prepared_display_for_another_stretch_is_not_used(view, state, data):
     limits = display_limits(data.frame.image, "zscale", data.frame.mask)
     expected = to_uint8(data.frame.image, stretch="asinh", limits=limits)
     np.testing.assert_array_equal(view.display_image, expected)
+
+
+def test_with_more_objects_in_view_than_drawn_a_stable_sample_is_drawn_labeled_first(
+    qtbot, state, view, data, monkeypatch
+):
+    cap = 12
+    monkeypatch.setattr(frame_view_module, "MAX_DRAWN_MARKERS", cap)
+    labeled = np.array([3, 17, 40])
+    data.labels[labeled] = REAL
+    state.set_data(data, threshold=0.5)
+    drawn = view.visible_marker_indices()
+    drawable = np.flatnonzero(np.isfinite(data.x) & np.isfinite(data.y))
+    assert len(drawn) == cap and np.isin(drawn, drawable).all()
+    assert np.isin(labeled, drawn).all()
+    assert np.all(np.diff(drawn) > 0)  # sorted, as relabeling looks markers up
+    assert view.marker_note.isVisibleTo(view) and f"{cap:,} of {len(drawable):,}" in (
+        view.marker_note.text()
+    )
+    # the same sample after a redraw: markers do not flicker
+    state.set_threshold(0.3)
+    assert np.array_equal(view.visible_marker_indices(), drawn)
+    # with the cap above the count, everything is drawn and the note goes
+    monkeypatch.setattr(frame_view_module, "MAX_DRAWN_MARKERS", 1000)
+    state.set_threshold(0.4)
+    assert np.array_equal(view.visible_marker_indices(), drawable)
+    assert not view.marker_note.isVisibleTo(view)

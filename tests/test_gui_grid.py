@@ -5,17 +5,19 @@ import pytest
 from PyQt6.QtCore import QEvent, QModelIndex, QObject, QPoint, QSize, Qt
 from PyQt6.QtGui import QColor
 
-from rbvet.gui.grid import (
+from rbvet.core.session import (
     FILTER_DISAGREE,
-    LABEL_ROLE,
-    OBJECT_INDEX_ROLE,
-    SCORE_ROLE,
     SORT_POSITION,
     SORT_SCORE,
     SORT_UNCERTAINTY,
+    column_sort_key,
+)
+from rbvet.gui.grid import (
+    LABEL_ROLE,
+    OBJECT_INDEX_ROLE,
+    SCORE_ROLE,
     GridPanel,
     TileDelegate,
-    column_sort_key,
 )
 from rbvet.gui.state import BOGUS, REAL, UNLABELED, VettingState
 

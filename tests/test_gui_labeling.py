@@ -16,16 +16,13 @@ from PyQt6.QtWidgets import QApplication
 from rbvet.core.learn.labels import LabelStore
 from rbvet.core.model import read_card
 from rbvet.core.paths import demo_frame_path
-from rbvet.gui.grid import SORT_SUSPICIOUS, suspicion
-from rbvet.gui.jobs import ModelCache
+from rbvet.core.session import SORT_SUSPICIOUS, model_save_target, suspicion
 from rbvet.gui.main_window import MainWindow
-from rbvet.gui.retrain_dialog import model_save_target
 from rbvet.gui.state import BOGUS, REAL, UNLABELED
 from rbvet.gui.workers import STOP_TIMEOUT_MS
 
 CLASSIFY_TIMEOUT_MS = 180_000
 TRAIN_TIMEOUT_MS = 300_000
-SHARED_MODELS = ModelCache()
 
 
 def new_window(qtbot, folder, store_path, **options):
@@ -37,7 +34,6 @@ def new_window(qtbot, folder, store_path, **options):
         models_dir=folder / "models",
         **options,
     )
-    window.models = SHARED_MODELS
     qtbot.addWidget(window)
     window.resize(1400, 900)
     window.show()
@@ -258,10 +254,14 @@ def test_reopening_a_frame_restores_its_labels(
     again.labels.label(order[1:2], BOGUS)
     with LabelStore(store_path, create=False) as store:
         assert store.summary()["objects"] == objects
-    # undo reaches back into the earlier session
+    # undo takes back this session's relabel, and stops there: the earlier session's
+    # labels are not this window's to undo
+    before = again.state.data.labels[order[1]]
     again.labels.undo()
+    assert again.state.data.labels[order[1]] != before
+    assert np.array_equal(again.state.data.labels, given)
     again.labels.undo()
-    assert again.state.data.labels[order[0]] == REAL
+    assert np.array_equal(again.state.data.labels, given)
     # another frame shows none of these labels
     again.show_data(make_vetting_data(n=60, seed=1, unscored=2), threshold=0.5)
     assert (again.state.data.labels == UNLABELED).all()
@@ -330,7 +330,7 @@ def test_a_damaged_store_gives_a_banner_not_a_crash(
 
 
 def test_a_locked_store_gives_a_banner(qtbot, tmp_path, window, store_path, monkeypatch):
-    import rbvet.gui.labeling as labeling
+    import rbvet.core.session as labeling
 
     monkeypatch.setattr(labeling, "STORE_TIMEOUT", 0.05)
     window.labels.label(window.grid.proxy.order()[5:6], REAL)  # the store exists now

@@ -10,18 +10,15 @@ from astropy.table import Table
 from PyQt6.QtCore import QSettings, QTimer
 
 from rbvet.core.paths import demo_frame_path
-from rbvet.gui.jobs import ModelCache
 from rbvet.gui.main_window import MainWindow, looks_like_catalog
 
 CLASSIFY_TIMEOUT_MS = 180_000
-SHARED_MODELS = ModelCache()
 
 
 @pytest.fixture
 def window(qtbot, tmp_path):
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     main_window = MainWindow(settings=settings)
-    main_window.models = SHARED_MODELS
     qtbot.addWidget(main_window)
     main_window.resize(1400, 900)
     main_window.show()
@@ -151,7 +148,6 @@ def test_recent_frames_and_dropped_files(qtbot, window, tmp_path):
 def test_closing_while_classifying_stops_the_worker(qtbot, tmp_path):
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     main_window = MainWindow(settings=settings)
-    main_window.models = SHARED_MODELS
     main_window.show()
     main_window.open_frame(demo_frame_path())
     job = main_window.job

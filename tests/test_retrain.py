@@ -1,7 +1,9 @@
 """Retraining from labels: split before augmentation, comparison, versioned saving, CLI."""
 
+import inspect
 import json
-from concurrent.futures import CancelledError
+import multiprocessing
+import threading
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from test_export import labeled_demo_store
 
 from rbvet.cli import main
 from rbvet.core.errors import RbvetError
+from rbvet.core.jobs import run_job
 from rbvet.core.learn.labels import LabelStore
 from rbvet.core.learn.retrain import (
     compare_models,
@@ -17,6 +20,7 @@ from rbvet.core.learn.retrain import (
     save_versioned,
     versioned_path,
 )
+from rbvet.core.learn.train import SIMULATING, EpochEnded
 from rbvet.core.model import card_path, load_model
 from rbvet.core.paths import default_model_path
 
@@ -38,12 +42,8 @@ def demo_training_set(demo_store):
 def fine_tuned(demo_training_set):
     """The shipped model fine-tuned for 2 epochs on the demo frame's labels (one frame)."""
     calls = []
-    result = retrain(
-        demo_training_set,
-        epochs=2,
-        progress=lambda epoch, epochs, logs: calls.append((epoch, epochs, logs)),
-    )
-    return result, calls
+    result = run_job(retrain(demo_training_set, epochs=2), calls.append)
+    return result, [call for call in calls if isinstance(call, EpochEnded)]
 
 
 def test_fine_tuning_on_one_frame_splits_by_object(fine_tuned, demo_training_set):
@@ -52,8 +52,8 @@ def test_fine_tuning_on_one_frame_splits_by_object(fine_tuned, demo_training_set
     train, held_out = result.train_index, result.held_out_index
     assert not set(train) & set(held_out) and len(train) + len(held_out) == n
     assert 0.15 * n < len(held_out) < 0.35 * n
-    assert [(epoch, epochs) for epoch, epochs, _ in calls] == [(0, 2), (1, 2)]
-    assert "val_loss" in calls[0][2]
+    assert [(call.done, call.total) for call in calls] == [(1, 2), (2, 2)]
+    assert "val_loss" in calls[0].logs
     assert set(result.comparison) == {"old", "new"}
     for entry in result.comparison.values():
         assert {"auc", "fnr", "fpr", "threshold"} <= set(entry)
@@ -76,13 +76,15 @@ def test_several_frames_are_split_by_frame_with_simulated_objects(demo_training_
     data = type(data)(
         inputs=data.inputs, labels=data.labels, groups=groups, kinds=data.kinds, fwhm=data.fwhm
     )
-    result = retrain(
-        data,
-        from_scratch=True,
-        simulated_ratio=0.2,
-        epochs=1,
-        simulated_frame_size=256,
-        seed=1,
+    result = run_job(
+        retrain(
+            data,
+            from_scratch=True,
+            simulated_ratio=0.2,
+            epochs=1,
+            simulated_frame_size=256,
+            seed=1,
+        )
     )
     train_frames = set(groups[result.train_index])
     held_out_frames = set(groups[result.held_out_index])
@@ -130,45 +132,40 @@ def test_save_versioned_counts_up_and_names_the_parent(tmp_path, fine_tuned):
     ]
 
 
-def test_retrain_can_be_stopped_while_it_trains(demo_training_set):
-    epochs_done = []
-    result = retrain(
-        demo_training_set,
-        epochs=3,
-        progress=lambda epoch, epochs, logs: epochs_done.append(epoch),
-        should_stop=lambda: bool(epochs_done),
-    )
-    # Stopped after the first batch of the second epoch; the model so far is compared.
-    assert result.stopped and result.model.card["training"]["epochs_run"] == 2
-    assert result.model.card["training"]["stopped_early_by_user"]
-    assert set(result.comparison) == {"old", "new"}
+def test_closing_retrain_while_it_trains_stops_the_training(demo_training_set):
+    job = retrain(demo_training_set, epochs=3)
+    for progress in job:
+        if isinstance(progress, EpochEnded):
+            break
+    else:
+        pytest.fail("retraining ended without an epoch")
+    assert progress.done == 1
+    job.close()  # no result, no exception
+    assert inspect.getgeneratorstate(job) == inspect.GEN_CLOSED
+    assert not any(thread.name == "rbvet training" for thread in threading.enumerate())
 
 
-def test_retrain_cancelled_before_training_raises(demo_training_set):
-    with pytest.raises(CancelledError):
-        retrain(demo_training_set, epochs=3, should_stop=lambda: True)
-
-
-def test_retrain_cancelled_while_simulating_stops_at_the_next_frame(demo_training_set):
+def test_closing_retrain_while_it_simulates_stops_the_simulating_processes(demo_training_set):
     messages = []
-    asked = []
-
-    def should_stop():
-        asked.append(any(message.startswith("Simulating") for message in messages))
-        return asked[-1]
-
-    with pytest.raises(CancelledError):
-        retrain(
-            demo_training_set,
-            simulated_ratio=0.5,
-            epochs=1,
-            simulated_frame_size=256,
-            should_stop=should_stop,
-            log=messages.append,
-        )
+    job = retrain(
+        demo_training_set,
+        simulated_ratio=0.5,
+        epochs=1,
+        simulated_frame_size=256,
+        log=messages.append,
+    )
+    for progress in job:
+        if progress.message == SIMULATING and progress.done >= 1:
+            break
+    else:
+        pytest.fail("retraining ended without simulating")
+    assert progress.done < progress.total  # frames were left to simulate
+    children = multiprocessing.active_children()
+    job.close()
+    assert children and not any(child.is_alive() for child in children)  # the pool's workers
     assert any(message.startswith("Simulating") for message in messages)
-    assert not any(message.startswith("Simulated") for message in messages)  # frames left
-    assert asked.count(True) == 1
+    assert not any(message.startswith("Simulated") for message in messages)
+    assert not any(message.startswith("Fine-tuning") for message in messages)  # never trained
 
 
 def test_retrain_refuses_too_few_or_bad_labels(demo_training_set):
@@ -181,7 +178,7 @@ def test_retrain_refuses_too_few_or_bad_labels(demo_training_set):
         fwhm=data.fwhm[:3],
     )
     with pytest.raises(RbvetError, match="at least 4"):
-        retrain(small)
+        run_job(retrain(small))
 
 
 def test_cli_train_from_labels(tmp_path, demo_store, capsys):
@@ -218,8 +215,10 @@ def fine_tuned_to_call_galaxies_bogus(learning_rate):
     Returns the training set, the held-out rows and both models' scores on them."""
     from rbvet.core.learn.train import TrainingSet, simulated_training_set
 
-    simulated = simulated_training_set(
-        n_frames=LEARNS_FRAMES, shape=(512, 512), seed=LEARNS_SEED, workers=1
+    simulated = run_job(
+        simulated_training_set(
+            n_frames=LEARNS_FRAMES, shape=(512, 512), seed=LEARNS_SEED, workers=1
+        )
     )
     data = TrainingSet(
         inputs=simulated.inputs,
@@ -228,7 +227,7 @@ def fine_tuned_to_call_galaxies_bogus(learning_rate):
         kinds=simulated.kinds,
         fwhm=simulated.fwhm,
     )
-    result = retrain(data, epochs=6, learning_rate=learning_rate, seed=0)
+    result = run_job(retrain(data, epochs=6, learning_rate=learning_rate, seed=0))
     held_out = result.held_out_index
     old = result.base_model.predict(data.inputs[held_out])
     new = result.model.predict(data.inputs[held_out])

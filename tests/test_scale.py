@@ -89,19 +89,6 @@ def test_an_absurd_fwhm_is_refused_before_any_memory_is_spent():
 # ---------------------------------------------------------- closing while it works
 
 
-_MODELS = None
-
-
-def shared_models():
-    """One `ModelCache` for the module: the default model is loaded once."""
-    global _MODELS
-    if _MODELS is None:
-        from rbvet.gui.jobs import ModelCache
-
-        _MODELS = ModelCache()
-    return _MODELS
-
-
 @pytest.fixture
 def window(qtbot, tmp_path):
     from PyQt6.QtCore import QSettings
@@ -110,7 +97,6 @@ def window(qtbot, tmp_path):
 
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     main_window = MainWindow(settings=settings)
-    main_window.models = shared_models()
     qtbot.addWidget(main_window)
     main_window.resize(1200, 800)
     main_window.show()
@@ -130,7 +116,9 @@ def test_closing_while_a_big_frame_opens_cancels_the_job(qtbot, window, big_fiel
     frame_path, catalog_path = big_field
     messages = []
     window.open_frame(frame_path, catalog_path)
-    window.job.progressed.connect(lambda done, total, message: messages.append((done, message)))
+    window.job.progressed.connect(
+        lambda progress: messages.append((progress.done, progress.message))
+    )
     if phase == "Reading":
         qtbot.waitUntil(lambda: any(m.startswith("Reading") for _, m in messages), timeout=60_000)
     elif phase == "Classifying":  # the job must stop at its next chunk
@@ -161,9 +149,9 @@ def test_the_application_exits_when_closed_mid_classification(big_field, tmp_pat
                                                QSettings.Format.IniFormat))
         window.show()
 
-        def close_once_scoring(done, total, message):
-            if message == "Classifying" and done > 0 and window.isVisible():
-                print("closing at", done, "of", total, flush=True)
+        def close_once_scoring(progress):
+            if progress.message == "Classifying" and progress.done > 0 and window.isVisible():
+                print("closing at", progress.done, "of", progress.total, flush=True)
                 window.close()
 
         window.open_frame({str(frame_path)!r}, {str(catalog_path)!r})

@@ -161,7 +161,8 @@ def test_elliptical_psf_has_the_requested_axis_ratio():
 
 @pytest.mark.parametrize("sersic_n", [0.5, 1.0, 4.0])
 def test_galaxy_profile_has_the_drawn_half_light_radius_axis_ratio_and_angle(sersic_n):
-    from rbvet.core.simulate import _Psf, _render_galaxy_stamps
+    from rbvet.core.simulate.psf import _Psf
+    from rbvet.core.simulate.sources import _render_galaxy_stamps
 
     psf = _Psf("gaussian", 1.2, np.nan, 0.0, 0.0)
     r_eff, q, theta, radius = 6.0, 0.4, 0.6, 64
@@ -402,3 +403,92 @@ def test_draw_fwhm_favours_sharp_frames_within_range():
     assert np.mean(values < 2.5) == pytest.approx(0.4, abs=0.02)
     assert np.mean(values > 6.0) > 0.1
     assert isinstance(draw_fwhm(1), float)
+
+
+def frame_digest(frame):
+    """SHA-256 of every map, every truth column and the parameters of a simulated frame."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    maps = ("image", "background", "noise", "sources", "artifacts", "artifact_kind")
+    for array in [getattr(frame, name) for name in maps] + [frame.source_kind]:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    for name in frame.truth.colnames:
+        digest.update(name.encode())
+        digest.update(np.ascontiguousarray(np.asarray(frame.truth[name])).tobytes())
+    digest.update(json.dumps(frame.params, sort_keys=True, default=str).encode())
+    return digest.hexdigest()
+
+
+# Digests computed with the single-module simulator, before it was split into psf, sources,
+# artifacts, truth and frame: the split (and the settings dataclass) must not change a pixel.
+SEEDED_FRAMES = [
+    (
+        dict(shape=(96, 128), rng=7),
+        "7c306c2df514033c0c99deccf0cad0ff2c1a349b8d6d443e407ae40aba46bd95",
+    ),
+    (
+        dict(
+            shape=(128, 96),
+            rng=11,
+            fwhm=1.5,
+            n_cosmic_rays=12,
+            n_hot_pixels=8,
+            n_satellites=1,
+            n_bad_columns=2,
+            bleed=True,
+            n_stars=30,
+            n_galaxies=6,
+            psf_model="moffat",
+        ),
+        "7e84e588eb8338c288ed8de3cac9b7e454b9a569ad4ba961d34728c7aa80e714",
+    ),
+]
+
+
+@pytest.mark.parametrize(("options", "expected"), SEEDED_FRAMES)
+def test_seeded_frame_is_unchanged(options, expected):
+    assert frame_digest(simulate_frame(**options)) == expected
+
+
+def test_settings_object_and_keyword_overrides_give_the_same_frame():
+    from rbvet.core.simulate import SimulationSettings
+
+    options, _ = SEEDED_FRAMES[1]
+    options = dict(options)
+    shape, rng, fwhm = options.pop("shape"), options.pop("rng"), options.pop("fwhm")
+    settings = SimulationSettings(fwhm=fwhm, **options)
+    expected = frame_digest(simulate_frame(shape, fwhm, rng, **options))
+    assert frame_digest(simulate_frame(shape, rng=rng, settings=settings)) == expected
+    # An override replaces that one setting of the object, and nothing else.
+    overridden = simulate_frame(
+        shape, rng=rng, settings=dataclasses.replace(settings, n_stars=3), n_stars=30
+    )
+    assert frame_digest(overridden) == expected
+    fewer = simulate_frame(shape, rng=rng, settings=settings, n_stars=3, pair_fraction=0)
+    assert int(np.sum(fewer.truth["kind"] == "star")) == 3
+    assert settings.n_stars == 30  # the settings object is never changed
+
+
+def test_unknown_setting_is_a_type_error():
+    with pytest.raises(TypeError, match="n_planets"):
+        simulate_frame((32, 32), rng=1, n_planets=3)
+
+
+def test_every_setting_has_a_docstring():
+    import ast
+    import inspect
+
+    from rbvet.core.simulate import SimulationSettings
+
+    body = ast.parse(inspect.getsource(SimulationSettings)).body[0].body
+    documented = {
+        node.target.id
+        for node, after in zip(body, body[1:], strict=False)
+        if isinstance(node, ast.AnnAssign)
+        and isinstance(after, ast.Expr)
+        and isinstance(after.value, ast.Constant)
+    }
+    names = {item.name for item in dataclasses.fields(SimulationSettings)}
+    assert len(names) >= 34 and documented == names

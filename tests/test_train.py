@@ -1,9 +1,18 @@
 """Training: group-wise split before augmentation, symmetries, progress and cancel."""
 
+import threading
+
 import numpy as np
 
 from rbvet.cli import main
-from rbvet.core.learn.train import all_symmetries, random_symmetries, split_by_group, train_model
+from rbvet.core.jobs import Progress, run_job
+from rbvet.core.learn.train import (
+    EpochEnded,
+    all_symmetries,
+    random_symmetries,
+    split_by_group,
+    train_model,
+)
 from rbvet.core.model import load_model
 
 
@@ -29,20 +38,39 @@ def test_train_reports_progress_and_can_be_cancelled():
     rng = np.random.default_rng(0)
     inputs = rng.normal(size=(200, 31, 31, 2)).astype(np.float32)
     labels = (inputs[:, 15, 15, 0] > 0).astype(np.float32)
-    epochs = []
-    result = train_model(
-        inputs,
-        labels,
-        groups=np.arange(200) // 10,
-        epochs=2,
-        batch_size=50,
-        progress=lambda epoch, logs: epochs.append((epoch, logs)),
+    seen = []
+    result = run_job(
+        train_model(inputs, labels, groups=np.arange(200) // 10, epochs=2, batch_size=50),
+        seen.append,
     )
-    assert [e for e, _ in epochs] == [0, 1] and "val_loss" in epochs[0][1]
+    epochs = [progress for progress in seen if isinstance(progress, EpochEnded)]
+    assert [(e.done, e.total) for e in epochs] == [(1, 2), (2, 2)]
+    assert "val_loss" in epochs[0].logs and "loss" in epochs[1].logs
+    batches = [progress for progress in seen if not isinstance(progress, EpochEnded)]
+    assert [b.done for b in batches] == list(range(1, batches[0].total + 1))  # every batch
     held_out = set(np.arange(200)[result.validation_index] // 10)
     assert not held_out & set(np.arange(200)[result.train_index] // 10)
-    stopped = train_model(inputs, labels, epochs=5, batch_size=50, should_stop=lambda: True)
-    assert len(stopped.history.history["loss"]) == 1
+
+
+def test_closing_training_stops_it_at_the_end_of_the_batch():
+    from rbvet.core.model import import_keras
+
+    keras = import_keras()
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(200, 31, 31, 2)).astype(np.float32)
+    labels = (inputs[:, 15, 15, 0] > 0).astype(np.float32)
+    trained = []
+
+    class CountBatches(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            trained.append(batch)
+
+    job = train_model(inputs, labels, epochs=5, batch_size=50, callbacks=[CountBatches()])
+    first = next(job)
+    assert isinstance(first, Progress) and first.done == 1 and first.total > 10
+    job.close()  # waits for the training thread: it stops at the end of its batch
+    assert not any(thread.name == "rbvet training" for thread in threading.enumerate())
+    assert 1 <= len(trained) <= 2 < first.total  # the batch reported, and the one running
 
 
 def test_cli_train_writes_model_with_card(tmp_path):

@@ -6,12 +6,15 @@ in its own process; `classify_frames` sends it, one task per frame, to the worke
 `dask.distributed` cluster (a local one sized to the machine, or an existing one given by
 its scheduler address), so a frame gives the same catalog whichever way it is classified.
 
-The model is loaded once per worker process, not once per frame: `cached_model` keeps it
-in a process-wide cache keyed by the model's path and content digest. This was chosen
-over a Dask ``WorkerPlugin`` because the same cache serves the single-frame path (no
-Dask at all), needs nothing registered on an existing cluster, loads the model only on
-workers that receive a frame, and still notices a model file replaced between runs on a
-long-lived cluster (the digest changes).
+Both are jobs (`rbvet.core.jobs`): generators that yield `Progress` (objects scored,
+frames done) and return their result; the command line drives them with a progress bar.
+
+The model is loaded once per worker process, not once per frame:
+`rbvet.core.model.cache.cached_model` keeps it in a process-wide cache keyed by the
+model file's path and version. This was chosen over a Dask ``WorkerPlugin`` because the
+same cache serves the single-frame path (no Dask at all) and the GUI, needs nothing
+registered on an existing cluster, loads the model only on workers that receive a frame,
+and still notices a model file replaced between runs on a long-lived cluster.
 
 Dask is imported only here, inside the functions that start or reach a cluster.
 """
@@ -20,11 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import importlib.util
 import logging
 import os
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -32,7 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rbvet.core.classify import FrameOptions
 from rbvet.core.errors import RbvetError, RbvetWarning, error_message
+from rbvet.core.jobs import Progress, cpu_count, run_job
+from rbvet.core.model.cache import cached_model
 
 __all__ = [
     "FrameResult",
@@ -41,7 +45,6 @@ __all__ = [
     "STATUS_FAILED",
     "STATUS_SKIPPED",
     "SUMMARY_NAME",
-    "cached_model",
     "catalog_for",
     "classify_frames",
     "classify_one_frame",
@@ -63,9 +66,8 @@ OUTPUT_FORMATS = ("ecsv", "fits", "csv")
 STATUS_DONE = "done"
 STATUS_SKIPPED = "skipped (done)"
 STATUS_FAILED = "failed"
-
-FRAME_OPTIONS = ("hdu", "mask", "error", "weight", "detect_threshold", "fwhm")
-"""Options of `classify_one_frame` that `classify_frames` passes to every frame."""
+FRAMES = "Frames"
+"""The `Progress` message of `classify_frames`."""
 
 PATTERN_PLACEHOLDERS = ("stem", "name", "dir")
 """Placeholders of a catalog pattern: see `catalog_for`."""
@@ -151,7 +153,7 @@ class _FrameTask:
     output: str
     model_path: str | None
     threshold: float | None
-    frame_options: dict
+    frame_options: FrameOptions
     inference_threads: int | None
 
 
@@ -226,48 +228,6 @@ def read_frame_list(path):
     return frames
 
 
-_MODEL_LOCK = threading.Lock()
-
-
-def cached_model(model_path=None):
-    """The model at ``model_path``, loaded once per process and kept.
-
-    The cache is keyed by the file's path, size, modification time and inode (no read
-    per frame), so a model file replaced on disk is loaded again. The inference engine
-    is set up at once, under a lock, so the threads of a multi-threaded Dask worker
-    share one model safely.
-
-    Parameters
-    ----------
-    model_path : str or Path, optional
-        Model file; the shipped default model when None.
-
-    Returns
-    -------
-    RealBogusModel
-    """
-    from rbvet.core.paths import default_model_path
-
-    path = Path(model_path) if model_path is not None else default_model_path()
-    try:
-        stat = path.stat()
-        version = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
-    except OSError:
-        version = None  # load_model reports the problem
-    with _MODEL_LOCK:
-        return _load_model_once(None if model_path is None else str(path), version)
-
-
-@functools.lru_cache(maxsize=2)
-def _load_model_once(model_path, version):
-    from rbvet.core.model import load_model
-
-    model = load_model(model_path)
-    size = model.input_size
-    model.predict(np.zeros((1, size, size, 2), np.float32))  # converts and checks the engine
-    return model
-
-
 def limit_inference_threads(threads):
     """Ask ONNX Runtime and TensorFlow, not yet started in this process, for ``threads``.
 
@@ -288,15 +248,9 @@ def classify_one_frame(
     output_path,
     model_path=None,
     threshold=None,
+    options=None,
     *,
-    hdu=None,
-    mask=None,
-    error=None,
-    weight=None,
-    detect_threshold=3.0,
-    fwhm=None,
     log=None,
-    progress=None,
 ):
     """Classify the objects of one frame and write its catalog with the scores.
 
@@ -304,7 +258,8 @@ def classify_one_frame(
     `classify_frames`: read the frame (with background and noise maps), read its catalog
     or detect its objects, score them with the model (loaded once per process, see
     `cached_model`) and write the catalog with ``rb_score``, ``rb_reason`` and the bogus
-    flag, atomically.
+    flag, atomically. A job (`rbvet.core.jobs`): yields `Progress` as it reads the frame
+    and scores the objects; ``run_job`` returns its result.
 
     Parameters
     ----------
@@ -318,12 +273,10 @@ def classify_one_frame(
         Model file; the shipped default model when None.
     threshold : float, optional
         Score threshold for the bogus flag; the model card's when None.
-    hdu, mask, error, weight, detect_threshold, fwhm
-        As in `rbvet.core.classify.open_frame_and_catalog`.
+    options : FrameOptions, optional
+        How to read the frame and find its objects; the defaults when None.
     log : callable, optional
         Called with one-line messages on what was found.
-    progress : callable, optional
-        Called as ``progress(done, total)`` as the objects are scored.
 
     Returns
     -------
@@ -346,23 +299,15 @@ def classify_one_frame(
     started = time.perf_counter()
     if threshold is not None:
         threshold = check_threshold(threshold)
-    frame, table, fwhm = open_frame_and_catalog(
-        frame_path,
-        catalog_path,
-        hdu=hdu,
-        mask=mask,
-        error=error,
-        weight=weight,
-        detect_threshold=detect_threshold,
-        fwhm=fwhm,
-        log=log,
+    frame, table, fwhm = yield from open_frame_and_catalog(
+        frame_path, catalog_path, options=options, log=log
     )
     loading = time.perf_counter()
     model = cached_model(model_path)
     model_seconds = time.perf_counter() - loading
     if threshold is None:
         threshold = check_threshold(model.threshold)
-    scores, reasons = score_objects(frame, table["x"], table["y"], model, fwhm, progress=progress)
+    scores, reasons = yield from score_objects(frame, table["x"], table["y"], model, fwhm)
     add_scores(table, scores, reasons, threshold=threshold)
     write_catalog(table, output_path)
     scored = np.isfinite(scores)
@@ -399,13 +344,15 @@ def classify_frame_task(task):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RbvetWarning)
         try:
-            result = classify_one_frame(
-                task.frame,
-                task.catalog,
-                task.output,
-                task.model_path,
-                task.threshold,
-                **task.frame_options,
+            result = run_job(
+                classify_one_frame(
+                    task.frame,
+                    task.catalog,
+                    task.output,
+                    task.model_path,
+                    task.threshold,
+                    task.frame_options,
+                )
             )
         except Exception as error:  # a failed frame must not stop the others
             result = _failed(task, error_message(error), time.perf_counter() - started)
@@ -439,7 +386,6 @@ def classify_frames(
     scheduler=None,
     n_workers=None,
     output_format="ecsv",
-    progress=None,
     overwrite=False,
     *,
     frame_options=None,
@@ -447,6 +393,12 @@ def classify_frames(
     log=None,
 ):
     """Classify many frames on a Dask cluster: one catalog per frame and a summary table.
+
+    A job (`rbvet.core.jobs`): yields `Progress` each time a frame finishes (``total``
+    counts the frames to classify, not those skipped); ``run_job`` returns the summary.
+    Closing it stops: frames not yet classified are dropped (in this process none is
+    started; on Dask their released tasks are forgotten), a local cluster is closed, no
+    summary is written, and the catalogs already written stay (a later run skips them).
 
     Each frame's output ``OUTDIR/<stem>.rb.<format>`` is written atomically by
     `classify_one_frame` on a worker, so an output under its final name is complete:
@@ -480,14 +432,10 @@ def classify_frames(
         another in this process, without Dask.
     output_format : {'ecsv', 'fits', 'csv'}
         Format of the per-frame catalogs.
-    progress : callable, optional
-        Called as ``progress(done, total)`` each time a frame finishes; ``total`` counts
-        the frames to classify (not those skipped).
     overwrite : bool
         Classify every frame again, even when its output is complete.
-    frame_options : dict, optional
-        Keyword arguments of `classify_one_frame` for every frame: ``hdu``, ``mask``,
-        ``error``, ``weight``, ``detect_threshold``, ``fwhm``.
+    frame_options : FrameOptions, optional
+        How to read every frame and find its objects; the defaults when None.
     inference_threads : int, optional
         Inference threads per task on the workers (see `limit_inference_threads`); by
         default cores / workers on a local cluster and 1 on an existing one. Not applied
@@ -526,9 +474,7 @@ def classify_frames(
         threshold = check_threshold(threshold)
     if n_workers is not None and n_workers < 1:
         raise RbvetError(f"the number of workers must be at least 1, got {n_workers}")
-    unknown = sorted(set(frame_options or {}) - set(FRAME_OPTIONS))
-    if unknown:
-        raise RbvetError(f"unknown frame options {unknown}; known: {', '.join(FRAME_OPTIONS)}")
+    frame_options = frame_options or FrameOptions()
     if model_path is not None:
         model_path = os.path.abspath(model_path)
         if not os.path.isfile(model_path):
@@ -553,15 +499,14 @@ def classify_frames(
     if len(to_run) < len(tasks):
         log(f"{len(tasks) - len(to_run)} of {len(tasks)} frames already done (skipped)")
     if to_run:
-        for index, result in _run(
-            [tasks[index] for index in to_run],
-            scheduler,
-            n_workers,
-            inference_threads,
-            progress,
-            log,
-        ):
-            results[to_run[index]] = result
+        yield Progress(0, len(to_run), FRAMES)
+        finished = _run(
+            [tasks[index] for index in to_run], scheduler, n_workers, inference_threads, log
+        )
+        with contextlib.closing(finished):
+            for done, (index, result) in enumerate(finished, start=1):
+                results[to_run[index]] = result
+                yield Progress(done, len(to_run), FRAMES)
     summary = summary_table(results)
     summary.meta.update(_summary_meta(results, catalog_pattern, model_path, threshold))
     from rbvet.core.io.catalog import write_catalog
@@ -592,29 +537,27 @@ def _plan_tasks(frames, outdir, pattern, model_path, threshold, output_format, f
                 output=os.path.abspath(outdir / name),
                 model_path=model_path,
                 threshold=threshold,
-                frame_options=dict(frame_options or {}),
+                frame_options=frame_options,
                 inference_threads=None,
             )
         )
     return tasks
 
 
-def _run(tasks, scheduler, n_workers, inference_threads, progress, log):
+def _run(tasks, scheduler, n_workers, inference_threads, log):
     """Yield ``(index in tasks, FrameResult)`` as frames finish, in this process or on Dask."""
     total = len(tasks)
     if scheduler is None:
-        n_workers = min(n_workers or _cpu_count(), total)
+        n_workers = min(n_workers or cpu_count(), total)
     if scheduler is None and n_workers == 1:
         for index, task in enumerate(tasks):
             yield index, classify_frame_task(task)
-            if progress is not None:
-                progress(index + 1, total)
         return
 
     from distributed import as_completed
 
     if inference_threads is None:
-        inference_threads = max(1, _cpu_count() // n_workers) if scheduler is None else 1
+        inference_threads = max(1, cpu_count() // n_workers) if scheduler is None else 1
     with _dask_client(scheduler, n_workers, log) as client:
         futures = {
             client.submit(
@@ -624,7 +567,7 @@ def _run(tasks, scheduler, n_workers, inference_threads, progress, log):
             ): index
             for index, task in enumerate(tasks)
         }
-        for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
+        for future in as_completed(futures, loop=client.loop):
             index = futures[future]
             try:
                 result = future.result()
@@ -632,8 +575,6 @@ def _run(tasks, scheduler, n_workers, inference_threads, progress, log):
                 result = _failed(tasks[index], error_message(error))
             future.release()
             yield index, result
-            if progress is not None:
-                progress(done, total)
 
 
 def _with_threads(task, threads):
@@ -716,13 +657,6 @@ def close_local_cluster(cluster):
         cluster.close()
     finally:
         logger.setLevel(level)
-
-
-def _cpu_count():
-    """Cores this process may use (CPU affinity and container limits included)."""
-    from dask.system import CPU_COUNT
-
-    return CPU_COUNT
 
 
 def _skipped(task, previous_row):

@@ -1,24 +1,30 @@
 """Frame + positions -> real-bogus scores, in memory-bounded chunks.
 
-`iter_scores` is a generator, so a caller (the CLI's progress bar, a GUI worker that
-may be cancelled) sees each chunk as it is done; `score_objects` and `classify_table`
-consume it.
+`iter_scores` is a generator of scored chunks, so a caller (the GUI, which renders each
+chunk's tiles) sees each chunk as it is done; `score_objects` collects them. Reading a
+frame (`open_frame_and_catalog`) and scoring it (`score_objects`) are jobs in the sense
+of `rbvet.core.jobs`: generators that yield `Progress` and return their result.
+`FrameOptions` are the options of reading a frame and finding its objects.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from rbvet.core.cutouts.preprocess import plan_rescale
 from rbvet.core.cutouts.stamps import DEFAULT_CHUNK_SIZE, ObjectInputs, iter_inputs
-from rbvet.core.errors import RbvetError, raise_if_stopped
+from rbvet.core.errors import RbvetError
 from rbvet.core.io.catalog import BOGUS_FLAG
+from rbvet.core.jobs import Progress
 
 SCORE_COLUMN = "rb_score"
 REASON_COLUMN = "rb_reason"
 FLAGS_COLUMN = "flags"
+SCORING = "Classifying"
+"""The `Progress` message of `score_objects`."""
 FIRST_CHUNK = 256
 """Objects in the first chunk: small, so the network starts while the rest is prepared."""
 
@@ -98,39 +104,58 @@ def _collect(start, objects, scorable, scores_later):
     return ScoredChunk(start, objects, scores)
 
 
+@dataclass(frozen=True)
+class FrameOptions:
+    """How to read a frame and find its objects: the options every frame-reading path takes.
+
+    Attributes
+    ----------
+    hdu : int or str, optional
+        Image HDU (index or EXTNAME); the first 2-D image when None.
+    mask, error, weight : int or str, optional
+        Mask (nonzero = bad), 1-sigma noise and inverse-variance weight maps: an HDU of
+        the frame's file (index or EXTNAME) or another FITS file.
+    detect_threshold : float
+        Detection threshold in sigma, when objects are detected (no catalog).
+    fwhm : float, optional
+        Frame FWHM in pixels; estimated from the objects when None.
+    """
+
+    hdu: int | str | None = None
+    mask: int | str | None = None
+    error: int | str | None = None
+    weight: int | str | None = None
+    detect_threshold: float = 3.0
+    fwhm: float | None = None
+
+    def read_options(self):
+        """Keyword arguments of `rbvet.core.io.frame.read_frame`."""
+        return {"hdu": self.hdu, "mask": self.mask, "error": self.error, "weight": self.weight}
+
+
 def open_frame_and_catalog(
-    frame_path,
-    catalog_path=None,
-    *,
-    hdu=None,
-    mask=None,
-    error=None,
-    weight=None,
-    detect_threshold=3.0,
-    fwhm=None,
-    log=None,
-    should_stop=None,
+    frame_path, catalog_path=None, *, options=None, log=None, interruptible=False
 ):
     """Read a frame (with background and noise maps) and its objects, and find the FWHM.
+
+    A job (see `rbvet.core.jobs`): yields `Progress` between the steps (reading,
+    background and noise maps, objects, FWHM); ``run_job`` returns its result.
 
     Parameters
     ----------
     frame_path : str or Path
     catalog_path : str or Path, optional
         Catalog to read; without one, objects are detected with sep at
-        ``detect_threshold`` sigma.
-    hdu, mask, error, weight
-        As in `rbvet.core.io.frame.read_frame`.
-    fwhm : float, optional
-        Frame FWHM in pixels; estimated from the objects when absent.
+        ``options.detect_threshold`` sigma.
+    options : FrameOptions, optional
+        HDUs and maps, detection threshold, FWHM; the defaults when None.
     log : callable, optional
         Called with one-line messages on what was found.
-    should_stop : callable, optional
-        Asked between the steps (reading, background and noise maps, objects, FWHM);
-        once it returns True, `concurrent.futures.CancelledError` is raised. With it,
-        objects on frames larger than `rbvet.core.detect.detection.CHILD_PROCESS_MIN_PIXELS` are
-        detected in a child process, which it can stop at any moment and which leaves
-        other threads running.
+    interruptible : bool
+        Detect the objects of frames larger than
+        `rbvet.core.detect.detection.CHILD_PROCESS_MIN_PIXELS` in a child process, which
+        yields while it waits, so closing the job stops detection at once and other
+        threads keep running (a GUI wants this; starting the child costs 1-2 s).
 
     Returns
     -------
@@ -148,40 +173,43 @@ def open_frame_and_catalog(
     from rbvet.core.io.catalog import read_catalog
     from rbvet.core.io.frame import read_frame
 
-    def stop_if_asked():
-        raise_if_stopped(should_stop, f"{frame_path}: reading cancelled")
-
+    options = options or FrameOptions()
     log = log or (lambda message: None)
-    stop_if_asked()
-    frame = read_frame(frame_path, hdu=hdu, mask=mask, error=error, weight=weight)
-    stop_if_asked()
+    name = Path(frame_path).name
+    yield Progress(message=f"Reading {name}")
+    frame = read_frame(frame_path, **options.read_options())
+    yield Progress(message="Mapping background and noise")
     frame.ensure_background()
-    stop_if_asked()
     if catalog_path:
+        yield Progress(message="Reading the catalog")
         table = read_catalog(catalog_path, frame=frame)
         log(f"Catalog {catalog_path}: {len(table)} objects")
     else:
-        if should_stop is not None and frame.image.size > CHILD_PROCESS_MIN_PIXELS:
-            table = detect_objects_in_child_process(frame, should_stop, thresh=detect_threshold)
+        threshold = options.detect_threshold
+        yield Progress(message="Detecting objects")
+        if interruptible and frame.image.size > CHILD_PROCESS_MIN_PIXELS:
+            table = yield from detect_objects_in_child_process(frame, thresh=threshold)
         else:
-            table = detect_objects(frame, thresh=detect_threshold)
-        log(f"Detected {len(table)} objects at {detect_threshold:g} sigma")
+            table = detect_objects(frame, thresh=threshold)
+        log(f"Detected {len(table)} objects at {threshold:g} sigma")
         if len(table) == 0:
             raise RbvetError("no objects detected (try a lower detection threshold)", frame_path)
+    fwhm = options.fwhm
     if fwhm is None:
-        stop_if_asked()
+        yield Progress(message="Estimating the FWHM")
         fwhm = estimate_fwhm(frame, table["x"], table["y"], table=table)
         log(f"FWHM {fwhm:.2f} px (estimated)")
     return frame, table, float(fwhm)
 
 
-def score_objects(frame, x, y, model, fwhm, progress=None, **kwargs):
+def score_objects(frame, x, y, model, fwhm, **kwargs):
     """Scores and reasons for all objects.
+
+    A job (see `rbvet.core.jobs`): yields `Progress` over the objects after each chunk;
+    ``run_job`` returns its result.
 
     Parameters
     ----------
-    progress : callable, optional
-        Called as ``progress(done, total)`` after each chunk.
     **kwargs
         Passed to `iter_scores`.
 
@@ -195,11 +223,11 @@ def score_objects(frame, x, y, model, fwhm, progress=None, **kwargs):
     x = np.atleast_1d(np.asarray(x, np.float64))
     scores = np.full(len(x), np.nan, np.float32)
     reasons = np.full(len(x), "", dtype=object)
+    yield Progress(0, len(x), SCORING)
     for chunk in iter_scores(frame, x, y, model, fwhm, **kwargs):
         scores[chunk.start : chunk.stop] = chunk.scores
         reasons[chunk.start : chunk.stop] = chunk.reason
-        if progress is not None:
-            progress(chunk.stop, len(x))
+        yield Progress(chunk.stop, len(x), SCORING)
     return scores, reasons.astype(str)
 
 

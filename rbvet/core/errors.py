@@ -14,20 +14,13 @@ class RbvetError(ValueError):
         super().__init__(self.problem if self.path is None else f"{self.path}: {self.problem}")
 
 
+class RbvetWriteError(RbvetError):
+    """A file could not be written (full or read-only disk, permissions): nothing was lost
+    but that file, and the caller may try another place."""
+
+
 class RbvetWarning(UserWarning):
     """A warning about input that rbvet could handle but the user should know about."""
-
-
-def raise_if_stopped(should_stop, what="cancelled"):
-    """Raise `concurrent.futures.CancelledError` once ``should_stop()`` returns True.
-
-    Long core steps take an optional ``should_stop`` callable (the GUI passes its job's)
-    and call this between steps; None never stops.
-    """
-    if should_stop is not None and should_stop():
-        from concurrent.futures import CancelledError
-
-        raise CancelledError(what)
 
 
 def error_message(error):

@@ -2,6 +2,8 @@
 
 With no frame it opens the shipped demo frame and catalog with the default model.
 ``--screenshot PATH`` loads and classifies, saves a PNG of the window and exits.
+Before Qt starts, `rbvet.gui.display` checks for a display and the libraries Qt's platform
+plugin needs; without them it exits with status 2 and one line saying what to install.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXIT_NO_DISPLAY = 2
 
 
 def build_parser(parser=None):
@@ -66,8 +70,22 @@ def parse_size(text):
     return width, height
 
 
+def _application_exists():
+    """Whether this process has a QApplication already (pytest-qt's), without importing Qt."""
+    widgets = sys.modules.get("PyQt6.QtWidgets")
+    return widgets is not None and widgets.QApplication.instance() is not None
+
+
 def run(args):
     """Open the window as ``args`` asks; returns the exit status."""
+    if not _application_exists():
+        from rbvet.gui.display import display_problem
+
+        problem = display_problem()  # before Qt, which aborts the process without a display
+        if problem:
+            print(f"rbvet: {problem}", file=sys.stderr)
+            return EXIT_NO_DISPLAY
+
     from PyQt6.QtCore import QSettings, QTimer
     from PyQt6.QtWidgets import QApplication
 

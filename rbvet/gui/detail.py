@@ -36,7 +36,7 @@ from PyQt6.QtWidgets import (
 
 from rbvet.core.cutouts.atlas import TILE_GAP
 from rbvet.core.cutouts.stamps import cut_stamps, stamp_origins
-from rbvet.gui.state import BOGUS, REAL
+from rbvet.core.session import BOGUS, REAL, label_name
 from rbvet.gui.stretch import (
     BOGUS_COLOR,
     INTERVAL_NAMES,
@@ -55,7 +55,6 @@ DEFAULT_RAW_INTERVAL = "min-max"
 DEFAULT_RAW_STRETCH = "asinh"
 TICKS_OUTER_FWHM = 4.0
 """The position ticks on the raw stamp reach from 0.6 to 1 times this many FWHM."""
-_LABEL_TEXT = {REAL: "real", BOGUS: "bogus"}
 _LABEL_COLOR = {REAL: LABELED_REAL_COLOR, BOGUS: LABELED_BOGUS_COLOR}
 
 
@@ -312,13 +311,13 @@ class DetailPanel(QWidget):
         if data is None or index < 0:
             return
         label = int(data.labels[index])
-        if label in _LABEL_TEXT:
+        if label in _LABEL_COLOR:
             self.label_label.setText(
-                f"<span style='color:{hex_color(_LABEL_COLOR[label])}'><b>{_LABEL_TEXT[label]}</b>"
+                f"<span style='color:{hex_color(_LABEL_COLOR[label])}'><b>{label_name(label)}</b>"
                 "</span>"
             )
         else:
-            self.label_label.setText("unlabeled")
+            self.label_label.setText(label_name(label))
 
     def _update_position(self, data, index):
         x, y = float(data.x[index]), float(data.y[index])

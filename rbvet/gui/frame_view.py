@@ -33,7 +33,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from rbvet.gui.state import BOGUS, REAL, UNLABELED
+from rbvet.core.session import BOGUS, REAL, UNLABELED
 from rbvet.gui.stretch import (
     BOGUS_COLOR,
     INTERVAL_NAMES,
@@ -80,6 +80,10 @@ MARKER_CULL_MARGIN = 0.5
 so a short pan finds them already there."""
 VIEW_SETTLE_MS = 50
 """Culled markers follow the view this long after it last moved."""
+MAX_DRAWN_MARKERS = 20_000
+"""At most this many markers are drawn at once. With more objects in and near the view, a
+fixed sample of them is drawn (labeled objects first) and a note says so: a million circles
+take seconds to set and paint and show no more than their density does."""
 
 
 class FrameView(QWidget):
@@ -133,6 +137,7 @@ class FrameView(QWidget):
         self._visible = np.zeros(0, np.intp)  # those drawn (all, or the ones near the view)
         self._marker_pixels = 0
         self._pens = _PenCache()
+        self._draw_rank = np.zeros(0, np.float64)  # per object: lower is drawn first
 
         self.interval_combo = _combo(INTERVAL_NAMES, DEFAULT_INTERVAL, "Pixel values shown")
         self.stretch_combo = _combo(STRETCH_NAMES, DEFAULT_STRETCH, "Display stretch")
@@ -171,6 +176,9 @@ class FrameView(QWidget):
         self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.readout.setMinimumWidth(120)
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.marker_note = QLabel()
+        self.marker_note.setToolTip("Zoom in to see every marker in the view")
+        self.marker_note.hide()
         self.legend = QLabel(_legend_html())
         self.legend.setToolTip(
             "Marker colour: score relative to the threshold, or the label once labeled"
@@ -196,6 +204,7 @@ class FrameView(QWidget):
         layout.addWidget(self.plot, 1)
         footer = QHBoxLayout()
         footer.addWidget(self.readout, 1)
+        footer.addWidget(self.marker_note)
         footer.addWidget(self.legend)
         layout.addLayout(footer)
 
@@ -286,6 +295,9 @@ class FrameView(QWidget):
         self._view_settle_timer.stop()
         self._visible = np.zeros(0, np.intp)  # the new objects' markers are all new
         self.scatter.clear()
+        self.marker_note.hide()
+        n_objects = 0 if data is None else len(data)
+        self._draw_rank = np.random.default_rng(0).permutation(n_objects).astype(np.float64)
         if data is None:
             self._pyramid = []
             self._level = -1
@@ -363,6 +375,7 @@ class FrameView(QWidget):
                 & (y <= rect.bottom() + margin_y)
             )
             drawable = drawable[near]
+        drawable = self._sample_markers(drawable)
         if np.array_equal(drawable, self._visible):
             if recolour:
                 self.scatter.set_pens(slice(None), *self._marker_pens(drawable))
@@ -376,6 +389,19 @@ class FrameView(QWidget):
             *self._marker_pens(drawable),
             size=self._marker_pixels,
         )
+
+    def _sample_markers(self, indices):
+        """At most `MAX_DRAWN_MARKERS` of ``indices`` (sorted): labeled objects first, then
+        a fixed random sample, so markers do not flicker as the view moves."""
+        if len(indices) <= MAX_DRAWN_MARKERS:
+            self.marker_note.hide()
+            return indices
+        rank = self._draw_rank[indices]
+        rank[self.state.data.labels[indices] != UNLABELED] -= len(self._draw_rank)
+        keep = np.argpartition(rank, MAX_DRAWN_MARKERS - 1)[:MAX_DRAWN_MARKERS]
+        self.marker_note.setText(f"markers: {MAX_DRAWN_MARKERS:,} of {len(indices):,}")
+        self.marker_note.show()
+        return np.sort(indices[keep])
 
     def _on_view_moved(self, *_):
         """With culled markers, draw those near the new view once it settles."""

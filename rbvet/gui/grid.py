@@ -3,9 +3,10 @@
 Five pieces, each thin:
 
 - `TileModel` exposes one row per object of the shared `VettingState` (row = object index).
-- `TileProxy` is the display order: a flat list model over an array of object indices
-  computed with numpy (one mask, one ``lexsort``), so a re-sort or re-filter of 20k objects
-  makes no Python call per row, and neither does the view's layout.
+- `TileProxy` is the display order: a flat list model over the array of object indices
+  the session computes with numpy (`rbvet.core.session.display_order`: one mask, one
+  ``lexsort``), so a re-sort or re-filter of 20k objects makes no Python call per row, and
+  neither does the view's layout.
 - `TileDelegate` paints a cell straight from the atlas buffer (greyscale ``QImage`` pages
   over it, no copies), with the score and the label state.
 - `TileView` is the ``QListView`` (uniform cells on a wrapping grid) that shows the tiles,
@@ -38,6 +39,7 @@ from PyQt6.QtGui import (
     QPalette,
     QPen,
     QPolygonF,
+    QRegion,
     QStaticText,
     QTransform,
 )
@@ -56,7 +58,21 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from rbvet.gui.state import BOGUS, REAL, UNLABELED, label_name
+from rbvet.core.session import (
+    BOGUS,
+    FILTERS,
+    FIXED_DIRECTION_SORTS,
+    REAL,
+    SORT_POSITION,
+    SORT_SCORE,
+    SORT_SUSPICIOUS,
+    SORT_TIPS,
+    SORT_UNCERTAINTY,
+    UNLABELED,
+    column_sort_key,
+    label_name,
+    numeric_columns,
+)
 
 DISPLAY_ROLE = Qt.ItemDataRole.DisplayRole.value
 TOOLTIP_ROLE = Qt.ItemDataRole.ToolTipRole.value
@@ -68,52 +84,6 @@ LABEL_ROLE = Qt.ItemDataRole.UserRole.value + 3
 """int: `UNLABELED`, `BOGUS` or `REAL`."""
 REASON_ROLE = Qt.ItemDataRole.UserRole.value + 4
 """str: why the object was not scored; empty when it was."""
-
-SORT_SCORE = "score"
-SORT_UNCERTAINTY = "uncertainty"
-SORT_POSITION = "position"
-SORT_SUSPICIOUS = "suspicious"
-"""Labels the model most disagrees with first: by |label - score|, unlabeled after."""
-COLUMN_PREFIX = "column:"
-"""Sort keys of catalog columns are ``COLUMN_PREFIX + name`` (see `column_sort_key`)."""
-DESCENDING_BY_DEFAULT = {
-    SORT_SCORE: True,
-    SORT_UNCERTAINTY: False,
-    SORT_SUSPICIOUS: True,
-    SORT_POSITION: False,
-}
-"""Direction a built-in key starts with; catalog columns start ascending."""
-SORT_TIPS = (
-    "model score",
-    "closest to the threshold first: the labels that teach the model most",
-    "labels the model most disagrees with first (|label - score|), unlabeled after",
-    "position on the frame: by y, then x",
-)
-"""Tool tips of the built-in sort keys, in the order the panel offers them."""
-FIXED_DIRECTION_SORTS = {SORT_UNCERTAINTY, SORT_SUSPICIOUS, SORT_POSITION}
-"""Keys with one sensible direction (the panel's direction button is disabled for them)."""
-LABEL_SORTS = {SORT_SUSPICIOUS}
-"""Keys whose order depends on the labels."""
-
-FILTER_ALL = "all"
-FILTER_REAL = "real"
-FILTER_BOGUS = "bogus"
-FILTER_UNLABELED = "unlabeled"
-FILTER_LABELED = "labeled"
-FILTER_DISAGREE = "disagree"
-FILTER_UNSCORED = "unscored"
-FILTERS = (
-    FILTER_ALL,
-    FILTER_REAL,
-    FILTER_BOGUS,
-    FILTER_UNLABELED,
-    FILTER_LABELED,
-    FILTER_DISAGREE,
-    FILTER_UNSCORED,
-)
-"""Filter names, in the order the panel offers them."""
-THRESHOLD_FILTERS = {FILTER_REAL, FILTER_BOGUS, FILTER_DISAGREE}
-LABEL_FILTERS = {FILTER_UNLABELED, FILTER_LABELED, FILTER_DISAGREE}
 
 TILE_FLAGS = (
     Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemNeverHasChildren
@@ -134,113 +104,6 @@ DEFAULT_TILE_HEIGHT = 31
 """Atlas tile height assumed before any data arrive (`rbvet.core.cutouts.atlas.tile_shape`)."""
 DEFAULT_TILE_SCALE = 2 * DEFAULT_TILE_HEIGHT
 MAX_TILE_ZOOM = 6
-
-
-def column_sort_key(name):
-    """The sort key of catalog column ``name``."""
-    return COLUMN_PREFIX + name
-
-
-def numeric_columns(table):
-    """Names of the one-dimensional numeric columns of ``table`` (sortable keys)."""
-    if table is None:
-        return []
-    return [
-        name
-        for name in table.colnames
-        if table[name].ndim == 1 and table[name].dtype.kind in "biuf"
-    ]
-
-
-def filter_mask(data, name, threshold):
-    """Boolean mask (N,) of the objects of ``data`` that filter ``name`` keeps.
-
-    ``real`` and ``bogus`` split the scored objects at ``threshold`` exactly as
-    `VettingData.counts` does; ``disagree`` keeps labels that contradict the score.
-    """
-    scores, labels = data.scores, data.labels
-    scored = np.isfinite(scores)
-    above = scored & (scores >= threshold)
-    below = scored & ~above
-    if name == FILTER_ALL:
-        return np.ones(len(scores), bool)
-    if name == FILTER_REAL:
-        return above
-    if name == FILTER_BOGUS:
-        return below
-    if name == FILTER_UNLABELED:
-        return labels == UNLABELED
-    if name == FILTER_LABELED:
-        return labels != UNLABELED
-    if name == FILTER_DISAGREE:
-        return ((labels == REAL) & below) | ((labels == BOGUS) & above)
-    if name == FILTER_UNSCORED:
-        return ~scored
-    raise ValueError(f"unknown filter {name!r}; expected one of {', '.join(FILTERS)}")
-
-
-def sort_values(data, key, threshold):
-    """The values ``key`` sorts by, most significant first, as float64 arrays (N,).
-
-    NaN marks an object without a value for that key.
-    """
-    if key == SORT_SCORE:
-        return [data.scores.astype(np.float64)]
-    if key == SORT_UNCERTAINTY:
-        return [np.abs(data.scores.astype(np.float64) - threshold)]
-    if key == SORT_SUSPICIOUS:
-        return [suspicion(data.scores, data.labels)]
-    if key == SORT_POSITION:
-        return [np.asarray(data.y, np.float64), np.asarray(data.x, np.float64)]
-    if key.startswith(COLUMN_PREFIX):
-        column = data.table[key[len(COLUMN_PREFIX) :]]
-        return [np.ma.filled(np.ma.asarray(column).astype(np.float64), np.nan)]
-    raise ValueError(f"unknown sort key {key!r}")
-
-
-def suspicion(scores, labels):
-    """How strongly the model disagrees with each label: |label - score|, NaN if unlabeled.
-
-    In the spirit of cleanlab's label-quality ranking: an object labeled real with a low
-    score, or bogus with a high score, is the likeliest labeling mistake (or the model's
-    most instructive error). Sorted descending, labeled real objects come by ascending
-    score and labeled bogus ones by descending score, interleaved by how far they are off.
-
-    Parameters
-    ----------
-    scores : ndarray (N,) float
-    labels : ndarray (N,) int8
-
-    Returns
-    -------
-    ndarray (N,) float64
-        In [0, 1]; NaN for unlabeled (and unscored) objects.
-    """
-    scores = np.asarray(scores, np.float64)
-    labels = np.asarray(labels)
-    labeled = (labels == REAL) | (labels == BOGUS)
-    return np.where(labeled, np.abs(labels.astype(np.float64) - scores), np.nan)
-
-
-def display_order(data, key=SORT_SCORE, descending=True, filter_name=FILTER_ALL, threshold=0.5):
-    """Object indices of ``data`` kept by ``filter_name``, in display order.
-
-    Objects are sorted by ``key`` (descending or not); ties keep catalog order. Unscored
-    objects always come last, after scored objects without a value for ``key``.
-
-    Returns
-    -------
-    ndarray (M,) intp
-    """
-    if data is None or len(data) == 0:
-        return np.empty(0, np.intp)
-    kept = np.flatnonzero(filter_mask(data, filter_name, threshold))
-    values = [value[kept] for value in sort_values(data, key, threshold)]
-    has_value = np.logical_and.reduce([np.isfinite(value) for value in values])
-    group = np.where(np.isfinite(data.scores[kept]), np.where(has_value, 0, 1), 2)
-    sign = -1.0 if descending else 1.0
-    keys = [kept] + [sign * np.where(has_value, value, 0.0) for value in values[::-1]]
-    return kept[np.lexsort(keys + [group])]
 
 
 class TileModel(QAbstractListModel):
@@ -349,8 +212,10 @@ def score_text(score, reason=""):
 class TileProxy(QStringListModel):
     """The tiles in display order: a flat list model over an array of object indices.
 
-    Sorting and filtering are one `display_order` call (numpy), and mapping between
-    display rows and objects is array indexing both ways; no Python runs per row.
+    The sort key, direction and filter are the session's (`VettingSession.set_sort`,
+    `set_filter`); the order is one `VettingSession.display_order` call (numpy), and
+    mapping between display rows and objects is array indexing both ways; no Python runs
+    per row.
 
     Why not a ``QSortFilterProxyModel``: its ``lessThan``/``filterAcceptsRow`` would be
     Python calls per comparison and per row. Why not a ``QAbstractProxyModel``: every
@@ -360,11 +225,12 @@ class TileProxy(QStringListModel):
     list only holds the row count (empty strings). Only ``data`` and ``flags`` are Python,
     and views call them for visible tiles only.
 
-    The order follows the state's threshold (threshold filters, uncertainty sort) and the
-    labels (label filters, suspicious sort: one re-sort per ``labelsChanged``). A new
-    order is a ``layoutChanged`` with the persistent indexes moved to their objects' new
-    rows, so the selection and the current tile stay on their objects; rows are appended
-    before it or dropped from the end after it when the number shown changes.
+    The order is computed again at the state's ``orderChanged`` (the session knows when
+    the threshold or the labels move it: threshold filters, uncertainty sort, label
+    filters, suspicious sort). A new order is a ``layoutChanged`` with the persistent
+    indexes moved to their objects' new rows, so the selection and the current tile stay
+    on their objects; rows are appended before it or dropped from the end after it when
+    the number shown changes.
 
     Parameters
     ----------
@@ -385,14 +251,12 @@ class TileProxy(QStringListModel):
     def __init__(self, state, parent=None):
         super().__init__(parent)
         self._state = state
+        self._session = state.session
         self._source = None
-        self._sort_key = SORT_SCORE
-        self._descending = True
-        self._filter = FILTER_ALL
         self._order = np.empty(0, np.intp)
         self._rows = np.empty(0, np.intp)
-        state.thresholdChanged.connect(self._on_threshold_changed)
-        state.labelsChanged.connect(self._on_labels_changed)
+        state.orderChanged.connect(self._on_order_changed)
+        state.orderSettingsChanged.connect(self.settingsChanged)
 
     # -- public API ---------------------------------------------------------------------
 
@@ -400,16 +264,16 @@ class TileProxy(QStringListModel):
     def sort_key(self):
         """`SORT_SCORE`, `SORT_UNCERTAINTY`, `SORT_SUSPICIOUS`, `SORT_POSITION` or a
         `column_sort_key`."""
-        return self._sort_key
+        return self._session.sort_key
 
     @property
     def descending(self):
-        return self._descending
+        return self._session.descending
 
     @property
     def filter_name(self):
         """One of `FILTERS`."""
-        return self._filter
+        return self._session.filter_name
 
     def sourceModel(self):
         """The `TileModel` whose rows (objects) this model orders."""
@@ -460,21 +324,11 @@ class TileProxy(QStringListModel):
 
     def set_sort(self, key, descending=None):
         """Sort by ``key``; ``descending=None`` uses the key's natural direction."""
-        if key not in DESCENDING_BY_DEFAULT and not key.startswith(COLUMN_PREFIX):
-            raise ValueError(f"unknown sort key {key!r}")
-        if descending is None:
-            descending = DESCENDING_BY_DEFAULT.get(key, False)
-        self._sort_key, self._descending = key, bool(descending)
-        self.settingsChanged.emit()
-        self.refresh()
+        self._session.set_sort(key, descending)
 
     def set_filter(self, name):
         """Show only the objects filter ``name`` (one of `FILTERS`) keeps."""
-        if name not in FILTERS:
-            raise ValueError(f"unknown filter {name!r}; expected one of {', '.join(FILTERS)}")
-        self._filter = name
-        self.settingsChanged.emit()
-        self.refresh()
+        self._session.set_filter(name)
 
     def refresh(self):
         """Recompute the order now (it also follows the state by itself)."""
@@ -507,13 +361,9 @@ class TileProxy(QStringListModel):
         return self._source.vetting_data if self._source is not None else None
 
     def _compute(self):
-        data = self._vetting_data()
-        if data is not None and self._sort_key.startswith(COLUMN_PREFIX):
-            if self._sort_key[len(COLUMN_PREFIX) :] not in numeric_columns(data.table):
-                self._sort_key, self._descending = SORT_SCORE, True
-        return display_order(
-            data, self._sort_key, self._descending, self._filter, self._state.threshold
-        )
+        if self._source is None:
+            return np.empty(0, np.intp)
+        return self._session.display_order()
 
     def _set_order(self, order):
         data = self._vetting_data()
@@ -550,14 +400,8 @@ class TileProxy(QStringListModel):
         self.setStringList([""] * len(self._order))
         self.orderChanged.emit()
 
-    def _on_threshold_changed(self, _threshold):
-        if self._filter in THRESHOLD_FILTERS or self._sort_key == SORT_UNCERTAINTY:
-            self.refresh()
-
-    def _on_labels_changed(self, _indices):
-        if self._source is not None and (
-            self._filter in LABEL_FILTERS or self._sort_key in LABEL_SORTS
-        ):
+    def _on_order_changed(self):
+        if self._source is not None:
             self.refresh()
 
     def _on_source_data_changed(self, top_left, bottom_right, roles=()):
@@ -979,6 +823,14 @@ class TileView(QListView):
         target = int(order[later[0] if len(later) else candidates[0]])
         self._state.select(target)
         return target
+
+    def visualRegionForSelection(self, selection):  # noqa: N802 (Qt's name)
+        """The viewport: a changed selection repaints the visible tiles only.
+
+        Qt's own version walks every selected row for its rectangle, in C++ but one row
+        at a time: Ctrl+A on a million tiles froze the window for a second.
+        """
+        return QRegion(self.viewport().rect())
 
     def keyPressEvent(self, event):
         if event.matches(QKeySequence.StandardKey.Undo):

@@ -1,4 +1,4 @@
-"""The window's long jobs, as plain functions for `JobThread`: open and classify a frame.
+"""The window's long jobs, as job generators for `JobThread`: open and classify a frame.
 
 They run in worker threads, so they only build data; the window shows it when the
 thread reports success.
@@ -6,44 +6,26 @@ thread reports success.
 
 from __future__ import annotations
 
-import threading
-from pathlib import Path
-
 import numpy as np
 
+from rbvet.core.classify import SCORING
+from rbvet.core.jobs import Progress
+from rbvet.core.session import with_score_order
 from rbvet.gui.state import VettingData
 
 
-class ModelCache:
-    """Models loaded once per path (loading imports TensorFlow and builds the engine)."""
-
-    def __init__(self):
-        self._models = {}
-        self._lock = threading.Lock()
-
-    def get(self, path=None):
-        """The model at ``path`` (the shipped default when None), loading it if needed."""
-        from rbvet.core.model import load_model
-
-        key = str(Path(path).resolve()) if path else None
-        with self._lock:
-            if key not in self._models:
-                self._models[key] = load_model(path)
-            return self._models[key]
-
-
-def classify_frame(frame_path, catalog_path, model_path, models, report, should_stop, **options):
+def classify_frame(frame_path, catalog_path=None, model_path=None, options=None):
     """Read a frame and its objects, score them all and render their tiles.
+
+    A job (`rbvet.core.jobs`): yields `Progress` and returns the result; closing it stops
+    at once, object detection on a large frame included (it runs in a child process).
 
     Parameters
     ----------
     frame_path, catalog_path, model_path : str or None
-        No catalog: objects are detected. No model: the shipped default.
-    models : ModelCache
-    report, should_stop : callable
-        From `JobThread`.
-    **options
-        Passed to `rbvet.core.classify.open_frame_and_catalog` (``hdu``, ``fwhm``, ...).
+        No catalog: objects are detected. No model: the shipped default. Models come
+        from the process-wide `rbvet.core.model.cache.cached_model`.
+    options : rbvet.core.classify.FrameOptions, optional
 
     Returns
     -------
@@ -51,28 +33,28 @@ def classify_frame(frame_path, catalog_path, model_path, models, report, should_
     """
     from rbvet.core.classify import iter_scores, open_frame_and_catalog
     from rbvet.core.cutouts.atlas import empty_atlas, render_tiles
+    from rbvet.core.model.cache import cached_model
     from rbvet.gui.frame_view import prepare_display
 
-    report(0, 0, f"Reading {Path(frame_path).name}")
-    frame, table, fwhm = open_frame_and_catalog(
-        frame_path, catalog_path, should_stop=should_stop, **options
+    frame, table, fwhm = yield from open_frame_and_catalog(
+        frame_path, catalog_path, options=options, interruptible=True
     )
-    report(0, 0, "Loading model")
-    model = models.get(model_path)
+    yield Progress(message="Loading the model")
+    model = cached_model(model_path)
     n_objects = len(table)
     x = np.asarray(table["x"], np.float64)
     y = np.asarray(table["y"], np.float64)
     scores = np.full(n_objects, np.nan, np.float32)
     reasons = np.full(n_objects, "", dtype=object)
     atlas = empty_atlas(n_objects, model.params.target_size)
-    report(0, n_objects, "Classifying")
+    yield Progress(0, n_objects, SCORING)
     for chunk in iter_scores(frame, x, y, model, fwhm):
         scores[chunk.start : chunk.stop] = chunk.scores
         reasons[chunk.start : chunk.stop] = chunk.reason
         scored = np.flatnonzero(chunk.scorable)
         atlas[chunk.start + scored] = render_tiles(chunk.inputs[scored])
-        report(chunk.stop, n_objects, "Classifying")
-    report(n_objects, n_objects, "Preparing the display")
+        yield Progress(chunk.stop, n_objects, SCORING)
+    yield Progress(n_objects, n_objects, "Preparing the display")
     prepare_display(frame)  # about a second at 8k x 8k: here, not on the GUI thread
     frame.content_hash  # noqa: B018 (hashed here, not when the label store looks it up)
     data = VettingData.from_scores(
@@ -87,4 +69,5 @@ def classify_frame(frame_path, catalog_path, model_path, models, report, should_
         frame_path=str(frame_path),
         catalog_path=str(catalog_path) if catalog_path else None,
     )
-    return data, model.threshold
+    yield Progress(message="Sorting")
+    return with_score_order(data), model.threshold

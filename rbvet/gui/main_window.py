@@ -1,7 +1,9 @@
 """The vetting window: the cutout grid in the middle, frame, detail and threshold docks.
 
 Loading and classification run in a `JobThread`; the window keeps what it showed until
-a new frame is ready, so a bad file never costs the user their current frame.
+a new frame is ready, so a bad file never costs the user their current frame. Opening
+another frame while one loads cancels the old job without waiting for it: it ends (or
+is detached) in the background and its late results are never shown.
 
 Labels go through a `LabelController` into the label store the status bar names (File ›
 Label store… picks another); Model › Retrain from labels… opens a `RetrainDialog`, and a
@@ -32,7 +34,7 @@ from rbvet.core.errors import RbvetError
 from rbvet.gui.detail import DetailPanel
 from rbvet.gui.frame_view import FrameView
 from rbvet.gui.grid import GridPanel
-from rbvet.gui.jobs import ModelCache, classify_frame
+from rbvet.gui.jobs import classify_frame
 from rbvet.gui.labeling import LabelController
 from rbvet.gui.retrain_dialog import RetrainDialog
 from rbvet.gui.state import BOGUS, REAL, UNLABELED, VettingState
@@ -143,7 +145,6 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.settings = settings if settings is not None else QSettings("rbvet", "rbvet")
         self.state = VettingState(self)
-        self.models = ModelCache()
         self.job = None
         self.frame_path = None
         self.catalog_path = None
@@ -348,13 +349,9 @@ class MainWindow(QMainWindow):
             self._start_classification(self.frame_path, None, self.model_path)
 
     def _start_classification(self, frame_path, catalog_path, model_path):
-        self.cancel_job(wait=True)
-        models = self.models
-
-        def job(report, should_stop):
-            return classify_frame(
-                frame_path, catalog_path, model_path, models, report, should_stop
-            )
+        if self.job is not None:  # cancelled and, if still running, detached: not waited for
+            self.job.stop(timeout_ms=0)
+        job = classify_frame(frame_path, catalog_path, model_path)
 
         def succeeded(result):
             self.frame_path, self.catalog_path, self.model_path = (
@@ -365,28 +362,40 @@ class MainWindow(QMainWindow):
             self._remember_recent(frame_path)
             self._on_classified(result)
 
-        self.job = JobThread(job, name="classify", parent=self)
-        self.job.progressed.connect(self._on_progress)
-        self.job.succeeded.connect(succeeded)
-        self.job.failed.connect(self._on_failed)
-        self.job.cancelled.connect(self._on_cancelled)
-        self.job.finished.connect(lambda: self._set_busy(False))
+        thread = JobThread(job, name="classify", parent=self)
+
+        def while_current(slot):
+            """The slot, for signals of this job only while it is the window's job: a
+            signal already queued when another frame was opened is dropped."""
+            return lambda *args: slot(*args) if self.job is thread else None
+
+        thread.progressed.connect(while_current(self._on_progress))
+        thread.succeeded.connect(while_current(succeeded))
+        thread.failed.connect(while_current(self._on_failed))
+        thread.cancelled.connect(while_current(self._on_cancelled))
+        thread.finished.connect(while_current(lambda: self._set_busy(False)))
+        self.job = thread
         self.error_banner.hide()
         self._set_busy(True, f"Opening {Path(frame_path).name}")
         self.job.start()
 
     def cancel_job(self, wait=False):
-        """Ask the running job to stop; with ``wait``, block until its thread has ended."""
+        """Ask the running job to stop at its next step.
+
+        With ``wait``, wait for it a bounded time (`JobThread.stop`), then leave it to
+        end in the background.
+        """
         if self.job is not None and self.job.isRunning():
             self.job.cancel()
             if wait:
-                self.job.wait()
+                self.job.stop()
 
-    def _on_progress(self, done, total, message):
-        self.progress_bar.setMaximum(max(total, 0))
-        self.progress_bar.setValue(done if total else 0)
-        self.progress_bar.setFormat(f"{message} %p%" if total else message)
-        self.statusBar().showMessage(message)
+    def _on_progress(self, progress):
+        total = max(progress.total, 0)
+        self.progress_bar.setMaximum(total)
+        self.progress_bar.setValue(progress.done if total else 0)
+        self.progress_bar.setFormat(f"{progress.message} %p%" if total else progress.message)
+        self.statusBar().showMessage(progress.message)
 
     def _on_classified(self, result):
         data, threshold = result
@@ -409,6 +418,10 @@ class MainWindow(QMainWindow):
         if len(order):
             self.state.select(int(order[0]))
         self._update_store_status()
+        if self.labels.store_error:
+            # Said once at start-up, then hidden by the frame's opening: say it again
+            # now, or the user labels away into a store that takes nothing.
+            self.show_error(self.labels.store_error)
 
     def _on_failed(self, message):
         self.show_error(message)
@@ -523,7 +536,7 @@ class MainWindow(QMainWindow):
         -------
         bool
         """
-        from rbvet.core.io.export import export_training_set
+        from rbvet.core.learn.dataset import save_training_set
 
         data = self.state.data
         written = {}
@@ -531,7 +544,7 @@ class MainWindow(QMainWindow):
         def write():
             training_set = self.labels.frame_training_data(data.params)
             written["n"] = len(training_set)
-            export_training_set(training_set, path, metadata={"model": data.model_name})
+            save_training_set(training_set, path, metadata={"model": data.model_name})
 
         if not self._export(path, write, ""):
             return False
@@ -570,6 +583,25 @@ class MainWindow(QMainWindow):
         return True
 
     # -- labels and retraining ----------------------------------------------------------
+
+    @property
+    def model_path(self):
+        """The model in use (None: the shipped default): the session's ``model_path``."""
+        return self.state.session.model_path
+
+    @model_path.setter
+    def model_path(self, path):
+        self.state.session.model_path = None if path is None else str(path)
+
+    @property
+    def models_dir(self):
+        """Where retrained models go when the model's folder cannot take them (the
+        session's ``models_dir``, see `rbvet.core.session.model_save_target`)."""
+        return self.state.session.models_dir
+
+    @models_dir.setter
+    def models_dir(self, folder):
+        self.state.session.models_dir = None if folder is None else Path(folder)
 
     def set_label_store(self, path, create=True):
         """Keep labels in the store at ``path`` (made when missing, with ``create``); the

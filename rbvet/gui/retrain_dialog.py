@@ -5,11 +5,12 @@ trains). Its steps:
 
 1. choose fine-tuning of the current model or training from scratch, the share of
    simulated objects mixed in and the number of epochs, then Train;
-2. training runs in a `JobThread`: the job opens its own `LabelStore` connection (SQLite
-   connections belong to one thread), reads the labeled objects preprocessed for the
-   current model (`LabelStore.training_data`) and calls `rbvet.core.learn.retrain.retrain`;
-   after each epoch the loss and AUC curves (training and validation) grow; Cancel
-   stops at the end of the current batch and changes nothing;
+2. training runs in a `JobThread` as `rbvet.core.learn.retrain.retrain_from_store`, the
+   sequence ``rbvet train --labels`` runs too: it opens its own `LabelStore` connection
+   (SQLite connections belong to one thread), reads the labeled objects preprocessed for
+   the current model and retrains; its messages go to the log; after each epoch the
+   loss and AUC curves (training and validation) grow; Cancel stops at the end of the
+   current batch and changes nothing;
 3. old and new model side by side on the held-out labeled objects (never trained on):
    AUC, and FNR / FPR at the window's threshold;
 4. Accept saves the new model as the next ``name.vN.keras`` (`save_versioned`; its card
@@ -22,7 +23,6 @@ tests (and scripts) can drive the dialog without a modal loop.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ from PyQt6.QtWidgets import (
 )
 
 from rbvet.core.errors import RbvetError
+from rbvet.core.session import model_save_target
 from rbvet.gui.stretch import BOGUS_COLOR, REAL_COLOR, hex_color
 from rbvet.gui.workers import JobThread
 
@@ -57,36 +58,6 @@ VALIDATION_COLOR = BOGUS_COLOR
 BETTER_COLOR = "#8fd18f"
 WORSE_COLOR = "#f0a070"
 ERROR_COLOR = "#ff9a9a"
-
-
-def model_save_target(model_path=None, models_dir=None):
-    """Where a retrained version of ``model_path`` goes (`save_versioned` picks ``vN``).
-
-    Next to the current model when its folder is writable and is not the shipped
-    ``resources`` folder; otherwise in ``models_dir`` (default ``user_data_dir()/models``).
-    A legacy ``.h5`` model's versions are saved as ``.keras``.
-
-    Parameters
-    ----------
-    model_path : str or Path, optional
-        The current model; the shipped default when None.
-    models_dir : str or Path, optional
-
-    Returns
-    -------
-    Path
-        ``folder/name.keras`` (or the current ``name.vK.keras``).
-    """
-    from rbvet.core.paths import default_model_path, resources_dir, user_data_dir
-
-    current = Path(model_path) if model_path else default_model_path()
-    name = current.name if current.suffix.lower() == ".keras" else current.stem + ".keras"
-    folder = current.parent.resolve()
-    shipped = resources_dir().resolve()
-    if folder != shipped and shipped not in folder.parents and os.access(folder, os.W_OK):
-        return folder / name
-    fallback = Path(models_dir) if models_dir is not None else user_data_dir() / "models"
-    return fallback / name
 
 
 class RetrainDialog(QDialog):
@@ -133,7 +104,6 @@ class RetrainDialog(QDialog):
 
     trainingFinished = pyqtSignal(bool)
     modelAccepted = pyqtSignal(str)
-    _epoch_ended = pyqtSignal(int, int, object)  # emitted from the training thread
     _logged = pyqtSignal(str)  # emitted from the training thread
 
     METRICS = (
@@ -308,7 +278,6 @@ class RetrainDialog(QDialog):
         layout.addWidget(self.comparison_box)
         layout.addLayout(buttons)
 
-        self._epoch_ended.connect(self._on_epoch)
         self._logged.connect(self._log)
         self.epochs_spin.valueChanged.connect(self._on_epochs_chosen)
         self._draw_curves()
@@ -365,29 +334,15 @@ class RetrainDialog(QDialog):
             "simulated_ratio": float(self.simulated_spin.value()),
             "epochs": int(self.epochs_spin.value()),
         }
-        epoch_ended, logged = self._epoch_ended, self._logged
+        logged = self._logged
 
-        def job(report, should_stop):
-            from rbvet.core.learn.labels import LabelStore
-            from rbvet.core.learn.retrain import retrain
-            from rbvet.core.model import load_model
+        def job():
+            from rbvet.core.learn.retrain import retrain_from_store
 
-            report(0, 0, "Loading the current model")
-            base = load_model(model_path, engine="keras")
-            report(0, 0, "Reading the labeled objects")
-            with LabelStore(store_path, create=False) as store:
-                training_set = store.training_data(base.params, with_stamps=False)
-            report(0, 0, f"Training on {len(training_set)} labeled objects")
-            return retrain(
-                training_set,
-                base_model=base,
-                threshold=threshold,
-                progress=lambda epoch, epochs, logs: epoch_ended.emit(
-                    epoch, epochs, {key: float(value) for key, value in logs.items()}
-                ),
-                should_stop=should_stop,
-                log=logged.emit,
-                **options,
+            return (
+                yield from retrain_from_store(
+                    store_path, model_path, threshold=threshold, log=logged.emit, **options
+                )
             )
 
         self.retrain_result = None
@@ -402,7 +357,7 @@ class RetrainDialog(QDialog):
         self.comparison_box.hide()
         self.accept_button.hide()
         self.reject_button.hide()
-        self.job = JobThread(job, name="retrain", parent=self)
+        self.job = JobThread(job(), name="retrain", parent=self)
         self.job.progressed.connect(self._on_progress)
         self.job.succeeded.connect(self._on_trained)
         self.job.failed.connect(self._on_failed)
@@ -468,11 +423,15 @@ class RetrainDialog(QDialog):
             self._epochs = int(epochs)
             self._draw_curves()
 
-    def _on_progress(self, done, total, message):
-        if message:
-            self._log(message)
+    def _on_progress(self, progress):
+        from rbvet.core.learn.train import EpochEnded
+
+        if isinstance(progress, EpochEnded):
+            self._on_epoch(progress.done - 1, progress.total, progress.logs)
+        elif progress.total <= 0 and progress.message:  # a step; counted ones are batches
+            self._log(progress.message)
             if not self._history["loss"]:
-                self.progress_bar.setFormat(message)
+                self.progress_bar.setFormat(progress.message)
 
     def _on_epoch(self, epoch, epochs, logs):
         for key, values in self._history.items():

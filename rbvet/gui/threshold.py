@@ -26,7 +26,7 @@ from PyQt6.QtWidgets import (
 )
 
 from rbvet.core.learn.metrics import error_rates, roc_auc, roc_curve
-from rbvet.gui.state import BOGUS, REAL
+from rbvet.core.session import BOGUS, REAL
 from rbvet.gui.stretch import BOGUS_COLOR, REAL_COLOR, THRESHOLD_COLOR, hex_color
 
 HISTOGRAM_BINS = 50

@@ -1,13 +1,18 @@
-"""Long work off the GUI thread: a job is a plain function run in a `QThread`.
+"""Long work off the GUI thread: a job generator run in a `QThread`.
 
-A job is called as ``job(report, should_stop)``; it calls ``report(done, total, message)``
-as it goes and returns early (raising `Cancelled`) once ``should_stop()`` is true. The
-thread turns the outcome into exactly one of the signals ``succeeded(result)``,
-``failed(message)`` or ``cancelled()``, always delivered on the GUI thread.
+A job is a generator (see `rbvet.core.jobs`): it yields `Progress` as it goes and returns
+its result. The thread forwards each `Progress` as ``progressed(progress)`` and turns the
+outcome into exactly one of the signals ``succeeded(result)``, ``failed(message)`` or
+``cancelled()``, always delivered on the GUI thread.
 
-A window that closes calls `JobThread.stop`: the job is cancelled and waited for a
-bounded time; one still inside a step it cannot interrupt (a C library mapping a large
-frame's background) is left to end on its own, detached from the window and silent.
+Cancelling sets a flag that the thread checks each time the job yields; it then closes
+the job (`GeneratorExit` at that ``yield``, so the job releases what it holds) and emits
+``cancelled``. A job cancelled after its last yield is reported cancelled too: its result
+is dropped.
+
+`JobThread.stop` cancels and waits a bounded time; a job still inside a step it cannot
+interrupt (a C library mapping a large frame's background) is left to end on its own,
+detached from the window and silent. Nothing here waits without a bound.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from __future__ import annotations
 import sys
 import threading
 import traceback
-from concurrent.futures import CancelledError
 
 from PyQt6.QtCore import QThread, pyqtSignal
 
@@ -24,19 +28,23 @@ from rbvet.core.errors import RbvetError, error_message
 STOP_TIMEOUT_MS = 3000
 """How long `JobThread.stop` waits for a cancelled job before detaching it."""
 
-Cancelled = CancelledError
-"""Raised inside a job when the user asked it to stop. It is the standard library's
-`concurrent.futures.CancelledError`, which the core functions that take a
-``should_stop`` raise too (the core never imports Qt)."""
-
 _detached = set()
 """Cancelled jobs still running after `JobThread.stop`, referenced until they end."""
 
 
 class JobThread(QThread):
-    """Runs one job function in a thread; see the module docstring."""
+    """Runs one job generator in a thread; see the module docstring.
 
-    progressed = pyqtSignal(int, int, str)
+    Parameters
+    ----------
+    job : generator
+        Yields `rbvet.core.jobs.Progress`, returns the result. Its body runs in the
+        thread only (a generator does nothing until it is first advanced).
+    name : str
+    parent : QObject, optional
+    """
+
+    progressed = pyqtSignal(object)
     succeeded = pyqtSignal(object)
     failed = pyqtSignal(str)
     cancelled = pyqtSignal()
@@ -45,21 +53,25 @@ class JobThread(QThread):
         super().__init__(parent)
         self.job = job
         self.name = name
-        self._stop = threading.Event()
+        self._cancel = threading.Event()
 
     def cancel(self):
-        """Ask the job to stop at its next check."""
-        self._stop.set()
+        """Ask the job to stop at its next ``yield``."""
+        self._cancel.set()
 
-    def should_stop(self):
-        return self._stop.is_set()
+    @property
+    def is_cancelled(self):
+        """True once `cancel` (or `stop`) was called."""
+        return self._cancel.is_set()
 
     def stop(self, timeout_ms=STOP_TIMEOUT_MS):
         """Cancel the job and wait up to ``timeout_ms`` for its thread to end.
 
         A job still running then is detached: its signals are disconnected (it will
         report to no one), it leaves its parent (so closing or deleting that cannot
-        destroy a running thread) and it is kept referenced until it ends.
+        destroy a running thread) and it is kept referenced until it ends. With
+        ``timeout_ms=0`` nothing is waited for: the job is cancelled and, if running,
+        detached at once.
 
         Returns
         -------
@@ -83,25 +95,30 @@ class JobThread(QThread):
         return False
 
     def _forget(self):
-        self.wait()  # ``finished`` comes from the thread just before it really ends
+        # ``finished`` comes from the thread just before it really ends: a short wait.
+        self.wait(STOP_TIMEOUT_MS)
         _detached.discard(self)
 
-    def _report(self, done, total, message=""):
-        if self._stop.is_set():
-            raise Cancelled()
-        self.progressed.emit(int(done), int(total), str(message))
-
     def run(self):
+        job, self.job = self.job, None  # the thread owns the job; it goes when the run ends
         try:
-            result = self.job(self._report, self.should_stop)
-        except Cancelled:
-            self.cancelled.emit()
+            while not self._cancel.is_set():
+                try:
+                    progress = next(job)
+                except StopIteration as finished:
+                    result = finished.value
+                    break
+                self.progressed.emit(progress)
+            else:
+                job.close()  # GeneratorExit at the job's yield: it lets go of what it holds
+                self.cancelled.emit()
+                return
         except Exception as error:  # every failure must reach the user, not kill the app
             if not isinstance(error, RbvetError):
                 traceback.print_exc(file=sys.stderr)
             self.failed.emit(error_message(error))
+            return
+        if self._cancel.is_set():
+            self.cancelled.emit()
         else:
-            if self._stop.is_set():
-                self.cancelled.emit()
-            else:
-                self.succeeded.emit(result)
+            self.succeeded.emit(result)

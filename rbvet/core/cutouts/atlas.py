@@ -43,7 +43,8 @@ def render_tiles(inputs):
     n, size = inputs.shape[0], inputs.shape[1]
     # Channel-first rows: the reductions then run over contiguous memory; in-place
     # arithmetic keeps 20k tiles within a few passes over the data.
-    rows = np.ascontiguousarray(np.moveaxis(inputs, -1, 1)).reshape(n, -1, size * size)
+    channels = inputs.shape[-1]
+    rows = np.ascontiguousarray(np.moveaxis(inputs, -1, 1)).reshape(n, channels, size * size)
     np.nan_to_num(rows, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     sample = rows[..., ::LOW_SAMPLE_STEP]
     kth = int(LOW_PERCENTILE / 100.0 * (sample.shape[-1] - 1))
@@ -53,7 +54,7 @@ def render_tiles(inputs):
     rows *= gain
     rows += np.float32(0.5)
     np.clip(rows, 0, 255, out=rows)
-    levels = rows.astype(np.uint8).reshape(n, -1, size, size)[:, :, ::-1]
+    levels = rows.astype(np.uint8).reshape(n, channels, size, size)[:, :, ::-1]
     tiles = np.full((n,) + tile_shape(size), 128, np.uint8)
     tiles[:, :, :size] = levels[:, 0]
     tiles[:, :, size + TILE_GAP :] = levels[:, 1]

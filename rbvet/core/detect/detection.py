@@ -136,28 +136,27 @@ def _empty_detection_table() -> Table:
     return Table(names=names, dtype=dtypes)
 
 
-_POLL_SECONDS = 0.1  # how often a parent waiting for its detection child asks should_stop
+_POLL_SECONDS = 0.1  # how often a parent waiting for its detection child yields
 _FRAME_ARRAYS = ("image", "mask", "background", "noise")  # all detect_objects reads of a frame
 
 
 def detect_objects_in_child_process(
-    frame, should_stop, thresh=3.0, minarea=3, deblend_cont=0.005, mask=None, edge=0
-) -> Table:
+    frame, thresh=3.0, minarea=3, deblend_cont=0.005, mask=None, edge=0
+):
     """:func:`detect_objects` in a child process, so that it can be stopped at any moment.
 
-    The frame's image, mask, background and noise maps go to a new ("spawn") process,
-    which detects the objects and sends the columns back; the result is the same table
-    :func:`detect_objects` returns. Meanwhile the calling thread asks ``should_stop``
-    every 0.1 s; other threads keep running, as they cannot while sep runs in-process.
-    Arrays cross the pipe as raw bytes, not pickles. Starting the child costs up to 1-2 s
-    (see :data:`CHILD_PROCESS_MIN_PIXELS`). The child never outlives this call.
+    A job (see `rbvet.core.jobs`). The frame's image, mask, background and noise maps go
+    to a new ("spawn") process, which detects the objects and sends the columns back; the
+    result is the same table :func:`detect_objects` returns. Meanwhile this generator
+    yields a `Progress` every 0.1 s; closing it terminates the child, and other threads
+    keep running, as they cannot while sep runs in-process. Arrays cross the pipe as raw
+    bytes, not pickles. Starting the child costs up to 1-2 s (see
+    :data:`CHILD_PROCESS_MIN_PIXELS`). The child never outlives the job.
 
     Parameters
     ----------
     frame : Frame
         The frame; its background and noise are filled in here if missing.
-    should_stop : callable
-        Returns True once the detection should be abandoned.
     thresh, minarea, deblend_cont, mask, edge
         As in :func:`detect_objects`.
 
@@ -168,15 +167,13 @@ def detect_objects_in_child_process(
 
     Raises
     ------
-    concurrent.futures.CancelledError
-        Once ``should_stop()`` returns True; the child is terminated.
     RbvetError
         As :func:`detect_objects` raises it, or when the child ends without an answer
         (killed, out of memory).
     """
     import multiprocessing
 
-    from rbvet.core.errors import raise_if_stopped
+    from rbvet.core.jobs import Progress
 
     frame.ensure_background()
     options = {
@@ -188,11 +185,11 @@ def detect_objects_in_child_process(
     arrays = {name: getattr(frame, name) for name in _FRAME_ARRAYS}
     if mask is not None:
         arrays["detection_mask"] = np.asarray(mask) != 0  # as detect_objects reads it
-    where = f"{frame.path}: " if frame.path else ""
+    waiting = Progress(message="Detecting objects")
 
     def answer_when_ready(connection):
         while not connection.poll(_POLL_SECONDS):
-            raise_if_stopped(should_stop, f"{where}object detection cancelled")
+            yield waiting
         return _receive_arrays(connection)
 
     context = multiprocessing.get_context("spawn")
@@ -203,9 +200,9 @@ def detect_objects_in_child_process(
     child.start()
     theirs.close()  # the child now holds the only copy: its exit reads here as EOF
     try:
-        answer_when_ready(ours)  # the child has started and waits for the frame
+        yield from answer_when_ready(ours)  # the child has started and waits for the frame
         _send_arrays(ours, {"path": frame.path, "options": options}, arrays)
-        answer, columns = answer_when_ready(ours)
+        answer, columns = yield from answer_when_ready(ours)
     except (EOFError, OSError):  # the child died: killed, out of memory, a crash
         child.join(timeout=5)
         raise RbvetError(

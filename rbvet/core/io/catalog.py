@@ -18,7 +18,7 @@ from astropy.table import Table
 from astropy.utils.exceptions import AstropyWarning
 
 from rbvet.core.errors import RbvetError, RbvetWarning
-from rbvet.core.io.files import atomic_write
+from rbvet.core.io.files import atomic_write, check_input_file
 
 __all__ = [
     "BOGUS_FLAG",
@@ -119,10 +119,7 @@ def read_catalog(path, frame=None, x_column=None, y_column=None) -> Table:
         WCS, or non-numeric positions.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise RbvetError("no such file", path)
-    if os.path.isdir(path):
-        raise RbvetError("is a directory, not a catalog", path)
+    check_input_file(path, "catalog")
     table = _read_table(path)
     if len(table) == 0:
         raise RbvetError("the catalog is empty (no rows)", path)
@@ -153,16 +150,23 @@ def _read_table(path) -> Table:
             if fmt is not None:
                 try:
                     return Table.read(path, format=fmt)
-                except Exception:
+                except Exception as exc:
                     if not fmt.startswith("ascii"):
                         raise
+                    if fmt == "ascii.ecsv" and _sniff_format(path) == "ascii.ecsv":
+                        # It says it is ECSV: its own error, not a guess at plain text.
+                        raise RbvetError(f"broken ECSV file ({_first_line(exc)})", path) from None
             return Table.read(path, format="ascii")
     except RbvetError:
         raise
     except Exception as exc:  # astropy raises many types for unreadable files
-        text = str(exc).strip().splitlines()
-        detail = text[0][:160] if text else type(exc).__name__
-        raise RbvetError(f"cannot read as a catalog ({detail})", path) from None
+        raise RbvetError(f"cannot read as a catalog ({_first_line(exc)})", path) from None
+
+
+def _first_line(error) -> str:
+    """The first line of an exception's message (its type when it has none), shortened."""
+    text = str(error).strip().splitlines()
+    return text[0][:160] if text else type(error).__name__
 
 
 def _format_from_name(path) -> str | None:
@@ -462,6 +466,7 @@ def write_catalog(table, path, overwrite=True) -> None:
 
     try:
         atomic_write(path, write, suffix=ending)
-    except Exception as exc:
-        text = str(exc).strip().splitlines()
-        raise RbvetError(f"cannot write the catalog ({text[0] if text else exc})", path) from None
+    except RbvetError:
+        raise
+    except Exception as exc:  # astropy's writers raise many types for tables they refuse
+        raise RbvetError(f"cannot write the catalog ({_first_line(exc)})", path) from None

@@ -1,13 +1,13 @@
-"""Export the result of vetting: the catalog, the training set and a DS9 region file.
+"""Export the result of vetting: the catalog and a DS9 region file.
 
-All three are written atomically (a temporary file renamed onto the final name), so a
-reader never sees half a file and an interrupted export leaves the old file in place.
+(The third export, the labeled training set, is `rbvet.core.learn.dataset.save_training_set`.)
+Both are written atomically (a temporary file renamed onto the final name), so a reader
+never sees half a file and an interrupted export leaves the old file in place.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +15,13 @@ import numpy as np
 from rbvet.core.classify import FLAGS_COLUMN, REASON_COLUMN, add_scores, check_threshold
 from rbvet.core.errors import RbvetError
 from rbvet.core.io.catalog import BOGUS_FLAG, write_catalog
-from rbvet.core.io.files import atomic_write, json_default
+from rbvet.core.io.files import atomic_write
+from rbvet.core.learn.dataset import SUFFIX as TRAINING_SET_SUFFIX
 
 LABEL_COLUMN = "rb_label"
 REGION_COLORS = {"real": "green", "bogus": "red", "above": "cyan", "below": "orange"}
 """DS9 colours: labeled real / bogus; unlabeled scoring at or above / below the threshold."""
-NPZ_FORMAT = "rbvet-training-set/1"
 CATALOG_SUFFIXES = (".ecsv", ".fits", ".fit", ".fts", ".csv", ".fits.gz")
-TRAINING_SET_SUFFIX = ".npz"
 REGION_SUFFIX = ".reg"
 
 
@@ -106,94 +105,6 @@ def export_catalog(table, scores, labels, threshold, path, reasons=None):
     out.meta["rb_bogus_flag"] = int(BOGUS_FLAG)
     write_catalog(out, path)
     return out
-
-
-def _training_arrays(data):
-    """The arrays of a training set: a TrainingSet, ``(X, y)`` or a dict with X and y."""
-    if isinstance(data, dict):
-        arrays = dict(data)
-    elif isinstance(data, (tuple, list)):
-        if len(data) != 2:
-            raise RbvetError("training arrays must be (X, y) or a TrainingSet")
-        arrays = {"X": data[0], "y": data[1]}
-    else:
-        arrays = {"X": data.inputs, "y": data.labels}
-        for name in ("groups", "kinds", "fwhm", "stamps", "backgrounds", "noise", "stamp_size"):
-            if getattr(data, name, None) is not None:
-                arrays[name] = getattr(data, name)
-        for name, key in (("object_ids", "object_id"), ("x", "x_pixel"), ("y", "y_pixel")):
-            if getattr(data, name, None) is not None:
-                arrays[key] = getattr(data, name)
-        arrays["metadata"] = dict(getattr(data, "params", None) or {})
-    if "X" not in arrays or "y" not in arrays:
-        raise RbvetError("training arrays need X and y")
-    return arrays
-
-
-def export_training_set(training_set_or_arrays, path, metadata=None):
-    """Write a training set as ``.npz`` that loads with ``np.load(path, allow_pickle=False)``.
-
-    Parameters
-    ----------
-    training_set_or_arrays : TrainingSet, tuple or dict
-        A `TrainingSet` (e.g. `LabelStore.training_data`), ``(X, y)``, or a dict with
-        ``X`` and ``y`` and optional extra arrays.
-    path : str or Path
-        Destination ``.npz``.
-    metadata : dict, optional
-        Added to the JSON ``metadata`` entry.
-
-    Returns
-    -------
-    dict
-        The metadata written.
-
-    Notes
-    -----
-    Entries: ``X`` (N, 31, 31, 2) float32 inputs and ``y`` (N,) int labels (1 real,
-    0 bogus) — ``(X, y)`` can be given to STDPipe's
-    ``train_realbogus_classifier(training_data=(X, y))`` as they are; from a label
-    store also ``stamps`` and ``backgrounds`` (raw, NaN-padded to the largest
-    ``stamp_size``), ``noise``, ``groups`` (frame id), ``kinds`` (label source),
-    ``fwhm``, ``object_id``, ``x_pixel``, ``y_pixel`` (0-based); and ``metadata``, a JSON
-    string (preprocessing parameters, frames, counts).
-    """
-    if Path(path).suffix.lower() != TRAINING_SET_SUFFIX:
-        raise RbvetError("a training set is written as .npz", path)
-    arrays = _training_arrays(training_set_or_arrays)
-    info = dict(arrays.pop("metadata", None) or {})
-    info.update(metadata or {})
-    X = np.asarray(arrays.pop("X"), dtype=np.float32)
-    y = np.asarray(arrays.pop("y")).ravel()
-    if X.ndim != 4 or X.shape[-1] != 2 or len(X) != len(y):
-        raise RbvetError(
-            f"X must be (N, size, size, 2) with N labels; got X {X.shape} and {len(y)} labels"
-        )
-    if not np.isin(y, (0, 1)).all():
-        raise RbvetError("training labels must be 0 (bogus) or 1 (real)")
-    entries = {"X": X, "y": y.astype(np.int64)}
-    for name, values in arrays.items():
-        values = np.asarray(values)
-        if values.dtype.kind in "OSU":
-            values = values.astype(str)  # unicode, never pickled objects
-        entries[name] = values
-    info.update(
-        {
-            "format": NPZ_FORMAT,
-            "objects": int(len(y)),
-            "real": int(np.sum(y == 1)),
-            "bogus": int(np.sum(y == 0)),
-            "input_shape": list(X.shape[1:]),
-        }
-    )
-    entries["metadata"] = np.array(json.dumps(info, default=json_default))
-
-    def write(temporary):
-        with open(temporary, "wb") as file:
-            np.savez(file, **entries)
-
-    atomic_write(path, write)
-    return info
 
 
 def region_colors(labels, scores, threshold):

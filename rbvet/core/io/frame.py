@@ -22,6 +22,7 @@ from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
 
 from rbvet.core.errors import RbvetError
+from rbvet.core.io.files import check_input_file
 
 __all__ = ["Frame", "read_frame", "frame_from_array", "check_fits_headers"]
 
@@ -189,10 +190,7 @@ def read_frame(path, hdu=None, mask=None, error=None, weight=None, background=No
         HDU; maps whose shape differs from the image; a frame with no usable pixel.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise RbvetError("no such file", path)
-    if os.path.isdir(path):
-        raise RbvetError("is a directory, not a FITS file", path)
+    check_input_file(path, "FITS file")
     if error is not None and weight is not None:
         raise RbvetError("give an error map or a weight map, not both", path)
 
@@ -386,6 +384,7 @@ def check_fits_headers(path) -> None:
     import bz2
     import gzip
 
+    check_input_file(path, "FITS file")
     gzip_size = None
     try:
         with open(path, "rb") as raw:
@@ -415,6 +414,13 @@ def check_fits_headers(path) -> None:
                 if data_size is None:
                     return
                 end = stream.tell() + data_size
+                if size is not None and end - _FITS_BLOCK >= size:
+                    raise RbvetError(
+                        f"corrupt or truncated FITS file: the header of HDU {index} declares "
+                        f"{_bytes(data_size)} of data ({_axes(header)}), the file holds "
+                        f"{_bytes(size)}",
+                        path,
+                    )
                 if size is not None and end >= size:
                     return  # no room for another header after this HDU
                 if gzip_size is not None and end % 2**32 == gzip_size:
@@ -458,6 +464,20 @@ def _declared_data_size(header, index, path) -> int | None:
     elements = int(np.prod(axes, dtype=object)) if axes else 0
     size = abs(bitpix) // 8 * gcount * (pcount + elements)
     return -(-size // _FITS_BLOCK) * _FITS_BLOCK
+
+
+def _bytes(size) -> str:
+    """A byte count for people: ``37.3 GiB``."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+
+
+def _axes(header) -> str:
+    """``NAXIS1 x NAXIS2`` of a header as text, ``BITPIX`` included."""
+    axes = " x ".join(str(header.get(f"NAXIS{i + 1}")) for i in range(header.get("NAXIS", 0)))
+    return f"{axes} values of BITPIX {header.get('BITPIX')}"
 
 
 def _values_of(header, keyword) -> list:
@@ -631,7 +651,7 @@ def _resolve_map(spec, what, hdul, path, shape):
         if index is not None:
             source = f"HDU {spec!r}"
             arr = _read_map_hdu(hdul, index, path, what)
-        elif os.path.exists(name):
+        elif os.path.lexists(name):
             arr, source = _read_map_file(name, None, what, path)
         else:
             raise RbvetError(
@@ -675,8 +695,10 @@ def _read_map_hdu(hdul, index, path, what):
 def _read_map_file(other, hdu, what, path):
     """Read a map from another FITS file; errors name that file."""
     other = os.fspath(other)
-    if not os.path.exists(other):
-        raise RbvetError(f"{what} file {other!r} does not exist", path)
+    try:
+        check_input_file(other, f"{what} file")
+    except RbvetError as error:
+        raise RbvetError(f"{what} file {other!r}: {error.problem}", path) from None
     with _open_fits(other) as hdul:
         index = _choose_image_hdu(hdul, hdu, other)
         data, _ = _read_image(hdul, index, other)

@@ -5,7 +5,8 @@ Three sources of labeled objects, one evaluation:
 * `evaluate_on_simulated`: fresh-seed simulated frames, detected and labeled exactly as
   training frames are (`rbvet train` judges its model with it, `rbvet evaluate
   --simulate` too);
-* `evaluate_training_set`: a saved `TrainingSet` (inputs already preprocessed);
+* `evaluate_training_set`: a `TrainingSet` (inputs already preprocessed), e.g. one read
+  with `rbvet.core.learn.dataset.load_training_set`;
 * `evaluate_on_catalog`: a user's frame and catalog with a truth column, which is how a
   model is checked on another telescope's data.
 
@@ -124,7 +125,8 @@ def evaluate_training_set(
     Parameters
     ----------
     model : RealBogusModel
-    data : rbvet.core.learn.train.TrainingSet
+    data : rbvet.core.learn.dataset.TrainingSet
+        ``kinds`` and ``fwhm`` are used when present.
     threshold : float, optional
         Default: the model card's.
     target_rate : float
@@ -156,10 +158,11 @@ def evaluate_on_simulated(
     target_rate=DEFAULT_TARGET_RATE,
     workers=None,
     log=None,
-    progress=None,
     **options,
 ):
     """Simulate fresh frames, detect and label them as training does, score and evaluate.
+
+    A job (`rbvet.core.jobs`): yields the simulation's `Progress`.
 
     Parameters
     ----------
@@ -174,7 +177,7 @@ def evaluate_on_simulated(
     target_rate : float
     workers : int, optional
         Simulation processes (default: all cores).
-    log, progress : callable, optional
+    log : callable, optional
         Passed to `rbvet.core.learn.train.simulated_training_set`.
     **options
         Simulator options (e.g. ``fwhm_range``), as for `simulated_training_set`.
@@ -190,14 +193,13 @@ def evaluate_on_simulated(
     if n_frames < 1:
         raise RbvetError(f"need at least one frame to simulate, got {n_frames}")
     real_kinds = tuple(model.card.get("real_kinds", ("star", "galaxy")))
-    data = simulated_training_set(
+    data = yield from simulated_training_set(
         n_frames=n_frames,
         shape=tuple(shape),
         seed=seed,
         real_kinds=real_kinds,
         workers=workers,
         log=log,
-        progress=progress,
         **options,
     )
     size = "x".join(str(side) for side in shape)
@@ -209,25 +211,6 @@ def evaluate_on_simulated(
         target_rate=target_rate,
         description=f"{n_frames} fresh-seed simulated {size} {frames} (seed {seed})",
     )
-
-
-def load_training_set(path):
-    """Read a `TrainingSet` saved with `TrainingSet.save`, or raise a one-line `RbvetError`."""
-    from rbvet.core.learn.train import TrainingSet
-
-    path = Path(path)
-    if not path.exists():
-        raise RbvetError("training set not found", path)
-    try:
-        data = TrainingSet.load(path)
-    except (OSError, ValueError, TypeError, KeyError, EOFError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise RbvetError(
-            f"not a saved rbvet training set (.npz with inputs, labels, groups, kinds, "
-            f"fwhm): {type(error).__name__} {reason}"[:300],
-            path,
-        ) from None
-    return data
 
 
 def truth_labels(values, column="truth"):
@@ -307,10 +290,11 @@ def evaluate_on_catalog(
     threshold=None,
     target_rate=DEFAULT_TARGET_RATE,
     description="",
-    progress=None,
     source=None,
 ):
     """Score the objects of a frame's labeled catalog and evaluate.
+
+    A job (`rbvet.core.jobs`): yields `Progress` while scoring.
 
     Parameters
     ----------
@@ -329,8 +313,6 @@ def evaluate_on_catalog(
         Default: the model card's.
     target_rate : float
     description : str
-    progress : callable, optional
-        ``progress(done, total)`` while scoring.
     source : str, optional
         The catalog's file name, for error messages.
 
@@ -351,7 +333,7 @@ def evaluate_on_catalog(
     labeled = labels >= 0
     x = np.asarray(table["x"], np.float64)[labeled]
     y = np.asarray(table["y"], np.float64)[labeled]
-    scores, _ = score_objects(frame, x, y, model, fwhm, progress=progress)
+    scores, _ = yield from score_objects(frame, x, y, model, fwhm)
     threshold = model.threshold if threshold is None else float(threshold)
     evaluation = evaluate_scores(
         scores,

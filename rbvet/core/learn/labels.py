@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import threading
 import time
+import uuid
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +38,24 @@ from rbvet.core.cutouts.preprocess import PreprocessParams, Rescale
 from rbvet.core.cutouts.stamps import Stamps
 from rbvet.core.errors import RbvetError
 from rbvet.core.io.frame import image_hash
-from rbvet.core.learn.train import TrainingSet
+from rbvet.core.learn.dataset import TrainingSet
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STORE_FILE_NAME = "labels.sqlite"
 REAL, BOGUS, UNLABELED = 1, 0, -1
 SOURCES = ("human", "model")
+
+#: Where a label came from: a key press, a bulk action, an imported catalog column, a weak
+#: rule (repeated exposures, a reference catalog), or a program using the API.
+ORIGINS = ("key", "bulk", "import", "weak", "api")
+
+_SCHEMA_2_COLUMNS = (
+    "ALTER TABLE actions ADD COLUMN session TEXT",
+    "ALTER TABLE actions ADD COLUMN annotator TEXT",
+    "ALTER TABLE actions ADD COLUMN origin TEXT",
+    "ALTER TABLE actions ADD COLUMN model TEXT",
+    "ALTER TABLE events ADD COLUMN score REAL",
+)
 DEFAULT_TIMEOUT = 5.0
 HEADER_KEYS = (
     "OBJECT",
@@ -95,14 +108,19 @@ CREATE TABLE actions (
     label INTEGER CHECK (label IN (-1, 0, 1)),
     source TEXT NOT NULL,
     time REAL NOT NULL,
-    objects INTEGER NOT NULL
+    objects INTEGER NOT NULL,
+    session TEXT,
+    annotator TEXT,
+    origin TEXT,
+    model TEXT
 );
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,
     action_id INTEGER NOT NULL REFERENCES actions (id),
     object_id INTEGER NOT NULL REFERENCES objects (id),
     label INTEGER NOT NULL CHECK (label IN (-1, 0, 1)),
-    previous INTEGER NOT NULL CHECK (previous IN (-1, 0, 1))
+    previous INTEGER NOT NULL CHECK (previous IN (-1, 0, 1)),
+    score REAL
 );
 CREATE INDEX events_by_object ON events (object_id, id);
 CREATE INDEX events_by_action ON events (action_id);
@@ -116,8 +134,10 @@ CREATE TRIGGER actions_no_delete BEFORE DELETE ON actions
     BEGIN SELECT RAISE(ABORT, 'label actions are append-only'); END;
 CREATE VIEW label_log AS
     SELECT events.id AS event, events.object_id AS object, events.label AS label,
-           events.previous AS previous, datetime(actions.time, 'unixepoch') AS time,
-           actions.source AS source, actions.kind AS action, actions.id AS action_id,
+           events.previous AS previous, events.score AS score_on_screen,
+           datetime(actions.time, 'unixepoch') AS time, actions.source AS source,
+           actions.annotator AS annotator, actions.origin AS origin, actions.model AS model,
+           actions.kind AS action, actions.id AS action_id,
            actions.target AS undoes_or_redoes
     FROM events JOIN actions ON actions.id = events.action_id;
 """
@@ -136,6 +156,19 @@ def default_store_path():
 
 
 frame_hash = image_hash
+
+
+def default_annotator():
+    """Who is labeling: ``RBVET_ANNOTATOR``, else the login name."""
+    import getpass
+
+    name = os.environ.get("RBVET_ANNOTATOR", "").strip()
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in this environment (some containers)
+        return "unknown"
 
 
 def _content_hash(frame):
@@ -285,25 +318,6 @@ def _ids_json(ids):
     return json.dumps(np.asarray(ids, np.int64).ravel().tolist())
 
 
-@dataclass
-class LabeledTrainingSet(TrainingSet):
-    """A `TrainingSet` rebuilt from a label store, with what each row came from.
-
-    Besides the inputs, labels, groups (frame ids), kinds (label source) and FWHM, it
-    carries the store's object ids and positions and the raw stamps (padded with NaN to
-    the largest stamp size when frames were rescaled differently; ``stamp_size`` tells
-    each stamp's side).
-    """
-
-    object_ids: np.ndarray = None
-    x: np.ndarray = None
-    y: np.ndarray = None
-    stamps: np.ndarray = None
-    backgrounds: np.ndarray = None
-    noise: np.ndarray = None
-    stamp_size: np.ndarray = None
-
-
 class LabelStore:
     """A label store in one SQLite file.
 
@@ -313,7 +327,11 @@ class LabelStore:
         The store; ``labels.sqlite`` in the user data folder (see `default_store_path`)
         when None.
     create : bool
-        Make a new store when the file does not exist; otherwise that is an error.
+        Make a new store when the file does not exist (or is an empty, 0-byte file);
+        otherwise that is an error.
+    readonly : bool
+        Open for reading only (exports, reviews): nothing is created, migrated or
+        locked, and a store on a read-only disk can be read.
     timeout : float
         Seconds to wait for another program's transaction to finish before giving up
         with an error (SQLite busy timeout).
@@ -323,23 +341,35 @@ class LabelStore:
     Raises
     ------
     RbvetError
-        The file is not an rbvet label store (not SQLite, corrupt, another database, a
-        newer schema), is locked by another program, or does not exist and ``create`` is
-        False. The file is never overwritten or recreated (an empty, 0-byte file is
-        made a new store).
+        The file is not an rbvet label store (not SQLite, damaged pages, another
+        database, a newer schema), is locked by another program, or does not exist (or
+        is empty) and ``create`` is False. The file is never overwritten or recreated.
 
     Notes
     -----
     The store can be used from several threads (calls are serialised by a lock) and by
     several programs at once (SQLite locking; each action is one short transaction).
+    Undo and redo act on this object's own actions (its `session` id), never on those
+    of another program labeling the same store.
     """
 
-    def __init__(self, path=None, create=True, timeout=DEFAULT_TIMEOUT, synchronous="FULL"):
+    def __init__(
+        self,
+        path=None,
+        create=True,
+        timeout=DEFAULT_TIMEOUT,
+        synchronous="FULL",
+        readonly=False,
+    ):
         self.path = Path(path) if path is not None else default_store_path()
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be 'FULL' or 'NORMAL'")
+        self.readonly = bool(readonly)
+        create = create and not self.readonly
+        self.session = uuid.uuid4().hex
         self._lock = threading.RLock()
         self._connection = None
+        self._identity = None
         self._stack_state = (0, [], [])  # last action id replayed, done, redo stacks
         exists = self.path.exists()
         if exists and self.path.is_dir():
@@ -353,18 +383,35 @@ class LabelStore:
                 raise RbvetError("the directory of the label store does not exist", self.path)
         elif self.path.stat().st_size > 0:
             self._check_header()
-        try:
-            self._connection = sqlite3.connect(
-                str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
-            )
-        except sqlite3.Error as error:
-            raise RbvetError(f"cannot open the label store ({error})", self.path) from None
+        elif not create:
+            raise RbvetError("empty file (0 bytes), not a label store; left untouched", self.path)
+        self._connection = self._connect(timeout)
         try:
             self._open(synchronous)
         except BaseException:
             self._connection.close()
             self._connection = None
             raise
+        self._identity = _file_identity(self.path)
+
+    def _connect(self, timeout):
+        """An SQLite connection: read-write, or read-only (immutable on a read-only disk)."""
+        options = dict(timeout=timeout, isolation_level=None, check_same_thread=False)
+        uri = self.path.resolve().as_uri()
+        try:
+            if not self.readonly:
+                return sqlite3.connect(str(self.path), **options)
+            connection = sqlite3.connect(f"{uri}?mode=ro", uri=True, **options)
+            try:
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:
+                # A WAL store on a read-only disk cannot make its shared-memory file:
+                # read it as immutable (nobody can be writing to it there anyway).
+                connection.close()
+                connection = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, **options)
+            return connection
+        except sqlite3.Error as error:
+            raise RbvetError(_open_problem(self.path, error), self.path) from None
 
     # ----------------------------------------------------------------- opening, closing
 
@@ -403,6 +450,13 @@ class LabelStore:
                 raise RbvetError(
                     "an SQLite database but not an rbvet label store; left untouched", self.path
                 )
+            if tables:
+                self._check_integrity(connection)
+            if self.readonly:
+                self.journal_mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+                self._has_sessions = version >= 2
+                return
+            self._has_sessions = True
             self.journal_mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             connection.execute(f"PRAGMA synchronous={synchronous}")
             connection.execute("PRAGMA foreign_keys=ON")
@@ -414,11 +468,33 @@ class LabelStore:
                     for statement in _split_script(_SCHEMA):
                         connection.execute(statement)
                     connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                elif connection.execute("PRAGMA user_version").fetchone()[0] == 1:
+                    # Schema 2 records each action's session (undo stays its own) and its
+                    # provenance: who, from where, with which model, at which score.
+                    for statement in _SCHEMA_2_COLUMNS:
+                        connection.execute(statement)
+                    connection.execute("DROP VIEW label_log")
+                    connection.execute(_SCHEMA[_SCHEMA.index("CREATE VIEW label_log") :])
+                    connection.execute("PRAGMA user_version=2")
                 connection.execute("COMMIT")
             except BaseException:
                 if connection.in_transaction:
                     connection.execute("ROLLBACK")
                 raise
+
+    def _check_integrity(self, connection):
+        """Refuse a store whose pages are damaged, before it is read as "no labels"."""
+        try:
+            problems = [row[0] for row in connection.execute("PRAGMA quick_check(3)")]
+        except sqlite3.DatabaseError as error:
+            problems = [str(error)]
+        if problems != ["ok"]:
+            raise RbvetError(
+                f"label store is damaged ({' '.join('; '.join(problems).split())[:160]}); "
+                "left untouched — "
+                "restore a backup, or recover it with sqlite3's .recover",
+                self.path,
+            )
 
     def close(self):
         """Close the store (committed labels are already on disk)."""
@@ -447,6 +523,8 @@ class LabelStore:
             yield
         except sqlite3.OperationalError as error:
             text = str(error)
+            if "unable to open" in text or "readonly" in text:
+                raise RbvetError(_open_problem(self.path, error), self.path) from None
             if "locked" in text or "busy" in text:
                 raise RbvetError(
                     f"label store is locked by another program ({text}); close it and retry",
@@ -466,6 +544,9 @@ class LabelStore:
         """One write transaction (BEGIN IMMEDIATE ... COMMIT), rolled back on any error."""
         with self._lock, self._errors():
             connection = self._require_open()
+            if self.readonly:
+                raise RbvetError("label store is open read-only", self.path)
+            self._check_still_there()
             connection.execute("BEGIN IMMEDIATE")
             try:
                 yield connection
@@ -484,6 +565,19 @@ class LabelStore:
     def _reading(self):
         with self._lock, self._errors():
             yield self._require_open()
+
+    def _check_still_there(self):
+        """Refuse to write into a store whose file was deleted or replaced while open.
+
+        SQLite would go on writing into the unlinked file, and every label would be lost
+        when the store is closed.
+        """
+        if self._identity is not None and _file_identity(self.path) != self._identity:
+            raise RbvetError(
+                "the label store file was deleted or replaced while open; the label was not "
+                "saved — open a label store again (File › Label store…)",
+                self.path,
+            )
 
     def _require_open(self):
         if self._connection is None:
@@ -659,7 +753,17 @@ class LabelStore:
 
     # --------------------------------------------------------------------------- labels
 
-    def set_labels(self, object_ids, label, source="human"):
+    def set_labels(
+        self,
+        object_ids,
+        label,
+        source="human",
+        *,
+        origin="api",
+        annotator=None,
+        model=None,
+        scores=None,
+    ):
         """Give ``label`` to objects, as one action (one transaction, one undo step).
 
         Parameters
@@ -670,6 +774,14 @@ class LabelStore:
             1 real, 0 bogus, -1 cleared (unlabeled).
         source : {'human', 'model'}
             Who gave the label.
+        origin : str
+            Where it came from, one of `ORIGINS`.
+        annotator : str, optional
+            Who labeled; `default_annotator()` when None.
+        model : str, optional
+            The model (name and version) whose scores were on screen.
+        scores : array_like of float, optional
+            The score each object had on screen, in the order of ``object_ids``.
 
         Returns
         -------
@@ -681,38 +793,67 @@ class LabelStore:
             raise RbvetError(f"label must be 1 (real), 0 (bogus) or -1 (cleared), got {label}")
         if source not in SOURCES:
             raise RbvetError(f"label source must be one of {SOURCES}, got {source!r}")
-        ids = np.unique(np.asarray(object_ids, np.int64).ravel())
+        if origin not in ORIGINS:
+            raise RbvetError(f"label origin must be one of {ORIGINS}, got {origin!r}")
+        given = np.asarray(object_ids, np.int64).ravel()
+        ids, first = np.unique(given, return_index=True)
         if len(ids) == 0:
             raise RbvetError("no objects to label")
         if ids[0] < 0:
             raise RbvetError("cannot label objects that are not in the store (id -1)")
+        on_screen = [None] * len(ids)
+        if scores is not None:
+            scores = np.broadcast_to(np.asarray(scores, np.float64).ravel(), given.shape)
+            on_screen = [float(s) if np.isfinite(s) else None for s in scores[first]]
+        provenance = {
+            "annotator": annotator or default_annotator(),
+            "origin": origin,
+            "model": model,
+        }
         with self._transaction() as connection:
-            action_id = self._append_action(connection, "set", None, label, source, len(ids))
+            action_id = self._append_action(
+                connection, "set", None, label, source, len(ids), self.session, **provenance
+            )
             try:
                 connection.execute(
-                    "INSERT INTO events (action_id, object_id, label, previous)"
-                    f" SELECT ?, value, ?, {_CURRENT_LABEL.format(object='value')}"
-                    " FROM json_each(?)",
-                    (action_id, label, _ids_json(ids)),
+                    "INSERT INTO events (action_id, object_id, label, previous, score)"
+                    f" SELECT ?, j.value, ?, {_CURRENT_LABEL.format(object='j.value')}, s.value"
+                    " FROM json_each(?) AS j JOIN json_each(?) AS s ON s.key = j.key"
+                    " ORDER BY j.key",
+                    (action_id, label, _ids_json(ids), json.dumps(on_screen)),
                 )
             except sqlite3.IntegrityError:
                 raise RbvetError("some object ids are not in the label store", self.path) from None
         return action_id
 
     @staticmethod
-    def _append_action(connection, kind, target, label, source, n_objects):
+    def _append_action(connection, kind, target, label, source, n_objects, session, **provenance):
         cursor = connection.execute(
-            "INSERT INTO actions (kind, target, label, source, time, objects)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (kind, target, label, source, time.time(), int(n_objects)),
+            "INSERT INTO actions (kind, target, label, source, time, objects, session,"
+            " annotator, origin, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                kind,
+                target,
+                label,
+                source,
+                time.time(),
+                int(n_objects),
+                session,
+                provenance.get("annotator"),
+                provenance.get("origin"),
+                provenance.get("model"),
+            ),
         )
         return int(cursor.lastrowid)
 
     def _stacks(self, connection):
-        """Undo stack [(action, applied by), ...] and redo stack [action, ...], replayed."""
+        """This session's undo stack [(action, applied by), ...] and redo stack, replayed."""
         last, done, redo = self._stack_state
+        if not self._has_sessions:
+            return done, redo
         rows = connection.execute(
-            "SELECT id, kind, target FROM actions WHERE id > ? ORDER BY id", (last,)
+            "SELECT id, kind, target FROM actions WHERE id > ? AND session = ? ORDER BY id",
+            (last, self.session),
         ).fetchall()
         for action_id, kind, target in rows:
             if kind == "set":
@@ -729,7 +870,7 @@ class LabelStore:
         return done, redo
 
     def undo(self):
-        """Undo the latest action not yet undone (any depth, bulk actions included).
+        """Undo this session's latest action not yet undone (any depth, bulk included).
 
         Appends events that give the objects back the labels they had before it.
 
@@ -746,7 +887,16 @@ class LabelStore:
             count = connection.execute(
                 "SELECT objects FROM actions WHERE id = ?", (applied_by,)
             ).fetchone()[0]
-            action_id = self._append_action(connection, "undo", target, None, "human", count)
+            action_id = self._append_action(
+                connection,
+                "undo",
+                target,
+                None,
+                "human",
+                count,
+                self.session,
+                annotator=default_annotator(),
+            )
             connection.execute(
                 "INSERT INTO events (action_id, object_id, label, previous)"
                 f" SELECT ?, object_id, previous, {_CURRENT_LABEL.format(object='e.object_id')}"
@@ -773,7 +923,16 @@ class LabelStore:
             label, source, count = connection.execute(
                 "SELECT label, source, objects FROM actions WHERE id = ?", (target,)
             ).fetchone()
-            action_id = self._append_action(connection, "redo", target, label, source, count)
+            action_id = self._append_action(
+                connection,
+                "redo",
+                target,
+                label,
+                source,
+                count,
+                self.session,
+                annotator=default_annotator(),
+            )
             connection.execute(
                 "INSERT INTO events (action_id, object_id, label, previous)"
                 f" SELECT ?, object_id, label, {_CURRENT_LABEL.format(object='e.object_id')}"
@@ -884,16 +1043,17 @@ class LabelStore:
         frame_ids : sequence of int, optional
             Only these frames; all frames when None.
         with_stamps : bool
-            Also return the raw stamps and backgrounds (for `export_training_set`). They
+            Also return the raw stamps and backgrounds (for `save_training_set`). They
             are NaN-padded to the largest stamp, which for frames with a large FWHM can
             be several times the size of the inputs: pass False when only training.
 
         Returns
         -------
-        LabeledTrainingSet
+        TrainingSet
             Rows of objects labeled real or bogus (cleared and unlabeled ones left out),
             in storage order: ``groups`` is the frame id, ``kinds`` the label's source
-            ('human' or 'model'), ``fwhm`` the frame's FWHM.
+            ('human' or 'model'), ``fwhm`` the frame's FWHM, with the store's object ids,
+            positions, noise and stamp sizes.
         """
         params = params or PreprocessParams()
         query = (
@@ -962,13 +1122,13 @@ def _training_set_from_rows(rows, params, frames, path, with_stamps):
             backgrounds[rows_in, :side, :side] = background
     labels = np.array(columns[13], np.int8)
     used_frames = np.unique(groups).tolist()
-    return LabeledTrainingSet(
+    return TrainingSet(
         inputs=inputs,
         labels=labels,
         groups=groups,
         kinds=np.array(columns[14], dtype="U16").reshape(n),
         fwhm=fwhm,
-        params={
+        metadata={
             "source": "rbvet label store",
             "store": str(Path(path).resolve()),
             "preprocessing": params.to_dict(),
@@ -985,6 +1145,28 @@ def _training_set_from_rows(rows, params, frames, path, with_stamps):
         noise=noise,
         stamp_size=stamp_size,
     )
+
+
+def _file_identity(path):
+    """(device, inode) of a file, or None when it is gone."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
+
+
+def _open_problem(path, error):
+    """Why SQLite could not open a store, in words: it only says "unable to open"."""
+    folder = Path(path).resolve().parent
+    if not os.access(folder, os.W_OK):
+        return (
+            f"cannot open the label store for writing: its folder {folder} is read-only "
+            "(SQLite writes a journal beside the store); reading commands open it read-only"
+        )
+    if not os.access(path, os.R_OK):
+        return "cannot open the label store: permission denied"
+    return f"cannot open the label store ({error})"
 
 
 def _split_script(script):

@@ -7,6 +7,10 @@ mixed with simulated objects, so the model does not forget what it knew) to
 scored on the held-out objects (`compare_models`): the user accepts the new model, and
 `save_versioned` writes it next to the old name as ``name.vN.keras`` with a card naming
 its parent and its data.
+
+`retrain` and `simulated_objects` are jobs (`rbvet.core.jobs`): generators that yield
+`Progress` (training's `EpochEnded` among them) and return their result; closing one
+stops it and returns nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rbvet.core.errors import RbvetError, raise_if_stopped
+from rbvet.core.errors import RbvetError
+from rbvet.core.jobs import Progress
 
 FINE_TUNE_LEARNING_RATE = 1e-4
 SCRATCH_LEARNING_RATE = 1e-3
@@ -52,8 +57,6 @@ class RetrainResult:
     history : keras.callbacks.History
     n_simulated : int
         Simulated objects mixed into the training part.
-    stopped : bool
-        True when ``should_stop`` cancelled training before the last epoch.
     seconds : float
         Wall time of the whole retraining.
     """
@@ -65,7 +68,6 @@ class RetrainResult:
     held_out_index: np.ndarray
     history: object = None
     n_simulated: int = 0
-    stopped: bool = False
     seconds: float = 0.0
     log: list = field(default_factory=list)
 
@@ -173,18 +175,17 @@ def _clone_for_fine_tuning(keras_model, learning_rate):
     return clone
 
 
-def simulated_objects(
-    n_objects, params, seed=0, frame_size=SIMULATED_FRAME_SIZE, log=None, should_stop=None
-):
+def simulated_objects(n_objects, params, seed=0, frame_size=SIMULATED_FRAME_SIZE, log=None):
     """About ``n_objects`` labeled simulated objects (a `TrainingSet`), exactly that many.
 
     Small frames are simulated (in parallel) until there are enough detections, then
     ``n_objects`` of them are drawn at random. Group ids are negative (-1, -2, ... per
-    frame) so they never collide with label-store frame ids. Once ``should_stop()``
-    returns True, `concurrent.futures.CancelledError` is raised as the next frame is done.
+    frame) so they never collide with label-store frame ids. A job: yields the
+    simulation's `Progress`.
     """
     from rbvet.core.cutouts.preprocess import PreprocessParams
-    from rbvet.core.learn.train import TrainingSet, simulated_training_set
+    from rbvet.core.learn.dataset import TrainingSet
+    from rbvet.core.learn.train import simulated_training_set
 
     if params != PreprocessParams():
         raise RbvetError(
@@ -198,13 +199,12 @@ def simulated_objects(
         if have >= n_objects:
             break
         n_frames = max(1, math.ceil(1.15 * (n_objects - have) / max(per_frame, 1.0)))
-        part = simulated_training_set(
+        part = yield from simulated_training_set(
             n_frames=n_frames,
             shape=(frame_size, frame_size),
             seed=int(rng.integers(2**31)),
             workers=1 if n_frames < 3 else None,
             log=log,
-            should_stop=should_stop,
         )
         part.groups = (-(frames_done + 1) - part.groups.astype(np.int64)).astype(np.int32)
         parts.append(part)
@@ -214,15 +214,8 @@ def simulated_objects(
     if have < n_objects:
         raise RbvetError(f"simulated frames gave only {have} of {n_objects} objects")
     data = TrainingSet.concatenate(parts)
-    take = np.sort(rng.choice(len(data), size=n_objects, replace=False))
-    return TrainingSet(
-        inputs=data.inputs[take],
-        labels=data.labels[take],
-        groups=data.groups[take],
-        kinds=data.kinds[take],
-        fwhm=data.fwhm[take],
-        params={"simulated_frames": int(len(np.unique(data.groups))), "frame_size": frame_size},
-    )
+    data.metadata = {"simulated_frames": len(np.unique(data.groups)), "frame_size": frame_size}
+    return data.subset(np.sort(rng.choice(len(data), size=n_objects, replace=False)))
 
 
 def _check_training_set(training_set, size):
@@ -246,8 +239,6 @@ def retrain(
     simulated_ratio=0.0,
     epochs=10,
     seed=0,
-    progress=None,
-    should_stop=None,
     log=None,
     *,
     held_out_fraction=DEFAULT_HELD_OUT_FRACTION,
@@ -258,6 +249,11 @@ def retrain(
     simulated_frame_size=SIMULATED_FRAME_SIZE,
 ):
     """Train a new model from labeled objects and compare it with the current one.
+
+    A job (`rbvet.core.jobs`): yields `Progress` (simulation, then training's batches and
+    `rbvet.core.learn.train.EpochEnded` after each epoch); ``run_job`` returns the
+    result. Closing it stops at once, or training at the end of the current batch, and
+    nothing is returned.
 
     Parameters
     ----------
@@ -277,12 +273,6 @@ def retrain(
         Training passes; each shows every training object under a random one of the 8
         symmetries of the square. Early stopping may end training sooner.
     seed : int
-    progress : callable, optional
-        ``progress(epoch, epochs, logs)`` after each epoch (``epoch`` counts from 0).
-    should_stop : callable, optional
-        Once it returns True, training stops at the end of the current batch (the
-        result is marked ``stopped``); before training has begun (loading, simulating
-        objects) `concurrent.futures.CancelledError` is raised instead.
     log : callable, optional
         Called with one-line messages.
     held_out_fraction : float
@@ -311,8 +301,8 @@ def retrain(
         if log is not None:
             log(message)
 
+    yield Progress(message="Loading the current model")
     base = _resolve_base_model(base_model)
-    raise_if_stopped(should_stop, "retraining cancelled")
     _check_training_set(training_set, base.input_size)
     threshold = base.threshold if threshold is None else float(threshold)
     if simulated_ratio < 0:
@@ -351,13 +341,8 @@ def retrain(
     simulated_info = None
     if n_simulated:
         say(f"Simulating {n_simulated} objects on {simulated_frame_size}-pixel frames")
-        simulated = simulated_objects(
-            n_simulated,
-            base.params,
-            seed=seed,
-            frame_size=simulated_frame_size,
-            log=say,
-            should_stop=should_stop,
+        simulated = yield from simulated_objects(
+            n_simulated, base.params, seed=seed, frame_size=simulated_frame_size, log=say
         )
         inputs = np.concatenate([inputs, simulated.inputs])
         train_labels = np.concatenate([train_labels, simulated.labels.astype(np.int8)])
@@ -366,7 +351,7 @@ def retrain(
             "ratio": float(simulated_ratio),
             "objects": n_simulated,
             "real": int(simulated.labels.sum()),
-            **simulated.params,
+            **simulated.metadata,
         }
 
     # 3. Fit (train_model splits a validation part off for early stopping and augments).
@@ -375,13 +360,13 @@ def retrain(
     else:
         rate = learning_rate or FINE_TUNE_LEARNING_RATE
         model = _clone_for_fine_tuning(base.keras_model, rate)
-    raise_if_stopped(should_stop, "retraining cancelled")
+    yield Progress(message="Training")
     say(
         ("Training from scratch" if from_scratch else f"Fine-tuning {base.name}")
         + f" for up to {epochs} epochs (learning rate {rate:g})"
     )
     parent = _parent_reference(base)
-    result = train_model(
+    result = yield from train_model(
         inputs,
         train_labels.astype(np.float32),
         groups=train_groups,
@@ -391,8 +376,6 @@ def retrain(
         batch_size=batch_size,
         learning_rate=rate,
         seed=seed,
-        progress=None if progress is None else (lambda epoch, logs: progress(epoch, epochs, logs)),
-        should_stop=should_stop,
         log=say,
         description=(
             f"{'trained from scratch' if from_scratch else 'fine-tuned from ' + base.name} "
@@ -401,8 +384,6 @@ def retrain(
         ),
         parent=parent,
     )
-    epochs_run = len(result.history.history.get("loss", []))
-    stopped = bool(should_stop is not None and should_stop() and epochs_run < epochs)
 
     # 4. The new model's card, and both models on the held-out objects.
     card = result.card
@@ -422,7 +403,6 @@ def retrain(
             "labels": _data_description(training_set, train_index, held_out_index, by_frame),
             "simulated": simulated_info,
             "seed": int(seed),
-            "stopped_early_by_user": stopped,
         }
     )
     new_model = RealBogusModel(result.model, card, engine="keras")
@@ -442,14 +422,13 @@ def retrain(
         held_out_index=held_out_index,
         history=result.history,
         n_simulated=n_simulated,
-        stopped=stopped,
         seconds=seconds,
         log=messages,
     )
 
 
 def _data_description(training_set, train_index, held_out_index, by_frame):
-    params = dict(getattr(training_set, "params", None) or {})
+    params = dict(getattr(training_set, "metadata", None) or {})
     frames = [
         {key: frame.get(key) for key in ("id", "path", "content_hash", "shape")}
         for frame in params.get("frames", [])
@@ -549,3 +528,57 @@ def save_versioned(model, path):
     model.card = card
     model.path = target
     return target
+
+
+def retrain_from_store(store_path=None, base_model=None, *, log=None, **options):
+    """Retrain from every labeled object of a label store (the window's and ``rbvet train
+    --labels``'s one sequence): open the store, load the model, read the labeled objects
+    preprocessed for it, then `retrain`. A job (`rbvet.core.jobs`): it yields `Progress`.
+
+    Parameters
+    ----------
+    store_path : str or Path, optional
+        The label store; the user's default one when None. It must exist.
+    base_model : str or Path, optional
+        The current model (loaded with the Keras engine: it is fine-tuned and compared
+        with); the shipped default when None.
+    log : callable, optional
+        Called with one-line messages, here and in `retrain`.
+    **options
+        Passed on to `retrain`: ``from_scratch``, ``simulated_ratio``, ``epochs``,
+        ``seed``, ``batch_size``, ``threshold``, ...
+
+    Yields
+    ------
+    Progress
+        The steps before training (message only), then `retrain`'s.
+
+    Returns
+    -------
+    RetrainResult
+        Unsaved: `RetrainResult.accept` (or `save_versioned`) writes the new model.
+
+    Raises
+    ------
+    RbvetError
+        The store is missing or unusable, or holds no object labeled real or bogus.
+    """
+    from rbvet.core.learn.labels import BOGUS, REAL, LabelStore
+    from rbvet.core.model import load_model
+
+    say = log if log is not None else (lambda message: None)
+    with LabelStore(store_path, readonly=True) as store:
+        yield Progress(message="Loading the current model")
+        base = load_model(base_model, engine="keras")
+        yield Progress(message=f"Reading the labeled objects of {store.path}")
+        training_set = store.training_data(base.params, with_stamps=False)
+        where = store.path
+    if len(training_set) == 0:
+        raise RbvetError("no objects labeled real or bogus", where)
+    labels = np.asarray(training_set.labels)
+    say(
+        f"Label store {where}: {len(training_set)} labeled objects "
+        f"({int(np.sum(labels == REAL))} real, {int(np.sum(labels == BOGUS))} bogus) "
+        f"on {len(np.unique(training_set.groups))} frame(s)"
+    )
+    return (yield from retrain(training_set, base_model=base, log=log, **options))

@@ -4,20 +4,27 @@ The held-out objects are chosen by *group* (a frame, for simulated or labeled da
 any augmentation, so no rotated copy of a training stamp is ever used to judge the model,
 which is what made STDPipe's validation figures meaningless. Training samples are seen
 under a random one of the 8 symmetries of the square at every epoch.
+
+`train_model` and `simulated_training_set` are jobs (`rbvet.core.jobs`): generators that
+yield `Progress` and return their result; closing one stops it (training at the end of
+the current batch, simulation at once) and returns nothing.
 """
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from rbvet.core.errors import RbvetError, RbvetWarning, raise_if_stopped
+from rbvet.core.errors import RbvetError, RbvetWarning
+from rbvet.core.jobs import Progress, cpu_count
+from rbvet.core.learn.dataset import TrainingSet
 
 N_SYMMETRIES = 8
+SIMULATING = "Simulating frames"
+"""The `Progress` message of `simulated_training_set`."""
 
 
 def apply_symmetry(inputs, index):
@@ -89,26 +96,6 @@ def balanced_class_weights(labels):
     return {0: total / (2.0 * n_bogus), 1: total / (2.0 * n_real)}
 
 
-def unpack_training_data(training_data):
-    """Inputs and labels from ``(X, y)``, ``(X, y, extra)`` or ``{'X':, 'y':}``."""
-    if isinstance(training_data, dict):
-        X, y = training_data["X"], training_data["y"]
-    elif len(training_data) in (2, 3):
-        X, y = training_data[0], training_data[1]
-    else:
-        raise RbvetError("training_data must be (X, y), (X, y, fwhm) or a dict with X and y")
-    X = np.asarray(X, dtype=np.float32)
-    y = np.asarray(y).astype(np.float32).ravel()
-    if X.ndim != 4 or X.shape[-1] != 2 or len(X) != len(y):
-        raise RbvetError(
-            f"training inputs must be (N, size, size, 2) with N labels; got X "
-            f"{X.shape} and {len(y)} labels"
-        )
-    if not np.isin(y, (0.0, 1.0)).all():
-        raise RbvetError("training labels must be 0 (bogus) or 1 (real)")
-    return X, y
-
-
 def _batches_class():
     from rbvet.core.model import import_keras
 
@@ -138,26 +125,86 @@ def _batches_class():
     return AugmentedBatches
 
 
-def progress_callback(progress=None, should_stop=None):
-    """A Keras callback that reports each epoch and stops training when asked.
+@dataclass(frozen=True)
+class EpochEnded(Progress):
+    """The `Progress` of training at the end of an epoch, with that epoch's Keras logs.
 
-    ``progress(epoch, logs)`` is called after every epoch; training stops at the end of
-    the current batch once ``should_stop()`` returns True.
+    ``done`` counts the epochs run, ``total`` the epochs asked for; ``logs`` holds the
+    epoch's figures (``loss``, ``auc``, ``val_loss``, ``val_auc``, ...) as floats.
     """
+
+    logs: dict = field(default_factory=dict, compare=False)
+
+
+def fit_in_thread(model, batches, epochs, callbacks=(), **fit_options):
+    """``model.fit`` as a job: yields `Progress` after each batch, `EpochEnded` after each
+    epoch, and returns the Keras ``History``.
+
+    Keras' fit loop cannot yield, so it runs in a thread of its own and reports through
+    a queue. Closing the job asks Keras to stop at the end of the current batch and waits
+    for that (a batch takes milliseconds to a second); an error in the fit comes out of
+    the job as it is.
+
+    Parameters
+    ----------
+    model : keras.Model
+    batches : keras.utils.PyDataset
+        Training batches (``len`` is the number of batches per epoch).
+    epochs : int
+    callbacks : sequence of keras.callbacks.Callback
+    **fit_options
+        Passed to ``model.fit`` (``validation_data``, ...).
+    """
+    import queue
+    import threading
+
     from rbvet.core.model import import_keras
 
     keras = import_keras()
+    events = queue.SimpleQueue()
+    stop = threading.Event()
+    per_epoch = max(1, len(batches))
+    total = int(epochs) * per_epoch
 
-    class _Progress(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if progress is not None:
-                progress(epoch, dict(logs or {}))
+    class _Report(keras.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
 
         def on_train_batch_end(self, batch, logs=None):
-            if should_stop is not None and should_stop():
+            if stop.is_set():
                 self.model.stop_training = True
+            message = f"epoch {self.epoch + 1} of {epochs}"
+            events.put(Progress(self.epoch * per_epoch + batch + 1, total, message))
 
-    return _Progress()
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {key: float(value) for key, value in (logs or {}).items()}
+            events.put(EpochEnded(epoch + 1, int(epochs), f"epoch {epoch + 1} done", logs))
+
+    outcome = {}
+
+    def fit():
+        try:
+            outcome["history"] = model.fit(
+                batches, epochs=epochs, callbacks=[*callbacks, _Report()], verbose=0, **fit_options
+            )
+        except BaseException as error:  # handed to the job, which raises it
+            outcome["error"] = error
+        finally:
+            events.put(None)
+
+    thread = threading.Thread(target=fit, name="rbvet training", daemon=True)
+    thread.start()
+    try:
+        while (event := events.get()) is not None:
+            yield event
+    finally:  # also when closed: stop at the end of the batch and let the thread end
+        stop.set()
+        thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["history"]
 
 
 @dataclass
@@ -184,13 +231,15 @@ def train_model(
     patience=4,
     learning_rate=1e-3,
     seed=0,
-    progress=None,
-    should_stop=None,
     log=None,
     description="",
     parent=None,
 ):
     """Fit a model with a group-wise held-out split and on-the-fly augmentation.
+
+    A job (`rbvet.core.jobs`): yields `Progress` after every batch and `EpochEnded`
+    after every epoch (see `fit_in_thread`); ``run_job`` returns its result. Closing it
+    stops training at the end of the current batch, and nothing is returned.
 
     Parameters
     ----------
@@ -210,10 +259,6 @@ def train_model(
     learning_rate : float
         For new models only.
     seed : int
-    progress : callable, optional
-        ``progress(epoch, logs)`` after every epoch.
-    should_stop : callable, optional
-        Cancels training when it returns True.
     log : callable, optional
 
     Returns
@@ -255,21 +300,20 @@ def train_model(
                 monitor="val_loss", factor=0.5, patience=max(1, patience // 2), min_lr=1e-5
             ),
         ]
-    callbacks = list(callbacks) + [progress_callback(progress, should_stop)]
     batches = _batches_class()(
         inputs[train_index], labels[train_index], weights[train_index], batch_size, seed
     )
     started = time.perf_counter()
-    history = model.fit(
+    history = yield from fit_in_thread(
+        model,
         batches,
+        epochs,
+        callbacks,
         validation_data=(
             inputs[validation_index],
             labels[validation_index],
             weights[validation_index],
         ),
-        epochs=epochs,
-        callbacks=callbacks,
-        verbose=0,
     )
     elapsed = time.perf_counter() - started
     size = inputs.shape[1]
@@ -288,43 +332,6 @@ def train_model(
         parent=parent,
     )
     return TrainResult(model, history, train_index, validation_index, card)
-
-
-@dataclass
-class TrainingSet:
-    """Preprocessed inputs with labels and what they came from (one row per object)."""
-
-    inputs: np.ndarray  # (N, size, size, 2) float32
-    labels: np.ndarray  # (N,) int8: 1 real, 0 bogus
-    groups: np.ndarray  # (N,) int32: frame index
-    kinds: np.ndarray  # (N,) str: star, galaxy, cosmic_ray, ...
-    fwhm: np.ndarray  # (N,) float32: true FWHM of the object's frame
-    params: dict = field(default_factory=dict)
-
-    def __len__(self):
-        return len(self.labels)
-
-    @classmethod
-    def concatenate(cls, parts, params=None):
-        names = ("inputs", "labels", "groups", "kinds", "fwhm")
-        arrays = {name: np.concatenate([getattr(p, name) for p in parts]) for name in names}
-        return cls(**arrays, params=params or {})
-
-    def save(self, path):
-        """Write to ``.npz`` (no pickled objects)."""
-        np.savez(
-            path,
-            inputs=self.inputs,
-            labels=self.labels,
-            groups=self.groups,
-            kinds=self.kinds.astype("U16"),
-            fwhm=self.fwhm,
-        )
-
-    @classmethod
-    def load(cls, path):
-        with np.load(path, allow_pickle=False) as data:
-            return cls(**{name: data[name] for name in data.files})
 
 
 def training_set_from_frame(
@@ -394,8 +401,6 @@ def simulated_training_set(
     detect_threshold_range=(2.0, 5.0),
     workers=None,
     log=None,
-    progress=None,
-    should_stop=None,
     **options,
 ):
     """Simulate ``n_frames`` frames and turn their detections into a labeled training set.
@@ -403,9 +408,8 @@ def simulated_training_set(
     Frames are simulated in parallel processes (``workers``, default: all cores); frame
     ``i`` uses seed ``(seed, i)``, so the set is reproducible and a different ``seed``
     gives frames never seen. ``fwhm_range`` (optional) draws the FWHM uniformly in that
-    range instead of the simulator's default distribution. ``progress(done, total)`` is
-    called after each frame; once ``should_stop()`` returns True,
-    `concurrent.futures.CancelledError` is raised there.
+    range instead of the simulator's default distribution. A job (`rbvet.core.jobs`):
+    yields `Progress` over the frames; closing it stops the simulating processes.
     """
     import multiprocessing
 
@@ -418,25 +422,21 @@ def simulated_training_set(
             low, high = fwhm_range
             frame_options["fwhm"] = float(np.random.default_rng(frame_seed).uniform(low, high))
         tasks.append((index, frame_seed, tuple(shape), tuple(real_kinds), frame_options))
-    workers = workers or os.cpu_count() or 1
+    workers = workers or cpu_count()
     parts = []
     started = time.perf_counter()
-
-    def frame_done(part):
-        parts.append(part)
-        if progress is not None:
-            progress(len(parts), n_frames)
-        raise_if_stopped(should_stop, "simulation cancelled")
-
+    yield Progress(0, n_frames, SIMULATING)
     if workers > 1 and n_frames > 1:
         context = multiprocessing.get_context("spawn")
-        with context.Pool(workers) as pool:
+        with context.Pool(workers) as pool:  # closing the job terminates the pool here
             for part in pool.imap(_simulate_one, tasks):
-                frame_done(part)
+                parts.append(part)
+                yield Progress(len(parts), n_frames, SIMULATING)
     else:
         for task in tasks:
-            frame_done(_simulate_one(task))
-    data = TrainingSet.concatenate(parts, params={"n_frames": n_frames, "seed": seed})
+            parts.append(_simulate_one(task))
+            yield Progress(len(parts), n_frames, SIMULATING)
+    data = TrainingSet.concatenate(parts, metadata={"n_frames": n_frames, "seed": seed})
     log(
         f"Simulated {n_frames} frames in {time.perf_counter() - started:.0f} s: {len(data)} "
         f"objects, {int(data.labels.sum())} real"

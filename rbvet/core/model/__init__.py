@@ -337,14 +337,12 @@ class RealBogusModel:
 def inference_threads():
     """Threads that predict in parallel: ``RBVET_INFERENCE_THREADS``, else the cores this
     process may use (a Dask worker per core sets 1)."""
+    from rbvet.core.jobs import cpu_count
+
     try:
         return max(1, int(os.environ["RBVET_INFERENCE_THREADS"]))
     except (KeyError, ValueError):
-        pass
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+        return cpu_count()
 
 
 class _PredictionThreads:
@@ -506,7 +504,7 @@ def _write_cached(path, onnx_bytes):
     onnx_bytes = proto.SerializeToString()
     try:
         atomic_write(path, lambda temporary: Path(temporary).write_bytes(onnx_bytes))
-    except OSError:  # a read-only cache costs a conversion next time, nothing more
+    except RbvetError:  # a read-only or full cache costs a conversion next time, nothing more
         pass
 
 

@@ -1,0 +1,1021 @@
+"""One frame's vetting session, without Qt: data, order, filter, labels, undo, threshold.
+
+`VettingSession` is what the vetting window shows and changes, as plain Python: the frame's
+`VettingData`, the threshold, the selected object, the display order (sort key, direction,
+filter), the labels kept in a `rbvet.core.learn.labels.LabelStore`, and the model in use.
+Every change is announced through an `Event` (a list of callables), so the Qt widgets in
+`rbvet.gui` are thin adapters that re-emit them as signals, and a script or a test can drive
+a whole session with no Qt imported.
+
+Labels and the store:
+
+- A frame is known by the hash of its pixels: reopening it (under any name, from any
+  catalog) matches the catalog rows to the stored objects by position, within
+  `MATCH_TOLERANCE` pixels, and shows their labels again (`VettingSession.restore`).
+- An object is stored the first time it is labeled, with its raw stamp cut at that moment
+  (`rbvet.core.cutouts.stamps.cut_stamps`, vectorised; about 0.1 ms per object).
+- The store is opened lazily: a default store that does not exist yet is only created when
+  the first label is given, so looking at frames leaves no file behind.
+- Each call of `VettingSession.label` is one labeling action of the store, hence one undo
+  step, however many objects it labels.
+- Store errors (locked, damaged, not a label store) do not escape the labeling methods:
+  they are announced once through ``error`` (one line; also kept in ``store_error``) and the
+  action does nothing. A window shows them in a banner; a script can connect a callback
+  that raises or prints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rbvet.core.errors import RbvetError
+from rbvet.core.learn.labels import BOGUS, REAL, SOURCES, UNLABELED
+
+__all__ = [
+    "BOGUS",
+    "REAL",
+    "UNLABELED",
+    "HUMAN",
+    "MODEL",
+    "Event",
+    "VettingData",
+    "VettingSession",
+    "display_order",
+    "filter_mask",
+    "label_name",
+    "model_save_target",
+    "sort_values",
+    "suspicion",
+]
+
+HUMAN, MODEL = SOURCES
+"""Label sources in the store: given one by one, or by the score threshold in bulk."""
+MATCH_TOLERANCE = 0.5
+"""Pixels between a catalog position and a stored one that still make them one object."""
+STORE_TIMEOUT = 0.1
+"""Seconds to wait for another program's write to the store before giving up."""
+DEFAULT_THRESHOLD = 0.5
+
+
+def label_name(label):
+    """'real', 'bogus' or 'unlabeled'."""
+    return {REAL: "real", BOGUS: "bogus"}.get(int(label), "unlabeled")
+
+
+class Event:
+    """A list of callbacks, all called in order by `emit` (a Qt-free signal).
+
+    Examples
+    --------
+    >>> changed = Event()
+    >>> seen = []
+    >>> _ = changed.connect(seen.append)
+    >>> changed.emit(0.7)
+    >>> seen
+    [0.7]
+    """
+
+    def __init__(self):
+        self._callbacks = []
+
+    def connect(self, callback):
+        """Call ``callback(*args)`` at every `emit`; returns it (usable as a decorator)."""
+        self._callbacks.append(callback)
+        return callback
+
+    def disconnect(self, callback):
+        """Stop calling ``callback`` (ValueError when it is not connected)."""
+        self._callbacks.remove(callback)
+
+    def emit(self, *args):
+        for callback in list(self._callbacks):
+            callback(*args)
+
+    def __len__(self):
+        return len(self._callbacks)
+
+
+# ------------------------------------------------------------------------------ the data
+
+
+@dataclass
+class VettingData:
+    """Everything shown about one frame, indexed by object (catalog row order).
+
+    Attributes
+    ----------
+    frame : rbvet.core.io.frame.Frame
+    table : astropy.table.Table
+        The catalog with 0-based ``x``, ``y`` and the ``rb_score``/``rb_reason`` columns.
+    x, y : ndarray (N,) float64
+    scores : ndarray (N,) float32
+        NaN for objects that could not be scored.
+    reasons : ndarray (N,) str
+        Why an object was not scored; empty when it was.
+    atlas : ndarray (N, h, w) uint8
+        One tile per object (`rbvet.core.cutouts.atlas.render_tiles`); black when unscored.
+    fwhm : float
+    rescale : rbvet.core.cutouts.preprocess.Rescale
+    params : rbvet.core.cutouts.preprocess.PreprocessParams
+    model_name : str
+    frame_path, catalog_path : str or None
+        ``catalog_path`` is None when the objects were detected.
+    labels : ndarray (N,) int8
+        `UNLABELED`, `BOGUS` or `REAL`.
+    score_order : ndarray (N,) intp or None
+        All objects by descending score (`display_order`'s default), when made ahead of
+        time (`with_score_order`, in the worker that classified the frame): sorting a
+        million scores would otherwise stall the window that shows them.
+    """
+
+    frame: object
+    table: object
+    x: np.ndarray
+    y: np.ndarray
+    scores: np.ndarray
+    reasons: np.ndarray
+    atlas: np.ndarray
+    fwhm: float
+    rescale: object
+    params: object
+    model_name: str = ""
+    frame_path: str | None = None
+    catalog_path: str | None = None
+    labels: np.ndarray = field(default=None)
+    score_order: np.ndarray = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.labels is None:
+            self.labels = np.full(len(self.scores), UNLABELED, np.int8)
+
+    @classmethod
+    def from_scores(cls, frame, table, scores, reasons, atlas, *, fwhm, params, **fields):
+        """The data of a classified frame: its catalog, the scores and the rendered tiles.
+
+        Writes the scores into ``table`` (``rb_score``/``rb_reason``, in place), takes the
+        positions from its ``x`` and ``y`` columns and plans the rescaling from ``fwhm``.
+
+        Parameters
+        ----------
+        frame : rbvet.core.io.frame.Frame or None
+        table : astropy.table.Table
+            The catalog, with 0-based ``x`` and ``y`` columns.
+        scores : array_like (N,) float
+            NaN for objects that could not be scored.
+        reasons : array_like (N,) str
+            Why an object was not scored; empty when it was.
+        atlas : ndarray (N, h, w) uint8
+        fwhm : float
+        params : rbvet.core.cutouts.preprocess.PreprocessParams
+        **fields
+            The other fields (``model_name``, ``frame_path``, ``catalog_path``, ...).
+
+        Returns
+        -------
+        VettingData
+        """
+        from rbvet.core.classify import add_scores
+        from rbvet.core.cutouts.preprocess import plan_rescale
+
+        scores = np.asarray(scores, np.float32)
+        reasons = np.asarray(reasons, str)
+        add_scores(table, scores, reasons)
+        return cls(
+            frame=frame,
+            table=table,
+            x=np.asarray(table["x"], np.float64),
+            y=np.asarray(table["y"], np.float64),
+            scores=scores,
+            reasons=reasons,
+            atlas=atlas,
+            fwhm=fwhm,
+            rescale=plan_rescale(fwhm, params),
+            params=params,
+            **fields,
+        )
+
+    def __len__(self):
+        return len(self.scores)
+
+    def counts(self, threshold):
+        """(real, bogus, unscored): objects at or above ``threshold``, below it, and NaN."""
+        scored = np.isfinite(self.scores)
+        real = int(np.count_nonzero(self.scores[scored] >= threshold))
+        n_scored = int(np.count_nonzero(scored))
+        return real, n_scored - real, len(self.scores) - n_scored
+
+
+# ---------------------------------------------------------------- order and filter
+
+SORT_SCORE = "score"
+SORT_UNCERTAINTY = "uncertainty"
+SORT_POSITION = "position"
+SORT_SUSPICIOUS = "suspicious"
+"""Labels the model most disagrees with first: by |label - score|, unlabeled after."""
+COLUMN_PREFIX = "column:"
+"""Sort keys of catalog columns are ``COLUMN_PREFIX + name`` (see `column_sort_key`)."""
+DESCENDING_BY_DEFAULT = {
+    SORT_SCORE: True,
+    SORT_UNCERTAINTY: False,
+    SORT_SUSPICIOUS: True,
+    SORT_POSITION: False,
+}
+"""Direction a built-in key starts with; catalog columns start ascending."""
+SORT_TIPS = (
+    "model score",
+    "closest to the threshold first: the labels that teach the model most",
+    "labels the model most disagrees with first (|label - score|), unlabeled after",
+    "position on the frame: by y, then x",
+)
+"""Descriptions of the built-in sort keys, in the order a window offers them."""
+FIXED_DIRECTION_SORTS = {SORT_UNCERTAINTY, SORT_SUSPICIOUS, SORT_POSITION}
+"""Keys with one sensible direction."""
+LABEL_SORTS = {SORT_SUSPICIOUS}
+"""Keys whose order depends on the labels."""
+THRESHOLD_SORTS = {SORT_UNCERTAINTY}
+"""Keys whose order depends on the threshold."""
+
+FILTER_ALL = "all"
+FILTER_REAL = "real"
+FILTER_BOGUS = "bogus"
+FILTER_UNLABELED = "unlabeled"
+FILTER_LABELED = "labeled"
+FILTER_DISAGREE = "disagree"
+FILTER_UNSCORED = "unscored"
+FILTERS = (
+    FILTER_ALL,
+    FILTER_REAL,
+    FILTER_BOGUS,
+    FILTER_UNLABELED,
+    FILTER_LABELED,
+    FILTER_DISAGREE,
+    FILTER_UNSCORED,
+)
+"""Filter names, in the order a window offers them."""
+THRESHOLD_FILTERS = {FILTER_REAL, FILTER_BOGUS, FILTER_DISAGREE}
+LABEL_FILTERS = {FILTER_UNLABELED, FILTER_LABELED, FILTER_DISAGREE}
+
+
+def column_sort_key(name):
+    """The sort key of catalog column ``name``."""
+    return COLUMN_PREFIX + name
+
+
+def numeric_columns(table):
+    """Names of the one-dimensional numeric columns of ``table`` (sortable keys)."""
+    if table is None:
+        return []
+    return [
+        name
+        for name in table.colnames
+        if table[name].ndim == 1 and table[name].dtype.kind in "biuf"
+    ]
+
+
+def filter_mask(data, name, threshold):
+    """Boolean mask (N,) of the objects of ``data`` that filter ``name`` keeps.
+
+    ``real`` and ``bogus`` split the scored objects at ``threshold`` exactly as
+    `VettingData.counts` does; ``disagree`` keeps labels that contradict the score.
+    """
+    scores, labels = data.scores, data.labels
+    scored = np.isfinite(scores)
+    above = scored & (scores >= threshold)
+    below = scored & ~above
+    if name == FILTER_ALL:
+        return np.ones(len(scores), bool)
+    if name == FILTER_REAL:
+        return above
+    if name == FILTER_BOGUS:
+        return below
+    if name == FILTER_UNLABELED:
+        return labels == UNLABELED
+    if name == FILTER_LABELED:
+        return labels != UNLABELED
+    if name == FILTER_DISAGREE:
+        return ((labels == REAL) & below) | ((labels == BOGUS) & above)
+    if name == FILTER_UNSCORED:
+        return ~scored
+    raise ValueError(f"unknown filter {name!r}; expected one of {', '.join(FILTERS)}")
+
+
+def sort_values(data, key, threshold):
+    """The values ``key`` sorts by, most significant first, as float64 arrays (N,).
+
+    NaN marks an object without a value for that key.
+    """
+    if key == SORT_SCORE:
+        return [data.scores.astype(np.float64)]
+    if key == SORT_UNCERTAINTY:
+        return [np.abs(data.scores.astype(np.float64) - threshold)]
+    if key == SORT_SUSPICIOUS:
+        return [suspicion(data.scores, data.labels)]
+    if key == SORT_POSITION:
+        return [np.asarray(data.y, np.float64), np.asarray(data.x, np.float64)]
+    if key.startswith(COLUMN_PREFIX):
+        column = data.table[key[len(COLUMN_PREFIX) :]]
+        return [np.ma.filled(np.ma.asarray(column).astype(np.float64), np.nan)]
+    raise ValueError(f"unknown sort key {key!r}")
+
+
+def suspicion(scores, labels):
+    """How strongly the model disagrees with each label: |label - score|, NaN if unlabeled.
+
+    In the spirit of cleanlab's label-quality ranking: an object labeled real with a low
+    score, or bogus with a high score, is the likeliest labeling mistake (or the model's
+    most instructive error). Sorted descending, labeled real objects come by ascending
+    score and labeled bogus ones by descending score, interleaved by how far they are off.
+
+    Parameters
+    ----------
+    scores : ndarray (N,) float
+    labels : ndarray (N,) int8
+
+    Returns
+    -------
+    ndarray (N,) float64
+        In [0, 1]; NaN for unlabeled (and unscored) objects.
+    """
+    scores = np.asarray(scores, np.float64)
+    labels = np.asarray(labels)
+    labeled = (labels == REAL) | (labels == BOGUS)
+    return np.where(labeled, np.abs(labels.astype(np.float64) - scores), np.nan)
+
+
+def display_order(data, key=SORT_SCORE, descending=True, filter_name=FILTER_ALL, threshold=0.5):
+    """Object indices of ``data`` kept by ``filter_name``, in display order.
+
+    Objects are sorted by ``key`` (descending or not); ties keep catalog order. Unscored
+    objects always come last, after scored objects without a value for ``key``. One mask
+    and one ``lexsort``: no Python runs per object. By descending score with the data's
+    `VettingData.score_order` at hand, the filter only picks from it.
+
+    Returns
+    -------
+    ndarray (M,) intp
+    """
+    if data is None or len(data) == 0:
+        return np.empty(0, np.intp)
+    if key == SORT_SCORE and descending and data.score_order is not None:
+        order = data.score_order
+        if filter_name == FILTER_ALL:
+            return order.copy()
+        return order[filter_mask(data, filter_name, threshold)[order]]
+    kept = np.flatnonzero(filter_mask(data, filter_name, threshold))
+    values = [value[kept] for value in sort_values(data, key, threshold)]
+    has_value = np.logical_and.reduce([np.isfinite(value) for value in values])
+    group = np.where(np.isfinite(data.scores[kept]), np.where(has_value, 0, 1), 2)
+    sign = -1.0 if descending else 1.0
+    keys = [kept] + [sign * np.where(has_value, value, 0.0) for value in values[::-1]]
+    return kept[np.lexsort(keys + [group])]
+
+
+def with_score_order(data):
+    """``data`` with its `VettingData.score_order` made (in a worker, before it is shown)."""
+    data.score_order = None
+    data.score_order = display_order(data)
+    return data
+
+
+# ------------------------------------------------------------------------------ the model
+
+
+def model_save_target(model_path=None, models_dir=None):
+    """Where a retrained version of ``model_path`` goes (`save_versioned` picks ``vN``).
+
+    Next to the current model when its folder is writable and is not the shipped
+    ``resources`` folder; otherwise in ``models_dir`` (default ``user_data_dir()/models``).
+    A legacy ``.h5`` model's versions are saved as ``.keras``.
+
+    Parameters
+    ----------
+    model_path : str or Path, optional
+        The current model; the shipped default when None.
+    models_dir : str or Path, optional
+
+    Returns
+    -------
+    Path
+        ``folder/name.keras`` (or the current ``name.vK.keras``).
+    """
+    from rbvet.core.paths import default_model_path, resources_dir, user_data_dir
+
+    current = Path(model_path) if model_path else default_model_path()
+    name = current.name if current.suffix.lower() == ".keras" else current.stem + ".keras"
+    folder = current.parent.resolve()
+    shipped = resources_dir().resolve()
+    if folder != shipped and shipped not in folder.parents and os.access(folder, os.W_OK):
+        return folder / name
+    fallback = Path(models_dir) if models_dir is not None else user_data_dir() / "models"
+    return fallback / name
+
+
+def _not_busy(_n_objects):
+    return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------- the session
+
+
+class VettingSession:
+    """One frame's vetting: what is shown, in which order, and the labels given to it.
+
+    Parameters
+    ----------
+    store_path : str or Path, optional
+        The label store; the user's default (``labels.sqlite`` in the user data folder,
+        see `rbvet.core.learn.labels.default_store_path`) when None. Nothing is opened
+        until `open_store` or the first use.
+    model_path : str or Path, optional
+        The model in use; the shipped default when None.
+    models_dir : str or Path, optional
+        Where retrained models go when ``model_path``'s folder cannot take them
+        (`model_save_target`).
+
+    Attributes
+    ----------
+    store_path : Path
+    store_error : str
+        The last store error, empty when the store works.
+    frame_id : int or None
+        The current frame's id in the store; None while it is not stored.
+    object_ids : ndarray (N,) int64
+        Store id of each object of the current frame, -1 where not stored yet.
+    model_path : str or None
+    models_dir : Path or None
+    busy : callable
+        ``busy(n_objects)`` returns a context manager held while that many new objects are
+        cut and stored (a window shows a wait cursor); no-op by default.
+
+    Events
+    ------
+    data_changed()
+        A new frame (or new scores) replaced `data`; it may be None (nothing open).
+    threshold_changed(float)
+        Only when the value changes.
+    selection_changed(int)
+        The selected object's index in `data`, or -1 for none.
+    labels_changed(ndarray)
+        Indices of objects whose label changed.
+    order_changed()
+        The display order may have changed: the sort key, direction or filter was set, or
+        the threshold or labels moved under a sort or filter that follows them.
+    order_settings_changed()
+        The sort key, direction or filter was set (the order may be the same).
+    counts_changed()
+        Labels changed (in the store or on this frame): counts may differ.
+    store_changed()
+        Another store was opened (or the current one failed to open).
+    error(str)
+        A one-line message: the store could not be opened or written.
+    message(str)
+        A short note about the last labeling action ("Undid the labels of 5 objects").
+    """
+
+    def __init__(self, store_path=None, model_path=None, models_dir=None):
+        self.data_changed = Event()
+        self.threshold_changed = Event()
+        self.selection_changed = Event()
+        self.labels_changed = Event()
+        self.order_changed = Event()
+        self.order_settings_changed = Event()
+        self.counts_changed = Event()
+        self.store_changed = Event()
+        self.error = Event()
+        self.message = Event()
+
+        self._data = None
+        self._threshold = DEFAULT_THRESHOLD
+        self._selected = -1
+        self._sort_key = SORT_SCORE
+        self._descending = True
+        self._filter = FILTER_ALL
+
+        self._default_store = store_path is None
+        self.store_path = self._resolve(store_path)
+        self._store = None
+        self.store_error = ""
+        self.frame_id = None
+        self.object_ids = np.empty(0, np.int64)
+        self._store_data = None  # the data frame_id and object_ids describe
+        self._store_x = np.empty(0, np.float64)
+        self._store_y = np.empty(0, np.float64)
+        self.busy = _not_busy
+
+        self.model_path = None if model_path is None else str(model_path)
+        self.models_dir = None if models_dir is None else Path(models_dir)
+
+    # ------------------------------------------------------------------ what is shown
+
+    @property
+    def data(self):
+        """The current `VettingData`, or None."""
+        return self._data
+
+    @property
+    def threshold(self):
+        return self._threshold
+
+    @property
+    def selected(self):
+        """Index of the selected object, -1 for none."""
+        return self._selected
+
+    @property
+    def labels(self):
+        """Labels (N,) of the current frame (the data's own array; empty without data)."""
+        return self._data.labels if self._data is not None else np.empty(0, np.int8)
+
+    def set_data(self, data, threshold=None):
+        """Show ``data`` (a `VettingData` or None); clears the selection.
+
+        ``threshold_changed`` follows only when ``threshold`` changes it: every listener
+        redraws on ``data_changed`` with the current threshold. A sort by a catalog column
+        the new data lack falls back to the score, descending. The labels are taken as
+        they are in ``data`` (see `restore` or `show` for the stored ones).
+        """
+        previous = self._threshold
+        self._data = data
+        self._selected = -1
+        if threshold is not None:
+            self._threshold = float(threshold)
+        if self._sort_key.startswith(COLUMN_PREFIX) and data is not None:
+            if self._sort_key[len(COLUMN_PREFIX) :] not in numeric_columns(data.table):
+                self._sort_key, self._descending = SORT_SCORE, True
+        self.data_changed.emit()
+        if self._threshold != previous:
+            self.threshold_changed.emit(self._threshold)
+            if self._order_follows_threshold():
+                self.order_changed.emit()
+        self.selection_changed.emit(-1)
+
+    def show(self, data, threshold=None):
+        """Show a newly classified frame with its stored labels (`restore`, `set_data`).
+
+        Returns
+        -------
+        int
+            Number of labeled objects found in the store.
+        """
+        found = self.restore(data)
+        self.set_data(data, threshold)
+        return found
+
+    def set_threshold(self, value):
+        """Set the threshold (clipped to [0, 1]); events only when it changes."""
+        value = float(np.clip(value, 0.0, 1.0))
+        if value != self._threshold:
+            self._threshold = value
+            self.threshold_changed.emit(value)
+            if self._order_follows_threshold():
+                self.order_changed.emit()
+
+    def select(self, index):
+        """Select object ``index`` (-1, or any index out of range, for none)."""
+        index = int(index)
+        if self._data is None or not 0 <= index < len(self._data):
+            index = -1
+        if index != self._selected:
+            self._selected = index
+            self.selection_changed.emit(index)
+
+    def counts(self):
+        """(real, bogus, unscored) at the threshold (`VettingData.counts`); zeros without
+        data."""
+        return (0, 0, 0) if self._data is None else self._data.counts(self._threshold)
+
+    # -------------------------------------------------------------------- order and filter
+
+    @property
+    def sort_key(self):
+        """`SORT_SCORE`, `SORT_UNCERTAINTY`, `SORT_SUSPICIOUS`, `SORT_POSITION` or a
+        `column_sort_key`."""
+        return self._sort_key
+
+    @property
+    def descending(self):
+        return self._descending
+
+    @property
+    def filter_name(self):
+        """One of `FILTERS`."""
+        return self._filter
+
+    def set_sort(self, key, descending=None):
+        """Sort by ``key``; ``descending=None`` uses the key's natural direction."""
+        if key not in DESCENDING_BY_DEFAULT and not key.startswith(COLUMN_PREFIX):
+            raise ValueError(f"unknown sort key {key!r}")
+        if descending is None:
+            descending = DESCENDING_BY_DEFAULT.get(key, False)
+        self._sort_key, self._descending = key, bool(descending)
+        self.order_settings_changed.emit()
+        self.order_changed.emit()
+
+    def set_filter(self, name):
+        """Show only the objects filter ``name`` (one of `FILTERS`) keeps."""
+        if name not in FILTERS:
+            raise ValueError(f"unknown filter {name!r}; expected one of {', '.join(FILTERS)}")
+        self._filter = name
+        self.order_settings_changed.emit()
+        self.order_changed.emit()
+
+    def display_order(self):
+        """Object indices shown, in display order (`display_order` of the settings).
+
+        Returns
+        -------
+        ndarray (M,) intp
+        """
+        return display_order(
+            self._data, self._sort_key, self._descending, self._filter, self._threshold
+        )
+
+    def visible(self):
+        """Boolean mask (N,) of the objects the filter keeps."""
+        if self._data is None:
+            return np.zeros(0, bool)
+        return filter_mask(self._data, self._filter, self._threshold)
+
+    def _order_follows_threshold(self):
+        return self._filter in THRESHOLD_FILTERS or self._sort_key in THRESHOLD_SORTS
+
+    def _order_follows_labels(self):
+        return self._filter in LABEL_FILTERS or self._sort_key in LABEL_SORTS
+
+    # ------------------------------------------------------------------ labels in memory
+
+    def set_labels(self, indices, label):
+        """Give ``label`` to the objects at ``indices``, in memory only (`label` stores)."""
+        indices = np.atleast_1d(np.asarray(indices, np.intp))
+        self._data.labels[indices] = label
+        self._labels_changed(indices)
+
+    def update_labels(self, indices, labels):
+        """Give each object at ``indices`` its own label (e.g. after an undo), in memory.
+
+        Parameters
+        ----------
+        indices : array_like of int
+        labels : array_like of int
+            `UNLABELED`, `BOGUS` or `REAL`, one per index.
+        """
+        indices = np.atleast_1d(np.asarray(indices, np.intp))
+        self._data.labels[indices] = np.asarray(labels, np.int8)
+        self._labels_changed(indices)
+
+    def _labels_changed(self, indices):
+        self.labels_changed.emit(indices)
+        if self._order_follows_labels():
+            self.order_changed.emit()
+
+    # ------------------------------------------------------------------------ the store
+
+    @staticmethod
+    def _resolve(path):
+        from rbvet.core.learn.labels import default_store_path
+
+        return Path(path).expanduser() if path is not None else default_store_path()
+
+    @property
+    def store(self):
+        """The open `LabelStore`, or None (not opened yet, missing or unusable)."""
+        return self._store
+
+    def set_store_path(self, path):
+        """Use the store at ``path`` (the user's default when None) from the next use on;
+        nothing is opened or announced (see `open_store`)."""
+        self.close_store()
+        self._default_store = path is None
+        self.store_path = self._resolve(path)
+        self.store_error = ""
+
+    def open_store(self, path=None, create=False):
+        """Use the label store at ``path`` (the current path when None).
+
+        The labels of the current frame are then shown from that store. An existing file
+        is opened at once (errors go to ``error``); a missing one is created now with
+        ``create``, otherwise when the first label is given.
+
+        Returns
+        -------
+        bool
+            False when the store could not be opened.
+        """
+        if path is not None:
+            self._default_store = False
+            self.store_path = self._resolve(path)
+        self.close_store()
+        self.store_error = ""
+        ok = True
+        if create or self.store_path.exists():
+            ok = self._connect(create=create) is not None
+        if self._store_data is not None and self._store_data is self._data:
+            self.restore(self._store_data)
+        self.store_changed.emit()
+        self.counts_changed.emit()
+        return ok
+
+    def close_store(self):
+        """Close the store connection (every label is already on disk)."""
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def _connect(self, create):
+        """Open the store (creating it if ``create``); None, with an error emitted, if not."""
+        from rbvet.core.learn.labels import LabelStore
+
+        if self._store is not None:
+            return self._store
+        try:
+            self._store = LabelStore(
+                None if self._default_store else self.store_path,
+                create=create,
+                timeout=STORE_TIMEOUT,
+            )
+        except RbvetError as error:
+            self._fail(error)
+            return None
+        self.store_error = ""
+        return self._store
+
+    def _existing_store(self):
+        """The store if its file exists and opens; never creates it."""
+        if self._store is None and self.store_path.exists() and not self.store_error:
+            self._connect(create=False)
+        return self._store
+
+    def _writable_store(self):
+        """The store, created if needed; None (error emitted) when it cannot be used."""
+        if self._store is None:
+            self._connect(create=True)
+        return self._store
+
+    def _fail(self, error):
+        self.store_error = str(error)
+        self.error.emit(str(error))
+
+    def store_summary(self):
+        """Counts of the whole store (`LabelStore.summary`), or None when it is not open."""
+        store = self._existing_store()
+        if store is None:
+            return None
+        try:
+            return store.summary()
+        except RbvetError as error:
+            self._fail(error)
+            return None
+
+    # ------------------------------------------------------------ the frame in the store
+
+    def restore(self, data):
+        """Take ``data`` (a newly classified `VettingData`) as the store's current frame
+        and fill its labels from the store.
+
+        Catalog rows are matched to the frame's stored objects by position (within
+        `MATCH_TOLERANCE` px; one vectorised nearest-neighbour query) and get their
+        stored labels. Their store ids are looked up when they are next labeled (by the
+        stored positions, so no object is stored twice). When ``data`` is already shown,
+        the change is announced through ``labels_changed``. Nothing is written.
+
+        Returns
+        -------
+        int
+            Number of labeled objects found.
+        """
+        n = 0 if data is None else len(data)
+        self._store_data = data
+        self.frame_id = None
+        self.object_ids = np.full(n, -1, np.int64)
+        if data is None:
+            return 0
+        self._store_x = np.array(data.x, np.float64)
+        self._store_y = np.array(data.y, np.float64)
+        labels = np.full(n, UNLABELED, np.int8)
+        store = self._existing_store()
+        try:
+            self.frame_id = None if store is None else store.find_frame(data.frame)
+            if self.frame_id is not None:
+                labels = self._stored_labels(store, data)
+        except RbvetError as error:
+            self._fail(error)
+        if data is self._data:
+            self.update_labels(np.arange(n), labels)
+        else:
+            data.labels[:] = labels
+        self.counts_changed.emit()
+        return int(np.count_nonzero(labels != UNLABELED))
+
+    def _stored_labels(self, store, data):
+        """Labels (N,) of the frame's catalog rows as stored (unlabeled where no stored
+        object is within `MATCH_TOLERANCE`); matched rows take the stored positions."""
+        from rbvet.core.learn.labels import match_positions
+
+        stored_x, stored_y, stored_labels = store.frame_labels(self.frame_id)
+        match = match_positions(data.x, data.y, stored_x, stored_y, tolerance=MATCH_TOLERANCE)
+        rows = np.flatnonzero(match >= 0)
+        self._store_x[rows] = stored_x[match[rows]]
+        self._store_y[rows] = stored_y[match[rows]]
+        labels = np.full(len(data), UNLABELED, np.int8)
+        labels[rows] = stored_labels[match[rows]]
+        return labels
+
+    def frame_counts(self):
+        """(real, bogus) labeled objects of the current frame."""
+        labels = self.labels
+        return int(np.count_nonzero(labels == REAL)), int(np.count_nonzero(labels == BOGUS))
+
+    # ------------------------------------------------------------------- labeling actions
+
+    def label(self, indices, label, source=HUMAN):
+        """Give ``label`` to objects of the current frame, as one undoable store action.
+
+        Objects that already have the label are left alone, and unscored objects (no
+        usable stamp) cannot be labeled. Objects labeled for the first time are stored
+        with their stamps first.
+
+        Parameters
+        ----------
+        indices : array_like of int
+            Object indices (catalog rows).
+        label : int
+            `REAL`, `BOGUS` or `UNLABELED` (clears the label).
+        source : {'human', 'model'}
+            Recorded with the labels in the store.
+
+        Returns
+        -------
+        bool
+            False when the store could not be written (nothing changed then).
+        """
+        from rbvet.core.cutouts.stamps import cut_stamps
+
+        data = self._data
+        if data is None:
+            return False
+        if data is not self._store_data:
+            self.restore(data)
+        label = int(label)
+        indices = np.unique(np.atleast_1d(np.asarray(indices, np.intp)))
+        scored = np.isfinite(data.scores[indices])
+        skipped = int(np.count_nonzero(~scored))
+        changing = indices[scored & (data.labels[indices] != label)]
+        if not len(changing):
+            if skipped:
+                self.message.emit(f"{skipped} unscored objects cannot be labeled")
+            return True
+        store = self._writable_store()
+        if store is None:
+            return False
+        try:
+            if self.frame_id is None:
+                self.frame_id = store.add_frame(data.frame, data.fwhm, data.rescale)
+            new = changing[self.object_ids[changing] < 0]
+            if len(new):
+                x, y = self._store_x[new], self._store_y[new]
+                with self.busy(len(new)):
+                    stamps = cut_stamps(data.frame, x, y, data.rescale)
+                    self.object_ids[new] = store.add_objects(self.frame_id, x, y, stamps)
+            changing = changing[self.object_ids[changing] >= 0]
+            if not len(changing):
+                return True
+            store.set_labels(self.object_ids[changing], label, source=source)
+        except RbvetError as error:
+            self._fail(error)
+            return False
+        self.store_error = ""
+        self.set_labels(changing, label)
+        text = f"Labeled {len(changing)} {label_name(label)}" if label != UNLABELED else ""
+        text = text or f"Cleared {len(changing)} labels"
+        if skipped:
+            text += f" ({skipped} unscored left out)"
+        self.message.emit(text)
+        self.counts_changed.emit()
+        return True
+
+    def below_threshold_candidates(self):
+        """Unlabeled scored objects scoring below the threshold (what `label_below_threshold`
+        would label bogus)."""
+        data = self._data
+        if data is None:
+            return np.empty(0, np.intp)
+        with np.errstate(invalid="ignore"):
+            below = np.isfinite(data.scores) & (data.scores < self._threshold)
+        return np.flatnonzero(below & (data.labels == UNLABELED))
+
+    def label_below_threshold(self):
+        """Label every unlabeled object scoring below the threshold bogus, as one action.
+
+        Labels already given (in particular real labels below the threshold) are kept.
+        The labels are recorded with source 'model': the threshold chose them, not an eye
+        on each tile.
+
+        Returns
+        -------
+        int
+            Number of objects labeled (0 when none, or when the store failed).
+        """
+        candidates = self.below_threshold_candidates()
+        if not len(candidates) or not self.label(candidates, BOGUS, source=MODEL):
+            return 0
+        return len(candidates)
+
+    def undo(self):
+        """Undo the store's last labeling action (any depth; bulk actions are one step).
+
+        Returns
+        -------
+        ndarray of intp
+            Object indices of the current frame whose labels changed back.
+        """
+        return self._replay("undo")
+
+    def redo(self):
+        """Redo the last undone action.
+
+        Returns
+        -------
+        ndarray of intp
+            Object indices of the current frame whose labels changed.
+        """
+        return self._replay("redo")
+
+    def _replay(self, which):
+        store = self._existing_store()
+        done = "Undid" if which == "undo" else "Redid"
+        nothing = np.empty(0, np.intp)
+        if store is None:
+            self.message.emit(f"Nothing to {which}")
+            return nothing
+        try:
+            ids = store.undo() if which == "undo" else store.redo()
+            if not len(ids):
+                self.message.emit(f"Nothing to {which}")
+                return nothing
+            rows = np.flatnonzero(np.isin(self.object_ids, ids))
+            data = self._store_data
+            if len(np.unique(self.object_ids[rows])) < len(ids) and self.frame_id is not None:
+                # Objects not looked up since the frame was opened (labeled in an earlier
+                # session), or on another frame: read the whole frame's labels again.
+                labels = self._stored_labels(store, data)
+                rows = np.union1d(rows, np.flatnonzero(labels != data.labels))
+                labels = labels[rows]
+            else:
+                labels = store.labels(self.object_ids[rows])
+        except RbvetError as error:
+            self._fail(error)
+            return nothing
+        if len(rows):
+            self.update_labels(rows, labels)
+        text = f"{done} the labels of {len(ids)} objects"
+        if len(rows) < len(ids):
+            text += f" ({len(rows)} on this frame)"
+        self.message.emit(text)
+        self.counts_changed.emit()
+        return rows
+
+    @property
+    def can_undo(self):
+        """True when there is a labeling action to undo."""
+        store = self._existing_store()
+        try:
+            return store is not None and store.can_undo
+        except RbvetError:
+            return False
+
+    @property
+    def can_redo(self):
+        """True when there is an undone action to redo."""
+        store = self._existing_store()
+        try:
+            return store is not None and store.can_redo
+        except RbvetError:
+            return False
+
+    # ----------------------------------------------------------------- training and model
+
+    def frame_training_data(self, params=None):
+        """The current frame's labeled objects as a `LabeledTrainingSet` (with stamps).
+
+        Raises
+        ------
+        RbvetError
+            No store, or nothing labeled on this frame.
+        """
+        store = self._existing_store()
+        if store is None or self.frame_id is None:
+            raise RbvetError("no labeled objects on this frame")
+        training_set = store.training_data(params, frame_ids=[self.frame_id])
+        if not len(training_set):
+            raise RbvetError("no labeled objects on this frame")
+        return training_set
+
+    def save_target(self):
+        """Where an accepted retrained version of the model in use is saved
+        (`model_save_target` of ``model_path`` and ``models_dir``)."""
+        return model_save_target(self.model_path, self.models_dir)
