@@ -124,6 +124,29 @@ def make_vetting_data():
     return vetting_data
 
 
+# ------------------------------------------------- STDPipe comparisons fail, never skip
+
+REQUIRED_FOR_COMPARISONS = ("stdpipe",)
+"""Packages of ``[dev]`` that comparison tests need: a test skipped because one of them
+cannot be imported fails instead, so a CI run without them cannot report "passed"."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Turn a skip caused by a missing `REQUIRED_FOR_COMPARISONS` package into a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2])
+        missing = [name for name in REQUIRED_FOR_COMPARISONS if f"'{name}" in reason]
+        if missing:
+            report.outcome = "failed"
+            report.longrepr = (
+                f"{missing[0]} is required for this comparison (pip install -e .[dev]), "
+                f"and the test was skipped: {reason}"
+            )
+
+
 # ------------------------------------------------------------------- leak check (Qt tests)
 
 LEAK_JOIN_TIMEOUT_S = 10.0

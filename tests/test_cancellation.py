@@ -222,7 +222,8 @@ def test_stop_detaches_a_job_that_cannot_stop_in_time(qtbot):
     assert not thread.stop(timeout_ms=50)
     assert thread.isRunning() and thread.parent() is None and thread in workers._detached
     owner.deleteLater()  # the owner goes away; the running thread must not go with it
-    qtbot.wait(10)
+    with qtbot.waitSignal(owner.destroyed, timeout=5000):
+        pass
     release.set()
     qtbot.waitUntil(lambda: thread not in workers._detached, timeout=10_000)
     assert not thread.isRunning()

@@ -9,7 +9,6 @@ from rbvet.gui import frame_view as frame_view_module
 from rbvet.gui.frame_view import (
     MARKER_CULL_MARGIN,
     SHOW_REAL,
-    VIEW_SETTLE_MS,
     FrameView,
     display_pyramid,
     prepare_display,
@@ -65,7 +64,12 @@ def _near_view(view, data, candidates=None):
 def _zoom_to(qtbot, view, x, y, side=40.0):
     """Show a ``side``-wide square around (x, y) and wait for the markers to follow."""
     view.view_box.setRange(QRectF(x - side / 2, y - side / 2, side, side), padding=0)
-    qtbot.wait(VIEW_SETTLE_MS * 3)
+    wait_for_the_view_to_settle(qtbot, view)
+
+
+def wait_for_the_view_to_settle(qtbot, view):
+    """Wait until no redraw of the markers is pending: the settle timer has fired."""
+    qtbot.waitUntil(lambda: not view._view_settle_timer.isActive(), timeout=5_000)
 
 
 # ------------------------------------------------------------------ once per data change
@@ -93,7 +97,7 @@ def test_markers_are_drawn_once_per_data_change(qtbot, state, data, monkeypatch)
     qtbot.waitExposed(view)
 
     state.set_data(data, threshold=0.5)
-    qtbot.wait(VIEW_SETTLE_MS * 3)  # the fit's view change must not redraw them again
+    wait_for_the_view_to_settle(qtbot, view)  # the fit's view change must not redraw again
     assert calls == {"update": 1, "set": 1}
     assert len(view.visible_marker_indices()) == len(data)
 

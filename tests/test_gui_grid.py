@@ -340,7 +340,8 @@ class PaintCounter(QObject):
 def test_threshold_move_schedules_a_repaint(qtbot, panel, state):
     counter = PaintCounter()
     panel.view.viewport().installEventFilter(counter)
-    qtbot.wait(20)
+    panel.view.viewport().update()
+    qtbot.waitUntil(lambda: counter.paints > 0, timeout=1000)  # the paints pending before
     counter.paints = 0
     state.set_threshold(0.2)
     qtbot.waitUntil(lambda: counter.paints > 0, timeout=1000)

@@ -167,7 +167,8 @@ def test_selecting_an_object_centres_and_highlights_it(frame_view, state, data):
 def test_clicking_a_marker_selects_its_object(frame_view, state, data, qtbot):
     index = 22
     frame_view.fit_frame()
-    qtbot.wait(10)
+    marker = QPointF(data.x[index], data.y[index])
+    qtbot.waitUntil(lambda: frame_view.view_box.viewRect().contains(marker), timeout=1000)
     scene = frame_view.view_box.mapViewToScene(QPointF(data.x[index], data.y[index]))
     where = frame_view.plot.mapFromScene(scene)
     with qtbot.waitSignal(state.selectionChanged, timeout=1000) as blocker:

@@ -83,10 +83,10 @@ def test_selecting_a_tile_centres_the_frame_view(qtbot, window):
     rows, cols = data.frame.image.shape
     index = int(np.argmin(np.hypot(data.x - cols / 2, data.y - rows / 2)))
     window.state.select(index)
-    qtbot.wait(50)
     from PyQt6.QtCore import QPointF
 
-    assert window.frame_view.view_box.viewRect().contains(QPointF(data.x[index], data.y[index]))
+    centre = QPointF(data.x[index], data.y[index])
+    qtbot.waitUntil(lambda: window.frame_view.view_box.viewRect().contains(centre), timeout=1000)
     highlight = window.frame_view.highlight.data
     assert (highlight["x"][0], highlight["y"][0]) == (data.x[index], data.y[index])
     assert window.detail.row_table.rowCount() > 0

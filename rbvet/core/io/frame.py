@@ -279,6 +279,8 @@ def frame_from_array(
         values = np.asarray(image)
         if values.dtype.kind == "c":
             raise RbvetError("image is complex; rbvet needs real pixel values", path)
+        if values.dtype.kind in "mM":  # numpy would turn dates into day counts
+            raise RbvetError(f"image holds {values.dtype} values, not pixel values", path)
         with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, masked
             arr = np.array(values, dtype=np.float32, order="C", copy=True)
     except RbvetError:
