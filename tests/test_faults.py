@@ -615,3 +615,31 @@ def test_export_finds_the_labels_of_a_catalog_measured_again_as_the_window_does(
     labels = np.asarray(Table.read(out)["rb_label"])
     np.testing.assert_array_equal(labels[:20], np.where(truth[:20] == 0, 0, 1))
     assert (labels[20:] == -1).all()
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"", "empty file"),
+        (b"hello\n", "not a zip archive"),
+        ("truncated", "truncated or damaged"),
+        ("scrambled", "damaged archive"),
+        (b"<html>not an h5</html>", "not an HDF5 file"),
+    ],
+)
+def test_a_broken_model_file_says_what_it_is_not_file_not_found(tmp_path, content, words):
+    from rbvet.core.model import load_model
+    from rbvet.core.paths import default_model_path
+
+    shipped = default_model_path().read_bytes()
+    if content == "truncated":
+        content = shipped[: len(shipped) // 2]
+    elif content == "scrambled":  # the archive's directory intact, a member's bytes not
+        blob = bytearray(shipped)
+        blob[2000:6000] = bytes(4000)
+        content = bytes(blob)
+    path = tmp_path / ("model.h5" if words == "not an HDF5 file" else "model.keras")
+    path.write_bytes(content)
+    with pytest.raises(RbvetError, match=words) as error:
+        load_model(path)
+    assert str(path) in str(error.value) and "not found" not in str(error.value)

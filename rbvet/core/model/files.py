@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rbvet.core.errors import RbvetError, RbvetWarning
-from rbvet.core.io.files import atomic_write
+from rbvet.core.io.files import atomic_write, check_input_file
 from rbvet.core.model import conversion
 from rbvet.core.model.card import (
     bytes_digest,
@@ -37,6 +37,43 @@ from rbvet.core.paths import default_model_path
 
 MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 EXPORT_SCRIPT = "scripts/export_onnx.py"
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _check_container(path):
+    """Say what is wrong with a model file that is not the archive its name promises.
+
+    Keras reports an empty, truncated or text ``.keras`` file as "File not found"; the
+    file is there, so say what it is instead.
+    """
+    import zipfile
+
+    size = path.stat().st_size
+    if size == 0:
+        raise RbvetError("empty file (0 bytes), not a model", path)
+    if path.suffix.lower() == ".keras":
+        if not zipfile.is_zipfile(path):
+            with open(path, "rb") as file:
+                zip_start = file.read(4) == b"PK\x03\x04"
+            problem = "truncated or damaged" if zip_start else "not a zip archive"
+            raise RbvetError(
+                f"not a readable .keras model: {problem} (a .keras file is a zip archive "
+                f"of the network; this one has {size} bytes)",
+                path,
+            )
+        try:
+            with zipfile.ZipFile(path) as archive:
+                damaged = archive.testzip()
+        except (zipfile.BadZipFile, OSError, EOFError) as error:
+            damaged = str(error)
+        if damaged is not None:
+            raise RbvetError(f"not a readable .keras model: damaged archive ({damaged})", path)
+    else:
+        with open(path, "rb") as file:
+            if file.read(8) != _HDF5_SIGNATURE:
+                raise RbvetError("not a readable .h5 model: not an HDF5 file", path)
 
 
 def _refuse_lambda_layers(path):
@@ -106,11 +143,13 @@ def load_model(path=None, engine="auto"):
     path = Path(path) if path is not None else default_model_path()
     if engine not in ENGINES:
         raise RbvetError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         hint = " (train one with `rbvet train`)" if path == default_model_path() else ""
         raise RbvetError(f"model file not found{hint}", path)
+    check_input_file(path, "model file")
     if path.suffix.lower() not in MODEL_SUFFIXES:
         raise RbvetError("unknown model format: expected a .keras or .h5 file", path)
+    _check_container(path)
     _refuse_lambda_layers(path)
     card = read_card(path)
     if engine != "keras":
