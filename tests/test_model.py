@@ -95,9 +95,7 @@ def test_bad_model_files(tmp_path):
         load_model(tmp_path / "missing.keras")
     junk = tmp_path / "junk.keras"
     junk.write_bytes(b"not a model at all")
-    with pytest.raises(
-        RbvetError, match="junk.keras: not a readable .keras model: not a zip archive"
-    ):
+    with pytest.raises(RbvetError, match="junk.keras: not a readable .keras model: not a zip"):
         load_model(junk)
     with pytest.raises(RbvetError, match="unknown model format"):
         load_model(junk.rename(tmp_path / "junk.pkl"))
