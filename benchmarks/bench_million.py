@@ -4,10 +4,11 @@ Run: python benchmarks/bench_million.py [--objects 1000000]
 
 Three things froze the window in a fault test: showing 1M classified objects (2.7 s),
 Ctrl+A on them (1.2 s), and a key press while another program held the label store's write
-lock (2 s, SQLite's busy wait). A 10 ms timer ticks while each happens; the longest gap
-between ticks is the stall the user feels (target <= 200 ms). The same steps run without
-the remedies (the display order sorted on the GUI thread; Qt's own selection region) as the
-baseline, in the same run. Nothing here asserts: the machine may be busy.
+lock (2 s, SQLite's busy wait; now 0.1 s). A 10 ms timer ticks while each happens; the
+longest gap between ticks is the stall the user feels (target <= 200 ms). The first two
+also run without their remedies (the display order sorted on the GUI thread, the frame
+drawn in the same turn as the grid, Qt's own selection region) as the baseline, in the
+same run. Nothing here asserts: the machine may be busy.
 """
 
 import argparse
@@ -28,6 +29,7 @@ from rbvet.core.cutouts.atlas import empty_atlas
 from rbvet.core.cutouts.preprocess import PreprocessParams
 from rbvet.core.io.frame import frame_from_array
 from rbvet.core.session import VettingData, with_score_order
+from rbvet.gui import frame_view as frame_view_module
 from rbvet.gui.frame_view import prepare_display
 from rbvet.gui.grid import TileView
 from rbvet.gui.main_window import MainWindow
@@ -56,6 +58,7 @@ def classified_data(n_objects, side=4096, seed=0):
         frame_path="bench.fits",
     )
     prepare_display(frame)
+    frame.content_hash  # noqa: B018 (the classify job hashes the frame for the label store too)
     return data
 
 
@@ -122,24 +125,26 @@ def main():
     data = classified_data(args.objects)
     results = {}
     with tempfile.TemporaryDirectory() as folder:
-        import rbvet.core.session as session_module
-
         remedied = with_score_order(data)
         results["rbvet"] = run(app, remedied, os.path.join(folder, "a.sqlite"))
-        # Baseline: the order sorted on the GUI thread, Qt's own selection region, and
-        # SQLite's old 2 s busy wait.
+        # Baseline: the order sorted on the GUI thread, Qt's own selection region, the
+        # frame drawn with the grid.
         remedied.score_order = None
         own_region = TileView.visualRegionForSelection
         del TileView.visualRegionForSelection
-        timeout, session_module.STORE_TIMEOUT = session_module.STORE_TIMEOUT, 2.0
+        defer, frame_view_module.DEFER_DRAW_OBJECTS = frame_view_module.DEFER_DRAW_OBJECTS, 1e12
         try:
             results["baseline"] = run(app, remedied, os.path.join(folder, "b.sqlite"))
         finally:
             TileView.visualRegionForSelection = own_region
-            session_module.STORE_TIMEOUT = timeout
+            frame_view_module.DEFER_DRAW_OBJECTS = defer
     print(f"{'':24s} {'rbvet':>8s} {'baseline':>9s} {'ratio':>6s}   target")
-    print(results["rbvet"].pop("(banner)"), "|", results["baseline"].pop("(banner)"))
+    print("locked store:", results["rbvet"].pop("(banner)"))
+    results["baseline"].pop("(banner)")
     for step, stall in results["rbvet"].items():
+        if step == "key on a locked store":  # the baseline would wait SQLite's old 2 s
+            print(f"{step:24s} {stall:8.0f} {'':>9s} {'':>6s}   <= {TARGET_MS:.0f}")
+            continue
         base = results["baseline"][step]
         print(f"{step:24s} {stall:8.0f} {base:9.0f} {stall / base:6.2f}   <= {TARGET_MS:.0f}")
 

@@ -298,3 +298,24 @@ def test_with_more_objects_in_view_than_drawn_a_stable_sample_is_drawn_labeled_f
     state.set_threshold(0.4)
     assert np.array_equal(view.visible_marker_indices(), drawable)
     assert not view.marker_note.isVisibleTo(view)
+
+
+def test_a_frame_with_many_objects_is_drawn_in_the_next_turn_with_what_changed_meanwhile(
+    qtbot, state, view, data, monkeypatch
+):
+    monkeypatch.setattr(frame_view_module, "DEFER_DRAW_OBJECTS", 10)
+    state.set_data(data, threshold=0.5)
+    assert len(view.visible_marker_indices()) == 0  # not yet: the grid goes first
+    state.set_threshold(0.7)  # meanwhile: nothing breaks, the new threshold is used
+    chosen = int(np.flatnonzero(np.isfinite(data.x))[5])
+    state.select(chosen)
+    qtbot.waitUntil(lambda: len(view.visible_marker_indices()) > 0)
+    drawable = np.flatnonzero(np.isfinite(data.x) & np.isfinite(data.y))
+    assert np.array_equal(view.visible_marker_indices(), drawable)
+    spots = view.highlight.data
+    assert len(spots) == 1 and (spots["x"][0], spots["y"][0]) == (data.x[chosen], data.y[chosen])
+    # data replaced before its turn came: only the newer one is drawn
+    other = data.__class__(**{**data.__dict__, "score_order": None})
+    state.set_data(data.__class__(**{**data.__dict__}), threshold=0.5)
+    state.set_data(other, threshold=0.5)
+    qtbot.waitUntil(lambda: view._drawn_data is other)

@@ -80,6 +80,9 @@ MARKER_CULL_MARGIN = 0.5
 so a short pan finds them already there."""
 VIEW_SETTLE_MS = 50
 """Culled markers follow the view this long after it last moved."""
+DEFER_DRAW_OBJECTS = 100_000
+"""Frames with more objects than this are drawn in the event-loop turn after the grid."""
+DEFER_DRAW_MS = 1
 MAX_DRAWN_MARKERS = 20_000
 """At most this many markers are drawn at once. With more objects in and near the view, a
 fixed sample of them is drawn (labeled objects first) and a note says so: a million circles
@@ -138,6 +141,7 @@ class FrameView(QWidget):
         self._marker_pixels = 0
         self._pens = _PenCache()
         self._draw_rank = np.zeros(0, np.float64)  # per object: lower is drawn first
+        self._drawn_data = None  # the data whose image and markers are drawn
 
         self.interval_combo = _combo(INTERVAL_NAMES, DEFAULT_INTERVAL, "Pixel values shown")
         self.stretch_combo = _combo(STRETCH_NAMES, DEFAULT_STRETCH, "Display stretch")
@@ -294,23 +298,38 @@ class FrameView(QWidget):
         self._relabel_timer.stop()
         self._view_settle_timer.stop()
         self._visible = np.zeros(0, np.intp)  # the new objects' markers are all new
+        self._drawable = np.zeros(0, np.intp)
         self.scatter.clear()
+        self.highlight.clear()  # a new frame comes with no selection
         self.marker_note.hide()
-        n_objects = 0 if data is None else len(data)
-        self._draw_rank = np.random.default_rng(0).permutation(n_objects).astype(np.float64)
+        self._drawn_data = None
         if data is None:
             self._pyramid = []
             self._level = -1
             self.image_item.clear()
-            self.highlight.clear()
-            self._drawable = np.zeros(0, np.intp)
             self.readout.setText(" ")
             return
+        if len(data) > DEFER_DRAW_OBJECTS:
+            # Drawn in the next turn of the event loop: the grid shows the new objects
+            # first, and the window never stalls for the two panels' work at once.
+            self.image_item.clear()
+            # A timer, not a posted call: input and paint events get their turn between.
+            QTimer.singleShot(DEFER_DRAW_MS, lambda: self._draw_data(data))
+        else:
+            self._draw_data(data)
+
+    def _draw_data(self, data):
+        """The new frame's image, whole in the view, and its markers."""
+        if data is not self.state.data:
+            return  # replaced before it was drawn
+        self._drawn_data = data
+        self._draw_rank = np.random.default_rng(0).permutation(len(data)).astype(np.float64)
         self._render_image()
         self.readout.setText(self._summary())
-        self.highlight.clear()  # a new frame comes with no selection
         self.fit_frame()  # first, so that culled markers are picked for the new view
         self._update_markers()
+        if len(data) > DEFER_DRAW_OBJECTS and self.state.selected >= 0:
+            self._on_selection_changed(self.state.selected)  # selected while deferred
 
     def _render_image(self):
         """Make the uint8 display image (and its pyramid) for the interval and stretch."""
@@ -336,8 +355,8 @@ class FrameView(QWidget):
     def _update_markers(self, *_):
         """Redraw the markers: which objects (show filter) and their colours."""
         data = self.state.data
-        if data is None:
-            return
+        if data is None or data is not self._drawn_data:
+            return  # nothing, or not drawn yet (`_draw_data` draws them)
         threshold = self.state.threshold
         scores = data.scores
         drawable = np.isfinite(data.x) & np.isfinite(data.y)

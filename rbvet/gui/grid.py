@@ -397,7 +397,11 @@ class TileProxy(QStringListModel):
 
     def _on_source_reset(self):
         self._set_order(self._compute())
-        self.setStringList([""] * len(self._order))
+        # The row count without a million Python strings to convert: empty, then rows
+        # inserted in C++ (twice as fast as setStringList of empty strings).
+        self.setStringList([])
+        if len(self._order):
+            self.insertRows(0, len(self._order))
         self.orderChanged.emit()
 
     def _on_order_changed(self):
