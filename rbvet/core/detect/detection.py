@@ -122,7 +122,7 @@ def detect_objects(frame, thresh=3.0, minarea=3, deblend_cont=0.005, mask=None, 
 
     # Per-object FWHM, measured with the stamp size that suits the frame's PSF.
     xs, ys = np.asarray(table["x"]), np.asarray(table["y"])
-    _, second = _psf_fwhm(data, ~bad, noise, xs, ys, table["flag"] == 0, snr_min=10.0)
+    _, second, _ = _psf_fwhm(data, ~bad, noise, xs, ys, table["flag"] == 0, snr_min=10.0)
     if second is None:
         a_b = np.sqrt(np.clip(table["a"] * table["b"], 0.25, 16.0))
         second = _adaptive_moments(data, ~bad, noise, xs, ys, 8, a_b)
