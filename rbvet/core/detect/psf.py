@@ -18,6 +18,9 @@ from rbvet.core.errors import RbvetError, RbvetWarning
 
 __all__ = ["DEFAULT_FWHM", "FwhmEstimate", "estimate_fwhm", "measure_fwhm"]
 
+DETECTION_META_KEY = "rbvet_detection"
+"""Set in the ``meta`` of tables made by `rbvet.core.detect.detection.detect_objects`."""
+
 #: FWHM (pixels) returned, with a warning, when too few objects can be measured.
 DEFAULT_FWHM = 3.0
 
@@ -31,6 +34,7 @@ _MIN_SURVIVAL = 0.08  # a star's 3x3-median peak keeps >= 15 % of its peak at 1.
 # a cosmic-ray hit (one pixel, a 2x2 cluster, a worm) keeps a few per cent at most
 _CLEAN_MIN_FWHM = 2.5  # px; from here on, hits inside star stamps are masked out
 _ISOLATION = 2.0  # FWHMs: a star with another object closer than this is not used
+_MAX_STARS = 2000  # stars measured for the final value (the highest S/N ones)
 
 
 @dataclass
@@ -130,7 +134,8 @@ def measure_fwhm(
     iteratively matched and recentred) second moments. Only objects that can be stars
     count: weighted S/N >= ``snr_min``, round (moment ellipticity < 0.5), no masked,
     saturated or off-frame pixel in the core, not flagged in ``table``
-    (``flag``/``flags``/``FLAGS`` = 0), and keeping at least 8 % of their peak under a
+    (``flag``/``flags``/``FLAGS`` = 0; flagged ones too when the others are too few), and
+    keeping at least 8 % of their peak under a
     3x3 median filter, which a cosmic-ray hit does not (a sampled PSF of 1.2 px keeps 15 %).
 
     The stars are the sharpest well-populated cluster (the mode) of the log-FWHM
@@ -139,9 +144,9 @@ def measure_fwhm(
     2.5 px or more, pixels of hits inside the stars' stamps (far above their 3x3 median)
     are left out, and stars with another object within 2 FWHM are not used when enough
     others are left. The FWHM is then measured without assuming a Gaussian profile, from
-    the mean area of the stars' pixels above half their peak (the peak being corrected for
-    the pixel phase), so Moffat-like PSFs with wings are not overestimated as a
-    second-moment width would be.
+    the S/N-weighted mean area of the stars' pixels above half their peak (the peak
+    being corrected for the pixel phase), so Moffat-like PSFs with wings are not
+    overestimated as a second-moment width would be, nor faint stars' noisy peaks.
 
     The value is the FWHM of the pixelated profile, as SExtractor or imexam would report
     it: for a Gaussian PSF of width ``f`` integrated over pixels it is about
@@ -180,20 +185,26 @@ def measure_fwhm(
     if x.shape != y.shape:
         raise RbvetError(f"x and y have different shapes: {x.shape} and {y.shape}", frame.path)
 
-    candidates = np.isfinite(x) & np.isfinite(y)
+    finite = np.isfinite(x) & np.isfinite(y)
+    unflagged = finite.copy()
     if table is not None and len(table) == len(x):
         for name in ("flag", "flags", "FLAGS"):
             if name in table.colnames:
                 flags = np.ma.filled(np.ma.asarray(table[name]), 0)
-                candidates &= np.asarray(flags) == 0
+                unflagged &= np.asarray(flags) == 0
                 break
-    index = np.flatnonzero(candidates)
-    if len(index) > max_objects:
-        index = index[np.linspace(0, len(index) - 1, max_objects).astype(int)]
 
     estimate = None
-    if len(index):
-        data, noise = _detection_arrays(frame, frame.mask)
+    data = noise = None
+    # Unflagged objects first; where hits crowd the stars, most stars carry a blend flag.
+    for candidates in (unflagged, finite) if unflagged.sum() < finite.sum() else (finite,):
+        index = np.flatnonzero(candidates)
+        if len(index) > max_objects:
+            index = index[np.linspace(0, len(index) - 1, max_objects).astype(int)]
+        if not len(index):
+            continue
+        if data is None:
+            data, noise = _detection_arrays(frame, frame.mask)
         eligible = np.ones(len(index), dtype=bool)
         if frame.saturated is not None:
             eligible &= ~_near(frame.saturated, x[index], y[index], reach=2)
@@ -205,10 +216,11 @@ def measure_fwhm(
             y[index],
             eligible,
             snr_min=snr_min,
-            neighbours=(x[candidates], y[candidates]),
+            neighbours=(x[finite], y[finite]),
         )
         if fwhm is not None:
             estimate = FwhmEstimate(fwhm, source="measured", **details)
+            break
     if estimate is None and table is not None:
         fwhm = _fwhm_from_table(table)
         if fwhm is not None:
@@ -257,6 +269,10 @@ def _median_survival(data, x, y):
 
 
 def _fwhm_from_table(table):
+    """The stars' FWHM from a catalog's own FWHM column (not from rbvet's detection,
+    whose column holds the very measurements that just failed), or None."""
+    if table.meta.get(DETECTION_META_KEY):
+        return None
     lower = {name.lower(): name for name in table.colnames}
     for key in ("fwhm_image", "fwhm"):
         if key in lower:
@@ -273,7 +289,9 @@ def _fwhm_from_table(table):
     return None
 
 
-def _psf_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5, neighbours=None):
+def _psf_fwhm(
+    data, valid, noise, x, y, eligible, snr_min, min_count=5, neighbours=None, measure_stars=True
+):
     """The frame's FWHM from objects at (x, y), and the per-object measurements.
 
     A first pass on the brightest eligible objects, with stamps large enough for a wide
@@ -281,13 +299,16 @@ def _psf_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5, neighbou
     3x3 median (see :func:`_median_survival`), and so the stamp size for the second pass,
     which measures every object. The stars are then measured once more, isolated ones
     only when enough are, with cosmic-ray pixels left out when the PSF is wide enough to
-    tell them apart, and the FWHM is taken from their mean half-maximum area, which does
-    not assume a Gaussian profile.
+    tell them apart, and the FWHM is taken from their S/N-weighted mean half-maximum
+    area, which does not assume a Gaussian profile.
 
     Parameters
     ----------
     neighbours : (array, array), optional
         Positions of all the frame's objects, for the isolation test (default: x, y).
+    measure_stars : bool
+        Measure the stars once more for the FWHM; False when only the per-object
+        moments are wanted (then ``fwhm`` is the cluster's and ``details`` empty).
 
     Returns
     -------
@@ -318,7 +339,9 @@ def _psf_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5, neighbou
         return None, None, {}
     sigma0 = max(stars[0] / _GAUSS_FWHM, 0.5)
     half = int(np.clip(np.ceil(4.0 * sigma0), 5, 40))
-    second = _adaptive_moments(data, valid, noise, x, y, half, sigma0)
+    # The window starts at the stars' size: fewer iterations converge (this pass measures
+    # every object, the largest share of a crowded frame's detection time).
+    second = _adaptive_moments(data, valid, noise, x, y, half, sigma0, n_iter=6)
     survival[eligible] = _median_survival(data, x[eligible], y[eligible])
     psf_like = _survives_as_psf(survival, second["fwhm"]) | ~np.any(psf_like)
     star_like = eligible & _star_like(second, snr_min)
@@ -327,6 +350,8 @@ def _psf_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5, neighbou
     if stars is None:
         return None, second, {}
     fwhm0, members = stars
+    if not measure_stars:
+        return fwhm0, second, {}
 
     # The stars once more: isolated ones if enough, hits in their stamps left out.
     chosen = np.flatnonzero(members)
@@ -334,6 +359,8 @@ def _psf_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5, neighbou
     isolated = _isolated(x[chosen], y[chosen], nx_, ny_, _ISOLATION * fwhm0)
     if isolated.sum() >= min_count:
         chosen = chosen[isolated]
+    if len(chosen) > _MAX_STARS:  # plenty: the brightest are measured best
+        chosen = chosen[np.argsort(-second["snr"][chosen])[:_MAX_STARS]]
     clean = fwhm0 >= _CLEAN_MIN_FWHM
     third = _adaptive_moments(
         data, valid, noise, x[chosen], y[chosen], half, sigma0, reject_hits=clean
@@ -342,9 +369,18 @@ def _psf_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5, neighbou
     if final is None:
         third = {name: values[chosen] for name, values in second.items()}
         final = (fwhm0, np.ones(len(chosen), dtype=bool))
-    area = np.sort(third["area"][final[1]])
-    trim = len(area) // 10
-    area = area[trim : len(area) - trim] if len(area) > 2 * trim else area
+    # The half-maximum area of faint wide stars grows with their pixel noise (a noisy
+    # peak pixel): a weighted mean (areas are whole pixels: a median would be too coarse
+    # for sharp stars) of all but the 10 % largest and smallest, the weight growing as
+    # S/N squared up to S/N 200.
+    used = np.flatnonzero(final[1] & np.isfinite(third["area"]))
+    if len(used) == 0:
+        return None, second, {}
+    used = used[np.argsort(third["area"][used])]
+    trim = len(used) // 10
+    used = used[trim : len(used) - trim] if len(used) > 2 * trim else used
+    weights = np.minimum(third["snr"][used], 200.0) ** 2
+    area = float(np.average(third["area"][used], weights=weights))
     star_sizes = third["fwhm"][final[1]]
     median = np.median(star_sizes)
     details = {
@@ -353,7 +389,7 @@ def _psf_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5, neighbou
         "sizes": second["fwhm"][ok_second & np.isfinite(second["fwhm"])],
         "star_sizes": star_sizes,
     }
-    return float(2.0 * np.sqrt(np.nanmean(area) / np.pi)), second, details
+    return float(2.0 * np.sqrt(area / np.pi)), second, details
 
 
 def _psf_cluster(fwhm, star_like, psf_like, min_count, max_hit_share=0.7):

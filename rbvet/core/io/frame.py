@@ -469,6 +469,9 @@ def frame_from_array(
             outside[section] = False
             bad |= outside
 
+    if use_datasec and not bad.all():
+        bad |= _edge_steps(arr, ~bad, notes)
+
     if bad.all():
         raise RbvetError("no usable pixels: the image is all NaN or masked", path)
 
@@ -574,6 +577,58 @@ def _data_section(header, shape, path, notes):
     if (rows.start, rows.stop, cols.start, cols.stop) == (0, shape[0], 0, shape[1]):
         return None
     return rows, cols
+
+
+def _edge_steps(image, valid, notes, reach=64, min_size=128, step_sigma=5.0):
+    """Rows or columns at the frame's edges that sit at another level: undeclared overscan.
+
+    A raw frame may carry a few rows or columns of bias (overscan, prescan) that its
+    ``TRIMSEC``/``DATASEC`` does not leave out. Within ``reach`` pixels of each edge, a run
+    of lines starting at the edge whose medians differ from the next ``reach`` lines' median
+    by more than ``step_sigma`` times the pixel noise is masked (and noted).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean map of the pixels masked.
+    """
+    ny, nx = image.shape
+    masked = np.zeros(image.shape, dtype=bool)
+    if min(ny, nx) < min_size:
+        return masked
+    reach = min(reach, min(ny, nx) // 8)
+    data = np.where(valid, image, np.nan)
+    inner = data[reach : 3 * reach, reach:-reach]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lines
+        centre = np.nanmedian(inner)
+        sigma = 1.4826 * np.nanmedian(np.abs(inner - centre))
+        if not (np.isfinite(centre) and np.isfinite(sigma) and sigma > 0):
+            return masked
+        sides = (
+            ("bottom", np.nanmedian(data[:reach, reach:-reach], axis=1), 0),
+            ("top", np.nanmedian(data[-reach:, reach:-reach], axis=1)[::-1], 0),
+            ("left", np.nanmedian(data[reach:-reach, :reach], axis=0), 1),
+            ("right", np.nanmedian(data[reach:-reach, -reach:], axis=0)[::-1], 1),
+        )
+    for side, medians, axis in sides:
+        reference = np.nanmedian(medians[reach // 2 :])
+        off = ~(np.abs(medians - reference) <= step_sigma * sigma)  # NaN lines count too
+        run = int(np.argmin(off)) if not off.all() else 0
+        if run == 0 or run >= reach // 2 or np.all(np.isnan(medians[:run])):
+            continue
+        lines = slice(0, run) if side in ("bottom", "left") else slice(-run, None)
+        if axis == 0:
+            masked[lines, :] = True
+        else:
+            masked[:, lines] = True
+        what = "rows" if axis == 0 else "columns"
+        notes.append(
+            f"{run} {what} at the {side} edge masked: they sit "
+            f"{np.nanmedian(medians[:run]) - reference:+.4g} from the data next to them "
+            "(overscan or prescan outside the header's data section)"
+        )
+    return masked & valid
 
 
 def _note(notes, message, path):
