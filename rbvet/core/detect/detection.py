@@ -25,12 +25,23 @@ from rbvet.core.errors import RbvetError
 
 __all__ = [
     "CHILD_PROCESS_MIN_PIXELS",
+    "MIN_DETECTION_SIZE",
     "TILE_SIZE",
     "TILE_OVERLAP",
     "detect_objects",
     "detect_objects_in_child_process",
 ]
 
+EXTENDED_NPIX = 500
+"""An object this many pixels large makes its tile be searched again on a local background."""
+LOCAL_MESH = 32
+"""Mesh (px) of the local background that follows extended objects in the second search."""
+LOCAL_PEAK_SNR = 5.0
+"""Outside extended objects, the second search adds only objects peaking this many sigma up."""
+MERGE_RADIUS = 4.0
+"""Objects of the second search this close (px) to one already found are the same object."""
+MIN_DETECTION_SIZE = 8
+"""Frames narrower than this (px) are refused by :func:`detect_objects`: no PSF fits."""
 TILE_SIZE = 1024
 """Side (px) of the tiles a large frame is searched in; a frame this size or smaller is one."""
 TILE_OVERLAP = 64
@@ -59,6 +70,7 @@ def detect_objects(
     edge=0,
     tile_size=TILE_SIZE,
     tile_overlap=TILE_OVERLAP,
+    local_background=True,
 ) -> Table:
     """Detect objects on a frame with sep.
 
@@ -87,6 +99,12 @@ def detect_objects(
         large frames, kept for comparison).
     tile_overlap : int
         Margin each tile reaches into its neighbours.
+    local_background : bool
+        Where a tile holds an extended object (a galaxy, a nebula, a bright star's halo:
+        :data:`EXTENDED_NPIX` pixels or more), search it once more after subtracting a
+        local background that follows it (32 px meshes), and add the compact objects
+        found there that the first search merged into it: faint stars on a galaxy's
+        wings, its nucleus.
 
     Returns
     -------
@@ -95,6 +113,12 @@ def detect_objects(
         ``peak``, ``npix``, ``flag`` (sep's flags) and ``fwhm`` (per-object adaptive-moment
         FWHM in pixels, NaN where it cannot be measured). Empty when nothing is found.
     """
+    if min(frame.shape) < MIN_DETECTION_SIZE:
+        raise RbvetError(
+            f"the image is only {frame.shape[1]}x{frame.shape[0]} pixels: too small to detect "
+            f"objects on (at least {MIN_DETECTION_SIZE} px a side)",
+            frame.path,
+        )
     frame.ensure_background()
     bad = np.array(frame.mask, dtype=bool, copy=True)
     if mask is not None:
@@ -109,7 +133,7 @@ def detect_objects(
 
     parts = []
     for rows, cols, owned in _tiles(frame.shape, tile_size, tile_overlap):
-        found = _extract(
+        found, segments = _extract(
             np.ascontiguousarray(data[rows, cols]),
             np.ascontiguousarray(noise[rows, cols]),
             np.ascontiguousarray(bad[rows, cols]),
@@ -117,9 +141,20 @@ def detect_objects(
             minarea,
             deblend_cont,
             frame.path,
+            segmentation=local_background,
         )
         if found is None or len(found) == 0:
             continue
+        extended = np.flatnonzero(found["npix"] >= EXTENDED_NPIX)
+        if local_background and len(extended):
+            inside = np.isin(segments, extended + 1)  # segment ids count from 1
+            found = _with_compact_objects(
+                found,
+                inside,
+                (data[rows, cols], bad[rows, cols], noise[rows, cols]),
+                (thresh, minarea, deblend_cont),
+                frame.path,
+            )
         x = found["x"] + cols.start
         y = found["y"] + rows.start
         own_rows, own_cols = owned
@@ -159,6 +194,49 @@ def detect_objects(
     return table
 
 
+def _with_compact_objects(found, inside, arrays, options, path):
+    """``found`` plus the objects of a search on the data minus a 32-px local background
+    that lie ``inside`` an extended object (or peak :data:`LOCAL_PEAK_SNR` sigma up) and
+    farther than :data:`MERGE_RADIUS` from every object already found.
+
+    ``arrays`` are the tile's ``(data, bad, noise)``; ``options`` sep's
+    ``(thresh, minarea, deblend_cont)``.
+    """
+    import sep
+    from scipy.spatial import cKDTree
+
+    data, bad, noise = arrays
+    data = np.ascontiguousarray(data)
+    bad = np.ascontiguousarray(bad)
+    ny, nx = data.shape
+    try:
+        local = sep.Background(
+            data, mask=bad.astype(np.uint8), bw=min(LOCAL_MESH, nx), bh=min(LOCAL_MESH, ny)
+        )
+    except Exception as exc:  # sep raises bare Exceptions
+        raise RbvetError(f"local background estimation failed: {exc}", path) from None
+    residual = np.subtract(data, local.back(), dtype=np.float32)
+    residual[bad] = 0
+    compact, _ = _extract(residual, np.ascontiguousarray(noise), bad, *options, path)
+    if compact is None or len(compact) == 0:
+        return found
+    tree = cKDTree(np.column_stack([found["x"], found["y"]]))
+    distance, _ = tree.query(np.column_stack([compact["x"], compact["y"]]))
+    column = np.clip(np.rint(compact["x"]).astype(np.int64), 0, nx - 1)
+    row = np.clip(np.rint(compact["y"]).astype(np.int64), 0, ny - 1)
+    # Outside the extended objects' footprints the first search saw the same sky, so only
+    # clear peaks (a local background lower than the global one there) are added.
+    clear = compact["peak"] >= LOCAL_PEAK_SNR * noise[row, column]
+    new = compact[
+        (inside[row, column] | clear)
+        & (distance > MERGE_RADIUS)
+        & (compact["npix"] < EXTENDED_NPIX)
+    ]
+    if len(new) == 0:
+        return found
+    return np.concatenate([found[list(_SEP_COLUMNS)], new[list(_SEP_COLUMNS)]])
+
+
 _SEP_COLUMNS = ("x", "y", "flux", "a", "b", "theta", "peak", "npix", "flag")
 _SEP_DTYPES = ("f8",) * 7 + ("i8", "i4")
 
@@ -186,8 +264,11 @@ def _tiles(shape, tile_size, overlap):
     return tiles
 
 
-def _extract(data, noise, bad, thresh, minarea, deblend_cont, path):
-    """sep.extract with buffers raised for busy frames; failures become RbvetError."""
+def _extract(data, noise, bad, thresh, minarea, deblend_cont, path, segmentation=False):
+    """sep.extract with buffers raised for busy frames; failures become RbvetError.
+
+    Returns ``(objects, segmentation map or None)``.
+    """
     import sep
 
     # sep's default buffers (300k pixels, 1024 sub-objects) overflow on busy frames; raise
@@ -198,14 +279,16 @@ def _extract(data, noise, bad, thresh, minarea, deblend_cont, path):
         sep.set_extract_pixstack(stack)
         sep.set_sub_object_limit(sub_objects)
         try:
-            return sep.extract(
+            result = sep.extract(
                 data,
                 float(thresh),
                 err=noise,
                 mask=bad,
                 minarea=int(minarea),
                 deblend_cont=float(deblend_cont),
+                segmentation_map=bool(segmentation),
             )
+            return result if segmentation else (result, None)
         except Exception as exc:  # sep raises plain Exceptions
             message = str(exc).split(":")[0]
             overflow = "pixel buffer full" in message or "deblending overflow" in message
@@ -214,7 +297,7 @@ def _extract(data, noise, bad, thresh, minarea, deblend_cont, path):
             raise RbvetError(
                 f"source extraction failed ({message}); try a higher threshold", path
             ) from None
-    return None
+    return None, None
 
 
 def _empty_detection_table() -> Table:
