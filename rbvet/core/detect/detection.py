@@ -34,8 +34,8 @@ __all__ = [
 
 EXTENDED_NPIX = 500
 """An object this many pixels large makes its tile be searched again on a local background."""
-LOCAL_MESH = 32
-"""Mesh (px) of the local background that follows extended objects in the second search."""
+LOCAL_MEDIAN_FWHMS = 4.5
+"""Width, in FWHMs, of the median that is the local background of the second search."""
 LOCAL_PEAK_SNR = 5.0
 """Outside extended objects, the second search adds only objects peaking this many sigma up."""
 MERGE_RADIUS = 4.0
@@ -102,7 +102,7 @@ def detect_objects(
     local_background : bool
         Where a tile holds an extended object (a galaxy, a nebula, a bright star's halo:
         :data:`EXTENDED_NPIX` pixels or more), search it once more after subtracting a
-        local background that follows it (32 px meshes), and add the compact objects
+        local background that follows it (a median over 4.5 FWHM), and add the compact objects
         found there that the first search merged into it: faint stars on a galaxy's
         wings, its nucleus.
 
@@ -195,27 +195,28 @@ def detect_objects(
 
 
 def _with_compact_objects(found, inside, arrays, options, path):
-    """``found`` plus the objects of a search on the data minus a 32-px local background
-    that lie ``inside`` an extended object (or peak :data:`LOCAL_PEAK_SNR` sigma up) and
+    """``found`` plus the objects of a search on the data minus a local background that
+    lie ``inside`` an extended object (or peak :data:`LOCAL_PEAK_SNR` sigma up) and
     farther than :data:`MERGE_RADIUS` from every object already found.
 
-    ``arrays`` are the tile's ``(data, bad, noise)``; ``options`` sep's
+    The local background is a median along rows, then along columns, over about 4.5 times
+    the objects' typical FWHM: it follows a galaxy's profile or a nebula, while a star, a
+    few pixels of each line, leaves it unchanged (a separable median costs 2k, not k**2,
+    per pixel). ``arrays`` are the tile's ``(data, bad, noise)``; ``options`` sep's
     ``(thresh, minarea, deblend_cont)``.
     """
-    import sep
+    from scipy.ndimage import median_filter
     from scipy.spatial import cKDTree
 
     data, bad, noise = arrays
-    data = np.ascontiguousarray(data)
-    bad = np.ascontiguousarray(bad)
     ny, nx = data.shape
-    try:
-        local = sep.Background(
-            data, mask=bad.astype(np.uint8), bw=min(LOCAL_MESH, nx), bh=min(LOCAL_MESH, ny)
-        )
-    except Exception as exc:  # sep raises bare Exceptions
-        raise RbvetError(f"local background estimation failed: {exc}", path) from None
-    residual = np.subtract(data, local.back(), dtype=np.float32)
+    compact = (found["flag"] == 0) & (found["npix"] >= 5) & (found["npix"] < EXTENDED_NPIX)
+    size = np.sqrt(found["a"][compact] * found["b"][compact])
+    fwhm = 2.3548 * float(np.median(size)) if compact.any() else 3.0
+    width = int(np.clip(round(LOCAL_MEDIAN_FWHMS * fwhm), 9, 41)) | 1
+    local = median_filter(data, size=(1, width), mode="nearest")
+    local = median_filter(local, size=(width, 1), mode="nearest")
+    residual = np.subtract(data, local, dtype=np.float32)
     residual[bad] = 0
     compact, _ = _extract(residual, np.ascontiguousarray(noise), bad, *options, path)
     if compact is None or len(compact) == 0:
