@@ -77,7 +77,9 @@ def main():
         f"\ndetection / scoring CPU: before {before_cpu / score_cpu:.2f}, "
         f"after {after_cpu / score_cpu:.2f} (target <= 1)\n"
         f"(detection + FWHM) / scoring: before {(before_cpu + fwhm_cpu) / score_cpu:.2f}, "
-        f"after {(after_cpu + fwhm_cpu) / score_cpu:.2f}"
+        f"after {(after_cpu + fwhm_cpu) / score_cpu:.2f}\n"
+        f"(background + detection + FWHM) / scoring, after: "
+        f"{(background_cpu + after_cpu + fwhm_cpu) / score_cpu:.2f}"
     )
 
 

@@ -501,6 +501,9 @@ def test_measure_fwhm_reports_the_stars_it_used(make_star_field):
     assert len(estimate.star_sizes) == estimate.n_stars
     assert len(estimate.sizes) >= estimate.n_stars
     assert "from" in estimate.describe() and "stars" in estimate.describe()
+    facts = estimate.facts()
+    assert facts["fwhm_stars"] == estimate.n_stars and facts["fwhm_source"] == "measured"
+    assert facts["fwhm"] == pytest.approx(estimate.fwhm, abs=1e-3)
 
 
 def _fwhm_error_on_simulated_frame(fwhm, seed, cosmic_rays_per_star):

@@ -65,6 +65,17 @@ class FwhmEstimate:
     sizes: np.ndarray = field(default_factory=lambda: np.zeros(0))
     star_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
+    def facts(self) -> dict:
+        """Plain values for logs and a catalog's metadata: ``fwhm``, ``fwhm_stars``,
+        ``fwhm_spread`` (None without stars) and ``fwhm_source``."""
+        spread = None if not np.isfinite(self.spread) else round(float(self.spread), 4)
+        return {
+            "fwhm": round(float(self.fwhm), 3),
+            "fwhm_stars": int(self.n_stars),
+            "fwhm_spread": spread,
+            "fwhm_source": self.source,
+        }
+
     def describe(self) -> str:
         """One line for logs: ``FWHM 3.02 px from 57 stars (spread 4 %)``."""
         if self.source == "measured":
