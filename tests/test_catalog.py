@@ -507,7 +507,9 @@ def test_measure_fwhm_reports_the_stars_it_used(make_star_field):
 
 
 def _fwhm_error_on_simulated_frame(fwhm, seed, cosmic_rays_per_star):
-    """Relative error of the FWHM measured on a simulated frame, as the CLI measures it."""
+    """Relative error of the FWHM measured on a simulated frame, as the CLI measures it,
+    against the pixelated PSF's FWHM ``sqrt(f**2 + 0.46)`` that the estimator reports by
+    design (+10 % over the PSF's own FWHM at 1.5 px, +1 % at 4 px)."""
     from rbvet.core.simulate import simulate_frame
 
     n_stars = 120
@@ -522,7 +524,7 @@ def _fwhm_error_on_simulated_frame(fwhm, seed, cosmic_rays_per_star):
     frame = frame_from_array(sim.image).ensure_background()
     table = detect_objects(frame)
     estimate = measure_fwhm(frame, table["x"], table["y"], table=table)
-    return estimate.fwhm / sim.params["fwhm"] - 1.0
+    return estimate.fwhm / np.sqrt(sim.params["fwhm"] ** 2 + 0.46) - 1.0
 
 
 def test_fwhm_is_not_captured_by_ten_times_more_cosmic_rays_than_stars():
