@@ -663,3 +663,16 @@ def test_parse_section_is_one_based_inclusive_and_allows_reversed_ranges():
     assert parse_section("[1:10,5:6]", (100, 100)) == (slice(4, 6), slice(0, 10))
     assert parse_section("[10:1,6:5]", (100, 100)) == (slice(4, 6), slice(0, 10))
     assert parse_section("[1:500,1:500]", (100, 80)) == (slice(0, 100), slice(0, 80))
+
+
+def test_undeclared_overscan_at_an_edge_is_masked_and_noted_but_a_gradient_is_not():
+    rng = np.random.default_rng(4)
+    image = rng.normal(300.0, 7.0, (200, 240)) + np.linspace(0, 40, 240)[None, :]  # gradient
+    plain = frame_from_array(image.astype(np.float32))
+    assert not plain.mask.any() and not plain.notes
+    image[:, -6:] = rng.normal(217.0, 3.0, (200, 6))  # bias level: an overscan strip
+    frame = frame_from_array(image.astype(np.float32))
+    assert frame.mask[:, -6:].all() and not frame.mask[:, :-6].any()
+    assert len(frame.notes) == 1
+    assert frame.notes[0].startswith("6 columns at the right edge masked: they sit -12")
+    assert not frame_from_array(image.astype(np.float32), use_datasec=False).mask.any()

@@ -597,19 +597,23 @@ def _edge_steps(image, valid, notes, reach=64, min_size=128, step_sigma=5.0):
     if min(ny, nx) < min_size:
         return masked
     reach = min(reach, min(ny, nx) // 8)
-    data = np.where(valid, image, np.nan)
-    inner = data[reach : 3 * reach, reach:-reach]
+
+    def strip(rows, cols):  # NaN where unusable; only the strips are copied
+        return np.where(valid[rows, cols], image[rows, cols], np.nan)
+
+    inner = strip(slice(reach, 3 * reach), slice(reach, -reach))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lines
         centre = np.nanmedian(inner)
         sigma = 1.4826 * np.nanmedian(np.abs(inner - centre))
         if not (np.isfinite(centre) and np.isfinite(sigma) and sigma > 0):
             return masked
+        inside = slice(reach, -reach)
         sides = (
-            ("bottom", np.nanmedian(data[:reach, reach:-reach], axis=1), 0),
-            ("top", np.nanmedian(data[-reach:, reach:-reach], axis=1)[::-1], 0),
-            ("left", np.nanmedian(data[reach:-reach, :reach], axis=0), 1),
-            ("right", np.nanmedian(data[reach:-reach, -reach:], axis=0)[::-1], 1),
+            ("bottom", np.nanmedian(strip(slice(0, reach), inside), axis=1), 0),
+            ("top", np.nanmedian(strip(slice(-reach, None), inside), axis=1)[::-1], 0),
+            ("left", np.nanmedian(strip(inside, slice(0, reach)), axis=0), 1),
+            ("right", np.nanmedian(strip(inside, slice(-reach, None)), axis=0)[::-1], 1),
         )
     for side, medians, axis in sides:
         reference = np.nanmedian(medians[reach // 2 :])
