@@ -674,5 +674,5 @@ def test_undeclared_overscan_at_an_edge_is_masked_and_noted_but_a_gradient_is_no
     frame = frame_from_array(image.astype(np.float32))
     assert frame.mask[:, -6:].all() and not frame.mask[:, :-6].any()
     assert len(frame.notes) == 1
-    assert frame.notes[0].startswith("6 columns at the right edge masked: they sit -12")
+    assert frame.notes[0].startswith("6 columns at the right edge masked: they sit -1")
     assert not frame_from_array(image.astype(np.float32), use_datasec=False).mask.any()
