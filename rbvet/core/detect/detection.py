@@ -37,7 +37,7 @@ EXTENDED_NPIX = 500
 LOCAL_MEDIAN_FWHMS = 4.5
 """Width, in FWHMs, of the median that is the local background of the second search."""
 LOCAL_PEAK_SNR = 5.0
-"""Outside extended objects, the second search adds only objects peaking this many sigma up."""
+"""The second search adds only objects peaking this many sigma above the local background."""
 MERGE_RADIUS = 4.0
 """Objects of the second search this close (px) to one already found are the same object."""
 MIN_DETECTION_SIZE = 8
@@ -133,7 +133,7 @@ def detect_objects(
 
     parts = []
     for rows, cols, owned in _tiles(frame.shape, tile_size, tile_overlap):
-        found, segments = _extract(
+        found = _extract(
             np.ascontiguousarray(data[rows, cols]),
             np.ascontiguousarray(noise[rows, cols]),
             np.ascontiguousarray(bad[rows, cols]),
@@ -141,16 +141,12 @@ def detect_objects(
             minarea,
             deblend_cont,
             frame.path,
-            segmentation=local_background,
         )
         if found is None or len(found) == 0:
             continue
-        extended = np.flatnonzero(found["npix"] >= EXTENDED_NPIX)
-        if local_background and len(extended):
-            inside = np.isin(segments, extended + 1)  # segment ids count from 1
+        if local_background and np.any(found["npix"] >= EXTENDED_NPIX):
             found = _with_compact_objects(
                 found,
-                inside,
                 (data[rows, cols], bad[rows, cols], noise[rows, cols]),
                 (thresh, minarea, deblend_cont),
                 frame.path,
@@ -194,10 +190,10 @@ def detect_objects(
     return table
 
 
-def _with_compact_objects(found, inside, arrays, options, path):
+def _with_compact_objects(found, arrays, options, path):
     """``found`` plus the objects of a search on the data minus a local background that
-    lie ``inside`` an extended object (or peak :data:`LOCAL_PEAK_SNR` sigma up) and
-    farther than :data:`MERGE_RADIUS` from every object already found.
+    peak :data:`LOCAL_PEAK_SNR` sigma up and lie farther than :data:`MERGE_RADIUS` from
+    every object already found.
 
     The local background is a median along rows, then along columns, over about 4.5 times
     the objects' typical FWHM: it follows a galaxy's profile or a nebula, while a star, a
@@ -218,21 +214,17 @@ def _with_compact_objects(found, inside, arrays, options, path):
     local = median_filter(local, size=(width, 1), mode="nearest")
     residual = np.subtract(data, local, dtype=np.float32)
     residual[bad] = 0
-    compact, _ = _extract(residual, np.ascontiguousarray(noise), bad, *options, path)
+    compact = _extract(residual, np.ascontiguousarray(noise), bad, *options, path)
     if compact is None or len(compact) == 0:
         return found
     tree = cKDTree(np.column_stack([found["x"], found["y"]]))
     distance, _ = tree.query(np.column_stack([compact["x"], compact["y"]]))
     column = np.clip(np.rint(compact["x"]).astype(np.int64), 0, nx - 1)
     row = np.clip(np.rint(compact["y"]).astype(np.int64), 0, ny - 1)
-    # Outside the extended objects' footprints the first search saw the same sky, so only
-    # clear peaks (a local background lower than the global one there) are added.
+    # Only clear peaks: a threshold-level bump on a nebula's or a galaxy's texture is
+    # no more an object than one on the sky, where the first search left it below.
     clear = compact["peak"] >= LOCAL_PEAK_SNR * noise[row, column]
-    new = compact[
-        (inside[row, column] | clear)
-        & (distance > MERGE_RADIUS)
-        & (compact["npix"] < EXTENDED_NPIX)
-    ]
+    new = compact[clear & (distance > MERGE_RADIUS) & (compact["npix"] < EXTENDED_NPIX)]
     if len(new) == 0:
         return found
     return np.concatenate([found[list(_SEP_COLUMNS)], new[list(_SEP_COLUMNS)]])
@@ -265,11 +257,8 @@ def _tiles(shape, tile_size, overlap):
     return tiles
 
 
-def _extract(data, noise, bad, thresh, minarea, deblend_cont, path, segmentation=False):
-    """sep.extract with buffers raised for busy frames; failures become RbvetError.
-
-    Returns ``(objects, segmentation map or None)``.
-    """
+def _extract(data, noise, bad, thresh, minarea, deblend_cont, path):
+    """sep.extract with buffers raised for busy frames; failures become RbvetError."""
     import sep
 
     # sep's default buffers (300k pixels, 1024 sub-objects) overflow on busy frames; raise
@@ -280,16 +269,14 @@ def _extract(data, noise, bad, thresh, minarea, deblend_cont, path, segmentation
         sep.set_extract_pixstack(stack)
         sep.set_sub_object_limit(sub_objects)
         try:
-            result = sep.extract(
+            return sep.extract(
                 data,
                 float(thresh),
                 err=noise,
                 mask=bad,
                 minarea=int(minarea),
                 deblend_cont=float(deblend_cont),
-                segmentation_map=bool(segmentation),
             )
-            return result if segmentation else (result, None)
         except Exception as exc:  # sep raises plain Exceptions
             message = str(exc).split(":")[0]
             overflow = "pixel buffer full" in message or "deblending overflow" in message
@@ -298,7 +285,7 @@ def _extract(data, noise, bad, thresh, minarea, deblend_cont, path, segmentation
             raise RbvetError(
                 f"source extraction failed ({message}); try a higher threshold", path
             ) from None
-    return None, None
+    return None
 
 
 def _empty_detection_table() -> Table:
