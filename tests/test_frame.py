@@ -7,7 +7,7 @@ import pytest
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from rbvet.core.errors import RbvetError
+from rbvet.core.errors import RbvetError, RbvetWarning
 from rbvet.core.io.frame import Frame, frame_from_array, read_frame
 
 SHAPE = (40, 50)
@@ -508,3 +508,171 @@ def test_ensure_background_keeps_given_maps():
     frame.ensure_background()
     np.testing.assert_array_equal(frame.background, 0.0)
     assert np.median(frame.noise) == pytest.approx(5.0, rel=0.15)
+
+
+# ------------------------------------------------- saturation, data section, robust maps
+
+
+def _star_field(seed=5, shape=(200, 240), sky=500.0, sigma=10.0):
+    """Sky with noise and a few unsaturated Gaussian stars (peaks 20-200 sigma)."""
+    rng = np.random.default_rng(seed)
+    image = rng.normal(sky, sigma, shape)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    for x, y, peak in zip(
+        rng.uniform(10, shape[1] - 10, 12),
+        rng.uniform(10, shape[0] - 10, 12),
+        rng.uniform(200, 2000, 12),
+        strict=True,
+    ):
+        image += peak * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / 1.5**2)
+    return image.astype(np.float32)
+
+
+def _saturate(image, x, y, level=30000.0, bleed=25):
+    """A saturated star at (x, y): a flat top at ``level`` and a bleed column up and down."""
+    yy, xx = np.mgrid[: image.shape[0], : image.shape[1]]
+    image += 5e5 * np.exp(-0.5 * ((xx - x) ** 2 + (yy - y) ** 2) / 2.0**2)
+    image[y - bleed : y + bleed, x - 1 : x + 2] = level
+    np.minimum(image, np.float32(level), out=image)
+    return image
+
+
+def test_saturation_level_from_the_header_with_its_source():
+    image = _saturate(_star_field(), 100, 100)
+    header = fits.Header({"SATURATE": 25000.0})
+    frame = frame_from_array(image, header=header)
+    assert frame.saturation == 25000.0
+    assert frame.saturation_source == "header SATURATE"
+    assert frame.saturated[100, 100] and not frame.saturated[10, 10]
+    assert not frame.mask[100, 100]  # the CNN still sees the saturated star
+    assert frame.facts()["saturation_source"] == "header SATURATE"
+
+
+def test_saturation_level_from_the_histogram_plateau():
+    image = _saturate(_star_field(), 100, 100, level=30000.0)
+    frame = frame_from_array(image)
+    assert frame.saturation_source == "histogram plateau"
+    assert frame.saturation == pytest.approx(30000.0, rel=1e-3)
+    assert frame.saturated[80:120, 100].all()  # the bleed column
+
+
+def test_no_plateau_on_a_frame_without_saturated_pixels():
+    frame = frame_from_array(_star_field())
+    assert frame.saturation is None and frame.saturation_source == "none"
+    assert frame.saturated is None
+
+
+def test_saturation_can_be_given_or_turned_off():
+    image = _saturate(_star_field(), 100, 100)
+    assert frame_from_array(image, saturation=False).saturated is None
+    given = frame_from_array(image, saturation=1000.0)
+    assert given.saturation_source == "given" and given.saturated[100, 100]
+
+
+def test_header_saturation_below_the_sky_falls_back_with_a_warning():
+    image = _saturate(_star_field(), 100, 100, level=30000.0)
+    with pytest.warns(RbvetWarning, match="frame.fits: SATURATE = 10.0 is not above the sky"):
+        frame = frame_from_array(image, header=fits.Header({"SATURATE": 10.0}), path="frame.fits")
+    assert frame.saturation_source == "histogram plateau"
+    assert frame.notes and "SATURATE" in frame.notes[0]
+
+
+def test_entirely_saturated_frame_is_refused_in_one_line():
+    image = np.full((64, 64), 65535.0, np.float32)
+    image[:, :5] = 300.0
+    with pytest.raises(RbvetError, match=r"^full\.fits: 9\d% of the usable pixels are saturated"):
+        frame_from_array(image, path="full.fits")
+
+
+def test_background_and_noise_ignore_saturated_columns_and_a_bright_galaxy():
+    """The maps match astropy's sigma-clipped sky statistics, even next to the junk."""
+    from astropy.stats import sigma_clipped_stats
+
+    rng = np.random.default_rng(11)
+    shape = (256, 256)
+    image = rng.normal(1000.0, 10.0, shape).astype(np.float32)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    r = np.hypot((xx - 180) / 1.0, (yy - 70) / 0.7)
+    image += (3000.0 * np.exp(-((r / 4.0) ** 0.5 - 1) * 3)).astype(np.float32)  # galaxy
+    image = np.minimum(image, 60000.0)
+    for x in (40, 41, 90, 140):  # saturated columns
+        image[20:240, x] = 60000.0
+    frame = frame_from_array(image).ensure_background(bw=32, bh=32)
+    _, sky, sky_sigma = sigma_clipped_stats(image, sigma=3.0, maxiters=10)
+    assert sky_sigma == pytest.approx(10.0, rel=0.1)  # the reference itself is sound
+    far = ~frame.background_mask() & (r > 90)
+    assert np.abs(frame.background[far] - sky).max() < 0.5 * sky_sigma
+    # near the columns and around the galaxy the noise stays the sky's
+    near_columns = np.zeros(shape, bool)
+    near_columns[20:240, 30:150] = True
+    near_columns &= ~frame.background_mask()
+    assert np.percentile(frame.noise[near_columns], 99) < 1.2 * sky_sigma
+    assert np.percentile(frame.noise[(r > 30) & (r < 90)], 99) < 1.2 * sky_sigma
+
+
+def _raw_with_overscan(tmp_path, section="[  11: 90,   1: 60]", name="raw.fits"):
+    image = _image(shape=(60, 100))
+    image[:, :10] = 3000.0  # prescan step
+    image[:, 90:] = 2000.0  # overscan
+    header = fits.Header({"TRIMSEC": section})
+    path = tmp_path / name
+    fits.PrimaryHDU(image, header=header).writeto(path)
+    return path
+
+
+def test_trimsec_masks_overscan_and_keeps_stored_pixel_coordinates(tmp_path):
+    frame = read_frame(_raw_with_overscan(tmp_path))
+    assert frame.shape == (60, 100)  # coordinates stay in the stored HDU's frame
+    assert frame.mask[:, :10].all() and frame.mask[:, 90:].all()
+    assert not frame.mask[:, 10:90].any()
+    assert frame.facts()["data_section"] == "[11:90,1:60]"
+    frame.ensure_background(bw=16, bh=16)
+    assert np.abs(frame.background[:, 10:90] - 100.0).max() < 5.0  # no step leaked in
+
+
+def test_data_section_can_be_turned_off(tmp_path):
+    frame = read_frame(_raw_with_overscan(tmp_path), use_datasec=False)
+    assert not frame.mask.any() and frame.data_section is None
+
+
+def test_intersection_of_trimsec_and_datasec():
+    header = fits.Header({"TRIMSEC": "[5:50,1:40]", "DATASEC": "[1:45,3:40]"})
+    frame = frame_from_array(_image(), header=header)
+    rows, cols = frame.data_section
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (2, 40, 4, 45)
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [("[1:20;1:20]", "not of the form"), ("[200:300,1:60]", "outside the 100x60 image")],
+)
+def test_malformed_or_outside_section_is_ignored_with_a_one_line_warning(
+    tmp_path, section, problem
+):
+    path = _raw_with_overscan(tmp_path, section=section)
+    with pytest.warns(RbvetWarning, match=f"raw.fits: TRIMSEC ignored: .*{problem}") as caught:
+        frame = read_frame(path)
+    assert all("\n" not in str(w.message) for w in caught)
+    assert not frame.mask.any() and frame.data_section is None
+    assert "TRIMSEC ignored" in frame.notes[0]
+
+
+def test_parse_section_is_one_based_inclusive_and_allows_reversed_ranges():
+    from rbvet.core.io.frame import parse_section
+
+    assert parse_section("[1:10,5:6]", (100, 100)) == (slice(4, 6), slice(0, 10))
+    assert parse_section("[10:1,6:5]", (100, 100)) == (slice(4, 6), slice(0, 10))
+    assert parse_section("[1:500,1:500]", (100, 80)) == (slice(0, 100), slice(0, 80))
+
+
+def test_undeclared_overscan_at_an_edge_is_masked_and_noted_but_a_gradient_is_not():
+    rng = np.random.default_rng(4)
+    image = rng.normal(300.0, 7.0, (200, 240)) + np.linspace(0, 40, 240)[None, :]  # gradient
+    plain = frame_from_array(image.astype(np.float32))
+    assert not plain.mask.any() and not plain.notes
+    image[:, -6:] = rng.normal(217.0, 3.0, (200, 6))  # bias level: an overscan strip
+    frame = frame_from_array(image.astype(np.float32))
+    assert frame.mask[:, -6:].all() and not frame.mask[:, :-6].any()
+    assert len(frame.notes) == 1
+    assert frame.notes[0].startswith("6 columns at the right edge masked: they sit -1")
+    assert not frame_from_array(image.astype(np.float32), use_datasec=False).mask.any()

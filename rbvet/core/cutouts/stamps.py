@@ -30,6 +30,11 @@ REASON_NONFINITE = "non-finite position"
 REASON_OFF_FRAME = "off frame"
 REASON_CENTRE_MASKED = "centre masked"
 REASON_MOSTLY_MISSING = "stamp mostly missing"
+REASON_SATURATED = "saturated"
+"""Reason of a scored object whose centre is saturated: its score is kept, but a flat-topped
+star is unlike what the network learnt, so a low score there is never silently bogus."""
+SATURATION_REACH = 1
+"""An object is saturated when a saturated pixel lies this close (px) to its centre pixel."""
 DEFAULT_MAX_MISSING = 0.5
 DEFAULT_CHUNK_SIZE = 2048
 MAX_CHUNK_PIXELS = DEFAULT_CHUNK_SIZE * 62 * 62
@@ -59,7 +64,8 @@ class Stamps:
     missing : ndarray (N,) float32
         Fraction of each stamp's pixels that were off the frame, masked or non-finite.
     reason : ndarray (N,) str
-        Why an object cannot be scored; empty string when it can.
+        Why an object cannot be scored; empty string when it can, `REASON_SATURATED` when
+        it can but its centre is saturated.
     rescale : Rescale
         The FWHM rescaling these stamps were cut for.
     """
@@ -93,7 +99,7 @@ class Stamps:
 
     @property
     def scorable(self):
-        return self.reason == ""
+        return is_scorable(self.reason)
 
 
 def stamp_origins(x, y, rescale):
@@ -167,6 +173,7 @@ def cut_stamps(frame, x, y, rescale, max_missing=DEFAULT_MAX_MISSING):
     centre_col = np.clip(centre_x - col0, 0, size - 1).astype(np.int64)
     centre_valid = valid[np.arange(len(x)), centre_row, centre_col]
     reason = unscorable_reasons(finite, on_frame, centre_valid, missing, max_missing)
+    reason = mark_saturated(frame, x, y, reason)
     return Stamps(
         data=data,
         background=background.astype(np.float32, copy=False),
@@ -223,6 +230,55 @@ def stamp_noise(noise_map, row0, col0, rescale):
     return np.median(samples.reshape(len(row0), -1), axis=1).astype(np.float32)
 
 
+def is_scorable(reason):
+    """Objects the network scores: no reason, or only `REASON_SATURATED`."""
+    reason = np.asarray(reason)
+    return (reason == "") | (reason == REASON_SATURATED)
+
+
+def mark_saturated(frame, x, y, reason):
+    """``reason`` with `REASON_SATURATED` for scorable objects whose centre is saturated.
+
+    Parameters
+    ----------
+    frame : Frame
+        Its ``saturated`` map (None: nothing is saturated).
+    x, y : array_like
+        0-based positions.
+    reason : ndarray (N,) str
+        Reasons so far; only empty ones change.
+
+    Returns
+    -------
+    ndarray (N,) str
+    """
+    saturated = getattr(frame, "saturated", None)
+    if saturated is None or len(reason) == 0 or not saturated.any():
+        return reason
+    height, width = saturated.shape
+    x = np.atleast_1d(np.asarray(x, np.float64))
+    y = np.atleast_1d(np.asarray(y, np.float64))
+    near = np.abs(x) < POSITION_LIMIT
+    near &= np.abs(y) < POSITION_LIMIT
+    centre_x = np.rint(np.where(near, x, -10)).astype(np.int64)
+    centre_y = np.rint(np.where(near, y, -10)).astype(np.int64)
+    u = np.arange(-SATURATION_REACH, SATURATION_REACH + 1)
+    rows = centre_y[:, None] + u
+    cols = centre_x[:, None] + u
+    inside = ((rows >= 0) & (rows < height))[:, :, None] & ((cols >= 0) & (cols < width))[
+        :, None, :
+    ]
+    hit = saturated[
+        np.clip(rows, 0, height - 1)[:, :, None], np.clip(cols, 0, width - 1)[:, None, :]
+    ]
+    flagged = (hit & inside).any(axis=(1, 2)) & (np.asarray(reason) == "")
+    if not flagged.any():
+        return reason
+    reason = np.asarray(reason, dtype=object).copy()
+    reason[flagged] = REASON_SATURATED
+    return reason.astype(str)
+
+
 def unscorable_reasons(finite, on_frame, centre_valid, missing, max_missing):
     """Why each object cannot be scored (empty string when it can); the first rule wins."""
     reason = np.full(len(finite), "", dtype=object)
@@ -261,7 +317,7 @@ class ObjectInputs:
     missing : ndarray (N,) float32
         Fraction of each stamp's pixels that were off the frame, masked or non-finite.
     reason : ndarray (N,) str
-        Empty for scorable objects.
+        Empty for scorable objects (`REASON_SATURATED` for scorable saturated ones).
     """
 
     inputs: np.ndarray
@@ -273,7 +329,7 @@ class ObjectInputs:
 
     @property
     def scorable(self):
-        return self.reason == ""
+        return is_scorable(self.reason)
 
 
 class FramePlanes:
@@ -359,6 +415,7 @@ class FramePlanes:
             np.where(on_frame, centre_x, 0).astype(np.int64),
         ]
         reason = unscorable_reasons(finite, on_frame, centre_valid, missing, max_missing)
+        reason = mark_saturated(self.frame, x, y, reason)
         return ObjectInputs(inputs, missing.astype(np.float32), reason)
 
     def _usable_counts(self, row0, col0, size):

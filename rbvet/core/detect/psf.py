@@ -1,14 +1,25 @@
-"""The PSF size of a frame: its FWHM measured on star-like objects."""
+"""The PSF size of a frame: its FWHM measured on star-like objects.
+
+Cosmic-ray hits can outnumber stars ten to one and form their own sharp peak of the size
+distribution, so the stars are chosen among objects that look like a sampled PSF: round,
+unsaturated, isolated, above a PSF floor, and surviving a 3x3 median filter (a hit, sharper
+than any PSF the pixels can sample, does not). :func:`measure_fwhm` says how many stars it
+used and their spread; :func:`estimate_fwhm` returns the number alone.
+"""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from rbvet.core.errors import RbvetError, RbvetWarning
 
-__all__ = ["DEFAULT_FWHM", "estimate_fwhm"]
+__all__ = ["DEFAULT_FWHM", "FwhmEstimate", "estimate_fwhm", "measure_fwhm"]
+
+DETECTION_META_KEY = "rbvet_detection"
+"""Set in the ``meta`` of tables made by `rbvet.core.detect.detection.detect_objects`."""
 
 #: FWHM (pixels) returned, with a warning, when too few objects can be measured.
 DEFAULT_FWHM = 3.0
@@ -16,8 +27,62 @@ DEFAULT_FWHM = 3.0
 _GAUSS_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))  # FWHM / sigma of a Gaussian
 _FIRST_PASS_MAX = 3000  # objects measured to find the stars before measuring all
 _MIN_FWHM = 1.0  # px; sharper objects are taken as hot pixels or cosmic rays
+_PSF_FLOOR = 1.1  # px; no star population is sharper than this (pixelated FWHM >= ~1.2)
 _SHARP_FWHM = 1.35  # px; a cluster sharper than this may be cosmic rays rather than stars
 _MAX_ELLIPTICITY = 0.5  # moment ellipticity above which an object is not a star
+_MIN_SURVIVAL = 0.08  # a star's 3x3-median peak keeps >= 15 % of its peak at 1.2 px FWHM;
+# a cosmic-ray hit (one pixel, a 2x2 cluster, a worm) keeps a few per cent at most
+_CLEAN_MIN_FWHM = 2.5  # px; from here on, hits inside star stamps are masked out
+_ISOLATION = 2.0  # FWHMs: a star with another object closer than this is not used
+_MAX_STARS = 2000  # stars measured for the final value (the highest S/N ones)
+
+
+@dataclass
+class FwhmEstimate:
+    """The frame's FWHM and what it rests on.
+
+    Attributes
+    ----------
+    fwhm : float
+        FWHM in pixels.
+    n_stars : int
+        Stars it was measured on (0 when a fallback was used).
+    spread : float
+        Robust relative spread (1.4826 MAD / median) of the stars' FWHMs; NaN without stars.
+    source : str
+        ``"measured"``, ``"catalog"`` (the table's ``FWHM_IMAGE``/``fwhm`` column) or
+        ``"default"`` (too few stars: ``fwhm`` is the fallback value).
+    sizes : numpy.ndarray
+        Adaptive-moment FWHM of every well-measured candidate (for a size histogram).
+    star_sizes : numpy.ndarray
+        The same for the stars used.
+    """
+
+    fwhm: float
+    n_stars: int
+    spread: float
+    source: str
+    sizes: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    star_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def facts(self) -> dict:
+        """Plain values for logs and a catalog's metadata: ``fwhm``, ``fwhm_stars``,
+        ``fwhm_spread`` (None without stars) and ``fwhm_source``."""
+        spread = None if not np.isfinite(self.spread) else round(float(self.spread), 4)
+        return {
+            "fwhm": round(float(self.fwhm), 3),
+            "fwhm_stars": int(self.n_stars),
+            "fwhm_spread": spread,
+            "fwhm_source": self.source,
+        }
+
+    def describe(self) -> str:
+        """One line for logs: ``FWHM 3.02 px from 57 stars (spread 4 %)``."""
+        if self.source == "measured":
+            return f"FWHM {self.fwhm:.2f} px from {self.n_stars} stars (spread {self.spread:.0%})"
+        if self.source == "catalog":
+            return f"FWHM {self.fwhm:.2f} px from the catalog's FWHM column"
+        return f"FWHM {self.fwhm:.2f} px (default: too few stars to measure it)"
 
 
 def _detection_arrays(frame, bad):
@@ -44,18 +109,55 @@ def estimate_fwhm(
 ) -> float:
     """Robust FWHM (pixels) of the point sources of a frame, measured at given positions.
 
+    :func:`measure_fwhm` without the details: see there.
+
+    Returns
+    -------
+    float
+        FWHM in pixels.
+    """
+    return measure_fwhm(
+        image_or_frame,
+        x,
+        y,
+        table=table,
+        snr_min=snr_min,
+        default=default,
+        max_objects=max_objects,
+        _stacklevel=3,
+    ).fwhm
+
+
+def measure_fwhm(
+    image_or_frame,
+    x,
+    y,
+    table=None,
+    snr_min=15.0,
+    default=DEFAULT_FWHM,
+    max_objects=20_000,
+    _stacklevel=2,
+) -> FwhmEstimate:
+    """Robust FWHM of the point sources of a frame, with how many stars it rests on.
+
     Works for any catalog's positions, not only sep's. Each object is measured on the
     background-subtracted image, all objects at once, with adaptive (Gaussian-weighted,
-    iteratively matched and recentred) second moments. Only well-measured objects count:
-    weighted S/N >= ``snr_min``, round (moment ellipticity < 0.5), no masked or off-frame
-    pixel in the core, not flagged in ``table`` (``flag``/``flags``/``FLAGS`` = 0).
+    iteratively matched and recentred) second moments. Only objects that can be stars
+    count: weighted S/N >= ``snr_min``, round (moment ellipticity < 0.5), no masked,
+    saturated or off-frame pixel in the core, not flagged in ``table``
+    (``flag``/``flags``/``FLAGS`` = 0; flagged ones too when the others are too few), and
+    keeping at least 8 % of their peak under a
+    3x3 median filter, which a cosmic-ray hit does not (a sampled PSF of 1.2 px keeps 15 %).
 
-    The stars are the sharpest well-populated cluster of the log-FWHM distribution: hot
-    pixels and cosmic rays are sharper than 1 px (or, up to 1.35 px, fewer than the stars)
-    and galaxies are wider, even when they outnumber the stars. The FWHM is then measured
-    without assuming a Gaussian profile, from the mean area of the stars' pixels above half
-    their peak (the peak being corrected for the pixel phase), so Moffat-like PSFs with
-    wings are not overestimated as a second-moment width would be.
+    The stars are the sharpest well-populated cluster (the mode) of the log-FWHM
+    distribution above a PSF floor of 1.1 px: hot pixels and cosmic rays are sharper, and
+    galaxies are wider, even when they outnumber the stars. On frames with a FWHM of
+    2.5 px or more, pixels of hits inside the stars' stamps (far above their 3x3 median)
+    are left out, and stars with another object within 2 FWHM are not used when enough
+    others are left. The FWHM is then measured without assuming a Gaussian profile, from
+    the S/N-weighted mean area of the stars' pixels above half their peak (the peak
+    being corrected for the pixel phase), so Moffat-like PSFs with wings are not
+    overestimated as a second-moment width would be, nor faint stars' noisy peaks.
 
     The value is the FWHM of the pixelated profile, as SExtractor or imexam would report
     it: for a Gaussian PSF of width ``f`` integrated over pixels it is about
@@ -74,14 +176,14 @@ def estimate_fwhm(
     snr_min : float
         Minimum weighted signal-to-noise of a usable object.
     default : float
-        Returned, with an :class:`RbvetWarning`, when fewer than 5 objects are usable.
+        Used, with an :class:`RbvetWarning` naming the file, when fewer than 5 stars are
+        usable and the table has no FWHM column.
     max_objects : int
         At most this many candidates are measured (an even subsample of the rest).
 
     Returns
     -------
-    float
-        FWHM in pixels.
+    FwhmEstimate
     """
     from rbvet.core.io.frame import Frame, frame_from_array
 
@@ -94,38 +196,94 @@ def estimate_fwhm(
     if x.shape != y.shape:
         raise RbvetError(f"x and y have different shapes: {x.shape} and {y.shape}", frame.path)
 
-    candidates = np.isfinite(x) & np.isfinite(y)
+    finite = np.isfinite(x) & np.isfinite(y)
+    unflagged = finite.copy()
     if table is not None and len(table) == len(x):
         for name in ("flag", "flags", "FLAGS"):
             if name in table.colnames:
                 flags = np.ma.filled(np.ma.asarray(table[name]), 0)
-                candidates &= np.asarray(flags) == 0
+                unflagged &= np.asarray(flags) == 0
                 break
-    index = np.flatnonzero(candidates)
-    if len(index) > max_objects:
-        index = index[np.linspace(0, len(index) - 1, max_objects).astype(int)]
 
-    result = None
-    if len(index):
-        data, noise = _detection_arrays(frame, frame.mask)
+    estimate = None
+    data = noise = None
+    # Unflagged objects first; where hits crowd the stars, most stars carry a blend flag.
+    for candidates in (unflagged, finite) if unflagged.sum() < finite.sum() else (finite,):
+        index = np.flatnonzero(candidates)
+        if len(index) > max_objects:
+            index = index[np.linspace(0, len(index) - 1, max_objects).astype(int)]
+        if not len(index):
+            continue
+        if data is None:
+            data, noise = _detection_arrays(frame, frame.mask)
         eligible = np.ones(len(index), dtype=bool)
-        result, _ = _psf_fwhm(
-            data, ~frame.mask, noise, x[index], y[index], eligible, snr_min=snr_min
+        if frame.saturated is not None:
+            eligible &= ~_near(frame.saturated, x[index], y[index], reach=2)
+        fwhm, _, details = _psf_fwhm(
+            data,
+            ~frame.mask,
+            noise,
+            x[index],
+            y[index],
+            eligible,
+            snr_min=snr_min,
+            neighbours=(x[finite], y[finite]),
         )
-    if result is None and table is not None:
-        result = _fwhm_from_table(table)
-    if result is None:
+        if fwhm is not None:
+            estimate = FwhmEstimate(fwhm, source="measured", **details)
+            break
+    if estimate is None and table is not None:
+        fwhm = _fwhm_from_table(table)
+        if fwhm is not None:
+            estimate = FwhmEstimate(float(fwhm), 0, np.nan, "catalog")
+    if estimate is None:
         where = f"{frame.path}: " if frame.path else ""
         warnings.warn(
-            f"{where}too few well-measured objects to estimate the FWHM; using {default:g} px",
+            f"{where}too few well-measured stars to estimate the FWHM; using {default:g} px",
             RbvetWarning,
-            stacklevel=2,
+            stacklevel=_stacklevel,
         )
-        return float(default)
-    return float(result)
+        estimate = FwhmEstimate(float(default), 0, np.nan, "default")
+    return estimate
+
+
+def _near(flags, x, y, reach):
+    """True where a flagged pixel lies within ``reach`` pixels (a square) of (x, y)."""
+    ny, nx = flags.shape
+    u = np.arange(-reach, reach + 1)
+    ix = np.clip(np.rint(np.nan_to_num(x)), -1, nx).astype(np.int64)
+    iy = np.clip(np.rint(np.nan_to_num(y)), -1, ny).astype(np.int64)
+    rows = np.clip(iy[:, None] + u, 0, ny - 1)
+    cols = np.clip(ix[:, None] + u, 0, nx - 1)
+    return flags[rows[:, :, None], cols[:, None, :]].any(axis=(1, 2))
+
+
+def _median_survival(data, x, y):
+    """Peak of the 3x3-median-filtered image near each object over its raw peak.
+
+    A PSF sampled by the pixels keeps a good part of its peak under a 3x3 median (15 % at
+    1.2 px FWHM, 70 % at 3 px); a cosmic-ray hit or a hot pixel, whose neighbours are sky,
+    keeps almost nothing. Computed on a 5x5 cut-out per object, not on the frame.
+    """
+    ny, nx = data.shape
+    u = np.arange(-2, 3)
+    ix = np.clip(np.rint(x), 0, nx - 1).astype(np.int64)
+    iy = np.clip(np.rint(y), 0, ny - 1).astype(np.int64)
+    rows = np.clip(iy[:, None] + u, 0, ny - 1)
+    cols = np.clip(ix[:, None] + u, 0, nx - 1)
+    box = data[rows[:, :, None], cols[:, None, :]].astype(np.float64)
+    windows = np.lib.stride_tricks.sliding_window_view(box, (3, 3), axis=(1, 2))
+    filtered = np.median(windows.reshape(len(x), 3, 3, 9), axis=-1)
+    raw_peak = box[:, 1:4, 1:4].max(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(raw_peak > 0, filtered.max(axis=(1, 2)) / raw_peak, 0.0)
 
 
 def _fwhm_from_table(table):
+    """The stars' FWHM from a catalog's own FWHM column (not from rbvet's detection,
+    whose column holds the very measurements that just failed), or None."""
+    if table.meta.get(DETECTION_META_KEY):
+        return None
     lower = {name.lower(): name for name in table.colnames}
     for key in ("fwhm_image", "fwhm"):
         if key in lower:
@@ -142,13 +300,26 @@ def _fwhm_from_table(table):
     return None
 
 
-def _psf_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5):
+def _psf_fwhm(
+    data, valid, noise, x, y, eligible, snr_min, min_count=5, neighbours=None, measure_stars=True
+):
     """The frame's FWHM from objects at (x, y), and the per-object measurements.
 
     A first pass on the brightest eligible objects, with stamps large enough for a wide
-    PSF, finds the stars (see :func:`_star_cluster`) and so the stamp size for the second
-    pass, which measures every object. The FWHM is then taken from the mean half-maximum
-    area of the stars of the second pass, which does not assume a Gaussian profile.
+    PSF, finds the stars (see :func:`_star_cluster`) among the objects that survive a
+    3x3 median (see :func:`_median_survival`), and so the stamp size for the second pass,
+    which measures every object. The stars are then measured once more, isolated ones
+    only when enough are, with cosmic-ray pixels left out when the PSF is wide enough to
+    tell them apart, and the FWHM is taken from their S/N-weighted mean half-maximum
+    area, which does not assume a Gaussian profile.
+
+    Parameters
+    ----------
+    neighbours : (array, array), optional
+        Positions of all the frame's objects, for the isolation test (default: x, y).
+    measure_stars : bool
+        Measure the stars once more for the FWHM; False when only the per-object
+        moments are wanted (then ``fwhm`` is the cluster's and ``details`` empty).
 
     Returns
     -------
@@ -156,28 +327,130 @@ def _psf_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5):
         None when fewer than ``min_count`` stars are usable.
     moments : dict or None
         Output of :func:`_adaptive_moments` for all objects (None if no first-pass stars).
+    details : dict
+        ``n_stars``, ``spread``, ``sizes`` and ``star_sizes`` for :class:`FwhmEstimate`.
     """
     eligible = np.asarray(eligible, dtype=bool) & np.isfinite(x) & np.isfinite(y)
     candidates = np.flatnonzero(eligible)
     if len(candidates) < min_count:
-        return None, None
+        return None, None, {}
     if len(candidates) > _FIRST_PASS_MAX:
         box = _box_snr(data, noise, x[candidates], y[candidates])
         candidates = candidates[np.argsort(-box)[:_FIRST_PASS_MAX]]
+    survival = np.zeros(len(x))
+    survival[candidates] = _median_survival(data, x[candidates], y[candidates])
     first = _adaptive_moments(data, valid, noise, x[candidates], y[candidates], 16, 1.5)
-    stars = _star_cluster(first["fwhm"], _star_like(first, snr_min), min_count)
+    psf_like = np.zeros(len(x), dtype=bool)
+    psf_like[candidates] = _survives_as_psf(survival[candidates], first["fwhm"])
+    if psf_like.sum() < min_count:  # nothing survives: a frame sharper than any PSF floor
+        psf_like[candidates] = True
+    star_like = _star_like(first, snr_min)
+    stars = _psf_cluster(first["fwhm"], star_like, psf_like[candidates], min_count)
     if stars is None:
-        return None, None
+        return None, None, {}
     sigma0 = max(stars[0] / _GAUSS_FWHM, 0.5)
     half = int(np.clip(np.ceil(4.0 * sigma0), 5, 40))
-    second = _adaptive_moments(data, valid, noise, x, y, half, sigma0)
-    stars = _star_cluster(second["fwhm"], eligible & _star_like(second, snr_min), min_count)
+    # The window starts at the stars' size: fewer iterations converge (this pass measures
+    # every object, the largest share of a crowded frame's detection time).
+    second = _adaptive_moments(data, valid, noise, x, y, half, sigma0, n_iter=6)
+    survival[eligible] = _median_survival(data, x[eligible], y[eligible])
+    psf_like = _survives_as_psf(survival, second["fwhm"]) | ~np.any(psf_like)
+    star_like = eligible & _star_like(second, snr_min)
+    ok_second = star_like & psf_like
+    stars = _psf_cluster(second["fwhm"], star_like, psf_like, min_count)
     if stars is None:
-        return None, second
-    area = np.sort(second["area"][stars[1]])
-    trim = len(area) // 10
-    area = area[trim : len(area) - trim] if len(area) > 2 * trim else area
-    return float(2.0 * np.sqrt(np.nanmean(area) / np.pi)), second
+        return None, second, {}
+    fwhm0, members = stars
+    if not measure_stars:
+        return fwhm0, second, {}
+
+    # The stars once more: isolated ones if enough, hits in their stamps left out.
+    chosen = np.flatnonzero(members)
+    nx_, ny_ = neighbours if neighbours is not None else (x, y)
+    isolated = _isolated(x[chosen], y[chosen], nx_, ny_, _ISOLATION * fwhm0)
+    if isolated.sum() >= min_count:
+        chosen = chosen[isolated]
+    if len(chosen) > _MAX_STARS:  # plenty: the brightest are measured best
+        chosen = chosen[np.argsort(-second["snr"][chosen])[:_MAX_STARS]]
+    clean = fwhm0 >= _CLEAN_MIN_FWHM
+    third = _adaptive_moments(
+        data, valid, noise, x[chosen], y[chosen], half, sigma0, reject_hits=clean
+    )
+    final = _star_cluster(third["fwhm"], _star_like(third, snr_min), min_count)
+    if final is None:
+        third = {name: values[chosen] for name, values in second.items()}
+        final = (fwhm0, np.ones(len(chosen), dtype=bool))
+    # The half-maximum area of faint wide stars grows with their pixel noise (a noisy
+    # peak pixel): a weighted mean (areas are whole pixels: a median would be too coarse
+    # for sharp stars) of all but the 10 % largest and smallest, the weight growing as
+    # S/N squared up to S/N 200.
+    used = np.flatnonzero(final[1] & np.isfinite(third["area"]))
+    if len(used) == 0:
+        return None, second, {}
+    used = used[np.argsort(third["area"][used])]
+    trim = len(used) // 10
+    used = used[trim : len(used) - trim] if len(used) > 2 * trim else used
+    weights = np.minimum(third["snr"][used], 200.0) ** 2
+    area = float(np.average(third["area"][used], weights=weights))
+    star_sizes = third["fwhm"][final[1]]
+    median = np.median(star_sizes)
+    details = {
+        "n_stars": int(final[1].sum()),
+        "spread": float(1.4826 * np.median(np.abs(star_sizes - median)) / median),
+        "sizes": second["fwhm"][ok_second & np.isfinite(second["fwhm"])],
+        "star_sizes": star_sizes,
+    }
+    return float(2.0 * np.sqrt(area / np.pi)), second, details
+
+
+def _psf_cluster(fwhm, star_like, psf_like, min_count, max_hit_share=0.7):
+    """:func:`_star_cluster` of the PSF-like objects, skipping clusters made of hits.
+
+    Where most round objects of a cluster's size fail the median test (more than
+    ``max_hit_share``), the few that pass are hits that happened to look like a PSF
+    (on a star's wing, a fat cluster): that size belongs to cosmic rays, never to the
+    stars, and the next cluster is taken.
+    """
+    ok = star_like & psf_like
+    log_fwhm = np.log10(np.where(fwhm > 0, fwhm, np.nan))
+    for _ in range(4):
+        stars = _star_cluster(fwhm, ok, min_count)
+        if stars is None:
+            return None
+        members = stars[1]
+        low, high = np.nanmin(log_fwhm[members]), np.nanmax(log_fwhm[members])
+        with np.errstate(invalid="ignore"):
+            same_size = star_like & (log_fwhm >= low) & (log_fwhm <= high)
+        hits = np.count_nonzero(same_size & ~psf_like)
+        if hits <= max_hit_share * np.count_nonzero(same_size):
+            return stars
+        with np.errstate(invalid="ignore"):
+            ok = ok & ~((log_fwhm >= low) & (log_fwhm <= high))
+    return None
+
+
+def _survives_as_psf(survival, fwhm):
+    """Objects whose 3x3-median survival is at least half what a PSF of their size keeps.
+
+    A pixel-centred Gaussian of width ``sigma`` keeps ``exp(-1 / (2 sigma**2))`` of its
+    peak (its four nearest neighbours' value), more off centre; a cosmic-ray hit of the
+    same second-moment size (a cluster, a worm) keeps far less, and a single pixel almost
+    nothing (:data:`_MIN_SURVIVAL`).
+    """
+    sigma = np.asarray(fwhm, dtype=np.float64) / _GAUSS_FWHM
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        expected = np.exp(-0.5 / np.where(sigma > 0, sigma * sigma, np.nan))
+    return (survival >= _MIN_SURVIVAL) & ~(survival < 0.5 * expected)
+
+
+def _isolated(x, y, all_x, all_y, radius):
+    """True for positions with no other position of ``all_x, all_y`` within ``radius``."""
+    from scipy.spatial import cKDTree
+
+    good = np.isfinite(all_x) & np.isfinite(all_y)
+    tree = cKDTree(np.column_stack([all_x[good], all_y[good]]))
+    counts = tree.query_ball_point(np.column_stack([x, y]), r=radius, return_length=True)
+    return np.asarray(counts) <= 1  # itself
 
 
 def _star_like(moments, snr_min):
@@ -248,6 +521,8 @@ def _star_cluster(fwhm, ok, min_count=5):
     if len(peaks) > 1 and centres[peaks[0]] < np.log10(_SHARP_FWHM):
         if counts[0] < counts[1:].max():  # a sharp cluster outnumbered: cosmic rays
             peaks, counts = peaks[1:], counts[1:]
+    if len(peaks) > 1 and centres[peaks[0]] < np.log10(_PSF_FLOOR):
+        peaks, counts = peaks[1:], counts[1:]  # below any sampled PSF: hits or hot pixels
     centre = centres[peaks[0]]
     half_width = 0.1
     for _ in range(5):
@@ -265,7 +540,9 @@ def _star_cluster(fwhm, ok, min_count=5):
     return float(10.0**centre), members
 
 
-def _adaptive_moments(data, valid, noise, x, y, half, sigma0, n_iter=12, chunk=2000):
+def _adaptive_moments(
+    data, valid, noise, x, y, half, sigma0, n_iter=12, chunk=2000, reject_hits=False
+):
     """Adaptive second moments of objects at (x, y), vectorised over objects.
 
     A circular Gaussian window is matched iteratively to each object's size and
@@ -286,6 +563,9 @@ def _adaptive_moments(data, valid, noise, x, y, half, sigma0, n_iter=12, chunk=2
         Half-size of the square stamps measured.
     sigma0 : float or numpy.ndarray
         Starting window sigma.
+    reject_hits : bool
+        Leave out pixels far above their 3x3 median (more than 5 sigma and more than 80 %
+        of their value): cosmic-ray hits in the stamps of a PSF wider than about 2 px.
 
     Returns
     -------
@@ -305,6 +585,8 @@ def _adaptive_moments(data, valid, noise, x, y, half, sigma0, n_iter=12, chunk=2
         "area": np.full(n, np.nan),
         "ellipticity": np.full(n, np.nan),
     }
+    if reject_hits:  # the 3x3 medians hold 9 values per stamp pixel: smaller chunks
+        chunk = max(16, min(chunk, 2_000_000 // (2 * half + 1) ** 2))
     sigma0 = np.broadcast_to(np.asarray(sigma0, dtype=np.float64), (n,))
     ny, nx = data.shape
     inside = np.isfinite(x) & np.isfinite(y) & (x > -0.5) & (x < nx - 0.5)
@@ -328,6 +610,13 @@ def _adaptive_moments(data, valid, noise, x, y, half, sigma0, n_iter=12, chunk=2
         ok &= valid[rows_c[:, :, None], cols_c[:, None, :]]
         img = np.where(ok, data[rows_c[:, :, None], cols_c[:, None, :]], 0.0)
         sigma = noise[rows_c[:, :, None], cols_c[:, None, :]].astype(np.float64)
+        if reject_hits:
+            padded = np.pad(img, ((0, 0), (1, 1), (1, 1)), mode="edge")
+            windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))
+            excess = img - np.median(windows.reshape(*img.shape, 9), axis=-1)
+            hit = (excess > 5.0 * sigma) & (excess > 0.8 * img)
+            ok &= ~hit
+            img = np.where(hit, 0.0, img)
         var = np.where(ok, sigma * sigma, 0.0)  # per stamp: no float64 copy of the frame
 
         cx = x[sel] - xi

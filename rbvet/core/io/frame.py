@@ -1,18 +1,22 @@
 """FITS frames: choose the image HDU, attach mask / noise / background maps and the WCS.
 
 A :class:`Frame` is what every later step works on: a 2-D float32 image, a boolean mask of
-unusable pixels, background and noise maps (estimated with sep on demand) and the celestial
-WCS. :func:`read_frame` builds one from a FITS file, :func:`frame_from_array` from arrays the
-caller already has. Problems with the input raise :class:`~rbvet.core.errors.RbvetError`
-with a one-line message naming the file; they never surface as library tracebacks.
+unusable pixels, a mask of saturated pixels, background and noise maps (estimated with sep
+on demand, blind to saturated pixels, bleed columns and bright objects) and the celestial
+WCS. The data section (``TRIMSEC``/``DATASEC``) is honoured: overscan and prescan are
+masked, while pixel coordinates stay those of the HDU as stored. :func:`read_frame`
+builds one from a FITS file, :func:`frame_from_array` from arrays the caller already has.
+Problems with the input raise :class:`~rbvet.core.errors.RbvetError` with a one-line
+message naming the file; they never surface as library tracebacks.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -21,10 +25,31 @@ from astropy.io.fits.verify import VerifyError
 from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS
 
-from rbvet.core.errors import RbvetError
+from rbvet.core.errors import RbvetError, RbvetWarning
 from rbvet.core.io.files import check_input_file
 
-__all__ = ["Frame", "read_frame", "frame_from_array", "check_fits_headers"]
+__all__ = [
+    "Frame",
+    "read_frame",
+    "frame_from_array",
+    "check_fits_headers",
+    "SATURATION_KEYWORDS",
+    "parse_section",
+]
+
+SATURATION_KEYWORDS = ("SATURATE", "SATLEVEL", "SATURATN", "SATUR", "MAXLIN", "DATAMAX")
+"""Header keywords naming the saturation (or end of linearity) level, first found wins."""
+
+SECTION_KEYWORDS = ("TRIMSEC", "DATASEC")
+"""Header keywords naming the useful part of a raw frame; their intersection is kept."""
+
+MAX_SATURATED_FRACTION = 0.5
+"""A frame with more saturated pixels than this holds nothing to judge: refused."""
+
+_BLEED_REACH = (6, 1)  # rows, columns: saturated pixels grown by this for the background
+_SOURCE_MASK_SIGMA = 2.5  # 3x3-smoothed residual above this many of its sigma is a source
+_SOURCE_MASK_GROW = 4  # px: source pixels grown by this before the second background pass
+_MAX_SOURCE_FRACTION = 0.7  # more masked than this: keep the first background pass
 
 # What astropy raises for files that are not FITS, are corrupt, or are cut short. Some of
 # these only appear when the data are touched, so reads happen inside the guarded block.
@@ -87,6 +112,20 @@ class Frame:
         File the image came from.
     hdu : int, str or None
         Index of the HDU the image came from.
+    saturated : numpy.ndarray or None
+        2-D bool, True where a pixel is at or above the saturation level. Not part of
+        ``mask``: the science image the CNN sees keeps them; the background and noise
+        maps leave them (grown along the columns, for bleed trails) out.
+    saturation : float or None
+        Saturation level in image units, None when unknown.
+    saturation_source : str
+        Where ``saturation`` came from: ``"header SATURATE"`` (the keyword), ``"histogram
+        plateau"``, ``"given"`` or ``"none"``.
+    data_section : tuple of slice or None
+        ``(rows, columns)``, 0-based, of the data section honoured (``TRIMSEC``/``DATASEC``);
+        pixels outside it are in ``mask``. None when the whole image is data.
+    notes : list of str
+        Fallbacks taken while reading (each also warned once), for the output's metadata.
     """
 
     image: np.ndarray
@@ -97,6 +136,11 @@ class Frame:
     header: fits.Header
     path: str | None = None
     hdu: int | str | None = None
+    saturated: np.ndarray | None = None
+    saturation: float | None = None
+    saturation_source: str = "none"
+    data_section: tuple[slice, slice] | None = None
+    notes: list[str] = field(default_factory=list)
 
     @cached_property
     def content_hash(self) -> str:
@@ -111,11 +155,51 @@ class Frame:
         """Shape of the image, ``(ny, nx)``."""
         return self.image.shape
 
+    def facts(self) -> dict:
+        """What was learnt about the frame, as plain values for logs and catalog metadata.
+
+        Returns
+        -------
+        dict
+            ``hdu``, ``shape``, ``data_section`` (IRAF ``[x1:x2,y1:y2]`` or None),
+            ``saturation`` (level or None), ``saturation_source``, ``saturated_pixels``
+            and ``notes`` (fallbacks taken).
+        """
+        section = None
+        if self.data_section is not None:
+            rows, cols = self.data_section
+            section = f"[{cols.start + 1}:{cols.stop},{rows.start + 1}:{rows.stop}]"
+        return {
+            "hdu": self.hdu,
+            "shape": tuple(int(n) for n in self.shape),
+            "data_section": section,
+            "saturation": None if self.saturation is None else float(self.saturation),
+            "saturation_source": self.saturation_source,
+            "saturated_pixels": 0 if self.saturated is None else int(self.saturated.sum()),
+            "notes": list(self.notes),
+        }
+
+    def background_mask(self) -> np.ndarray:
+        """Pixels the background and noise maps must ignore: ``mask`` plus saturated pixels
+        grown a little across and more along the columns, where bleed trails run."""
+        if self.saturated is None or not self.saturated.any():
+            return self.mask
+        from scipy.ndimage import maximum_filter
+
+        rows, cols = _BLEED_REACH
+        grown = maximum_filter(self.saturated, size=(2 * rows + 1, 2 * cols + 1))
+        return self.mask | grown
+
     def ensure_background(self, bw=64, bh=64, fw=3, fh=3) -> Frame:
         """Estimate the background and noise maps with sep where they are still missing.
 
-        Masked pixels are excluded from the estimate. Maps that are already set (given by
-        the user) are kept; only the missing one(s) are filled.
+        Masked and saturated pixels (see :meth:`background_mask`) are left out, and so are
+        objects: a first estimate finds the pixels of stars and galaxies (the residual,
+        smoothed over 3x3 pixels, above 2.5 sigma in at least 5 of 9 neighbouring pixels,
+        grown by 4 px), and a second estimate
+        leaves them out, so bright galaxies and saturated columns do not raise the
+        background or noise around them. Maps that are already set (given by the user)
+        are kept; only the missing one(s) are filled.
 
         Parameters
         ----------
@@ -131,15 +215,28 @@ class Frame:
         """
         if self.background is not None and self.noise is not None:
             return self
+        ignore = self.background_mask()
+        data = np.where(ignore, np.float32(0), self.image).astype(np.float32, copy=False)
+        data = np.ascontiguousarray(data)
+        back, rms = self._sep_background(data, ignore, bw, bh, fw, fh)
+        sources = _source_pixels(data, back, rms, ignore)
+        if sources.any() and (ignore | sources).mean() < _MAX_SOURCE_FRACTION:
+            back, rms = self._sep_background(data, ignore | sources, bw, bh, fw, fh)
+        if self.background is None:
+            self.background = back
+        if self.noise is None:
+            self.noise = rms
+        return self
+
+    def _sep_background(self, data, ignore, bw, bh, fw, fh):
+        """sep's background and rms maps (float32) of ``data``, leaving ``ignore`` out."""
         import sep
 
-        ny, nx = self.image.shape
-        data = np.where(self.mask, np.float32(0), self.image).astype(np.float32, copy=False)
-        data = np.ascontiguousarray(data)
+        ny, nx = data.shape
         try:
             bkg = sep.Background(
                 data,
-                mask=np.ascontiguousarray(self.mask, dtype=np.uint8),
+                mask=np.ascontiguousarray(ignore, dtype=np.uint8),
                 bw=int(min(bw, nx)),
                 bh=int(min(bh, ny)),
                 fw=int(fw),
@@ -147,14 +244,39 @@ class Frame:
             )
         except Exception as exc:  # sep raises bare Exceptions
             raise RbvetError(f"background estimation failed: {exc}", self.path) from None
-        if self.background is None:
-            self.background = np.ascontiguousarray(bkg.back(), dtype=np.float32)
-        if self.noise is None:
-            self.noise = np.ascontiguousarray(bkg.rms(), dtype=np.float32)
-        return self
+        back = np.ascontiguousarray(bkg.back(), dtype=np.float32)
+        rms = np.ascontiguousarray(bkg.rms(), dtype=np.float32)
+        return back, rms
 
 
-def read_frame(path, hdu=None, mask=None, error=None, weight=None, background=None) -> Frame:
+def _source_pixels(data, back, rms, ignore):
+    """Pixels of objects: the 3x3 mean of the residual above 2.5 of its sigma in at least 5
+    of 9 neighbouring pixels (1 % of pure noise), grown by 4 px."""
+    from scipy.ndimage import maximum_filter, uniform_filter
+
+    residual = np.subtract(data, back, dtype=np.float32)
+    residual[ignore] = 0
+    smooth = uniform_filter(residual, size=3, mode="nearest")
+    with np.errstate(invalid="ignore"):
+        found = smooth > np.float32(_SOURCE_MASK_SIGMA / 3.0) * rms
+    found &= ~ignore
+    found = uniform_filter(found.astype(np.float32), size=3, mode="constant") > np.float32(4.5 / 9)
+    if not found.any():
+        return found
+    return maximum_filter(found, size=2 * _SOURCE_MASK_GROW + 1)
+
+
+def read_frame(
+    path,
+    hdu=None,
+    mask=None,
+    error=None,
+    weight=None,
+    background=None,
+    *,
+    saturation=None,
+    use_datasec=True,
+) -> Frame:
     """Read a 2-D image and its companion maps from a FITS file.
 
     Parameters
@@ -178,6 +300,8 @@ def read_frame(path, hdu=None, mask=None, error=None, weight=None, background=No
 
         For ``error``, ``weight`` and ``background`` a Python float is taken as a constant
         map; an int is always an HDU index.
+    saturation, use_datasec
+        As in :func:`frame_from_array`.
 
     Returns
     -------
@@ -187,7 +311,8 @@ def read_frame(path, hdu=None, mask=None, error=None, weight=None, background=No
     ------
     RbvetError
         Missing, unreadable, corrupt or truncated file; no 2-D image; a cube; an unknown
-        HDU; maps whose shape differs from the image; a frame with no usable pixel.
+        HDU; maps whose shape differs from the image; a frame with no usable pixel; a
+        frame saturated almost everywhere.
     """
     path = os.fspath(path)
     check_input_file(path, "FITS file")
@@ -231,13 +356,24 @@ def read_frame(path, hdu=None, mask=None, error=None, weight=None, background=No
         noise=noise,
         header=header,
         path=path,
+        saturation=saturation,
+        use_datasec=use_datasec,
     )
     frame.hdu = index
     return frame
 
 
 def frame_from_array(
-    image, mask=None, background=None, noise=None, header=None, wcs=None, path=None
+    image,
+    mask=None,
+    background=None,
+    noise=None,
+    header=None,
+    wcs=None,
+    path=None,
+    *,
+    saturation=None,
+    use_datasec=True,
 ) -> Frame:
     """Build a :class:`Frame` from arrays the caller already has.
 
@@ -260,6 +396,14 @@ def frame_from_array(
         Celestial WCS of the image.
     path : str, optional
         Where the image came from (used in messages).
+    saturation : float or False, optional
+        Saturation level in image units. By default it is read from the header (the
+        first of :data:`SATURATION_KEYWORDS`), else found as a plateau at the top of the
+        histogram (pixels piled up at the highest value); ``False`` turns it off.
+    use_datasec : bool
+        Mask the pixels outside the header's ``TRIMSEC``/``DATASEC`` (IRAF 1-based,
+        inclusive ``[x1:x2,y1:y2]``). A malformed section, or one outside the image, is
+        ignored with an :class:`RbvetWarning`.
 
     Returns
     -------
@@ -268,7 +412,8 @@ def frame_from_array(
     Raises
     ------
     RbvetError
-        If the image is not 2-D, a map's shape differs, or no pixel is usable.
+        If the image is not 2-D, a map's shape differs, no pixel is usable, or more than
+        half of the usable pixels are saturated.
     """
     path = None if path is None else os.fspath(path)
     extra_mask = None
@@ -315,11 +460,36 @@ def frame_from_array(
     if bg is not None:
         bad |= ~np.isfinite(bg)
 
+    if header is None:
+        header = fits.Header()
+    notes = []
+    section = None
+    if use_datasec:
+        section = _data_section(header, arr.shape, path, notes)
+        if section is not None:
+            outside = np.ones(arr.shape, dtype=bool)
+            outside[section] = False
+            bad |= outside
+
+    if use_datasec and not bad.all():
+        bad |= _edge_steps(arr, ~bad, notes)
+
     if bad.all():
         raise RbvetError("no usable pixels: the image is all NaN or masked", path)
 
-    if header is None:
-        header = fits.Header()
+    level, source = _saturation_level(arr, ~bad, header, saturation, path, notes)
+    saturated = None
+    if level is not None:
+        with np.errstate(invalid="ignore"):
+            saturated = (arr >= np.float32(level)) & ~bad
+        fraction = saturated.sum() / max(int((~bad).sum()), 1)
+        if fraction > MAX_SATURATED_FRACTION:
+            raise RbvetError(
+                f"{fraction:.0%} of the usable pixels are saturated (at or above {level:g}, "
+                f"from the {source}): nothing can be measured on this frame",
+                path,
+            )
+
     if wcs is None:
         wcs = _celestial_wcs(header)
     return Frame(
@@ -331,7 +501,219 @@ def frame_from_array(
         header=header,
         path=path,
         hdu=None,
+        saturated=saturated,
+        saturation=level,
+        saturation_source=source,
+        data_section=section,
+        notes=notes,
     )
+
+
+# --------------------------------------------------------------- data section, saturation
+
+_SECTION = re.compile(r"^\[\s*(\d+)\s*:\s*(\d+)\s*,\s*(\d+)\s*:\s*(\d+)\s*\]$")
+
+
+def parse_section(text, shape):
+    """0-based ``(rows, columns)`` slices of an IRAF section ``[x1:x2,y1:y2]``.
+
+    IRAF sections are 1-based and inclusive, x (columns) first; a reversed range
+    (``[100:1,...]``, a flipped readout) covers the same pixels. The section is clipped
+    to the image.
+
+    Parameters
+    ----------
+    text : str
+        The section, e.g. ``"[17:528,1:520]"``; spaces are allowed.
+    shape : (int, int)
+        Image shape ``(rows, columns)``.
+
+    Returns
+    -------
+    tuple of slice
+
+    Raises
+    ------
+    ValueError
+        The text is not a section, or it does not overlap the image.
+    """
+    match = _SECTION.match(str(text).strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not of the form [x1:x2,y1:y2]")
+    x1, x2, y1, y2 = (int(v) for v in match.groups())
+    x1, x2 = sorted((x1, x2))
+    y1, y2 = sorted((y1, y2))
+    ny, nx = shape
+    if x1 > nx or y1 > ny or x2 < 1 or y2 < 1:
+        raise ValueError(f"{text.strip()} lies outside the {nx}x{ny} image")
+    return slice(max(y1, 1) - 1, min(y2, ny)), slice(max(x1, 1) - 1, min(x2, nx))
+
+
+def _data_section(header, shape, path, notes):
+    """The intersection of the header's TRIMSEC and DATASEC as slices, or None.
+
+    A malformed or outside section is skipped with a warning (and a note).
+    """
+    rows, cols = slice(0, shape[0]), slice(0, shape[1])
+    found = False
+    for keyword in SECTION_KEYWORDS:
+        try:
+            text = header.get(keyword)
+        except Exception:  # an unparsable card
+            text = "(unparsable card)"
+        if text is None:
+            continue
+        try:
+            r, c = parse_section(text, shape)
+        except ValueError as exc:
+            _note(notes, f"{keyword} ignored: {exc}; the whole image is used", path)
+            continue
+        found = True
+        rows = slice(max(rows.start, r.start), min(rows.stop, r.stop))
+        cols = slice(max(cols.start, c.start), min(cols.stop, c.stop))
+    if not found:
+        return None
+    if rows.start >= rows.stop or cols.start >= cols.stop:
+        _note(notes, "TRIMSEC and DATASEC do not overlap; the whole image is used", path)
+        return None
+    if (rows.start, rows.stop, cols.start, cols.stop) == (0, shape[0], 0, shape[1]):
+        return None
+    return rows, cols
+
+
+def _edge_steps(image, valid, notes, reach=64, min_size=128, step_sigma=5.0):
+    """Rows or columns at the frame's edges that sit at another level: undeclared overscan.
+
+    A raw frame may carry a few rows or columns of bias (overscan, prescan) that its
+    ``TRIMSEC``/``DATASEC`` does not leave out. Within ``reach`` pixels of each edge, a run
+    of lines starting at the edge whose medians differ from the next ``reach`` lines' median
+    by more than ``step_sigma`` times the pixel noise is masked (and noted).
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean map of the pixels masked.
+    """
+    ny, nx = image.shape
+    masked = np.zeros(image.shape, dtype=bool)
+    if min(ny, nx) < min_size:
+        return masked
+    reach = min(reach, min(ny, nx) // 8)
+
+    def strip(rows, cols):  # NaN where unusable; only the strips are copied
+        return np.where(valid[rows, cols], image[rows, cols], np.nan)
+
+    inner = strip(slice(reach, 3 * reach), slice(reach, -reach))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lines
+        centre = np.nanmedian(inner)
+        sigma = 1.4826 * np.nanmedian(np.abs(inner - centre))
+        if not (np.isfinite(centre) and np.isfinite(sigma) and sigma > 0):
+            return masked
+        inside = slice(reach, -reach)
+        sides = (
+            ("bottom", np.nanmedian(strip(slice(0, reach), inside), axis=1), 0),
+            ("top", np.nanmedian(strip(slice(-reach, None), inside), axis=1)[::-1], 0),
+            ("left", np.nanmedian(strip(inside, slice(0, reach)), axis=0), 1),
+            ("right", np.nanmedian(strip(inside, slice(-reach, None)), axis=0)[::-1], 1),
+        )
+    for side, medians, axis in sides:
+        reference = np.nanmedian(medians[reach // 2 :])
+        off = ~(np.abs(medians - reference) <= step_sigma * sigma)  # NaN lines count too
+        run = int(np.argmin(off)) if not off.all() else 0
+        if run == 0 or run >= reach // 2 or np.all(np.isnan(medians[:run])):
+            continue
+        lines = slice(0, run) if side in ("bottom", "left") else slice(-run, None)
+        if axis == 0:
+            masked[lines, :] = True
+        else:
+            masked[:, lines] = True
+        what = "rows" if axis == 0 else "columns"
+        notes.append(
+            f"{run} {what} at the {side} edge masked: they sit "
+            f"{np.nanmedian(medians[:run]) - reference:+.4g} from the data next to them "
+            "(overscan or prescan outside the header's data section)"
+        )
+    return masked & valid
+
+
+def _note(notes, message, path):
+    """Record a fallback taken and warn about it (one line naming the file)."""
+    notes.append(message)
+    warnings.warn(f"{path}: {message}" if path else message, RbvetWarning, stacklevel=4)
+
+
+def _saturation_level(image, valid, header, given, path, notes):
+    """``(level, source)``: given, from the header, from the histogram, or ``(None, "none")``."""
+    if given is False:
+        return None, "none"
+    if given is not None:
+        level = float(given)
+        if not np.isfinite(level):
+            raise RbvetError(f"saturation level must be a finite number, not {given!r}", path)
+        return level, "given"
+    median = _sample_median(image, valid)
+    for keyword in SATURATION_KEYWORDS:
+        try:
+            value = header.get(keyword)
+        except Exception:  # an unparsable card
+            continue
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+            _note(notes, f"{keyword} = {value!r} is not a number; ignored", path)
+            continue
+        if not np.isfinite(value) or (np.isfinite(median) and value <= median):
+            _note(notes, f"{keyword} = {value!r} is not above the sky level; ignored", path)
+            continue
+        return float(value), f"header {keyword}"
+    level = _plateau_level(image, valid, median)
+    return (None, "none") if level is None else (level, "histogram plateau")
+
+
+def _sample_median(image, valid, max_samples=1_000_000):
+    """Median of the usable pixels, from an even subsample on large frames."""
+    step = max(1, int(np.sqrt(image.size / max_samples)))
+    sample = image[::step, ::step][valid[::step, ::step]]
+    return float(np.median(sample)) if sample.size else np.nan
+
+
+def _plateau_level(image, valid, median, bins=80, min_pile=8):
+    """The level where pixels pile up at the top of the histogram (saturation), or None.
+
+    Natural objects thin out towards the brightest pixel; saturated ones stack at the
+    full-well or converter limit (one value in raw data, a narrow band after flat
+    fielding). The range from the median to the maximum is split into ``bins`` bins; a
+    pile-up is a bin among the top quarter holding at least ``min_pile`` pixels (and
+    1e-5 of the frame) and 4 times more than a typical bin below it. The level is the
+    lower edge of the run of well-filled bins around it.
+    """
+    top = float(np.max(image, where=valid, initial=-np.inf))
+    bottom = float(np.min(image, where=valid, initial=np.inf))
+    if not np.isfinite(top) or not np.isfinite(median) or top <= bottom:
+        return None  # a constant frame has no plateau: it has no histogram
+    at_top = int(np.count_nonzero((image == np.float32(top)) & valid))
+    n_valid = int(np.count_nonzero(valid))
+    if at_top > MAX_SATURATED_FRACTION * n_valid:
+        # Most of the frame at one value: saturated everywhere if that is a converter's
+        # full scale (4095, 65535, ...), else an odd but possible (e.g. test) frame.
+        full_scale = top >= 4095 and top == float(int(top)) and (int(top) + 1) & int(top) == 0
+        return top if full_scale else None
+    if top <= median:
+        return None
+    low = median + 0.5 * (top - median)
+    values = image[(image >= np.float32(low)) & valid]
+    counts, edges = np.histogram(values, bins=bins, range=(low, top))
+    typical = np.median(counts[: bins // 2])
+    need = max(min_pile, 1e-5 * n_valid, 4.0 * typical + 1)
+    upper = counts[-bins // 4 :]
+    peak = len(counts) - len(upper) + int(np.argmax(upper))
+    if counts[peak] < need:
+        return None
+    first = peak
+    while first > 0 and counts[first - 1] >= counts[peak] / 4.0:
+        first -= 1
+    return float(max(edges[first], values[values >= edges[first]].min()))
 
 
 # --------------------------------------------------------------------------- helpers
