@@ -138,6 +138,7 @@ def test_a_frame_of_cosmic_rays_only_says_so_and_uses_the_default_fwhm(tmp_path)
 
 def test_a_saturated_star_is_scored_with_the_reason_saturated():
     from rbvet.core.classify import score_objects
+    from rbvet.core.jobs import run_job
     from rbvet.core.cutouts.stamps import REASON_SATURATED
     from rbvet.core.model import load_model
 
@@ -151,6 +152,8 @@ def test_a_saturated_star_is_scored_with_the_reason_saturated():
     frame = frame_from_array(image, header=header).ensure_background()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        scores, reasons = score_objects(frame, [50.0, 110.0], [50.0, 110.0], load_model(), fwhm)
+        scores, reasons = run_job(
+            score_objects(frame, [50.0, 110.0], [50.0, 110.0], load_model(), fwhm)
+        )
     assert reasons[0] == REASON_SATURATED and np.isfinite(scores[0])  # scored and said
     assert reasons[1] == "" and np.isfinite(scores[1])
