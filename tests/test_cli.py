@@ -86,3 +86,22 @@ def test_bad_model_and_threshold(tmp_path, model_file, capsys):
     assert "not found" in capsys.readouterr().err
     assert main(["classify", demo, "-m", model_file, "-t", "1.5"]) == 2
     assert "threshold" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("suffix", [".ecsv", ".fits"])
+def test_classify_says_how_the_frame_was_read_and_writes_it_into_the_catalog(
+    tmp_path, capsys, suffix
+):
+    from astropy.table import Table
+
+    from rbvet.core.paths import demo_frame_path
+
+    out = tmp_path / f"demo{suffix}"
+    assert main(["classify", str(demo_frame_path()), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "HDU 0, 768 x 768 px, data section the whole image" in err
+    assert "FWHM" in err and "stars" in err
+    meta = {key.lower(): value for key, value in Table.read(out).meta.items()}
+    assert meta["rbvet_hdu"] == 0 and meta["rbvet_objects_source"] == "detected"
+    assert meta["rbvet_fwhm_source"] == "measured" and meta["rbvet_fwhm_stars"] > 5
+    assert meta["rbvet_model"] == "rbvet_default.keras" and meta["rbvet_threshold"] == 0.5

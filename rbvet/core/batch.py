@@ -309,6 +309,7 @@ def classify_one_frame(
         threshold = check_threshold(model.threshold)
     scores, reasons = yield from score_objects(frame, table["x"], table["y"], model, fwhm)
     add_scores(table, scores, reasons, threshold=threshold)
+    table.meta.update(rbvet_model=model.name, rbvet_threshold=float(threshold))
     write_catalog(table, output_path)
     scored = np.isfinite(scores)
     unscorable, counts = np.unique(reasons[~scored], return_counts=True)

@@ -169,7 +169,7 @@ def open_frame_and_catalog(
         detect_objects,
         detect_objects_in_child_process,
     )
-    from rbvet.core.detect.psf import estimate_fwhm
+    from rbvet.core.detect.psf import measure_fwhm
     from rbvet.core.io.catalog import read_catalog
     from rbvet.core.io.frame import read_frame
 
@@ -178,6 +178,10 @@ def open_frame_and_catalog(
     name = Path(frame_path).name
     yield Progress(message=f"Reading {name}")
     frame = read_frame(frame_path, **options.read_options())
+    facts = frame.facts()
+    log(describe_frame(facts))
+    for note in facts["notes"]:
+        log(f"Note: {note}")
     yield Progress(message="Mapping background and noise")
     frame.ensure_background()
     if catalog_path:
@@ -197,9 +201,40 @@ def open_frame_and_catalog(
     fwhm = options.fwhm
     if fwhm is None:
         yield Progress(message="Estimating the FWHM")
-        fwhm = estimate_fwhm(frame, table["x"], table["y"], table=table)
-        log(f"FWHM {fwhm:.2f} px (estimated)")
+        estimate = measure_fwhm(frame, table["x"], table["y"], table=table)
+        fwhm = estimate.fwhm
+        log(estimate.describe())
+        facts.update(estimate.facts())
+    else:
+        facts.update(fwhm=float(fwhm), fwhm_source="given")
+    facts.update(objects=len(table), objects_source="catalog" if catalog_path else "detected")
+    table.meta.update(catalog_meta(facts))
     return frame, table, float(fwhm)
+
+
+def catalog_meta(facts):
+    """Frame facts as flat ``rbvet_*`` metadata that every catalog format keeps (FITS too)."""
+    meta = {}
+    for key, value in facts.items():
+        if isinstance(value, (tuple, list)):
+            value = "x".join(map(str, value)) if key == "shape" else "; ".join(map(str, value))
+        if value is not None and value != "":
+            meta[f"rbvet_{key}"] = value
+    return meta
+
+
+def describe_frame(facts):
+    """One line for logs: the HDU, data section and saturation level a frame was read with."""
+    height, width = facts["shape"]
+    section = facts["data_section"] or "the whole image"
+    if facts["saturation"] is None:
+        saturation = "no saturation level found"
+    else:
+        saturation = (
+            f"saturation {facts['saturation']:g} ({facts['saturation_source']}, "
+            f"{facts['saturated_pixels']} pixels)"
+        )
+    return f"HDU {facts['hdu']}, {width} x {height} px, data section {section}, {saturation}"
 
 
 def score_objects(frame, x, y, model, fwhm, **kwargs):
