@@ -138,8 +138,8 @@ def test_a_frame_of_cosmic_rays_only_says_so_and_uses_the_default_fwhm(tmp_path)
 
 def test_a_saturated_star_is_scored_with_the_reason_saturated():
     from rbvet.core.classify import score_objects
-    from rbvet.core.jobs import run_job
     from rbvet.core.cutouts.stamps import REASON_SATURATED
+    from rbvet.core.jobs import run_job
     from rbvet.core.model import load_model
 
     rng = np.random.default_rng(8)
