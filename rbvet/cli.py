@@ -439,12 +439,7 @@ def _add_evaluate_parser(commands):
     )
     _add_frame_file_arguments(catalog)
     catalog.add_argument("--fwhm", type=float, help="frame FWHM in pixels; estimated if absent")
-    evaluate.add_argument(
-        "--model", "-m", help="model file (.keras or STDPipe .h5); default: the shipped model"
-    )
-    evaluate.add_argument(
-        "--threshold", "-t", type=float, help="score threshold; default: the model card's"
-    )
+    _add_model_arguments(evaluate)
     evaluate.add_argument(
         "--target-rate",
         type=float,
@@ -712,9 +707,7 @@ def _add_export_parser(commands):
         "cyan above and orange below the threshold).",
     )
     _add_frame_arguments(export)
-    export.add_argument(
-        "--model", "-m", help="model file (.keras or STDPipe .h5); default: the shipped model"
-    )
+    _add_model_arguments(export)
     export.add_argument(
         "--labels",
         metavar="STORE",
@@ -722,9 +715,6 @@ def _add_export_parser(commands):
         const=DEFAULT_STORE,
         help="label store whose labels of FRAME to export (found by the frame's pixels); "
         "without a value the default store",
-    )
-    export.add_argument(
-        "--threshold", "-t", type=float, help="score threshold; default: the model card's"
     )
     export.add_argument(
         "--output",
@@ -735,6 +725,16 @@ def _add_export_parser(commands):
         help="output file: .ecsv/.fits/.csv, .npz or .reg (repeat for several)",
     )
     export.set_defaults(handler=cmd_export)
+
+
+def _add_model_arguments(parser):
+    """``--model`` and ``--threshold``, the same for every command that scores."""
+    parser.add_argument(
+        "--model", "-m", help="model file (.keras or STDPipe .h5); default: the shipped model"
+    )
+    parser.add_argument(
+        "--threshold", "-t", type=float, help="score threshold; default: the model card's (0.5)"
+    )
 
 
 def _add_classify_parser(commands):
@@ -750,12 +750,7 @@ def _add_classify_parser(commands):
         "exit status is 1 when some frames failed (see the summary).",
     )
     _add_frame_arguments(classify, many=True)
-    classify.add_argument(
-        "--model", "-m", help="model file (.keras or STDPipe .h5); default: the shipped model"
-    )
-    classify.add_argument(
-        "--threshold", "-t", type=float, help="score threshold; default: the model card's (0.5)"
-    )
+    _add_model_arguments(classify)
     classify.add_argument(
         "--output",
         "-o",
