@@ -19,7 +19,7 @@ from rbvet.core.detect import detection as catalog
 from rbvet.core.errors import RbvetError
 from rbvet.core.jobs import run_job
 
-READING_STEPS = ("read_frame", "ensure_background", "objects", "estimate_fwhm")
+READING_STEPS = ("read_frame", "ensure_background", "objects", "measure_fwhm")
 """The steps of `open_frame_and_catalog`, one after each of its yields."""
 
 
@@ -55,7 +55,7 @@ def reading_steps(monkeypatch):
     spy(frames.Frame, "ensure_background", "ensure_background")
     spy(catalogs, "read_catalog", "objects")
     spy(catalog, "detect_objects", "objects")
-    spy(psf, "estimate_fwhm", "estimate_fwhm")
+    spy(psf, "measure_fwhm", "measure_fwhm")
     return done
 
 

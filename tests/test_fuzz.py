@@ -428,6 +428,7 @@ def test_read_frame_of_mutated_fits(scratch, case):
     name=st.sampled_from(["random.fits", "random.fits.gz", "random.fz", "random"]),
 )
 @example(data=b"", name="random.fits")
+@example(data=b"PK\x03\x04", name="random.fits")  # a zip signature: BadZipFile escaped
 @example(data=b"\x1f\x8b\x08\x00garbage", name="random.fits.gz")
 @example(data=gzip.compress(HUGE_NAXIS_IN_EXTENSION), name="random.fits.gz")  # gzipped
 def test_read_frame_refuses_random_bytes(scratch, data, name):

@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -63,6 +64,7 @@ _FITS_ERRORS = (
     MemoryError,
     VerifyError,  # an unparsable card, found when its value is first needed
     AttributeError,  # an HDU of no known kind (e.g. a header without BITPIX)
+    zipfile.BadZipFile,  # astropy opens a file starting with a zip signature as an archive
 )
 
 _IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
