@@ -643,3 +643,33 @@ def test_a_broken_model_file_says_what_it_is_not_file_not_found(tmp_path, conten
     with pytest.raises(RbvetError, match=words) as error:
         load_model(path)
     assert str(path) in str(error.value) and "not found" not in str(error.value)
+
+
+def test_a_big_frame_selects_its_first_tile_in_a_later_turn_unless_the_user_chose(
+    qtbot, tmp_path, monkeypatch, make_vetting_data
+):
+    from PyQt6.QtCore import QSettings, QTimer
+
+    from rbvet.gui import main_window as main_window_module
+    from rbvet.gui.main_window import MainWindow
+
+    monkeypatch.setattr(main_window_module, "DEFER_DRAW_OBJECTS", 10)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings)
+    qtbot.addWidget(window)
+    window.set_label_store(tmp_path / "labels.sqlite")
+    data = make_vetting_data(n=60, seed=3)
+    window.show_data(data, threshold=0.5)
+    assert window.state.selected == -1  # not in the same turn
+    first = int(window.grid.proxy.order()[0])
+    qtbot.waitUntil(lambda: window.state.selected == first)
+    other = make_vetting_data(n=60, seed=4)
+    window.show_data(other, threshold=0.5)
+    window.state.select(7)  # the user was quicker
+    later = QTimer()  # started after the deferred selection's timer, so it fires after it
+    later.setSingleShot(True)
+    later.setInterval(5)
+    with qtbot.waitSignal(later.timeout, timeout=5000):
+        later.start()
+    assert window.state.selected == 7
+    window.close()

@@ -32,7 +32,7 @@ from PyQt6.QtWidgets import (
 
 from rbvet.core.errors import RbvetError
 from rbvet.gui.detail import DetailPanel
-from rbvet.gui.frame_view import FrameView
+from rbvet.gui.frame_view import DEFER_DRAW_MS, DEFER_DRAW_OBJECTS, FrameView
 from rbvet.gui.grid import GridPanel
 from rbvet.gui.jobs import classify_frame
 from rbvet.gui.labeling import LabelController
@@ -414,14 +414,23 @@ class MainWindow(QMainWindow):
         self.labels.restore(data)
         self.state.set_data(data, threshold=threshold)
         self.model_label.setText(f"model: {data.model_name}")
-        order = self.grid.proxy.order()
-        if len(order):
-            self.state.select(int(order[0]))
+        if len(data) > DEFER_DRAW_OBJECTS:
+            # The first tile is selected in a later turn: at a million objects, making it
+            # current costs Qt as much as the grid itself, and the window must not stall.
+            QTimer.singleShot(DEFER_DRAW_MS, lambda: self._select_first(data))
+        else:
+            self._select_first(data)
         self._update_store_status()
         if self.labels.store_error:
             # Said once at start-up, then hidden by the frame's opening: say it again
             # now, or the user labels away into a store that takes nothing.
             self.show_error(self.labels.store_error)
+
+    def _select_first(self, data):
+        """Select the first tile of ``data`` in display order, if it is still shown."""
+        order = self.grid.proxy.order()
+        if data is self.state.data and len(order) and self.state.selected < 0:
+            self.state.select(int(order[0]))
 
     def _on_failed(self, message):
         self.show_error(message)
