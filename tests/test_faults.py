@@ -673,3 +673,38 @@ def test_a_big_frame_selects_its_first_tile_in_a_later_turn_unless_the_user_chos
         later.start()
     assert window.state.selected == 7
     window.close()
+
+
+def test_a_learning_rate_of_zero_is_refused_not_replaced_by_the_default():
+    from rbvet.core.jobs import run_job
+    from rbvet.core.learn.dataset import TrainingSet
+    from rbvet.core.learn.retrain import retrain
+
+    data = TrainingSet(
+        inputs=np.zeros((4, 31, 31, 2), np.float32), labels=np.array([0, 1, 0, 1], np.int8)
+    )
+    for rate in (0.0, -1e-3, float("nan")):
+        with pytest.raises(RbvetError, match="learning rate must be positive"):
+            run_job(retrain(data, learning_rate=rate))
+
+
+def test_frames_in_parallel_without_dask_is_one_line_and_one_at_a_time_still_works(
+    tmp_path, monkeypatch, capsys
+):
+    demo = demo_frame_path()
+    frames = []
+    for name in ("a", "b"):
+        frames.append(tmp_path / f"{name}.fits")
+        shutil.copyfile(demo, frames[-1])
+        shutil.copyfile(demo.with_suffix(".ecsv"), tmp_path / f"{name}.ecsv")
+    common = ["classify", *map(str, frames), "--catalog-pattern", "{dir}/{stem}.ecsv", "-q"]
+    monkeypatch.setitem(sys.modules, "distributed", None)  # the [batch] extra is missing
+    assert cli_main([*common, "-o", str(tmp_path / "parallel"), "--workers", "2"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "rbvet: error: classifying frames in parallel needs Dask: pip install "
+        "'rbvet[batch]' (or give --workers 1 to classify them one after another)"
+    )
+    assert cli_main([*common, "-o", str(tmp_path / "serial"), "--workers", "1"]) == 0
+    assert sorted(p.name for p in (tmp_path / "serial").glob("*.ecsv")) == [
+        "a.rb.ecsv", "b.rb.ecsv", "summary.ecsv"
+    ]  # fmt: skip

@@ -545,6 +545,18 @@ def _plan_tasks(frames, outdir, pattern, model_path, threshold, output_format, f
     return tasks
 
 
+def require_dask():
+    """Refuse, in one line, to classify frames in parallel without the ``[batch]`` extra."""
+    try:
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+    except ImportError:
+        raise RbvetError(
+            "classifying frames in parallel needs Dask: pip install 'rbvet[batch]' "
+            "(or give --workers 1 to classify them one after another)"
+        ) from None
+
+
 def _run(tasks, scheduler, n_workers, inference_threads, log):
     """Yield ``(index in tasks, FrameResult)`` as frames finish, in this process or on Dask."""
     total = len(tasks)
@@ -555,6 +567,7 @@ def _run(tasks, scheduler, n_workers, inference_threads, log):
             yield index, classify_frame_task(task)
         return
 
+    require_dask()
     from distributed import as_completed
 
     if inference_threads is None:

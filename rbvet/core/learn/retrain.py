@@ -290,6 +290,8 @@ def retrain(
     -------
     RetrainResult
     """
+    if learning_rate is not None and not learning_rate > 0:
+        raise RbvetError(f"learning rate must be positive, got {learning_rate}")
     from rbvet.core.learn.train import split_by_group, train_model
     from rbvet.core.model import RealBogusModel
 
@@ -356,9 +358,10 @@ def retrain(
 
     # 3. Fit (train_model splits a validation part off for early stopping and augments).
     if from_scratch:
-        model, rate = None, learning_rate or SCRATCH_LEARNING_RATE
+        model = None
+        rate = SCRATCH_LEARNING_RATE if learning_rate is None else learning_rate
     else:
-        rate = learning_rate or FINE_TUNE_LEARNING_RATE
+        rate = FINE_TUNE_LEARNING_RATE if learning_rate is None else learning_rate
         model = _clone_for_fine_tuning(base.keras_model, rate)
     yield Progress(message="Training")
     say(
