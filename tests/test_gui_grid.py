@@ -210,7 +210,9 @@ def test_state_selection_makes_the_tile_current_and_visible(qtbot, panel, state)
 def test_selection_stays_on_its_object_when_the_order_changes(panel, state):
     target = int(panel.proxy.order()[30])
     state.select(target)
-    choose_sort(panel, SORT_POSITION)
+    # An order that moves under the selection (from code, a label or the threshold) keeps
+    # it; a sort the user chooses starts at the top (the test after this one).
+    panel.proxy.set_sort(SORT_POSITION)
     assert panel.view.currentIndex().data(OBJECT_INDEX_ROLE) == target
     assert np.array_equal(panel.view.selected_objects(), [target])
     assert panel.view.viewport().rect().contains(panel.view.visualRect(panel.view.currentIndex()))
@@ -413,3 +415,19 @@ def test_selection_survives_filtering_on_its_objects(panel, state):
     assert np.array_equal(panel.view.selected_objects(), np.sort(real))
     rows = sorted(panel.proxy.row_of(i) for i in real)
     assert rows == list(range(len(real)))  # the real tiles lead the score order
+
+
+def test_a_new_sort_starts_at_the_top_with_the_keys_on_the_grid(qtbot, panel, state):
+    middle = int(panel.proxy.order()[30])
+    state.select(middle)
+    panel.descending_button.setChecked(not panel.descending_button.isChecked())  # ascending
+    order = panel.proxy.order()
+    assert state.selected == int(order[0]) != middle
+    assert panel.view.verticalScrollBar().value() == 0
+    qtbot.waitUntil(panel.view.hasFocus)
+    uncertain = panel.sort_combo.findData(SORT_UNCERTAINTY)
+    panel.sort_combo.activated.emit(uncertain)
+    order = panel.proxy.order()
+    assert state.selected == int(order[0])
+    gaps = np.abs(state.data.scores[order[:10]] - state.threshold)
+    assert np.all(np.diff(gaps) >= 0)  # the most uncertain first

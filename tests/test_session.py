@@ -348,3 +348,11 @@ def test_retraining_from_a_missing_store_says_so(tmp_path):
     with pytest.raises(RbvetError, match="no such label store"):
         run_job(retrain_from_store(tmp_path / "none.sqlite"))
     assert not (tmp_path / "none.sqlite").exists()
+
+
+def test_counts_are_said_with_their_noun_in_the_right_number():
+    from rbvet.core.session import count_text
+
+    assert [count_text(n, "object") for n in (0, 1, 2, 12345)] == [
+        "0 objects", "1 object", "2 objects", "12,345 objects"
+    ]  # fmt: skip

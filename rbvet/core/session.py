@@ -304,6 +304,11 @@ def filter_mask(data, name, threshold):
     raise ValueError(f"unknown filter {name!r}; expected one of {', '.join(FILTERS)}")
 
 
+def count_text(count, noun):
+    """``1 object``, ``2 objects``: a count with its noun, for messages and status lines."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
+
 def sort_values(data, key, threshold):
     """The values ``key`` sorts by, most significant first, as float64 arrays (N,).
 
@@ -891,7 +896,7 @@ class VettingSession:
         self.store_error = ""
         self.set_labels(changing, label)
         text = f"Labeled {len(changing)} {label_name(label)}" if label != UNLABELED else ""
-        text = text or f"Cleared {len(changing)} labels"
+        text = text or f"Cleared {count_text(len(changing), 'label')}"
         if skipped:
             text += f" ({skipped} unscored left out)"
         self.message.emit(text)

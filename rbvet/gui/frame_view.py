@@ -33,7 +33,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from rbvet.core.session import BOGUS, REAL, UNLABELED
+from rbvet.core.session import BOGUS, REAL, UNLABELED, count_text
 from rbvet.gui.stretch import (
     BOGUS_COLOR,
     INTERVAL_NAMES,
@@ -530,7 +530,8 @@ class FrameView(QWidget):
         data = self.state.data
         height, width = data.frame.image.shape
         name = os.path.basename(data.frame_path) if data.frame_path else "frame"
-        return f"{name}   {width} × {height} px   {len(data)} objects   FWHM {data.fwhm:.2f} px"
+        objects = count_text(len(data), "object")
+        return f"{name}   {width} × {height} px   {objects}   FWHM {data.fwhm:.2f} px"
 
     def _update_readout(self, scene_pos):
         data = self.state.data

@@ -1086,9 +1086,23 @@ class GridPanel(QWidget):
 
     def _on_sort_chosen(self, position):
         self.proxy.set_sort(self.sort_combo.itemData(position))
+        self._show_from_the_top()
 
     def _on_direction_toggled(self, descending):
         self.proxy.set_sort(self.proxy.sort_key, descending)
+        self._show_from_the_top()
+
+    def _show_from_the_top(self):
+        """After the user re-sorts: the first tile selected, in view, the keys on the grid.
+
+        Staying on the selected tile left the user looking at the wrong end of the new
+        order, and the focus in the sort box turned the next key into another sort.
+        """
+        order = self.proxy.order()
+        if len(order):
+            self.state.select(int(order[0]))
+        self.view.scrollToTop()
+        self.view.setFocus()
 
     def _on_size_changed(self, value):
         step = self.size_slider.singleStep()

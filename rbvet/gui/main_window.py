@@ -31,6 +31,7 @@ from PyQt6.QtWidgets import (
 )
 
 from rbvet.core.errors import RbvetError
+from rbvet.core.session import count_text
 from rbvet.gui.detail import DetailPanel
 from rbvet.gui.frame_view import DEFER_DRAW_MS, DEFER_DRAW_OBJECTS, FrameView
 from rbvet.gui.grid import GridPanel
@@ -534,7 +535,7 @@ class MainWindow(QMainWindow):
             lambda: export_catalog(
                 data.table, data.scores, data.labels, self.state.threshold, path, data.reasons
             ),
-            f"Exported {len(data)} objects to {path}",
+            f"Exported {count_text(len(data), 'object')} to {path}",
         )
 
     def export_training_set(self, path):
@@ -741,7 +742,7 @@ class MainWindow(QMainWindow):
             return
         real, bogus, unscored = data.counts(self.state.threshold)
         self.summary_label.setText(
-            f"{len(data)} objects · FWHM {data.fwhm:.2f} px · "
+            f"{count_text(len(data), 'object')} · FWHM {data.fwhm:.2f} px · "
             f"{real} real, {bogus} bogus at {self.state.threshold:.3f}"
             + (f" · {unscored} unscored" if unscored else "")
         )
