@@ -708,3 +708,24 @@ def test_frames_in_parallel_without_dask_is_one_line_and_one_at_a_time_still_wor
     assert sorted(p.name for p in (tmp_path / "serial").glob("*.ecsv")) == [
         "a.rb.ecsv", "b.rb.ecsv", "summary.ecsv"
     ]  # fmt: skip
+
+
+def test_exports_of_the_demo_are_not_suggested_into_the_package_folder(
+    qtbot, tmp_path, monkeypatch
+):
+    from PyQt6.QtCore import QSettings
+
+    from rbvet.core.paths import resources_dir
+    from rbvet.gui.main_window import MainWindow
+
+    monkeypatch.chdir(tmp_path)
+    window = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(window)
+    window.frame_path = str(demo_frame_path())
+    assert window._save_dir() == str(tmp_path)
+    assert resources_dir().resolve() not in Path(window._save_dir()).resolve().parents
+    mine = tmp_path / "night" / "frame.fits"
+    mine.parent.mkdir()
+    window.frame_path = str(mine)
+    assert window._save_dir() == str(mine.parent.resolve())  # a user's frame: beside it
+    window.close()

@@ -12,6 +12,7 @@ model accepted there scores the frame again. Every failure is a one-line banner.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal
@@ -480,6 +481,17 @@ class MainWindow(QMainWindow):
     def _start_dir(self):
         return str(Path(self.frame_path).parent) if self.frame_path else ""
 
+    def _save_dir(self):
+        """Where exports are suggested: the frame's folder, unless that is rbvet's shipped
+        data (the demo) or cannot be written; then the working folder, else the home one."""
+        from rbvet.core.paths import resources_dir
+
+        folder = Path(self._start_dir() or os.getcwd()).resolve()
+        shipped = resources_dir().resolve()
+        if folder != shipped and shipped not in folder.parents and os.access(folder, os.W_OK):
+            return str(folder)
+        return os.getcwd() if os.access(os.getcwd(), os.W_OK) else str(Path.home())
+
     def choose_frame(self):
         path, _ = QFileDialog.getOpenFileName(self, "Open frame", self._start_dir(), FRAME_FILTER)
         if path:
@@ -513,7 +525,7 @@ class MainWindow(QMainWindow):
         if self.state.data is None:
             return
         stem = Path(self.frame_path or "frame").name.split(".")[0]
-        suggested = str(Path(self._start_dir()) / f"{stem}{suffix}")
+        suggested = str(Path(self._save_dir()) / f"{stem}{suffix}")
         path, _ = QFileDialog.getSaveFileName(self, title, suggested, file_filter)
         if path:
             export(path)
