@@ -36,6 +36,18 @@ def write_frame(path, shape=(64, 64)):
     return path
 
 
+def new_window(qtbot, tmp_path):
+    """A vetting window with its own settings file, closed by qtbot at the end."""
+    from PyQt6.QtCore import QSettings
+
+    from rbvet.gui.main_window import MainWindow
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(settings=settings)
+    qtbot.addWidget(window)
+    return window
+
+
 # ------------------------------------------------------------------ non-regular files
 
 
@@ -371,9 +383,6 @@ def test_an_empty_chunk_renders_no_tiles():
 
 
 def test_the_window_opens_a_frame_whose_first_rows_hold_nothing_to_score(qtbot, tmp_path, capsys):
-    from PyQt6.QtCore import QSettings
-
-    from rbvet.gui.main_window import MainWindow
 
     demo = demo_frame_path()
     good = Table.read(demo.with_suffix(".ecsv"))[["x", "y"]]
@@ -386,9 +395,7 @@ def test_the_window_opens_a_frame_whose_first_rows_hold_nothing_to_score(qtbot, 
     assert cli_main(["classify", str(demo), "--catalog", str(catalog), "-o", str(expected)]) == 0
     expected_scores = np.asarray(Table.read(expected)["rb_score"])
 
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(settings=settings)
-    qtbot.addWidget(window)
+    window = new_window(qtbot, tmp_path)
     with qtbot.waitSignal(window.classified, timeout=180_000):
         window.open_frame(demo, catalog)
     data = window.state.data
@@ -470,18 +477,14 @@ def test_every_writer_reports_an_os_error_in_one_line(
 def test_a_broken_default_store_is_still_said_after_the_first_frame_opens(
     qtbot, tmp_path, monkeypatch
 ):
-    from PyQt6.QtCore import QSettings
 
     from rbvet.core.learn.labels import default_store_path
-    from rbvet.gui.main_window import MainWindow
 
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     broken = default_store_path()
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"SQLite format 3\x00" + b"\xa5" * 5000)
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(settings=settings)
-    qtbot.addWidget(window)
+    window = new_window(qtbot, tmp_path)
     window.show()
     demo = demo_frame_path()
     with qtbot.waitSignal(window.classified, timeout=180_000):
@@ -648,15 +651,12 @@ def test_a_broken_model_file_says_what_it_is_not_file_not_found(tmp_path, conten
 def test_a_big_frame_selects_its_first_tile_in_a_later_turn_unless_the_user_chose(
     qtbot, tmp_path, monkeypatch, make_vetting_data
 ):
-    from PyQt6.QtCore import QSettings, QTimer
+    from PyQt6.QtCore import QTimer
 
     from rbvet.gui import main_window as main_window_module
-    from rbvet.gui.main_window import MainWindow
 
     monkeypatch.setattr(main_window_module, "DEFER_DRAW_OBJECTS", 10)
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(settings=settings)
-    qtbot.addWidget(window)
+    window = new_window(qtbot, tmp_path)
     window.set_label_store(tmp_path / "labels.sqlite")
     data = make_vetting_data(n=60, seed=3)
     window.show_data(data, threshold=0.5)
@@ -713,14 +713,11 @@ def test_frames_in_parallel_without_dask_is_one_line_and_one_at_a_time_still_wor
 def test_exports_of_the_demo_are_not_suggested_into_the_package_folder(
     qtbot, tmp_path, monkeypatch
 ):
-    from PyQt6.QtCore import QSettings
 
     from rbvet.core.paths import resources_dir
-    from rbvet.gui.main_window import MainWindow
 
     monkeypatch.chdir(tmp_path)
-    window = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(window)
+    window = new_window(qtbot, tmp_path)
     window.frame_path = str(demo_frame_path())
     assert window._save_dir() == str(tmp_path)
     assert resources_dir().resolve() not in Path(window._save_dir()).resolve().parents

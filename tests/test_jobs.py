@@ -209,10 +209,24 @@ def test_a_job_cancelled_before_it_starts_never_runs(qtbot):
     assert ran == [] and thread.wait(10_000)
 
 
-def test_opening_a_frame_during_a_stuck_job_returns_at_once(qtbot, tmp_path, monkeypatch):
+def window_classifying_with(classify_frame, qtbot, tmp_path, monkeypatch):
+    """A window whose classify job is ``classify_frame``; (window, the results it showed)."""
     from PyQt6.QtCore import QSettings
 
     from rbvet.gui import main_window as window_module
+
+    monkeypatch.setattr(window_module, "classify_frame", classify_frame)
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = window_module.MainWindow(
+        settings=settings, label_store_path=tmp_path / "labels.sqlite"
+    )
+    qtbot.addWidget(window)
+    shown = []
+    window._on_classified = shown.append
+    return window, shown
+
+
+def test_opening_a_frame_during_a_stuck_job_returns_at_once(qtbot, tmp_path, monkeypatch):
     from rbvet.gui import workers
 
     release, stuck_inside = threading.Event(), threading.Event()
@@ -224,14 +238,7 @@ def test_opening_a_frame_during_a_stuck_job_returns_at_once(qtbot, tmp_path, mon
             release.wait(60)  # a step that cannot be interrupted
         return frame_path, 0.5
 
-    monkeypatch.setattr(window_module, "classify_frame", classify_frame)
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    window = window_module.MainWindow(
-        settings=settings, label_store_path=tmp_path / "labels.sqlite"
-    )
-    qtbot.addWidget(window)
-    shown = []
-    window._on_classified = shown.append
+    window, shown = window_classifying_with(classify_frame, qtbot, tmp_path, monkeypatch)
     window.open_frame("stuck.fits")
     assert stuck_inside.wait(10)
     stuck = window.job
@@ -254,22 +261,11 @@ def test_opening_a_frame_during_a_stuck_job_returns_at_once(qtbot, tmp_path, mon
 
 
 def test_a_result_queued_before_another_frame_is_opened_is_dropped(qtbot, tmp_path, monkeypatch):
-    from PyQt6.QtCore import QSettings
-
-    from rbvet.gui import main_window as window_module
-
     def classify_frame(frame_path, catalog_path=None, model_path=None, options=None):
         yield Progress(message=f"Reading {frame_path}")
         return frame_path, 0.5
 
-    monkeypatch.setattr(window_module, "classify_frame", classify_frame)
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    window = window_module.MainWindow(
-        settings=settings, label_store_path=tmp_path / "labels.sqlite"
-    )
-    qtbot.addWidget(window)
-    shown = []
-    window._on_classified = shown.append
+    window, shown = window_classifying_with(classify_frame, qtbot, tmp_path, monkeypatch)
     window.open_frame("first.fits")
     assert window.job.wait(10_000)  # done: its signals wait in the event queue, undelivered
     window.open_frame("second.fits")
