@@ -30,10 +30,10 @@ class ProgressBar:
         self.started = time.perf_counter()
 
     def __call__(self, progress):
-        done, total = progress.done, progress.total
-        if not self.enabled or total <= 0:
+        done, total, fraction = progress.done, progress.total, progress.fraction
+        if not self.enabled or fraction is None:
             return
-        filled = int(self.width * done / total)
+        filled = int(self.width * fraction)
         elapsed = time.perf_counter() - self.started
         rate = done / elapsed if elapsed > 0 else 0.0
         bar = "#" * filled + "-" * (self.width - filled)

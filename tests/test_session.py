@@ -356,3 +356,21 @@ def test_counts_are_said_with_their_noun_in_the_right_number():
     assert [count_text(n, "object") for n in (0, 1, 2, 12345)] == [
         "0 objects", "1 object", "2 objects", "12,345 objects"
     ]  # fmt: skip
+
+
+def test_labels_record_where_they_came_from_the_model_and_the_score_on_screen(session, data):
+    import sqlite3
+
+    order = session.display_order()
+    session.label(order[:1], REAL)  # one key press
+    session.label(order[1:4], BOGUS)  # a bulk action
+    with sqlite3.connect(session.store_path) as connection:
+        rows = connection.execute(
+            "SELECT origin, model, score_on_screen FROM label_log WHERE action = 'set'"
+            " ORDER BY event"
+        ).fetchall()
+    assert [row[0] for row in rows] == ["key", "bulk", "bulk", "bulk"]
+    assert {row[1] for row in rows} == {data.model_name}
+    shown = sorted(float(s) for s in data.scores[order[1:4]])
+    assert rows[0][2] == pytest.approx(float(data.scores[order[0]]))
+    assert sorted(row[2] for row in rows[1:]) == pytest.approx(shown)

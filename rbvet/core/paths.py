@@ -31,6 +31,14 @@ def demo_frame_path():
     return resources_dir() / "demo" / "demo_frame.fits"
 
 
+def is_user_folder(folder):
+    """True for a folder rbvet may write a user's file into: writable, and not the
+    shipped data (where a retrained model or an export of the demo does not belong)."""
+    folder = Path(folder).resolve()
+    shipped = resources_dir().resolve()
+    return folder != shipped and shipped not in folder.parents and os.access(folder, os.W_OK)
+
+
 def user_data_dir():
     """Per-user folder for saved models and label stores (XDG data home)."""
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"

@@ -27,7 +27,6 @@ Labels and the store:
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -408,13 +407,12 @@ def model_save_target(model_path=None, models_dir=None):
     Path
         ``folder/name.keras`` (or the current ``name.vK.keras``).
     """
-    from rbvet.core.paths import default_model_path, resources_dir, user_data_dir
+    from rbvet.core.paths import default_model_path, is_user_folder, user_data_dir
 
     current = Path(model_path) if model_path else default_model_path()
     name = current.name if current.suffix.lower() == ".keras" else current.stem + ".keras"
     folder = current.parent.resolve()
-    shipped = resources_dir().resolve()
-    if folder != shipped and shipped not in folder.parents and os.access(folder, os.W_OK):
+    if is_user_folder(folder):
         return folder / name
     fallback = Path(models_dir) if models_dir is not None else user_data_dir() / "models"
     return fallback / name
@@ -889,7 +887,14 @@ class VettingSession:
             changing = changing[self.object_ids[changing] >= 0]
             if not len(changing):
                 return True
-            store.set_labels(self.object_ids[changing], label, source=source)
+            store.set_labels(
+                self.object_ids[changing],
+                label,
+                source=source,
+                origin="key" if len(indices) == 1 else "bulk",
+                model=data.model_name or None,
+                scores=data.scores[changing],
+            )
         except RbvetError as error:
             self._fail(error)
             return False

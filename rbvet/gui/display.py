@@ -170,8 +170,13 @@ def display_problem(environ=None, resolver=unresolved_libraries):
     environ = os.environ if environ is None else environ
     if importlib.util.find_spec("PyQt6") is None:
         return "the window needs PyQt6: pip install PyQt6"
-    problems = [_platform_problem(name, environ, resolver) for name in qt_platforms(environ)]
-    return None if None in problems else problems[0]
+    first = None
+    for name in qt_platforms(environ):  # stop at the first that can start: ldd costs time
+        problem = _platform_problem(name, environ, resolver)
+        if problem is None:
+            return None
+        first = first or problem
+    return first
 
 
 def _platform_problem(platform, environ, resolver):

@@ -1098,9 +1098,8 @@ class GridPanel(QWidget):
         Staying on the selected tile left the user looking at the wrong end of the new
         order, and the focus in the sort box turned the next key into another sort.
         """
-        order = self.proxy.order()
-        if len(order):
-            self.state.select(int(order[0]))
+        if self.proxy.rowCount():
+            self.state.select(self.proxy.object_at(0))
         self.view.scrollToTop()
         self.view.setFocus()
 

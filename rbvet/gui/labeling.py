@@ -99,10 +99,6 @@ class LabelController(QObject):
         return self.session.store_error
 
     @property
-    def frame_id(self):
-        return self.session.frame_id
-
-    @property
     def object_ids(self):
         return self.session.object_ids
 

@@ -413,8 +413,7 @@ class MainWindow(QMainWindow):
         threshold : float, optional
             The model's threshold; the current one is kept when None.
         """
-        self.labels.restore(data)
-        self.state.set_data(data, threshold=threshold)
+        self.state.session.show(data, threshold)  # its stored labels, then the data
         self.model_label.setText(f"model: {data.model_name}")
         if len(data) > DEFER_DRAW_OBJECTS:
             # The first tile is selected in a later turn: at a million objects, making it
@@ -430,9 +429,9 @@ class MainWindow(QMainWindow):
 
     def _select_first(self, data):
         """Select the first tile of ``data`` in display order, if it is still shown."""
-        order = self.grid.proxy.order()
-        if data is self.state.data and len(order) and self.state.selected < 0:
-            self.state.select(int(order[0]))
+        proxy = self.grid.proxy
+        if data is self.state.data and proxy.rowCount() and self.state.selected < 0:
+            self.state.select(proxy.object_at(0))
 
     def _on_failed(self, message):
         self.show_error(message)
@@ -484,11 +483,10 @@ class MainWindow(QMainWindow):
     def _save_dir(self):
         """Where exports are suggested: the frame's folder, unless that is rbvet's shipped
         data (the demo) or cannot be written; then the working folder, else the home one."""
-        from rbvet.core.paths import resources_dir
+        from rbvet.core.paths import is_user_folder
 
         folder = Path(self._start_dir() or os.getcwd()).resolve()
-        shipped = resources_dir().resolve()
-        if folder != shipped and shipped not in folder.parents and os.access(folder, os.W_OK):
+        if is_user_folder(folder):
             return str(folder)
         return os.getcwd() if os.access(os.getcwd(), os.W_OK) else str(Path.home())
 

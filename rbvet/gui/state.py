@@ -94,7 +94,3 @@ class VettingState(QObject):
         `rbvet.gui.labeling.LabelController` writes labels to the store.
         """
         self.session.set_labels(indices, label)
-
-    def update_labels(self, indices, labels):
-        """Give each object at ``indices`` its own label (`VettingSession.update_labels`)."""
-        self.session.update_labels(indices, labels)

@@ -133,21 +133,18 @@ def detect_objects(
 
     parts = []
     for rows, cols, owned in _tiles(frame.shape, tile_size, tile_overlap):
+        tile_data, tile_noise, tile_bad = (
+            np.ascontiguousarray(array[rows, cols]) for array in (data, noise, bad)
+        )  # copied once, for both searches
         found = _extract(
-            np.ascontiguousarray(data[rows, cols]),
-            np.ascontiguousarray(noise[rows, cols]),
-            np.ascontiguousarray(bad[rows, cols]),
-            thresh,
-            minarea,
-            deblend_cont,
-            frame.path,
+            tile_data, tile_noise, tile_bad, thresh, minarea, deblend_cont, frame.path
         )
         if found is None or len(found) == 0:
             continue
         if local_background and np.any(found["npix"] >= EXTENDED_NPIX):
             found = _with_compact_objects(
                 found,
-                (data[rows, cols], bad[rows, cols], noise[rows, cols]),
+                (tile_data, tile_bad, tile_noise),
                 (thresh, minarea, deblend_cont),
                 frame.path,
             )
@@ -214,7 +211,7 @@ def _with_compact_objects(found, arrays, options, path):
     local = median_filter(local, size=(width, 1), mode="nearest")
     residual = np.subtract(data, local, dtype=np.float32)
     residual[bad] = 0
-    compact = _extract(residual, np.ascontiguousarray(noise), bad, *options, path)
+    compact = _extract(residual, noise, bad, *options, path)
     if compact is None or len(compact) == 0:
         return found
     tree = cKDTree(np.column_stack([found["x"], found["y"]]))

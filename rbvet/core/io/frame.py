@@ -218,8 +218,7 @@ class Frame:
         if self.background is not None and self.noise is not None:
             return self
         ignore = self.background_mask()
-        data = np.where(ignore, np.float32(0), self.image).astype(np.float32, copy=False)
-        data = np.ascontiguousarray(data)
+        data = np.where(ignore, np.float32(0), self.image)  # a new array, in C order
         back, rms = self._sep_background(data, ignore, bw, bh, fw, fh)
         sources = _source_pixels(data, back, rms, ignore)
         if sources.any() and (ignore | sources).mean() < _MAX_SOURCE_FRACTION:
@@ -344,27 +343,16 @@ def read_frame(
         ):
             maps[what] = _resolve_map(spec, what, hdul, path, image.shape)
 
-    user_mask = None if maps["mask"] is None else maps["mask"] != 0
-    noise = None
-    bad = None
-    if maps["error"] is not None:
-        noise = maps["error"].astype(np.float32)
-        bad = ~(np.isfinite(noise) & (noise > 0))
-        noise[bad] = np.inf
-    elif maps["weight"] is not None:
-        w = maps["weight"].astype(np.float64)
-        bad = ~(np.isfinite(w) & (w > 0))
+    noise = maps["error"]
+    if maps["weight"] is not None:
+        # A weight of 0, below 0, NaN or inf makes a noise that is not finite and positive,
+        # which frame_from_array masks (as it does such an error map).
         with np.errstate(divide="ignore", invalid="ignore"):
-            noise = (1.0 / np.sqrt(np.where(bad, 1.0, w))).astype(np.float32)
-        noise[bad] = np.inf
-    if user_mask is not None and bad is not None:
-        user_mask = user_mask | bad
-    elif bad is not None:
-        user_mask = bad
+            noise = 1.0 / np.sqrt(maps["weight"].astype(np.float64))
 
     frame = frame_from_array(
         image,
-        mask=user_mask,
+        mask=maps["mask"],
         background=maps["background"],
         noise=noise,
         header=header,

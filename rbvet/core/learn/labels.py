@@ -454,9 +454,7 @@ class LabelStore:
                 self._check_integrity(connection)
             if self.readonly:
                 self.journal_mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
-                self._has_sessions = version >= 2
                 return
-            self._has_sessions = True
             self.journal_mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             connection.execute(f"PRAGMA synchronous={synchronous}")
             connection.execute("PRAGMA foreign_keys=ON")
@@ -849,7 +847,7 @@ class LabelStore:
     def _stacks(self, connection):
         """This session's undo stack [(action, applied by), ...] and redo stack, replayed."""
         last, done, redo = self._stack_state
-        if not self._has_sessions:
+        if self.readonly:  # nothing of a read-only session's own to undo (nor a column)
             return done, redo
         rows = connection.execute(
             "SELECT id, kind, target FROM actions WHERE id > ? AND session = ? ORDER BY id",

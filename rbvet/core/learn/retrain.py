@@ -149,6 +149,12 @@ def format_comparison(comparison):
     return "\n".join(lines)
 
 
+def check_simulated_ratio(ratio):
+    """Refuse a negative share of simulated objects, before any work is done."""
+    if ratio < 0:
+        raise RbvetError(f"the simulated ratio must be >= 0, got {ratio}")
+
+
 def _resolve_base_model(base_model):
     from rbvet.core.model import load_model
 
@@ -303,12 +309,12 @@ def retrain(
         if log is not None:
             log(message)
 
-    yield Progress(message="Loading the current model")
+    check_simulated_ratio(simulated_ratio)
+    if base_model is None or isinstance(base_model, (str, os.PathLike)):  # a file to load
+        yield Progress(message="Loading the current model")
     base = _resolve_base_model(base_model)
     _check_training_set(training_set, base.input_size)
     threshold = base.threshold if threshold is None else float(threshold)
-    if simulated_ratio < 0:
-        raise RbvetError(f"the simulated ratio must be >= 0, got {simulated_ratio}")
     labels = np.asarray(training_set.labels).astype(np.int8)
     groups = np.asarray(training_set.groups).astype(np.int64)
     frames = np.unique(groups)
@@ -371,7 +377,7 @@ def retrain(
     parent = _parent_reference(base)
     result = yield from train_model(
         inputs,
-        train_labels.astype(np.float32),
+        train_labels,
         groups=train_groups,
         model=model,
         validation_fraction=validation_fraction,
@@ -566,9 +572,10 @@ def retrain_from_store(store_path=None, base_model=None, *, log=None, **options)
     RbvetError
         The store is missing or unusable, or holds no object labeled real or bogus.
     """
-    from rbvet.core.learn.labels import BOGUS, REAL, LabelStore
+    from rbvet.core.learn.labels import LabelStore
     from rbvet.core.model import load_model
 
+    check_simulated_ratio(options.get("simulated_ratio", 0.0))  # before the store is read
     say = log if log is not None else (lambda message: None)
     with LabelStore(store_path, readonly=True) as store:
         yield Progress(message="Loading the current model")
@@ -578,10 +585,10 @@ def retrain_from_store(store_path=None, base_model=None, *, log=None, **options)
         where = store.path
     if len(training_set) == 0:
         raise RbvetError("no objects labeled real or bogus", where)
-    labels = np.asarray(training_set.labels)
+    counts = training_set.metadata
     say(
         f"Label store {where}: {len(training_set)} labeled objects "
-        f"({int(np.sum(labels == REAL))} real, {int(np.sum(labels == BOGUS))} bogus) "
+        f"({counts['real']} real, {counts['bogus']} bogus) "
         f"on {len(np.unique(training_set.groups))} frame(s)"
     )
     return (yield from retrain(training_set, base_model=base, log=log, **options))
