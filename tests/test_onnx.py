@@ -314,3 +314,59 @@ def test_export_onnx_file_adds_the_onnx_file_to_an_older_model(tmp_path, monkeyp
     probe = np.random.default_rng(2).normal(size=(50, 31, 31, 2)).astype(np.float32)
     expected = np.asarray(network(probe, training=False)).ravel()
     np.testing.assert_allclose(loaded.predict(probe), expected, atol=ENGINE_TOLERANCE)
+
+
+# ------------------------------------------------------------------ penultimate features
+
+
+def test_features_and_head_give_the_scores_of_the_network(tmp_path, inputs, monkeypatch):
+    """A saved model's ONNX file gives features whose head reproduces its scores; the
+    Keras engine gives the same features and head."""
+    network = shifted(create_model())
+    path = tmp_path / "m.keras"
+    save_model(network, path)
+    forbid_conversion(monkeypatch)
+    onnx_model = load_model(path)
+    features = onnx_model.features(inputs)
+    assert onnx_model._keras_model is None  # features and head came from the ONNX file
+    assert features.shape == (len(inputs), 64)
+    head = onnx_model.head
+    assert head.dropout_rate == pytest.approx(0.5)
+    expected = np.asarray(network(inputs, training=False)).ravel()
+    np.testing.assert_allclose(head.scores(features), expected, atol=1e-5)
+    keras_model = load_model(path, engine="keras")
+    np.testing.assert_allclose(keras_model.features(inputs), features, atol=1e-4)
+    np.testing.assert_allclose(keras_model.head.weights, head.weights, atol=1e-7)
+    assert keras_model.head.bias == pytest.approx(head.bias)
+
+
+def test_the_shipped_model_gives_features_without_tensorflow(tmp_path):
+    result = run_without_tensorflow(
+        """
+        import numpy as np
+        from rbvet.core.model import load_model
+
+        model = load_model()
+        inputs = np.random.default_rng(2).normal(size=(50, 31, 31, 2)).astype(np.float32)
+        features = model.features(inputs)
+        gap = np.abs(model.head.scores(features) - model.predict(inputs)).max()
+        print("features", features.shape[1], "gap", gap < 1e-5)
+        """,
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "features 64 gap True" in result.stdout
+
+
+def test_a_network_without_a_sigmoid_unit_at_the_end_has_no_features(inputs):
+    from rbvet.core.model.network import import_keras
+
+    keras = import_keras()
+    image = keras.Input(shape=(31, 31, 2))
+    pooled = keras.layers.GlobalAveragePooling2D()(image)
+    output = keras.layers.Dense(1, activation="linear")(pooled)
+    model = RealBogusModel(keras.Model(image, output), engine="keras")
+    assert model.head is None
+    with pytest.raises(RbvetError, match="features"):
+        model.features(inputs[:3])
+    assert model.predict(inputs[:3]).shape == (3,)  # scoring itself still works

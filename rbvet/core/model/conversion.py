@@ -5,10 +5,17 @@ made from (`MODEL_DIGEST_KEY`). It is opened for a model file only when that dig
 matches, so a conversion of other weights (a re-saved ``.keras``, a copied file) is never
 used; the check needs only ONNX Runtime. The export itself (`export_onnx`) needs
 TensorFlow, Keras and tf2onnx, which Keras' exporter uses.
+
+An ONNX file made here also gives, as a second output named `FEATURES_OUTPUT`, the
+network's penultimate features (the input of its last dense layer), and carries that
+layer's weights in its metadata (`HEAD_KEY`). With them, Monte-Carlo dropout, label-error
+review and the map of objects run in numpy on one pass of the network, without TensorFlow
+(see `rbvet.core.model.engines.Head`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import warnings
@@ -23,6 +30,11 @@ from rbvet.core.paths import user_cache_dir
 ONNX_OPSET = 17
 ONNX_SUFFIX = ".onnx"
 MODEL_DIGEST_KEY = "rbvet_model_sha256"
+HEAD_KEY = "rbvet_head"
+"""Metadata key of the last layer's weights, dropout rate and activation (JSON)."""
+FEATURES_OUTPUT = "features"
+FORMAT_TAG = "f1"
+"""Bumped when what an ONNX file holds changes, so older cached conversions are redone."""
 ENGINE_TOLERANCE = 1e-5
 """Largest score difference allowed between an ONNX file and its Keras network."""
 PROBE_SIZE = 16
@@ -39,19 +51,29 @@ def cache_path(model_digest):
     Converting takes seconds and would otherwise be paid by every GUI start and every
     Dask worker; the file is named by the model file's digest (and holds it too).
     """
-    return user_cache_dir() / "onnx" / f"{model_digest}-opset{ONNX_OPSET}{ONNX_SUFFIX}"
+    name = f"{model_digest}-opset{ONNX_OPSET}-{FORMAT_TAG}{ONNX_SUFFIX}"
+    return user_cache_dir() / "onnx" / name
 
 
 def export_onnx(keras_model, input_size):
     """The Keras network as serialised ONNX (Keras' own exporter), or None if it cannot be.
 
-    None when TensorFlow, Keras or tf2onnx is missing or the export fails: the caller
-    then predicts with Keras, or saves without an ONNX file.
+    The score is the first output. When the network ends in a dense layer with one unit
+    (the seed's), its input is exported as a second output, `FEATURES_OUTPUT`, and the
+    layer's weights are written into the metadata (`HEAD_KEY`). None when TensorFlow,
+    Keras or tf2onnx is missing or the export fails: the caller then predicts with Keras,
+    or saves without an ONNX file.
     """
     try:
-        from rbvet.core.model.network import import_keras
+        from rbvet.core.model.network import import_keras, penultimate_head
 
         keras = import_keras()
+        head = penultimate_head(keras_model)
+        if head is not None:
+            keras_model = keras.Model(
+                inputs=keras_model.inputs[0],
+                outputs=[keras_model.outputs[0], keras_model.layers[-1].input],
+            )
         logging.getLogger("tf2onnx").setLevel(logging.ERROR)
         spec = keras.InputSpec(shape=(None, input_size, input_size, 2), dtype="float32")
         with tempfile.TemporaryDirectory(prefix="rbvet-onnx-") as folder:
@@ -65,21 +87,29 @@ def export_onnx(keras_model, input_size):
                     input_signature=[spec],
                     opset_version=ONNX_OPSET,
                 )
-            return target.read_bytes()
+            onnx_bytes = target.read_bytes()
+        if head is not None:
+            onnx_bytes = _with_metadata(onnx_bytes, HEAD_KEY, json.dumps(head))
+        return onnx_bytes
     except Exception:  # any missing piece or failed export means: no ONNX here
         return None
 
 
 def stamp_model_digest(onnx_bytes, model_digest):
     """The ONNX bytes with the model file's digest in their metadata (needs ``onnx``)."""
+    return _with_metadata(onnx_bytes, MODEL_DIGEST_KEY, model_digest)
+
+
+def _with_metadata(onnx_bytes, key, value):
+    """The ONNX bytes with metadata ``key`` set to the string ``value`` (needs ``onnx``)."""
     import onnx
 
     proto = onnx.load_from_string(onnx_bytes)
     for entry in list(proto.metadata_props):
-        if entry.key == MODEL_DIGEST_KEY:
+        if entry.key == key:
             proto.metadata_props.remove(entry)
     entry = proto.metadata_props.add()
-    entry.key, entry.value = MODEL_DIGEST_KEY, model_digest
+    entry.key, entry.value = key, value
     return proto.SerializeToString()
 
 

@@ -20,6 +20,7 @@ from rbvet.core.cutouts.preprocess import PreprocessParams
 from rbvet.core.errors import RbvetError, RbvetWarning
 from rbvet.core.model import conversion
 from rbvet.core.model.card import file_digest, make_card
+from rbvet.core.model.head import Head
 from rbvet.core.model.network import (
     check_output_shape,
     import_keras,
@@ -27,6 +28,7 @@ from rbvet.core.model.network import (
     input_size_of,
     load_keras_network,
     output_shape_of,
+    penultimate_head,
 )
 
 ENGINES = ("auto", "onnx", "keras")
@@ -78,11 +80,14 @@ class RealBogusModel:
         if len(inputs) != 1:
             raise RbvetError(f"model has {len(inputs)} inputs; rbvet feeds one image input", path)
         outputs = session.get_outputs()
-        check_output_shape(outputs[0].shape if outputs else (), path, len(outputs))
+        head = _onnx_head(session)
+        n_outputs = 1 if head is not None and len(outputs) == 2 else len(outputs)
+        check_output_shape(outputs[0].shape if outputs else (), path, n_outputs)
         model = cls.__new__(cls)
         model._keras_model = None
         model._setup(input_size_from_shape(inputs[0].shape, path), card, path)
         model._onnx_session = session
+        model._head = head
         model.engine_name = "onnx"
         return model
 
@@ -99,6 +104,9 @@ class RealBogusModel:
         self.engine_name = "keras"
         self._onnx_session = None
         self._requested_engine = None
+        self._head = None
+        self._head_read_from_keras = False
+        self._keras_features = None
 
     @property
     def keras_model(self):
@@ -143,6 +151,7 @@ class RealBogusModel:
             session = conversion.open_onnx_for(conversion.cache_path(digest), digest)
             if session is not None:
                 self._onnx_session, self.engine_name = session, "onnx"
+                self._head = _onnx_head(session)
                 return
         onnx_bytes = conversion.export_onnx(self.keras_model, self.input_size)
         session = conversion.onnx_session(onnx_bytes)
@@ -169,6 +178,73 @@ class RealBogusModel:
             except (OSError, RbvetError):  # a read-only or full cache: convert next time
                 pass
         self._onnx_session, self.engine_name = session, "onnx"
+        self._head = _onnx_head(session)
+
+    @property
+    def head(self):
+        """The last layer as a `Head`, or None when the network does not end in one.
+
+        Read from the ONNX file's metadata, so it needs no TensorFlow for a model saved
+        by rbvet; from the Keras network otherwise (an older ONNX file, or the Keras
+        engine), which raises `KerasNotInstalled` without TensorFlow.
+        """
+        self._ensure_engine()
+        if self._head is None and not self._head_read_from_keras:
+            record = penultimate_head(self.keras_model)
+            self._head_read_from_keras = True
+            self._head = None if record is None else Head.from_dict(record)
+        return self._head
+
+    def features(self, inputs, batch_size=DEFAULT_BATCH_SIZE):
+        """Penultimate features (N, D) float32 of preprocessed inputs (N, size, size, 2).
+
+        One pass of the network (ONNX Runtime when its file gives them, else Keras);
+        ``self.head.scores(features)`` are then the scores `predict` gives.
+
+        Raises
+        ------
+        RbvetError
+            When the network does not end in a one-unit sigmoid dense layer.
+        """
+        inputs = self._checked_inputs(inputs)
+        if self.head is None:
+            raise RbvetError(
+                "this model does not end in a one-unit sigmoid dense layer, so rbvet cannot "
+                "read its features (uncertainty, review and the map need them)",
+                self.path,
+            )
+        if len(inputs) == 0:
+            return np.zeros((0, self.head.n_features), np.float32)
+        if self._onnx_session is not None and _onnx_head(self._onnx_session) is not None:
+            session = self._onnx_session
+            name = session.get_inputs()[0].name
+            step = min(batch_size, _ONNX_BATCH_SIZE)
+            futures = [
+                _PREDICTION_THREADS.submit(
+                    lambda batch: session.run(None, {name: batch})[1], inputs[i : i + step]
+                )
+                for i in range(0, len(inputs), step)
+            ]
+            return np.concatenate([future.result() for future in futures]).astype(np.float32)
+        keras = import_keras()
+        if self._keras_features is None:
+            network = self.keras_model
+            self._keras_features = keras.Model(network.inputs[0], network.layers[-1].input)
+        parts = [
+            np.asarray(self._keras_features(inputs[i : i + batch_size], training=False))
+            for i in range(0, len(inputs), batch_size)
+        ]
+        return np.concatenate(parts).astype(np.float32)
+
+    def _checked_inputs(self, inputs):
+        """``inputs`` as a contiguous float32 batch of this network's input shape."""
+        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
+        expected = (self.input_size, self.input_size, 2)
+        if inputs.ndim != 4 or inputs.shape[1:] != expected:
+            raise RbvetError(
+                f"inputs of shape {inputs.shape[1:]} do not fit the model's {expected}", self.path
+            )
+        return inputs
 
     def _predict_keras(self, inputs, batch_size):
         import_keras()
@@ -188,12 +264,7 @@ class RealBogusModel:
         next call's batches without waiting for this one to be collected. With Keras the
         scores are computed before this returns.
         """
-        inputs = np.ascontiguousarray(inputs, dtype=np.float32)
-        expected = (self.input_size, self.input_size, 2)
-        if inputs.ndim != 4 or inputs.shape[1:] != expected:
-            raise RbvetError(
-                f"inputs of shape {inputs.shape[1:]} do not fit the model's {expected}", self.path
-            )
+        inputs = self._checked_inputs(inputs)
         if len(inputs) == 0:
             return PendingScores(scores=np.zeros(0, np.float32))
         self._ensure_engine()
@@ -218,6 +289,17 @@ class RealBogusModel:
 
         self.card = save_model(self.keras_model, path, self.card)
         self.path = Path(path)
+
+
+def _onnx_head(session):
+    """The `Head` in an ONNX session's metadata, or None (an older or foreign file)."""
+    record = session.get_modelmeta().custom_metadata_map.get(conversion.HEAD_KEY)
+    if record is None or len(session.get_outputs()) != 2:
+        return None
+    try:
+        return Head.from_dict(record)
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def inference_threads():

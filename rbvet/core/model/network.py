@@ -202,3 +202,31 @@ def load_keras_network(path):
         # Such a network scores every object NaN; refuse it rather than score nothing.
         raise RbvetError("model weights contain NaN or infinity", path)
     return keras_model
+
+
+def penultimate_head(keras_model):
+    """The last layer as a plain dict, when it is a one-unit sigmoid dense layer.
+
+    Returns
+    -------
+    dict or None
+        ``weights`` (the kernel, one value per penultimate feature), ``bias``,
+        ``dropout_rate`` (of a Dropout layer just before it, else 0) and ``activation``;
+        None for a network that ends otherwise, whose features rbvet then cannot use.
+    """
+    keras = import_keras()
+    layers = keras_model.layers
+    last = layers[-1] if layers else None
+    if not isinstance(last, keras.layers.Dense) or last.units != 1:
+        return None
+    if keras.activations.serialize(last.activation) != "sigmoid":
+        return None
+    kernel, *rest = last.get_weights()
+    before = layers[-2] if len(layers) > 1 else None
+    rate = float(before.rate) if isinstance(before, keras.layers.Dropout) else 0.0
+    return {
+        "weights": [float(v) for v in np.asarray(kernel).ravel()],
+        "bias": float(np.asarray(rest[0]).ravel()[0]) if rest else 0.0,
+        "dropout_rate": rate,
+        "activation": "sigmoid",
+    }
