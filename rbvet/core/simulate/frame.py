@@ -24,7 +24,7 @@ from rbvet.core.simulate.artifacts import (
     _make_satellites,
 )
 from rbvet.core.simulate.psf import _Canvas, _oversample, _Psf
-from rbvet.core.simulate.settings import Exposure, SimulationSettings, _draw_frame_params
+from rbvet.core.simulate.settings import SimulationSettings, _draw_frame_params
 from rbvet.core.simulate.sources import _make_galaxies, _make_stars, _place_sources
 from rbvet.core.simulate.truth import SOURCE_KINDS, _dominant_kind, _truth_table
 
