@@ -15,8 +15,8 @@ The simulator follows the frame's making, one module a step:
   `Exposure` is one of them: the field's sky, its own artifacts and noise).
 """
 
-from rbvet.core.simulate.frame import SimulatedFrame, simulate_frame
 from rbvet.core.simulate.epochs import SimulatedEpoch, simulate_epochs
+from rbvet.core.simulate.frame import SimulatedFrame, simulate_frame
 from rbvet.core.simulate.settings import Exposure, SimulationSettings, draw_fwhm
 from rbvet.core.simulate.truth import ARTIFACT_KINDS, SOURCE_KINDS, label_detections
 
