@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from rbvet.commands import weak_labels
 from rbvet.core.errors import RbvetError
 
 EXIT_USER_ERROR = 2
@@ -876,6 +877,7 @@ def build_parser():
     _add_label_training_arguments(train)
     _add_evaluate_parser(commands)
     _add_export_parser(commands)
+    weak_labels.add_parser(commands)
 
     gui = commands.add_parser(
         "gui",
