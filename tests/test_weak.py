@@ -107,9 +107,7 @@ def objects_in(exposure, x, y, peak, noise=1.0, shape=SHAPE):
         ([(0.0, 0.0), (2.0, -1.0), (-1.5, 2.0)], -1),  # within a FWHM: cannot tell
     ],
 )
-def test_repeats_on_the_sky_are_real_and_repeats_on_the_detector_are_not(
-    shifts, hot_pixel_label
-):
+def test_repeats_on_the_sky_are_real_and_repeats_on_the_detector_are_not(shifts, hot_pixel_label):
     star = np.array([[100.0, 90.0]])
     hot_pixel = np.array([[50.0, 150.0]])  # the same detector pixel in every exposure
     frames = []
@@ -237,9 +235,7 @@ def test_weak_labels_command_writes_json_and_a_store_apart_from_human_labels(
     out, store_path = tmp_path / "weak.json", tmp_path / "labels.sqlite"
     assert main(["weak-labels", *frames, "--json", str(out), "-q"]) == 0
     records = json.loads(out.read_text())
-    assert records and all(
-        set(r) == {"frame", "x", "y", "weak_label", "source"} for r in records
-    )
+    assert records and all(set(r) == {"frame", "x", "y", "weak_label", "source"} for r in records)
     assert {r["source"] for r in records} == {"repeat"}
     truth = Table.read(epoch_files / "ep_1.ecsv")
     mine = [r for r in records if r["frame"] == frames[0]]
