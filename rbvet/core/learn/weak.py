@@ -531,3 +531,57 @@ def weak_label_records(frames, repeat=None, reference=None):
                     }
                 )
     return records
+
+
+def measure_on_simulated_epochs(seeds, n_epochs=4, size=512, threshold=3.0, **options):
+    """Precision and recall of `repeat_labels` against the truth of simulated epochs.
+
+    Each seed is one field of ``n_epochs`` exposures (`simulate_epochs`, ``**options`` as
+    for `simulate_frame`); each exposure is detected and its FWHM measured as ``rbvet
+    weak-labels`` does, and its detections labeled from truth (`label_detections`).
+    Detections whose truth is ambiguous (an artifact on a source) count neither way.
+
+    Returns
+    -------
+    dict
+        For 'real' and 'artifact': ``right``, ``wrong``, ``ambiguous`` (called so with
+        ambiguous truth), ``total`` (detections that truly are so), ``precision`` and
+        ``recall``; and ``frames``, ``detections``.
+    """
+    from rbvet.core.detect.detection import detect_objects
+    from rbvet.core.detect.psf import measure_fwhm
+    from rbvet.core.io.frame import frame_from_array
+    from rbvet.core.simulate import label_detections, simulate_epochs
+
+    counts = {name: np.zeros(4, int) for name in ("real", "artifact")}
+    n_frames = n_detections = 0
+    for seed in seeds:
+        frames, truth = [], []
+        for epoch in simulate_epochs(n_epochs, (size, size), rng=seed, **options):
+            frame = frame_from_array(epoch.frame.image, header=epoch.wcs.to_header())
+            table = detect_objects(frame.ensure_background(), thresh=threshold)
+            fwhm = measure_fwhm(frame, table["x"], table["y"], table=table).fwhm
+            frames.append(frame_objects(frame, table["x"], table["y"], fwhm, threshold))
+            truth.append(label_detections(epoch.frame, table["x"], table["y"])[0])
+            n_detections += len(table)
+        n_frames += len(frames)
+        for evidence, labels in zip(repeat_labels(frames), truth, strict=True):
+            for name, want in (("real", 1), ("artifact", 0)):
+                called = evidence.label == want
+                counts[name] += [
+                    np.sum(called & (labels == want)),
+                    np.sum(called & (labels == 1 - want)),
+                    np.sum(called & (labels < 0)),
+                    np.sum(labels == want),
+                ]
+    result = {"frames": n_frames, "detections": n_detections}
+    for name, (right, wrong, ambiguous, total) in counts.items():
+        result[name] = {
+            "right": int(right),
+            "wrong": int(wrong),
+            "ambiguous": int(ambiguous),
+            "total": int(total),
+            "precision": float(right / max(right + wrong, 1)),
+            "recall": float(right / max(total, 1)),
+        }
+    return result
