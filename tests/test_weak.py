@@ -151,6 +151,7 @@ def test_weak_labels_of_simulated_epochs_are_precise():
     real, artifact = measured["real"], measured["artifact"]
     assert real["precision"] >= 0.99 and artifact["precision"] >= 0.98
     assert real["recall"] >= 0.5 and artifact["recall"] >= 0.5
+    assert measured["reference"]["precision"] >= 0.97 and measured["reference"]["right"] > 50
     assert real["wrong"] + real["right"] > 100 and artifact["right"] > 30
 
 
@@ -159,15 +160,21 @@ def test_weak_labels_of_simulated_epochs_are_precise():
 
 def test_reference_matches_are_real_except_blends_and_saturated_objects(tmp_path):
     exposure = Exposure(0, (2.0, 1.0))
-    frame = objects_in(exposure, [50.0, 120.0, 124.0, 160.0, 30.0], [50, 120, 121, 40, 170], 80)
+    x, y = [50.0, 120.0, 124.0, 160.0, 30.0, 80.0, 20.0], [50, 120, 121, 40, 170, 20, 100]
+    frame = objects_in(exposure, x, y, 80)
     frame.saturated[3] = True
-    ra, dec = frame.wcs.pixel_to_world_values(frame.x[:4] + 0.3, frame.y[:4] - 0.2)
+    frame.size = np.array([3.0, 3, 3, 3, 3, 0.8, np.nan])  # 5: a hit on a star
+    frame.blended = np.zeros(7, bool)
+    ra, dec = frame.wcs.pixel_to_world_values(frame.x + 0.3, frame.y - 0.2)
     catalog = tmp_path / "gaia.csv"
-    Table({"RA_ICRS": ra, "DE_ICRS": dec, "Gmag": [15.0, 16, 16, 9]}).write(catalog)
+    ra, dec = np.delete(ra, 4), np.delete(dec, 4)
+    Table({"RA_ICRS": ra, "DE_ICRS": dec, "Gmag": np.full(6, 15.0)}).write(catalog)
     reference = read_reference(catalog)
     (label,) = reference_labels([frame], reference)
-    # 0 matched; 1, 2 a blend; 3 saturated; 4 not in the catalog
-    assert label.tolist() == [1, -1, -1, -1, -1]
+    # 0 matched; 1, 2 a blend; 3 saturated; 4 not in the catalog; 5 sharp; 6 size unknown
+    assert label.tolist() == [1, -1, -1, -1, -1, -1, 1]
+    frame.blended[0] = True  # the detector deblended it from a neighbour
+    assert reference_labels([frame], reference)[0].tolist()[0] == -1
 
 
 def test_proper_motions_move_reference_positions_to_the_frame_epoch():

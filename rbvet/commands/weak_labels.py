@@ -168,9 +168,7 @@ def _load(path, args, log):
     )
     if frame.wcs is None:
         return frame, None, fwhm
-    objects = frame_objects(
-        frame, table["x"], table["y"], fwhm, threshold=args.detect_threshold, name=str(path)
-    )
+    objects = frame_objects(frame, table, fwhm, threshold=args.detect_threshold, name=str(path))
     return frame, objects, fwhm
 
 

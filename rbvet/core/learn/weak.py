@@ -76,6 +76,10 @@ class FrameObjects:
     usable: np.ndarray
     threshold: float = 3.0
     year: float | None = None
+    size: np.ndarray | None = None
+    """Each object's own FWHM (px; NaN where unmeasured), when known."""
+    blended: np.ndarray | None = None
+    """Objects the detector deblended from a neighbour (sep's merged flag), when known."""
     _tree: object = field(default=None, repr=False)
 
     @property
@@ -156,15 +160,16 @@ def frame_year(header):
     return None
 
 
-def frame_objects(frame, x, y, fwhm, threshold=3.0, name=None):
+def frame_objects(frame, table, fwhm, threshold=3.0, name=None):
     """The `FrameObjects` of a read frame (with background and noise) and its objects.
 
     Parameters
     ----------
     frame : Frame
         With a celestial WCS; its background and noise maps are estimated if missing.
-    x, y : array_like
-        0-based object positions.
+    table : astropy.table.Table
+        The objects: 0-based ``x``, ``y``; a detection table's ``fwhm`` (each object's
+        size) and ``flag`` (sep's flags: 1, merged, is a blend) are used when present.
     fwhm : float
         FWHM in pixels.
     threshold : float
@@ -183,8 +188,12 @@ def frame_objects(frame, x, y, fwhm, threshold=3.0, name=None):
             "the frame has no celestial WCS, so it cannot be matched on the sky", name
         )
     frame.ensure_background()
-    x = np.asarray(x, float)
-    y = np.asarray(y, float)
+    x = np.asarray(table["x"], float)
+    y = np.asarray(table["y"], float)
+    size = np.asarray(table["fwhm"], float) if "fwhm" in table.colnames else None
+    blended = None
+    if "flag" in table.colnames and np.asarray(table["flag"]).dtype.kind in "iu":
+        blended = (np.asarray(table["flag"]) & 1) != 0
     shape = frame.image.shape
     rows, cols = _disc_windows(shape, x, y, max(1.0, 0.5 * fwhm))
     values = frame.image[rows, cols] - frame.background[rows, cols]
@@ -207,6 +216,8 @@ def frame_objects(frame, x, y, fwhm, threshold=3.0, name=None):
         usable=~frame.mask & np.isfinite(noise),
         threshold=float(threshold),
         year=frame_year(frame.header),
+        size=size,
+        blended=blended,
     )
 
 
@@ -438,15 +449,16 @@ def read_reference(path, epoch=None):
     return catalog
 
 
-def reference_labels(frames, reference, radius=None, isolation=1.5):
+def reference_labels(frames, reference, radius=None, isolation=1.5, min_size=0.6):
     """Weak labels from a reference catalog: 1 for objects at a reference position.
 
     Each reference position (moved by its proper motion to the frame's epoch) is taken to
     the frame's pixels; an object whose nearest reference source is within ``radius`` is
-    labeled real, unless it is saturated, another object of the frame is within
-    ``isolation`` FWHM of it, or another reference source is within ``isolation`` FWHM of
-    its match (blends: no opinion). Objects without a match get no opinion (a reference
-    catalog is never complete).
+    labeled real, unless it is saturated, a blend (another object of the frame within
+    ``isolation`` FWHM, another reference source within ``isolation`` FWHM of its match,
+    or deblended by the detector), or sharper than ``min_size`` times the FWHM (a hit on a
+    star, not the star): no opinion there. Objects without a match get no opinion (a
+    reference catalog is never complete).
 
     Parameters
     ----------
@@ -456,6 +468,8 @@ def reference_labels(frames, reference, radius=None, isolation=1.5):
         Match radius in arcseconds; default one FWHM of each frame.
     isolation : float
         Blend distance in FWHM.
+    min_size : float
+        Smallest object size (its own FWHM over the frame's) that can be a star.
 
     Returns
     -------
@@ -496,6 +510,10 @@ def reference_labels(frames, reference, radius=None, isolation=1.5):
             crowded_object = neighbour[:, 0] < blend
         nearest = np.where(matched, nearest, 0)
         real = matched & ~crowded_reference[nearest] & ~crowded_object & ~frame.saturated
+        if frame.blended is not None:
+            real &= ~frame.blended
+        if frame.size is not None:
+            real &= ~(frame.size < min_size * frame.fwhm)  # unmeasured (NaN) sizes pass
         label[real] = 1
         results.append(label)
     return results
@@ -540,11 +558,15 @@ def measure_on_simulated_epochs(seeds, n_epochs=4, size=512, threshold=3.0, **op
     for `simulate_frame`); each exposure is detected and its FWHM measured as ``rbvet
     weak-labels`` does, and its detections labeled from truth (`label_detections`).
     Detections whose truth is ambiguous (an artifact on a source) count neither way.
+    `reference_labels` is measured too, with the field's true stars of a peak of 5 σ or
+    more (in the first exposure) as the reference catalog, as a Gaia export would list
+    the stars down to about the frame's depth.
 
     Returns
     -------
     dict
-        For 'real' and 'artifact': ``right``, ``wrong``, ``ambiguous`` (called so with
+        For 'real' and 'artifact' (of `repeat_labels`) and 'reference' (real by
+        `reference_labels`): ``right``, ``wrong``, ``ambiguous`` (called so with
         ambiguous truth), ``total`` (detections that truly are so), ``precision`` and
         ``recall``; and ``frames``, ``detections``.
     """
@@ -553,21 +575,33 @@ def measure_on_simulated_epochs(seeds, n_epochs=4, size=512, threshold=3.0, **op
     from rbvet.core.io.frame import frame_from_array
     from rbvet.core.simulate import label_detections, simulate_epochs
 
-    counts = {name: np.zeros(4, int) for name in ("real", "artifact")}
+    counts = {name: np.zeros(4, int) for name in ("real", "artifact", REFERENCE)}
     n_frames = n_detections = 0
     for seed in seeds:
         frames, truth = [], []
-        for epoch in simulate_epochs(n_epochs, (size, size), rng=seed, **options):
+        epochs = simulate_epochs(n_epochs, (size, size), rng=seed, **options)
+        truth_table = epochs[0].frame.truth
+        stars = truth_table[(truth_table["kind"] == "star") & (truth_table["peak_sigma"] >= 5)]
+        ra, dec = _pixel_to_sky(epochs[0].wcs, stars["x"], stars["y"])
+        reference = ReferenceCatalog(ra=ra, dec=dec, name="true stars")
+        for epoch in epochs:
             frame = frame_from_array(epoch.frame.image, header=epoch.wcs.to_header())
             table = detect_objects(frame.ensure_background(), thresh=threshold)
             fwhm = measure_fwhm(frame, table["x"], table["y"], table=table).fwhm
-            frames.append(frame_objects(frame, table["x"], table["y"], fwhm, threshold))
+            frames.append(frame_objects(frame, table, fwhm, threshold))
             truth.append(label_detections(epoch.frame, table["x"], table["y"])[0])
             n_detections += len(table)
         n_frames += len(frames)
-        for evidence, labels in zip(repeat_labels(frames), truth, strict=True):
-            for name, want in (("real", 1), ("artifact", 0)):
-                called = evidence.label == want
+        matched = reference_labels(frames, reference)
+        for evidence, by_reference, labels in zip(
+            repeat_labels(frames), matched, truth, strict=True
+        ):
+            for name, weak, want in (
+                ("real", evidence.label, 1),
+                ("artifact", evidence.label, 0),
+                (REFERENCE, by_reference, 1),
+            ):
+                called = weak == want
                 counts[name] += [
                     np.sum(called & (labels == want)),
                     np.sum(called & (labels == 1 - want)),
