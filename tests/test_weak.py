@@ -190,6 +190,22 @@ def test_proper_motions_move_reference_positions_to_the_frame_epoch():
     assert reference_labels([frame], reference)[0].tolist() == [1]
 
 
+@pytest.mark.parametrize("suffix", [".fits", ".vot", ".ecsv"])
+def test_reference_catalogs_are_read_from_fits_votable_and_ecsv_with_proper_motions(
+    tmp_path, suffix
+):
+    path = tmp_path / f"gaia{suffix}"
+    table = Table({"ra": [150.0, 150.1], "dec": [2.2, 2.3], "pmra": [5.0, -1.0]})
+    table["pmdec"] = [1.0, 2.0]
+    table["ref_epoch"] = [2016.0, 2016.0]
+    table.write(path, format="votable" if suffix == ".vot" else None)
+    reference = read_reference(path)
+    assert np.allclose(reference.ra, [150.0, 150.1]) and np.allclose(reference.dec, [2.2, 2.3])
+    ra, dec = reference.at(2026.0)
+    assert np.allclose((dec - reference.dec) * 3.6e6, [10.0, 20.0])  # mas over 10 years
+    assert ra[0] > reference.ra[0] and ra[1] < reference.ra[1]  # east, west
+
+
 def test_a_reference_catalog_without_ra_dec_is_refused(tmp_path):
     catalog = tmp_path / "pixels.csv"
     Table({"x": [1.0], "y": [2.0]}).write(catalog)
@@ -221,6 +237,11 @@ def test_weak_labels_command_writes_json_and_a_store_apart_from_human_labels(
     mine = [r for r in records if r["frame"] == frames[0]]
     found = {(round(x, 3), round(y, 3)) for x, y in zip(truth["x"], truth["y"], strict=True)}
     assert all((round(r["x"], 3), round(r["y"], 3)) in found for r in mine)  # 0-based rows
+
+    from_catalogs = tmp_path / "from_catalogs.json"
+    pattern = ["--catalog-pattern", "{dir}/{stem}.ecsv"]  # the detections rbvet simulate wrote
+    assert main(["weak-labels", *frames, *pattern, "--json", str(from_catalogs), "-q"]) == 0
+    assert len(json.loads(from_catalogs.read_text())) >= 0.9 * len(records)
 
     assert main(["weak-labels", *frames, "--labels", str(store_path), "-q"]) == 0
     with LabelStore(store_path) as store:
