@@ -139,6 +139,10 @@ def test_frames_are_grouped_by_their_footprints_on_the_sky():
     far = objects_in(Exposure(5, (5000.0, 0.0)), [10.0], [10.0], 50.0)
     assert overlap_groups([near[0], far, near[1]]) == [[0, 2], [1]]
     assert repeat_labels([near[0], far, near[1]])[1].label.tolist() == [-1]
+    image = np.zeros(SHAPE, np.float32)
+    read = [frame_from_array(image, wcs=near[0].wcs), frame_from_array(image)]  # Frames too
+    read.append(frame_from_array(image, wcs=near[1].wcs))
+    assert overlap_groups(read) == [[0, 2], [1]]  # the frame without a WCS on its own
 
 
 # --------------------------------------------------------------- repeats, simulated

@@ -101,10 +101,7 @@ class FrameObjects:
 
     def to_pixels(self, ra, dec):
         """0-based pixel positions of sky positions (NaN where the WCS cannot map them)."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            x, y = self.wcs.world_to_pixel_values(ra, dec)
-        return np.asarray(x, float), np.asarray(y, float)
+        return _sky_to_pixel(self.wcs, ra, dec)
 
     def inside(self, x, y, edge=0.0):
         """Positions on the frame, at least ``edge`` px in, on usable pixels."""
@@ -129,6 +126,13 @@ def _pixel_to_sky(wcs, x, y):
         warnings.simplefilter("ignore")
         ra, dec = wcs.pixel_to_world_values(np.asarray(x, float), np.asarray(y, float))
     return np.asarray(ra, float), np.asarray(dec, float)
+
+
+def _sky_to_pixel(wcs, ra, dec):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, y = wcs.world_to_pixel_values(np.asarray(ra, float), np.asarray(dec, float))
+    return np.asarray(x, float), np.asarray(y, float)
 
 
 def _disc_windows(shape, x, y, radius):
@@ -225,7 +229,18 @@ def overlap_groups(frames, grid=5):
     """Groups of frames that overlap on the sky (each a sorted list of indices).
 
     Two frames overlap when a point of a ``grid`` × ``grid`` lattice over one falls on the
-    other; groups are the connected sets of that relation.
+    other; groups are the connected sets of that relation. A frame without a WCS is a
+    group of its own.
+
+    Parameters
+    ----------
+    frames : sequence
+        Anything with ``wcs`` (celestial, or None) and ``shape``: `FrameObjects`, or
+        `rbvet.core.io.frame.Frame`.
+
+    Returns
+    -------
+    list of list of int
     """
     n = len(frames)
     parent = list(range(n))
@@ -240,11 +255,14 @@ def overlap_groups(frames, grid=5):
     for frame in frames:
         height, width = frame.shape
         gx, gy = np.meshgrid(np.linspace(0, width - 1, grid), np.linspace(0, height - 1, grid))
-        lattices.append(_pixel_to_sky(frame.wcs, gx.ravel(), gy.ravel()))
+        on_sky = frame.wcs is not None
+        lattices.append(_pixel_to_sky(frame.wcs, gx.ravel(), gy.ravel()) if on_sky else None)
     for i in range(n):
         for j in range(i + 1, n):
+            if lattices[i] is None or lattices[j] is None:
+                continue
             for a, b in ((i, j), (j, i)):
-                px, py = frames[b].to_pixels(*lattices[a])
+                px, py = _sky_to_pixel(frames[b].wcs, *lattices[a])
                 height, width = frames[b].shape
                 on = (px >= -0.5) & (px <= width - 0.5) & (py >= -0.5) & (py <= height - 0.5)
                 if on.any():
