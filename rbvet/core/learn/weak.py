@@ -54,6 +54,9 @@ class FrameObjects:
         Highest background-subtracted pixel near each object (ADU).
     saturated : ndarray of bool
         Objects touching saturated pixels.
+    signal : ndarray or None
+        Background-subtracted image (ADU), to see what a position shows where nothing
+        was detected; None when not at hand.
     noise : ndarray
         1-σ noise map (ADU).
     usable : ndarray of bool
@@ -80,6 +83,7 @@ class FrameObjects:
     """Each object's own FWHM (px; NaN where unmeasured), when known."""
     blended: np.ndarray | None = None
     """Objects the detector deblended from a neighbour (sep's merged flag), when known."""
+    signal: np.ndarray | None = None
     _tree: object = field(default=None, repr=False)
 
     @property
@@ -112,6 +116,13 @@ class FrameObjects:
         ix = np.clip(np.rint(np.where(ok, x, 0)).astype(int), 0, width - 1)
         iy = np.clip(np.rint(np.where(ok, y, 0)).astype(int), 0, height - 1)
         return ok & self.usable[iy, ix]
+
+    def peak_at(self, x, y):
+        """Highest signal within half a FWHM (at least 1 px) of positions; NaN unknown."""
+        if self.signal is None:
+            return np.full(np.shape(x), np.nan)
+        rows, cols = _disc_windows(self.shape, x, y, max(1.0, 0.5 * self.fwhm))
+        return np.nanmax(self.signal[rows, cols], axis=1, initial=-np.inf)
 
     def noise_at(self, x, y):
         """Noise σ at (clipped, rounded) pixel positions."""
@@ -218,6 +229,7 @@ def frame_objects(frame, table, fwhm, threshold=3.0, name=None):
         saturated=saturated,
         noise=noise,
         usable=~frame.mask & np.isfinite(noise),
+        signal=(frame.image - frame.background).astype(np.float32),
         threshold=float(threshold),
         year=frame_year(frame.header),
         size=size,
@@ -333,7 +345,8 @@ def repeat_labels(
     * *j* shows it **absent** when nothing is within the radius although the position is
       on *j*'s usable pixels (one FWHM in from the edge) and the object, as bright at its
       peak as in *i* (scaled by the PSF areas), would stand ``depth`` times the detection
-      threshold above *j*'s noise there.
+      threshold above *j*'s noise there, and *j*'s pixels there stay below half that peak
+      (an object merged into a larger detection in *j*, a star under a trail, is there).
 
     Label 1 (real) with at least ``min_repeats`` repeats (or repeats in all the others
     when the group has fewer) and a peak of ``min_snr`` σ or more (fainter detections
@@ -398,7 +411,9 @@ def repeat_labels(
             seen += found
             expected = frame.peak * min(psf_area, 1.0)
             deep = expected >= depth * other.threshold * other.noise_at(xj, yj)
-            absent += covered & deep & ~found
+            shows = other.peak_at(xj, yj)  # merged into another detection there?
+            empty = ~(shows >= 0.5 * expected)  # NaN (not at hand): nothing to say against
+            absent += covered & deep & ~found & empty
         label = np.full(n, NO_OPINION, np.int8)
         needed_absent = min(int(min_absent), len(others))
         needed_repeats = min(int(min_repeats), len(others))
