@@ -132,6 +132,12 @@ def test_a_sharp_hit_missing_from_deep_exposures_is_an_artifact_and_a_faint_one_
     assert evidence[0].absent.tolist() == [2, 0]
     noisy = [objects_in(exposure, [20.0], [180.0], 50.0, noise=30.0) for exposure in exposures[1:]]
     assert repeat_labels([first, *noisy])[0].label.tolist() == [-1, -1]  # too shallow
+    for other in others:
+        other.signal = np.zeros(SHAPE, np.float32)
+    column = int(np.rint(exposures[2].to_pixels(60.0, 60.0, SHAPE)[0]))
+    others[1].signal[:, column - 1 : column + 2] = 150.0  # a trail over it, detected apart
+    evidence = repeat_labels([first, *others])
+    assert evidence[0].absent.tolist() == [1, 0] and evidence[0].label.tolist() == [-1, -1]
 
 
 def test_frames_are_grouped_by_their_footprints_on_the_sky():
