@@ -827,7 +827,9 @@ def build_parser():
         "simulate",
         help="write a simulated frame and its truth-labeled detections",
         description="Simulate a frame (stars, galaxies, cosmic rays, hot pixels, trails, "
-        "bad columns), detect its objects with sep and label them from truth.",
+        "bad columns), detect its objects with sep and label them from truth. With --epochs N: "
+        "N exposures of one field (same sky, a WCS each, pointing offsets of a few pixels, "
+        "their own cosmic rays, hot pixels, trails and noise).",
     )
     simulate.add_argument("--output", "-o", required=True, help="FITS image to write")
     simulate.add_argument("--catalog", help="catalog to write [OUTPUT with .ecsv]")
