@@ -155,7 +155,11 @@ def cmd_weak_labels(args):
 
 
 def _load(path, args, log):
-    """(frame, FrameObjects or None when it has no WCS, fwhm) of one frame."""
+    """(frame, FrameObjects or None when it has no WCS, fwhm) of one frame.
+
+    The frame itself is kept only for ``--labels`` (its stamps go to the store); the
+    FrameObjects keep the noise and background-subtracted maps the matching needs.
+    """
     from rbvet.cli import _frame_options
     from rbvet.core.batch import catalog_for
     from rbvet.core.classify import open_frame_and_catalog
@@ -169,7 +173,7 @@ def _load(path, args, log):
     if frame.wcs is None:
         return frame, None, fwhm
     objects = frame_objects(frame, table, fwhm, threshold=args.detect_threshold, name=str(path))
-    return frame, objects, fwhm
+    return (frame if args.labels else None), objects, fwhm
 
 
 def _store(store_path, loaded, repeat, reference):
