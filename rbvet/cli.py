@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from rbvet.commands import weak_labels
 from rbvet.core.errors import RbvetError
 
 EXIT_USER_ERROR = 2
@@ -467,7 +468,44 @@ DEMO_OPTIONS = {
 
 
 def cmd_simulate(args):
-    """Write a simulated frame and its detected, truth-labeled catalog."""
+    """Write a simulated frame (or ``--epochs N`` of one field) and its truth-labeled catalog."""
+    from rbvet.core.simulate import simulate_frame
+
+    options = DEMO_OPTIONS if args.demo else {}
+    if args.epochs is not None:
+        return _simulate_epochs(args, options)
+    sim = simulate_frame(shape=(args.size, args.size), fwhm=args.fwhm, rng=args.seed, **options)
+    catalog = Path(args.catalog) if args.catalog else Path(args.output).with_suffix(".ecsv")
+    _write_simulated(sim, Path(args.output), catalog, args)
+    return 0
+
+
+def _simulate_epochs(args, options):
+    """``rbvet simulate --epochs N -o PREFIX.fits``: PREFIX_1.fits ... with their catalogs."""
+    from rbvet.core.simulate.epochs import simulate_epochs
+
+    if args.epochs < 1:
+        raise RbvetError(f"--epochs needs at least 1 exposure, got {args.epochs}")
+    if args.catalog:
+        raise RbvetError("--catalog names one catalog; with --epochs each is PREFIX_K.ecsv")
+    output = Path(args.output)
+    epochs = simulate_epochs(
+        args.epochs, shape=(args.size, args.size), rng=args.seed, fwhm=args.fwhm, **options
+    )
+    for number, epoch in enumerate(epochs, start=1):
+        name = output.with_name(f"{output.stem}_{number}{output.suffix or '.fits'}")
+        header = epoch.wcs.to_header()
+        header["EPOCH"] = (number, "rbvet simulate exposure number")
+        header["MJD-OBS"] = (60000.0 + 0.01 * (number - 1), "simulated exposure start")
+        header["SIMXSHFT"] = (round(epoch.exposure.shift[0], 4), "pointing offset x [px]")
+        header["SIMYSHFT"] = (round(epoch.exposure.shift[1], 4), "pointing offset y [px]")
+        header["SIMROT"] = (round(epoch.exposure.rotation, 5), "rotation [deg]")
+        _write_simulated(epoch.frame, name, name.with_suffix(".ecsv"), args, header)
+    return 0
+
+
+def _write_simulated(sim, output, catalog, args, header=None):
+    """Write a simulated frame, detect its objects, label them from truth, write the catalog."""
     import numpy as np
     from astropy.io import fits
 
@@ -475,15 +513,12 @@ def cmd_simulate(args):
     from rbvet.core.io.catalog import write_catalog
     from rbvet.core.io.files import atomic_write
     from rbvet.core.io.frame import frame_from_array
-    from rbvet.core.simulate import label_detections, simulate_frame
+    from rbvet.core.simulate import label_detections
 
-    options = DEMO_OPTIONS if args.demo else {}
-    sim = simulate_frame(shape=(args.size, args.size), fwhm=args.fwhm, rng=args.seed, **options)
-    header = fits.Header()
+    header = fits.Header() if header is None else header
     header["FWHM"] = (round(float(sim.fwhm), 3), "simulated PSF FWHM [px]")
     header["SIMSEED"] = (int(sim.params["seed"]), "rbvet simulate seed")
     header["ORIGIN"] = "rbvet simulate"
-    output = Path(args.output)
     hdu = fits.PrimaryHDU(sim.image.astype(np.float32), header=header)
     atomic_write(output, lambda temporary: hdu.writeto(temporary, overwrite=True))
     frame = frame_from_array(sim.image).ensure_background()
@@ -491,14 +526,13 @@ def cmd_simulate(args):
     labels, kinds = label_detections(sim, table["x"], table["y"])
     table["true_label"] = labels
     table["true_kind"] = kinds
-    catalog = Path(args.catalog) if args.catalog else output.with_suffix(".ecsv")
     write_catalog(table, catalog)
     counts = ", ".join(f"{kind} {int(np.sum(kinds == kind))}" for kind in sorted(set(kinds)))
+    height, width = sim.image.shape
     print(
-        f"{output}: {args.size}x{args.size}, FWHM {sim.fwhm:.2f} px; {catalog}: "
+        f"{output}: {width}x{height}, FWHM {sim.fwhm:.2f} px; {catalog}: "
         f"{len(table)} detections ({counts})"
     )
-    return 0
 
 
 DEFAULT_STORE = "default"
@@ -793,7 +827,9 @@ def build_parser():
         "simulate",
         help="write a simulated frame and its truth-labeled detections",
         description="Simulate a frame (stars, galaxies, cosmic rays, hot pixels, trails, "
-        "bad columns), detect its objects with sep and label them from truth.",
+        "bad columns), detect its objects with sep and label them from truth. With --epochs N: "
+        "N exposures of one field (same sky, a WCS each, pointing offsets of a few pixels, "
+        "their own cosmic rays, hot pixels, trails and noise).",
     )
     simulate.add_argument("--output", "-o", required=True, help="FITS image to write")
     simulate.add_argument("--catalog", help="catalog to write [OUTPUT with .ecsv]")
@@ -805,6 +841,13 @@ def build_parser():
         "--demo",
         action="store_true",
         help="a few hundred objects with every artifact kind (demo data)",
+    )
+    simulate.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help="write N aligned exposures of one field with a WCS, OUTPUT_1.fits ... "
+        "OUTPUT_N.fits, each with its own artifacts, noise and catalog OUTPUT_K.ecsv",
     )
     simulate.set_defaults(handler=cmd_simulate)
 
@@ -836,6 +879,7 @@ def build_parser():
     _add_label_training_arguments(train)
     _add_evaluate_parser(commands)
     _add_export_parser(commands)
+    weak_labels.add_parser(commands)
 
     gui = commands.add_parser(
         "gui",

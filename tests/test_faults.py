@@ -24,7 +24,7 @@ from rbvet.core.errors import RbvetError
 from rbvet.core.io.catalog import read_catalog
 from rbvet.core.io.frame import frame_from_array, read_frame
 from rbvet.core.learn import labels as labels_module
-from rbvet.core.learn.labels import LabelStore
+from rbvet.core.learn.labels import SCHEMA_VERSION, LabelStore
 from rbvet.core.paths import demo_frame_path
 
 CLI_TIMEOUT_S = 120
@@ -342,7 +342,7 @@ def test_a_store_made_by_the_previous_release_opens_without_loss(tmp_path):
         assert store.labels([6]).tolist() == [0]
         assert store.undo().tolist() == [6] and store.labels([6]).tolist() == [-1]
     with sqlite3.connect(path) as connection:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         row = connection.execute(
             "SELECT annotator, origin, model, score_on_screen FROM label_log"
             " WHERE object = 6 AND action = 'set' ORDER BY event DESC LIMIT 1"

@@ -23,6 +23,7 @@ from rbvet.core.io.files import atomic_write, check_input_file
 __all__ = [
     "BOGUS_FLAG",
     "read_catalog",
+    "read_sky_catalog",
     "find_positions",
     "write_catalog",
 ]
@@ -59,6 +60,9 @@ _SKY_PAIRS = (
     ("ra_icrs", "de_icrs"),
     ("ra_deg", "dec_deg"),
     ("alpha_sky", "delta_sky"),
+    ("_raj2000", "_dej2000"),
+    ("radeg", "dedeg"),
+    ("ra_j2000", "dec_j2000"),
 )
 
 # Output formats by file-name ending (checked longest first).
@@ -360,17 +364,61 @@ def _is_number(value) -> bool:
     return True
 
 
+def read_sky_catalog(path) -> tuple[Table, np.ndarray, np.ndarray]:
+    """Read a catalog of sky positions (a reference catalog: CSV, FITS, VOTable, ECSV).
+
+    RA/Dec columns are found by their common names (those of :func:`find_positions`, plus
+    ``_RAJ2000``/``_DEJ2000``, ``RAdeg``/``DEdeg``, ``ra_j2000``/``dec_j2000``).
+
+    Returns
+    -------
+    table : astropy.table.Table
+    ra, dec : numpy.ndarray
+        float64 degrees; NaN where a row has none.
+
+    Raises
+    ------
+    RbvetError
+        Missing or unreadable file, no rows, or no RA/Dec columns.
+    """
+    path = os.fspath(path)
+    check_input_file(path, "catalog")
+    table = _read_table(path)
+    if len(table) == 0:
+        raise RbvetError("the catalog is empty (no rows)", path)
+    lower = {}
+    for name in table.colnames:
+        lower.setdefault(name.lower(), name)
+    for raname, decname in _SKY_PAIRS:
+        if raname in lower and decname in lower:
+            ra, dec = _sky_columns(table, lower[raname], lower[decname], path)
+            return table, ra, dec
+    known = ", ".join(f"{ra}/{dec}" for ra, dec in _SKY_PAIRS)
+    raise RbvetError(
+        f"no RA/Dec columns (expected one of {known}); the catalog has {_brief(table.colnames)}",
+        path,
+    )
+
+
+def _sky_columns(table, ra_name, dec_name, source):
+    """RA and Dec columns in degrees (numbers with or without units, or sexagesimal)."""
+    import astropy.units as u
+
+    ra_col, dec_col = table[ra_name], table[dec_name]
+    if np.asarray(ra_col).dtype.kind in "USO" or np.asarray(dec_col).dtype.kind in "USO":
+        return _parse_sexagesimal(ra_col, dec_col, ra_name, dec_name, source)
+    return (
+        _numeric(table, ra_name, source, unit=u.deg),
+        _numeric(table, dec_name, source, unit=u.deg),
+    )
+
+
 def _sky_to_pixel(table, ra_name, dec_name, wcs, source):
     import astropy.units as u
     from astropy.coordinates import SkyCoord
     from astropy.wcs import NoConvergence
 
-    ra_col, dec_col = table[ra_name], table[dec_name]
-    if np.asarray(ra_col).dtype.kind in "USO" or np.asarray(dec_col).dtype.kind in "USO":
-        ra, dec = _parse_sexagesimal(ra_col, dec_col, ra_name, dec_name, source)
-    else:
-        ra = _numeric(table, ra_name, source, unit=u.deg)
-        dec = _numeric(table, dec_name, source, unit=u.deg)
+    ra, dec = _sky_columns(table, ra_name, dec_name, source)
     good = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90.0)
     x = np.full(len(ra), np.nan)
     y = np.full(len(ra), np.nan)

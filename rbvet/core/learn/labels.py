@@ -40,10 +40,14 @@ from rbvet.core.errors import RbvetError
 from rbvet.core.io.frame import image_hash
 from rbvet.core.learn.dataset import TrainingSet
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STORE_FILE_NAME = "labels.sqlite"
 REAL, BOGUS, UNLABELED = 1, 0, -1
 SOURCES = ("human", "model")
+
+#: Sources of weak labels (`rbvet.core.learn.weak`): repeated exposures, a reference
+#: catalog. They live in their own table: never an object's label, never undone with it.
+WEAK_SOURCES = ("repeat", "reference")
 
 #: Where a label came from: a key press, a bulk action, an imported catalog column, a weak
 #: rule (repeated exposures, a reference catalog), or a program using the API.
@@ -132,6 +136,15 @@ CREATE TRIGGER actions_no_update BEFORE UPDATE ON actions
     BEGIN SELECT RAISE(ABORT, 'label actions are append-only'); END;
 CREATE TRIGGER actions_no_delete BEFORE DELETE ON actions
     BEGIN SELECT RAISE(ABORT, 'label actions are append-only'); END;
+CREATE TABLE weak_labels (
+    id INTEGER PRIMARY KEY,
+    object_id INTEGER NOT NULL REFERENCES objects (id),
+    label INTEGER NOT NULL CHECK (label IN (0, 1)),
+    source TEXT NOT NULL,
+    time REAL NOT NULL,
+    session TEXT
+);
+CREATE INDEX weak_labels_by_object ON weak_labels (object_id, source, id);
 CREATE VIEW label_log AS
     SELECT events.id AS event, events.object_id AS object, events.label AS label,
            events.previous AS previous, events.score AS score_on_screen,
@@ -141,6 +154,10 @@ CREATE VIEW label_log AS
            actions.target AS undoes_or_redoes
     FROM events JOIN actions ON actions.id = events.action_id;
 """
+
+_SCHEMA_3_TABLES = _SCHEMA[
+    _SCHEMA.index("CREATE TABLE weak_labels") : _SCHEMA.index("CREATE VIEW")
+]
 
 # The label of an object's latest event, -1 when it has none (bound as :object).
 _CURRENT_LABEL = (
@@ -466,7 +483,8 @@ class LabelStore:
                     for statement in _split_script(_SCHEMA):
                         connection.execute(statement)
                     connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-                elif connection.execute("PRAGMA user_version").fetchone()[0] == 1:
+                version = connection.execute("PRAGMA user_version").fetchone()[0]
+                if version == 1:
                     # Schema 2 records each action's session (undo stays its own) and its
                     # provenance: who, from where, with which model, at which score.
                     for statement in _SCHEMA_2_COLUMNS:
@@ -474,6 +492,13 @@ class LabelStore:
                     connection.execute("DROP VIEW label_log")
                     connection.execute(_SCHEMA[_SCHEMA.index("CREATE VIEW label_log") :])
                     connection.execute("PRAGMA user_version=2")
+                    version = 2
+                if version == 2:
+                    # Schema 3 keeps weak labels (repeats, reference catalogs) in a table
+                    # of their own, apart from the label log.
+                    for statement in _split_script(_SCHEMA_3_TABLES):
+                        connection.execute(statement)
+                    connection.execute("PRAGMA user_version=3")
                 connection.execute("COMMIT")
             except BaseException:
                 if connection.in_transaction:
@@ -998,6 +1023,76 @@ class LabelStore:
             ).fetchall()
         table = np.array(rows, dtype=np.float64).reshape(-1, 3)
         return table[:, 0], table[:, 1], table[:, 2].astype(np.int8)
+
+    def set_weak_labels(self, object_ids, labels, source):
+        """Record weak labels of objects (one transaction), apart from their labels.
+
+        A weak label never changes an object's label (`labels`), the undo stack or the
+        training set of `training_data`; the latest weak label of an object from a source
+        is its current one (`weak_labels`).
+
+        Parameters
+        ----------
+        object_ids : array_like of int
+            Stored objects (from `add_objects`).
+        labels : array_like of int
+            1 real or 0 bogus, one per object (or one for all).
+        source : str
+            One of `WEAK_SOURCES`.
+
+        Returns
+        -------
+        int
+            Number of weak labels recorded.
+        """
+        if source not in WEAK_SOURCES:
+            raise RbvetError(f"weak label source must be one of {WEAK_SOURCES}, got {source!r}")
+        ids = np.asarray(object_ids, np.int64).ravel()
+        labels = np.broadcast_to(np.asarray(labels, np.int64).ravel(), ids.shape)
+        if np.any((labels != REAL) & (labels != BOGUS)):
+            raise RbvetError("weak labels must be 1 (real) or 0 (bogus)")
+        if np.any(ids < 0):
+            raise RbvetError("cannot label objects that are not in the store (id -1)")
+        now = time.time()
+        with self._transaction() as connection:
+            try:
+                connection.executemany(
+                    "INSERT INTO weak_labels (object_id, label, source, time, session)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    zip(
+                        ids.tolist(),
+                        labels.tolist(),
+                        [source] * len(ids),
+                        [now] * len(ids),
+                        [self.session] * len(ids),
+                        strict=True,
+                    ),
+                )
+            except sqlite3.IntegrityError:
+                raise RbvetError("some object ids are not in the label store", self.path) from None
+        return len(ids)
+
+    def weak_labels(self, object_ids, source):
+        """Current weak labels of objects from one source (-1 where it has none).
+
+        Returns
+        -------
+        ndarray of int8, aligned with ``object_ids``
+        """
+        if source not in WEAK_SOURCES:
+            raise RbvetError(f"weak label source must be one of {WEAK_SOURCES}, got {source!r}")
+        ids = np.asarray(object_ids, np.int64).ravel()
+        if len(ids) == 0:
+            return np.zeros(0, np.int8)
+        unique, inverse = np.unique(ids, return_inverse=True)
+        with self._reading() as connection:
+            rows = connection.execute(
+                "SELECT coalesce((SELECT label FROM weak_labels WHERE object_id = j.value"
+                " AND source = ? ORDER BY id DESC LIMIT 1), -1)"
+                " FROM json_each(?) AS j ORDER BY j.key",
+                (source, _ids_json(unique)),
+            ).fetchall()
+        return np.array([row[0] for row in rows], dtype=np.int8)[inverse]
 
     def event_count(self):
         """Number of rows in the label log (it only ever grows)."""

@@ -26,7 +26,7 @@ from rbvet.core.simulate.artifacts import (
 from rbvet.core.simulate.psf import _Canvas, _oversample, _Psf
 from rbvet.core.simulate.settings import SimulationSettings, _draw_frame_params
 from rbvet.core.simulate.sources import _make_galaxies, _make_stars, _place_sources
-from rbvet.core.simulate.truth import _dominant_kind, _truth_table
+from rbvet.core.simulate.truth import SOURCE_KINDS, _dominant_kind, _truth_table
 
 _N_STREAMS = 8
 
@@ -99,7 +99,9 @@ def _sky_model(params):
     return np.clip(sky * (1.0 + params["gradient_amplitude"] * shape), 0.5 * sky, None)
 
 
-def simulate_frame(shape=(1024, 1024), fwhm=None, rng=None, *, settings=None, **overrides):
+def simulate_frame(
+    shape=(1024, 1024), fwhm=None, rng=None, *, settings=None, exposure=None, **overrides
+):
     """Draw one synthetic frame with stars, galaxies, artifacts, noise and full truth.
 
     Every setting left at ``None`` is drawn per frame from the distribution given in
@@ -115,6 +117,10 @@ def simulate_frame(shape=(1024, 1024), fwhm=None, rng=None, *, settings=None, **
         Generator or seed; the seed actually used is ``params['seed']``.
     settings : SimulationSettings, optional
         The options; default ``SimulationSettings()`` (everything drawn).
+    exposure : Exposure, optional
+        One exposure of the field ``rng`` seeds: the same sky, seen with the exposure's
+        pointing, with its own cosmic rays, hot pixels, satellites and noise (see
+        `Exposure`); objects whose centres it moves off the frame leave the truth.
     **overrides
         Any `SimulationSettings` field, replacing the one in ``settings``
         (e.g. ``n_satellites=0``); an unknown name is a `TypeError`.
@@ -154,6 +160,8 @@ def simulate_frame(shape=(1024, 1024), fwhm=None, rng=None, *, settings=None, **
     seed = _seed_from(rng)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(_N_STREAMS)]
     param_rng, star_rng, galaxy_rng, cr_rng, hot_rng, sat_rng, column_rng, noise_rng = streams
+    if exposure is not None:  # the exposure's own draws; the sky and the detector stay
+        cr_rng, hot_rng, sat_rng, noise_rng = exposure.streams(4)
     shape = (int(shape[0]), int(shape[1]))
     params = _draw_frame_params(param_rng, shape, settings)
     params.update(
@@ -170,6 +178,8 @@ def simulate_frame(shape=(1024, 1024), fwhm=None, rng=None, *, settings=None, **
         margin=float(settings.margin),
         wing_level=float(settings.wing_level),
     )
+    if exposure is not None:
+        params["exposure"] = exposure.record()
 
     gain_, read_noise_adu = params["gain"], params["read_noise"] / params["gain"]
     background = _sky_model(params)
@@ -194,6 +204,9 @@ def simulate_frame(shape=(1024, 1024), fwhm=None, rng=None, *, settings=None, **
     (star_x, star_y, star_sub), (gal_x, gal_y) = _place_sources(
         star_rng, params, shape, psf.fwhm, params["margin"], params["min_separation"]
     )
+    if exposure is not None:
+        star_x, star_y = exposure.to_pixels(star_x, star_y, shape)
+        gal_x, gal_y = exposure.to_pixels(gal_x, gal_y, shape)
     star_canvas, galaxy_canvas = _Canvas(shape), _Canvas(shape)
     stars = _make_stars(
         star_rng, psf, params, star_x, star_y, star_sub, background, noise, star_canvas
@@ -221,6 +234,11 @@ def simulate_frame(shape=(1024, 1024), fwhm=None, rng=None, *, settings=None, **
     image = np.minimum(image, params["saturation"])
 
     truth = _truth_table([stars, galaxies, cr_truth, hot_truth, *sat_truth, *col_truth])
+    if exposure is not None:
+        x, y = np.asarray(truth["x"]), np.asarray(truth["y"])
+        height, width = shape
+        inside = (x > -0.5) & (x < width - 0.5) & (y > -0.5) & (y < height - 0.5)
+        truth = truth[inside | ~np.isin(truth["kind"], SOURCE_KINDS)]
     params["n_stars"] = int(np.sum(truth["kind"] == "star"))
     params["n_galaxies"] = int(np.sum(truth["kind"] == "galaxy"))
     params["n_cosmic_rays"] = int(np.sum(truth["kind"] == "cosmic_ray"))

@@ -141,6 +141,45 @@ class SimulationSettings:
     :data:`~rbvet.core.simulate.sources.GALAXY_WING_FACTOR` times more)."""
 
 
+@dataclass(frozen=True)
+class Exposure:
+    """One exposure of a field: its own random draws and where it points.
+
+    Given to :func:`~rbvet.core.simulate.frame.simulate_frame` with the field's seed, it
+    keeps the field's sky (frame parameters, stars, galaxies) and bad columns (fixed on the
+    detector) but draws its own cosmic rays, hot pixels, satellite trails and noise, and
+    moves the sources by its pointing: a reference-frame pixel ``p`` lands on
+    ``R(rotation) (p - c) + c + shift``, ``c`` the frame centre.
+    """
+
+    seed: int
+    """Seed of the exposure's own streams."""
+    shift: tuple = (0.0, 0.0)
+    """Pointing offset (x, y) in pixels."""
+    rotation: float = 0.0
+    """Rotation about the frame centre, degrees (counter-clockwise from +x towards +y)."""
+
+    def streams(self, n):
+        """``n`` independent generators of this exposure's own draws."""
+        return [np.random.default_rng(s) for s in np.random.SeedSequence(self.seed).spawn(n)]
+
+    def to_pixels(self, x, y, shape):
+        """Reference-frame pixel positions as this exposure's pixel positions."""
+        centre_y, centre_x = (shape[0] - 1) / 2.0, (shape[1] - 1) / 2.0
+        angle = np.deg2rad(self.rotation)
+        cos, sin = np.cos(angle), np.sin(angle)
+        dx, dy = np.asarray(x, float) - centre_x, np.asarray(y, float) - centre_y
+        return (
+            cos * dx - sin * dy + centre_x + self.shift[0],
+            sin * dx + cos * dy + centre_y + self.shift[1],
+        )
+
+    def record(self):
+        """The exposure as plain values, for a frame's ``params``."""
+        shift = (float(self.shift[0]), float(self.shift[1]))
+        return {"seed": int(self.seed), "shift": shift, "rotation": float(self.rotation)}
+
+
 def _draw_frame_params(rng, shape, settings):
     """Draw every frame-level parameter (in a fixed order), then apply the given settings.
 
