@@ -836,6 +836,7 @@ def build_parser():
     _add_label_training_arguments(train)
     _add_evaluate_parser(commands)
     _add_export_parser(commands)
+    __import__("rbvet.commands.label").commands.label.add_parser(commands)
 
     gui = commands.add_parser(
         "gui",

@@ -835,7 +835,7 @@ class VettingSession:
 
     # ------------------------------------------------------------------- labeling actions
 
-    def label(self, indices, label, source=HUMAN):
+    def label(self, indices, label, source=HUMAN, origin=None, annotator=None):
         """Give ``label`` to objects of the current frame, as one undoable store action.
 
         Objects that already have the label are left alone, and unscored objects (no
@@ -850,6 +850,11 @@ class VettingSession:
             `REAL`, `BOGUS` or `UNLABELED` (clears the label).
         source : {'human', 'model'}
             Recorded with the labels in the store.
+        origin : str, optional
+            One of `rbvet.core.learn.labels.ORIGINS`; by default 'key' for one object and
+            'bulk' for several.
+        annotator : str, optional
+            Who labeled; `rbvet.core.learn.labels.default_annotator` when None.
 
         Returns
         -------
@@ -891,7 +896,8 @@ class VettingSession:
                 self.object_ids[changing],
                 label,
                 source=source,
-                origin="key" if len(indices) == 1 else "bulk",
+                origin=origin or ("key" if len(indices) == 1 else "bulk"),
+                annotator=annotator,
                 model=data.model_name or None,
                 scores=data.scores[changing],
             )
