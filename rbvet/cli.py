@@ -6,6 +6,7 @@ Every user error ends as one line on stderr and exit status 2; no tracebacks.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
@@ -836,7 +837,8 @@ def build_parser():
     _add_label_training_arguments(train)
     _add_evaluate_parser(commands)
     _add_export_parser(commands)
-    __import__("rbvet.commands.label").commands.label.add_parser(commands)
+    for name in ("label", "review"):  # one module per command, see rbvet/commands
+        importlib.import_module(f"rbvet.commands.{name}").add_parser(commands)
 
     gui = commands.add_parser(
         "gui",
