@@ -80,8 +80,10 @@ def fit_temperature(logits, labels):
 def calibrated(scores, temperature):
     """Probabilities (N,) of scores after temperature scaling (NaN stays NaN)."""
     scores = np.asarray(scores, np.float64)
-    probability = sigmoid(logits_of(scores) / float(temperature))
-    return np.where(np.isfinite(scores), probability, np.nan)
+    probability = np.full(scores.shape, np.nan)
+    finite = np.isfinite(scores)
+    probability[finite] = sigmoid(logits_of(scores[finite]) / float(temperature))
+    return probability
 
 
 @dataclass
