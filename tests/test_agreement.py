@@ -83,5 +83,8 @@ def test_the_window_shows_kappa_and_filters_objects_annotators_disagree_on(
     session.set_filter(FILTER_ANNOTATORS_DISAGREE)
     assert sorted(session.display_order().tolist()) == [3, 4]
     # cy now labels object 0 bogus: ada said real, so they disagree there too
+    announced = []
+    session.order_changed.connect(lambda: announced.append(session.display_order().tolist()))
     session.label([0], 0)
     assert sorted(session.display_order().tolist()) == [0, 3, 4]
+    assert sorted(announced[-1]) == [0, 3, 4]  # the window redraws with the new filter

@@ -947,6 +947,12 @@ class VettingSession:
         data.annotators_disagree = disagree
         return self.agreement
 
+    def _refresh_agreement_if_shared(self):
+        """`refresh_agreement` when someone else labeled this frame too (else nothing to
+        compare, and a key press stays one store write)."""
+        if self._other_annotators:
+            self.refresh_agreement()
+
     def frame_counts(self):
         """(real, bogus) labeled objects of the current frame."""
         labels = self.labels
@@ -1024,13 +1030,12 @@ class VettingSession:
             self._fail(error)
             return False
         self.store_error = ""
+        self._refresh_agreement_if_shared()  # before the order follows the new labels
         self.set_labels(changing, label)
         text = f"Labeled {len(changing)} {label_name(label)}" if label != UNLABELED else ""
         text = text or f"Cleared {count_text(len(changing), 'label')}"
         if skipped:
             text += f" ({skipped} unscored left out)"
-        if self._other_annotators:  # another annotator labeled this frame too
-            self.refresh_agreement()
         self.message.emit(text)
         self.counts_changed.emit()
         return True
@@ -1107,13 +1112,12 @@ class VettingSession:
         except RbvetError as error:
             self._fail(error)
             return nothing
+        self._refresh_agreement_if_shared()
         if len(rows):
             self.update_labels(rows, labels)
         text = f"{done} the labels of {len(ids)} objects"
         if len(rows) < len(ids):
             text += f" ({len(rows)} on this frame)"
-        if self._other_annotators:  # another annotator labeled this frame too
-            self.refresh_agreement()
         self.message.emit(text)
         self.counts_changed.emit()
         return rows
