@@ -59,11 +59,11 @@ class LabelQualityLabel(QLabel):
             try:
                 self.calibration = calibrate(scores, labels)
             except RbvetError:
-                parts.append("calibration: label both classes to see the ECE")
+                pass  # both classes not labeled yet: the rates line above says so
             else:
                 result = self.calibration
                 parts.append(
-                    f"ECE {result.ece_before:.3f} → {result.ece_after:.3f} "
+                    f"calibration: ECE {result.ece_before:.3f} → {result.ece_after:.3f} "
                     f"(T {result.temperature:.2g}, {result.objects} labels)"
                 )
                 bins = reliability(scores, labels)
