@@ -88,3 +88,34 @@ def test_the_window_shows_kappa_and_filters_objects_annotators_disagree_on(
     session.label([0], 0)
     assert sorted(session.display_order().tolist()) == [0, 3, 4]
     assert sorted(announced[-1]) == [0, 3, 4]  # the window redraws with the new filter
+
+
+def test_a_second_annotators_import_is_recorded_where_they_agree_too(tmp_path, monkeypatch):
+    """Agreement needs both annotators' labels on the same objects, equal ones included."""
+    from astropy.table import Table
+
+    from rbvet.cli import main
+
+    image = tmp_path / "field.fits"
+    assert main(["simulate", "-o", str(image), "--size", "512", "--seed", "3"]) == 0
+    catalog = tmp_path / "field.ecsv"
+    table = Table.read(catalog)
+    truth = np.asarray(table["true_label"], int)
+    second = truth.copy()
+    second[:4] = 1 - second[:4]  # bo disagrees with ada on four objects
+    table["bo"] = second
+    table.write(catalog, overwrite=True)
+    store = tmp_path / "labels.sqlite"
+    base = ["label", str(image), "--catalog", str(catalog), "--labels", str(store)]
+    assert main(base + ["--column", "true_label", "--annotator", "ada"]) == 0
+    assert main(base + ["--column", "bo", "--annotator", "bo"]) == 0
+    with LabelStore(store, readonly=True) as opened:
+        events = opened.event_count()
+        result = agreement(*opened.annotator_labels()[:3])
+    n = len(result.object_ids)
+    assert result.pair == ("ada", "bo") and result.shared == n
+    unscorable_disagreements = 4 - int(result.disagree.sum())
+    assert 0 <= unscorable_disagreements < 4
+    assert main(base + ["--column", "bo", "--annotator", "bo"]) == 0  # again: nothing new
+    with LabelStore(store, readonly=True) as opened:
+        assert opened.event_count() == events

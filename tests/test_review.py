@@ -76,7 +76,7 @@ def test_label_imports_a_column_with_origin_and_annotator_and_skips_blanks(
     assert int(np.sum(labels == 1)) <= int(np.sum(kept == 1))
     assert f"imported {len(rows)} labels" in out and "4 without a label" in out
     # importing again changes nothing and says so
-    assert main(argv + ["--labels", str(store)]) == 0
+    assert main(argv + ["--labels", str(store), "--annotator", "ada"]) == 0
     assert f"{len(rows)} already so" in capsys.readouterr().out
     with LabelStore(store, readonly=True) as opened:
         assert opened.summary()["events"] == summary["events"]

@@ -960,7 +960,7 @@ class VettingSession:
 
     # ------------------------------------------------------------------- labeling actions
 
-    def label(self, indices, label, source=HUMAN, origin=None, annotator=None):
+    def label(self, indices, label, source=HUMAN, origin=None, annotator=None, confirm=False):
         """Give ``label`` to objects of the current frame, as one undoable store action.
 
         Objects that already have the label are left alone, and unscored objects (no
@@ -980,6 +980,9 @@ class VettingSession:
             'bulk' for several.
         annotator : str, optional
             Who labeled; `rbvet.core.learn.labels.default_annotator` when None.
+        confirm : bool
+            Record the label also for objects that already have it (another annotator
+            confirms it: agreement between annotators counts it).
 
         Returns
         -------
@@ -997,7 +1000,7 @@ class VettingSession:
         indices = np.unique(np.atleast_1d(np.asarray(indices, np.intp)))
         scored = np.isfinite(data.scores[indices])
         skipped = int(np.count_nonzero(~scored))
-        changing = indices[scored & (data.labels[indices] != label)]
+        changing = indices[scored & ((data.labels[indices] != label) | bool(confirm))]
         if not len(changing):
             if skipped:
                 self.message.emit(f"{skipped} unscored objects cannot be labeled")

@@ -37,6 +37,7 @@ class LabelQualityLabel(QLabel):
         self.state = state
         self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.setTextFormat(Qt.TextFormat.PlainText)
+        self.setWordWrap(True)
         self.calibration = None
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)

@@ -174,7 +174,7 @@ class Calibration:
         )
 
 
-def calibrate(scores, labels, fit_scores=None, fit_labels=None, fitted_on=None, seed=0):
+def calibrate(scores, labels, fit_scores=None, fit_labels=None, fitted_on=None, seed=7919):
     """Fit a temperature and judge it by the ECE before and after, honestly.
 
     With separate ``fit_scores``/``fit_labels`` (a label store's, an assessment's

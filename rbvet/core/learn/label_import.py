@@ -15,7 +15,7 @@ import numpy as np
 
 from rbvet.core.errors import RbvetError
 from rbvet.core.learn.evaluate import _catalog_column, truth_labels
-from rbvet.core.learn.labels import BOGUS, REAL
+from rbvet.core.learn.labels import BOGUS, REAL, UNLABELED, default_annotator
 
 
 @dataclass
@@ -27,7 +27,8 @@ class ImportResult:
     real, bogus : int
         Objects given that label now (their label changed).
     unchanged : int
-        Objects that already had the imported label in the store.
+        Objects whose label in the store was already the imported one (if another
+        annotator gave it, this annotator's confirming label is recorded too).
     unlabeled : int
         Catalog rows whose value means "no label" (blank, masked, -1, NaN).
     unscorable : int
@@ -119,21 +120,44 @@ def import_labels(
     try:
         session.show(data)
         before = data.labels.copy()
+        own = _own_labels(session, annotator or default_annotator())
         scorable = np.isfinite(scores)
-        result = {}
+        # Every label of this annotator is recorded, also where someone else gave the same
+        # one (agreement counts it), unless it is already theirs.
+        new = scorable & (labels >= 0) & (own != labels)
         for value in (REAL, BOGUS):
-            rows = np.flatnonzero((labels == value) & scorable)
-            if len(rows) and not session.label(rows, value, origin="import", annotator=annotator):
+            rows = np.flatnonzero(new & (labels == value))
+            recorded = len(rows) == 0 or session.label(
+                rows, value, origin="import", annotator=annotator, confirm=True
+            )
+            if not recorded:
                 raise RbvetError(errors[-1] if errors else "cannot write the label store")
-            result[value] = int(np.count_nonzero(before[rows] != value))
-        labeled = labels >= 0
+        changed = new & (before != labels)
         return ImportResult(
-            real=result[REAL],
-            bogus=result[BOGUS],
-            unchanged=int(np.count_nonzero(labeled & scorable & (before == labels))),
-            unlabeled=int(np.count_nonzero(~labeled)),
-            unscorable=int(np.count_nonzero(labeled & ~scorable)),
+            real=int(np.count_nonzero(changed & (labels == REAL))),
+            bogus=int(np.count_nonzero(changed & (labels == BOGUS))),
+            unchanged=int(np.count_nonzero(scorable & (labels >= 0) & ~changed)),
+            unlabeled=int(np.count_nonzero(labels < 0)),
+            unscorable=int(np.count_nonzero((labels >= 0) & ~scorable)),
             frame_id=session.frame_id,
         )
     finally:
         session.close_store()
+
+
+def _own_labels(session, annotator):
+    """Labels (N,) in force by ``annotator`` on the session's frame rows (-1 where none)."""
+    from rbvet.core.learn.labels import match_positions
+    from rbvet.core.session import MATCH_TOLERANCE
+
+    data = session.data
+    own = np.full(len(data), UNLABELED, np.int8)
+    store = session.store
+    if store is None or session.frame_id is None:
+        return own
+    _, names, labels, x, y = store.annotator_labels(session.frame_id)
+    mine = names == annotator
+    match = match_positions(x[mine], y[mine], data.x, data.y, tolerance=MATCH_TOLERANCE)
+    found = match >= 0
+    own[match[found]] = labels[mine][found]
+    return own
