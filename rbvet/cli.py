@@ -422,6 +422,13 @@ def _report_calibration(args, model, evaluation, table):
             raise
         return
     print("  " + result.summary())
+    evaluation.metrics["calibration"] = {
+        "temperature": result.temperature,
+        "ece_before": result.ece_before,
+        "ece_after": result.ece_after,
+        "objects": result.objects,
+        "fitted_on": result.fitted_on,
+    }
     if args.output:
         output = table.copy(copy_data=True)
         add_scores(output, evaluation.catalog_scores, evaluation.catalog_reasons)

@@ -1,5 +1,7 @@
 """Calibration: temperature scaling, expected calibration error, rb_prob in rbvet evaluate."""
 
+import json
+
 import numpy as np
 import pytest
 from astropy.table import Table
@@ -81,9 +83,12 @@ def test_evaluate_prints_ece_and_writes_rb_prob_beside_rb_score(tmp_path, capsys
     assert main(["simulate", "-o", str(image), "--size", "512", "--seed", "3"]) == 0
     catalog, output = tmp_path / "field.ecsv", tmp_path / "scored.ecsv"
     argv = ["evaluate", str(image), "--catalog", str(catalog), "--truth-column", "true_label"]
-    assert main(argv + ["-o", str(output)]) == 0
+    metrics = tmp_path / "metrics.json"
+    assert main(argv + ["-o", str(output), "--json", str(metrics)]) == 0
     out = capsys.readouterr().out
     assert "calibration: ECE" in out and "temperature" in out
+    written = json.loads(metrics.read_text())["calibration"]
+    assert written["temperature"] > 0 and written["objects"] > 10
     table = Table.read(output)
     assert len(table) == len(Table.read(catalog))
     index = table.colnames.index("rb_score")
