@@ -85,7 +85,23 @@ def flipped_label_recall(folder, n_frames=4, size=1024, flip_fraction=0.08, seed
         "flipped": len(in_store),
         "found": found,
         "recall": found / max(len(in_store), 1),
+        "fallback_recall": _fallback_recall(store, records, keys, in_store, top_factor),
     }
+
+
+def _fallback_recall(store, records, keys, flipped, top_factor):
+    """The same figure for the window's fallback ranking, |label - score|."""
+    from rbvet.core.learn.labels import LabelStore
+    from rbvet.core.model import load_model
+    from rbvet.core.session import suspicion
+
+    model = load_model()
+    with LabelStore(store, readonly=True) as opened:
+        data = opened.training_data(model.params, with_stamps=False)
+    suspicious = suspicion(model.predict(data.inputs), data.labels)
+    key_of = {r["object_id"]: key for r, key in zip(records, keys, strict=True)}
+    ranked = [key_of[int(i)] for i in data.object_ids[np.argsort(-suspicious, kind="stable")]]
+    return len(flipped & set(ranked[: top_factor * len(flipped)])) / max(len(flipped), 1)
 
 
 def quiet(function, argv):
@@ -112,7 +128,8 @@ def main():
     print(
         f"{result['labels']} labels ({result['flipped']} flipped) on {args.frames} simulated "
         f"{args.size}x{args.size} frames: top {2 * result['flipped']} of the review hold "
-        f"{result['found']} of the flipped labels = {100 * result['recall']:.0f} %"
+        f"{result['found']} of the flipped labels = {100 * result['recall']:.0f} % "
+        f"(|label - score| alone: {100 * result['fallback_recall']:.0f} %)"
     )
 
 
