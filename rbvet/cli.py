@@ -6,15 +6,17 @@ Every user error ends as one line on stderr and exit status 2; no tracebacks.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import time
 from pathlib import Path
 
-from rbvet.commands import weak_labels
 from rbvet.core.errors import RbvetError
 
 EXIT_USER_ERROR = 2
+SUBCOMMAND_MODULES = ("weak_labels", "label", "review")
+"""Modules of `rbvet.commands` that add a subcommand each (``add_parser(commands)``)."""
 
 
 class ProgressBar:
@@ -335,6 +337,10 @@ def cmd_evaluate(args):
         raise RbvetError(f"--simulate needs at least one frame, got {args.simulate}")
     if not 0.0 < args.target_rate < 1.0:
         raise RbvetError(f"--target-rate must be between 0 and 1, got {args.target_rate}")
+    if args.output and args.frame is None:
+        raise RbvetError("--output writes FRAME's catalog: give FRAME --catalog CAT")
+    if args.output:
+        check_writable(args.output)
     if args.plot:
         require_matplotlib()  # fail before the long part, not after it
     log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
@@ -383,6 +389,7 @@ def cmd_evaluate(args):
         )
     print(f"Model {model.name} ({model.engine_name})")
     print(format_report(evaluation.metrics))
+    _report_calibration(args, model, evaluation, table if args.frame is not None else None)
     if args.json:
         write_metrics_json(evaluation.metrics, args.json)
         print(f"metrics -> {args.json}")
@@ -391,6 +398,46 @@ def cmd_evaluate(args):
         paths = save_plots(evaluation, args.plot, title=title)
         print("plots -> " + ", ".join(str(path) for path in paths))
     return 0
+
+
+def _report_calibration(args, model, evaluation, table):
+    """Print the ECE before and after temperature scaling; with ``--output``, write the
+    catalog with ``rb_prob`` (calibrated) beside ``rb_score``."""
+    from rbvet.core.classify import add_scores
+    from rbvet.core.io.catalog import write_catalog
+    from rbvet.core.learn import calibration
+
+    fit = {}
+    if args.calibrate_labels:
+        store = None if args.calibrate_labels == DEFAULT_STORE else args.calibrate_labels
+        fit_scores, fit_labels = calibration.store_scores(store, model)
+        fit = {
+            "fit_scores": fit_scores,
+            "fit_labels": fit_labels,
+            "fitted_on": f"{len(fit_labels)} labels of {args.calibrate_labels}",
+        }
+    try:
+        result = calibration.calibrate(evaluation.scores, evaluation.labels, **fit)
+    except RbvetError as error:
+        print(f"  calibration: not fitted ({error.problem})")
+        if args.output:
+            raise
+        return
+    print("  " + result.summary())
+    evaluation.metrics["calibration"] = {
+        "temperature": result.temperature,
+        "ece_before": result.ece_before,
+        "ece_after": result.ece_after,
+        "objects": result.objects,
+        "fitted_on": result.fitted_on,
+    }
+    if args.output:
+        output = table.copy(copy_data=True)
+        add_scores(output, evaluation.catalog_scores, evaluation.catalog_reasons)
+        probabilities = calibration.calibrated(evaluation.catalog_scores, result.temperature)
+        calibration.add_probability_column(output, probabilities)
+        write_catalog(output, args.output)
+        print(f"catalog with rb_score and rb_prob (calibrated) -> {args.output}")
 
 
 def _add_evaluate_parser(commands):
@@ -453,6 +500,19 @@ def _add_evaluate_parser(commands):
         help="save PREFIX_roc.png and PREFIX_rates.png (needs matplotlib)",
     )
     evaluate.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
+    evaluate.add_argument(
+        "--calibrate-labels",
+        metavar="STORE",
+        help="fit the calibration temperature on the labels of this label store "
+        "('default': the user's) [on the evaluated objects, ECE cross-fitted]",
+    )
+    evaluate.add_argument(
+        "--output",
+        "-o",
+        metavar="CAT",
+        help="with FRAME: write the catalog with rb_score and the calibrated probability "
+        "rb_prob beside it",
+    )
     evaluate.set_defaults(handler=cmd_evaluate, detect_threshold=3.0)
 
 
@@ -879,7 +939,8 @@ def build_parser():
     _add_label_training_arguments(train)
     _add_evaluate_parser(commands)
     _add_export_parser(commands)
-    weak_labels.add_parser(commands)
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(f"rbvet.commands.{name}").add_parser(commands)
 
     gui = commands.add_parser(
         "gui",

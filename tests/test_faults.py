@@ -341,6 +341,9 @@ def test_a_store_made_by_the_previous_release_opens_without_loss(tmp_path):
         store.set_labels([6], 0, origin="key", annotator="ada", model="m.v2", scores=[0.7])
         assert store.labels([6]).tolist() == [0]
         assert store.undo().tolist() == [6] and store.labels([6]).tolist() == [-1]
+        # labels from before provenance have no annotator: no agreement is made up from them
+        # (and ada's label was undone)
+        assert len(store.annotator_labels()[0]) == 0
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         row = connection.execute(
@@ -348,6 +351,13 @@ def test_a_store_made_by_the_previous_release_opens_without_loss(tmp_path):
             " WHERE object = 6 AND action = 'set' ORDER BY event DESC LIMIT 1"
         ).fetchone()
     assert row == ("ada", "key", "m.v2", 0.7)
+    from rbvet.core.jobs import run_job
+    from rbvet.core.learn.review import review_store
+    from rbvet.core.model import load_model
+
+    review = run_job(review_store(path, load_model()))  # a label review reads the old labels
+    assert sorted(review.object_ids.tolist()) == [1, 2, 3, 4, 5]
+    assert sorted(review.labels.tolist()) == [0, 0, 0, 1, 1]
 
 
 def test_each_label_records_who_gave_it_from_where_and_at_what_score(

@@ -13,6 +13,7 @@ from rbvet.core.errors import RbvetError
 from rbvet.core.learn.labels import LabelStore
 from rbvet.core.session import (
     BOGUS,
+    FILTER_ANNOTATORS_DISAGREE,
     FILTER_BOGUS,
     FILTER_DISAGREE,
     FILTER_LABELED,
@@ -55,6 +56,8 @@ def reference_order(data, key, descending, filter_name, threshold):
             FILTER_DISAGREE: (label == REAL and scored and not above)
             or (label == BOGUS and above),
             FILTER_UNSCORED: not scored,
+            FILTER_ANNOTATORS_DISAGREE: data.annotators_disagree is not None
+            and bool(data.annotators_disagree[i]),
         }[filter_name]
         if not keep:
             continue

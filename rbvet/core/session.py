@@ -130,6 +130,13 @@ class VettingData:
         All objects by descending score (`display_order`'s default), when made ahead of
         time (`with_score_order`, in the worker that classified the frame): sorting a
         million scores would otherwise stall the window that shows them.
+    review_probability : ndarray (N,) float64 or None
+        Out-of-sample probability of real from the last label review
+        (`rbvet.core.learn.review`), NaN for objects it did not see; None before one.
+    review_thresholds : tuple of float or None
+        The review's confident-learning thresholds (bogus, real).
+    annotators_disagree : ndarray (N,) bool or None
+        Two annotators gave the object different labels (`VettingSession.agreement`).
     """
 
     frame: object
@@ -147,6 +154,9 @@ class VettingData:
     catalog_path: str | None = None
     labels: np.ndarray = field(default=None)
     score_order: np.ndarray = field(default=None, repr=False)
+    review_probability: np.ndarray = field(default=None, repr=False)
+    review_thresholds: tuple = None
+    annotators_disagree: np.ndarray = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.labels is None:
@@ -215,7 +225,8 @@ SORT_SCORE = "score"
 SORT_UNCERTAINTY = "uncertainty"
 SORT_POSITION = "position"
 SORT_SUSPICIOUS = "suspicious"
-"""Labels the model most disagrees with first: by |label - score|, unlabeled after."""
+"""Likely label errors first: by the label review's ranking once one has run (reviewed labels
+first), else by |label - score|; unlabeled after."""
 COLUMN_PREFIX = "column:"
 """Sort keys of catalog columns are ``COLUMN_PREFIX + name`` (see `column_sort_key`)."""
 DESCENDING_BY_DEFAULT = {
@@ -228,7 +239,8 @@ DESCENDING_BY_DEFAULT = {
 SORT_TIPS = (
     "model score",
     "closest to the threshold first: the labels that teach the model most",
-    "labels the model most disagrees with first (|label - score|), unlabeled after",
+    "likely label errors first: by the label review (confident learning on out-of-sample "
+    "probabilities) once it has run, else by |label - score|; unlabeled after",
     "position on the frame: by y, then x",
 )
 """Descriptions of the built-in sort keys, in the order a window offers them."""
@@ -246,6 +258,7 @@ FILTER_UNLABELED = "unlabeled"
 FILTER_LABELED = "labeled"
 FILTER_DISAGREE = "disagree"
 FILTER_UNSCORED = "unscored"
+FILTER_ANNOTATORS_DISAGREE = "annotators disagree"
 FILTERS = (
     FILTER_ALL,
     FILTER_REAL,
@@ -254,10 +267,11 @@ FILTERS = (
     FILTER_LABELED,
     FILTER_DISAGREE,
     FILTER_UNSCORED,
+    FILTER_ANNOTATORS_DISAGREE,
 )
 """Filter names, in the order a window offers them."""
 THRESHOLD_FILTERS = {FILTER_REAL, FILTER_BOGUS, FILTER_DISAGREE}
-LABEL_FILTERS = {FILTER_UNLABELED, FILTER_LABELED, FILTER_DISAGREE}
+LABEL_FILTERS = {FILTER_UNLABELED, FILTER_LABELED, FILTER_DISAGREE, FILTER_ANNOTATORS_DISAGREE}
 
 
 def column_sort_key(name):
@@ -300,6 +314,10 @@ def filter_mask(data, name, threshold):
         return ((labels == REAL) & below) | ((labels == BOGUS) & above)
     if name == FILTER_UNSCORED:
         return ~scored
+    if name == FILTER_ANNOTATORS_DISAGREE:
+        if data.annotators_disagree is None:
+            return np.zeros(len(scores), bool)
+        return data.annotators_disagree.copy()
     raise ValueError(f"unknown filter {name!r}; expected one of {', '.join(FILTERS)}")
 
 
@@ -318,7 +336,17 @@ def sort_values(data, key, threshold):
     if key == SORT_UNCERTAINTY:
         return [np.abs(data.scores.astype(np.float64) - threshold)]
     if key == SORT_SUSPICIOUS:
-        return [suspicion(data.scores, data.labels)]
+        fallback = suspicion(data.scores, data.labels)
+        if data.review_probability is None:
+            return [fallback]
+        from rbvet.core.learn.review import label_error_score
+
+        reviewed = label_error_score(data.review_probability, data.labels, data.review_thresholds)
+        seen = np.isfinite(reviewed)
+        return [
+            np.where(np.isfinite(fallback), seen.astype(np.float64), np.nan),
+            np.where(seen, reviewed, fallback),
+        ]
     if key == SORT_POSITION:
         return [np.asarray(data.y, np.float64), np.asarray(data.x, np.float64)]
     if key.startswith(COLUMN_PREFIX):
@@ -512,6 +540,9 @@ class VettingSession:
 
         self.model_path = None if model_path is None else str(model_path)
         self.models_dir = None if models_dir is None else Path(models_dir)
+        self._review = None
+        self.agreement = None
+        self._other_annotators = False
 
     # ------------------------------------------------------------------ what is shown
 
@@ -807,6 +838,8 @@ class VettingSession:
                 labels = self._stored_labels(store, data)
         except RbvetError as error:
             self._fail(error)
+        self._apply_review(data)
+        self.refresh_agreement()
         if data is self._data:
             self.update_labels(np.arange(n), labels)
         else:
@@ -828,6 +861,98 @@ class VettingSession:
         labels[rows] = stored_labels[match[rows]]
         return labels
 
+    # ---------------------------------------------------------- review and agreement
+
+    @property
+    def review(self):
+        """The last `rbvet.core.learn.review.LabelReview` given to `set_review`, or None."""
+        return self._review
+
+    def set_review(self, review):
+        """Sort "likely label errors" by ``review`` (a `LabelReview` of this store) from now on.
+
+        Its out-of-sample probabilities are matched to the current frame's stored objects
+        by position; labels given later fall back to |label - score| (after the reviewed
+        ones). None forgets the review.
+        """
+        self._review = review
+        self._apply_review(self._store_data)
+        if self._sort_key == SORT_SUSPICIOUS:
+            self.order_changed.emit()
+        self.message.emit(self.suspicious_source())
+
+    def _apply_review(self, data):
+        if data is None:
+            return
+        review = self._review
+        if review is None:
+            data.review_probability, data.review_thresholds = None, None
+            return
+        from rbvet.core.learn.labels import match_positions
+
+        probability = np.full(len(data), np.nan)
+        if self.frame_id is not None:
+            mine = np.flatnonzero(review.frame_ids == self.frame_id)
+            match = match_positions(
+                self._store_x, self._store_y, review.x[mine], review.y[mine], tolerance=1e-3
+            )
+            rows = np.flatnonzero(match >= 0)
+            probability[rows] = review.probabilities[mine[match[rows]]]
+        data.review_probability, data.review_thresholds = probability, review.thresholds
+
+    def suspicious_source(self):
+        """What the sort "likely label errors" ranks by now, in words."""
+        data = self._data
+        if self._review is None or data is None or data.review_probability is None:
+            return "Likely label errors: by |label − score| (the label review has not run)"
+        seen = int(np.count_nonzero(np.isfinite(data.review_probability)))
+        return (
+            f"Likely label errors: by the label review ({seen} labels of this frame, "
+            f"k-fold confident learning with {self._review.model or 'the model'})"
+        )
+
+    def refresh_agreement(self):
+        """Recompute `agreement` and the data's ``annotators_disagree`` from the store.
+
+        Returns
+        -------
+        rbvet.core.learn.agreement.Agreement or None
+            None without a stored frame.
+        """
+        from rbvet.core.learn.agreement import agreement
+        from rbvet.core.learn.labels import default_annotator, match_positions
+
+        data = self._store_data
+        self.agreement = None
+        self._other_annotators = False
+        if data is None:
+            return None
+        disagree = np.zeros(len(data), bool)
+        store = self._existing_store()
+        if store is not None and self.frame_id is not None:
+            try:
+                ids, names, labels, x, y = store.annotator_labels(self.frame_id)
+            except RbvetError as error:
+                self._fail(error)
+                ids = names = labels = x = y = np.zeros(0)
+            result = agreement(ids, names, labels)
+            self.agreement = result
+            self._other_annotators = bool(set(result.annotators) - {default_annotator()})
+            order = np.searchsorted(ids[np.argsort(ids)], result.object_ids)
+            by_id = np.argsort(ids)[order] if len(ids) else order
+            match = match_positions(
+                x[by_id], y[by_id], self._store_x, self._store_y, tolerance=1e-3
+            )
+            disagree[match[(match >= 0) & result.disagree]] = True
+        data.annotators_disagree = disagree
+        return self.agreement
+
+    def _refresh_agreement_if_shared(self):
+        """`refresh_agreement` when someone else labeled this frame too (else nothing to
+        compare, and a key press stays one store write)."""
+        if self._other_annotators:
+            self.refresh_agreement()
+
     def frame_counts(self):
         """(real, bogus) labeled objects of the current frame."""
         labels = self.labels
@@ -835,7 +960,7 @@ class VettingSession:
 
     # ------------------------------------------------------------------- labeling actions
 
-    def label(self, indices, label, source=HUMAN):
+    def label(self, indices, label, source=HUMAN, origin=None, annotator=None, confirm=False):
         """Give ``label`` to objects of the current frame, as one undoable store action.
 
         Objects that already have the label are left alone, and unscored objects (no
@@ -850,6 +975,14 @@ class VettingSession:
             `REAL`, `BOGUS` or `UNLABELED` (clears the label).
         source : {'human', 'model'}
             Recorded with the labels in the store.
+        origin : str, optional
+            One of `rbvet.core.learn.labels.ORIGINS`; by default 'key' for one object and
+            'bulk' for several.
+        annotator : str, optional
+            Who labeled; `rbvet.core.learn.labels.default_annotator` when None.
+        confirm : bool
+            Record the label also for objects that already have it (another annotator
+            confirms it: agreement between annotators counts it).
 
         Returns
         -------
@@ -867,7 +1000,7 @@ class VettingSession:
         indices = np.unique(np.atleast_1d(np.asarray(indices, np.intp)))
         scored = np.isfinite(data.scores[indices])
         skipped = int(np.count_nonzero(~scored))
-        changing = indices[scored & (data.labels[indices] != label)]
+        changing = indices[scored & ((data.labels[indices] != label) | bool(confirm))]
         if not len(changing):
             if skipped:
                 self.message.emit(f"{skipped} unscored objects cannot be labeled")
@@ -891,7 +1024,8 @@ class VettingSession:
                 self.object_ids[changing],
                 label,
                 source=source,
-                origin="key" if len(indices) == 1 else "bulk",
+                origin=origin or ("key" if len(indices) == 1 else "bulk"),
+                annotator=annotator,
                 model=data.model_name or None,
                 scores=data.scores[changing],
             )
@@ -899,6 +1033,7 @@ class VettingSession:
             self._fail(error)
             return False
         self.store_error = ""
+        self._refresh_agreement_if_shared()  # before the order follows the new labels
         self.set_labels(changing, label)
         text = f"Labeled {len(changing)} {label_name(label)}" if label != UNLABELED else ""
         text = text or f"Cleared {count_text(len(changing), 'label')}"
@@ -980,6 +1115,7 @@ class VettingSession:
         except RbvetError as error:
             self._fail(error)
             return nothing
+        self._refresh_agreement_if_shared()
         if len(rows):
             self.update_labels(rows, labels)
         text = f"{done} the labels of {len(ids)} objects"

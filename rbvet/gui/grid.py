@@ -983,9 +983,17 @@ class GridPanel(QWidget):
         self.filter_combo.setToolTip(
             "real / bogus: score at or above / below the threshold\n"
             "disagree: label contradicts the score\n"
-            "unscored: objects the CNN could not score"
+            "unscored: objects the CNN could not score\n"
+            "annotators disagree: two annotators gave the object different labels"
         )
-        self.filter_combo.addItems(FILTERS)
+        # As wide as the short names (the toolbar fits a narrow window); the list shows
+        # "annotators disagree" in full.
+        self.filter_combo.addItems(FILTERS[:-1])
+        self.filter_combo.setMinimumWidth(self.filter_combo.sizeHint().width())
+        self.filter_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
+        self.filter_combo.addItems(FILTERS[-1:])
         self.size_slider = QSlider(Qt.Orientation.Horizontal)
         self.size_slider.setToolTip("Tile size")
         self.size_slider.setMaximumWidth(160)

@@ -37,6 +37,7 @@ from rbvet.gui.detail import DetailPanel
 from rbvet.gui.frame_view import DEFER_DRAW_MS, DEFER_DRAW_OBJECTS, FrameView
 from rbvet.gui.grid import GridPanel
 from rbvet.gui.jobs import classify_frame
+from rbvet.gui.label_quality import LabelReviewer
 from rbvet.gui.labeling import LabelController
 from rbvet.gui.retrain_dialog import RetrainDialog
 from rbvet.gui.state import BOGUS, REAL, UNLABELED, VettingState
@@ -183,6 +184,10 @@ class MainWindow(QMainWindow):
         )
         self._layout_pending = True
 
+        self.reviewer = LabelReviewer(
+            self.state, lambda: self.model_path, self.grid.sort_combo, parent=self
+        )
+        self.reviewer.message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         self._build_status_bar()
         self._build_menus()
         self.state.dataChanged.connect(self._update_title)
@@ -306,6 +311,7 @@ class MainWindow(QMainWindow):
             "Label all unlabeled &below the threshold bogus…",
             self.label_below_threshold,
         )
+        self._action(label_menu, "Re&view labels (find likely errors)", self.reviewer.start)
         label_menu.aboutToShow.connect(self._update_undo_actions)
         # Disabled actions ignore their shortcuts: enable them again once the menu closes.
         label_menu.aboutToHide.connect(lambda: self.undo_action.setEnabled(True))
@@ -800,6 +806,7 @@ class MainWindow(QMainWindow):
             dialog.close()
         if self.job is not None:
             self.job.stop()
+        self.reviewer.stop()
         super().closeEvent(event)
 
 

@@ -27,6 +27,7 @@ from PyQt6.QtWidgets import (
 
 from rbvet.core.learn.metrics import error_rates, roc_auc, roc_curve
 from rbvet.core.session import BOGUS, REAL
+from rbvet.gui.label_quality import LabelQualityLabel
 from rbvet.gui.stretch import BOGUS_COLOR, REAL_COLOR, THRESHOLD_COLOR, hex_color
 
 HISTOGRAM_BINS = 50
@@ -138,6 +139,7 @@ class ThresholdPanel(QWidget):
             self._hints.append(hint)
         self.rates_label = QLabel()
         self.rates_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.quality_label = LabelQualityLabel(state)  # calibration (ECE) and agreement
 
         header = QHBoxLayout()
         threshold_label = QLabel("Threshold")
@@ -158,6 +160,7 @@ class ThresholdPanel(QWidget):
         layout.addWidget(self.histogram_plot, 3)
         layout.addLayout(rates, 2)
         layout.addWidget(self.rates_label)
+        layout.addWidget(self.quality_label)
 
         self.spin.valueChanged.connect(self._on_spin_changed)
         self.line.sigPositionChanged.connect(self._on_line_moved)

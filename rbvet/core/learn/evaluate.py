@@ -68,6 +68,8 @@ class Evaluation:
     metrics : dict
         `rbvet.core.learn.metrics.summarize` output plus ``evaluated_on`` (and ``unlabeled``
         for catalogs).
+    catalog_scores, catalog_reasons : ndarray (M,) or None
+        For a catalog: the scores and reasons of all its rows, labeled or not.
     """
 
     scores: np.ndarray
@@ -75,6 +77,8 @@ class Evaluation:
     kinds: np.ndarray | None
     fwhm: np.ndarray | None
     metrics: dict
+    catalog_scores: np.ndarray | None = None
+    catalog_reasons: np.ndarray | None = None
 
     @property
     def threshold(self):
@@ -331,9 +335,10 @@ def evaluate_on_catalog(
     if kind_column is not None:
         kinds = np.asarray(_catalog_column(table, kind_column, "kind", source)).astype(str)
     labeled = labels >= 0
-    x = np.asarray(table["x"], np.float64)[labeled]
-    y = np.asarray(table["y"], np.float64)[labeled]
-    scores, _ = yield from score_objects(frame, x, y, model, fwhm)
+    x = np.asarray(table["x"], np.float64)
+    y = np.asarray(table["y"], np.float64)
+    all_scores, reasons = yield from score_objects(frame, x, y, model, fwhm)
+    scores = all_scores[labeled]
     threshold = model.threshold if threshold is None else float(threshold)
     evaluation = evaluate_scores(
         scores,
@@ -345,6 +350,7 @@ def evaluate_on_catalog(
         description=description,
     )
     evaluation.metrics["unlabeled"] = int(np.sum(~labeled))
+    evaluation.catalog_scores, evaluation.catalog_reasons = all_scores, reasons
     return evaluation
 
 

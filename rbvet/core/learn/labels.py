@@ -1123,6 +1123,61 @@ class LabelStore:
             "events": int(events),
         }
 
+    def annotator_labels(self, frame_id=None):
+        """Each annotator's label in force on each object (for agreement between them).
+
+        An annotator's label of an object is the label of their latest 'set' or 'redo'
+        event on it whose action is not undone now; undo events (which restore someone
+        else's label) count for no one. Labels without an annotator (stores made before
+        schema 2) are left out.
+
+        Parameters
+        ----------
+        frame_id : int, optional
+            Only this frame's objects; all when None.
+
+        Returns
+        -------
+        object_ids : ndarray (K,) int64
+        annotators : ndarray (K,) str
+        labels : ndarray (K,) int8
+            -1 where the annotator's latest label cleared the object's label.
+        x, y : ndarray (K,) float64
+            The objects' stored positions.
+        """
+        query = (
+            "SELECT e.id, e.object_id, a.annotator, e.label,"
+            " CASE a.kind WHEN 'set' THEN a.id ELSE a.target END, o.x, o.y"
+            " FROM events AS e JOIN actions AS a ON a.id = e.action_id"
+            " JOIN objects AS o ON o.id = e.object_id"
+            " WHERE a.kind IN ('set', 'redo') AND a.annotator IS NOT NULL"
+        )
+        arguments = ()
+        if frame_id is not None:
+            query += " AND o.frame_id = ?"
+            arguments = (int(frame_id),)
+        with self._reading() as connection:
+            rows = connection.execute(query + " ORDER BY e.id", arguments).fetchall()
+            undone = connection.execute(
+                "SELECT target FROM actions AS u WHERE kind = 'undo' AND id = (SELECT max(id)"
+                " FROM actions WHERE target = u.target AND kind IN ('undo', 'redo'))"
+            ).fetchall()
+        if not rows:
+            nothing = np.zeros(0, np.float64)
+            return np.zeros(0, np.int64), np.zeros(0, str), np.zeros(0, np.int8), nothing, nothing
+        columns = list(zip(*rows, strict=True))
+        in_force = ~np.isin(np.array(columns[4], np.int64), [row[0] for row in undone])
+        object_ids = np.array(columns[1], np.int64)[in_force]
+        annotators = np.array(columns[2], dtype=str)[in_force]
+        labels = np.array(columns[3], np.int8)[in_force]
+        x = np.array(columns[5], np.float64)[in_force]
+        y = np.array(columns[6], np.float64)[in_force]
+        # Rows are in event order: keep each (object, annotator)'s last one.
+        names, codes = np.unique(annotators, return_inverse=True)
+        keys = object_ids * len(names) + codes
+        last = len(keys) - 1 - np.unique(keys[::-1], return_index=True)[1]
+        return object_ids[last], annotators[last], labels[last], x[last], y[last]
+
     # --------------------------------------------------------------------- training set
 
     def training_data(self, params=None, frame_ids=None, with_stamps=True):
