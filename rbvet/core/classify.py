@@ -9,7 +9,7 @@ of `rbvet.core.jobs`: generators that yield `Progress` and return their result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -137,6 +137,13 @@ class FrameOptions:
     fwhm: float | None = None
     saturation: float | bool | None = None
     use_datasec: bool = True
+
+    def for_another_frame(self):
+        """These options without what belongs to one file (its HDU and maps, its FWHM and
+        saturation level): what carries over to the next frame opened."""
+        return replace(
+            self, hdu=None, mask=None, error=None, weight=None, fwhm=None, saturation=None
+        )
 
     def read_options(self):
         """Keyword arguments of `rbvet.core.io.frame.read_frame`."""

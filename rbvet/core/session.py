@@ -130,6 +130,8 @@ class VettingData:
         All objects by descending score (`display_order`'s default), when made ahead of
         time (`with_score_order`, in the worker that classified the frame): sorting a
         million scores would otherwise stall the window that shows them.
+    reading : rbvet.core.classify.FrameReading or None
+        How the frame was read (options, facts, FWHM estimate, image HDUs), when known.
     """
 
     frame: object
@@ -147,6 +149,7 @@ class VettingData:
     catalog_path: str | None = None
     labels: np.ndarray = field(default=None)
     score_order: np.ndarray = field(default=None, repr=False)
+    reading: object = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.labels is None:
