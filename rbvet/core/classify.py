@@ -172,8 +172,9 @@ class FrameReading:
         The options it was read with.
     facts : dict
         The frame's facts (`Frame.facts`), the FWHM's (`FwhmEstimate.facts`, or
-        ``fwhm_source="given"``), ``objects`` and ``objects_source``: what the catalog's
-        ``rbvet_*`` metadata holds.
+        ``fwhm_source="given"``), ``objects``, ``objects_source`` and, when detected,
+        ``detect_threshold`` and ``min_area``: what the catalog's ``rbvet_*`` metadata
+        holds.
     estimate : rbvet.core.detect.psf.FwhmEstimate or None
         The measured FWHM with its stars and size histogram; None when the FWHM was
         given and not measured.
@@ -296,6 +297,8 @@ def read_frame_and_objects(
     else:
         facts.update(fwhm=float(fwhm), fwhm_source="given")
     facts.update(objects=len(table), objects_source="catalog" if catalog_path else "detected")
+    if not catalog_path:
+        facts.update(detect_threshold=options.detect_threshold, min_area=options.min_area)
     table.meta.update(catalog_meta(facts))
     return FrameReading(frame, table, float(fwhm), options, facts, estimate)
 

@@ -270,7 +270,7 @@ class FrameSettingsPanel(QWidget):
             self.redetect_button.setText("Re-detect and re-score")
         self.catalog_note.setVisible(bool(data.catalog_path))
         self.fwhm_label.setText(_fwhm_text(reading))
-        notes = facts.get("notes") or []
+        notes = fallbacks(reading)
         self.notes_label.setText("\n".join(f"⚠ {note}" for note in notes))
         self.notes_label.setVisible(bool(notes))
 
@@ -408,6 +408,37 @@ class FrameSettingsPanel(QWidget):
             self.progress_bar.setRange(0, 0)
         else:
             self.job = None
+
+
+def fallbacks(reading):
+    """The fallbacks taken while reading a frame, one line each (none for None).
+
+    The frame's notes (a data section ignored, overscan rows masked, a header level
+    ignored) and a FWHM that could not be measured.
+
+    Parameters
+    ----------
+    reading : rbvet.core.classify.FrameReading or None
+
+    Returns
+    -------
+    list of str
+    """
+    if reading is None:
+        return []
+    found = list(reading.facts.get("notes") or [])
+    estimate = reading.estimate
+    if estimate is not None and estimate.source == "default" and reading.options.fwhm is None:
+        found.append(f"too few stars to measure the FWHM: {estimate.fwhm:g} px used")
+    return found
+
+
+def fallback_summary(reading):
+    """`` · ⚠ N fallbacks (see Frame settings)`` for a status line, or ``""`` if none."""
+    count = len(fallbacks(reading))
+    if not count:
+        return ""
+    return f" · ⚠ {count} fallback{'' if count == 1 else 's'} (see Frame settings)"
 
 
 def _fwhm_text(reading):

@@ -35,7 +35,7 @@ from rbvet.core.classify import FrameOptions
 from rbvet.core.errors import RbvetError
 from rbvet.core.session import count_text
 from rbvet.gui.detail import DetailPanel
-from rbvet.gui.frame_settings import FrameSettingsPanel
+from rbvet.gui.frame_settings import FrameSettingsPanel, fallback_summary, fallbacks
 from rbvet.gui.frame_view import DEFER_DRAW_MS, DEFER_DRAW_OBJECTS, FrameView
 from rbvet.gui.grid import GridPanel
 from rbvet.gui.jobs import classify_frame
@@ -786,7 +786,9 @@ class MainWindow(QMainWindow):
             f"{count_text(len(data), 'object')} · FWHM {data.fwhm:.2f} px · "
             f"{real} real, {bogus} bogus at {self.state.threshold:.3f}"
             + (f" · {unscored} unscored" if unscored else "")
+            + fallback_summary(data.reading)
         )
+        self.summary_label.setToolTip("\n".join(fallbacks(data.reading)))
 
     def _update_store_status(self):
         """Status bar: the store and this frame's label counts (store-wide in the tip)."""
