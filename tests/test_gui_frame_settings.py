@@ -187,3 +187,24 @@ def test_another_frame_starts_from_its_own_hdu_and_fwhm(
     assert data.reading.options.fwhm is None  # measured for this frame
     assert data.reading.options.detect_threshold == 4.0  # a habit of the user: kept
     assert not panel.fwhm_override.isChecked()
+
+
+def test_dragging_the_fwhm_line_sets_the_override(qtbot, window, frame_path):
+    data = open_frame(qtbot, window, frame_path)
+    panel = window.frame_settings
+    assert panel.chosen_line.value() == pytest.approx(np.log10(data.fwhm), abs=1e-3)
+    panel.chosen_line.setValue(np.log10(5.0))
+    panel.chosen_line.sigPositionChangeFinished.emit(panel.chosen_line)
+    assert panel.fwhm_override.isChecked() and panel.fwhm_spin.value() == pytest.approx(5.0)
+    assert panel.options().fwhm == pytest.approx(5.0)
+
+
+def test_picking_a_saturation_level_starts_from_the_highest_pixel(qtbot, window, frame_path):
+    data = open_frame(qtbot, window, frame_path)
+    panel = window.frame_settings
+    assert data.reading.facts["saturation"] is None
+    panel.saturation_combo.textActivated.emit(SATURATION_LEVEL)
+    panel.saturation_combo.setCurrentText(SATURATION_LEVEL)
+    assert panel.saturation_spin.isEnabled()
+    assert panel.saturation_spin.value() == pytest.approx(float(data.frame.image.max()), abs=0.1)
+    assert panel.options().saturation == pytest.approx(float(data.frame.image.max()), abs=0.1)

@@ -17,6 +17,7 @@ survive the re-detection they asked for; the measured values stand beside them.
 from __future__ import annotations
 
 import dataclasses
+import html
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +146,7 @@ class FrameSettingsPanel(QWidget):
 
         self._lay_out()
         self.saturation_combo.currentTextChanged.connect(self._enable_fields)
+        self.saturation_combo.textActivated.connect(self._suggest_saturation_level)
         self.fwhm_override.toggled.connect(self._enable_fields)
         self.fwhm_spin.valueChanged.connect(self._move_chosen_line)
         self.fwhm_override.toggled.connect(self._move_chosen_line)
@@ -232,7 +234,7 @@ class FrameSettingsPanel(QWidget):
         names = {index: name for index, name, _ in reading.image_hdus}
         name = names.get(facts["hdu"]) or ""
         self.used_label.setText(
-            f"<b>{Path(data.frame_path or '').name}</b>: HDU {facts['hdu']}"
+            f"<b>{html.escape(Path(data.frame_path or '').name)}</b>: HDU {facts['hdu']}"
             + (f" ({name})" if name else "")
             + f", {cols} × {rows} px"
         )
@@ -358,6 +360,19 @@ class FrameSettingsPanel(QWidget):
         self.saturation_spin.setEnabled(self.saturation_combo.currentText() == SATURATION_LEVEL)
         self.fwhm_spin.setEnabled(self.fwhm_override.isChecked())
 
+    def _suggest_saturation_level(self, mode):
+        """A level to start from when the user picks one and none was found: the image's
+        highest pixel (computed once, on this click, not for every frame shown)."""
+        reading = self._reading
+        if mode != SATURATION_LEVEL or reading is None or reading.facts["saturation"] is not None:
+            return
+        if reading.options.saturation not in (None, False):
+            return  # the level the user set is shown already
+        frame = reading.frame
+        highest = np.max(frame.image, where=~frame.mask, initial=-np.inf)
+        if np.isfinite(highest):
+            self.saturation_spin.setValue(float(highest))
+
     def _move_chosen_line(self):
         value = self.fwhm_spin.value() if self.fwhm_override.isChecked() else None
         if value is None and self._reading is not None:
@@ -368,8 +383,9 @@ class FrameSettingsPanel(QWidget):
             self.chosen_line.blockSignals(False)
 
     def _on_line_dragged(self):
+        fwhm = round(10 ** self.chosen_line.value(), 2)  # read before the override moves it
+        self.fwhm_spin.setValue(fwhm)
         self.fwhm_override.setChecked(True)
-        self.fwhm_spin.setValue(round(10 ** self.chosen_line.value(), 2))
 
     # -- the job that reads the frame again -----------------------------------------------
 
