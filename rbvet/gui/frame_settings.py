@@ -135,6 +135,13 @@ class FrameSettingsPanel(QWidget):
         self.chosen_line.setToolTip("The FWHM used; drag it to override")
         for item in (self.all_sizes, self.star_sizes, self.measured_line, self.chosen_line):
             self.size_plot.addItem(item)
+        self.plot_caption = QLabel(
+            f"<span style='color:{CHOSEN_COLOUR}'>━</span> FWHM used · "
+            f"<span style='color:{MEASURED_COLOUR}'>┅</span> measured (from the stars' "
+            "half-maximum areas, which the second moments of wide wings overstate)"
+        )
+        self.plot_caption.setWordWrap(True)
+        self.plot_caption.setStyleSheet("font-size: 8pt;")
         self.notes_label = QLabel()
         self.notes_label.setWordWrap(True)
         self.notes_label.setStyleSheet("color: #ffb74d;")
@@ -185,6 +192,7 @@ class FrameSettingsPanel(QWidget):
         override.addWidget(self.fwhm_spin, 1)
         column.addLayout(override)
         column.addWidget(self.size_plot, 1)
+        column.addWidget(self.plot_caption)
 
         inner = QWidget()
         content = QVBoxLayout(inner)
