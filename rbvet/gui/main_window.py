@@ -1,4 +1,5 @@
-"""The vetting window: the cutout grid in the middle, frame, detail and threshold docks.
+"""The vetting window: the cutout grid in the middle, frame, detail, threshold and frame
+settings docks.
 
 Loading and classification run in a `JobThread`; the window keeps what it showed until
 a new frame is ready, so a bad file never costs the user their current frame. Opening
