@@ -48,6 +48,8 @@ SIZE_TICKS_PX = (1, 1.5, 2, 3, 4, 5, 7, 10, 15, 20, 30, 50)
 """Where the size histogram's axis is labelled (pixels; the axis is logarithmic)."""
 SIZE_BIN_DEX = 0.025
 """Width of the size histogram's bins in log10(FWHM): 6 % per bin."""
+ALL_COLOUR = "#9e9e9e"
+STARS_COLOUR = "#4fc3f7"
 CHOSEN_COLOUR = "#ffd54f"
 MEASURED_COLOUR = "#80deea"
 
@@ -110,19 +112,15 @@ class FrameSettingsPanel(QWidget):
         self.size_plot.hideButtons()
         self.size_plot.setLabel("bottom", "moment FWHM of the measured objects (px)")
         self.size_plot.setLabel("left", "objects")
-        self.size_plot.addLegend(offset=(-6, 6), labelTextSize="8pt")
         self.size_plot.getAxis("bottom").setTicks(
             [[(np.log10(px), f"{px:g}") for px in SIZE_TICKS_PX]]
         )
-        self.all_sizes = pg.PlotDataItem(
-            stepMode="center", pen=pg.mkPen("#9e9e9e"), name="all measured"
-        )
+        self.all_sizes = pg.PlotDataItem(stepMode="center", pen=pg.mkPen(ALL_COLOUR))
         self.star_sizes = pg.PlotDataItem(
             stepMode="center",
             fillLevel=0,
             brush=(79, 195, 247, 120),
-            pen=pg.mkPen("#4fc3f7"),
-            name="stars used",
+            pen=pg.mkPen(STARS_COLOUR),
         )
         self.measured_line = pg.InfiniteLine(
             angle=90,
@@ -135,7 +133,11 @@ class FrameSettingsPanel(QWidget):
         self.chosen_line.setToolTip("The FWHM used; drag it to override")
         for item in (self.all_sizes, self.star_sizes, self.measured_line, self.chosen_line):
             self.size_plot.addItem(item)
+        # A caption, not a pyqtgraph legend: the legend's text items are deleted before
+        # their last resize event when a window closes, which crashed the test suite.
         self.plot_caption = QLabel(
+            f"<span style='color:{STARS_COLOUR}'>█</span> stars used · "
+            f"<span style='color:{ALL_COLOUR}'>▭</span> all measured · "
             f"<span style='color:{CHOSEN_COLOUR}'>━</span> FWHM used · "
             f"<span style='color:{MEASURED_COLOUR}'>┅</span> measured (from the stars' "
             "half-maximum areas, which the second moments of wide wings overstate)"
