@@ -10,6 +10,7 @@ import importlib
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from rbvet.core.errors import RbvetError
@@ -80,7 +81,35 @@ def _add_frame_arguments(parser, many=False):
         default=3.0,
         help="detection threshold in sigma when there is no catalog [3]",
     )
+    parser.add_argument(
+        "--min-area",
+        type=int,
+        default=3,
+        help="minimum connected pixels of a detected object [3]",
+    )
     parser.add_argument("--fwhm", type=float, help="frame FWHM in pixels; estimated if absent")
+    parser.add_argument(
+        "--saturation",
+        type=_saturation_spec,
+        help="saturation level in image units, or 'none'; from the header or the histogram "
+        "if absent",
+    )
+    parser.add_argument(
+        "--no-datasec",
+        dest="use_datasec",
+        action="store_false",
+        help="use the whole image, overscan included (TRIMSEC/DATASEC are honoured by default)",
+    )
+
+
+def _saturation_spec(value):
+    """``--saturation``: a level, or ``none`` (False: no saturation level at all)."""
+    if value.strip().lower() in ("none", "off"):
+        return False
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 'none': {value!r}") from None
 
 
 def _add_frame_file_arguments(parser):
@@ -146,6 +175,12 @@ def _frame_options(args):
         weight=_hdu_spec(args.weight),
         detect_threshold=args.detect_threshold,
         fwhm=args.fwhm,
+        # Commands that do not detect (evaluate) leave these to the defaults.
+        **{
+            name: getattr(args, name)
+            for name in ("min_area", "saturation", "use_datasec")
+            if hasattr(args, name)
+        },
     )
 
 
@@ -961,6 +996,20 @@ def cmd_gui(args):
     return run(args)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """rbvet's own warnings as one line (``rbvet: warning: ...``), without the source line."""
+    from rbvet.core.errors import RbvetWarning
+
+    if issubclass(category, RbvetWarning):
+        print(f"rbvet: warning: {message}", file=file or sys.stderr)
+    else:
+        print(
+            warnings.formatwarning(message, category, filename, lineno, line),
+            end="",
+            file=file or sys.stderr,
+        )
+
+
 def main(argv=None):
     """Entry point of the ``rbvet`` console script."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -970,7 +1019,9 @@ def main(argv=None):
         parser.print_help()
         return 0
     try:
-        return args.handler(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.handler(args)
     except RbvetError as error:
         print(f"rbvet: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR

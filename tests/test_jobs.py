@@ -122,11 +122,27 @@ def test_the_command_line_frame_options_are_frame_options():
 
     argv = ["classify", "f.fits", "--hdu", "1", "--mask", "BPM", "--error", "err.fits"]
     argv += ["--weight", "2", "--detect-threshold", "4.5", "--fwhm", "2.5"]
+    argv += ["--min-area", "5", "--saturation", "none", "--no-datasec"]
     options = _frame_options(build_parser().parse_args(argv))
     assert options == FrameOptions(
-        hdu=1, mask="BPM", error="err.fits", weight=2, detect_threshold=4.5, fwhm=2.5
+        hdu=1,
+        mask="BPM",
+        error="err.fits",
+        weight=2,
+        detect_threshold=4.5,
+        min_area=5,
+        fwhm=2.5,
+        saturation=False,
+        use_datasec=False,
     )
-    assert options.read_options() == {"hdu": 1, "mask": "BPM", "error": "err.fits", "weight": 2}
+    assert options.read_options() == {
+        "hdu": 1,
+        "mask": "BPM",
+        "error": "err.fits",
+        "weight": 2,
+        "saturation": False,
+        "use_datasec": False,
+    }
     defaults = _frame_options(build_parser().parse_args(["classify", "f.fits"]))
     assert defaults == FrameOptions()
 

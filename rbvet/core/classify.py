@@ -9,7 +9,7 @@ of `rbvet.core.jobs`: generators that yield `Progress` and return their result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -117,8 +117,15 @@ class FrameOptions:
         the frame's file (index or EXTNAME) or another FITS file.
     detect_threshold : float
         Detection threshold in sigma, when objects are detected (no catalog).
+    min_area : int
+        Minimum number of connected pixels above the threshold of a detected object.
     fwhm : float, optional
         Frame FWHM in pixels; estimated from the objects when None.
+    saturation : float or False, optional
+        Saturation level in image units; from the header or the histogram when None,
+        none at all when False (see `rbvet.core.io.frame.frame_from_array`).
+    use_datasec : bool
+        Leave the pixels outside the header's ``TRIMSEC``/``DATASEC`` (overscan) out.
     """
 
     hdu: int | str | None = None
@@ -126,15 +133,93 @@ class FrameOptions:
     error: int | str | None = None
     weight: int | str | None = None
     detect_threshold: float = 3.0
+    min_area: int = 3
     fwhm: float | None = None
+    saturation: float | bool | None = None
+    use_datasec: bool = True
+
+    def for_another_frame(self):
+        """These options without what belongs to one file (its HDU and maps, its FWHM and
+        saturation level): what carries over to the next frame opened."""
+        return replace(
+            self, hdu=None, mask=None, error=None, weight=None, fwhm=None, saturation=None
+        )
 
     def read_options(self):
         """Keyword arguments of `rbvet.core.io.frame.read_frame`."""
-        return {"hdu": self.hdu, "mask": self.mask, "error": self.error, "weight": self.weight}
+        return {
+            "hdu": self.hdu,
+            "mask": self.mask,
+            "error": self.error,
+            "weight": self.weight,
+            "saturation": self.saturation,
+            "use_datasec": self.use_datasec,
+        }
+
+
+@dataclass
+class FrameReading:
+    """A frame as read for scoring, with what was learnt on the way.
+
+    Attributes
+    ----------
+    frame : rbvet.core.io.frame.Frame
+    table : astropy.table.Table
+        Its objects, with 0-based ``x`` and ``y`` columns.
+    fwhm : float
+        The FWHM used (given, or measured).
+    options : FrameOptions
+        The options it was read with.
+    facts : dict
+        The frame's facts (`Frame.facts`), the FWHM's (`FwhmEstimate.facts`, or
+        ``fwhm_source="given"``), ``objects``, ``objects_source`` and, when detected,
+        ``detect_threshold`` and ``min_area``: what the catalog's ``rbvet_*`` metadata
+        holds.
+    estimate : rbvet.core.detect.psf.FwhmEstimate or None
+        The measured FWHM with its stars and size histogram; None when the FWHM was
+        given and not measured.
+    image_hdus : list of (int, str, tuple)
+        The file's 2-D image HDUs (index, name, shape) when listed (`image_hdus`).
+    """
+
+    frame: object
+    table: object
+    fwhm: float
+    options: FrameOptions
+    facts: dict
+    estimate: object = None
+    image_hdus: list = field(default_factory=list)
 
 
 def open_frame_and_catalog(
     frame_path, catalog_path=None, *, options=None, log=None, interruptible=False
+):
+    """Read a frame (with background and noise maps) and its objects, and find the FWHM.
+
+    A job (see `rbvet.core.jobs`): `read_frame_and_objects` returning its three main
+    results only.
+
+    Returns
+    -------
+    frame : Frame
+    table : astropy.table.Table
+        With 0-based ``x`` and ``y`` columns.
+    fwhm : float
+    """
+    reading = yield from read_frame_and_objects(
+        frame_path, catalog_path, options=options, log=log, interruptible=interruptible
+    )
+    return reading.frame, reading.table, reading.fwhm
+
+
+def read_frame_and_objects(
+    frame_path,
+    catalog_path=None,
+    *,
+    options=None,
+    log=None,
+    interruptible=False,
+    measure_given_fwhm=False,
 ):
     """Read a frame (with background and noise maps) and its objects, and find the FWHM.
 
@@ -146,9 +231,9 @@ def open_frame_and_catalog(
     frame_path : str or Path
     catalog_path : str or Path, optional
         Catalog to read; without one, objects are detected with sep at
-        ``options.detect_threshold`` sigma.
+        ``options.detect_threshold`` sigma and ``options.min_area`` pixels.
     options : FrameOptions, optional
-        HDUs and maps, detection threshold, FWHM; the defaults when None.
+        HDUs and maps, saturation, data section, detection, FWHM; the defaults when None.
     log : callable, optional
         Called with one-line messages on what was found.
     interruptible : bool
@@ -156,13 +241,13 @@ def open_frame_and_catalog(
         `rbvet.core.detect.detection.CHILD_PROCESS_MIN_PIXELS` in a child process, which
         yields while it waits, so closing the job stops detection at once and other
         threads keep running (a GUI wants this; starting the child costs 1-2 s).
+    measure_given_fwhm : bool
+        Measure the FWHM even when ``options.fwhm`` gives it, so the measurement can be
+        shown beside the value used (a window's override).
 
     Returns
     -------
-    frame : Frame
-    table : astropy.table.Table
-        With 0-based ``x`` and ``y`` columns.
-    fwhm : float
+    FrameReading
     """
     from rbvet.core.detect.detection import (
         CHILD_PROCESS_MIN_PIXELS,
@@ -189,27 +274,43 @@ def open_frame_and_catalog(
         table = read_catalog(catalog_path, frame=frame)
         log(f"Catalog {catalog_path}: {len(table)} objects")
     else:
-        threshold = options.detect_threshold
+        threshold, min_area = options.detect_threshold, options.min_area
         yield Progress(message="Detecting objects")
         if interruptible and frame.image.size > CHILD_PROCESS_MIN_PIXELS:
-            table = yield from detect_objects_in_child_process(frame, thresh=threshold)
+            table = yield from detect_objects_in_child_process(
+                frame, thresh=threshold, minarea=min_area
+            )
         else:
-            table = detect_objects(frame, thresh=threshold)
+            table = detect_objects(frame, thresh=threshold, minarea=min_area)
         log(f"Detected {len(table)} objects at {threshold:g} sigma")
         if len(table) == 0:
-            raise RbvetError("no objects detected (try a lower detection threshold)", frame_path)
+            raise RbvetError(f"no objects detected: {_why_nothing_detected(frame)}", frame_path)
     fwhm = options.fwhm
-    if fwhm is None:
+    estimate = None
+    if fwhm is None or measure_given_fwhm:
         yield Progress(message="Estimating the FWHM")
         estimate = measure_fwhm(frame, table["x"], table["y"], table=table)
-        fwhm = estimate.fwhm
         log(estimate.describe())
+    if fwhm is None:
+        fwhm = estimate.fwhm
         facts.update(estimate.facts())
     else:
         facts.update(fwhm=float(fwhm), fwhm_source="given")
     facts.update(objects=len(table), objects_source="catalog" if catalog_path else "detected")
+    if not catalog_path:
+        facts.update(detect_threshold=options.detect_threshold, min_area=options.min_area)
     table.meta.update(catalog_meta(facts))
-    return frame, table, float(fwhm)
+    return FrameReading(frame, table, float(fwhm), options, facts, estimate)
+
+
+def _why_nothing_detected(frame):
+    """What to tell a user whose frame gave no objects: a flat frame, or the threshold."""
+    usable = ~frame.mask
+    low = float(np.min(frame.image, where=usable, initial=np.inf))
+    high = float(np.max(frame.image, where=usable, initial=-np.inf))
+    if low == high:
+        return f"every usable pixel is {low:g} (a blank or saturated frame holds no objects)"
+    return "try a lower detection threshold or minimum area"
 
 
 def catalog_meta(facts):

@@ -137,6 +137,8 @@ class VettingData:
         The review's confident-learning thresholds (bogus, real).
     annotators_disagree : ndarray (N,) bool or None
         Two annotators gave the object different labels (`VettingSession.agreement`).
+    reading : rbvet.core.classify.FrameReading or None
+        How the frame was read (options, facts, FWHM estimate, image HDUs), when known.
     """
 
     frame: object
@@ -157,6 +159,7 @@ class VettingData:
     review_probability: np.ndarray = field(default=None, repr=False)
     review_thresholds: tuple = None
     annotators_disagree: np.ndarray = field(default=None, repr=False)
+    reading: object = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.labels is None:

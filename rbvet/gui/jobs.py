@@ -31,14 +31,18 @@ def classify_frame(frame_path, catalog_path=None, model_path=None, options=None)
     -------
     tuple of (VettingData, threshold)
     """
-    from rbvet.core.classify import iter_scores, open_frame_and_catalog
+    from rbvet.core.classify import iter_scores, read_frame_and_objects
     from rbvet.core.cutouts.atlas import empty_atlas, render_tiles
+    from rbvet.core.io.frame import image_hdus
     from rbvet.core.model.cache import cached_model
     from rbvet.gui.frame_view import prepare_display
 
-    frame, table, fwhm = yield from open_frame_and_catalog(
-        frame_path, catalog_path, options=options, interruptible=True
+    # The FWHM is measured even when the user gave it: the frame settings show both.
+    reading = yield from read_frame_and_objects(
+        frame_path, catalog_path, options=options, interruptible=True, measure_given_fwhm=True
     )
+    reading.image_hdus = image_hdus(frame_path)
+    frame, table, fwhm = reading.frame, reading.table, reading.fwhm
     yield Progress(message="Loading the model")
     model = cached_model(model_path)
     n_objects = len(table)
@@ -68,6 +72,7 @@ def classify_frame(frame_path, catalog_path=None, model_path=None, options=None)
         model_name=model.name,
         frame_path=str(frame_path),
         catalog_path=str(catalog_path) if catalog_path else None,
+        reading=reading,
     )
     yield Progress(message="Sorting")
     return with_score_order(data), model.threshold

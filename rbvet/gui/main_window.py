@@ -1,4 +1,5 @@
-"""The vetting window: the cutout grid in the middle, frame, detail and threshold docks.
+"""The vetting window: the cutout grid in the middle, frame, detail, threshold and frame
+settings docks.
 
 Loading and classification run in a `JobThread`; the window keeps what it showed until
 a new frame is ready, so a bad file never costs the user their current frame. Opening
@@ -31,9 +32,11 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
+from rbvet.core.classify import FrameOptions
 from rbvet.core.errors import RbvetError
 from rbvet.core.session import count_text
 from rbvet.gui.detail import DetailPanel
+from rbvet.gui.frame_settings import FrameSettingsPanel, fallback_summary, fallbacks
 from rbvet.gui.frame_view import DEFER_DRAW_MS, DEFER_DRAW_OBJECTS, FrameView
 from rbvet.gui.grid import GridPanel
 from rbvet.gui.jobs import classify_frame
@@ -154,6 +157,7 @@ class MainWindow(QMainWindow):
         self.model_path = None
         self.models_dir = None if models_dir is None else Path(models_dir)
         self.retrain_dialog = None
+        self.frame_options = FrameOptions()  # those the frame shown was read with
         self._pending = None
         self.labels = LabelController(self.state, label_store_path, parent=self)
         self.setWindowTitle("rbvet")
@@ -177,11 +181,18 @@ class MainWindow(QMainWindow):
         self._add_dock("Frame", self.frame_view, Qt.DockWidgetArea.RightDockWidgetArea)
         self._add_dock("Object", self.detail, Qt.DockWidgetArea.RightDockWidgetArea)
         self._add_dock("Threshold", self.threshold_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.frame_settings = FrameSettingsPanel(self.state)
+        self.frame_settings.redetectRequested.connect(self.redetect)
+        self._add_dock(
+            "Frame settings", self.frame_settings, Qt.DockWidgetArea.RightDockWidgetArea
+        )
         # Frame view large on the right; object details and threshold side by side below.
         self.splitDockWidget(self.docks["Frame"], self.docks["Object"], Qt.Orientation.Vertical)
         self.splitDockWidget(
             self.docks["Object"], self.docks["Threshold"], Qt.Orientation.Horizontal
         )
+        self.tabifyDockWidget(self.docks["Threshold"], self.docks["Frame settings"])
+        self.docks["Threshold"].raise_()
         self._layout_pending = True
 
         self.reviewer = LabelReviewer(
@@ -279,6 +290,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "&Open frame…", self.choose_frame, QKeySequence.StandardKey.Open)
         self._action(file_menu, "Open &catalog…", self.choose_catalog, "Ctrl+Shift+O")
         self._action(file_menu, "&Detect objects (no catalog)", self.detect_objects, "Ctrl+D")
+        self._action(file_menu, "&Frame settings…", self.show_frame_settings, "Ctrl+Shift+F")
         self.recent_menu = file_menu.addMenu("&Recent frames")
         self._refresh_recent_menu()
         file_menu.addSeparator()
@@ -333,8 +345,11 @@ class MainWindow(QMainWindow):
         fails leaves the current frame, its catalog and model in place.
         """
         model_path = self.model_path if model_path is None else str(model_path)
+        options = self.frame_options
+        if str(frame_path) != self.frame_path:  # the HDU, FWHM, saturation were this frame's
+            options = options.for_another_frame()
         self._start_classification(
-            str(frame_path), str(catalog_path) if catalog_path else None, model_path
+            str(frame_path), str(catalog_path) if catalog_path else None, model_path, options
         )
 
     def open_catalog(self, catalog_path):
@@ -356,10 +371,25 @@ class MainWindow(QMainWindow):
         if self.frame_path is not None:
             self._start_classification(self.frame_path, None, self.model_path)
 
-    def _start_classification(self, frame_path, catalog_path, model_path):
+    def redetect(self, options):
+        """Read, detect (without a catalog) and score the open frame again with ``options``
+        (`FrameOptions`), in the background; labels follow the objects by position."""
+        if self.frame_path is not None:
+            self._start_classification(
+                self.frame_path, self.catalog_path, self.model_path, options
+            )
+
+    def show_frame_settings(self):
+        """Show the frame settings dock in front."""
+        dock = self.docks["Frame settings"]
+        dock.show()
+        dock.raise_()
+
+    def _start_classification(self, frame_path, catalog_path, model_path, options=None):
         if self.job is not None:  # cancelled and, if still running, detached: not waited for
             self.job.stop(timeout_ms=0)
-        job = classify_frame(frame_path, catalog_path, model_path)
+        options = self.frame_options if options is None else options
+        job = classify_frame(frame_path, catalog_path, model_path, options)
 
         def succeeded(result):
             self.frame_path, self.catalog_path, self.model_path = (
@@ -367,6 +397,7 @@ class MainWindow(QMainWindow):
                 catalog_path,
                 model_path,
             )
+            self.frame_options = options
             self._remember_recent(frame_path)
             self._on_classified(result)
 
@@ -383,6 +414,7 @@ class MainWindow(QMainWindow):
         thread.cancelled.connect(while_current(self._on_cancelled))
         thread.finished.connect(while_current(lambda: self._set_busy(False)))
         self.job = thread
+        self.frame_settings.track(thread)
         self.error_banner.hide()
         self._set_busy(True, f"Opening {Path(frame_path).name}")
         self.job.start()
@@ -761,7 +793,9 @@ class MainWindow(QMainWindow):
             f"{count_text(len(data), 'object')} · FWHM {data.fwhm:.2f} px · "
             f"{real} real, {bogus} bogus at {self.state.threshold:.3f}"
             + (f" · {unscored} unscored" if unscored else "")
+            + fallback_summary(data.reading)
         )
+        self.summary_label.setToolTip("\n".join(fallbacks(data.reading)))
 
     def _update_store_status(self):
         """Status bar: the store and this frame's label counts (store-wide in the tip)."""

@@ -33,6 +33,7 @@ __all__ = [
     "Frame",
     "read_frame",
     "frame_from_array",
+    "image_hdus",
     "check_fits_headers",
     "SATURATION_KEYWORDS",
     "parse_section",
@@ -364,6 +365,37 @@ def read_frame(
     return frame
 
 
+def image_hdus(path) -> list[tuple[int, str, tuple[int, int]]]:
+    """The 2-D image HDUs of a FITS file, from their headers (no pixel is read).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    list of (int, str, (int, int))
+        Index, EXTNAME (or ``""``) and ``(rows, columns)`` of each HDU `read_frame` could
+        read as the image (leading axes of length 1 dropped).
+
+    Raises
+    ------
+    RbvetError
+        The file is missing or not a readable FITS file.
+    """
+    path = os.fspath(path)
+    check_input_file(path, "FITS file")
+    with _open_fits(path) as hdul:
+        found = []
+        for index, hdu in enumerate(hdul):
+            if not isinstance(hdu, _IMAGE_HDUS):
+                continue
+            shape = _squeeze_shape(_hdu_shape(hdu))
+            if len(shape) == 2 and min(shape) > 0:
+                found.append((index, hdu.name or "", (int(shape[0]), int(shape[1]))))
+    return found
+
+
 def frame_from_array(
     image,
     mask=None,
@@ -665,11 +697,21 @@ def _saturation_level(image, valid, header, given, path, notes):
             _note(notes, f"{keyword} = {value!r} is not a number; ignored", path)
             continue
         if not np.isfinite(value) or (np.isfinite(median) and value <= median):
+            if np.isfinite(value) and _saturated_everywhere(image, valid, value, median):
+                return float(value), f"header {keyword}"  # saturated everywhere: refused
             _note(notes, f"{keyword} = {value!r} is not above the sky level; ignored", path)
             continue
         return float(value), f"header {keyword}"
     level = _plateau_level(image, valid, median)
     return (None, "none") if level is None else (level, "histogram plateau")
+
+
+def _saturated_everywhere(image, valid, level, median):
+    """True for a frame clipped at or above ``level`` nearly everywhere: every usable pixel
+    at or above it, and at least half of them at the lowest value (a saturated plateau,
+    not the sky of a frame whose header level is simply wrong)."""
+    lowest = float(np.min(image, where=valid, initial=np.inf))
+    return lowest >= level and median <= lowest
 
 
 def _sample_median(image, valid, max_samples=1_000_000):
