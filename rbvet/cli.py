@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from rbvet.commands import assess
 from rbvet.core.errors import RbvetError
 
 EXIT_USER_ERROR = 2
@@ -836,6 +837,7 @@ def build_parser():
     _add_label_training_arguments(train)
     _add_evaluate_parser(commands)
     _add_export_parser(commands)
+    assess.add_parser(commands)
 
     gui = commands.add_parser(
         "gui",
