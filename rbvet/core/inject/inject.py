@@ -147,9 +147,14 @@ def place_injections(distance, n, step, clearance, rng):
 
 
 def star_snr_ratio(psf):
-    """Matched-filter S/N over peak S/N of a star: ``sqrt(sum P**2) / max P``."""
-    stamp = _render_psf_stamps(psf, np.zeros(1), np.zeros(1), 15, psf.oversample)[0]
-    return float(np.sqrt((stamp**2).sum()) / stamp.max()), float((stamp**2).sum())
+    """Matched-filter S/N over peak S/N of a star, ``sqrt(sum P**2) / max P``, and
+    ``sum P**2`` (P the unit-flux PSF: a star's noise area is its inverse)."""
+    zero = np.zeros(1)
+    stamp = _render_psf_stamps(psf, zero, zero, 15, psf.oversample)[0]
+    # The peak as `_make_stars` finds it (on a 7x7 stamp) turns peak S/N into flux.
+    unit_peak = _render_psf_stamps(psf, zero, zero, 3, psf.oversample)[0].max()
+    power = float((stamp**2).sum())
+    return float(np.sqrt(power) / unit_peak), power
 
 
 def _painter_params(frame, fwhm, settings, step):
