@@ -276,6 +276,7 @@ def assess_loaded(
         frame=frame.path or "(array)",
         frame_hash=frame.content_hash,
         model=model.name,
+        model_version=model_version(model),
         threshold=threshold,
         fwhm=float(fwhm),
         psf=frame_psf.facts(),
@@ -293,6 +294,16 @@ def assess_loaded(
     )
     yield Progress(total, total, f"{ASSESSING}: done")
     return Assessment(truth, summary)
+
+
+def model_version(model):
+    """What tells one model file from another: its card's date and its file's digest."""
+    from rbvet.core.model.card import file_digest
+
+    digest = None
+    if model.path is not None and model.path.exists():
+        digest = file_digest(model.path)
+    return {"created": model.card.get("created"), "digest": digest}
 
 
 def _saturation_of(frame):
@@ -548,3 +559,35 @@ def save_assessment_plots(assessment, prefix):
     axes.set_title("Error rates of injected objects (95 % bootstrap bands)")
     atomic_write(paths[1], lambda temporary: figure.savefig(temporary, dpi=110))
     return paths
+
+
+SIDECAR_SUFFIX = ".assessments"
+"""Assessments are kept in ``<label store><SIDECAR_SUFFIX>/``, one JSON file each."""
+
+
+def kept_assessment_path(store_path, frame_hash, model_name):
+    """Where the assessment of a frame (by content hash) with a model (by name) is kept:
+    beside the label store, so it travels with the labels of the same frames."""
+    from pathlib import Path
+
+    store = Path(store_path)
+    safe_model = "".join(c if c.isalnum() or c in "._-" else "_" for c in str(model_name))
+    return store.with_name(store.name + SIDECAR_SUFFIX) / f"{frame_hash}-{safe_model}.json"
+
+
+def keep_assessment(assessment, store_path):
+    """Write an assessment's summary beside the label store (atomically); its path."""
+    summary = assessment.summary
+    path = kept_assessment_path(store_path, summary["frame_hash"], summary["model"])
+    write_assessment(assessment, path)
+    return path
+
+
+def load_kept_assessment(store_path, frame_hash, model_name):
+    """The kept `Assessment` (summary only) of a frame and model, or None."""
+    path = kept_assessment_path(store_path, frame_hash, model_name)
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return Assessment(None, summary) if isinstance(summary, dict) else None
