@@ -187,26 +187,141 @@ def assess_loaded(
     -------
     Assessment
     """
-    import dataclasses
-
     from astropy.table import vstack
 
     from rbvet.core.classify import score_objects
+
+    started = time.perf_counter()
+    settings = settings or InjectionSettings()
+    threshold = float(model.threshold if threshold is None else threshold)
+
+    def score_round(injected, total):
+        """Score the round's matched detections; the `Progress` runs over its second half."""
+        if not injected.x.size:
+            return np.zeros(0, np.float32)
+        scoring = score_objects(injected.frame, injected.x, injected.y, model, fwhm)
+        message = f"{ASSESSING}: round {injected.index + 1} of {settings.rounds}: scoring"
+        while True:
+            try:
+                progress = next(scoring)
+            except StopIteration as finished:
+                return finished.value[0]
+            done = ROUND_UNITS * (injected.index + 0.5 + 0.5 * (progress.fraction or 0.0))
+            yield Progress(int(done), total, message)
+
+    rounds = yield from inject_rounds(
+        frame,
+        table,
+        fwhm,
+        settings,
+        use_round=score_round,
+        detect_threshold=detect_threshold,
+        fwhm_given=fwhm_given,
+        log=log,
+    )
+    truths = []
+    for injected, scores in rounds.results:
+        truth = injected.truth
+        _record_detections(truth, injected.owner, scores)
+        truths.append(truth)
+    truth = vstack(truths)
+    summary = summarize_injections(truth, threshold, targets)
+    summary.update(
+        frame=frame.path or "(array)",
+        frame_hash=frame.content_hash,
+        model=model.name,
+        model_version=model_version(model),
+        threshold=threshold,
+        fwhm=float(fwhm),
+        psf=rounds.psf.facts(),
+        photon_noise=rounds.photon_noise,
+        settings=rounds.settings_facts(detect_threshold),
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    summary["counts"].update(
+        requested=int(settings.injections),
+        placed=int(len(truth)),
+        placed_by_round=rounds.placed_by_round,
+    )
+    total = ROUND_UNITS * settings.rounds
+    yield Progress(total, total, f"{ASSESSING}: done")
+    return Assessment(truth, summary)
+
+
+@dataclass
+class InjectedRound:
+    """One round of injections, painted and detected.
+
+    Attributes
+    ----------
+    index : int
+    frame : Frame
+        The frame with this round's injections.
+    truth : astropy.table.Table
+        What was injected (with ``round`` and ``snr``).
+    x, y : ndarray
+        The new detections matched to an injection.
+    owner : ndarray of int
+        The row of ``truth`` each of them belongs to.
+    """
+
+    index: int
+    frame: object
+    truth: object
+    x: np.ndarray
+    y: np.ndarray
+    owner: np.ndarray
+
+
+@dataclass
+class InjectionRounds:
+    """What `inject_rounds` did: the PSF, the room found, and each round's result."""
+
+    psf: object
+    settings: InjectionSettings
+    step: float
+    clearance: float
+    photon_noise: str
+    placed_by_round: list
+    results: list
+
+    def settings_facts(self, detect_threshold):
+        return {
+            **self.settings.facts(),
+            "grid_step": self.step,
+            "clearance": self.clearance,
+            "detect_threshold": float(detect_threshold),
+        }
+
+
+def inject_rounds(
+    frame, table, fwhm, settings, use_round, *, detect_threshold=3.0, fwhm_given=False, log=None
+):
+    """Measure the frame's PSF, find room, and in each round paint, detect and match.
+
+    A job (see `rbvet.core.jobs`): yields `Progress` (`ROUND_UNITS` per round, the first
+    half for painting and detection) and returns `InjectionRounds`. Each round is handed
+    to ``use_round(injected_round, total)``, itself a job (scoring for an assessment,
+    cutting stamps to train on for `rbvet.core.learn.adapt`); its results are kept in
+    ``results`` as ``(round, result)`` pairs.
+
+    Raises
+    ------
+    RbvetError
+        Nothing could be placed: the frame is too crowded or masked.
+    """
+    import dataclasses
+    import warnings
+
     from rbvet.core.detect.detection import detect_objects
     from rbvet.core.detect.psf import measure_fwhm
     from rbvet.core.inject.psf import empirical_psf
 
-    started = time.perf_counter()
     log = log or (lambda message: None)
-    settings = settings or InjectionSettings()
-    threshold = float(model.threshold if threshold is None else threshold)
     frame.ensure_background()
     x, y = np.asarray(table["x"], np.float64), np.asarray(table["y"], np.float64)
-
     total = ROUND_UNITS * settings.rounds
     yield Progress(0, total, "Measuring the PSF")
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a default FWHM is reported as the PSF's fallback
         estimate = measure_fwhm(frame, x, y, table=table)
@@ -217,16 +332,16 @@ def assess_loaded(
 
     yield Progress(0, total, "Finding room for injections")
     baseline = detect_objects(frame, thresh=detect_threshold)
-    distance = free_distance(
-        frame, np.r_[x, np.asarray(baseline["x"])], np.r_[y, np.asarray(baseline["y"])]
-    )
+    bx, by = np.asarray(baseline["x"]), np.asarray(baseline["y"])
+    distance = free_distance(frame, np.r_[x, bx], np.r_[y, by])
     step, clearance = settings.grid_step(fwhm), settings.min_clearance(fwhm)
     variance_per_adu, noise_source = photon_variance_per_adu(frame)
     rng = np.random.default_rng(settings.seed)
     per_round = int(np.ceil(settings.injections / settings.rounds))
-    baseline_tree = _tree(np.asarray(baseline["x"]), np.asarray(baseline["y"]))
+    baseline_tree = _tree(bx, by)
+    saturation = _saturation_of(frame)
 
-    truths, placed_by_round = [], []
+    results, placed_by_round = [], []
     for index in range(settings.rounds):
         message = f"{ASSESSING}: round {index + 1} of {settings.rounds}"
         yield Progress(ROUND_UNITS * index, total, message)
@@ -239,61 +354,33 @@ def assess_loaded(
         image, truth = paint_round(
             frame, frame_psf, px, py, kinds, settings, rng, variance_per_adu
         )
-        fake = injected_frame(frame, image, _saturation_of(frame))
+        truth["round"] = np.full(len(truth), index, np.int16)
+        fake = injected_frame(frame, image, saturation)
         yield Progress(ROUND_UNITS * index + ROUND_UNITS // 10, total, f"{message}: detecting")
         found = detect_objects(fake, thresh=detect_threshold)
         owner = _match(found, truth, baseline_tree, step, fwhm)
         chosen = np.flatnonzero(owner >= 0)
-        scores = np.zeros(0, np.float32)
-        if chosen.size:
-            scoring = score_objects(
-                fake, np.asarray(found["x"])[chosen], np.asarray(found["y"])[chosen], model, fwhm
-            )
-            while True:
-                try:
-                    progress = next(scoring)
-                except StopIteration as finished:
-                    scores = finished.value[0]
-                    break
-                fraction = progress.fraction or 0.0
-                yield Progress(
-                    int(ROUND_UNITS * (index + 0.5 + 0.5 * fraction)), total, f"{message}: scoring"
-                )
-        truth["round"] = np.full(len(truth), index, np.int16)
-        _record_detections(truth, owner[chosen], scores)
-        truths.append(truth)
-
-    requested = settings.injections
-    if not truths:
+        injected = InjectedRound(
+            index,
+            fake,
+            truth,
+            np.asarray(found["x"], np.float64)[chosen],
+            np.asarray(found["y"], np.float64)[chosen],
+            owner[chosen],
+        )
+        outcome = use_round(injected, total)
+        if hasattr(outcome, "send"):  # a job
+            outcome = yield from outcome
+        results.append((injected, outcome))
+    if not results:
         raise RbvetError(
             "no room to inject anything: the frame is too crowded or masked "
             f"(no place {clearance:.0f} px from every object)",
             frame.path,
         )
-    truth = vstack(truths)
-    summary = summarize_injections(truth, threshold, targets)
-    summary.update(
-        frame=frame.path or "(array)",
-        frame_hash=frame.content_hash,
-        model=model.name,
-        model_version=model_version(model),
-        threshold=threshold,
-        fwhm=float(fwhm),
-        psf=frame_psf.facts(),
-        photon_noise=noise_source,
-        settings={
-            **settings.facts(),
-            "grid_step": step,
-            "clearance": clearance,
-            "detect_threshold": float(detect_threshold),
-        },
-        seconds=round(time.perf_counter() - started, 2),
+    return InjectionRounds(
+        frame_psf, settings, step, clearance, noise_source, placed_by_round, results
     )
-    summary["counts"].update(
-        requested=int(requested), placed=int(len(truth)), placed_by_round=placed_by_round
-    )
-    yield Progress(total, total, f"{ASSESSING}: done")
-    return Assessment(truth, summary)
 
 
 def model_version(model):
