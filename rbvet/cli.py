@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from rbvet.commands import assess
+from rbvet.commands import adapt, assess
 from rbvet.core.errors import RbvetError
 
 EXIT_USER_ERROR = 2
@@ -838,6 +838,7 @@ def build_parser():
     _add_evaluate_parser(commands)
     _add_export_parser(commands)
     assess.add_parser(commands)
+    adapt.add_parser(commands)
 
     gui = commands.add_parser(
         "gui",
