@@ -138,11 +138,12 @@ def empirical_psf(frame, x, y, fwhm_estimate, min_stars=MIN_PSF_STARS):
         y = np.asarray(y, np.float64)[stars]
         stamps = _star_stamps(frame, x, y, half, fwhm)
     if len(stamps) < min_stars:
+        usable = len(stamps) if len(stars) >= min_stars else len(stars)
         note = (
-            f"PSF: Moffat (beta {FALLBACK_BETA:g}) of FWHM {fwhm:.2f} px: only {len(stamps)} "
+            f"PSF: Moffat (beta {FALLBACK_BETA:g}) of FWHM {fwhm:.2f} px: only {usable} "
             f"usable stars (need {min_stars})"
         )
-        return FramePsf(moffat_psf(fwhm), "fallback", len(stamps), fwhm, note)
+        return FramePsf(moffat_psf(fwhm), "fallback", usable, fwhm, note)
     stack = np.median(stamps, axis=0)
     stack = _taper(np.clip(stack, 0.0, None), half)
     stack /= stack.sum()
