@@ -25,8 +25,6 @@ from rbvet.core.jobs import Progress
 
 ROUND_GROUP = 1000
 """Injection samples of frame ``i`` (from 1) and round ``r`` are in group ``1000 i + r``."""
-LABEL_GROUP_OFFSET = 10_000_000
-"""Labelled objects' groups are their store frame id plus this (never an injection group)."""
 DEFAULT_EPOCHS = 3
 DEFAULT_SIMULATED_RATIO = 0.5
 
@@ -252,7 +250,6 @@ def adapt(
         split = groups if by_frame else np.arange(len(labeled))
         train_index, held_index = split_by_group(split, (held_out_fraction,), rng)
         labeled_train, labeled_held = labeled.subset(train_index), labeled.subset(held_index)
-        labeled_train.groups = labeled_train.groups.astype(np.int64) + LABEL_GROUP_OFFSET
         other = [name for name in label_models if name != base.name]
         if other:
             say(f"Labels were given with other models' scores shown ({', '.join(other)}): used")
@@ -260,7 +257,9 @@ def adapt(
     train_parts = [injection_train] + ([labeled_train] if labeled_train is not None else [])
     inputs = np.concatenate([np.asarray(p.inputs, np.float32) for p in train_parts])
     labels = np.concatenate([p.labels for p in train_parts]).astype(np.int8)
-    groups = np.concatenate([np.asarray(p.groups, np.int64) for p in train_parts])
+    # Early stopping validates on single objects: a frame's few rounds are too coarse
+    # to split (the held-out rounds and labels, set aside above, judge the model).
+    groups = np.arange(1, len(labels) + 1, dtype=np.int64)
     n_simulated = int(round(simulated_ratio * len(labels)))
     simulated_info = None
     if n_simulated:
