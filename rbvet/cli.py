@@ -16,7 +16,7 @@ from pathlib import Path
 from rbvet.core.errors import RbvetError
 
 EXIT_USER_ERROR = 2
-SUBCOMMAND_MODULES = ("weak_labels", "label", "review")
+SUBCOMMAND_MODULES = ("assess", "adapt", "weak_labels", "label", "review")
 """Modules of `rbvet.commands` that add a subcommand each (``add_parser(commands)``)."""
 
 

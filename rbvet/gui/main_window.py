@@ -35,6 +35,7 @@ from PyQt6.QtWidgets import (
 from rbvet.core.classify import FrameOptions
 from rbvet.core.errors import RbvetError
 from rbvet.core.session import count_text
+from rbvet.gui.assessment import show_kept_assessment, start_assessment
 from rbvet.gui.detail import DetailPanel
 from rbvet.gui.frame_settings import FrameSettingsPanel, fallback_summary, fallbacks
 from rbvet.gui.frame_view import DEFER_DRAW_MS, DEFER_DRAW_OBJECTS, FrameView
@@ -332,6 +333,7 @@ class MainWindow(QMainWindow):
         model_menu = self.menuBar().addMenu("&Model")
         self._action(model_menu, "&Open model…", self.choose_model, "Ctrl+M")
         self._action(model_menu, "&Retrain from labels…", self.retrain_from_labels, "Ctrl+T")
+        self.assess_action = self._action(model_menu, "&Assess this frame", self.assess_frame)
         view_menu = self.menuBar().addMenu("&View")
         for dock in self.docks.values():
             view_menu.addAction(dock.toggleViewAction())
@@ -460,6 +462,7 @@ class MainWindow(QMainWindow):
         else:
             self._select_first(data)
         self._update_store_status()
+        show_kept_assessment(self)
         if self.labels.store_error:
             # Said once at start-up, then hidden by the frame's opening: say it again
             # now, or the user labels away into a store that takes nothing.
@@ -728,6 +731,10 @@ class MainWindow(QMainWindow):
         self.retrain_dialog = dialog
         dialog.show()
         return dialog
+
+    def assess_frame(self):
+        """Model › Assess this frame: injection-recovery as a job (`rbvet.gui.assessment`)."""
+        return start_assessment(self)
 
     def _on_model_accepted(self, path):
         self.statusBar().showMessage(f"New model saved: {path}", 8000)

@@ -7,7 +7,9 @@ the line or the spin box. Both only ever call `VettingState.set_threshold`; the 
 
 Below the histogram sit the FNR/FPR-versus-threshold and ROC plots. They stay empty,
 with a hint, until the user has labeled objects of both classes; then they are drawn
-from `rbvet.core.learn.metrics` and follow the threshold and every new label.
+from `rbvet.core.learn.metrics` and follow the threshold and every new label. An
+injection-recovery assessment of the frame (`rbvet.core.inject.assess`) adds its FNR and
+FPR as dashed curves marked *injected* (`show_injected`), with no label needed.
 """
 
 from __future__ import annotations
@@ -140,6 +142,21 @@ class ThresholdPanel(QWidget):
         self.rates_label = QLabel()
         self.rates_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.quality_label = LabelQualityLabel(state)  # calibration (ECE) and agreement
+        dashed = Qt.PenStyle.DashLine
+        self.injected_fnr_curve = self.rates_plot.plot(
+            pen=pg.mkPen(REAL_COLOR, width=1.5, style=dashed)
+        )
+        self.injected_fpr_curve = self.rates_plot.plot(
+            pen=pg.mkPen(BOGUS_COLOR, width=1.5, style=dashed)
+        )
+        self.injected_text = pg.TextItem("injected", color=(200, 200, 200), anchor=(1, 0))
+        self.injected_text.setPos(1.0, 1.0)
+        self.injected_text.setVisible(False)
+        self.rates_plot.addItem(self.injected_text)
+        self.injected_label = QLabel()
+        self.injected_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.injected_label.setVisible(False)
+        self._injected = None
 
         header = QHBoxLayout()
         threshold_label = QLabel("Threshold")
@@ -161,6 +178,7 @@ class ThresholdPanel(QWidget):
         layout.addLayout(rates, 2)
         layout.addWidget(self.rates_label)
         layout.addWidget(self.quality_label)
+        layout.addWidget(self.injected_label)
 
         self.spin.valueChanged.connect(self._on_spin_changed)
         self.line.sigPositionChanged.connect(self._on_line_moved)
@@ -184,6 +202,55 @@ class ThresholdPanel(QWidget):
             return 0, 0, 0
         return data.counts(self.state.threshold)
 
+    def show_injected(self, summary):
+        """Draw the injected FNR and FPR of an assessment's summary (dashed, *injected*).
+
+        Parameters
+        ----------
+        summary : dict
+            `rbvet.core.inject.assess.Assessment.summary` (its ``curves`` and counts).
+        """
+        curves = summary["curves"]
+        thresholds = np.asarray(curves["threshold"], np.float64)
+        fnr = np.asarray(curves["fnr"], np.float64)
+        fpr = np.asarray(curves["fpr"], np.float64)
+        self._injected = (thresholds, fnr, fpr, summary)
+        self.injected_fnr_curve.setData(thresholds, fnr, connect="finite")
+        self.injected_fpr_curve.setData(thresholds, fpr, connect="finite")
+        self.injected_text.setVisible(True)
+        self._hints[0].setVisible(False)
+        self._update_injected_label()
+
+    def clear_injected(self):
+        """Remove the injected curves (another frame or model is shown)."""
+        self._injected = None
+        self.injected_fnr_curve.setData([], [])
+        self.injected_fpr_curve.setData([], [])
+        self.injected_text.setVisible(False)
+        self.injected_label.setVisible(False)
+        self._hints[0].setVisible(not self._has_rates)
+
+    @property
+    def has_injected(self):
+        """True while injected curves are drawn."""
+        return self._injected is not None
+
+    def _update_injected_label(self):
+        if self._injected is None:
+            return
+        thresholds, fnr, fpr, summary = self._injected
+        t = self.state.threshold
+        at_fnr, at_fpr = np.interp(t, thresholds, fnr), np.interp(t, thresholds, fpr)
+        scored = summary.get("counts", {}).get("scored", 0)
+        self.injected_label.setText(
+            f"injected ({scored} detected fakes): FNR {100 * at_fnr:.1f}% · "
+            f"FPR {100 * at_fpr:.1f}% at t = {t:.3f}"
+        )
+        self.injected_label.setToolTip(
+            "From injection-recovery on this frame (Model › Assess this frame), not labels"
+        )
+        self.injected_label.setVisible(True)
+
     # ------------------------------------------------------------------ user input
 
     def _on_spin_changed(self, value):
@@ -198,6 +265,8 @@ class ThresholdPanel(QWidget):
 
     def _on_data_changed(self):
         data = self.state.data
+        if self._injected is not None and not _same_frame_and_model(data, self._injected[3]):
+            self.clear_injected()
         if data is None:
             self._bin_counts = np.zeros(HISTOGRAM_BINS)
         else:
@@ -218,6 +287,7 @@ class ThresholdPanel(QWidget):
         self._draw_histogram()
         self._update_counts()
         self._update_operating_point()
+        self._update_injected_label()
 
     def _update_counts(self):
         real, bogus, unscored = self.counts()
@@ -262,6 +332,8 @@ class ThresholdPanel(QWidget):
         self._has_rates = n_real > 0 and n_bogus > 0
         for hint in self._hints:
             hint.setVisible(not self._has_rates)
+        if self._injected is not None:
+            self._hints[0].setVisible(False)
         if not self._has_rates:
             for curve in (self.fnr_curve, self.fpr_curve, self.roc_curve_item):
                 curve.setData([], [])
@@ -292,6 +364,15 @@ class ThresholdPanel(QWidget):
             f"at t = {t:.3f}:  FNR {100 * fnr:.1f}% of {n_real} real · "
             f"FPR {100 * fpr:.1f}% of {n_bogus} bogus · AUC {self._auc:.3f}"
         )
+
+
+def _same_frame_and_model(data, summary):
+    """Whether an assessment's summary belongs to the data shown (frame hash, model)."""
+    if data is None:
+        return False
+    return data.frame.content_hash == summary.get("frame_hash") and data.model_name == summary.get(
+        "model"
+    )
 
 
 def _plot(x_label, y_label):

@@ -56,6 +56,8 @@ class FwhmEstimate:
         Adaptive-moment FWHM of every well-measured candidate (for a size histogram).
     star_sizes : numpy.ndarray
         The same for the stars used.
+    stars : numpy.ndarray
+        Indices, into the positions measured, of the stars used (for an empirical PSF).
     """
 
     fwhm: float
@@ -64,6 +66,7 @@ class FwhmEstimate:
     source: str
     sizes: np.ndarray = field(default_factory=lambda: np.zeros(0))
     star_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    stars: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     def facts(self) -> dict:
         """Plain values for logs and a catalog's metadata: ``fwhm``, ``fwhm_stars``,
@@ -230,6 +233,7 @@ def measure_fwhm(
             neighbours=(x[finite], y[finite]),
         )
         if fwhm is not None:
+            details["stars"] = index[details["stars"]]
             estimate = FwhmEstimate(fwhm, source="measured", **details)
             break
     if estimate is None and table is not None:
@@ -328,7 +332,8 @@ def _psf_fwhm(
     moments : dict or None
         Output of :func:`_adaptive_moments` for all objects (None if no first-pass stars).
     details : dict
-        ``n_stars``, ``spread``, ``sizes`` and ``star_sizes`` for :class:`FwhmEstimate`.
+        ``n_stars``, ``spread``, ``sizes``, ``star_sizes`` and ``stars`` (indices into
+        ``x, y``) for :class:`FwhmEstimate`.
     """
     eligible = np.asarray(eligible, dtype=bool) & np.isfinite(x) & np.isfinite(y)
     candidates = np.flatnonzero(eligible)
@@ -399,6 +404,7 @@ def _psf_fwhm(
         "spread": float(1.4826 * np.median(np.abs(star_sizes - median)) / median),
         "sizes": second["fwhm"][ok_second & np.isfinite(second["fwhm"])],
         "star_sizes": star_sizes,
+        "stars": chosen[final[1]],
     }
     return float(2.0 * np.sqrt(area / np.pi)), second, details
 

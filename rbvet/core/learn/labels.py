@@ -1178,6 +1178,19 @@ class LabelStore:
         last = len(keys) - 1 - np.unique(keys[::-1], return_index=True)[1]
         return object_ids[last], annotators[last], labels[last], x[last], y[last]
 
+    def label_models(self):
+        """Names of the models whose scores were on screen when labels were given, sorted
+        (labels from another model version are still labels, but a card says so)."""
+        with self._reading() as connection:
+            try:
+                rows = connection.execute(
+                    "SELECT DISTINCT model FROM actions"
+                    " WHERE model IS NOT NULL AND label IN (0, 1)"
+                ).fetchall()
+            except sqlite3.OperationalError:  # a store from before labels named their model
+                return []
+        return sorted(str(row[0]) for row in rows)
+
     # --------------------------------------------------------------------- training set
 
     def training_data(self, params=None, frame_ids=None, with_stamps=True):

@@ -56,6 +56,56 @@ def error_rates(scores, labels, thresholds):
     return fnr, fpr
 
 
+def bootstrap_error_rates(scores, labels, thresholds, n_boot=200, level=0.95, rng=0):
+    """FNR and FPR at each threshold with bootstrap confidence intervals.
+
+    A Poisson bootstrap (each object counted ``Poisson(1)`` times per resample), all
+    resamples at once: each object's threshold bin is found once, and a resample's
+    counts below each threshold are cumulative sums of weighted bin counts.
+
+    Parameters
+    ----------
+    scores, labels : array_like
+        As for `error_rates` (1 real, 0 bogus; NaN scores left out).
+    thresholds : array_like
+        Increasing thresholds.
+    n_boot : int
+        Resamples.
+    level : float
+        Coverage of the intervals (0.95: the 2.5 and 97.5 percentiles).
+    rng : numpy.random.Generator or int
+
+    Returns
+    -------
+    dict of ndarray
+        ``fnr``, ``fpr`` (as `error_rates`) and ``fnr_low``, ``fnr_high``, ``fpr_low``,
+        ``fpr_high``; all NaN for a class that is absent.
+    """
+    scores, labels = _finite(scores, labels)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    fnr, fpr = error_rates(scores, labels, thresholds)
+    rng = np.random.default_rng(rng)
+    # score < thresholds[j]  <=>  j >= searchsorted(thresholds, score, "right")
+    bins = np.searchsorted(thresholds, scores, side="right")
+    tails = (0.5 * (1.0 - level) * 100.0, 100.0 - 0.5 * (1.0 - level) * 100.0)
+    result = {"fnr": fnr, "fpr": fpr}
+    for name, members, below_is_error in (("fnr", labels == 1, True), ("fpr", labels == 0, False)):
+        count = int(members.sum())
+        if count == 0:
+            nan = np.full(thresholds.shape, np.nan)
+            result[f"{name}_low"], result[f"{name}_high"] = nan, nan.copy()
+            continue
+        weights = rng.poisson(1.0, size=(n_boot, count)).astype(np.float64)
+        per_bin = np.zeros((n_boot, len(thresholds) + 1))
+        np.add.at(per_bin.T, bins[members], weights.T)
+        below = np.cumsum(per_bin, axis=1)[:, : len(thresholds)]
+        total = np.maximum(weights.sum(axis=1, keepdims=True), 1.0)
+        rate = below / total if below_is_error else 1.0 - below / total
+        low, high = np.percentile(rate, tails, axis=0)
+        result[f"{name}_low"], result[f"{name}_high"] = low, high
+    return result
+
+
 def roc_curve(scores, labels):
     """False- and true-positive rates over all distinct thresholds (for plotting)."""
     scores, labels = _finite(scores, labels)

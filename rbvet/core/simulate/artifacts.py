@@ -101,16 +101,18 @@ def _diffusion_kernel(sigma):
 # log-uniform in σ (``<kind>_snr``), pixels deposited per artifact, and a truth row each.
 
 
-def _draw_artifact_subkinds(rng, params, shape, kind, subkinds):
+def _draw_artifact_subkinds(rng, params, shape, kind, subkinds, n=None):
     """How many artifacts of ``kind`` a frame gets, and the index in ``subkinds`` of each.
 
-    The count is Poisson with ``params[f"{kind}_density"]`` per megapixel unless
-    ``params[f"n_{kind}s"]`` gives it; the subkinds follow ``params[f"{kind}_mix"]``.
+    The count is ``n`` when given (artifacts at given positions), else Poisson with
+    ``params[f"{kind}_density"]`` per megapixel unless ``params[f"n_{kind}s"]`` gives it;
+    the subkinds follow ``params[f"{kind}_mix"]``.
     """
     height, width = shape
-    n = rng.poisson(params[f"{kind}_density"] * height * width / MEGAPIXEL)
-    if params[f"n_{kind}s"] is not None:
-        n = int(params[f"n_{kind}s"])
+    if n is None:
+        n = rng.poisson(params[f"{kind}_density"] * height * width / MEGAPIXEL)
+        if params[f"n_{kind}s"] is not None:
+            n = int(params[f"n_{kind}s"])
     mix = np.array([params[f"{kind}_mix"][name] for name in subkinds])
     return n, rng.choice(len(subkinds), size=n, p=mix)
 
@@ -186,14 +188,26 @@ def _paint_artifacts(
     return layer, truth
 
 
-def _make_cosmic_rays(rng, params, background, noise):
-    """Cosmic-ray hits: singles, clusters, worms and tracks; amplitudes log-uniform in σ."""
+def _make_cosmic_rays(rng, params, background, noise, positions=None):
+    """Cosmic-ray hits: singles, clusters, worms and tracks; amplitudes log-uniform in σ.
+
+    Placed uniformly over the frame, or at ``positions`` (x, y arrays) when given. Tracks
+    are at most ``params["max_artifact_length"]`` px long when that is set.
+    """
     height, width = background.shape
     n, kind_index = _draw_artifact_subkinds(
-        rng, params, background.shape, "cosmic_ray", _CR_SUBKINDS
+        rng,
+        params,
+        background.shape,
+        "cosmic_ray",
+        _CR_SUBKINDS,
+        n=None if positions is None else len(positions[0]),
     )
-    x = rng.uniform(-0.5, width - 0.5, n)
-    y = rng.uniform(-0.5, height - 0.5, n)
+    if positions is None:
+        x = rng.uniform(-0.5, width - 0.5, n)
+        y = rng.uniform(-0.5, height - 0.5, n)
+    else:
+        x, y = (np.asarray(v, dtype=float) for v in positions)
     ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
     ix, iy = np.clip(ix, 0, width - 1), np.clip(iy, 0, height - 1)
     sigma, amplitude = _draw_artifact_amplitudes(
@@ -240,7 +254,8 @@ def _make_cosmic_rays(rng, params, background, noise):
 
     tracks = np.flatnonzero(kind_index == 3)
     if tracks.size:
-        track_len = _log_uniform(rng, 5.0, 150.0, tracks.size)
+        longest = min(150.0, params.get("max_artifact_length") or 150.0)
+        track_len = _log_uniform(rng, min(5.0, longest), longest, tracks.size)
         track_angle = rng.uniform(0.0, np.pi, tracks.size)
         track_w = rng.uniform(0.5, 1.5, tracks.size)
         half_x, half_y = (
@@ -290,14 +305,29 @@ def _make_cosmic_rays(rng, params, background, noise):
     )
 
 
-def _make_hot_pixels(rng, params, background, noise):
-    """Hot pixels (singles, adjacent pairs, 3–5 px clusters) and warm column segments."""
+def _make_hot_pixels(rng, params, background, noise, positions=None):
+    """Hot pixels (singles, adjacent pairs, 3–5 px clusters) and warm column segments.
+
+    Placed uniformly over the frame, or at ``positions`` (x, y arrays) when given; column
+    segments are at most ``params["max_artifact_length"]`` px long when that is set.
+    """
     height, width = background.shape
     n, kind_index = _draw_artifact_subkinds(
-        rng, params, background.shape, "hot_pixel", _HOT_SUBKINDS
+        rng,
+        params,
+        background.shape,
+        "hot_pixel",
+        _HOT_SUBKINDS,
+        n=None if positions is None else len(positions[0]),
     )
-    ix = rng.integers(0, width, n)
-    iy = rng.integers(0, height, n)
+    if positions is None:
+        ix = rng.integers(0, width, n)
+        iy = rng.integers(0, height, n)
+    else:
+        ix, iy = (
+            np.clip(np.rint(v), 0, size - 1).astype(int)
+            for v, size in zip(positions, (width, height), strict=True)
+        )
     sigma, amplitude = _draw_artifact_amplitudes(
         rng, params, "hot_pixel", background, noise, ix, iy
     )
@@ -306,7 +336,7 @@ def _make_hot_pixels(rng, params, background, noise):
     sizes = np.select(
         [kind_index == 0, kind_index == 1, kind_index == 2],
         [1, 2, rng.integers(3, 6, n)],
-        default=rng.integers(3, 51, n),
+        default=rng.integers(3, int(min(50, params.get("max_artifact_length") or 50)) + 1, n),
     )
     offsets, valid = _grow_clusters(rng, n, sizes, 5)
     vertical = rng.uniform(0.0, 1.0, n) < 0.7
@@ -395,22 +425,31 @@ class _Trail:
         return values
 
 
-def _make_satellites(rng, psf, params, background, noise):
-    """Satellite trails: straight lines with the PSF's profile across, sometimes glinting."""
+def _make_satellites(rng, psf, params, background, noise, positions=None):
+    """Satellite trails: straight lines with the PSF's profile across, sometimes glinting.
+
+    ``params["n_satellites"]`` trails anywhere (60 % crossing the frame), or, with
+    ``positions`` (x, y arrays), one short trail centred on each, its length log-uniform
+    from 3 FWHM to ``params["max_artifact_length"]`` (40 px when not set).
+    """
     height, width = background.shape
     layer = np.zeros(background.shape)
-    rows_grid = np.arange(height, dtype=float)[:, None]
-    cols_grid = np.arange(width, dtype=float)[None, :]
     diagonal = float(np.hypot(height, width))
     sigma_median = params["noise_median"]
     k = _oversample(psf.fwhm)
     sub = (np.arange(k) + 0.5) / k - 0.5
     parts = []
-    for _ in range(int(params["n_satellites"])):
+    count = int(params["n_satellites"]) if positions is None else len(positions[0])
+    longest = params.get("max_artifact_length") or 40.0
+    for index in range(count):
         angle = rng.uniform(0.0, np.pi)
-        px, py = rng.uniform(0, width - 1), rng.uniform(0, height - 1)
-        crossing = rng.uniform() < 0.6
-        half_length = 2.0 * diagonal if crossing else diagonal * _log_uniform(rng, 0.025, 0.5)
+        if positions is None:
+            px, py = rng.uniform(0, width - 1), rng.uniform(0, height - 1)
+            crossing = rng.uniform() < 0.6
+            half_length = 2.0 * diagonal if crossing else diagonal * _log_uniform(rng, 0.025, 0.5)
+        else:
+            px, py = float(positions[0][index]), float(positions[1][index])
+            half_length = 0.5 * _log_uniform(rng, min(3.0 * psf.fwhm, longest), longest)
         amplitude = _log_uniform(rng, 3.0, 500.0) * sigma_median
         glint = rng.uniform() < 0.3
         period, gain = _log_uniform(rng, 15.0, 300.0), _log_uniform(rng, 0.5, 5.0)
@@ -435,12 +474,21 @@ def _make_satellites(rng, psf, params, background, noise):
             psf.line_radius_at(params["wing_level"] * sigma_median / amplitude, angle), 64.0
         )
         ux, uy = np.cos(angle), np.sin(angle)
+        # Only the segment's bounding box (grown by the reach) can hold its pixels.
+        margin = reach + 2.0
+        row0 = int(max(0, np.floor(min(y0, y1) - margin)))
+        row1 = int(min(height, np.ceil(max(y0, y1) + margin) + 1))
+        col0 = int(max(0, np.floor(min(x0, x1) - margin)))
+        col1 = int(min(width, np.ceil(max(x0, x1) + margin) + 1))
+        rows_grid = np.arange(row0, row1, dtype=float)[:, None]
+        cols_grid = np.arange(col0, col1, dtype=float)[None, :]
         along = (cols_grid - x0) * ux + (rows_grid - y0) * uy
         across = np.abs((rows_grid - y0) * ux - (cols_grid - x0) * uy)
         band = (across <= reach + 1.0) & (along >= -reach - 1.0) & (along <= length + reach + 1)
         r, c = np.nonzero(band)
-        values = trail.brightness(c.astype(float), r.astype(float))
         core = across[r, c] <= 3.0 * psf.fwhm + 1.0
+        r, c = r + row0, c + col0
+        values = trail.brightness(c.astype(float), r.astype(float))
         if k > 1:
             values[core] = trail.brightness(
                 c[core, None, None] + sub[None, None, :], r[core, None, None] + sub[None, :, None]
@@ -469,20 +517,36 @@ def _make_satellites(rng, psf, params, background, noise):
     return layer, parts
 
 
-def _make_bad_columns(rng, params, background, noise):
-    """Bad columns/rows: full, to-the-edge or segment, offset by a few to many σ."""
+def _make_bad_columns(rng, params, background, noise, positions=None):
+    """Bad columns/rows: full, to-the-edge or segment, offset by a few to many σ.
+
+    ``params["n_bad_columns"]`` of them anywhere, or, with ``positions`` (x, y arrays), one
+    brighter column piece centred on each, 10 px to ``params["max_artifact_length"]``
+    (40 px when not set) long.
+    """
     height, width = background.shape
     layer = np.zeros(background.shape)
     sigma_median = params["noise_median"]
     parts = []
-    for _ in range(int(params["n_bad_columns"])):
-        is_row = rng.uniform() < 0.15
+    count = int(params["n_bad_columns"]) if positions is None else len(positions[0])
+    for index in range(count):
+        if positions is None:
+            is_row = rng.uniform() < 0.15
+        else:
+            is_row = False
         along_size, across_size = (width, height) if is_row else (height, width)
         line = int(rng.integers(0, across_size))
         thickness = 1 if rng.uniform() < 0.8 else 2
         extent = rng.choice(["full", "edge", "segment"], p=[0.4, 0.4, 0.2])
         start_point = int(rng.integers(0, along_size))
-        if extent == "full":
+        if positions is not None:
+            longest = max(params.get("max_artifact_length") or 40.0, 11.0)
+            seg = int(_log_uniform(rng, 10.0, longest))
+            line = int(np.clip(np.rint(positions[0][index]), 0, across_size - 1))
+            centre = int(np.rint(positions[1][index]))
+            extent = "piece"
+            start, stop = max(0, centre - seg // 2), min(along_size, centre - seg // 2 + seg)
+        elif extent == "full":
             start, stop = 0, along_size
         elif extent == "edge":
             start, stop = (
@@ -492,7 +556,8 @@ def _make_bad_columns(rng, params, background, noise):
             seg = int(_log_uniform(rng, 10.0, max(along_size / 2.0, 11.0)))
             start, stop = start_point, min(along_size, start_point + seg)
         amplitude = _log_uniform(rng, 2.0, 200.0) * sigma_median
-        if rng.uniform() < 0.25:  # a dead or low-sensitivity line can lose at most the sky
+        dead = rng.uniform() < 0.25
+        if dead and positions is None:  # a dead or low-sensitivity line loses at most the sky
             amplitude = -min(amplitude, 0.9 * params["sky"])
         ripple = 1.0 + 0.05 * rng.standard_normal(stop - start)
         lines = slice(line, min(line + thickness, across_size))

@@ -33,6 +33,11 @@ class _Psf:
         return 1.0 - self.ellipticity
 
     @property
+    def oversample(self):
+        """Sub-pixel sampling factor that integrates this profile over pixels."""
+        return _oversample(self.fwhm)
+
+    @property
     def scale(self):
         """Gaussian σ or Moffat α (px) of the equivalent round profile."""
         if self.model == "gaussian":

@@ -187,7 +187,7 @@ def _make_stars(rng, psf, params, x, y, subkind, background, noise, canvas):
     bg_local = background[inside_r, inside_c]
     saturation = params["saturation"]
 
-    psf_k = _oversample(psf.fwhm)
+    psf_k = psf.oversample  # 1 for a PSF that is already pixel-integrated (empirical)
     unit_peak = float(_render_psf_stamps(psf, np.zeros(1), np.zeros(1), 3, psf_k).max())
     low, high = params["star_peak_snr"]
     if high is None:

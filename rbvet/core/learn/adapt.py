@@ -1,0 +1,356 @@
+"""Adapt the model to the user's own frames: fine-tune on injections into them.
+
+`adapt` injects stars, galaxies and artifacts into each frame (`rbvet.core.inject`), cuts
+the CNN inputs of the detections that match an injection, labelled by what was injected,
+and fine-tunes a copy of the current model on them, on the label store's labels when one
+is given, and on simulated objects (replay, so nothing it knew is forgotten). Whole
+injection rounds, and labelled objects (by frame, or by object with one frame), are held
+out first; old and new models are compared on both held-out sets, and the new model's
+card names the frames, the injection settings and those figures.
+
+A job (`rbvet.core.jobs`): closing it stops it and nothing is written; saving is the
+caller's (`rbvet adapt` writes the model only once it is made).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rbvet.core.errors import RbvetError
+from rbvet.core.jobs import Progress
+
+ROUND_GROUP = 1000
+"""Injection samples of frame ``i`` (from 1) and round ``r`` are in group ``1000 i + r``."""
+DEFAULT_EPOCHS = 3
+DEFAULT_SIMULATED_RATIO = 0.5
+
+
+@dataclass
+class AdaptResult:
+    """What `adapt` made.
+
+    Attributes
+    ----------
+    model : RealBogusModel
+        The adapted model (unsaved; its card is complete).
+    base_model : RealBogusModel
+    comparisons : dict
+        ``"injections"`` and, with labels, ``"labels"``: `compare_models` of old and new on
+        the held-out injection rounds and the held-out labelled objects.
+    counts : dict
+        Training and held-out sample counts.
+    seconds : float
+    """
+
+    model: object
+    base_model: object
+    comparisons: dict
+    counts: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def injected_training_set(
+    frame,
+    table,
+    fwhm,
+    params,
+    settings,
+    *,
+    frame_number=1,
+    detect_threshold=3.0,
+    fwhm_given=False,
+    log=None,
+):
+    """CNN inputs of the detected injections into one frame, labelled by what was injected.
+
+    A job: yields `Progress` of `rbvet.core.inject.assess.inject_rounds` and returns a
+    `TrainingSet` whose ``groups`` are ``ROUND_GROUP * frame_number + round`` and whose
+    ``kinds`` are the injected kinds.
+    """
+    from rbvet.core.cutouts.preprocess import plan_rescale
+    from rbvet.core.cutouts.stamps import iter_inputs
+    from rbvet.core.inject.assess import inject_rounds
+    from rbvet.core.inject.inject import REAL_KINDS
+    from rbvet.core.learn.dataset import TrainingSet
+
+    rescale = plan_rescale(fwhm, params)
+
+    def cut(injected, total):
+        chunks = list(iter_inputs(injected.frame, injected.x, injected.y, rescale, params))
+        inputs = np.concatenate([c.inputs for _, c in chunks]) if chunks else None
+        scorable = np.concatenate([c.scorable for _, c in chunks]) if chunks else None
+        if inputs is None:
+            return None
+        kinds = np.asarray(injected.truth["kind"]).astype(str)[injected.owner]
+        keep = scorable
+        return TrainingSet(
+            inputs[keep],
+            np.isin(kinds[keep], REAL_KINDS).astype(np.int8),
+            groups=np.full(int(keep.sum()), ROUND_GROUP * frame_number + injected.index),
+            kinds=kinds[keep],
+            fwhm=np.full(int(keep.sum()), fwhm, np.float32),
+            x=injected.x[keep],
+            y=injected.y[keep],
+        )
+
+    rounds = yield from inject_rounds(
+        frame,
+        table,
+        fwhm,
+        settings,
+        use_round=cut,
+        detect_threshold=detect_threshold,
+        fwhm_given=fwhm_given,
+        log=log,
+    )
+    parts = [part for _, part in rounds.results if part is not None and len(part)]
+    if not parts:
+        raise RbvetError("no injected object was detected to train on", frame.path)
+    data = TrainingSet.concatenate(parts)
+    data.metadata = {
+        "psf": rounds.psf.facts(),
+        "placed": int(sum(rounds.placed_by_round)),
+        "settings": rounds.settings_facts(detect_threshold),
+    }
+    return data
+
+
+def adapt(
+    frames,
+    base_model=None,
+    store_path=None,
+    *,
+    epochs=DEFAULT_EPOCHS,
+    settings=None,
+    simulated_ratio=DEFAULT_SIMULATED_RATIO,
+    held_out_rounds=1,
+    held_out_fraction=0.25,
+    batch_size=128,
+    learning_rate=None,
+    seed=0,
+    options=None,
+    log=None,
+):
+    """Fine-tune the model on injections into ``frames`` (+ labels, + simulated replay).
+
+    Parameters
+    ----------
+    frames : sequence of (str, str or None)
+        Frame paths and their catalogs (None: objects detected).
+    base_model : RealBogusModel, str or Path, optional
+        The model to adapt (a copy is trained); the shipped default when None.
+    store_path : str or Path, optional
+        A label store whose labelled objects are trained on and held out too. Labels
+        given while another model's scores were shown are used, and the card says so.
+    epochs : int
+    settings : rbvet.core.inject.inject.InjectionSettings, optional
+        What is injected into each frame (the seed is offset per frame).
+    simulated_ratio : float
+        Simulated objects mixed in, as a share of the training samples.
+    held_out_rounds : int
+        The last this many injection rounds of every frame are held out.
+    held_out_fraction : float
+        Of the labelled frames (or objects, with one frame), held out.
+    batch_size : int
+    learning_rate : float, optional
+        Default `rbvet.core.learn.retrain.FINE_TUNE_LEARNING_RATE`.
+    seed : int
+    options : rbvet.core.classify.FrameOptions, optional
+    log : callable, optional
+
+    Returns
+    -------
+    AdaptResult
+    """
+    from rbvet.core.classify import FrameOptions, open_frame_and_catalog
+    from rbvet.core.inject.inject import InjectionSettings
+    from rbvet.core.learn.dataset import TrainingSet
+    from rbvet.core.learn.retrain import (
+        FINE_TUNE_LEARNING_RATE,
+        _card_metrics,
+        _clone_for_fine_tuning,
+        _data_description,
+        _parent_reference,
+        _resolve_base_model,
+        check_simulated_ratio,
+        compare_models,
+        simulated_objects,
+    )
+    from rbvet.core.learn.train import split_by_group, train_model
+    from rbvet.core.model import RealBogusModel
+
+    started = time.perf_counter()
+    say = log or (lambda message: None)
+    check_simulated_ratio(simulated_ratio)
+    settings = settings or InjectionSettings()
+    options = options or FrameOptions()
+    if not frames:
+        raise RbvetError("give at least one frame to adapt the model to")
+    if not 1 <= held_out_rounds < settings.rounds:
+        raise RbvetError(
+            f"held-out rounds must be at least 1 and fewer than the {settings.rounds} rounds"
+        )
+    rate = FINE_TUNE_LEARNING_RATE if learning_rate is None else float(learning_rate)
+    yield Progress(message="Loading the current model")
+    base = _resolve_base_model(base_model)
+    threshold = base.threshold
+    rng = np.random.default_rng(seed)
+
+    parts, frames_info = [], []
+    for number, (path, catalog) in enumerate(frames, start=1):
+        frame, table, fwhm = yield from open_frame_and_catalog(
+            path, catalog, options=options, log=say
+        )
+        part = yield from injected_training_set(
+            frame,
+            table,
+            fwhm,
+            base.params,
+            dataclasses.replace(settings, seed=settings.seed + number - 1),
+            frame_number=number,
+            detect_threshold=options.detect_threshold,
+            fwhm_given=options.fwhm is not None,
+            log=say,
+        )
+        parts.append(part)
+        frames_info.append(
+            {
+                "path": str(path),
+                "catalog": None if catalog is None else str(catalog),
+                "content_hash": frame.content_hash,
+                "fwhm": round(float(fwhm), 3),
+                "psf": part.metadata["psf"]["psf_source"],
+                "injected_placed": part.metadata["placed"],
+                "samples": len(part),
+            }
+        )
+        real = int(part.labels.sum())
+        say(f"{path}: {len(part)} detected injections to learn from ({real} real)")
+        del frame
+    injections = TrainingSet.concatenate(parts)
+    held = (injections.groups % ROUND_GROUP) >= settings.rounds - held_out_rounds
+    injection_train, injection_held = injections.subset(~held), injections.subset(held)
+
+    labeled_train = labeled_held = labeled = None
+    label_models, by_frame = [], False
+    if store_path is not None:
+        from rbvet.core.learn.labels import LabelStore
+
+        with LabelStore(store_path, readonly=True) as store:
+            labeled = store.training_data(base.params, with_stamps=False)
+            label_models = store.label_models()
+        if len(labeled) == 0:
+            raise RbvetError("no objects labeled real or bogus", store_path)
+        groups = np.asarray(labeled.groups, np.int64)
+        by_frame = len(np.unique(groups)) >= 2
+        split = groups if by_frame else np.arange(len(labeled))
+        train_index, held_index = split_by_group(split, (held_out_fraction,), rng)
+        labeled_train, labeled_held = labeled.subset(train_index), labeled.subset(held_index)
+        other = [name for name in label_models if name != base.name]
+        if other:
+            say(f"Labels were given with other models' scores shown ({', '.join(other)}): used")
+
+    train_parts = [injection_train] + ([labeled_train] if labeled_train is not None else [])
+    inputs = np.concatenate([np.asarray(p.inputs, np.float32) for p in train_parts])
+    labels = np.concatenate([p.labels for p in train_parts]).astype(np.int8)
+    # Early stopping validates on single objects: a frame's few rounds are too coarse
+    # to split (the held-out rounds and labels, set aside above, judge the model).
+    groups = np.arange(1, len(labels) + 1, dtype=np.int64)
+    n_simulated = int(round(simulated_ratio * len(labels)))
+    simulated_info = None
+    if n_simulated:
+        say(f"Simulating {n_simulated} objects to replay what the model knew")
+        simulated = yield from simulated_objects(n_simulated, base.params, seed=seed, log=say)
+        inputs = np.concatenate([inputs, simulated.inputs])
+        labels = np.concatenate([labels, simulated.labels.astype(np.int8)])
+        groups = np.concatenate([groups, simulated.groups.astype(np.int64)])
+        simulated_info = {
+            "ratio": float(simulated_ratio),
+            "objects": n_simulated,
+            "real": int(simulated.labels.sum()),
+            **simulated.metadata,
+        }
+
+    yield Progress(message="Training")
+    say(f"Fine-tuning {base.name} for up to {epochs} epochs on {len(labels)} samples")
+    model = _clone_for_fine_tuning(base.keras_model, rate)
+    result = yield from train_model(
+        inputs,
+        labels,
+        groups=groups,
+        model=model,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=rate,
+        seed=seed,
+        log=say,
+        description=(
+            f"adapted from {base.name} to {len(frames_info)} frame(s) by injection"
+            + (" and their labels" if labeled_train is not None else "")
+        ),
+        parent=_parent_reference(base),
+    )
+
+    card = result.card
+    card["preprocessing"] = base.params.to_dict()
+    card["threshold"] = float(threshold)
+    card["real_kinds"] = list(base.card.get("real_kinds", ["star", "galaxy"]))
+    new_model = RealBogusModel(result.model, card, engine="keras")
+    comparisons = {
+        "injections": compare_models(
+            base, new_model, injection_held.inputs, injection_held.labels, threshold
+        )
+    }
+    if labeled_held is not None:
+        comparisons["labels"] = compare_models(
+            base, new_model, labeled_held.inputs, labeled_held.labels, threshold
+        )
+    for comparison in comparisons.values():
+        comparison["new"]["name"] = "adapted model"
+    counts = {
+        "injection_samples": int(len(injections)),
+        "injection_train": int(len(injection_train)),
+        "injection_held_out": int(len(injection_held)),
+        "labeled_train": 0 if labeled_train is None else int(len(labeled_train)),
+        "labeled_held_out": 0 if labeled_held is None else int(len(labeled_held)),
+        "simulated": n_simulated,
+    }
+    card["training"].update(
+        {
+            "mode": "adapted by injection",
+            "learning_rate": rate,
+            "frames": frames_info,
+            "injection": {
+                **settings.facts(),
+                "held_out_rounds": int(held_out_rounds),
+                "held_out": f"the last {held_out_rounds} of {settings.rounds} rounds per frame",
+            },
+            "labels": (
+                None
+                if labeled is None
+                else {
+                    **_data_description(labeled, train_index, held_index, by_frame),
+                    "given_with_models": label_models,
+                    "from_other_models": [m for m in label_models if m != base.name],
+                }
+            ),
+            "simulated": simulated_info,
+            "counts": counts,
+            "seed": int(seed),
+        }
+    )
+    on_injections = _card_metrics(comparisons["injections"])
+    on_injections["evaluated_on"] = "held-out injection rounds"
+    card["metrics"] = {
+        "held_out_injections": on_injections,
+        "held_out_labels": (
+            _card_metrics(comparisons["labels"]) if "labels" in comparisons else None
+        ),
+    }
+    seconds = time.perf_counter() - started
+    say(f"Adapted in {seconds:.0f} s")
+    return AdaptResult(new_model, base, comparisons, counts, seconds)

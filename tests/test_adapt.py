@@ -1,0 +1,154 @@
+"""Adapting the model to the user's frames: injections as training data, held-out rounds
+and labels, the card, the files `load_realbogus_model` and `rbvet classify` accept."""
+
+import inspect
+import json
+
+import numpy as np
+import pytest
+from test_export import labeled_demo_store
+
+from rbvet.cli import main
+from rbvet.core.inject.inject import InjectionSettings
+from rbvet.core.jobs import run_job
+from rbvet.core.learn.adapt import ROUND_GROUP, adapt, injected_training_set
+from rbvet.core.learn.labels import LabelStore
+from rbvet.core.model import card_path, load_model
+from rbvet.core.paths import demo_frame_path
+
+SMALL = InjectionSettings(injections=240, rounds=3, seed=2)
+
+
+@pytest.fixture(scope="module")
+def base():
+    return load_model(engine="keras")
+
+
+@pytest.fixture(scope="module")
+def demo():
+    from rbvet.core.classify import open_frame_and_catalog
+
+    frame_path = demo_frame_path()
+    return run_job(open_frame_and_catalog(frame_path, frame_path.with_suffix(".ecsv")))
+
+
+def test_injections_become_labelled_inputs_grouped_by_round(demo, base):
+    frame, table, fwhm = demo
+    data = run_job(injected_training_set(frame, table, fwhm, base.params, SMALL, frame_number=2))
+    assert data.inputs.shape[1:] == (base.input_size, base.input_size, 2)
+    kinds = np.asarray(data.kinds)
+    # Labelled by what was injected: stars and galaxies real, artifacts bogus.
+    np.testing.assert_array_equal(data.labels, np.isin(kinds, ("star", "galaxy")))
+    assert {"star", "cosmic_ray"} <= set(kinds)
+    assert set(np.unique(data.groups)) <= {2 * ROUND_GROUP + r for r in range(SMALL.rounds)}
+    assert data.metadata["psf"]["psf_source"] == "empirical"
+    # The inputs are the injected objects' own: the network already sees most as they are.
+    scores = base.predict(data.inputs)
+    assert np.mean((scores >= 0.5) == (data.labels == 1)) > 0.8
+
+
+@pytest.fixture(scope="module")
+def labelled_store(tmp_path_factory):
+    """The demo frame's labels, given while another model's scores were on screen."""
+    path = tmp_path_factory.mktemp("adapt") / "labels.sqlite"
+    labeled_demo_store(path)
+    with LabelStore(path) as store:
+        ids = store.training_data(with_stamps=False).object_ids[:5]
+        store.set_labels(ids, 1, model="an_older_model.keras")
+    return path
+
+
+@pytest.fixture(scope="module")
+def adapted(labelled_store, base):
+    frame_path = demo_frame_path()
+    return run_job(
+        adapt(
+            [(frame_path, frame_path.with_suffix(".ecsv"))],
+            base_model=base,
+            store_path=labelled_store,
+            epochs=1,
+            settings=SMALL,
+            simulated_ratio=0.1,
+        )
+    )
+
+
+def test_adapt_holds_out_whole_rounds_and_labels_and_compares(adapted, base):
+    counts = adapted.counts
+    assert counts["injection_held_out"] > 0 and counts["injection_train"] > 0
+    assert counts["labeled_held_out"] > 0 and counts["labeled_train"] > 0
+    assert counts["simulated"] == round(
+        0.1 * (counts["injection_train"] + counts["labeled_train"])
+    )
+    for name in ("injections", "labels"):
+        comparison = adapted.comparisons[name]
+        assert comparison["old"]["name"] == base.name
+        assert comparison["new"]["objects"] == comparison["old"]["objects"] > 0
+    card = adapted.model.card
+    training = card["training"]
+    assert training["frames"][0]["path"].endswith(demo_frame_path().name)
+    assert training["injection"]["rounds"] == SMALL.rounds
+    assert training["injection"]["held_out_rounds"] == 1
+    assert training["labels"]["from_other_models"] == ["an_older_model.keras"]
+    held = card["metrics"]["held_out_injections"]
+    assert held["evaluated_on"] == "held-out injection rounds"
+    assert held["parent_on_same_objects"]["name"] == base.name
+    assert card["metrics"]["held_out_labels"]["objects"] == counts["labeled_held_out"]
+    assert card["parent"]["name"] == base.name
+
+
+def test_adapt_refuses_holding_out_every_round(base):
+    from rbvet.core.errors import RbvetError
+
+    job = adapt([(demo_frame_path(), None)], base_model=base, settings=SMALL, held_out_rounds=3)
+    with pytest.raises(RbvetError, match="held-out rounds"):
+        run_job(job)
+
+
+def test_closing_adapt_while_it_injects_returns_nothing(base):
+    job = adapt([(demo_frame_path(), None)], base_model=base, settings=SMALL)
+    for progress in job:
+        if "round 2" in progress.message:
+            break
+    job.close()
+    assert inspect.getgeneratorstate(job) == inspect.GEN_CLOSED
+
+
+def test_cli_adapt_writes_a_model_that_loads_and_classifies(tmp_path, capsys):
+    from rbvet.realbogus import load_realbogus_model
+
+    out = tmp_path / "adapted.keras"
+    demo = demo_frame_path()
+    code = main(
+        [
+            "adapt",
+            str(demo),
+            "--catalog",
+            str(demo.with_suffix(".ecsv")),
+            "--epochs",
+            "1",
+            "--injections",
+            "200",
+            "--rounds",
+            "2",
+            "--simulated-ratio",
+            "0.1",
+            "-o",
+            str(out),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Held-out injected objects" in printed and "adapted model" in printed
+    card = json.loads(card_path(out).read_text())
+    assert card["training"]["mode"] == "adapted by injection"
+    assert load_realbogus_model(str(out)) is not None
+    scored = tmp_path / "scored.ecsv"
+    assert main(["classify", str(demo), "--model", str(out), "-o", str(scored), "-q"]) == 0
+    assert scored.exists()
+
+
+def test_cli_adapt_refuses_a_non_keras_output_before_any_work(tmp_path, capsys):
+    assert main(["adapt", str(demo_frame_path()), "-o", str(tmp_path / "m.h5")]) == 2
+    assert ".keras" in capsys.readouterr().err
+    assert not (tmp_path / "m.h5").exists()

@@ -1,0 +1,95 @@
+"""Model › Assess this frame: a background job whose injected FNR/FPR curves the threshold
+panel draws, kept beside the label store; Cancel writes nothing."""
+
+import json
+
+import numpy as np
+import pytest
+from PyQt6.QtCore import QSettings, Qt, QTimer
+
+from rbvet.core.inject.assess import kept_assessment_path
+from rbvet.core.inject.inject import InjectionSettings
+from rbvet.core.paths import demo_frame_path
+from rbvet.gui.assessment import show_kept_assessment, start_assessment
+from rbvet.gui.main_window import MainWindow
+
+TIMEOUT_MS = 180_000
+SMALL = InjectionSettings(injections=150, rounds=2, seed=1)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    main_window = MainWindow(settings=settings, label_store_path=tmp_path / "labels.sqlite")
+    qtbot.addWidget(main_window)
+    main_window.show()
+    frame = demo_frame_path()
+    with qtbot.waitSignal(main_window.classified, timeout=TIMEOUT_MS):
+        main_window.open_frame(frame, frame.with_suffix(".ecsv"))
+    yield main_window
+    main_window.cancel_job(wait=True)
+
+
+def _sidecar(window):
+    data = window.state.data
+    return kept_assessment_path(window.labels.store_path, data.frame.content_hash, data.model_name)
+
+
+def test_assessment_draws_injected_curves_and_keeps_them(qtbot, window):
+    assert window.assess_action.text() == "&Assess this frame"
+    panel = window.threshold_panel
+    assert not panel.has_injected
+    ticks = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(1))
+    timer.start(20)
+    thread = start_assessment(window, SMALL)
+    assert window.busy and window.cancel_button.isVisibleTo(window)
+    with qtbot.waitSignal(thread.succeeded, timeout=TIMEOUT_MS):
+        pass
+    timer.stop()
+    assert len(ticks) >= 3  # the window kept turning while the fakes were injected
+    qtbot.waitUntil(lambda: not window.busy, timeout=10_000)
+    assert panel.has_injected
+    x, fnr = panel.injected_fnr_curve.getData()
+    assert len(x) == 101 and np.nanmax(fnr) <= 1.0
+    # Injected curves are dashed and marked; the label curves stay empty (no labels yet).
+    assert panel.injected_fnr_curve.opts["pen"].style() == Qt.PenStyle.DashLine
+    assert panel.fnr_curve.opts["pen"].style() == Qt.PenStyle.SolidLine
+    assert panel.fnr_curve.getData()[0] is None or len(panel.fnr_curve.getData()[0]) == 0
+    assert panel.injected_text.isVisible() and "injected" in panel.injected_label.text()
+    kept = json.loads(_sidecar(window).read_text())
+    assert kept["model"] == window.state.data.model_name
+    assert kept["settings"]["injections"] == SMALL.injections and kept["model_version"]
+    # The label follows the threshold.
+    before = panel.injected_label.text()
+    window.state.set_threshold(0.05 if window.state.threshold > 0.5 else 0.95)
+    assert panel.injected_label.text() != before
+    # A frame shown again with the same model gets its kept curves back.
+    panel.clear_injected()
+    assert not panel.has_injected
+    show_kept_assessment(window)
+    assert panel.has_injected
+
+
+def test_cancelled_assessment_keeps_nothing(qtbot, window):
+    thread = start_assessment(window, InjectionSettings(injections=2000, rounds=20))
+    with qtbot.waitSignal(
+        thread.progressed,
+        timeout=TIMEOUT_MS,
+        check_params_cb=lambda progress: "round" in progress.message,
+    ):
+        pass
+    with qtbot.waitSignal(thread.cancelled, timeout=TIMEOUT_MS):
+        window.cancel_job()
+    qtbot.waitUntil(lambda: not window.busy, timeout=10_000)
+    assert not window.threshold_panel.has_injected
+    assert not _sidecar(window).exists()
+
+
+def test_assess_without_a_frame_says_so(qtbot, tmp_path):
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    empty = MainWindow(settings=settings, label_store_path=tmp_path / "labels.sqlite")
+    qtbot.addWidget(empty)
+    assert start_assessment(empty) is None
+    assert "Open a frame first" in empty.error_banner.label.text()
