@@ -793,4 +793,7 @@ class _MarkerScatter(pg.ScatterPlotItem):
         styles = self._point_styles[rows]
         self.data["pen"][rows] = self._style_pens[styles]
         self.data["sourceRect"][rows] = rects[styles]
-        self.updateSpots()  # nothing left to look up; resizes and repaints
+        self.updateSpots()  # nothing left to look up; resizes
+        # updateSpots repaints only when it had rectangles to look up, and here it has
+        # none: without this, new pens show only at the next repaint (a click).
+        self.invalidate()
