@@ -38,6 +38,7 @@ from rbvet.gui.frame_view import DEFER_DRAW_MS, DEFER_DRAW_OBJECTS, FrameView
 from rbvet.gui.grid import GridPanel
 from rbvet.gui.jobs import classify_frame
 from rbvet.gui.labeling import LabelController
+from rbvet.gui.notices import UndoBanner
 from rbvet.gui.retrain_dialog import RetrainDialog
 from rbvet.gui.state import BOGUS, REAL, UNLABELED, VettingState
 from rbvet.gui.threshold import ThresholdPanel
@@ -161,11 +162,13 @@ class MainWindow(QMainWindow):
 
         self.grid = GridPanel(self.state)
         self.error_banner = ErrorBanner()
+        self.undo_banner = UndoBanner()
         central = QWidget()
         column = QVBoxLayout(central)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(0)
         column.addWidget(self.error_banner)
+        column.addWidget(self.undo_banner)
         column.addWidget(self.grid, 1)
         self.setCentralWidget(central)
 
@@ -197,6 +200,11 @@ class MainWindow(QMainWindow):
         self.labels.errorOccurred.connect(self._update_store_status)
         self.labels.message.connect(lambda text: self.statusBar().showMessage(text, 4000))
         self.labels.countsChanged.connect(self._update_store_status)
+        # A later label change (or undo) hides the notice before a new one can show.
+        self.state.labelsChanged.connect(lambda *_: self.undo_banner.hide())
+        self.state.dataChanged.connect(self.undo_banner.hide)
+        self.labels.manyLabeled.connect(self.undo_banner.show_labeled)
+        self.undo_banner.undoRequested.connect(self.labels.undo)
         self.labels.storeChanged.connect(self._update_store_status)
         self.labels.open_store()
         self.resize(1600, 1000)
