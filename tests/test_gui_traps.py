@@ -4,12 +4,16 @@ user did and checks what they should have seen.
 Every window here uses settings and a label store in a temporary folder.
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from PyQt6.QtCore import Qt
 from test_gui_labeling import new_window, press
+from test_retrain_few import few_real_labels
 
 from rbvet.gui.labeling import MANY_LABELED_OBJECTS
+from rbvet.gui.retrain_dialog import RetrainDialog
 from rbvet.gui.state import BOGUS, REAL, UNLABELED
 
 
@@ -51,3 +55,47 @@ def test_a_few_tiles_or_a_later_label_leave_no_undo_notice(qtbot, window):
     # A later action hides it: its Undo must never undo anything but what it names.
     window.labels.label([int(np.flatnonzero(labels == BOGUS)[0])], REAL)
     assert not window.undo_banner.isVisible()
+
+
+# ------------------------------------------------------------------ retraining with few labels
+
+
+@pytest.fixture
+def retrain_dialog(qtbot, tmp_path):
+    store = few_real_labels(tmp_path / "labels.sqlite")
+    dialog = RetrainDialog(store, threshold=0.5, models_dir=tmp_path / "models")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    return dialog
+
+
+def test_the_retrain_dialog_says_before_training_that_a_class_is_too_small(retrain_dialog):
+    assert "only 3 real labeled" in retrain_dialog.store_label.text()
+    assert retrain_dialog.class_size_warning.startswith("only 3 real labeled")
+    assert retrain_dialog.train_button.isEnabled()  # said, not refused
+
+
+def test_an_undefined_validation_auc_is_logged_and_drawn_as_missing(retrain_dialog):
+    nan = float("nan")
+    retrain_dialog._on_epoch(0, 3, {"loss": 0.4, "val_loss": 0.5, "auc": 0.9, "val_auc": nan})
+    assert "(validation n/a)" in retrain_dialog.log_view.toPlainText()
+    x, y = retrain_dialog.curves["val_auc"].getData()
+    assert x is None or len(x) == 0  # no point at all, never one at 0
+    assert "n/a" in retrain_dialog.auc_plot.plotItem.titleLabel.text
+
+
+def test_accept_says_what_the_comparison_could_not_measure(retrain_dialog):
+    nan = float("nan")
+    entry = {"auc": nan, "fnr": nan, "fpr": 0.04, "threshold": 0.5}
+    counts = {"objects": 26, "real": 0, "bogus": 26}
+    comparison = {
+        "old": {"name": "rbvet_default.keras", **entry, **counts},
+        "new": {"name": "new model", **entry, **counts},
+    }
+    retrain_dialog._on_trained(SimpleNamespace(comparison=comparison, seconds=1.0))
+    assert retrain_dialog.accept_note.isVisible()
+    note = retrain_dialog.accept_note.text()
+    assert "no real ones" in note and "AUC, FNR are not measured" in note
+    assert retrain_dialog.comparison_labels[("auc", "new")].text() == "n/a"
+    assert retrain_dialog.accept_button.toolTip() == note
