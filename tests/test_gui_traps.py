@@ -4,14 +4,17 @@ user did and checks what they should have seen.
 Every window here uses settings and a label store in a temporary folder.
 """
 
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PyQt6.QtCore import Qt
-from test_gui_labeling import new_window, press
+from test_gui_labeling import CLASSIFY_TIMEOUT_MS, new_window, press
 from test_retrain_few import few_real_labels
 
+from rbvet.core.model import card_path, onnx_path
+from rbvet.core.paths import default_model_path, demo_frame_path
 from rbvet.gui.labeling import MANY_LABELED_OBJECTS
 from rbvet.gui.retrain_dialog import RetrainDialog
 from rbvet.gui.state import BOGUS, REAL, UNLABELED
@@ -99,3 +102,66 @@ def test_accept_says_what_the_comparison_could_not_measure(retrain_dialog):
     assert "no real ones" in note and "AUC, FNR are not measured" in note
     assert retrain_dialog.comparison_labels[("auc", "new")].text() == "n/a"
     assert retrain_dialog.accept_button.toolTip() == note
+
+
+# ------------------------------------------------------------------ the model across restarts
+
+
+def copy_shipped_model(folder, name="mine.v1"):
+    """A copy of the shipped model (network, ONNX file and card) under another name."""
+    source = default_model_path()
+    target = folder / f"{name}.keras"
+    shutil.copy(source, target)
+    shutil.copy(onnx_path(source), onnx_path(target))
+    shutil.copy(card_path(source), card_path(target))
+    return target
+
+
+def launch(qtbot, folder):
+    """A new window on the settings and label store under ``folder``: a new session."""
+    return new_window(qtbot, folder, folder / "labels.sqlite")
+
+
+def open_demo(qtbot, window):
+    with qtbot.waitSignal(window.classified, timeout=CLASSIFY_TIMEOUT_MS):
+        window.open_frame(demo_frame_path())
+
+
+def test_an_accepted_model_is_used_at_the_next_launch_until_reverted(qtbot, tmp_path):
+    model = copy_shipped_model(tmp_path)
+    first = launch(qtbot, tmp_path)
+    first.retrain_from_labels().modelAccepted.emit(str(model))  # as Accept does
+    first.close()
+
+    second = launch(qtbot, tmp_path)
+    assert second.model_path == str(model.resolve())
+    open_demo(qtbot, second)
+    assert second.state.data.model_name == "mine.v1.keras"
+    assert second.model_label.text() == "model: mine.v1.keras (remembered)"
+    assert "Revert to the shipped model" in second.model_label.toolTip()
+
+    with qtbot.waitSignal(second.classified, timeout=CLASSIFY_TIMEOUT_MS):
+        second.revert_to_shipped_model()
+    assert second.state.data.model_name == default_model_path().name
+    assert "remembered" not in second.model_label.text()
+    second.close()
+    assert launch(qtbot, tmp_path).model_path is None
+
+
+@pytest.mark.parametrize("problem", ["vanished", "broken"])
+def test_a_remembered_model_that_vanished_or_broke_gives_the_shipped_one_and_a_line(
+    qtbot, tmp_path, make_vetting_data, problem
+):
+    model = copy_shipped_model(tmp_path)
+    launch(qtbot, tmp_path).model_memory.remember(model)
+    if problem == "vanished":
+        model.unlink()
+    else:
+        model.write_bytes(model.read_bytes()[:1000])  # truncated
+    window = launch(qtbot, tmp_path)
+    assert window.model_path is None  # the shipped model
+    window.show_data(make_vetting_data(n=20, seed=0, unscored=0), threshold=0.5)
+    message = window.error_banner.message
+    assert "remembered from your last session cannot be used" in message
+    assert str(model) in message and "\n" not in message
+    assert launch(qtbot, tmp_path).model_memory.path is None  # said once, then forgotten

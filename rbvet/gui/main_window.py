@@ -38,6 +38,7 @@ from rbvet.gui.frame_view import DEFER_DRAW_MS, DEFER_DRAW_OBJECTS, FrameView
 from rbvet.gui.grid import GridPanel
 from rbvet.gui.jobs import classify_frame
 from rbvet.gui.labeling import LabelController
+from rbvet.gui.model_memory import ModelMemory
 from rbvet.gui.notices import UndoBanner
 from rbvet.gui.retrain_dialog import RetrainDialog
 from rbvet.gui.state import BOGUS, REAL, UNLABELED, VettingState
@@ -132,6 +133,10 @@ class MainWindow(QMainWindow):
         Status bar: the store path and the frame's label counts; click to choose another.
     retrain_dialog : RetrainDialog or None
         The last retraining dialog opened.
+    model_memory : ModelMemory
+        The model remembered for the next launch (accepted, or opened from the menu).
+    undo_banner : UndoBanner
+        Says what one key did to many tiles, with an Undo button.
 
     Signals
     -------
@@ -207,6 +212,10 @@ class MainWindow(QMainWindow):
         self.undo_banner.undoRequested.connect(self.labels.undo)
         self.labels.storeChanged.connect(self._update_store_status)
         self.labels.open_store()
+        # The model the user chose last time (a vanished or broken one: the shipped model,
+        # and the warning shown once the first frame is in).
+        self.model_memory = ModelMemory(self.settings)
+        self.model_path, self.model_warning = self.model_memory.recall()
         self.resize(1600, 1000)
         geometry = self.settings.value("window/geometry")
         if geometry is not None:
@@ -322,6 +331,8 @@ class MainWindow(QMainWindow):
         model_menu = self.menuBar().addMenu("&Model")
         self._action(model_menu, "&Open model…", self.choose_model, "Ctrl+M")
         self._action(model_menu, "&Retrain from labels…", self.retrain_from_labels, "Ctrl+T")
+        model_menu.addSeparator()
+        self._action(model_menu, "Re&vert to the shipped model", self.revert_to_shipped_model)
         view_menu = self.menuBar().addMenu("&View")
         for dock in self.docks.values():
             view_menu.addAction(dock.toggleViewAction())
@@ -347,11 +358,17 @@ class MainWindow(QMainWindow):
         self._start_classification(self.frame_path, str(catalog_path), self.model_path)
 
     def open_model(self, model_path):
-        """Score the open frame with another model."""
+        """Score the open frame with another model (None: the shipped one)."""
+        model_path = None if model_path is None else str(model_path)
         if self.frame_path is None:
-            self.model_path = str(model_path)
+            self.model_path = model_path
             return
-        self._start_classification(self.frame_path, self.catalog_path, str(model_path))
+        self._start_classification(self.frame_path, self.catalog_path, model_path)
+
+    def revert_to_shipped_model(self):
+        """Score with the shipped model again, now and at the next launches."""
+        self.model_memory.forget()
+        self.open_model(None)
 
     def detect_objects(self):
         """Drop the catalog and detect the frame's objects with sep."""
@@ -422,7 +439,7 @@ class MainWindow(QMainWindow):
             The model's threshold; the current one is kept when None.
         """
         self.state.session.show(data, threshold)  # its stored labels, then the data
-        self.model_label.setText(f"model: {data.model_name}")
+        self._show_model_name(data.model_name)
         if len(data) > DEFER_DRAW_OBJECTS:
             # The first tile is selected in a later turn: at a million objects, making it
             # current costs Qt as much as the grid itself, and the window must not stall.
@@ -434,6 +451,21 @@ class MainWindow(QMainWindow):
             # Said once at start-up, then hidden by the frame's opening: say it again
             # now, or the user labels away into a store that takes nothing.
             self.show_error(self.labels.store_error)
+
+    def _show_model_name(self, name):
+        """Status bar: the model's name, marked when it is the one remembered from the
+        last session; a remembered model given up at launch is said once, here."""
+        remembered = self.model_memory.is_remembered(self.model_path)
+        self.model_label.setText(f"model: {name}" + (" (remembered)" if remembered else ""))
+        self.model_label.setToolTip(
+            f"{self.model_path}\nremembered from your last session: "
+            "Model › Revert to the shipped model to stop using it"
+            if remembered
+            else "Model › Open model… or Retrain from labels… to use another"
+        )
+        if self.model_warning:
+            self.show_error(self.model_warning)
+            self.model_warning = None
 
     def _select_first(self, data):
         """Select the first tile of ``data`` in display order, if it is still shown."""
@@ -513,6 +545,7 @@ class MainWindow(QMainWindow):
     def choose_model(self):
         path, _ = QFileDialog.getOpenFileName(self, "Open model", self._start_dir(), MODEL_FILTER)
         if path:
+            self.model_memory.remember(path)
             self.open_model(path)
 
     def choose_export(self):
@@ -701,6 +734,7 @@ class MainWindow(QMainWindow):
 
     def _on_model_accepted(self, path):
         self.statusBar().showMessage(f"New model saved: {path}", 8000)
+        self.model_memory.remember(path)
         self.open_model(path)
 
     def _update_undo_actions(self):
