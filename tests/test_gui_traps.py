@@ -9,12 +9,16 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from astropy.table import Table
 from PyQt6.QtCore import Qt
 from test_gui_labeling import CLASSIFY_TIMEOUT_MS, new_window, press
 from test_retrain_few import few_real_labels
 
+from rbvet.core.cutouts.stamps import REASON_MOSTLY_MISSING, REASON_NONFINITE
+from rbvet.core.jobs import run_job
 from rbvet.core.model import card_path, onnx_path
 from rbvet.core.paths import default_model_path, demo_frame_path
+from rbvet.gui.jobs import classify_frame
 from rbvet.gui.labeling import MANY_LABELED_OBJECTS
 from rbvet.gui.retrain_dialog import RetrainDialog
 from rbvet.gui.state import BOGUS, REAL, UNLABELED
@@ -165,3 +169,36 @@ def test_a_remembered_model_that_vanished_or_broke_gives_the_shipped_one_and_a_l
     assert "remembered from your last session cannot be used" in message
     assert str(model) in message and "\n" not in message
     assert launch(qtbot, tmp_path).model_memory.path is None  # said once, then forgotten
+
+
+# ------------------------------------------------------------------ unscored tiles
+
+
+def test_an_unscored_object_near_the_edge_keeps_its_picture(tmp_path):
+    demo = demo_frame_path()
+    objects = Table.read(demo.with_suffix(".ecsv"))
+    catalog = Table({"x": [*objects["x"], 1.0, np.nan], "y": [*objects["y"], 1.0, 5.0]})
+    catalog.write(tmp_path / "edge.ecsv")
+    data, _ = run_job(classify_frame(str(demo), str(tmp_path / "edge.ecsv")))
+    corner, nowhere = len(objects), len(objects) + 1
+    assert data.reasons[corner] == REASON_MOSTLY_MISSING and np.isnan(data.scores[corner])
+    assert data.atlas[corner].std() > 0  # a picture, not a black tile
+    assert data.reasons[nowhere] == REASON_NONFINITE and not data.atlas[nowhere].any()
+
+
+def test_the_grid_draws_an_unscored_tiles_picture_under_its_reason(qtbot, window):
+    data = window.state.data
+    unscored = int(np.flatnonzero(np.isnan(data.scores))[0])
+
+    def tile_pixels():
+        window.show_data(data, threshold=0.5)
+        view, proxy = window.grid.view, window.grid.proxy
+        index = proxy.index(list(proxy.order()).index(unscored), 0)
+        view.scrollTo(index)
+        rect = view.visualRect(index)
+        assert view.viewport().rect().contains(rect)
+        return view.viewport().grab(rect).toImage()
+
+    black = tile_pixels()  # no stamp: a dark tile and the reason
+    data.atlas[unscored] = data.atlas[0]  # a stamp's picture
+    assert tile_pixels() != black

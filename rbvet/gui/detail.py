@@ -246,7 +246,7 @@ class DetailPanel(QWidget):
     # ------------------------------------------------------------------ images
 
     def _draw_channels(self, data, index):
-        """The two CNN channels from the object's atlas tile (black when unscored)."""
+        """The two CNN channels from the object's atlas tile (black without a stamp)."""
         tile = data.atlas[index][::-1]  # tiles are pictures (top row first); views are y-up
         size = tile.shape[0]
         for item, view, channel in (
