@@ -202,3 +202,20 @@ def test_the_grid_draws_an_unscored_tiles_picture_under_its_reason(qtbot, window
     black = tile_pixels()  # no stamp: a dark tile and the reason
     data.atlas[unscored] = data.atlas[0]  # a stamp's picture
     assert tile_pixels() != black
+
+
+# ------------------------------------------------------------------ smaller things
+
+
+def test_the_object_title_counts_grid_tiles_and_names_the_catalog_row(qtbot, window):
+    proxy, state = window.grid.proxy, window.state
+    third = proxy.object_at(2)
+    state.select(third)
+    title = window.detail.title_label.text()
+    assert title == f"tile 3 of {proxy.rowCount()} · catalog row {third}"
+    window.grid.proxy.set_filter("real")  # fewer tiles: the count follows
+    row = proxy.row_of(third)
+    expected = (
+        f"tile {row + 1} of {proxy.rowCount()}" if row >= 0 else "not in the grid: filtered out"
+    )
+    assert expected in window.detail.title_label.text()

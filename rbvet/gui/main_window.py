@@ -179,6 +179,7 @@ class MainWindow(QMainWindow):
 
         self.frame_view = FrameView(self.state)
         self.detail = DetailPanel(self.state)
+        self.detail.set_grid_order(self.grid.proxy)
         self.threshold_panel = ThresholdPanel(self.state)
         self.docks = {}
         self._add_dock("Frame", self.frame_view, Qt.DockWidgetArea.RightDockWidgetArea)
