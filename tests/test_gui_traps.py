@@ -219,3 +219,34 @@ def test_the_object_title_counts_grid_tiles_and_names_the_catalog_row(qtbot, win
         f"tile {row + 1} of {proxy.rowCount()}" if row >= 0 else "not in the grid: filtered out"
     )
     assert expected in window.detail.title_label.text()
+
+
+def test_the_status_line_says_where_a_new_frames_threshold_came_from(
+    qtbot, window, make_vetting_data
+):
+    window.state.set_threshold(0.7)
+    window.show_data(make_vetting_data(n=30, seed=1, unscored=0))  # threshold kept
+    assert "threshold 0.700 carried over from the previous frame" in window.summary_label.text()
+    window.state.set_threshold(0.65)  # the user's own: the note goes
+    assert "carried over" not in window.summary_label.text()
+    window.show_data(make_vetting_data(n=30, seed=2, unscored=0), threshold=0.5)
+    assert "threshold 0.500 is the model's (it was 0.650 before)" in window.summary_label.text()
+
+
+def test_cancel_says_what_was_cancelled_and_what_is_kept(qtbot, window):
+    shown = window.state.data
+    window.open_frame(demo_frame_path())
+    with qtbot.waitSignal(window.job.finished, timeout=CLASSIFY_TIMEOUT_MS):
+        window.cancel_job()
+    assert window.state.data is shown
+    assert window.statusBar().currentMessage() == (
+        "Cancelled opening demo_frame.fits: nothing changed, still showing test.fits "
+        "with its labels."
+    )
+
+
+def test_cancelled_training_says_no_model_was_made_and_which_stays(retrain_dialog):
+    retrain_dialog._on_cancelled()
+    assert "no new model" in retrain_dialog.progress_bar.format()
+    log = retrain_dialog.log_view.toPlainText()
+    assert "Training cancelled: no new model was made; the shipped model stays in use." in log

@@ -39,7 +39,7 @@ from rbvet.gui.grid import GridPanel
 from rbvet.gui.jobs import classify_frame
 from rbvet.gui.labeling import LabelController
 from rbvet.gui.model_memory import ModelMemory
-from rbvet.gui.notices import UndoBanner
+from rbvet.gui.notices import UndoBanner, threshold_note
 from rbvet.gui.retrain_dialog import RetrainDialog
 from rbvet.gui.state import BOGUS, REAL, UNLABELED, VettingState
 from rbvet.gui.threshold import ThresholdPanel
@@ -160,6 +160,8 @@ class MainWindow(QMainWindow):
         self.models_dir = None if models_dir is None else Path(models_dir)
         self.retrain_dialog = None
         self._pending = None
+        self._threshold_note = ("", None)  # (note, the threshold it is about)
+        self._job_outcome = ""  # said in the status bar once the job has ended
         self.labels = LabelController(self.state, label_store_path, parent=self)
         self.setWindowTitle("rbvet")
         self.setAcceptDrops(True)
@@ -400,7 +402,7 @@ class MainWindow(QMainWindow):
         thread.progressed.connect(while_current(self._on_progress))
         thread.succeeded.connect(while_current(succeeded))
         thread.failed.connect(while_current(self._on_failed))
-        thread.cancelled.connect(while_current(self._on_cancelled))
+        thread.cancelled.connect(while_current(lambda: self._on_cancelled(frame_path)))
         thread.finished.connect(while_current(lambda: self._set_busy(False)))
         self.job = thread
         self.error_banner.hide()
@@ -439,7 +441,11 @@ class MainWindow(QMainWindow):
         threshold : float, optional
             The model's threshold; the current one is kept when None.
         """
+        previous = self.state.threshold if self.state.data is not None else None
         self.state.session.show(data, threshold)  # its stored labels, then the data
+        shown = self.state.threshold
+        self._threshold_note = (threshold_note(previous, shown, threshold is None), shown)
+        self._update_summary()
         self._show_model_name(data.model_name)
         if len(data) > DEFER_DRAW_OBJECTS:
             # The first tile is selected in a later turn: at a million objects, making it
@@ -478,8 +484,17 @@ class MainWindow(QMainWindow):
         self.show_error(message)
         self.failed.emit(message)
 
-    def _on_cancelled(self):
-        self.statusBar().showMessage("Cancelled", 3000)
+    def _on_cancelled(self, frame_path=None):
+        """Say what was cancelled and what the window still shows (said when the job
+        ends: `_set_busy` would otherwise wipe it)."""
+        what = f"opening {Path(frame_path).name}" if frame_path else "the job"
+        data = self.state.data
+        kept = (
+            f"still showing {Path(data.frame_path).name} with its labels"
+            if data is not None
+            else "no frame is open"
+        )
+        self._job_outcome = f"Cancelled {what}: nothing changed, {kept}."
 
     def show_error(self, message):
         """Show a one-line error; the window keeps its current frame."""
@@ -509,6 +524,9 @@ class MainWindow(QMainWindow):
             self.progress_bar.setRange(0, 0)
             self.progress_bar.setFormat(message)
             self.statusBar().showMessage(message)
+        elif self._job_outcome:
+            self.statusBar().showMessage(self._job_outcome, 10000)
+            self._job_outcome = ""
         else:
             self.statusBar().clearMessage()
 
@@ -794,10 +812,12 @@ class MainWindow(QMainWindow):
             self.summary_label.setText("")
             return
         real, bogus, unscored = data.counts(self.state.threshold)
+        note, about = self._threshold_note  # until the user moves the threshold
         self.summary_label.setText(
             f"{count_text(len(data), 'object')} · FWHM {data.fwhm:.2f} px · "
             f"{real} real, {bogus} bogus at {self.state.threshold:.3f}"
             + (f" · {unscored} unscored" if unscored else "")
+            + (f" · {note}" if note and about == self.state.threshold else "")
         )
 
     def _update_store_status(self):

@@ -1,4 +1,5 @@
-"""A one-line notice above the grid saying what one key just did, with an Undo button.
+"""Notices of what just happened: one key relabeling many tiles (a banner with an Undo
+button), and where a new frame's threshold came from (a status-line note).
 
 One key can relabel every selected tile (253 after Ctrl+A). Asking before each such key
 would slow down the deliberate bulk labels; saying nothing hid a slip from a new user.
@@ -21,6 +22,27 @@ def many_labeled_text(count, label):
     if label == UNLABELED:
         return f"One key cleared the labels of {objects}."
     return f"One key labeled {objects} {label_name(label)}."
+
+
+def threshold_note(previous, threshold, carried):
+    """Where a newly shown frame's threshold comes from, when worth saying; else ``""``.
+
+    Parameters
+    ----------
+    previous : float or None
+        The threshold on the frame shown before (None: no frame was shown).
+    threshold : float
+        The new frame's threshold.
+    carried : bool
+        It was kept from the previous frame (not set from the model).
+    """
+    if previous is None:
+        return ""
+    if carried:
+        return f"threshold {threshold:.3f} carried over from the previous frame"
+    if round(previous, 6) != round(threshold, 6):
+        return f"threshold {threshold:.3f} is the model's (it was {previous:.3f} before)"
+    return ""
 
 
 class UndoBanner(QWidget):

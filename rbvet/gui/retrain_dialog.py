@@ -492,7 +492,9 @@ class RetrainDialog(QDialog):
         self._set_training(False)
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
-        self.progress_bar.setFormat("cancelled — nothing changed")
+        self.progress_bar.setFormat("training cancelled — no new model")
+        model = Path(self.model_path).name if self.model_path else "the shipped model"
+        self._log(f"Training cancelled: no new model was made; {model} stays in use.")
         self.trainingFinished.emit(False)
 
     # ------------------------------------------------------------------ drawing
