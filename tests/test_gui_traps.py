@@ -250,3 +250,17 @@ def test_cancelled_training_says_no_model_was_made_and_which_stays(retrain_dialo
     assert "no new model" in retrain_dialog.progress_bar.format()
     log = retrain_dialog.log_view.toPlainText()
     assert "Training cancelled: no new model was made; the shipped model stays in use." in log
+
+
+def test_the_empty_window_shows_no_meaningless_axis_ranges(qtbot, tmp_path, make_vetting_data):
+    empty = launch(qtbot, tmp_path)
+    plot = empty.frame_view.plot.getPlotItem()
+    assert not plot.getAxis("left").isVisible() and not plot.getAxis("bottom").isVisible()
+    assert "No frame" in empty.frame_view.readout.text()
+    histogram = empty.threshold_panel.histogram_plot.getPlotItem()
+    assert histogram.viewRange()[1] == [0.0, 1.0]  # counts from 0, not -400 x 0.001
+
+    empty.show_data(make_vetting_data(n=30, seed=0, unscored=0), threshold=0.5)
+    assert plot.getAxis("left").isVisible() and plot.getAxis("bottom").isVisible()
+    low, high = histogram.viewRange()[1]
+    assert low <= 0 and high >= 1
