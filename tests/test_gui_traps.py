@@ -5,6 +5,7 @@ Every window here uses settings and a label store in a temporary folder.
 """
 
 import shutil
+import zipfile
 from types import SimpleNamespace
 
 import numpy as np
@@ -264,3 +265,27 @@ def test_the_empty_window_shows_no_meaningless_axis_ranges(qtbot, tmp_path, make
     assert plot.getAxis("left").isVisible() and plot.getAxis("bottom").isVisible()
     low, high = histogram.viewRange()[1]
     assert low <= 0 and high >= 1
+
+
+def test_a_remembered_model_that_fails_to_score_gives_the_shipped_one(qtbot, tmp_path):
+    odd = tmp_path / "odd.keras"
+    with zipfile.ZipFile(odd, "w") as archive:  # a whole archive, but no network in it
+        archive.writestr("notes.txt", "not a model")
+    launch(qtbot, tmp_path).model_memory.remember(odd)
+    window = launch(qtbot, tmp_path)
+    assert window.model_path == str(odd)  # it passes the cheap check at launch
+    open_demo(qtbot, window)
+    assert window.state.data.model_name == default_model_path().name
+    assert "remembered from your last session cannot be used" in window.error_banner.message
+    assert window.model_memory.path is None
+
+
+def test_a_bad_first_frame_does_not_make_the_remembered_model_forgotten(qtbot, tmp_path):
+    model = copy_shipped_model(tmp_path)
+    launch(qtbot, tmp_path).model_memory.remember(model)
+    window = launch(qtbot, tmp_path)
+    (tmp_path / "bad.fits").write_text("not a FITS file")
+    with qtbot.waitSignal(window.failed, timeout=CLASSIFY_TIMEOUT_MS) as failed:
+        window.open_frame(tmp_path / "bad.fits")
+    assert "bad.fits" in failed.args[0] and "bad.fits" in window.error_banner.message
+    assert window.model_memory.path == str(model.resolve())

@@ -162,6 +162,7 @@ class MainWindow(QMainWindow):
         self._pending = None
         self._threshold_note = ("", None)  # (note, the threshold it is about)
         self._job_outcome = ""  # said in the status bar once the job has ended
+        self._remembered_trouble = None  # why the remembered model failed, while retrying
         self.labels = LabelController(self.state, label_store_path, parent=self)
         self.setWindowTitle("rbvet")
         self.setAcceptDrops(True)
@@ -401,7 +402,9 @@ class MainWindow(QMainWindow):
 
         thread.progressed.connect(while_current(self._on_progress))
         thread.succeeded.connect(while_current(succeeded))
-        thread.failed.connect(while_current(self._on_failed))
+        thread.failed.connect(
+            while_current(lambda message: self._on_failed(message, (frame_path, catalog_path)))
+        )
         thread.cancelled.connect(while_current(lambda: self._on_cancelled(frame_path)))
         thread.finished.connect(while_current(lambda: self._set_busy(False)))
         self.job = thread
@@ -462,6 +465,10 @@ class MainWindow(QMainWindow):
     def _show_model_name(self, name):
         """Status bar: the model's name, marked when it is the one remembered from the
         last session; a remembered model given up at launch is said once, here."""
+        if self._remembered_trouble is not None and self.model_path is None:
+            self.model_memory.forget()  # the shipped model did what it could not
+            self.model_warning = self.model_memory.unusable_text(self._remembered_trouble)
+        self._remembered_trouble = None
         remembered = self.model_memory.is_remembered(self.model_path)
         self.model_label.setText(f"model: {name}" + (" (remembered)" if remembered else ""))
         self.model_label.setToolTip(
@@ -480,7 +487,20 @@ class MainWindow(QMainWindow):
         if data is self.state.data and proxy.rowCount() and self.state.selected < 0:
             self.state.select(proxy.object_at(0))
 
-    def _on_failed(self, message):
+    def _on_failed(self, message, attempt=None):
+        """Show the error; but when the first frame fails with the model remembered from
+        the last session, try it once more with the shipped model (if that works, the
+        remembered model was the trouble: `_show_model_name` forgets it and says so)."""
+        if (
+            attempt is not None
+            and self.state.data is None
+            and self.model_memory.is_remembered(self.model_path)
+            and self._remembered_trouble is None
+        ):
+            self._remembered_trouble = message
+            self._start_classification(*attempt, None)
+            return
+        self._remembered_trouble = None
         self.show_error(message)
         self.failed.emit(message)
 

@@ -5,8 +5,9 @@ vets with from then on; forgetting it at the next launch silently put the shippe
 back. `ModelMemory` keeps its path in the window's `QSettings` (the user's rbvet settings),
 checks it at launch without loading it (`rbvet.core.model.files.check_model_file`) and, when
 the file has vanished or is broken, forgets it and says so in one line, so the window
-starts with the shipped model instead of failing. Model › Revert to the shipped model
-forgets it on purpose.
+starts with the shipped model instead of failing. (A file that passes the check but still
+fails to score the first frame is given up too: the window tries the shipped model then.)
+Model › Revert to the shipped model forgets it on purpose.
 """
 
 from __future__ import annotations
@@ -68,11 +69,16 @@ class ModelMemory:
             check_model_file(path)
         except (RbvetError, OSError) as error:
             self.forget()
-            return None, (
-                f"The model remembered from your last session cannot be used ({error}); "
-                "using the shipped model."
-            )
+            return None, self.unusable_text(error)
         return path, None
+
+    @staticmethod
+    def unusable_text(problem):
+        """The one line that says a remembered model was given up, and why."""
+        return (
+            f"The model remembered from your last session cannot be used ({problem}); "
+            "using the shipped model."
+        )
 
     def is_remembered(self, path):
         """Whether ``path`` is the remembered model."""
