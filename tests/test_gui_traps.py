@@ -91,6 +91,11 @@ def test_an_undefined_validation_auc_is_logged_and_drawn_as_missing(retrain_dial
     x, y = retrain_dialog.curves["val_auc"].getData()
     assert x is None or len(x) == 0  # no point at all, never one at 0
     assert "n/a" in retrain_dialog.auc_plot.plotItem.titleLabel.text
+    retrain_dialog._on_epoch(1, 3, {"loss": 0.3, "val_loss": 0.4, "auc": 0.9, "val_auc": 0.8})
+    retrain_dialog._on_epoch(2, 3, {"loss": 0.3, "val_loss": 0.4, "auc": 0.9, "val_auc": nan})
+    x, y = retrain_dialog.curves["val_auc"].getData()
+    assert list(x) == [1, 2, 3] and y[1] == 0.8 and np.isnan(y[0]) and np.isnan(y[2])
+    assert retrain_dialog.curves["val_auc"].opts["connect"] == "finite"  # gaps, not zeros
 
 
 def test_accept_says_what_the_comparison_could_not_measure(retrain_dialog):

@@ -513,12 +513,15 @@ class RetrainDialog(QDialog):
 
     def _draw_curves(self):
         """Curves over all the epochs asked for (whole-epoch ticks); loss from 0, AUC up
-        to 1 with at least a 0.02 span (so a flat AUC of 1 is not drawn as noise)."""
+        to 1 with at least a 0.02 span (so a flat AUC of 1 is not drawn as noise); an
+        undefined figure (NaN) leaves a gap."""
         epochs = np.arange(1, len(self._history["loss"]) + 1)
         for key, curve in self.curves.items():
             values = np.asarray(self._history[key], np.float64)
-            finite = np.isfinite(values)
-            curve.setData(epochs[finite], values[finite])
+            if np.isfinite(values).any():  # an undefined epoch is a gap in the line, not 0
+                curve.setData(epochs, values, connect="finite")
+            else:
+                curve.setData([], [])
         last = max(self._epochs, len(epochs), 1)
         step = max(1, int(np.ceil(last / 10)))
         ticks = [[(float(i), str(i)) for i in range(1, last + 1, step)], []]
