@@ -546,8 +546,13 @@ class TileDelegate(QStyledItemDelegate):
                 tile, self._pages[page], QRect(0, offset * height, self._tile_width_px, height)
             )
         if not scored:
-            # Dimmed, not hidden: the picture stays visible under the reason.
-            painter.fillRect(tile, self.UNSCORED_VEIL if self._pages else self.UNSCORED_FILL)
+            # The picture dimmed, not hidden, under the reason; its black floor lifted to
+            # the unscored fill, so a tile without a stamp is that fill exactly.
+            if self._pages:
+                painter.fillRect(tile, self.UNSCORED_VEIL)
+                painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Lighten)
+            painter.fillRect(tile, self.UNSCORED_FILL)
+            painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceOver)
             painter.setFont(self.reason_font)
             painter.setPen(self.UNSCORED_TEXT)
             painter.drawText(
