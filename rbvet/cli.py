@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import sys
 import time
@@ -332,7 +333,10 @@ def _epoch_printer(log):
 
     def report(progress):
         if isinstance(progress, EpochEnded):
-            figures = ", ".join(f"{key} {value:.4g}" for key, value in progress.logs.items())
+            figures = ", ".join(
+                f"{key} {value:.4g}" if math.isfinite(value) else f"{key} n/a"
+                for key, value in progress.logs.items()
+            )
             log(f"epoch {progress.done}/{progress.total}: {figures}")
 
     return report
@@ -691,7 +695,12 @@ def cmd_train_labels(args):
     import numpy as np
 
     from rbvet.core.jobs import run_job
-    from rbvet.core.learn.retrain import format_comparison, retrain_from_store, save_versioned
+    from rbvet.core.learn.retrain import (
+        format_comparison,
+        held_out_gaps,
+        retrain_from_store,
+        save_versioned,
+    )
 
     log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
     if args.simulated_ratio < 0:
@@ -715,6 +724,9 @@ def cmd_train_labels(args):
     command = "rbvet " + " ".join(sys.argv[1:]) if sys.argv[1:] else "rbvet train --labels"
     result.model.card["training"]["command"] = command
     print(format_comparison(result.comparison))
+    gaps = held_out_gaps(result.comparison["old"]["real"], result.comparison["old"]["bogus"])
+    if gaps:
+        print(f"  note: {gaps}")
     old, new = result.comparison["old"]["auc"], result.comparison["new"]["auc"]
     if np.isfinite(old) and np.isfinite(new) and new < old:
         print("  note: the new model has a lower AUC on the held-out labels than the old one")

@@ -206,6 +206,34 @@ def test_relabeled_markers_take_the_label_colour_in_and_out_of_view(
     assert colour_of(far) == LABELED_REAL_COLOR
 
 
+@pytest.mark.parametrize("n_relabeled", [18, 250])
+def test_relabeled_markers_are_repainted_at_once(
+    qtbot, view, state, make_vetting_data, n_relabeled
+):
+    """R on 18 tiles (markers re-penned) or a bulk label (all redrawn): the scene repaints
+    the relabeled markers without waiting for a click (pyqtgraph's ``updateSpots`` alone
+    does not ask for a repaint when no atlas rectangle is missing)."""
+    data = make_vetting_data(n=300, seed=3, unscored=0)
+    state.set_data(data, threshold=0.5)
+    qtbot.waitUntil(lambda: len(view.visible_marker_indices()) == len(data), timeout=2000)
+    relabeled = np.arange(n_relabeled)
+    where = [view.view_box.mapViewToScene(QPointF(data.x[i], data.y[i])) for i in relabeled]
+
+    drawn = list(view.visible_marker_indices())
+
+    def repaints_a_relabeled_marker(rects):
+        """A repaint of the scene after the new pens were set, over a relabeled marker."""
+        pen = view.scatter.data["pen"][drawn.index(0)]
+        recoloured = pen.color().getRgb()[:3] == LABELED_REAL_COLOR
+        return recoloured and any(rect.contains(point) for rect in rects for point in where)
+
+    scene = view.plot.scene()
+    with qtbot.waitSignal(
+        scene.changed, timeout=3000, check_params_cb=repaints_a_relabeled_marker
+    ):
+        state.set_labels(relabeled, REAL)
+
+
 # ------------------------------------------------------------------ pyqtgraph's internals
 
 

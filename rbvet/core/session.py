@@ -117,7 +117,8 @@ class VettingData:
     reasons : ndarray (N,) str
         Why an object was not scored; empty when it was.
     atlas : ndarray (N, h, w) uint8
-        One tile per object (`rbvet.core.cutouts.atlas.render_tiles`); black when unscored.
+        One tile per object (`rbvet.core.cutouts.atlas.render_tiles`), unscored ones
+        included when they have a stamp; black without one.
     fwhm : float
     rescale : rbvet.core.cutouts.preprocess.Rescale
     params : rbvet.core.cutouts.preprocess.PreprocessParams

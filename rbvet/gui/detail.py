@@ -69,7 +69,8 @@ class DetailPanel(QWidget):
     Attributes
     ----------
     title_label : QLabel
-        "object 17 of 253", or "select a cutout" when nothing is selected.
+        The selected object's place in the grid and its catalog row ("tile 3 of 253 ·
+        catalog row 17", see `set_grid_order`), or "select a cutout".
     linear_item, asinh_item : pyqtgraph.ImageItem
         The two preprocessed channels (uint8, from the atlas tile).
     raw_item : pyqtgraph.ImageItem
@@ -187,7 +188,21 @@ class DetailPanel(QWidget):
         state.selectionChanged.connect(self._show_selection)
         state.thresholdChanged.connect(self._update_score)
         state.labelsChanged.connect(self._on_labels_changed)
+        self._grid_order = None
         self._show_selection()
+
+    def set_grid_order(self, order):
+        """Number the selected object by its place in the grid, not only its catalog row.
+
+        Parameters
+        ----------
+        order : object
+            The grid's display order: ``row_of(object_index)`` (-1 when filtered out),
+            ``rowCount()`` and an ``orderChanged`` signal (`rbvet.gui.grid.TileProxy`).
+        """
+        self._grid_order = order
+        order.orderChanged.connect(self._update_title)
+        self._update_title()
 
     # ------------------------------------------------------------------ building
 
@@ -215,7 +230,7 @@ class DetailPanel(QWidget):
         if data is None or index < 0:
             self._clear()
             return
-        self.title_label.setText(f"object {index} of {len(data)}")
+        self._update_title()
         self.stack.setCurrentIndex(1)
         self._draw_channels(data, index)
         self._cut_raw(data, index)
@@ -224,6 +239,20 @@ class DetailPanel(QWidget):
         self._update_label()
         self._update_position(data, index)
         self._fill_row_table(data, index)
+
+    def _update_title(self):
+        data, index = self.state.data, self.state.selected
+        if data is None or index < 0:
+            return
+        order = self._grid_order
+        row = -1 if order is None else order.row_of(index)
+        if row >= 0:
+            text = f"tile {row + 1} of {order.rowCount()} · catalog row {index}"
+        elif order is not None:
+            text = f"catalog row {index} of {len(data)} (not in the grid: filtered out)"
+        else:
+            text = f"catalog row {index} of {len(data)}"
+        self.title_label.setText(text)
 
     def _clear(self):
         self.title_label.setText(EMPTY_TEXT)
@@ -246,7 +275,7 @@ class DetailPanel(QWidget):
     # ------------------------------------------------------------------ images
 
     def _draw_channels(self, data, index):
-        """The two CNN channels from the object's atlas tile (black when unscored)."""
+        """The two CNN channels from the object's atlas tile (black without a stamp)."""
         tile = data.atlas[index][::-1]  # tiles are pictures (top row first); views are y-up
         size = tile.shape[0]
         for item, view, channel in (

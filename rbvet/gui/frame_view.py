@@ -73,6 +73,8 @@ RELABEL_REDRAW_ALL = 200
 """Relabeling more objects than this redraws all markers instead of re-penning each."""
 RELABEL_DELAY_MS = 250
 """Markers follow labels this long after the last one (off the keypress's repaint)."""
+NO_FRAME_TEXT = "No frame: File › Open frame…, or drop a FITS file here"
+"""The readout with no frame (the view has no axes then)."""
 MARKER_CULL_OBJECTS = 5000
 """With more markers to draw than this, only those in and near the view are drawn."""
 MARKER_CULL_MARGIN = 0.5
@@ -303,11 +305,12 @@ class FrameView(QWidget):
         self.highlight.clear()  # a new frame comes with no selection
         self.marker_note.hide()
         self._drawn_data = None
+        self._show_axes(data is not None)
         if data is None:
             self._pyramid = []
             self._level = -1
             self.image_item.clear()
-            self.readout.setText(" ")
+            self.readout.setText(NO_FRAME_TEXT)
             return
         if len(data) > DEFER_DRAW_OBJECTS:
             # Drawn in the next turn of the event loop: the grid shows the new objects
@@ -317,6 +320,11 @@ class FrameView(QWidget):
             QTimer.singleShot(DEFER_DRAW_MS, lambda: self._draw_data(data))
         else:
             self._draw_data(data)
+
+    def _show_axes(self, shown):
+        """Pixel axes with a frame; none without one (they would show a meaningless range)."""
+        for side in ("left", "bottom"):
+            self.plot.getPlotItem().showAxis(side, shown)
 
     def _draw_data(self, data):
         """The new frame's image, whole in the view, and its markers."""
@@ -793,4 +801,7 @@ class _MarkerScatter(pg.ScatterPlotItem):
         styles = self._point_styles[rows]
         self.data["pen"][rows] = self._style_pens[styles]
         self.data["sourceRect"][rows] = rects[styles]
-        self.updateSpots()  # nothing left to look up; resizes and repaints
+        self.updateSpots()  # nothing left to look up; resizes
+        # updateSpots repaints only when it had rectangles to look up, and here it has
+        # none: without this, new pens show only at the next repaint (a click).
+        self.invalidate()

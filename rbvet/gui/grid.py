@@ -443,7 +443,8 @@ class TileDelegate(QStyledItemDelegate):
     - label contradicting the score (real below the threshold, bogus above): the thick
       frame is striped with yellow, a yellow triangle marks the tile's top-right corner,
       and the caption reads ``! REAL`` / ``! BOGUS``;
-    - unscored: a dark tile with the reason written in it, a grey frame, "unscored";
+    - unscored: its picture dimmed (dark when it has no stamp) with the reason written
+      over it, a grey frame, "unscored";
     - selected: a lighter cell background and a white outline.
 
     Parameters
@@ -461,6 +462,7 @@ class TileDelegate(QStyledItemDelegate):
     MUTED_BOGUS = QColor("#8a3f0a")
     UNSCORED_FRAME = QColor("#505050")
     UNSCORED_FILL = QColor("#121212")
+    UNSCORED_VEIL = QColor(18, 18, 18, 130)
     UNSCORED_TEXT = QColor("#9a9a9a")
     SELECTED_FILL = QColor("#4a4f57")
     SELECTED_OUTLINE = QColor("#f2f2f2")
@@ -536,15 +538,21 @@ class TileDelegate(QStyledItemDelegate):
             painter.setPen(self._pens[SELECTED])
             painter.drawRect(cell.adjusted(1, 1, -1, -1))
 
-        if scored and self._pages:
+        if self._pages:  # unscored objects too: their stamp, when they have one
             page, offset = divmod(obj, self.TILES_PER_PAGE)
             height = self._tile_height_px
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, False)
             painter.drawImage(
                 tile, self._pages[page], QRect(0, offset * height, self._tile_width_px, height)
             )
-        else:
+        if not scored:
+            # The picture dimmed, not hidden, under the reason; its black floor lifted to
+            # the unscored fill, so a tile without a stamp is that fill exactly.
+            if self._pages:
+                painter.fillRect(tile, self.UNSCORED_VEIL)
+                painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_Lighten)
             painter.fillRect(tile, self.UNSCORED_FILL)
+            painter.setCompositionMode(QPainter.CompositionMode.CompositionMode_SourceOver)
             painter.setFont(self.reason_font)
             painter.setPen(self.UNSCORED_TEXT)
             painter.drawText(

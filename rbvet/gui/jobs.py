@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from rbvet.core.classify import SCORING
+from rbvet.core.cutouts.stamps import REASON_NONFINITE
 from rbvet.core.jobs import Progress
 from rbvet.core.session import with_score_order
 from rbvet.gui.state import VettingData
@@ -55,8 +56,10 @@ def classify_frame(frame_path, catalog_path=None, model_path=None, options=None)
     for chunk in iter_scores(frame, x, y, model, fwhm):
         scores[chunk.start : chunk.stop] = chunk.scores
         reasons[chunk.start : chunk.stop] = chunk.reason
-        scored = np.flatnonzero(chunk.scorable)
-        atlas[chunk.start + scored] = render_tiles(chunk.inputs[scored])
+        # Every object with a position gets its picture, scored or not: the user judges
+        # an unscored one (off the edge, masked) by eye, with its reason written over it.
+        pictured = np.flatnonzero(chunk.reason != REASON_NONFINITE)
+        atlas[chunk.start + pictured] = render_tiles(chunk.inputs[pictured])
         yield Progress(chunk.stop, n_objects, SCORING)
     yield Progress(n_objects, n_objects, "Preparing the display")
     prepare_display(frame)  # about a second at 8k x 8k: here, not on the GUI thread

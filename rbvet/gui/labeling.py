@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 
+import numpy as np
 from PyQt6.QtCore import QObject, Qt, pyqtSignal
 from PyQt6.QtGui import QGuiApplication
 
@@ -19,6 +20,10 @@ from rbvet.core.session import HUMAN
 
 BUSY_CURSOR_OBJECTS = 500
 """Storing this many new objects at once shows a wait cursor (about 0.4 ms each)."""
+MANY_LABELED_OBJECTS = 50
+"""One key that changes this many labels (e.g. after Ctrl+A) is announced with an Undo
+button (`manyLabeled`): the user sees what one keypress did, without a question before
+each bulk label that slows down the deliberate ones."""
 
 
 @contextlib.contextmanager
@@ -65,12 +70,16 @@ class LabelController(QObject):
         Labels changed (in the store or on this frame): counts may differ.
     storeChanged()
         Another store was opened (or the current one failed to open).
+    manyLabeled(int, int)
+        One `label` call changed the labels of at least `MANY_LABELED_OBJECTS` objects:
+        the number changed and the label given.
     """
 
     errorOccurred = pyqtSignal(str)
     message = pyqtSignal(str)
     countsChanged = pyqtSignal()
     storeChanged = pyqtSignal()
+    manyLabeled = pyqtSignal(int, int)
 
     def __init__(self, state, store_path=None, parent=None):
         super().__init__(parent)
@@ -127,7 +136,16 @@ class LabelController(QObject):
         return self.session.frame_counts()
 
     def label(self, indices, label, source=HUMAN):
-        return self.session.label(indices, label, source)
+        """`VettingSession.label`, announcing a change of many labels (`manyLabeled`)."""
+        data = self.state.data
+        indices = np.unique(np.atleast_1d(np.asarray(indices, np.intp)))
+        before = None if data is None else data.labels[indices].copy()
+        done = self.session.label(indices, label, source)
+        if done and before is not None and data is self.state.data:
+            changed = int(np.count_nonzero(data.labels[indices] != before))
+            if changed >= MANY_LABELED_OBJECTS:
+                self.manyLabeled.emit(changed, int(label))
+        return done
 
     def below_threshold_candidates(self):
         return self.session.below_threshold_candidates()

@@ -43,6 +43,8 @@ from rbvet.gui.grid import GridPanel
 from rbvet.gui.jobs import classify_frame
 from rbvet.gui.label_quality import LabelReviewer
 from rbvet.gui.labeling import LabelController
+from rbvet.gui.model_memory import ModelMemory
+from rbvet.gui.notices import UndoBanner, threshold_note
 from rbvet.gui.retrain_dialog import RetrainDialog
 from rbvet.gui.state import BOGUS, REAL, UNLABELED, VettingState
 from rbvet.gui.threshold import ThresholdPanel
@@ -136,6 +138,10 @@ class MainWindow(QMainWindow):
         Status bar: the store path and the frame's label counts; click to choose another.
     retrain_dialog : RetrainDialog or None
         The last retraining dialog opened.
+    model_memory : ModelMemory
+        The model remembered for the next launch (accepted, or opened from the menu).
+    undo_banner : UndoBanner
+        Says what one key did to many tiles, with an Undo button.
 
     Signals
     -------
@@ -160,6 +166,9 @@ class MainWindow(QMainWindow):
         self.retrain_dialog = None
         self.frame_options = FrameOptions()  # those the frame shown was read with
         self._pending = None
+        self._threshold_note = ("", None)  # (note, the threshold it is about)
+        self._job_outcome = ""  # said in the status bar once the job has ended
+        self._remembered_trouble = None  # why the remembered model failed, while retrying
         self.labels = LabelController(self.state, label_store_path, parent=self)
         self.setWindowTitle("rbvet")
         self.setAcceptDrops(True)
@@ -167,16 +176,19 @@ class MainWindow(QMainWindow):
 
         self.grid = GridPanel(self.state)
         self.error_banner = ErrorBanner()
+        self.undo_banner = UndoBanner()
         central = QWidget()
         column = QVBoxLayout(central)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(0)
         column.addWidget(self.error_banner)
+        column.addWidget(self.undo_banner)
         column.addWidget(self.grid, 1)
         self.setCentralWidget(central)
 
         self.frame_view = FrameView(self.state)
         self.detail = DetailPanel(self.state)
+        self.detail.set_grid_order(self.grid.proxy)
         self.threshold_panel = ThresholdPanel(self.state)
         self.docks = {}
         self._add_dock("Frame", self.frame_view, Qt.DockWidgetArea.RightDockWidgetArea)
@@ -214,8 +226,17 @@ class MainWindow(QMainWindow):
         self.labels.errorOccurred.connect(self._update_store_status)
         self.labels.message.connect(lambda text: self.statusBar().showMessage(text, 4000))
         self.labels.countsChanged.connect(self._update_store_status)
+        # A later label change (or undo) hides the notice before a new one can show.
+        self.state.labelsChanged.connect(lambda *_: self.undo_banner.hide())
+        self.state.dataChanged.connect(self.undo_banner.hide)
+        self.labels.manyLabeled.connect(self.undo_banner.show_labeled)
+        self.undo_banner.undoRequested.connect(self.labels.undo)
         self.labels.storeChanged.connect(self._update_store_status)
         self.labels.open_store()
+        # The model the user chose last time (a vanished or broken one: the shipped model,
+        # and the warning shown once the first frame is in).
+        self.model_memory = ModelMemory(self.settings)
+        self.model_path, self.model_warning = self.model_memory.recall()
         self.resize(1600, 1000)
         geometry = self.settings.value("window/geometry")
         if geometry is not None:
@@ -334,6 +355,8 @@ class MainWindow(QMainWindow):
         self._action(model_menu, "&Open model…", self.choose_model, "Ctrl+M")
         self._action(model_menu, "&Retrain from labels…", self.retrain_from_labels, "Ctrl+T")
         self.assess_action = self._action(model_menu, "&Assess this frame", self.assess_frame)
+        model_menu.addSeparator()
+        self._action(model_menu, "Re&vert to the shipped model", self.revert_to_shipped_model)
         view_menu = self.menuBar().addMenu("&View")
         for dock in self.docks.values():
             view_menu.addAction(dock.toggleViewAction())
@@ -362,11 +385,17 @@ class MainWindow(QMainWindow):
         self._start_classification(self.frame_path, str(catalog_path), self.model_path)
 
     def open_model(self, model_path):
-        """Score the open frame with another model."""
+        """Score the open frame with another model (None: the shipped one)."""
+        model_path = None if model_path is None else str(model_path)
         if self.frame_path is None:
-            self.model_path = str(model_path)
+            self.model_path = model_path
             return
-        self._start_classification(self.frame_path, self.catalog_path, str(model_path))
+        self._start_classification(self.frame_path, self.catalog_path, model_path)
+
+    def revert_to_shipped_model(self):
+        """Score with the shipped model again, now and at the next launches."""
+        self.model_memory.forget()
+        self.open_model(None)
 
     def detect_objects(self):
         """Drop the catalog and detect the frame's objects with sep."""
@@ -412,8 +441,10 @@ class MainWindow(QMainWindow):
 
         thread.progressed.connect(while_current(self._on_progress))
         thread.succeeded.connect(while_current(succeeded))
-        thread.failed.connect(while_current(self._on_failed))
-        thread.cancelled.connect(while_current(self._on_cancelled))
+        thread.failed.connect(
+            while_current(lambda message: self._on_failed(message, (frame_path, catalog_path)))
+        )
+        thread.cancelled.connect(while_current(lambda: self._on_cancelled(frame_path)))
         thread.finished.connect(while_current(lambda: self._set_busy(False)))
         self.job = thread
         self.frame_settings.track(thread)
@@ -453,8 +484,12 @@ class MainWindow(QMainWindow):
         threshold : float, optional
             The model's threshold; the current one is kept when None.
         """
+        previous = self.state.threshold if self.state.data is not None else None
         self.state.session.show(data, threshold)  # its stored labels, then the data
-        self.model_label.setText(f"model: {data.model_name}")
+        shown = self.state.threshold
+        self._threshold_note = (threshold_note(previous, shown, threshold is None), shown)
+        self._update_summary()
+        self._show_model_name(data.model_name)
         if len(data) > DEFER_DRAW_OBJECTS:
             # The first tile is selected in a later turn: at a million objects, making it
             # current costs Qt as much as the grid itself, and the window must not stall.
@@ -468,18 +503,59 @@ class MainWindow(QMainWindow):
             # now, or the user labels away into a store that takes nothing.
             self.show_error(self.labels.store_error)
 
+    def _show_model_name(self, name):
+        """Status bar: the model's name, marked when it is the one remembered from the
+        last session; a remembered model given up at launch is said once, here."""
+        if self._remembered_trouble is not None and self.model_path is None:
+            self.model_memory.forget()  # the shipped model did what it could not
+            self.model_warning = self.model_memory.unusable_text(self._remembered_trouble)
+        self._remembered_trouble = None
+        remembered = self.model_memory.is_remembered(self.model_path)
+        self.model_label.setText(f"model: {name}" + (" (remembered)" if remembered else ""))
+        self.model_label.setToolTip(
+            f"{self.model_path}\nremembered from your last session: "
+            "Model › Revert to the shipped model to stop using it"
+            if remembered
+            else "Model › Open model… or Retrain from labels… to use another"
+        )
+        if self.model_warning:
+            self.show_error(self.model_warning)
+            self.model_warning = None
+
     def _select_first(self, data):
         """Select the first tile of ``data`` in display order, if it is still shown."""
         proxy = self.grid.proxy
         if data is self.state.data and proxy.rowCount() and self.state.selected < 0:
             self.state.select(proxy.object_at(0))
 
-    def _on_failed(self, message):
+    def _on_failed(self, message, attempt=None):
+        """Show the error; but when the first frame fails with the model remembered from
+        the last session, try it once more with the shipped model (if that works, the
+        remembered model was the trouble: `_show_model_name` forgets it and says so)."""
+        if (
+            attempt is not None
+            and self.state.data is None
+            and self.model_memory.is_remembered(self.model_path)
+            and self._remembered_trouble is None
+        ):
+            self._remembered_trouble = message
+            self._start_classification(*attempt, None)
+            return
+        self._remembered_trouble = None
         self.show_error(message)
         self.failed.emit(message)
 
-    def _on_cancelled(self):
-        self.statusBar().showMessage("Cancelled", 3000)
+    def _on_cancelled(self, frame_path=None):
+        """Say what was cancelled and what the window still shows (said when the job
+        ends: `_set_busy` would otherwise wipe it)."""
+        what = f"opening {Path(frame_path).name}" if frame_path else "the job"
+        data = self.state.data
+        kept = (
+            f"still showing {Path(data.frame_path).name} with its labels"
+            if data is not None
+            else "no frame is open"
+        )
+        self._job_outcome = f"Cancelled {what}: nothing changed, {kept}."
 
     def show_error(self, message):
         """Show a one-line error; the window keeps its current frame."""
@@ -509,6 +585,9 @@ class MainWindow(QMainWindow):
             self.progress_bar.setRange(0, 0)
             self.progress_bar.setFormat(message)
             self.statusBar().showMessage(message)
+        elif self._job_outcome:
+            self.statusBar().showMessage(self._job_outcome, 10000)
+            self._job_outcome = ""
         else:
             self.statusBar().clearMessage()
 
@@ -546,6 +625,7 @@ class MainWindow(QMainWindow):
     def choose_model(self):
         path, _ = QFileDialog.getOpenFileName(self, "Open model", self._start_dir(), MODEL_FILTER)
         if path:
+            self.model_memory.remember(path)
             self.open_model(path)
 
     def choose_export(self):
@@ -738,6 +818,7 @@ class MainWindow(QMainWindow):
 
     def _on_model_accepted(self, path):
         self.statusBar().showMessage(f"New model saved: {path}", 8000)
+        self.model_memory.remember(path)
         self.open_model(path)
 
     def _update_undo_actions(self):
@@ -796,11 +877,13 @@ class MainWindow(QMainWindow):
             self.summary_label.setText("")
             return
         real, bogus, unscored = data.counts(self.state.threshold)
+        note, about = self._threshold_note  # until the user moves the threshold
         self.summary_label.setText(
             f"{count_text(len(data), 'object')} · FWHM {data.fwhm:.2f} px · "
             f"{real} real, {bogus} bogus at {self.state.threshold:.3f}"
             + (f" · {unscored} unscored" if unscored else "")
             + fallback_summary(data.reading)
+            + (f" · {note}" if note and about == self.state.threshold else "")
         )
         self.summary_label.setToolTip("\n".join(fallbacks(data.reading)))
 

@@ -93,6 +93,11 @@ class RetrainDialog(QDialog):
     comparison_box : QGroupBox
         Hidden until a training finishes; ``comparison_labels[(metric, which)]`` are its
         cells (metric 'auc', 'fnr', 'fpr'; which 'old', 'new', 'change').
+    class_size_warning : str or None
+        Shown with the store's counts before training when a class is too small to hold
+        some out (`rbvet.core.learn.retrain.class_size_problem`).
+    accept_note : QLabel
+        Beside Accept, what the comparison could not measure (hidden when nothing).
 
     Signals
     -------
@@ -123,6 +128,7 @@ class RetrainDialog(QDialog):
         self.decision = None
         self.saved_path = None
         self.job = None
+        self.class_size_warning = None
         self._history = {key: [] for key in ("loss", "val_loss", "auc", "val_auc")}
         self._epochs = DEFAULT_EPOCHS
         self.setWindowTitle("Retrain from labels — rbvet")
@@ -252,6 +258,10 @@ class RetrainDialog(QDialog):
         comparison.addLayout(grid)
         self.comparison_box.hide()
 
+        self.accept_note = QLabel()
+        self.accept_note.setWordWrap(True)
+        self.accept_note.setStyleSheet(f"color: {WORSE_COLOR};")
+        self.accept_note.hide()
         self.reject_button = QPushButton("Reject (keep the current model)")
         self.reject_button.clicked.connect(self.reject_model)
         self.accept_button = QPushButton("Accept and use the new model")
@@ -276,6 +286,7 @@ class RetrainDialog(QDialog):
         layout.addWidget(self.log_view)
         layout.addWidget(self.error_label)
         layout.addWidget(self.comparison_box)
+        layout.addWidget(self.accept_note)
         layout.addLayout(buttons)
 
         self._logged.connect(self._log)
@@ -311,14 +322,20 @@ class RetrainDialog(QDialog):
             self.store_label.setText(f"<b>Labels</b>: {error}")
             self.train_button.setEnabled(False)
             return None
+        from rbvet.core.learn.retrain import class_size_problem
+
         labeled = summary["real"] + summary["bogus"]
+        problem = class_size_problem(summary["real"], summary["bogus"]) if labeled else None
+        warning = f"<br><span style='color:{WORSE_COLOR}'>Before training: {problem}.</span>"
         self.store_label.setText(
             f"<b>Labels</b>: {self.store_path}<br>{labeled} labeled objects "
             f"(<span style='color:{hex_color(REAL_COLOR)}'>{summary['real']} real</span>, "
             f"<span style='color:{hex_color(BOGUS_COLOR)}'>{summary['bogus']} bogus</span>) "
             f"on {summary['frames']} frame{'s' if summary['frames'] != 1 else ''}; "
             "a quarter is held out (never trained on) for the comparison."
+            + (warning if problem else "")
         )
+        self.class_size_warning = problem
         self.train_button.setEnabled(labeled >= 4 and not self.is_training)
         return summary
 
@@ -355,6 +372,7 @@ class RetrainDialog(QDialog):
         self.log_view.clear()
         self.error_label.hide()
         self.comparison_box.hide()
+        self.accept_note.hide()
         self.accept_button.hide()
         self.reject_button.hide()
         self.job = JobThread(job(), name="retrain", parent=self)
@@ -439,11 +457,13 @@ class RetrainDialog(QDialog):
         self._draw_curves()
         self.progress_bar.setRange(0, epochs)
         self.progress_bar.setValue(epoch + 1)
-        self.progress_bar.setFormat(f"epoch %v of %m · loss {logs.get('loss', np.nan):.4f}")
+        from rbvet.core.learn.retrain import format_number
+
+        figure = {key: format_number(logs.get(key, np.nan)) for key in self._history}
+        self.progress_bar.setFormat(f"epoch %v of %m · loss {figure['loss']}")
         self._log(
-            f"epoch {epoch + 1}/{epochs}: loss {logs.get('loss', np.nan):.4f} "
-            f"(validation {logs.get('val_loss', np.nan):.4f}), AUC {logs.get('auc', np.nan):.4f} "
-            f"(validation {logs.get('val_auc', np.nan):.4f})"
+            f"epoch {epoch + 1}/{epochs}: loss {figure['loss']} (validation "
+            f"{figure['val_loss']}), AUC {figure['auc']} (validation {figure['val_auc']})"
         )
 
     def _on_trained(self, result):
@@ -472,7 +492,9 @@ class RetrainDialog(QDialog):
         self._set_training(False)
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
-        self.progress_bar.setFormat("cancelled — nothing changed")
+        self.progress_bar.setFormat("training cancelled — no new model")
+        model = Path(self.model_path).name if self.model_path else "the shipped model"
+        self._log(f"Training cancelled: no new model was made; {model} stays in use.")
         self.trainingFinished.emit(False)
 
     # ------------------------------------------------------------------ drawing
@@ -491,12 +513,15 @@ class RetrainDialog(QDialog):
 
     def _draw_curves(self):
         """Curves over all the epochs asked for (whole-epoch ticks); loss from 0, AUC up
-        to 1 with at least a 0.02 span (so a flat AUC of 1 is not drawn as noise)."""
+        to 1 with at least a 0.02 span (so a flat AUC of 1 is not drawn as noise); an
+        undefined figure (NaN) leaves a gap."""
         epochs = np.arange(1, len(self._history["loss"]) + 1)
         for key, curve in self.curves.items():
             values = np.asarray(self._history[key], np.float64)
-            finite = np.isfinite(values)
-            curve.setData(epochs[finite], values[finite])
+            if np.isfinite(values).any():  # an undefined epoch is a gap in the line, not 0
+                curve.setData(epochs, values, connect="finite")
+            else:
+                curve.setData([], [])
         last = max(self._epochs, len(epochs), 1)
         step = max(1, int(np.ceil(last / 10)))
         ticks = [[(float(i), str(i)) for i in range(1, last + 1, step)], []]
@@ -506,15 +531,25 @@ class RetrainDialog(QDialog):
         losses = np.concatenate([self._history["loss"], self._history["val_loss"]])
         losses = losses[np.isfinite(losses)]
         self.loss_plot.setYRange(0.0, 1.1 * losses.max() if len(losses) else 1.0, padding=0)
-        aucs = np.concatenate([self._history["auc"], self._history["val_auc"]])
+        validation_aucs = np.asarray(self._history["val_auc"], np.float64)
+        unmeasured = len(validation_aucs) and not np.isfinite(validation_aucs).any()
+        self.auc_plot.setTitle(
+            "AUC (validation: n/a, one class only)" if unmeasured else "AUC", size="9pt"
+        )
+        aucs = np.concatenate([self._history["auc"], validation_aucs])
         aucs = aucs[np.isfinite(aucs)]
         lowest = min(aucs.min(), 0.98) if len(aucs) else 0.5
         self.auc_plot.setYRange(max(0.0, lowest - 0.01), 1.0 + 0.002, padding=0)
 
     def _show_comparison(self, comparison):
-        from rbvet.core.learn.retrain import format_number
+        from rbvet.core.learn.retrain import format_number, held_out_gaps
 
         old, new = comparison["old"], comparison["new"]
+        gaps = held_out_gaps(old["real"], old["bogus"])
+        note = f"Accepting means trusting the new model unmeasured: {gaps}." if gaps else ""
+        self.accept_note.setText(note)
+        self.accept_note.setVisible(bool(gaps))
+        self.accept_button.setToolTip(note)
         self.comparison_note.setText(
             f"{old['objects']} labeled objects ({old['real']} real, {old['bogus']} bogus) "
             f"the new model never saw; FNR and FPR at the threshold {old['threshold']:.3f}."

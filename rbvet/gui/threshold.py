@@ -314,7 +314,15 @@ class ThresholdPanel(QWidget):
             base = _LOG_FLOOR
         else:
             heights, base = counts, 0.0
-        self.histogram_plot.getAxis("left").setTicks(_log_ticks(counts.max()) if log else None)
+        empty = not counts.any()
+        if empty:  # no scores: a plain 0-1 count axis, not pyqtgraph's range of nothing
+            self.histogram_plot.enableAutoRange(y=False)
+            self.histogram_plot.setYRange(base, base + 1.0, padding=0)
+            self.histogram_plot.getAxis("left").setTicks([[(base, "0")], []])
+        else:
+            self.histogram_plot.enableAutoRange(y=True)
+            ticks = _log_ticks(counts.max()) if log else None
+            self.histogram_plot.getAxis("left").setTicks(ticks)
         centres = 0.5 * (self._edges[1:] + self._edges[:-1])
         width = self._edges[1] - self._edges[0]
         real_side = centres >= self.state.threshold

@@ -1,7 +1,7 @@
 """Retrain the model from the user's labels, judge it against the current one, version it.
 
 `retrain` holds out labeled objects first — whole frames when the labels come from two
-or more frames, single objects otherwise — and only then hands the rest (optionally
+or more frames, single objects of each class otherwise — and only then hands the rest (optionally
 mixed with simulated objects, so the model does not forget what it knew) to
 `rbvet.core.learn.train.train_model`, which augments on the fly. Old and new model are then
 scored on the held-out objects (`compare_models`): the user accepts the new model, and
@@ -36,6 +36,10 @@ SIMULATED_OBJECTS_PER_MEGAPIXEL = 350.0  # first guess of detections; measured ~
 SIMULATED_SEED_OFFSET = 3_000_017
 MAX_SIMULATION_ROUNDS = 10
 MIN_FRAMES_FOR_FRAME_VALIDATION = 3
+MIN_OBJECTS_PER_CLASS = 8
+"""Fewer labeled objects of a class than this cannot fill the three parts of retraining
+(trained on, early-stopping validation, held out for the comparison) with enough of it
+to measure anything: say so before training."""
 _VERSIONED_NAME = re.compile(r"^(?P<stem>.+?)(?:\.v(?P<version>\d+))?(?P<suffix>\.keras|\.h5)$")
 
 
@@ -147,6 +151,57 @@ def format_comparison(comparison):
         cells += [cell.rjust(width) for cell, width in zip(row[2:], widths[2:], strict=True)]
         lines.append("  " + "  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def class_size_problem(n_real, n_bogus):
+    """Why the labels are too few in a class to hold some out, or None when they suffice.
+
+    Parameters
+    ----------
+    n_real, n_bogus : int
+        Objects labeled real and bogus.
+
+    Returns
+    -------
+    str or None
+        One sentence for the user (said before training, by the dialog and the CLI).
+    """
+    small = [
+        (count, name)
+        for count, name in ((n_real, "real"), (n_bogus, "bogus"))
+        if count < MIN_OBJECTS_PER_CLASS
+    ]
+    if not small:
+        return None
+    counts = " and ".join(f"{count} {name}" for count, name in small)
+    return (
+        f"only {counts} labeled: too few to train on and also hold some out, so the "
+        "held-out AUC and error rates may be unmeasured (n/a); label at least "
+        f"{MIN_OBJECTS_PER_CLASS} of each class"
+    )
+
+
+def held_out_gaps(n_real, n_bogus):
+    """What a comparison on held-out objects cannot measure, as one sentence, or None.
+
+    A held-out part without real objects has no AUC and no FNR; one without bogus
+    objects has no AUC and no FPR.
+
+    Parameters
+    ----------
+    n_real, n_bogus : int
+        Held-out objects labeled real and bogus.
+    """
+    counts = {"real": n_real, "bogus": n_bogus}
+    missing = [name for name in ("real", "bogus") if counts[name] == 0]
+    if not missing:
+        return None
+    figures = {"real": "FNR", "bogus": "FPR"}
+    unmeasured = ["AUC"] + [figures[name] for name in missing]
+    return (
+        f"the held-out objects include no {' and no '.join(missing)} ones: "
+        f"{', '.join(unmeasured)} are not measured (n/a) for either model"
+    )
 
 
 def check_simulated_ratio(ratio):
@@ -298,7 +353,7 @@ def retrain(
     """
     if learning_rate is not None and not learning_rate > 0:
         raise RbvetError(f"learning rate must be positive, got {learning_rate}")
-    from rbvet.core.learn.train import split_by_group, train_model
+    from rbvet.core.learn.train import split_by_group, split_objects_by_class, train_model
     from rbvet.core.model import RealBogusModel
 
     started = time.perf_counter()
@@ -321,18 +376,29 @@ def retrain(
     rng = np.random.default_rng(seed)
 
     # 1. Held-out objects first, before any augmentation or simulated data.
+    problem = class_size_problem(int(np.sum(labels == 1)), int(np.sum(labels == 0)))
+    if problem:
+        say(f"Warning: {problem}")
     by_frame = len(frames) >= 2
-    split_groups = groups if by_frame else np.arange(len(labels))
-    train_index, held_out_index = split_by_group(split_groups, (held_out_fraction,), rng)
+    if by_frame:
+        train_index, held_out_index = split_by_group(groups, (held_out_fraction,), rng)
+    else:
+        train_index, held_out_index = split_objects_by_class(labels, held_out_fraction, rng)
     held_out_frames = np.unique(groups[held_out_index])
+    held_real = int(np.sum(labels[held_out_index] == 1))
+    held_bogus = len(held_out_index) - held_real
     say(
         f"Held out {len(held_out_index)} of {len(labels)} labeled objects "
+        f"({held_real} real, {held_bogus} bogus; "
         + (
-            f"({len(held_out_frames)} of {len(frames)} frames)"
+            f"{len(held_out_frames)} of {len(frames)} frames)"
             if by_frame
-            else "(one frame: split by object)"
+            else "one frame: split by object within each class)"
         )
     )
+    gaps = held_out_gaps(held_real, held_bogus)
+    if gaps:
+        say(f"Warning: {gaps}")
 
     # 2. Training part: labeled objects (+ simulated ones), grouped for validation.
     inputs = np.asarray(training_set.inputs, np.float32)[train_index]

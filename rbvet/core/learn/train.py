@@ -85,6 +85,49 @@ def split_by_group(groups, fractions, rng):
     return subsets
 
 
+def split_objects_by_class(labels, fraction, rng):
+    """Hold out ``fraction`` of each class's objects (at least one of a class with two
+    or more), so that a rare class is never missing from the held-out part by chance.
+
+    Parameters
+    ----------
+    labels : ndarray (N,)
+        1 real, 0 bogus.
+    fraction : float
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    train_index, held_out_index : ndarray of int
+        Sorted, disjoint, together every object.
+    """
+    labels = np.asarray(labels)
+    train, held_out = [], []
+    for value in np.unique(labels):
+        members = np.flatnonzero(labels == value)
+        if len(members) < 2:
+            train.append(members)
+            continue
+        kept, out = split_by_group(members, (fraction,), rng)
+        train.append(members[kept])
+        held_out.append(members[out])
+    empty = np.zeros(0, np.intp)
+    return np.sort(np.concatenate([empty, *train])), np.sort(np.concatenate([empty, *held_out]))
+
+
+def undefined_auc_keys(train_labels, validation_labels):
+    """Keras' AUC keys (``auc``, ``val_auc``) that are undefined for these labels.
+
+    Keras reports the AUC of a part holding one class as 0.0; that figure is a missing
+    measurement, not a bad model, and must be shown as such (NaN, "n/a").
+    """
+    keys = []
+    for key, part in (("auc", train_labels), ("val_auc", validation_labels)):
+        if len(np.unique(np.asarray(part))) < 2:
+            keys.append(key)
+    return tuple(keys)
+
+
 def balanced_class_weights(labels):
     """Class weights that give both classes the same total weight (None if one class)."""
     labels = np.asarray(labels)
@@ -136,7 +179,7 @@ class EpochEnded(Progress):
     logs: dict = field(default_factory=dict, compare=False)
 
 
-def fit_in_thread(model, batches, epochs, callbacks=(), **fit_options):
+def fit_in_thread(model, batches, epochs, callbacks=(), undefined=(), **fit_options):
     """``model.fit`` as a job: yields `Progress` after each batch, `EpochEnded` after each
     epoch, and returns the Keras ``History``.
 
@@ -152,6 +195,9 @@ def fit_in_thread(model, batches, epochs, callbacks=(), **fit_options):
         Training batches (``len`` is the number of batches per epoch).
     epochs : int
     callbacks : sequence of keras.callbacks.Callback
+    undefined : sequence of str
+        Keys of the epoch logs that are undefined (see `undefined_auc_keys`): reported
+        as NaN instead of Keras' figure.
     **fit_options
         Passed to ``model.fit`` (``validation_data``, ...).
     """
@@ -180,6 +226,7 @@ def fit_in_thread(model, batches, epochs, callbacks=(), **fit_options):
 
         def on_epoch_end(self, epoch, logs=None):
             logs = {key: float(value) for key, value in (logs or {}).items()}
+            logs.update({key: float("nan") for key in undefined if key in logs})
             events.put(EpochEnded(epoch + 1, int(epochs), f"epoch {epoch + 1} done", logs))
 
     outcome = {}
@@ -247,7 +294,8 @@ def train_model(
     labels : ndarray (N,)
         1 real, 0 bogus.
     groups : ndarray (N,), optional
-        Frame (or other group) of each sample; split sample by sample when None.
+        Frame (or other group) of each sample; split sample by sample, within each class
+        (`split_objects_by_class`), when None or when every sample is a group of its own.
     model : keras.Model, optional
         Continue training this model (fine-tuning); a new seed-architecture model if None.
     validation_fraction : float
@@ -275,15 +323,18 @@ def train_model(
     rng = np.random.default_rng(seed)
     keras.utils.set_random_seed(seed)
     group_ids = np.arange(len(labels)) if groups is None else np.asarray(groups)
-    train_index, validation_index = split_by_group(group_ids, (validation_fraction,), rng)
+    # One group per sample (no groups, or a caller splitting a single frame by object).
+    by_sample = len(np.unique(group_ids)) == len(group_ids)
+    if by_sample:
+        train_index, validation_index = split_objects_by_class(labels, validation_fraction, rng)
+    else:
+        train_index, validation_index = split_by_group(group_ids, (validation_fraction,), rng)
     if class_weight == "balanced":
         class_weight = balanced_class_weights(labels[train_index])
     weights = np.ones(len(labels), np.float32)
     if class_weight:
         for value, weight in class_weight.items():
             weights[labels == value] = weight
-    # One group per sample (no groups, or a caller splitting a single frame by object).
-    by_sample = len(np.unique(group_ids)) == len(group_ids)
     log(
         f"Training on {len(train_index)} samples ({int(labels[train_index].sum())} real), "
         f"validating on {len(validation_index)} from held-out "
@@ -309,6 +360,7 @@ def train_model(
         batches,
         epochs,
         callbacks,
+        undefined=undefined_auc_keys(labels[train_index], labels[validation_index]),
         validation_data=(
             inputs[validation_index],
             labels[validation_index],

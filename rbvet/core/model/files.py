@@ -114,6 +114,39 @@ def _refuse_lambda_layers(path):
             pending.extend(node)
 
 
+def check_model_file(path):
+    """Check, without loading the network, that ``path`` is a model file rbvet can load.
+
+    Cheap (no TensorFlow, no ONNX Runtime): the file exists, has a model suffix, is a
+    whole archive (``.keras``) or an HDF5 file (``.h5``), holds no ``Lambda`` layer and
+    its card, if any, is readable.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    dict or None
+        The model's card (None when it has none).
+
+    Raises
+    ------
+    RbvetError
+        Saying what is wrong with the file.
+    """
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        hint = " (train one with `rbvet train`)" if path == default_model_path() else ""
+        raise RbvetError(f"model file not found{hint}", path)
+    check_input_file(path, "model file")
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise RbvetError("unknown model format: expected a .keras or .h5 file", path)
+    _check_container(path)
+    _refuse_lambda_layers(path)
+    return read_card(path)
+
+
 def load_model(path=None, engine="auto"):
     """Load a model (``.keras`` or STDPipe's legacy ``.h5``) and its card.
 
@@ -143,15 +176,7 @@ def load_model(path=None, engine="auto"):
     path = Path(path) if path is not None else default_model_path()
     if engine not in ENGINES:
         raise RbvetError(f"unknown engine {engine!r}: expected one of {', '.join(ENGINES)}")
-    if not path.exists() and not path.is_symlink():
-        hint = " (train one with `rbvet train`)" if path == default_model_path() else ""
-        raise RbvetError(f"model file not found{hint}", path)
-    check_input_file(path, "model file")
-    if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise RbvetError("unknown model format: expected a .keras or .h5 file", path)
-    _check_container(path)
-    _refuse_lambda_layers(path)
-    card = read_card(path)
+    card = check_model_file(path)
     if engine != "keras":
         model = _open_onnx(path, card)
         if model is not None:
