@@ -41,7 +41,8 @@ from rbvet.gui.labeling import LabelController
 from rbvet.gui.retrain_dialog import RetrainDialog
 from rbvet.gui.state import BOGUS, REAL, UNLABELED, VettingState
 from rbvet.gui.threshold import ThresholdPanel
-from rbvet.gui.workers import JobThread
+from rbvet.gui.uncertainty import UncertaintyRunner
+from rbvet.gui.workers import STOP_TIMEOUT_MS, JobThread
 
 FRAME_FILTER = "FITS images (*.fits *.fit *.fts *.fits.fz *.fz *.fits.gz);;All files (*)"
 CATALOG_FILTER = "Catalogs (*.ecsv *.fits *.fit *.cat *.ldac *.csv *.txt *.dat);;All files (*)"
@@ -155,6 +156,8 @@ class MainWindow(QMainWindow):
         self.retrain_dialog = None
         self._pending = None
         self.labels = LabelController(self.state, label_store_path, parent=self)
+        self.uncertainty = UncertaintyRunner(self.state, parent=self)
+        self.uncertainty.message.connect(lambda text: self.statusBar().showMessage(text, 4000))
         self.setWindowTitle("rbvet")
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
@@ -353,6 +356,7 @@ class MainWindow(QMainWindow):
     def _start_classification(self, frame_path, catalog_path, model_path):
         if self.job is not None:  # cancelled and, if still running, detached: not waited for
             self.job.stop(timeout_ms=0)
+        self.uncertainty.stop()
         job = classify_frame(frame_path, catalog_path, model_path)
 
         def succeeded(result):
@@ -402,6 +406,7 @@ class MainWindow(QMainWindow):
     def _on_classified(self, result):
         data, threshold = result
         self.show_data(data, threshold)
+        self.uncertainty.start(data, self.model_path)
         self.classified.emit()
 
     def show_data(self, data, threshold=None):
@@ -800,6 +805,7 @@ class MainWindow(QMainWindow):
             dialog.close()
         if self.job is not None:
             self.job.stop()
+        self.uncertainty.stop(timeout_ms=STOP_TIMEOUT_MS)
         super().closeEvent(event)
 
 
