@@ -111,3 +111,30 @@ def test_uncertainty_of_a_frame_with_the_shipped_model(make_star_field):
     table = add_uncertainty(Table({"x": x, "y": y}), result)
     np.testing.assert_array_equal(table[BALD_COLUMN], result.bald.astype(np.float64))
     assert MEAN_COLUMN in table.colnames
+
+
+def test_classify_and_export_write_the_uncertainty_columns_when_asked(tmp_path, capsys):
+    from rbvet.cli import main
+    from rbvet.core.paths import demo_frame_path
+
+    demo = demo_frame_path()
+    catalog = str(demo.with_suffix(".ecsv"))
+    plain, uncertain = tmp_path / "plain.ecsv", tmp_path / "uncertain.ecsv"
+    assert main(["classify", str(demo), "--catalog", catalog, "-o", str(plain), "-q"]) == 0
+    command = ["classify", str(demo), "--catalog", catalog, "-o", str(uncertain), "-q"]
+    assert main([*command, "--uncertainty"]) == 0
+    without, table = Table.read(plain), Table.read(uncertain)
+    assert BALD_COLUMN not in without.colnames
+    np.testing.assert_allclose(table["rb_score"], without["rb_score"])  # beside, not instead
+    bald = np.asarray(table[BALD_COLUMN])
+    assert np.isfinite(bald).all() and (bald >= 0).all() and bald.max() > 0
+    assert np.abs(np.asarray(table[MEAN_COLUMN]) - np.asarray(table["rb_score"])).max() < 0.3
+    exported = tmp_path / "exported.ecsv"
+    assert (
+        main(["export", str(demo), "--catalog", catalog, "-o", str(exported), "--uncertainty"])
+        == 0
+    )
+    np.testing.assert_allclose(Table.read(exported)[BALD_COLUMN], bald, rtol=1e-5)
+    several = ["classify", str(demo), str(demo), "-o", str(tmp_path / "many"), "--uncertainty"]
+    assert main(several) == 2  # several frames: refused
+    assert "--uncertainty applies to one frame" in capsys.readouterr().err
