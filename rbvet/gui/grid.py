@@ -295,6 +295,10 @@ class TileProxy(QStringListModel):
             return int(self._rows[object_index])
         return -1
 
+    def rows_of(self, objects):
+        """Display rows (ndarray) of the objects at indices ``objects``; -1 where hidden."""
+        return self._rows[np.asarray(objects, np.intp)]
+
     def object_at(self, row):
         """Object index shown at display row ``row``."""
         return int(self._order[row])

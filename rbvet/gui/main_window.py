@@ -34,6 +34,7 @@ from PyQt6.QtWidgets import (
 from rbvet.core.errors import RbvetError
 from rbvet.core.session import count_text
 from rbvet.gui.detail import DetailPanel
+from rbvet.gui.feature_map import FeatureMap
 from rbvet.gui.frame_view import DEFER_DRAW_MS, DEFER_DRAW_OBJECTS, FrameView
 from rbvet.gui.grid import GridPanel
 from rbvet.gui.jobs import classify_frame
@@ -179,11 +180,15 @@ class MainWindow(QMainWindow):
         self._add_dock("Frame", self.frame_view, Qt.DockWidgetArea.RightDockWidgetArea)
         self._add_dock("Object", self.detail, Qt.DockWidgetArea.RightDockWidgetArea)
         self._add_dock("Threshold", self.threshold_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.feature_map = FeatureMap(self.state, self.grid.view)
+        self._add_dock("Map", self.feature_map, Qt.DockWidgetArea.RightDockWidgetArea)
         # Frame view large on the right; object details and threshold side by side below.
         self.splitDockWidget(self.docks["Frame"], self.docks["Object"], Qt.Orientation.Vertical)
         self.splitDockWidget(
             self.docks["Object"], self.docks["Threshold"], Qt.Orientation.Horizontal
         )
+        self.tabifyDockWidget(self.docks["Threshold"], self.docks["Map"])
+        self.docks["Threshold"].raise_()
         self._layout_pending = True
 
         self._build_status_bar()
