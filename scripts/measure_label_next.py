@@ -7,12 +7,14 @@ Starting from the shipped model, on simulated frames it was not trained on: fres
 and correlated noise (each frame smoothed by a Gaussian of ``--smooth`` px, as resampling
 or coadding does to real images; the model was trained on independent pixel noise, and
 on frames like its training frames its last layer has nothing left to learn: refit on
-every label of a fresh pool it does no better than shipped). An annotator who answers
-from the simulator's truth labels the pool of one set of frames in batches of
-``--batch``, in each order. After each batch the last layer is refit
-(logistic regression on the penultimate features, an L2 pull toward the shipped layer's
-weights, Newton's method in numpy), and the held-out objects of other frames are scored:
-AUC and FNR at FPR 1 % against the number of labels used.
+every label of a fresh pool it does no better than shipped). The objects of
+``--frames`` frames are split at random into a pool to label and held-out objects (the
+frames vary a lot, in FWHM, density and artifacts; held-out frames of their own would
+measure that variation more than the labels). An annotator who answers from the
+simulator's truth labels the pool in batches of ``--batch``, in each order. After each
+batch the last layer is refit (logistic regression on the penultimate features, an L2
+pull toward the shipped layer's weights, Newton's method in numpy), and the held-out
+objects are scored: AUC and FNR at FPR 1 % against the number of labels used.
 
 Orders:
 
@@ -83,6 +85,32 @@ def simulate_features(model, seed, n_frames, shape=(1024, 1024), smooth=0.8):
         features.append(model.features(objects.inputs))
         labels.append(objects.labels)
     return LabeledFeatures(np.concatenate(features), np.concatenate(labels).astype(np.int8))
+
+
+def cached_features(model, seed, n_frames, shape, smooth, folder=None):
+    """`simulate_features`, kept in ``folder`` (an .npz per set) when one is given."""
+    path = None
+    if folder:
+        path = Path(folder) / f"features_{seed}_{n_frames}_{shape[0]}_{smooth:g}.npz"
+        if path.is_file():
+            with np.load(path) as stored:
+                return LabeledFeatures(stored["features"], stored["labels"])
+    objects = simulate_features(model, seed, n_frames, shape, smooth)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, features=objects.features, labels=objects.labels)
+    return objects
+
+
+def split(objects, seed, pool_share=0.5):
+    """A random split of objects into a pool and held-out objects."""
+    order = np.random.default_rng([seed, 99]).permutation(len(objects))
+    cut = int(pool_share * len(objects))
+    pool, held_out = order[:cut], order[cut:]
+    return (
+        LabeledFeatures(objects.features[pool], objects.labels[pool]),
+        LabeledFeatures(objects.features[held_out], objects.labels[held_out]),
+    )
 
 
 def refit_head(features, labels, prior, l2=DEFAULT_L2, iterations=25):
@@ -305,7 +333,8 @@ def plot(result, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="repetitions (fresh frames each)")
-    parser.add_argument("--frames", type=int, default=6, help="pool frames (and held-out)")
+    parser.add_argument("--frames", type=int, default=10, help="frames per repetition")
+    parser.add_argument("--cache", help="folder to keep the simulated features in")
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--smooth", type=float, default=0.8, help="noise correlation (px)")
     parser.add_argument("--batch", type=int, default=20)
@@ -325,9 +354,8 @@ def main(argv=None):
     for repetition in range(args.seeds):
         seed = 190_000 + repetition  # not the training seed (2) nor its test sets
         shape = (args.size, args.size)
-        pool = simulate_features(model, [seed, 0], args.frames, shape, args.smooth)
-        held_out = simulate_features(model, [seed, 1], args.frames, shape, args.smooth)
-        sets.append((pool, held_out, seed))
+        objects = cached_features(model, seed, args.frames, shape, args.smooth, args.cache)
+        sets.append((*split(objects, seed), seed))
         print(f"simulated set {repetition + 1}: {time.perf_counter() - started:.0f} s", flush=True)
     result = measure(
         model.head, sets, args.batch, args.budget, args.gap, args.clusters, l2=args.l2
