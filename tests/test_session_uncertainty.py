@@ -145,3 +145,23 @@ def test_labeled_objects_leave_the_label_next_queue(session, data):
     n_queued = int((np.isfinite(data.scores) & (data.labels == UNLABELED)).sum())
     assert not np.isin(first, order[:n_queued]).any()
     assert np.isin(first, order[n_queued:]).all()  # still shown, after the queue
+
+
+@pytest.mark.parametrize("filter_name", ["all", "real", "unlabeled", "labeled", "unscored"])
+def test_label_next_display_order_is_the_general_sort_by_queue_priority(
+    session, data, filter_name
+):
+    """The label-next order takes a shortcut past the general sort; both must agree."""
+    from rbvet.core.session import display_order, filter_mask, label_next_priority
+
+    session.set_uncertainty(data, fake_uncertainty(data), np.arange(len(data)) % 5)
+    labels = np.full(len(data), UNLABELED, np.int8)
+    labels[[3, 9, 17, 40, 59]] = [REAL, BOGUS, REAL, BOGUS, REAL]
+    session.update_labels(np.arange(len(data)), labels)
+    order = display_order(data, SORT_LABEL_NEXT, True, filter_name, 0.4)
+    # the general rule: by priority descending, no value after, unscored last, ties by row
+    priority = label_next_priority(data, 0.4)
+    kept = np.flatnonzero(filter_mask(data, filter_name, 0.4))
+    group = np.where(np.isfinite(data.scores[kept]), np.where(np.isnan(priority[kept]), 1, 0), 2)
+    expected = kept[np.lexsort((kept, -np.nan_to_num(priority[kept]), group))]
+    np.testing.assert_array_equal(order, expected)

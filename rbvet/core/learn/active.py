@@ -132,17 +132,19 @@ def label_next_order(value, clusters=None, labeled=None):
     if labeled is not None:
         candidates &= ~np.asarray(labeled, bool)
     candidates = np.flatnonzero(candidates)
-    value = value[candidates]
+    # One float sort; the rest are stable integer sorts (radix: linear time), each keeping
+    # the order by value (ties: catalog order) within its keys.
+    by_value = candidates[np.argsort(-value[candidates], kind="stable")]
     if clusters is None:
-        return candidates[np.lexsort((candidates, -value))]
-    groups = np.asarray(clusters)[candidates]
-    by_group = np.lexsort((candidates, -value, groups))
+        return by_value
+    groups = np.asarray(clusters)[by_value]
+    by_group = np.argsort(groups, kind="stable")
     sorted_groups = groups[by_group]
     starts = np.flatnonzero(np.r_[True, sorted_groups[1:] != sorted_groups[:-1]])
     first_of_group = np.repeat(starts, np.diff(np.r_[starts, len(by_group)]))
-    rank = np.empty(len(candidates), np.intp)
+    rank = np.empty(len(by_value), np.intp)
     rank[by_group] = np.arange(len(by_group)) - first_of_group
-    return candidates[np.lexsort((candidates, -value, rank))]
+    return by_value[np.argsort(rank, kind="stable")]
 
 
 def queue_priority(order, n_objects):
