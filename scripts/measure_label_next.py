@@ -1,6 +1,6 @@
 """How many labels the label-next queue saves: label-next vs closest-to-threshold vs random.
 
-Run: python scripts/measure_label_next.py [--seeds 3] [--frames 6] [--budget 400]
+Run: python scripts/measure_label_next.py [--seeds 3] [--frames 10] [--budget 1600]
          [--plot docs/images/label_next.png] [--json OUT]
 
 Starting from the shipped model, on simulated frames it was not trained on: fresh seeds,
@@ -337,8 +337,8 @@ def main(argv=None):
     parser.add_argument("--cache", help="folder to keep the simulated features in")
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--smooth", type=float, default=0.8, help="noise correlation (px)")
-    parser.add_argument("--batch", type=int, default=20)
-    parser.add_argument("--budget", type=int, default=400)
+    parser.add_argument("--batch", type=int, default=40)
+    parser.add_argument("--budget", type=int, default=1600)
     parser.add_argument("--clusters", type=int, default=20)
     parser.add_argument("--gap", type=float, default=0.8, help="share of the gap to close")
     parser.add_argument("--l2", type=float, default=DEFAULT_L2)
