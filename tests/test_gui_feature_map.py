@@ -2,6 +2,7 @@
 tiles for one bulk label; the object panel's labeled neighbours."""
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 from PyQt6.QtCore import QPoint, QPointF, Qt
 
@@ -84,9 +85,15 @@ def test_a_lasso_selects_its_objects_in_the_grid_for_one_bulk_label(window, data
     state, grid, feature_map, _ = window
     state.session.set_uncertainty(data, blob_uncertainty(data))
     blob = np.flatnonzero((np.arange(len(data)) % 3 == 1) & np.isfinite(data.scores))
-    centre = feature_map.coordinates[blob].mean(axis=0)
-    spread = np.abs(feature_map.coordinates[blob] - centre).max() * 1.5
+    centre = feature_map.coordinates[blob].astype(float).mean(axis=0)
+    spread = float(np.abs(feature_map.coordinates[blob] - centre).max() * 1.5)
     angles = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    # the whole lasso on screen: a drag off the plot would not reach it
+    feature_map.view_box.setRange(
+        xRange=(centre[0] - 2 * spread, centre[0] + 2 * spread),
+        yRange=(centre[1] - 2 * spread, centre[1] + 2 * spread),
+        padding=0,
+    )
     with qtbot.waitSignal(feature_map.lassoed, timeout=1000) as lasso:
         feature_map.lasso_button.setChecked(True)
         drag(
@@ -133,7 +140,8 @@ def drag(qtbot, feature_map, xs, ys):
     send(QEvent.Type.MouseButtonPress, position(xs[0], ys[0]), held)
     for x, y in zip([*xs, xs[0]], [*ys, ys[0]], strict=True):
         send(QEvent.Type.MouseMove, position(x, y), held)
-        qtbot.wait(1)
+        # pyqtgraph drops moves closer than 1 / mouseRateLimit (100 Hz): a hand's pace
+        qtbot.wait(int(1000 / pg.getConfigOption("mouseRateLimit")) + 2)
     send(QEvent.Type.MouseButtonRelease, position(xs[0], ys[0]), Qt.MouseButton.NoButton)
 
 

@@ -75,8 +75,9 @@ class _LassoViewBox(pg.ViewBox):
             return
         event.accept()
         where = self.mapSceneToView(event.scenePos())
-        if event.isStart():
-            self._vertices = []
+        if event.isStart():  # the drag starts a few pixels on: the press is the first vertex
+            pressed = self.mapSceneToView(event.buttonDownScenePos())
+            self._vertices = [(pressed.x(), pressed.y())]
         self._vertices.append((where.x(), where.y()))
         self._draw_path()
         if event.isFinish():
