@@ -24,6 +24,7 @@ from PyQt6.QtWidgets import (
     QGraphicsPathItem,
     QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QStackedWidget,
     QToolButton,
     QVBoxLayout,
@@ -137,6 +138,8 @@ class FeatureMap(QWidget):
             "Drag round points to select their tiles in the grid; then R or B labels them all"
         )
         self.note = QLabel("")
+        # a long note is clipped rather than widening the dock (and the window)
+        self.note.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         controls = QHBoxLayout()
         controls.addWidget(QLabel("Colour"))
         controls.addWidget(self.colour_combo)
