@@ -22,7 +22,8 @@ from PyQt6.QtWidgets import QApplication
 from rbvet.core.cutouts.atlas import empty_atlas, render_tiles
 from rbvet.core.cutouts.preprocess import PreprocessParams
 from rbvet.core.cutouts.stamps import DEFAULT_CHUNK_SIZE as CLASSIFY_CHUNK
-from rbvet.gui.grid import SORT_POSITION, SORT_SCORE, GridPanel
+from rbvet.core.session import SORT_POSITION, SORT_SCORE
+from rbvet.gui.grid import GridPanel
 from rbvet.gui.state import VettingData, VettingState
 
 INPUT_SIZE = 31

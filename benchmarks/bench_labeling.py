@@ -94,6 +94,18 @@ def synthetic_data(n, seed=0):
     )
 
 
+def add_synthetic_uncertainty(window, data, seed=0):
+    """Random BALD and 16 feature clusters, as the uncertainty job would give them."""
+    from rbvet.core.learn.uncertainty import Uncertainty
+
+    rng = np.random.default_rng(seed)
+    n = len(data)
+    features = rng.normal(size=(n, 64)).astype(np.float32)
+    bald = rng.uniform(0, 0.3, n).astype(np.float32)
+    clusters = rng.integers(0, 16, n)
+    window.state.session.set_uncertainty(data, Uncertainty(data.scores, bald, features), clusters)
+
+
 def timed_presses(app, window, key, modifier, presses):
     """(key to tile repainted, key to every pending event done) in ms, one per press."""
     view = window.grid.view
@@ -181,6 +193,12 @@ def main(argv=None):
     window.state.select(int(window.grid.proxy.order()[50]))
     report(
         "R, suspicious sort", *timed_presses(app, window, Qt.Key.Key_R, NO_MODIFIER, args.presses)
+    )
+    add_synthetic_uncertainty(window, data)
+    window.grid.proxy.set_sort("label_next")
+    window.state.select(int(window.grid.proxy.order()[0]))
+    report(
+        "R, label-next sort", *timed_presses(app, window, Qt.Key.Key_R, NO_MODIFIER, args.presses)
     )
     window.grid.proxy.set_sort("score")
 

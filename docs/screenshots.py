@@ -21,8 +21,8 @@ from PyQt6.QtCore import QSettings
 from PyQt6.QtWidgets import QApplication
 
 from rbvet.core.paths import demo_frame_path
+from rbvet.core.session import SORT_SUSPICIOUS
 from rbvet.gui.app import apply_theme
-from rbvet.gui.grid import SORT_SUSPICIOUS
 from rbvet.gui.main_window import MainWindow
 from rbvet.gui.state import BOGUS, REAL
 

@@ -142,6 +142,8 @@ EXIT_FRAMES_FAILED = 1
 
 BATCH_ONLY_OPTIONS = ("workers", "scheduler", "format", "overwrite")
 """``rbvet classify`` options that apply only to several frames."""
+SINGLE_ONLY_OPTIONS = ("uncertainty",)
+"""``rbvet classify`` options that apply only to one frame."""
 
 
 def cmd_classify(args):
@@ -156,6 +158,9 @@ def cmd_classify(args):
     if args.catalog and args.catalog_pattern:
         raise RbvetError("give --catalog or --catalog-pattern, not both")
     if args.list or len(frames) > 1:
+        given = [name for name in SINGLE_ONLY_OPTIONS if getattr(args, name)]
+        if given:
+            raise RbvetError(f"--{given[0]} applies to one frame (classify them one by one)")
         return _classify_many(args, frames)
     given = [name for name in BATCH_ONLY_OPTIONS if getattr(args, name) not in (None, False)]
     if given:
@@ -198,7 +203,14 @@ def _classify_single(args, frame):
     started = time.perf_counter()
     result = run_job(
         classify_one_frame(
-            frame, catalog, output, args.model, args.threshold, _frame_options(args), log=log
+            frame,
+            catalog,
+            output,
+            args.model,
+            args.threshold,
+            _frame_options(args),
+            log=log,
+            uncertainty=args.uncertainty,
         ),
         ProgressBar("Classifying", enabled=None if not args.quiet else False),
     )
@@ -813,6 +825,11 @@ def cmd_export(args):
             scores, reasons = run_job(
                 score_objects(frame, x, y, model, fwhm), ProgressBar("Classifying")
             )
+            if args.uncertainty:
+                from rbvet.core.learn.uncertainty import add_uncertainty, compute_uncertainty
+
+                estimate = compute_uncertainty(frame, x, y, model, fwhm, keep_features=False)
+                add_uncertainty(table, run_job(estimate, ProgressBar("Uncertainty")))
         for path, kind in outputs:
             if kind == "catalog":
                 export_catalog(table, scores, labels, threshold, path, reasons=reasons)
@@ -865,7 +882,19 @@ def _add_export_parser(commands):
         metavar="OUT",
         help="output file: .ecsv/.fits/.csv, .npz or .reg (repeat for several)",
     )
+    _add_uncertainty_argument(export)
     export.set_defaults(handler=cmd_export)
+
+
+def _add_uncertainty_argument(parser):
+    """``--uncertainty``: the catalog gets the MC-dropout columns too."""
+    parser.add_argument(
+        "--uncertainty",
+        action="store_true",
+        help="also write rb_score_mean and rb_bald: the mean score over 100 dropout samples "
+        "of the last layer and BALD, how much they disagree (high: a label there teaches "
+        "the model most); about the time of scoring again",
+    )
 
 
 def _add_model_arguments(parser):
@@ -899,6 +928,7 @@ def _add_classify_parser(commands):
         "default FRAME.rb.ecsv; several frames: output directory (required)",
     )
     classify.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+    _add_uncertainty_argument(classify)
     many = classify.add_argument_group("several frames")
     many.add_argument(
         "--workers",

@@ -251,6 +251,7 @@ def classify_one_frame(
     options=None,
     *,
     log=None,
+    uncertainty=False,
 ):
     """Classify the objects of one frame and write its catalog with the scores.
 
@@ -277,6 +278,9 @@ def classify_one_frame(
         How to read the frame and find its objects; the defaults when None.
     log : callable, optional
         Called with one-line messages on what was found.
+    uncertainty : bool
+        Also write the MC-dropout predictive mean and BALD (``rb_score_mean``,
+        ``rb_bald``; `rbvet.core.learn.uncertainty`), at about the cost of scoring again.
 
     Returns
     -------
@@ -309,6 +313,13 @@ def classify_one_frame(
         threshold = check_threshold(model.threshold)
     scores, reasons = yield from score_objects(frame, table["x"], table["y"], model, fwhm)
     add_scores(table, scores, reasons, threshold=threshold)
+    if uncertainty:
+        from rbvet.core.learn.uncertainty import add_uncertainty, compute_uncertainty
+
+        estimate = compute_uncertainty(
+            frame, table["x"], table["y"], model, fwhm, keep_features=False
+        )
+        add_uncertainty(table, (yield from estimate))
     table.meta.update(rbvet_model=model.name, rbvet_threshold=float(threshold))
     write_catalog(table, output_path)
     scored = np.isfinite(scores)

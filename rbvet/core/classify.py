@@ -76,13 +76,10 @@ def iter_scores(frame, x, y, model, fwhm, chunk_size=DEFAULT_CHUNK_SIZE, batch_s
     ScoredChunk
         Unscorable objects have score NaN and a ``reason``.
     """
-    rescale = plan_rescale(fwhm, model.params)
     kwargs = {} if batch_size is None else {"batch_size": batch_size}
     # While the network scores one chunk, the next one is cut and preprocessed.
     pending = None
-    chunks = iter_inputs(
-        frame, x, y, rescale, model.params, chunk_size=chunk_size, first_chunk_size=FIRST_CHUNK
-    )
+    chunks = iter_model_inputs(frame, x, y, model, fwhm, chunk_size)
     try:
         for start, objects in chunks:
             scorable = objects.scorable
@@ -96,6 +93,36 @@ def iter_scores(frame, x, y, model, fwhm, chunk_size=DEFAULT_CHUNK_SIZE, batch_s
     finally:  # a consumer that stops early (a cancelled job) stops the network too
         if pending is not None:
             pending[-1].cancel()
+
+
+def iter_model_inputs(frame, x, y, model, fwhm, chunk_size=DEFAULT_CHUNK_SIZE):
+    """``(start, ObjectInputs)`` chunks: the objects' inputs as ``model`` takes them.
+
+    The one place that turns a frame and positions into a model's inputs (cut at the
+    rescaling the FWHM asks for, preprocessed by the model card's parameters), for scores
+    (`iter_scores`) and features (`iter_features`) alike.
+    """
+    rescale = plan_rescale(fwhm, model.params)
+    return iter_inputs(
+        frame, x, y, rescale, model.params, chunk_size=chunk_size, first_chunk_size=FIRST_CHUNK
+    )
+
+
+def iter_features(frame, x, y, model, fwhm, chunk_size=DEFAULT_CHUNK_SIZE):
+    """Penultimate features of the scorable objects, chunk by chunk.
+
+    Yields
+    ------
+    start : int
+        Catalog row of the chunk's first object.
+    scorable : ndarray (n,) bool
+        Which objects of the chunk have features.
+    features : ndarray (scorable.sum(), D) float32
+        `RealBogusModel.features` of their inputs.
+    """
+    for start, objects in iter_model_inputs(frame, x, y, model, fwhm, chunk_size):
+        scorable = objects.scorable
+        yield start, scorable, model.features(objects.inputs[scorable])
 
 
 def _collect(start, objects, scorable, scores_later):

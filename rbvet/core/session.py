@@ -140,6 +140,14 @@ class VettingData:
         Two annotators gave the object different labels (`VettingSession.agreement`).
     reading : rbvet.core.classify.FrameReading or None
         How the frame was read (options, facts, FWHM estimate, image HDUs), when known.
+    features : ndarray (N, D) float32 or None
+        Penultimate features of the network (NaN rows where not scored), once the
+        uncertainty job has run (`VettingSession.set_uncertainty`).
+    score_mean, bald : ndarray (N,) float32 or None
+        MC-dropout predictive mean and BALD (`rbvet.core.learn.uncertainty`), likewise.
+    clusters : ndarray (N,) intp or None
+        k-means cluster of each object's features (`rbvet.core.learn.active`), -1 where
+        there are none; the label-next queue spreads its picks over them.
     """
 
     frame: object
@@ -161,6 +169,10 @@ class VettingData:
     review_thresholds: tuple = None
     annotators_disagree: np.ndarray = field(default=None, repr=False)
     reading: object = field(default=None, repr=False)
+    features: np.ndarray = field(default=None, repr=False)
+    score_mean: np.ndarray = field(default=None, repr=False)
+    bald: np.ndarray = field(default=None, repr=False)
+    clusters: np.ndarray = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.labels is None:
@@ -231,29 +243,64 @@ SORT_POSITION = "position"
 SORT_SUSPICIOUS = "suspicious"
 """Likely label errors first: by the label review's ranking once one has run (reviewed labels
 first), else by |label - score|; unlabeled after."""
+SORT_BALD = "bald"
+"""Most uncertain first: by BALD (MC dropout); no value until the uncertainty job ran."""
+SORT_LABEL_NEXT = "label_next"
+"""The label-next queue (`rbvet.core.learn.active`): informative and diverse, unlabeled only
+(labeled objects after, without a value)."""
 COLUMN_PREFIX = "column:"
 """Sort keys of catalog columns are ``COLUMN_PREFIX + name`` (see `column_sort_key`)."""
 DESCENDING_BY_DEFAULT = {
     SORT_SCORE: True,
     SORT_UNCERTAINTY: False,
+    SORT_BALD: True,
+    SORT_LABEL_NEXT: True,
     SORT_SUSPICIOUS: True,
     SORT_POSITION: False,
 }
-"""Direction a built-in key starts with; catalog columns start ascending."""
-SORT_TIPS = (
-    "model score",
-    "closest to the threshold first: the labels that teach the model most",
-    "likely label errors first: by the label review (confident learning on out-of-sample "
-    "probabilities) once it has run, else by |label - score|; unlabeled after",
-    "position on the frame: by y, then x",
+"""Direction a built-in key starts with (for the fixed ones below, the direction that puts
+the most relevant end first); catalog columns start ascending."""
+SORTS = (
+    (SORT_SCORE, "score", "model score"),
+    (
+        SORT_LABEL_NEXT,
+        "label next",
+        "the most informative unlabeled objects (BALD; closeness to the threshold until it is "
+        "computed), one of each kind in turn (clusters of the network's features)",
+    ),
+    (
+        SORT_BALD,
+        "most uncertain (BALD)",
+        "where the network's dropout samples disagree most (BALD, MC dropout); computed in "
+        "the background after scoring",
+    ),
+    (SORT_UNCERTAINTY, "closest to the threshold", "score closest to the threshold first"),
+    (
+        SORT_SUSPICIOUS,
+        "suspicious labels first",
+        "likely label errors first: by the label review (confident learning on out-of-sample "
+        "probabilities) once it has run, else by |label - score|; unlabeled after",
+    ),
+    (SORT_POSITION, "position (y, x)", "position on the frame: by y, then x"),
 )
-"""Descriptions of the built-in sort keys, in the order a window offers them."""
-FIXED_DIRECTION_SORTS = {SORT_UNCERTAINTY, SORT_SUSPICIOUS, SORT_POSITION}
-"""Keys with one sensible direction."""
-LABEL_SORTS = {SORT_SUSPICIOUS}
+"""The built-in sort keys with their names and descriptions, in the order a window offers
+them."""
+SORT_TIPS = tuple(tip for _, _, tip in SORTS)
+"""Descriptions of the built-in sort keys, in the order of `SORTS`."""
+FIXED_DIRECTION_SORTS = {
+    SORT_UNCERTAINTY,
+    SORT_BALD,
+    SORT_LABEL_NEXT,
+    SORT_SUSPICIOUS,
+    SORT_POSITION,
+}
+"""Keys with one sensible direction: `VettingSession.set_sort` keeps them in it."""
+LABEL_SORTS = {SORT_SUSPICIOUS, SORT_LABEL_NEXT}
 """Keys whose order depends on the labels."""
-THRESHOLD_SORTS = {SORT_UNCERTAINTY}
+THRESHOLD_SORTS = {SORT_UNCERTAINTY, SORT_LABEL_NEXT}
 """Keys whose order depends on the threshold."""
+UNCERTAINTY_SORTS = {SORT_BALD, SORT_LABEL_NEXT}
+"""Keys whose order depends on the uncertainty (`VettingSession.set_uncertainty`)."""
 
 FILTER_ALL = "all"
 FILTER_REAL = "real"
@@ -351,12 +398,45 @@ def sort_values(data, key, threshold):
             np.where(np.isfinite(fallback), seen.astype(np.float64), np.nan),
             np.where(seen, reviewed, fallback),
         ]
+    if key == SORT_BALD:
+        return [_bald_or_nan(data)]
+    if key == SORT_LABEL_NEXT:
+        return [label_next_priority(data, threshold)]
     if key == SORT_POSITION:
         return [np.asarray(data.y, np.float64), np.asarray(data.x, np.float64)]
     if key.startswith(COLUMN_PREFIX):
         column = data.table[key[len(COLUMN_PREFIX) :]]
         return [np.ma.filled(np.ma.asarray(column).astype(np.float64), np.nan)]
     raise ValueError(f"unknown sort key {key!r}")
+
+
+def _bald_or_nan(data):
+    if data.bald is None:
+        return np.full(len(data), np.nan)
+    return data.bald.astype(np.float64)
+
+
+def label_next_queue(data, threshold):
+    """The label-next queue of ``data``: unlabeled scored objects, the next to label first.
+
+    By BALD and spread over the feature clusters once the uncertainty job has run; by
+    closeness to ``threshold`` before (`rbvet.core.learn.active`).
+
+    Returns
+    -------
+    ndarray (M,) intp
+    """
+    from rbvet.core.learn.active import informativeness, label_next_order
+
+    value = informativeness(data.scores, threshold, data.bald)
+    return label_next_order(value, data.clusters, data.labels != UNLABELED)
+
+
+def label_next_priority(data, threshold):
+    """Sort values (descending) of the label-next queue of ``data``; NaN off the queue."""
+    from rbvet.core.learn.active import queue_priority
+
+    return queue_priority(label_next_queue(data, threshold), len(data))
 
 
 def suspicion(scores, labels):
@@ -397,6 +477,8 @@ def display_order(data, key=SORT_SCORE, descending=True, filter_name=FILTER_ALL,
     """
     if data is None or len(data) == 0:
         return np.empty(0, np.intp)
+    if key == SORT_LABEL_NEXT:
+        return _label_next_display_order(data, filter_name, threshold)
     if key == SORT_SCORE and descending and data.score_order is not None:
         order = data.score_order
         if filter_name == FILTER_ALL:
@@ -409,6 +491,20 @@ def display_order(data, key=SORT_SCORE, descending=True, filter_name=FILTER_ALL,
     sign = -1.0 if descending else 1.0
     keys = [kept] + [sign * np.where(has_value, value, 0.0) for value in values[::-1]]
     return kept[np.lexsort(keys + [group])]
+
+
+def _label_next_display_order(data, filter_name, threshold):
+    """`display_order` by `SORT_LABEL_NEXT`: the queue, then the other scored objects (the
+    labeled ones), then the unscored, each in catalog order; no sort beyond the queue's
+    (it follows every label: at 20k objects a general ``lexsort`` would double its cost).
+    """
+    kept = filter_mask(data, filter_name, threshold)
+    queue = label_next_queue(data, threshold)
+    queue = queue[kept[queue]]
+    rest = kept.copy()
+    rest[queue] = False
+    scored = np.isfinite(data.scores)
+    return np.concatenate([queue, np.flatnonzero(rest & scored), np.flatnonzero(rest & ~scored)])
 
 
 def with_score_order(data):
@@ -504,6 +600,8 @@ class VettingSession:
         The sort key, direction or filter was set (the order may be the same).
     counts_changed()
         Labels changed (in the store or on this frame): counts may differ.
+    uncertainty_changed()
+        The shown data received their uncertainty and features (`set_uncertainty`).
     store_changed()
         Another store was opened (or the current one failed to open).
     error(str)
@@ -520,6 +618,7 @@ class VettingSession:
         self.order_changed = Event()
         self.order_settings_changed = Event()
         self.counts_changed = Event()
+        self.uncertainty_changed = Event()
         self.store_changed = Event()
         self.error = Event()
         self.message = Event()
@@ -631,8 +730,7 @@ class VettingSession:
 
     @property
     def sort_key(self):
-        """`SORT_SCORE`, `SORT_UNCERTAINTY`, `SORT_SUSPICIOUS`, `SORT_POSITION` or a
-        `column_sort_key`."""
+        """A key of `SORTS` or a `column_sort_key`."""
         return self._sort_key
 
     @property
@@ -645,10 +743,15 @@ class VettingSession:
         return self._filter
 
     def set_sort(self, key, descending=None):
-        """Sort by ``key``; ``descending=None`` uses the key's natural direction."""
+        """Sort by ``key``; ``descending=None`` uses the key's natural direction.
+
+        Keys of `FIXED_DIRECTION_SORTS` always take theirs: "closest to the threshold"
+        reversed would show the surest objects first under a name that promises the least
+        sure.
+        """
         if key not in DESCENDING_BY_DEFAULT and not key.startswith(COLUMN_PREFIX):
             raise ValueError(f"unknown sort key {key!r}")
-        if descending is None:
+        if descending is None or key in FIXED_DIRECTION_SORTS:
             descending = DESCENDING_BY_DEFAULT.get(key, False)
         self._sort_key, self._descending = key, bool(descending)
         self.order_settings_changed.emit()
@@ -684,6 +787,36 @@ class VettingSession:
 
     def _order_follows_labels(self):
         return self._filter in LABEL_FILTERS or self._sort_key in LABEL_SORTS
+
+    # ------------------------------------------------------------------ uncertainty
+
+    def set_uncertainty(self, data, uncertainty, clusters=None):
+        """Give ``data`` its MC-dropout uncertainty (the background job's result).
+
+        Stored in ``data`` (`VettingData.features`, ``score_mean``, ``bald``, ``clusters``)
+        and written as catalog columns (``rb_score_mean``, ``rb_bald``). Results for data
+        no longer shown are kept with those data but announce nothing.
+
+        Parameters
+        ----------
+        data : VettingData
+            The data the job ran on.
+        uncertainty : rbvet.core.learn.uncertainty.Uncertainty
+        clusters : ndarray (N,) int, optional
+            `rbvet.core.learn.active.feature_clusters` of the features.
+        """
+        from rbvet.core.learn.uncertainty import add_uncertainty
+
+        data.features = uncertainty.features
+        data.score_mean = np.asarray(uncertainty.mean, np.float32)
+        data.bald = np.asarray(uncertainty.bald, np.float32)
+        data.clusters = clusters
+        add_uncertainty(data.table, uncertainty)
+        if data is not self._data:
+            return
+        self.uncertainty_changed.emit()
+        if self._sort_key in UNCERTAINTY_SORTS:
+            self.order_changed.emit()
 
     # ------------------------------------------------------------------ labels in memory
 

@@ -8,7 +8,10 @@
   interval and stretch (`rbvet.gui.stretch`) and ticks pointing at the catalog position;
 - score and verdict at the current threshold, reason (when unscored), label, position
   (x, y and RA/Dec when the frame has a WCS);
-- the object's catalog row as a (column, value) table.
+- the object's catalog row as a (column, value) table;
+- once the uncertainty job has run: BALD, and the nearest labeled objects in the network's
+  feature space (`rbvet.core.learn.feature_space.nearest_labeled`), as links that select
+  them: how objects the network sees alike were labeled.
 
 All images are drawn with row 0 at the bottom, as in the frame view. With nothing
 selected the panel shows a "select a cutout" placeholder.
@@ -124,6 +127,13 @@ class DetailPanel(QWidget):
         self.reason_label = QLabel()
         self.position_label = QLabel()
         self.sky_label = QLabel()
+        self.neighbours_label = QLabel()
+        self.neighbours_label.setWordWrap(True)
+        self.neighbours_label.setToolTip(
+            "The labeled objects nearest to this one in the network's feature space "
+            "(distance in features); click one to select it"
+        )
+        self.neighbours_label.linkActivated.connect(lambda link: state.select(int(link)))
         for label in (self.position_label, self.sky_label):
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
@@ -154,6 +164,7 @@ class DetailPanel(QWidget):
         facts.addRow("not scored", self.reason_label)
         facts.addRow("position", self.position_label)
         facts.addRow("sky", self.sky_label)
+        facts.addRow("labeled nearby", self.neighbours_label)
         self._facts = facts
 
         content = QWidget()
@@ -189,6 +200,8 @@ class DetailPanel(QWidget):
         state.thresholdChanged.connect(self._update_score)
         state.labelsChanged.connect(self._on_labels_changed)
         self._grid_order = None
+        state.labelsChanged.connect(self._update_neighbours)
+        state.uncertaintyChanged.connect(self._update_neighbours)
         self._show_selection()
 
     def set_grid_order(self, order):
@@ -239,6 +252,30 @@ class DetailPanel(QWidget):
         self._update_label()
         self._update_position(data, index)
         self._fill_row_table(data, index)
+        self._update_neighbours()
+
+    def _update_neighbours(self, *_):
+        """BALD and the nearest labeled objects in feature space (when features exist)."""
+        from rbvet.core.learn.feature_space import nearest_labeled
+
+        data, index = self.state.data, self.state.selected
+        if data is None or index < 0 or data.features is None:
+            self._facts.setRowVisible(self.neighbours_label, False)
+            return
+        neighbours, distances = nearest_labeled(data.features, data.labels, index)
+        bald = data.bald[index] if data.bald is not None else np.nan
+        parts = [f"BALD {bald:.3f}" if np.isfinite(bald) else "BALD —"]
+        for neighbour, distance in zip(neighbours.tolist(), distances.tolist(), strict=True):
+            label = int(data.labels[neighbour])
+            colour = hex_color(_LABEL_COLOR[label])
+            parts.append(
+                f"<a href='{neighbour}' style='color:{colour}'>#{neighbour} {label_name(label)}"
+                f"</a> ({distance:.1f})"
+            )
+        if not len(neighbours):
+            parts.append("no labeled objects yet")
+        self.neighbours_label.setText(";&nbsp; ".join(parts))
+        self._facts.setRowVisible(self.neighbours_label, True)
 
     def _update_title(self):
         data, index = self.state.data, self.state.selected
@@ -267,6 +304,7 @@ class DetailPanel(QWidget):
             label.clear()
         self.position_label.clear()
         self.sky_label.clear()
+        self.neighbours_label.clear()
 
     def _on_labels_changed(self, indices):
         if self.state.selected in np.atleast_1d(indices):

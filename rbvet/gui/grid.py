@@ -63,11 +63,8 @@ from rbvet.core.session import (
     FILTERS,
     FIXED_DIRECTION_SORTS,
     REAL,
-    SORT_POSITION,
     SORT_SCORE,
-    SORT_SUSPICIOUS,
-    SORT_TIPS,
-    SORT_UNCERTAINTY,
+    SORTS,
     UNLABELED,
     column_sort_key,
     label_name,
@@ -262,8 +259,7 @@ class TileProxy(QStringListModel):
 
     @property
     def sort_key(self):
-        """`SORT_SCORE`, `SORT_UNCERTAINTY`, `SORT_SUSPICIOUS`, `SORT_POSITION` or a
-        `column_sort_key`."""
+        """A key of `rbvet.core.session.SORTS` or a `column_sort_key`."""
         return self._session.sort_key
 
     @property
@@ -298,6 +294,10 @@ class TileProxy(QStringListModel):
         if 0 <= object_index < len(self._rows):
             return int(self._rows[object_index])
         return -1
+
+    def rows_of(self, objects):
+        """Display rows (ndarray) of the objects at indices ``objects``; -1 where hidden."""
+        return self._rows[np.asarray(objects, np.intp)]
 
     def object_at(self, row):
         """Object index shown at display row ``row``."""
@@ -1062,11 +1062,8 @@ class GridPanel(QWidget):
         columns = numeric_columns(data.table if data is not None else None)
         self.sort_combo.blockSignals(True)
         self.sort_combo.clear()
-        self.sort_combo.addItem("score", SORT_SCORE)
-        self.sort_combo.addItem("uncertain first", SORT_UNCERTAINTY)
-        self.sort_combo.addItem("suspicious labels first", SORT_SUSPICIOUS)
-        self.sort_combo.addItem("position (y, x)", SORT_POSITION)
-        for position, tip in enumerate(SORT_TIPS):
+        for position, (key, name, tip) in enumerate(SORTS):
+            self.sort_combo.addItem(name, key)
             self.sort_combo.setItemData(position, tip, Qt.ItemDataRole.ToolTipRole)
         if columns:
             self.sort_combo.insertSeparator(self.sort_combo.count())

@@ -1,4 +1,5 @@
-"""The window's long jobs, as job generators for `JobThread`: open and classify a frame.
+"""The window's long jobs, as job generators for `JobThread`: open and classify a frame,
+and estimate the uncertainty of its scores.
 
 They run in worker threads, so they only build data; the window shows it when the
 thread reports success.
@@ -79,3 +80,33 @@ def classify_frame(frame_path, catalog_path=None, model_path=None, options=None)
     )
     yield Progress(message="Sorting")
     return with_score_order(data), model.threshold
+
+
+def estimate_uncertainty(data, model_path=None):
+    """MC-dropout uncertainty and feature clusters of a classified frame's objects.
+
+    A job (`rbvet.core.jobs`), run after `classify_frame` while the user already labels:
+    `rbvet.core.learn.uncertainty.compute_uncertainty`, then the k-means clusters of the
+    label-next queue (`rbvet.core.learn.active.feature_clusters`).
+
+    Parameters
+    ----------
+    data : VettingData
+    model_path : str or None
+        The model that scored ``data`` (the shipped default when None).
+
+    Returns
+    -------
+    tuple of (Uncertainty, ndarray) or None
+        None when the model has no dropout + dense head to sample (nothing to show).
+    """
+    from rbvet.core.learn.active import feature_clusters
+    from rbvet.core.learn.uncertainty import compute_uncertainty
+    from rbvet.core.model.cache import cached_model
+
+    model = cached_model(model_path)
+    if model.head is None:
+        return None
+    uncertainty = yield from compute_uncertainty(data.frame, data.x, data.y, model, data.fwhm)
+    yield Progress(message="Clustering the features")
+    return uncertainty, feature_clusters(uncertainty.features)

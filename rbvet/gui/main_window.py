@@ -37,6 +37,7 @@ from rbvet.core.errors import RbvetError
 from rbvet.core.session import count_text
 from rbvet.gui.assessment import show_kept_assessment, start_assessment
 from rbvet.gui.detail import DetailPanel
+from rbvet.gui.feature_map import FeatureMap
 from rbvet.gui.frame_settings import FrameSettingsPanel, fallback_summary, fallbacks
 from rbvet.gui.frame_view import DEFER_DRAW_MS, DEFER_DRAW_OBJECTS, FrameView
 from rbvet.gui.grid import GridPanel
@@ -48,7 +49,8 @@ from rbvet.gui.notices import UndoBanner, threshold_note
 from rbvet.gui.retrain_dialog import RetrainDialog
 from rbvet.gui.state import BOGUS, REAL, UNLABELED, VettingState
 from rbvet.gui.threshold import ThresholdPanel
-from rbvet.gui.workers import JobThread
+from rbvet.gui.uncertainty import UncertaintyRunner
+from rbvet.gui.workers import STOP_TIMEOUT_MS, JobThread
 
 FRAME_FILTER = "FITS images (*.fits *.fit *.fts *.fits.fz *.fz *.fits.gz);;All files (*)"
 CATALOG_FILTER = "Catalogs (*.ecsv *.fits *.fit *.cat *.ldac *.csv *.txt *.dat);;All files (*)"
@@ -170,6 +172,8 @@ class MainWindow(QMainWindow):
         self._job_outcome = ""  # said in the status bar once the job has ended
         self._remembered_trouble = None  # why the remembered model failed, while retrying
         self.labels = LabelController(self.state, label_store_path, parent=self)
+        self.uncertainty = UncertaintyRunner(self.state, parent=self)
+        self.uncertainty.message.connect(lambda text: self.statusBar().showMessage(text, 4000))
         self.setWindowTitle("rbvet")
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
@@ -199,12 +203,15 @@ class MainWindow(QMainWindow):
         self._add_dock(
             "Frame settings", self.frame_settings, Qt.DockWidgetArea.RightDockWidgetArea
         )
+        self.feature_map = FeatureMap(self.state, self.grid.view)
+        self._add_dock("Map", self.feature_map, Qt.DockWidgetArea.RightDockWidgetArea)
         # Frame view large on the right; object details and threshold side by side below.
         self.splitDockWidget(self.docks["Frame"], self.docks["Object"], Qt.Orientation.Vertical)
         self.splitDockWidget(
             self.docks["Object"], self.docks["Threshold"], Qt.Orientation.Horizontal
         )
         self.tabifyDockWidget(self.docks["Threshold"], self.docks["Frame settings"])
+        self.tabifyDockWidget(self.docks["Threshold"], self.docks["Map"])
         self.docks["Threshold"].raise_()
         self._layout_pending = True
 
@@ -420,6 +427,7 @@ class MainWindow(QMainWindow):
         if self.job is not None:  # cancelled and, if still running, detached: not waited for
             self.job.stop(timeout_ms=0)
         options = self.frame_options if options is None else options
+        self.uncertainty.stop()
         job = classify_frame(frame_path, catalog_path, model_path, options)
 
         def succeeded(result):
@@ -473,6 +481,7 @@ class MainWindow(QMainWindow):
     def _on_classified(self, result):
         data, threshold = result
         self.show_data(data, threshold)
+        self.uncertainty.start(data, self.model_path)
         self.classified.emit()
 
     def show_data(self, data, threshold=None):
@@ -931,6 +940,7 @@ class MainWindow(QMainWindow):
         if self.job is not None:
             self.job.stop()
         self.reviewer.stop()
+        self.uncertainty.stop(timeout_ms=STOP_TIMEOUT_MS)
         super().closeEvent(event)
 
 

@@ -46,6 +46,8 @@ class VettingState(QObject):
         The display order may have changed (`VettingSession.order_changed`).
     orderSettingsChanged()
         The sort key, direction or filter was set.
+    uncertaintyChanged()
+        The shown data received their uncertainty and features.
     """
 
     dataChanged = pyqtSignal()
@@ -54,6 +56,7 @@ class VettingState(QObject):
     labelsChanged = pyqtSignal(object)
     orderChanged = pyqtSignal()
     orderSettingsChanged = pyqtSignal()
+    uncertaintyChanged = pyqtSignal()
 
     def __init__(self, parent=None, session=None):
         super().__init__(parent)
@@ -65,6 +68,7 @@ class VettingState(QObject):
         events.labels_changed.connect(self.labelsChanged.emit)
         events.order_changed.connect(self.orderChanged.emit)
         events.order_settings_changed.connect(self.orderSettingsChanged.emit)
+        events.uncertainty_changed.connect(self.uncertaintyChanged.emit)
 
     @property
     def data(self):

@@ -1,0 +1,383 @@
+"""How many labels the label-next queue saves: label-next vs closest-to-threshold vs random.
+
+Run: python scripts/measure_label_next.py [--seeds 3] [--frames 10] [--budget 1600]
+         [--plot docs/images/label_next.png] [--json OUT]
+
+Starting from the shipped model, on simulated frames it was not trained on: fresh seeds,
+and correlated noise (each frame smoothed by a Gaussian of ``--smooth`` px, as resampling
+or coadding does to real images; the model was trained on independent pixel noise, and
+on frames like its training frames its last layer has nothing left to learn: refit on
+every label of a fresh pool it does no better than shipped). The objects of
+``--frames`` frames are split at random into a pool to label and held-out objects (the
+frames vary a lot, in FWHM, density and artifacts; held-out frames of their own would
+measure that variation more than the labels). An annotator who answers from the
+simulator's truth labels the pool in batches of ``--batch``, in each order. After each
+batch the last layer is refit (logistic regression on the penultimate features, an L2
+pull toward the shipped layer's weights, Newton's method in numpy), and the held-out
+objects are scored: AUC and FNR at FPR 1 % against the number of labels used.
+
+Orders:
+
+- label next: `rbvet.core.learn.active` (BALD of the current layer under MC dropout, spread
+  over k-means clusters of the pool's features, labeled objects out);
+- closest to the threshold: ``|score - 0.5|`` of the current layer, smallest first;
+- random.
+
+Target: the labels each order needs to close ``--gap`` (80 %) of the gap between the
+shipped layer and a layer refit on *every* pool label; the ratio random / label-next is the
+figure of issue 19 (target >= 2). Features are computed once per frame set (one network
+pass); the loops are numpy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np
+
+from rbvet.core.learn.active import feature_clusters, label_next_order
+from rbvet.core.learn.metrics import error_rates, roc_auc
+from rbvet.core.learn.uncertainty import mc_dropout
+from rbvet.core.model.head import Head
+
+ORDERS = ("label next", "closest to threshold", "random")
+TARGET_FPR = 0.01
+DEFAULT_L2 = 1.0
+"""Pull of the refit layer toward the shipped one (in units of the sum of log losses)."""
+
+
+@dataclass
+class LabeledFeatures:
+    """Features of objects with their true labels (1 real, 0 bogus)."""
+
+    features: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def simulate_features(model, seed, n_frames, shape=(1024, 1024), smooth=0.8):
+    """Detections of ``n_frames`` fresh simulated frames, their pixels smoothed by a
+    Gaussian of ``smooth`` px (correlated noise): features and true labels."""
+    import dataclasses
+
+    from scipy.ndimage import gaussian_filter
+
+    from rbvet.core.learn.train import training_set_from_frame
+    from rbvet.core.simulate import simulate_frame
+
+    features, labels = [], []
+    for index, frame_seed in enumerate(np.random.SeedSequence(seed).spawn(n_frames)):
+        sim = simulate_frame(shape=shape, rng=np.random.default_rng(frame_seed))
+        if smooth > 0:
+            image = gaussian_filter(sim.image, smooth).astype(sim.image.dtype)
+            sim = dataclasses.replace(sim, image=image)
+        objects = training_set_from_frame(sim, index)
+        features.append(model.features(objects.inputs))
+        labels.append(objects.labels)
+    return LabeledFeatures(np.concatenate(features), np.concatenate(labels).astype(np.int8))
+
+
+def cached_features(model, seed, n_frames, shape, smooth, folder=None):
+    """`simulate_features`, kept in ``folder`` (an .npz per set) when one is given."""
+    path = None
+    if folder:
+        path = Path(folder) / f"features_{seed}_{n_frames}_{shape[0]}_{smooth:g}.npz"
+        if path.is_file():
+            with np.load(path) as stored:
+                return LabeledFeatures(stored["features"], stored["labels"])
+    objects = simulate_features(model, seed, n_frames, shape, smooth)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, features=objects.features, labels=objects.labels)
+    return objects
+
+
+def split(objects, seed, pool_share=0.5):
+    """A random split of objects into a pool and held-out objects."""
+    order = np.random.default_rng([seed, 99]).permutation(len(objects))
+    cut = int(pool_share * len(objects))
+    pool, held_out = order[:cut], order[cut:]
+    return (
+        LabeledFeatures(objects.features[pool], objects.labels[pool]),
+        LabeledFeatures(objects.features[held_out], objects.labels[held_out]),
+    )
+
+
+def refit_head(features, labels, prior, l2=DEFAULT_L2, iterations=25):
+    """The last layer refit on labeled features: logistic loss + L2 toward ``prior``.
+
+    Minimises ``sum log(1 + exp(-s z)) + l2/2 |theta - theta_prior|^2`` over the weights
+    and bias ``theta`` by Newton's method (a (D+1)-square solve per step).
+
+    Parameters
+    ----------
+    features : ndarray (N, D)
+    labels : ndarray (N,) of 0/1
+    prior : Head
+        The layer to start from and pull toward; its dropout rate is kept.
+    l2 : float
+
+    Returns
+    -------
+    Head
+    """
+    design = np.hstack([np.asarray(features, np.float64), np.ones((len(features), 1))])
+    target = np.asarray(labels, np.float64)
+    sign = 2.0 * target - 1.0
+    start = np.append(prior.weights, prior.bias)
+
+    def objective(theta):
+        margins = sign * (design @ theta)
+        return np.logaddexp(0.0, -margins).sum() + 0.5 * l2 * np.sum((theta - start) ** 2)
+
+    theta, value = start.copy(), objective(start)
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(design @ theta, -50, 50)))
+        gradient = design.T @ (p - target) + l2 * (theta - start)
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + l2 * np.eye(len(theta))
+        step = np.linalg.solve(hessian, gradient)
+        size = 1.0  # backtracking: a full Newton step can overshoot far from the optimum
+        while objective(theta - size * step) > value and size > 1e-6:
+            size /= 2
+        theta = theta - size * step
+        previous, value = value, objective(theta)
+        if previous - value < 1e-10 * max(1.0, abs(value)):
+            break
+    return Head(theta[:-1], float(theta[-1]), prior.dropout_rate)
+
+
+def fnr_at_fpr(values, labels, fpr=TARGET_FPR):
+    """FNR at the lowest threshold whose FPR <= ``fpr`` (``values``: any monotone score)."""
+    candidates = np.append(np.unique(values), np.inf)
+    fnr, fpr_at = error_rates(values, labels, candidates)
+    return float(fnr[np.flatnonzero(fpr_at <= fpr)[0]])
+
+
+def held_out_metrics(head, held_out):
+    """(AUC, FNR at FPR 1 %) of ``head`` on held-out objects, ranked by logits (no ties)."""
+    logits = head.logits(held_out.features)
+    return roc_auc(logits, held_out.labels), fnr_at_fpr(logits, held_out.labels)
+
+
+def next_batch(order, head, pool, labeled, batch, rng, clusters, threshold=0.5):
+    """The next ``batch`` unlabeled pool objects in ``order``."""
+    if order == "random":
+        return rng.permutation(np.flatnonzero(~labeled))[:batch]
+    if order == "closest to threshold":
+        closeness = -np.abs(head.scores(pool.features) - threshold)
+        return label_next_order(closeness, labeled=labeled)[:batch]
+    _, bald = mc_dropout(pool.features, head, seed=int(rng.integers(2**31)))
+    return label_next_order(bald, clusters, labeled)[:batch]
+
+
+def run_order(order, head, pool, held_out, batch, budget, seed, clusters, l2=DEFAULT_L2):
+    """Label the pool in ``order``, refitting after each batch.
+
+    Returns
+    -------
+    labels_used, auc, fnr : ndarray
+        One entry per batch, starting with 0 labels (the shipped layer).
+    """
+    rng = np.random.default_rng(seed)
+    labeled = np.zeros(len(pool), bool)
+    current = head
+    used, aucs, fnrs = [0], *map(list, zip(held_out_metrics(head, held_out), strict=True))
+    while labeled.sum() < min(budget, len(pool)):
+        picks = next_batch(order, current, pool, labeled, batch, rng, clusters)
+        assert not labeled[picks].any()
+        labeled[picks] = True
+        current = refit_head(pool.features[labeled], pool.labels[labeled], head, l2)
+        auc, fnr = held_out_metrics(current, held_out)
+        used.append(int(labeled.sum()))
+        aucs.append(auc)
+        fnrs.append(fnr)
+    return np.array(used), np.array(aucs), np.array(fnrs)
+
+
+def labels_to_reach(used, values, target, higher_is_better=True):
+    """Fewest labels after which ``values`` reach ``target`` and stay there; None if never."""
+    values = np.asarray(values)
+    good = values >= target if higher_is_better else values <= target
+    bad = np.flatnonzero(~good)
+    first = 0 if len(bad) == 0 else bad[-1] + 1
+    return int(used[first]) if first < len(used) else None
+
+
+def measure(model_head, sets, batch, budget, gap, n_clusters, log=print, l2=DEFAULT_L2):
+    """Every order on every (pool, held-out) set; the curves and labels-to-target.
+
+    Parameters
+    ----------
+    model_head : Head
+    sets : list of (LabeledFeatures, LabeledFeatures, int)
+        Pool, held-out objects and a seed, one per repetition.
+
+    Returns
+    -------
+    dict
+    """
+    runs = []
+    for pool, held_out, seed in sets:
+        ceiling_head = refit_head(pool.features, pool.labels, model_head, l2)
+        start = held_out_metrics(model_head, held_out)
+        ceiling = held_out_metrics(ceiling_head, held_out)
+        targets = {
+            "auc": start[0] + gap * (ceiling[0] - start[0]),
+            "fnr": start[1] + gap * (ceiling[1] - start[1]),
+        }
+        clusters = feature_clusters(pool.features, n_clusters, seed=seed)
+        run = {"seed": seed, "pool": len(pool), "held_out": len(held_out), "start": start}
+        run.update(ceiling=ceiling, targets=targets, orders={})
+        for order in ORDERS:
+            used, aucs, fnrs = run_order(
+                order, model_head, pool, held_out, batch, budget, seed, clusters, l2
+            )
+            run["orders"][order] = {
+                "used": used.tolist(),
+                "auc": aucs.tolist(),
+                "fnr": fnrs.tolist(),
+                "labels_for_auc": labels_to_reach(used, aucs, targets["auc"]),
+                "labels_for_fnr": labels_to_reach(used, fnrs, targets["fnr"], False),
+            }
+        log(describe_run(run))
+        runs.append(run)
+    return {"batch": batch, "budget": budget, "gap": gap, "l2": l2, "runs": runs}
+
+
+def describe_run(run):
+    lines = [
+        f"seed {run['seed']}: pool {run['pool']}, held out {run['held_out']}; shipped AUC "
+        f"{run['start'][0]:.5f} FNR@1% {run['start'][1]:.4f}; all pool labels AUC "
+        f"{run['ceiling'][0]:.5f} FNR@1% {run['ceiling'][1]:.4f}; targets AUC "
+        f">= {run['targets']['auc']:.5f}, FNR@1% <= {run['targets']['fnr']:.4f}"
+    ]
+    for order, result in run["orders"].items():
+        lines.append(
+            f"  {order:22s} labels to target: AUC {result['labels_for_auc']}, "
+            f"FNR@1% {result['labels_for_fnr']}"
+        )
+    return "\n".join(lines)
+
+
+def summary(result):
+    """Median labels-to-target per order over the runs (None counts as never), and the
+    ratios random / label next."""
+    budget = result["budget"]
+    table = {}
+    for order in ORDERS:
+        for metric in ("auc", "fnr"):
+            values = [run["orders"][order][f"labels_for_{metric}"] for run in result["runs"]]
+            reached = [v for v in values if v is not None]
+            table[(order, metric)] = {
+                "per_run": values,
+                "median": float(np.median([budget + 1 if v is None else v for v in values])),
+                "reached": f"{len(reached)}/{len(values)}",
+            }
+    ratios = {
+        metric: table[("random", metric)]["median"]
+        / max(table[("label next", metric)]["median"], 1)
+        for metric in ("auc", "fnr")
+    }
+    return table, ratios
+
+
+def plot(result, path):
+    """The three orders' held-out AUC and FNR@1% against labels (mean over runs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    colours = {"label next": "tab:green", "closest to threshold": "tab:orange", "random": "k"}
+    for order in ORDERS:
+        runs = [run["orders"][order] for run in result["runs"]]
+        length = min(len(run["used"]) for run in runs)
+        used = np.array(runs[0]["used"][:length])
+        for axis, metric in zip(axes, ("auc", "fnr"), strict=True):
+            values = np.array([run[metric][:length] for run in runs])
+            mean = values.mean(axis=0)
+            axis.plot(used, mean, color=colours[order], label=order)
+            if len(runs) > 1:
+                axis.fill_between(
+                    used, values.min(axis=0), values.max(axis=0), color=colours[order], alpha=0.15
+                )
+    axes[0].set_ylabel("held-out AUC")
+    axes[1].set_ylabel("held-out FNR at FPR 1 %")
+    for axis in axes:
+        axis.set_xlabel("labels used")
+        axis.grid(alpha=0.3)
+    axes[0].legend(loc="lower right")
+    n = len(result["runs"])
+    figure.suptitle(
+        f"Refitting the last layer from labels on new frames with correlated noise "
+        f"(mean of {n} runs, band min-max)",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3, help="repetitions (fresh frames each)")
+    parser.add_argument("--frames", type=int, default=10, help="frames per repetition")
+    parser.add_argument("--cache", help="folder to keep the simulated features in")
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--smooth", type=float, default=0.8, help="noise correlation (px)")
+    parser.add_argument("--batch", type=int, default=40)
+    parser.add_argument("--budget", type=int, default=1600)
+    parser.add_argument("--clusters", type=int, default=20)
+    parser.add_argument("--gap", type=float, default=0.8, help="share of the gap to close")
+    parser.add_argument("--l2", type=float, default=DEFAULT_L2)
+    parser.add_argument("--plot", help="PNG of the curves")
+    parser.add_argument("--json", help="write the curves and figures as JSON")
+    args = parser.parse_args(argv)
+
+    from rbvet.core.model import load_model
+
+    model = load_model()
+    started = time.perf_counter()
+    sets = []
+    for repetition in range(args.seeds):
+        seed = 190_000 + repetition  # not the training seed (2) nor its test sets
+        shape = (args.size, args.size)
+        objects = cached_features(model, seed, args.frames, shape, args.smooth, args.cache)
+        sets.append((*split(objects, seed), seed))
+        print(f"simulated set {repetition + 1}: {time.perf_counter() - started:.0f} s", flush=True)
+    result = measure(
+        model.head, sets, args.batch, args.budget, args.gap, args.clusters, l2=args.l2
+    )
+    table, ratios = summary(result)
+    print(f"labels to close {args.gap:.0%} of the gap (median over {args.seeds} runs):")
+    for (order, metric), row in table.items():
+        print(
+            f"  {order:22s} {metric}: median {row['median']:.0f} ({row['reached']} reached)"
+            f" per run {row['per_run']}"
+        )
+    for metric, ratio in ratios.items():
+        print(f"random / label next ({metric}): {ratio:.2f} (target >= 2)")
+    if args.plot:
+        plot(result, args.plot)
+        print(f"plot -> {args.plot}")
+    if args.json:
+        result["summary"] = {f"{o} {m}": row for (o, m), row in table.items()}
+        result["ratios"] = ratios
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
