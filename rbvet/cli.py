@@ -238,6 +238,8 @@ def cmd_train(args):
     log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
     check_writable(args.output)  # before an hour of training, not after it
     shape = (args.size, args.size)
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        raise RbvetError(f"--learning-rate must be above 0, got {args.learning_rate}")
     model, parent, description = None, None, f"trained on {args.simulate} simulated frames"
     if args.from_model:  # load the parent before the simulation, to fail early
         from rbvet.core.learn.retrain import fine_tuning_start
@@ -257,7 +259,7 @@ def cmd_train(args):
             model=model,
             epochs=args.epochs,
             batch_size=args.batch_size,
-            learning_rate=args.learning_rate or 1e-3,
+            learning_rate=1e-3 if args.learning_rate is None else args.learning_rate,
             seed=args.seed,
             log=log,
             description=description,
@@ -574,6 +576,8 @@ def cmd_train_labels(args):
     from rbvet.core.learn.retrain import format_comparison, retrain_from_store, save_versioned
 
     log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
+    if args.from_model:
+        raise RbvetError("--from fine-tunes on simulated frames; with --labels use --base-model")
     if args.simulated_ratio < 0:
         raise RbvetError(f"--simulated-ratio must be >= 0, got {args.simulated_ratio}")
     if args.epochs < 1:

@@ -117,3 +117,13 @@ def test_cli_train_from_a_parent_fine_tunes_its_weights_and_names_it(tmp_path):
         parent.keras_model.trainable_weights, child.keras_model.trainable_weights, strict=True
     ):
         np.testing.assert_allclose(np.asarray(new), np.asarray(old), atol=1e-4)
+
+
+def test_cli_train_refuses_a_bad_learning_rate_and_from_with_labels(tmp_path, capsys):
+    out = str(tmp_path / "m.keras")
+    assert main(["train", "--simulate", "2", "--learning-rate", "0", "-o", out]) == 2
+    assert "--learning-rate must be above 0" in capsys.readouterr().err
+    argv = ["train", "--labels", str(tmp_path / "s.sqlite"), "--from", out, "-o", out]
+    assert main(argv) == 2
+    assert "with --labels use --base-model" in capsys.readouterr().err
+    assert not (tmp_path / "m.keras").exists()
