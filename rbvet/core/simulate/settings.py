@@ -141,7 +141,8 @@ class SimulationSettings:
     previous one (real-on-real blends) [0 in 30 % of frames, else uniform 0–0.3]."""
     cosmic_ray_on_star_fraction: float | None = None
     """Share of cosmic-ray hits placed touching or overlapping a star, 0–2 FWHM from its
-    centre [0 in 30 % of frames, else uniform 0–0.3]."""
+    centre [0 in 30 % of frames, else uniform 0–0.3]. This over-represents such hits for
+    training; 0 gives hits anywhere, as on a detector."""
     bright_star_fraction: float | None = None
     """Share of stars 0.5–20× as bright as saturation allows (log-uniform peak), most of
     them saturated with flat tops (and bleeding, with ``bleed``) [0 in 40 % of frames,
