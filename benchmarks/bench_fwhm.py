@@ -52,6 +52,7 @@ def main():
                     n_stars=N_STARS,
                     n_galaxies=N_GALAXIES,
                     n_cosmic_rays=ratio * N_STARS,
+                    cosmic_ray_on_star_fraction=0.0,  # hits anywhere, as on a detector
                 )
                 frame = frame_from_array(sim.image).ensure_background()
                 table = detect_objects(frame)

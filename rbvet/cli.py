@@ -289,6 +289,14 @@ def cmd_train(args):
     log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
     check_writable(args.output)  # before an hour of training, not after it
     shape = (args.size, args.size)
+    if args.learning_rate is not None and not args.learning_rate > 0:
+        raise RbvetError(f"--learning-rate must be above 0, got {args.learning_rate}")
+    model, parent, description = None, None, f"trained on {args.simulate} simulated frames"
+    if args.from_model:  # load the parent before the simulation, to fail early
+        from rbvet.core.learn.retrain import fine_tuning_start
+
+        base, model, parent = fine_tuning_start(args.from_model, args.learning_rate)
+        description = f"fine-tuned from {base.name} on {args.simulate} simulated frames"
     data = run_job(
         simulated_training_set(n_frames=args.simulate, shape=shape, seed=args.seed, log=log),
         ProgressBar("Simulating"),
@@ -299,11 +307,14 @@ def cmd_train(args):
             data.inputs,
             data.labels,
             groups=data.groups,
+            model=model,
             epochs=args.epochs,
             batch_size=args.batch_size,
+            learning_rate=1e-3 if args.learning_rate is None else args.learning_rate,
             seed=args.seed,
             log=log,
-            description=f"trained on {args.simulate} simulated frames",
+            description=description,
+            parent=parent,
         ),
         _epoch_printer(log),
     )
@@ -715,6 +726,8 @@ def cmd_train_labels(args):
     )
 
     log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
+    if args.from_model:
+        raise RbvetError("--from fine-tunes on simulated frames; with --labels use --base-model")
     if args.simulated_ratio < 0:
         raise RbvetError(f"--simulated-ratio must be >= 0, got {args.simulated_ratio}")
     if args.epochs < 1:
@@ -1010,6 +1023,17 @@ def build_parser():
         type=int,
         default=20,
         help="fresh-seed frames to evaluate on (0: skip) [20]",
+    )
+    train.add_argument(
+        "--from",
+        dest="from_model",
+        metavar="MODEL",
+        help="fine-tune MODEL (a .keras file) instead of training a new network",
+    )
+    train.add_argument(
+        "--learning-rate",
+        type=float,
+        help="initial learning rate [1e-3; with --from 1e-4]",
     )
     train.add_argument("--output", "-o", required=True, help="model file (.keras)")
     train.set_defaults(handler=cmd_train)

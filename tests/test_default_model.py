@@ -1,9 +1,10 @@
 """The shipped default model: loads with no argument and is as good as its card says.
 
 The card (``rbvet_default.keras.card.json``) reports the model on two sets of 40 fresh
-1024² simulated frames. Here it is judged on 40 more frames of a seed used nowhere else
-(~14,000 objects, ~20 s), and must come within `AUC_MARGIN` of the card's lower AUC, over
-all objects and on sharp frames, where stars and cosmic rays look most alike.
+1024² simulated frames (and names the model it was fine-tuned from). Here it is judged on
+40 more frames of a seed used nowhere else (~20,000 objects, ~20 s), and must come within
+`AUC_MARGIN` of the card's lower AUC, over all objects and on sharp frames, where stars
+and cosmic rays look most alike.
 """
 
 import pytest
@@ -14,7 +15,7 @@ from rbvet.core.learn.metrics import summarize
 from rbvet.core.learn.train import simulated_training_set
 from rbvet.core.model import load_model
 
-QUALITY_SEED = 424_242  # not the training seed (2) nor the card's (1000005, 7000001)
+QUALITY_SEED = 424_242  # not a training seed (2, 3) nor the card's (1000006, 7000001)
 QUALITY_FRAMES = 40
 AUC_MARGIN = 0.003
 """How far below the card's AUC the fresh frames may fall (0.3 % of AUC)."""
@@ -53,7 +54,10 @@ def test_default_model_loads_without_argument(card):
     model = realbogus.load_realbogus_model()
     assert model.input_shape[1:] == (31, 31, 2)
     assert card["training"]["split"] == "by frame"
-    assert card["metrics"]["objects"] > 10_000 and card_figure(card, "auc") > 0.999
+    # Since issue 16 the card's test frames come from the harder simulator (star groups, hits
+    # on stars, saturated stars, edge bands), where the previous default scored 0.9985.
+    assert card["metrics"]["objects"] > 10_000 and card_figure(card, "auc") > 0.998
+    assert card["parent"]["digest"] and card["parent"]["description"]
 
 
 def test_default_model_auc_on_fresh_frames_is_near_the_card(card, fresh_frames_summary):

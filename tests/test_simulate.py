@@ -13,7 +13,9 @@ from rbvet.core.simulate import (
     simulate_frame,
 )
 
-NO_ARTIFACTS = dict(cosmic_ray_density=0, hot_pixel_density=0, n_satellites=0, n_bad_columns=0)
+NO_ARTIFACTS = dict(
+    cosmic_ray_density=0, hot_pixel_density=0, n_satellites=0, n_bad_columns=0, n_edge_bands=0
+)
 
 
 def only_stars(**options):
@@ -257,11 +259,14 @@ def test_every_artifact_kind_appears_when_asked():
         hot_pixel_mix={"single": 1, "pair": 1, "cluster": 1, "column_segment": 1},
         n_satellites=2,
         n_bad_columns=3,
+        n_edge_bands=1,
     )
     truth = frame.truth
     kinds = set(truth["kind"])
-    assert set(ARTIFACT_KINDS[:-1]) <= kinds
-    assert set(np.unique(frame.artifact_kind)) >= {1, 2, 3, 4}
+    # 'bleed' has no truth rows of its own (it belongs to a saturated star; tested below).
+    assert set(ARTIFACT_KINDS) - {"noise", "bleed"} <= kinds
+    codes = {ARTIFACT_KINDS.index(kind) + 1 for kind in kinds if kind in ARTIFACT_KINDS}
+    assert set(np.unique(frame.artifact_kind)) >= codes
     cosmic = truth[truth["kind"] == "cosmic_ray"]
     assert set(cosmic["subkind"]) == {"single", "cluster", "worm", "track"}
     hot = truth[truth["kind"] == "hot_pixel"]
@@ -394,6 +399,146 @@ def test_label_detections_real_kinds_and_outside(labelled_frame):
     assert set(SOURCE_KINDS) == {"star", "galaxy"}
 
 
+# --- what the model got wrong on real frames ---------------------------------------------
+
+
+def crowded(**options):
+    """A frame of 120 stars, nothing else unless asked, for the crowding options."""
+    settings = dict(
+        shape=(256, 256),
+        rng=41,
+        fwhm=3.0,
+        n_stars=120,
+        n_galaxies=0,
+        pair_fraction=0.0,
+        group_fraction=0.0,
+        star_peak_snr=(20.0, 200.0),
+        saturation=1e9,
+        **NO_ARTIFACTS,
+    )
+    settings.update(options)
+    return simulate_frame(**settings)
+
+
+def test_star_groups_are_chains_of_close_stars_added_to_an_unchanged_frame():
+    plain, grouped = crowded(), crowded(group_fraction=0.3)
+    stars = grouped.truth[grouped.truth["kind"] == "star"]
+    group = stars[stars["subkind"] == "group"]
+    assert 15 <= len(group) <= 60  # about 30 % of 120 stars, less those off the frame
+    assert "group" not in set(plain.truth["subkind"])
+    # Every group star has another star 0.7-3 FWHM away (the previous or next in its chain).
+    from scipy.spatial import cKDTree
+
+    xy = np.column_stack([stars["x"], stars["y"]])
+    distance, _ = cKDTree(xy).query(np.column_stack([group["x"], group["y"]]), k=2)
+    # (a few lose their chain neighbour off the frame; random stars would have one in 45 %)
+    assert np.mean(distance[:, 1] <= 3.0 * 3.0 + 1e-9) > 0.95
+    # The other stars are where they were: groups draw from a stream of their own.
+    others = stars[stars["subkind"] != "group"]
+    np.testing.assert_array_equal(others["x"], plain.truth["x"])
+    np.testing.assert_array_equal(others["y"], plain.truth["y"])
+
+
+def test_cosmic_ray_hits_on_stars_are_labelled_by_what_a_detection_is_centred_on():
+    options = dict(
+        fwhm=4.0,
+        n_stars=30,
+        min_separation=10.0,
+        margin=20,
+        star_peak_snr=(20.0, 20.0),
+        n_cosmic_rays=20,
+        cosmic_ray_mix={"single": 1.0},
+        cosmic_ray_snr=(200.0, 300.0),
+        charge_diffusion=0.0,
+    )
+    away = crowded(**options)
+    frame = crowded(**options, cosmic_ray_on_star_fraction=1.0)
+    truth = frame.truth
+    stars, hits = truth[truth["kind"] == "star"], truth[truth["kind"] == "cosmic_ray"]
+    gap = np.hypot(
+        hits["x"][:, None] - stars["x"][None, :], hits["y"][:, None] - stars["y"][None, :]
+    ).min(axis=1)
+    assert len(hits) == 20 and np.all(gap <= 2.0 * 4.0 + 0.75)  # single hits sit on a pixel
+    away_hits = away.truth[away.truth["kind"] == "cosmic_ray"]
+    away_gap = np.hypot(
+        away_hits["x"][:, None] - stars["x"][None, :],
+        away_hits["y"][:, None] - stars["y"][None, :],
+    ).min(axis=1)
+    assert np.median(away_gap) > 2.0 * 4.0  # without the option, hits fall anywhere
+    # A detection on a hit beside a star is the hit; one on the star is the star.
+    beside = gap > 1.0 * 4.0
+    label, kind = label_detections(frame, hits["x"][beside], hits["y"][beside])
+    assert beside.sum() >= 5 and np.all(label == 0) and np.all(kind == "cosmic_ray")
+    clear = (
+        np.hypot(
+            stars["x"][:, None] - hits["x"][None, :], stars["y"][:, None] - hits["y"][None, :]
+        ).min(axis=1)
+        > 0.5 * 4.0 + 1.5
+    )
+    label, kind = label_detections(frame, stars["x"][clear], stars["y"][clear])
+    assert clear.sum() >= 3 and np.all(label == 1) and np.all(kind == "star")
+
+
+def test_bright_stars_saturate_flat_and_their_bleed_is_bogus_the_star_real():
+    frame = crowded(
+        n_stars=40,
+        min_separation=10.0,
+        margin=30,
+        sky=200.0,
+        saturation=20000.0,
+        bleed=True,
+        bright_star_fraction=1.0,
+        star_peak_snr=(20.0, 200.0),
+    )
+    stars = frame.truth[frame.truth["kind"] == "star"]
+    assert np.mean(stars["saturated"]) > 0.7  # peaks 0.5-20 times the headroom
+    assert crowded(n_stars=40, star_peak_snr=(20.0, 200.0)).params["n_saturated_stars"] == 0
+    saturated = stars[stars["saturated"]]
+    label, kind = label_detections(frame, saturated["x"], saturated["y"])
+    assert np.all(label == 1) and np.all(kind == "star")
+    assert np.all(frame.image[frame.artifact_kind > 0] <= frame.params["saturation"])
+    # Bleed pixels are in the artifact layer, marked 'bleed', and labelled bogus.
+    bleed = frame.artifact_kind == ARTIFACT_KINDS.index("bleed") + 1
+    assert bleed.sum() > 50
+    assert np.median(frame.image[bleed]) >= 0.9 * frame.params["saturation"]  # full wells
+    rows, cols = np.nonzero(bleed)
+    distance = np.hypot(
+        cols[:, None] - saturated["x"][None, :], rows[:, None] - saturated["y"][None, :]
+    ).min(axis=1)
+    far = distance > 4.0 * 3.0  # well along the column, off the star's core
+    assert far.sum() > 10
+    label, kind = label_detections(frame, cols[far], rows[far])
+    assert np.mean((label == 0) & (kind == "bleed")) > 0.9
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_edge_bands_are_unexposed_steps_labelled_edge(seed):
+    plain = crowded(rng=seed, sky=500.0)
+    frame = crowded(rng=seed, sky=500.0, n_edge_bands=1)
+    band = frame.truth[frame.truth["kind"] == "edge"]
+    assert len(band) == 1
+    band = band[0]
+    edge = frame.artifact_kind == ARTIFACT_KINDS.index("edge") + 1
+    assert edge.sum() == band["width"] * band["length"]
+    # Nothing reaches the band: its level is the sky plus the step, with only noise on it.
+    level = np.median(frame.image[edge])
+    assert level == pytest.approx(500.0 + band["peak"], abs=3 * frame.noise.max())
+    assert np.all(frame.sources[edge] == 0)
+    inside = edge[np.rint(plain.truth["y"]).astype(int), np.rint(plain.truth["x"]).astype(int)]
+    assert len(frame.truth) == len(plain.truth) - inside.sum() + 1
+    # Outside the band the frame is the one drawn without it.
+    np.testing.assert_array_equal(frame.sources[~edge], plain.sources[~edge])
+    # A detection on the first exposed pixel beside the step is bogus, of kind 'edge'.
+    vertical = band["angle"] == 90.0
+    inner = band["x0"] if vertical else band["y0"]
+    first_exposed = np.full(5, inner + (0.5 if inner < 128 else -0.5))
+    along = np.linspace(40, 200, 5)
+    x, y = (first_exposed, along) if vertical else (along, first_exposed)
+    label, kind = label_detections(frame, x, y)
+    assert np.all(label == 0) and np.all(kind == "edge")
+    assert not np.any(label_detections(plain, x, y)[1] == "edge")
+
+
 # --- FWHM distribution -----------------------------------------------------------------
 
 
@@ -417,8 +562,16 @@ def frame_digest(frame):
     for name in frame.truth.colnames:
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(np.asarray(frame.truth[name])).tobytes())
-    digest.update(json.dumps(frame.params, sort_keys=True, default=str).encode())
+    params = {key: value for key, value in frame.params.items() if key not in LATER_OPTIONS}
+    digest.update(json.dumps(params, sort_keys=True, default=str).encode())
     return digest.hexdigest()
+
+
+LATER_OPTIONS = dict(
+    group_fraction=0, cosmic_ray_on_star_fraction=0, n_edge_bands=0, bright_star_fraction=0
+)
+"""Options added after the digests below were taken, turned off: they draw from streams of
+their own, so with them off every pixel, truth row and older parameter is as before."""
 
 
 # Digests computed with the single-module simulator, before it was split into psf, sources,
@@ -449,7 +602,7 @@ SEEDED_FRAMES = [
 
 @pytest.mark.parametrize(("options", "expected"), SEEDED_FRAMES)
 def test_seeded_frame_is_unchanged(options, expected):
-    assert frame_digest(simulate_frame(**options)) == expected
+    assert frame_digest(simulate_frame(**options, **LATER_OPTIONS)) == expected
 
 
 def test_settings_object_and_keyword_overrides_give_the_same_frame():

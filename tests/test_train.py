@@ -96,3 +96,34 @@ def test_cli_train_writes_model_with_card(tmp_path):
     model = load_model(out, engine="keras")
     assert model.card["training"]["split"] == "by frame"
     assert "auc" in model.card["metrics"]
+
+
+def test_cli_train_from_a_parent_fine_tunes_its_weights_and_names_it(tmp_path):
+    from rbvet.core.model import file_digest
+    from rbvet.core.paths import default_model_path
+
+    parent_path = default_model_path()
+    out = tmp_path / "child.keras"
+    argv = ["train", "--simulate", "2", "--size", "256", "--epochs", "1", "--test-frames", "0"]
+    argv += ["--from", str(parent_path), "--learning-rate", "1e-7", "-o", str(out)]
+    assert main(argv) == 0
+    child = load_model(out, engine="keras")
+    parent = load_model(parent_path, engine="keras")
+    assert child.card["parent"]["digest"] == file_digest(parent_path)
+    assert child.card["description"].startswith(f"fine-tuned from {parent.name}")
+    # At a tiny learning rate the convolution kernels stay the parent's (a new network
+    # would start from random ones).
+    for old, new in zip(
+        parent.keras_model.trainable_weights, child.keras_model.trainable_weights, strict=True
+    ):
+        np.testing.assert_allclose(np.asarray(new), np.asarray(old), atol=1e-4)
+
+
+def test_cli_train_refuses_a_bad_learning_rate_and_from_with_labels(tmp_path, capsys):
+    out = str(tmp_path / "m.keras")
+    assert main(["train", "--simulate", "2", "--learning-rate", "0", "-o", out]) == 2
+    assert "--learning-rate must be above 0" in capsys.readouterr().err
+    argv = ["train", "--labels", str(tmp_path / "s.sqlite"), "--from", out, "-o", out]
+    assert main(argv) == 2
+    assert "with --labels use --base-model" in capsys.readouterr().err
+    assert not (tmp_path / "m.keras").exists()

@@ -245,8 +245,10 @@ def paint_round(frame, frame_psf, x, y, kinds, settings, rng, variance_per_adu=0
         return x[chosen], y[chosen]
 
     sx, sy = where("star")
+    # Bleed of an injected star stays with it, as a star's own light (bright_rng=None:
+    # no extra bright stars are drawn here).
     stars = _make_stars(
-        rng, psf, params, sx, sy, np.full(sx.size, "single"), background, noise, canvas
+        rng, psf, params, sx, sy, np.full(sx.size, "single"), background, noise, canvas, canvas
     )
     gx, gy = where("galaxy")
     galaxies = _make_galaxies(rng, psf, params, gx, gy, background, noise, canvas)

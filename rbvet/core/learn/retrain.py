@@ -236,6 +236,37 @@ def _clone_for_fine_tuning(keras_model, learning_rate):
     return clone
 
 
+def fine_tuning_start(base_model, learning_rate=None):
+    """The model to fine-tune from ``base_model`` on simulated objects, and its parent.
+
+    Parameters
+    ----------
+    base_model : str, path, RealBogusModel or None
+        The parent (None: the shipped default model).
+    learning_rate : float, optional
+        Default :data:`FINE_TUNE_LEARNING_RATE`.
+
+    Returns
+    -------
+    base : RealBogusModel
+        The parent as loaded (Keras engine).
+    model : keras.Model
+        A compiled copy of the parent's network, ready to train.
+    parent : dict
+        The parent reference for the new model's card (name, path, digest).
+    """
+    from rbvet.core.cutouts.preprocess import PreprocessParams
+
+    base = _resolve_base_model(base_model)
+    if base.params != PreprocessParams():
+        raise RbvetError(
+            f"{base.name}: simulated objects are preprocessed with the default "
+            "representation; this model uses other preprocessing parameters"
+        )
+    rate = FINE_TUNE_LEARNING_RATE if learning_rate is None else float(learning_rate)
+    return base, _clone_for_fine_tuning(base.keras_model, rate), _parent_reference(base)
+
+
 def simulated_objects(n_objects, params, seed=0, frame_size=SIMULATED_FRAME_SIZE, log=None):
     """About ``n_objects`` labeled simulated objects (a `TrainingSet`), exactly that many.
 

@@ -7,8 +7,8 @@ The simulator follows the frame's making, one module a step:
 * `psf`: the PSF and pixel-integrated rendering of stamps into a frame;
 * `sources`: stars and galaxies (Sérsic profiles convolved with the PSF), saturation and
   bleeding;
-* `artifacts`: cosmic rays, hot pixels, satellite trails and bad columns, drawn relative
-  to the noise;
+* `artifacts`: cosmic rays, hot pixels, satellite trails, bad columns and edge bands,
+  drawn relative to the noise;
 * `truth`: the truth table, and `label_detections`, which labels what a detector found;
 * `frame`: `simulate_frame`, which puts them together with sky, noise and saturation;
 * `epochs`: `simulate_epochs`, aligned exposures of one field with a WCS each (an

@@ -1,4 +1,4 @@
-"""Detector artifacts: cosmic rays, hot pixels, satellite trails and bad columns.
+"""Detector artifacts: cosmic rays, hot pixels, satellite trails, bad columns, edge bands.
 
 Cosmic rays and hot pixels are **not** PSF-convolved: hits get at most a small
 charge-diffusion kernel, always narrower than the PSF; hot pixels get none. Satellite
@@ -188,11 +188,30 @@ def _paint_artifacts(
     return layer, truth
 
 
-def _make_cosmic_rays(rng, params, background, noise, positions=None):
+def _move_onto_stars(rng, x, y, share, star_x, star_y, fwhm):
+    """Move a ``share`` of the points (x, y) to 0–2 FWHM from randomly chosen stars.
+
+    Drawn from a generator of its own, so the hits' other draws stay as they were.
+    """
+    moved = rng.uniform(0.0, 1.0, x.size) < share
+    if not star_x.size or not moved.any():
+        return x, y
+    star = rng.integers(0, star_x.size, x.size)
+    distance = rng.uniform(0.0, 2.0, x.size) * fwhm
+    angle = rng.uniform(0.0, 2.0 * np.pi, x.size)
+    x = np.where(moved, star_x[star] + distance * np.cos(angle), x)
+    y = np.where(moved, star_y[star] + distance * np.sin(angle), y)
+    return x, y
+
+
+def _make_cosmic_rays(rng, params, background, noise, positions=None, on_stars=None):
     """Cosmic-ray hits: singles, clusters, worms and tracks; amplitudes log-uniform in σ.
 
     Placed uniformly over the frame, or at ``positions`` (x, y arrays) when given. Tracks
     are at most ``params["max_artifact_length"]`` px long when that is set.
+    ``on_stars`` = (generator, star x, star y): a share ``cosmic_ray_on_star_fraction`` of
+    the uniformly placed hits is moved to touch or overlap those stars (see
+    `_move_onto_stars`).
     """
     height, width = background.shape
     n, kind_index = _draw_artifact_subkinds(
@@ -208,6 +227,13 @@ def _make_cosmic_rays(rng, params, background, noise, positions=None):
         y = rng.uniform(-0.5, height - 0.5, n)
     else:
         x, y = (np.asarray(v, dtype=float) for v in positions)
+    if on_stars is not None and positions is None:
+        near_rng, star_x, star_y = on_stars
+        x, y = _move_onto_stars(
+            near_rng, x, y, params["cosmic_ray_on_star_fraction"], star_x, star_y, params["fwhm"]
+        )
+        x = np.clip(x, -0.5, width - 0.5)
+        y = np.clip(y, -0.5, height - 0.5)
     ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
     ix, iy = np.clip(ix, 0, width - 1), np.clip(iy, 0, height - 1)
     sigma, amplitude = _draw_artifact_amplitudes(
@@ -589,3 +615,72 @@ def _make_bad_columns(rng, params, background, noise, positions=None):
             )
         )
     return layer, parts
+
+
+_EDGE_SIDES = ("left", "right", "bottom", "top")
+
+
+def _make_edge_bands(rng, params, background, noise):
+    """Unexposed bands along frame edges (overscan, prescan) at their own level.
+
+    Each band is 2–60 px wide (log-uniform) along a random side; its level is the sky
+    ± 3–300 σ (log-uniform; 70 % below the sky, as an unexposed band without sky is). The
+    layer holds level − sky inside the bands; sources and other artifacts are removed
+    there by the caller (`mask`), as nothing reaches unexposed pixels.
+
+    Returns
+    -------
+    layer : ndarray
+    mask : ndarray of bool
+        The band pixels.
+    truth : list of dict
+    """
+    height, width = background.shape
+    layer = np.zeros(background.shape)
+    mask = np.zeros(background.shape, bool)
+    sigma = params["noise_median"]
+    parts = []
+    for _ in range(int(params["n_edge_bands"])):
+        side = _EDGE_SIDES[int(rng.integers(0, 4))]
+        along_size = height if side in ("left", "right") else width
+        across_size = width if side in ("left", "right") else height
+        band_width = int(min(_log_uniform(rng, 2.0, 60.0), across_size // 4 + 1))
+        offset = _log_uniform(rng, 3.0, 300.0) * sigma
+        if rng.uniform() < 0.7:
+            offset = -min(offset, 0.95 * params["sky"])
+        band = {
+            "left": np.s_[:, :band_width],
+            "right": np.s_[:, width - band_width :],
+            "bottom": np.s_[:band_width, :],
+            "top": np.s_[height - band_width :, :],
+        }[side]
+        level = params["sky"] + offset
+        layer[band] = level - background[band]
+        mask[band] = True
+        inner = band_width - 0.5 if side in ("left", "bottom") else across_size - band_width - 0.5
+        centre_across = (band_width - 1) / 2.0
+        if side in ("right", "top"):
+            centre_across = across_size - 1 - centre_across
+        vertical = side in ("left", "right")
+        centre = (along_size - 1) / 2.0
+        parts.append(
+            _truth_rows(
+                1,
+                "edge",
+                x=centre_across if vertical else centre,
+                y=centre if vertical else centre_across,
+                subkind=side,
+                flux=offset * band_width * along_size,
+                peak=offset,
+                peak_sigma=offset / sigma,
+                length=along_size,
+                angle=90.0 if vertical else 0.0,
+                width=band_width,
+                x0=inner if vertical else -0.5,
+                y0=-0.5 if vertical else inner,
+                x1=inner if vertical else width - 0.5,
+                y1=height - 0.5 if vertical else inner,
+            )
+        )
+    # Overlapping bands: the later one's level wins.
+    return layer, mask, parts

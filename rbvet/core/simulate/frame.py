@@ -20,6 +20,7 @@ from astropy.table import Table
 from rbvet.core.simulate.artifacts import (
     _make_bad_columns,
     _make_cosmic_rays,
+    _make_edge_bands,
     _make_hot_pixels,
     _make_satellites,
 )
@@ -28,7 +29,7 @@ from rbvet.core.simulate.settings import SimulationSettings, _draw_frame_params
 from rbvet.core.simulate.sources import _make_galaxies, _make_stars, _place_sources
 from rbvet.core.simulate.truth import SOURCE_KINDS, _dominant_kind, _truth_table
 
-_N_STREAMS = 8
+_N_STREAMS = 12
 
 
 @dataclass
@@ -44,9 +45,10 @@ class SimulatedFrame:
     noise : ndarray, float32
         Expected 1-σ noise of the sky (ADU): what a background-rms map should recover.
     sources : ndarray, float32
-        Noise-free stars + galaxies layer (ADU above sky), unclipped; includes bleed trails.
+        Noise-free stars + galaxies layer (ADU above sky), unclipped; zero in edge bands.
     artifacts : ndarray, float32
-        Noise-free artifact layer (ADU above sky); bad columns may be negative.
+        Noise-free artifact layer (ADU above sky), with the bleed trails of saturated
+        stars; bad columns and edge bands may be negative.
     artifact_kind : ndarray, uint8
         Index+1 into :data:`ARTIFACT_KINDS` of the artifact dominating each pixel; 0 where
         no artifact reaches ``wing_level`` σ.
@@ -137,20 +139,33 @@ def simulate_frame(
     -----
     Per-object distributions (not options):
 
-    * star pairs: companion 0.5–3 FWHM from its host, at any angle; saturated stars are
-      clipped at ``saturation`` and, with ``bleed``, spill their excess charge up and down
-      their columns (charge-conserving, in the sources layer);
+    * star pairs: companion 0.5–3 FWHM from its host, at any angle; chains and groups
+      (``group_fraction``, subkind 'group'): 3–6 stars, each 0.7–3 FWHM from the previous
+      one, half of them chains turning ≤ 40° a step, added on top of the other stars;
+    * bright stars (``bright_star_fraction``): peaks 0.5–20× the saturation headroom;
+    * saturated stars have flat tops at ``saturation`` and, with ``bleed``, spill their
+      excess charge up and down their columns (charge-conserving); the trails are in the
+      artifact layer (kind 'bleed'), so detections on them are bogus, the star real;
     * galaxies: Sérsic n log-uniform 0.5–4, r_e log-uniform 0.3–3 FWHM (≥ 0.3 px), axis
       ratio uniform 0.2–1, any angle; truncated smoothly at ≤ `MAX_SERSIC_RADIUS` r_e;
     * cosmic rays: single pixels; 2–4 px clusters; worms (persistent 8-neighbour random
       walks of 3–15 px); tracks (5–150 px log-uniform, any angle, width 0.5–1.5 px,
-      anti-aliased, ±20 % deposit fluctuations), then the charge-diffusion kernel;
+      anti-aliased, ±20 % deposit fluctuations), then the charge-diffusion kernel; a share
+      ``cosmic_ray_on_star_fraction`` of the hits is centred 0–2 FWHM from a star (on it or
+      touching it), labelled by what a detection is centred on;
     * hot pixels: singles, adjacent pairs (70 % along columns), 3–5 px clusters, and warm
       column segments of 3–50 px at 3–50 σ; no diffusion;
     * satellites: the PSF's line-spread function across, fading over a PSF width at ends
       inside the frame, 30 % with periodic glints;
     * bad columns/rows (15 % rows): full, from a point to an edge, or a segment; 1–2 px
-      wide; 5 % ripple along.
+      wide; 5 % ripple along;
+    * edge bands (``n_edge_bands``): unexposed overscan/prescan strips 2–60 px wide along
+      a random side, at the sky ± 3–300 σ (70 % below), holding no sources or other
+      artifacts (their truth rows are dropped); one truth row each, kind 'edge'.
+
+    Every option added after the first version (groups, hits on stars, edge bands,
+    bright stars) draws from a random stream of its own, so with it off a frame is the
+    same as before (but for the bleed trails, now in the artifact layer).
     """
     settings = SimulationSettings() if settings is None else settings
     if fwhm is not None:
@@ -159,9 +174,11 @@ def simulate_frame(
         settings = dataclasses.replace(settings, **overrides)
     seed = _seed_from(rng)
     streams = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(_N_STREAMS)]
-    param_rng, star_rng, galaxy_rng, cr_rng, hot_rng, sat_rng, column_rng, noise_rng = streams
+    param_rng, star_rng, galaxy_rng, cr_rng, hot_rng, sat_rng, column_rng, noise_rng = streams[:8]
+    # Streams of the options added later, so a frame's other content is as it was before.
+    group_rng, on_star_rng, edge_rng, bright_rng = streams[8:]
     if exposure is not None:  # the exposure's own draws; the sky and the detector stay
-        cr_rng, hot_rng, sat_rng, noise_rng = exposure.streams(4)
+        cr_rng, hot_rng, sat_rng, noise_rng, on_star_rng = exposure.streams(5)
     shape = (int(shape[0]), int(shape[1]))
     params = _draw_frame_params(param_rng, shape, settings)
     params.update(
@@ -202,28 +219,52 @@ def simulate_frame(
     params["oversample"] = _oversample(psf.fwhm)
 
     (star_x, star_y, star_sub), (gal_x, gal_y) = _place_sources(
-        star_rng, params, shape, psf.fwhm, params["margin"], params["min_separation"]
+        star_rng,
+        params,
+        shape,
+        psf.fwhm,
+        params["margin"],
+        params["min_separation"],
+        group_rng,
     )
     if exposure is not None:
         star_x, star_y = exposure.to_pixels(star_x, star_y, shape)
         gal_x, gal_y = exposure.to_pixels(gal_x, gal_y, shape)
-    star_canvas, galaxy_canvas = _Canvas(shape), _Canvas(shape)
+    star_canvas, galaxy_canvas, bleed_canvas = _Canvas(shape), _Canvas(shape), _Canvas(shape)
     stars = _make_stars(
-        star_rng, psf, params, star_x, star_y, star_sub, background, noise, star_canvas
+        star_rng,
+        psf,
+        params,
+        star_x,
+        star_y,
+        star_sub,
+        background,
+        noise,
+        star_canvas,
+        bleed_canvas,
+        bright_rng,
     )
     galaxies = _make_galaxies(
         galaxy_rng, psf, params, gal_x, gal_y, background, noise, galaxy_canvas
     )
     star_layer, galaxy_layer = star_canvas.image(), galaxy_canvas.image()
-    sources = star_layer + galaxy_layer
-    source_kind = _dominant_kind((star_layer, galaxy_layer), params["wing_level"] * noise)
 
-    cr_layer, cr_truth = _make_cosmic_rays(cr_rng, params, background, noise)
+    cr_layer, cr_truth = _make_cosmic_rays(
+        cr_rng, params, background, noise, on_stars=(on_star_rng, star_x, star_y)
+    )
     hot_layer, hot_truth = _make_hot_pixels(hot_rng, params, background, noise)
     sat_layer, sat_truth = _make_satellites(sat_rng, psf, params, background, noise)
     col_layer, col_truth = _make_bad_columns(column_rng, params, background, noise)
-    artifact_layers = (cr_layer, hot_layer, sat_layer, col_layer)
-    artifacts = cr_layer + hot_layer + sat_layer + col_layer
+    edge_layer, unexposed, edge_truth = _make_edge_bands(edge_rng, params, background, noise)
+    bleed_layer = bleed_canvas.image()
+    source_layers = (star_layer, galaxy_layer)
+    artifact_layers = (cr_layer, hot_layer, sat_layer, col_layer, bleed_layer)
+    for layer in (*source_layers, *artifact_layers):
+        layer[unexposed] = 0.0  # nothing reaches overscan or prescan pixels
+    artifact_layers += (edge_layer,)
+    sources = star_layer + galaxy_layer
+    source_kind = _dominant_kind(source_layers, params["wing_level"] * noise)
+    artifacts = sum(artifact_layers[1:], artifact_layers[0])
     artifact_kind = _dominant_kind(artifact_layers, params["wing_level"] * noise)
 
     mean = np.clip(background + sources + artifacts, 0.0, None)
@@ -233,7 +274,12 @@ def simulate_frame(
         image = np.round(image)
     image = np.minimum(image, params["saturation"])
 
-    truth = _truth_table([stars, galaxies, cr_truth, hot_truth, *sat_truth, *col_truth])
+    stars, galaxies, cr_truth, hot_truth = (
+        _exposed_rows(part, unexposed) for part in (stars, galaxies, cr_truth, hot_truth)
+    )
+    truth = _truth_table(
+        [stars, galaxies, cr_truth, hot_truth, *sat_truth, *col_truth, *edge_truth]
+    )
     if exposure is not None:
         x, y = np.asarray(truth["x"]), np.asarray(truth["y"])
         height, width = shape
@@ -257,6 +303,17 @@ def simulate_frame(
         params=params,
         source_kind=source_kind,
     )
+
+
+def _exposed_rows(rows, unexposed):
+    """The truth rows whose centre pixel is not in an unexposed band (all if none)."""
+    if not unexposed.any() or not len(rows["x"]):
+        return rows
+    height, width = unexposed.shape
+    ix = np.clip(np.rint(rows["x"]).astype(int), 0, width - 1)
+    iy = np.clip(np.rint(rows["y"]).astype(int), 0, height - 1)
+    keep = ~unexposed[iy, ix]
+    return {name: np.asarray(values)[keep] for name, values in rows.items()}
 
 
 def _plain(value):

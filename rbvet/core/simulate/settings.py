@@ -136,6 +136,20 @@ class SimulationSettings:
     """Satellite trails [0: 50 %, 1: 30 %, 2: 20 %], 3–500 σ, 60 % crossing the frame."""
     n_bad_columns: int | None = None
     """Bad columns/rows [0 in 70 % of frames, else 1–4], ±2–200 σ (25 % negative)."""
+    group_fraction: float | None = None
+    """Share of stars in chains and small groups of 3–6 stars, each 0.7–3 FWHM from the
+    previous one (real-on-real blends) [0 in 30 % of frames, else uniform 0–0.3]."""
+    cosmic_ray_on_star_fraction: float | None = None
+    """Share of cosmic-ray hits placed touching or overlapping a star, 0–2 FWHM from its
+    centre [0 in 30 % of frames, else uniform 0–0.3]. This over-represents such hits for
+    training; 0 gives hits anywhere, as on a detector."""
+    bright_star_fraction: float | None = None
+    """Share of stars 0.5–20× as bright as saturation allows (log-uniform peak), most of
+    them saturated with flat tops (and bleeding, with ``bleed``) [0 in 40 % of frames,
+    else uniform 0–0.03]."""
+    n_edge_bands: int | None = None
+    """Unexposed bands (overscan or prescan) along frame edges, 2–60 px wide, their level
+    ±3–300 σ from the sky: a step at the band's inner side [0 in 70 % of frames, else 1–2]."""
     wing_level: float = 0.02
     """Stamps extend to where an object's profile falls below this many σ (galaxies:
     :data:`~rbvet.core.simulate.sources.GALAXY_WING_FACTOR` times more)."""
@@ -213,6 +227,11 @@ def _draw_frame_params(rng, shape, settings):
         "hot_pixel_mix": rng.dirichlet([3.0, 2.0, 1.5, 0.5]),
         "n_satellites": int(rng.choice(3, p=[0.5, 0.3, 0.2])),
         "n_bad_columns": 0 if rng.uniform() < 0.7 else int(rng.integers(1, 5)),
+        # Drawn last, so frames drawn before these options existed keep all other draws.
+        "group_fraction": 0.0 if rng.uniform() < 0.3 else rng.uniform(0.0, 0.3),
+        "cosmic_ray_on_star_fraction": 0.0 if rng.uniform() < 0.3 else rng.uniform(0.0, 0.3),
+        "n_edge_bands": 0 if rng.uniform() < 0.7 else int(rng.integers(1, 3)),
+        "bright_star_fraction": 0.0 if rng.uniform() < 0.4 else rng.uniform(0.0, 0.03),
     }
     given = {key: getattr(settings, key, None) for key in drawn}
     params = {**drawn, **{key: value for key, value in given.items() if value is not None}}

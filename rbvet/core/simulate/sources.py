@@ -84,8 +84,38 @@ def _render_galaxy_stamps(psf, dx, dy, n, r_eff, q, theta, truncation, radius, k
     return stamps / stamps.sum(axis=(1, 2), dtype=np.float64, keepdims=True)
 
 
-def _place_sources(rng, params, shape, fwhm, margin, min_separation):
-    """Positions of stars and galaxies, with close pairs, optionally thinned for isolation."""
+def _star_groups(rng, n_stars, fraction, fwhm, uniform):
+    """Positions of about ``fraction × n_stars`` extra stars in chains and small groups.
+
+    Each group has 3–6 stars, each 0.7–3 FWHM from the previous one; half of the groups
+    are chains (the direction turns by at most ±40° a step), the rest clumps (any direction).
+    """
+    n_members = rng.binomial(n_stars, fraction) if n_stars else 0
+    sizes = rng.integers(3, 7, max(1, int(np.ceil(n_members / 4.5))))
+    sizes = sizes[np.cumsum(sizes) - sizes < n_members] if n_members else sizes[:0]
+    n_groups, longest = sizes.size, 6
+    start_x, start_y = uniform(n_groups)
+    step = rng.uniform(0.7, 3.0, (n_groups, longest - 1)) * fwhm
+    chain = rng.uniform(0.0, 1.0, n_groups) < 0.5
+    turns = np.where(
+        chain[:, None],
+        rng.uniform(-np.pi / 4.5, np.pi / 4.5, (n_groups, longest - 1)),
+        rng.uniform(0.0, 2.0 * np.pi, (n_groups, longest - 1)),
+    )
+    direction = rng.uniform(0.0, 2.0 * np.pi, n_groups)[:, None] + np.cumsum(turns, axis=1)
+    zero = np.zeros((n_groups, 1))
+    gx = start_x[:, None] + np.concatenate([zero, np.cumsum(step * np.cos(direction), 1)], 1)
+    gy = start_y[:, None] + np.concatenate([zero, np.cumsum(step * np.sin(direction), 1)], 1)
+    member = np.arange(longest)[None, :] < sizes[:, None]
+    return gx[member], gy[member]
+
+
+def _place_sources(rng, params, shape, fwhm, margin, min_separation, group_rng=None):
+    """Positions of stars and galaxies, with close pairs, optionally thinned for isolation.
+
+    Stars in chains and small groups (``params['group_fraction']``) are drawn from
+    ``group_rng`` and added after the others, so the rest of the frame stays as it was.
+    """
     height, width = shape
     area = height * width
     n_stars, n_galaxies = params["n_stars"], params["n_galaxies"]
@@ -97,10 +127,15 @@ def _place_sources(rng, params, shape, fwhm, margin, min_separation):
         n_stars = total - n_gal if n_stars is None else int(n_stars)
         n_galaxies = n_gal if n_galaxies is None else int(n_galaxies)
 
-    def uniform(n):
-        x = rng.uniform(margin - 0.5, width - 0.5 - margin, n)
-        y = rng.uniform(margin - 0.5, height - 0.5 - margin, n)
-        return x, y
+    def uniform_with(generator):
+        def uniform(n):
+            x = generator.uniform(margin - 0.5, width - 0.5 - margin, n)
+            y = generator.uniform(margin - 0.5, height - 0.5 - margin, n)
+            return x, y
+
+        return uniform
+
+    uniform = uniform_with(rng)
 
     n_companions = min(rng.binomial(n_stars, params["pair_fraction"]), max(n_stars - 1, 0))
     n_primary = n_stars - n_companions
@@ -112,8 +147,20 @@ def _place_sources(rng, params, shape, fwhm, margin, min_separation):
     comp_y = star_y[host] + distance * np.sin(angle)
     paired = np.zeros(n_primary, bool)
     paired[host] = True
-    subkind = np.concatenate([np.where(paired, "pair", "single"), np.full(n_companions, "pair")])
-    star_x, star_y = np.concatenate([star_x, comp_x]), np.concatenate([star_y, comp_y])
+    group_x, group_y = np.zeros(0), np.zeros(0)
+    if group_rng is not None and params.get("group_fraction", 0.0) > 0:
+        group_x, group_y = _star_groups(
+            group_rng, n_stars, params["group_fraction"], fwhm, uniform_with(group_rng)
+        )
+    subkind = np.concatenate(
+        [
+            np.where(paired, "pair", "single"),
+            np.full(n_companions, "pair"),
+            np.full(group_x.size, "group"),
+        ]
+    )
+    star_x = np.concatenate([star_x, comp_x, group_x])
+    star_y = np.concatenate([star_y, comp_y, group_y])
     gal_x, gal_y = uniform(n_galaxies)
 
     x, y = np.concatenate([star_x, gal_x]), np.concatenate([star_y, gal_y])
@@ -177,8 +224,16 @@ def _bleed_trails(stamps, ix, iy, bg_local, saturation, max_length, rng):
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(values)
 
 
-def _make_stars(rng, psf, params, x, y, subkind, background, noise, canvas):
-    """Render stars (power-law peaks in σ units), saturation flags and bleed trails."""
+def _make_stars(
+    rng, psf, params, x, y, subkind, background, noise, canvas, bleed_canvas, bright_rng=None
+):
+    """Render stars (power-law peaks in σ units), saturation flags and bleed trails.
+
+    The stars go to ``canvas``, their bleed trails to ``bleed_canvas``: a detection on a
+    bleed piece is an artifact, not the star. A share ``params['bright_star_fraction']``
+    of the stars, chosen with ``bright_rng``, gets a peak of 0.5–20 times the saturation
+    headroom instead (log-uniform): most of them saturate, with flat tops.
+    """
     n = x.size
     ix, iy = np.rint(x).astype(int), np.rint(y).astype(int)
     height, width = background.shape
@@ -193,6 +248,11 @@ def _make_stars(rng, psf, params, x, y, subkind, background, noise, canvas):
     if high is None:
         high = 5.0 * (saturation - params["sky"]) / params["noise_median"]
     peak_snr = _power_law(rng, low, max(high, low), params["star_count_slope"], n)
+    if bright_rng is not None and params.get("bright_star_fraction", 0.0) > 0:
+        bright = bright_rng.uniform(0.0, 1.0, n) < params["bright_star_fraction"]
+        headroom = np.maximum(saturation - bg_local, sigma) / sigma
+        bright_snr = _log_uniform(bright_rng, 0.5, 20.0, n) * headroom
+        peak_snr = np.where(bright, bright_snr, peak_snr)
     flux = peak_snr * sigma / unit_peak
 
     wing = params["wing_level"] * sigma / (flux * unit_peak)
@@ -217,7 +277,7 @@ def _make_stars(rng, psf, params, x, y, subkind, background, noise, canvas):
                     max_length=height // 4,
                     rng=rng,
                 )
-                canvas.add_pixels(rows, cols, values)
+                bleed_canvas.add_pixels(rows, cols, values)
     saturated = peak + bg_local > saturation
     return _truth_rows(
         n,

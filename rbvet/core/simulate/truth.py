@@ -9,9 +9,19 @@ from __future__ import annotations
 import numpy as np
 from astropy.table import Table
 
-ARTIFACT_KINDS = ("cosmic_ray", "hot_pixel", "satellite", "bad_column", "noise")
+ARTIFACT_KINDS = (
+    "cosmic_ray",
+    "hot_pixel",
+    "satellite",
+    "bad_column",
+    "bleed",
+    "edge",
+    "noise",
+)
 """Bogus kinds; ``artifact_kind`` maps hold index+1 into this tuple ('noise' is never
-injected: it is what :func:`label_detections` calls a detection that matches nothing)."""
+injected: it is what :func:`label_detections` calls a detection that matches nothing;
+'bleed' is the charge a saturated star spills along its columns; 'edge' an unexposed
+band, overscan or prescan, along a frame edge)."""
 
 
 SOURCE_KINDS = ("star", "galaxy")
@@ -95,7 +105,11 @@ def label_detections(
     * otherwise ambiguous (label -1, do not train on it), kind of the brighter of the two.
 
     So an artifact sitting on a star is bogus when it outshines the star twice, unlike a
-    3-px proximity match that calls it real. Positions off the frame or not finite get
+    3-px proximity match that calls it real; a cosmic-ray hit beside a star is labelled by
+    what the detection is centred on, as the disc reaches only half a FWHM. Bleed trails
+    are in the artifact layer, so a detection on a bleed piece is bogus ('bleed') while
+    one on the saturated star itself is real. Edge bands (kind 'edge') count by the size
+    of their step from the sky, below or above it. Positions off the frame or not finite get
     label -1 and kind 'outside'. The windows of all detections are gathered at once
     (N × disc pixels) rather than through a maximum filter of the whole frame, so that
     the kind can be read where each maximum lies; the source kind comes from the frame's
@@ -135,7 +149,15 @@ def label_detections(
     rows = np.clip(iy[:, None] + dy[None, :], 0, height - 1)
     cols = np.clip(ix[:, None] + dx[None, :], 0, width - 1)
     source_window = frame.sources[rows, cols]
-    artifact_window = np.clip(frame.artifacts[rows, cols], 0.0, None)
+    # An edge band counts by how far its level is from the sky, above or below: either
+    # way its step is what a detector finds there.
+    kind_window = frame.artifact_kind[rows, cols]
+    artifact_window = frame.artifacts[rows, cols]
+    artifact_window = np.where(
+        kind_window == ARTIFACT_KINDS.index("edge") + 1,
+        np.abs(artifact_window),
+        np.clip(artifact_window, 0.0, None),
+    )
     s_arg, a_arg = source_window.argmax(axis=1), artifact_window.argmax(axis=1)
     index = np.arange(x.size)
     s_max, a_max = source_window[index, s_arg], artifact_window[index, a_arg]
