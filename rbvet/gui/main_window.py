@@ -35,9 +35,11 @@ from rbvet.core.errors import RbvetError
 from rbvet.core.session import count_text
 from rbvet.gui.detail import DetailPanel
 from rbvet.gui.frame_view import DEFER_DRAW_MS, DEFER_DRAW_OBJECTS, FrameView
+from rbvet.gui.frames_dock import FramesDock
 from rbvet.gui.grid import GridPanel
 from rbvet.gui.jobs import classify_frame
 from rbvet.gui.labeling import LabelController
+from rbvet.gui.project import ProjectController
 from rbvet.gui.retrain_dialog import RetrainDialog
 from rbvet.gui.state import BOGUS, REAL, UNLABELED, VettingState
 from rbvet.gui.threshold import ThresholdPanel
@@ -181,6 +183,12 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(
             self.docks["Object"], self.docks["Threshold"], Qt.Orientation.Horizontal
         )
+        self.project = ProjectController(self)
+        frames_dock = self._add_dock(
+            "Frames", FramesDock(self.project), Qt.DockWidgetArea.LeftDockWidgetArea
+        )
+        frames_dock.hide()  # shown when a project of frames is opened
+        self.project.framesChanged.connect(frames_dock.show)
         self._layout_pending = True
 
         self._build_status_bar()
@@ -272,6 +280,9 @@ class MainWindow(QMainWindow):
     def _build_menus(self):
         file_menu = self.menuBar().addMenu("&File")
         self._action(file_menu, "&Open frame…", self.choose_frame, QKeySequence.StandardKey.Open)
+        self._action(file_menu, "Open &frames…", self.choose_frames, "Ctrl+Alt+O")
+        self._action(file_menu, "&Next frame", self.project.next_frame, "Ctrl+PgDown")
+        self._action(file_menu, "&Previous frame", self.project.previous_frame, "Ctrl+PgUp")
         self._action(file_menu, "Open &catalog…", self.choose_catalog, "Ctrl+Shift+O")
         self._action(file_menu, "&Detect objects (no catalog)", self.detect_objects, "Ctrl+D")
         self.recent_menu = file_menu.addMenu("&Recent frames")
@@ -494,6 +505,13 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Open frame", self._start_dir(), FRAME_FILTER)
         if path:
             self.open_frame(path)
+
+    def choose_frames(self):
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Open frames", self._start_dir(), FRAME_FILTER
+        )
+        if paths:
+            self.project.open_paths(paths)
 
     def choose_catalog(self):
         path, _ = QFileDialog.getOpenFileName(
@@ -790,6 +808,7 @@ class MainWindow(QMainWindow):
         end (`JobThread.stop`): closing never waits for a step that cannot stop."""
         dialog = self.retrain_dialog
         self.cancel_job()
+        self.project.shutdown()
         if dialog is not None:
             dialog.cancel_training()
         self.labels.close()
