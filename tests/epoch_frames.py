@@ -28,7 +28,7 @@ def epoch_wcs(shape, shift=(0, 0), centre=FIELD_CENTRE):
     return wcs
 
 
-def simulate_epochs(n=3, shape=(128, 128), max_shift=4, seed=11, n_hits=6):
+def simulate_epochs(n=3, shape=(128, 128), max_shift=4, seed=11, n_hits=6, n_stars=40):
     """N exposures of one field as (image, wcs, truth, shift, hits) tuples.
 
     ``truth`` has the stars' 0-based ``x``, ``y`` in that exposure; ``hits`` the (x, y) of
@@ -39,7 +39,13 @@ def simulate_epochs(n=3, shape=(128, 128), max_shift=4, seed=11, n_hits=6):
     margin = max_shift + 1
     canvas_shape = (shape[0] + 2 * margin, shape[1] + 2 * margin)
     sky = simulate_frame(
-        canvas_shape, fwhm=3.0, rng=seed, n_satellites=0, n_cosmic_rays=0, n_hot_pixels=0
+        canvas_shape,
+        fwhm=3.0,
+        rng=seed,
+        n_stars=n_stars,
+        n_satellites=0,
+        n_cosmic_rays=0,
+        n_hot_pixels=0,
     )
     rng = np.random.default_rng(seed + 1)
     stars = sky.truth[np.isin(sky.truth["kind"], ["star", "galaxy"])]

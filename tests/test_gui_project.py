@@ -1,0 +1,152 @@
+"""The window's vetting project (offscreen): many frames scored in the background, the
+frames dock, next/previous frame keys, one label store, memory, cancel and bad frames."""
+
+import numpy as np
+import pytest
+from epoch_frames import write_epochs
+from PyQt6.QtCore import QSettings, Qt
+
+from rbvet.core.project import FAILED, PENDING, READY
+from rbvet.core.session import REAL
+from rbvet.gui.app import _frame_arguments, build_parser
+from rbvet.gui.frames_dock import DONE, LABELED, NAME, OBJECTS
+from rbvet.gui.main_window import MainWindow
+
+TIMEOUT_MS = 180_000
+
+
+@pytest.fixture(scope="module")
+def epoch_paths(tmp_path_factory):
+    return [str(p) for p in write_epochs(tmp_path_factory.mktemp("epochs"), 3, shape=(128, 128))]
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    main_window = MainWindow(settings=settings, label_store_path=tmp_path / "labels.sqlite")
+    qtbot.addWidget(main_window)
+    main_window.resize(1400, 900)
+    main_window.show()
+    yield main_window
+    main_window.project.shutdown()
+    main_window.cancel_job(wait=True)
+
+
+def open_project(qtbot, window, paths):
+    controller = window.project
+    with qtbot.waitSignal(controller.idle, timeout=TIMEOUT_MS):
+        with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+            controller.open_paths(paths)
+    return controller
+
+
+def cell(window, row, column):
+    model = window.docks["Frames"].widget().model
+    return model.data(model.index(row, column))
+
+
+def test_frames_are_scored_in_turn_and_the_first_shown(qtbot, window, epoch_paths):
+    shown = []
+    window.classified.connect(lambda: shown.append(window.project.project.totals()[0]))
+    controller = open_project(qtbot, window, epoch_paths)
+    project = controller.project
+    assert shown[0] == 1  # shown when the first frame was ready, before the others
+    assert window.docks["Frames"].isVisible()
+    assert [f.status for f in project.frames] == [READY] * 3
+    assert window.state.data is project.data(0)
+    for row, frame in enumerate(project.frames):
+        assert cell(window, row, NAME) == f"epoch_{row + 1}.fits"
+        assert cell(window, row, OBJECTS) == str(frame.objects) and frame.objects > 10
+    assert [f.field_id for f in project.frames] == [0, 0, 0]
+    assert "3 of 3 frames scored" in window.docks["Frames"].widget().totals_label.text()
+
+
+def test_next_and_previous_frame_keys(qtbot, window, epoch_paths):
+    controller = open_project(qtbot, window, epoch_paths)
+    grid = window.grid.view
+    grid.setFocus()
+    qtbot.keyClick(grid, Qt.Key.Key_PageDown, Qt.KeyboardModifier.ControlModifier)
+    assert controller.current == 1
+    assert window.state.data is controller.project.data(1)
+    assert "epoch_2.fits" in window.windowTitle()
+    qtbot.keyClick(grid, Qt.Key.Key_PageDown, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(grid, Qt.Key.Key_PageDown, Qt.KeyboardModifier.ControlModifier)
+    assert controller.current == 2  # stays on the last
+    qtbot.keyClick(grid, Qt.Key.Key_PageUp, Qt.KeyboardModifier.ControlModifier)
+    assert controller.current == 1 and "epoch_2.fits" in window.windowTitle()
+    assert window.docks["Frames"].widget().table.currentIndex().row() == 1
+
+
+def test_labels_go_to_one_store_and_come_back_with_the_frame(qtbot, window, epoch_paths):
+    controller = open_project(qtbot, window, epoch_paths)
+    project = controller.project
+    project.keep_neighbours = 0  # every frame left is dropped and rebuilt on return
+    window.labels.label([0, 1], REAL)
+    assert cell(window, 0, LABELED) == "2"
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.next_frame()  # frame 2 was dropped (keep 0): scored again
+    assert project.in_memory() == [1]
+    assert project.frames[0].status == PENDING and cell(window, 0, LABELED) == "2"
+    window.labels.label([3], REAL)
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.previous_frame()
+    data = window.state.data
+    assert data is project.data(0)
+    assert list(np.flatnonzero(data.labels == REAL)) == [0, 1]  # from the one store
+    assert window.labels.store_summary()["frames"] == 2
+
+
+def test_done_mark_is_a_check_box(qtbot, window, epoch_paths):
+    controller = open_project(qtbot, window, epoch_paths)
+    model = window.docks["Frames"].widget().model
+    index = model.index(1, DONE)
+    assert model.setData(index, Qt.CheckState.Checked.value, Qt.ItemDataRole.CheckStateRole)
+    assert controller.project.frames[1].done
+    assert model.data(index, Qt.ItemDataRole.CheckStateRole) == Qt.CheckState.Checked
+    assert "1 done" in window.docks["Frames"].widget().totals_label.text()
+
+
+def test_cancel_stops_scoring_and_going_to_a_frame_resumes(qtbot, window, epoch_paths):
+    controller = window.project
+    with qtbot.waitSignal(controller.idle, timeout=TIMEOUT_MS):
+        controller.open_paths(epoch_paths)
+        controller.cancel()
+    assert not controller.busy
+    assert all(f.status == PENDING for f in controller.project.frames)
+    assert window.docks["Frames"].widget().progress_bar.isHidden()
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.go_to(2)
+    assert window.state.data is controller.project.data(2)
+
+
+def test_a_bad_frame_fails_alone(qtbot, window, epoch_paths, tmp_path):
+    bad = tmp_path / "bad.fits"
+    bad.write_bytes(b"SIMPLE  = not a fits file at all" * 100)
+    controller = window.project
+    with qtbot.waitSignal(window.failed, timeout=TIMEOUT_MS):
+        controller.open_paths([str(bad), epoch_paths[0]])
+    qtbot.waitUntil(lambda: not controller.busy, timeout=TIMEOUT_MS)
+    frames = controller.project.frames
+    assert frames[0].status == FAILED and frames[1].status == READY
+    assert cell(window, 0, OBJECTS) == "failed"
+    assert window.error_banner.message
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.next_frame()
+
+
+def test_missing_paths_are_a_banner(qtbot, window, tmp_path):
+    assert not window.project.open_paths([str(tmp_path / "missing.fits")])
+    assert "no such file" in window.error_banner.message
+    assert not len(window.project.project)
+
+
+def test_gui_arguments_take_frames_folders_and_lists():
+    parser = build_parser()
+    single = parser.parse_args(["a.fits", "--catalog", "a.ecsv"])
+    assert _frame_arguments(single) == ["a.fits"]
+    several = parser.parse_args(["a.fits", "b.fits", "--list", "night.txt"])
+    assert _frame_arguments(several) == ["a.fits", "b.fits"]
+    assert several.frame_list == "night.txt"
+    assert _frame_arguments(parser.parse_args([])) == []
+    clash = parser.parse_args(["a.fits", "b.fits", "--catalog", "a.ecsv"])
+    assert "--catalog" in _frame_arguments(clash)
