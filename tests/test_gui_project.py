@@ -150,3 +150,47 @@ def test_gui_arguments_take_frames_folders_and_lists():
     assert _frame_arguments(parser.parse_args([])) == []
     clash = parser.parse_args(["a.fits", "b.fits", "--catalog", "a.ecsv"])
     assert "--catalog" in _frame_arguments(clash)
+
+
+def test_object_panel_shows_every_epoch_and_e_blinks_them(qtbot, window, epoch_paths):
+    controller = open_project(qtbot, window, epoch_paths)
+    strip = window.epochs
+    data = window.state.data
+    brightest = int(np.nanargmax(data.table["flux"])) if "flux" in data.table.colnames else 0
+    window.state.select(brightest)
+    assert strip.isVisible()
+    assert [s.name for s in strip.stamps] == ["epoch_1.fits", "epoch_2.fits", "epoch_3.fits"]
+    assert strip.images.shape[0] == 3 and strip.images.dtype == np.uint8
+    assert "3 exposures" in strip.title.text()
+
+    grid = window.grid.view
+    grid.setFocus()
+    qtbot.keyClick(grid, Qt.Key.Key_E)  # a menu shortcut, not the grid's keyboard search
+    assert strip.blink_index == 1 and strip.overlay.isVisible()
+    np.testing.assert_array_equal(strip.overlay.image, strip.images[1])
+    assert "epoch_2.fits" in strip.caption.textItem.toPlainText()
+    qtbot.keyClick(grid, Qt.Key.Key_E)
+    qtbot.keyClick(grid, Qt.Key.Key_E)
+    assert strip.blink_index == 0  # round to the current frame's own
+    np.testing.assert_array_equal(strip.overlay.image, strip.images[0])
+    # the overlay sits on the current frame's pixels: its origin is the stamp's
+    origin = strip.stamps[0].origin
+    assert (strip.overlay.pos().x(), strip.overlay.pos().y()) == (origin[0] - 0.5, origin[1] - 0.5)
+    qtbot.keyClick(grid, Qt.Key.Key_E, Qt.KeyboardModifier.ShiftModifier)
+    assert not strip.blinking and not strip.overlay.isVisible()
+
+    strip.blink()
+    window.state.select(brightest + 1)  # another object: the blink ends, new stamps
+    assert not strip.blinking and len(strip.stamps) == 3
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.project.keep_neighbours = 0
+        controller.next_frame()
+    window.state.select(0)
+    assert strip.stamps[0].name == "epoch_2.fits"  # the current frame's own first
+
+
+def test_a_single_frame_has_no_epoch_strip(qtbot, window, epoch_paths):
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        window.open_frame(epoch_paths[0])
+    window.state.select(0)
+    assert not window.epochs.isVisible() and not window.epochs.blink()

@@ -6,14 +6,14 @@ current frame's pixels through the WCS (`rbvet.core.project.VettingProject.epoch
 all with one display interval so brightness compares. The stamps are made once per
 selection; `blink` then only swaps a precomputed uint8 image in an overlay of the frame
 view (the "large view") and names the epoch shown, well under the 50 ms a switch a blink
-needs. Escape, another selection or another frame ends the blink.
+needs. Shift+E (`STOP_KEY`), another selection or another frame ends the blink.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QRectF, Qt
+from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QImage, QPixmap
 from PyQt6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
@@ -21,9 +21,11 @@ from rbvet.gui.stretch import display_limits, to_uint8
 
 BLINK_KEY = "E"
 """Blinks the selected object's epochs in the frame view (B labels bogus)."""
+STOP_KEY = "Shift+E"
+"""Ends the blink: the frame view shows the current frame again."""
 REGION_FWHM = 12.0
 """Side of the blinked region in FWHM (at least `MIN_REGION` pixels)."""
-MIN_REGION = 41
+MIN_REGION = 61
 THUMBNAIL_PIXELS = 72
 """Side of an epoch's thumbnail in the object panel (screen pixels)."""
 STRETCH = "asinh"
@@ -64,7 +66,7 @@ class EpochStrip(QWidget):
         self.title = QLabel()
         self.title.setToolTip(
             "The selected object in every exposure of this field, aligned through the WCS;"
-            f" {BLINK_KEY} blinks them in the frame view, Esc stops"
+            f" {BLINK_KEY} blinks them in the frame view, {STOP_KEY} stops"
         )
         self.thumbnails = QGridLayout()
         self.thumbnails.setSpacing(4)
@@ -112,13 +114,15 @@ class EpochStrip(QWidget):
         self.stamps = project.epoch_stamps(index, size)
         stack = np.stack([s.image for s in self.stamps])
         finite = stack[np.isfinite(stack)]
-        limits = display_limits(finite, INTERVAL) if finite.size else (0.0, 1.0)
+        limits = display_limits(finite[None, :], INTERVAL) if finite.size else (0.0, 1.0)
         self.images = to_uint8(stack, stretch=STRETCH, limits=limits)
         self._show_thumbnails()
         self.show()
 
     def _show_thumbnails(self):
         for label in self._labels:
+            label.hide()  # now: deleteLater waits for the event loop
+            self.thumbnails.removeWidget(label)
             label.deleteLater()
         self._labels = []
         count = len(self.stamps)
@@ -159,10 +163,10 @@ class EpochStrip(QWidget):
             return False
         if not self.blinking:
             stamp = self.stamps[0]
-            size = self.images.shape[-1]
-            self.overlay.setRect(QRectF(stamp.origin[0] - 0.5, stamp.origin[1] - 0.5, size, size))
+            self.overlay.setPos(stamp.origin[0] - 0.5, stamp.origin[1] - 0.5)  # 1:1 pixels
             self.caption.setPos(stamp.origin[0] - 0.5, stamp.origin[1] - 0.5)
             self.frame_view.center_on(*self.stamps[0].position)
+            self.blink_index = 0  # the current frame's own: the first press shows the next
         self.blink_index = (self.blink_index + 1) % len(self.stamps)
         self.overlay.setImage(self.images[self.blink_index], autoLevels=False, levels=(0, 255))
         self.overlay.show()
@@ -177,13 +181,6 @@ class EpochStrip(QWidget):
         self.blink_index = -1
         self.overlay.hide()
         self.caption.hide()
-
-    def keyPressEvent(self, event):  # noqa: N802 (Qt's name)
-        if event.key() == Qt.Key.Key_Escape and self.blinking:
-            self.stop_blink()
-            event.accept()
-            return
-        super().keyPressEvent(event)
 
 
 def _pixmap(image, side):

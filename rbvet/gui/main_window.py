@@ -34,6 +34,7 @@ from PyQt6.QtWidgets import (
 from rbvet.core.errors import RbvetError
 from rbvet.core.session import count_text
 from rbvet.gui.detail import DetailPanel
+from rbvet.gui.epochs import BLINK_KEY, STOP_KEY, EpochStrip
 from rbvet.gui.frame_view import DEFER_DRAW_MS, DEFER_DRAW_OBJECTS, FrameView
 from rbvet.gui.frames_dock import FramesDock
 from rbvet.gui.grid import GridPanel
@@ -189,6 +190,8 @@ class MainWindow(QMainWindow):
         )
         frames_dock.hide()  # shown when a project of frames is opened
         self.project.framesChanged.connect(frames_dock.show)
+        self.epochs = EpochStrip(self.state, self.project, self.frame_view)
+        self.detail.content_layout.insertWidget(1, self.epochs)
         self._layout_pending = True
 
         self._build_status_bar()
@@ -326,6 +329,9 @@ class MainWindow(QMainWindow):
         self._action(model_menu, "&Open model…", self.choose_model, "Ctrl+M")
         self._action(model_menu, "&Retrain from labels…", self.retrain_from_labels, "Ctrl+T")
         view_menu = self.menuBar().addMenu("&View")
+        self._action(view_menu, "&Blink epochs of the object", self.epochs.blink, BLINK_KEY)
+        self._action(view_menu, "&Stop blinking", self.epochs.stop_blink, STOP_KEY)
+        view_menu.addSeparator()
         for dock in self.docks.values():
             view_menu.addAction(dock.toggleViewAction())
 
