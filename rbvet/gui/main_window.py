@@ -42,6 +42,7 @@ from rbvet.gui.jobs import classify_frame
 from rbvet.gui.labeling import LabelController
 from rbvet.gui.project import ProjectController
 from rbvet.gui.retrain_dialog import RetrainDialog
+from rbvet.gui.samp import SampBridge
 from rbvet.gui.state import BOGUS, REAL, UNLABELED, VettingState
 from rbvet.gui.threshold import ThresholdPanel
 from rbvet.gui.workers import JobThread
@@ -192,6 +193,7 @@ class MainWindow(QMainWindow):
         self.project.framesChanged.connect(frames_dock.show)
         self.epochs = EpochStrip(self.state, self.project, self.frame_view)
         self.detail.content_layout.insertWidget(1, self.epochs)
+        self.samp = SampBridge(self)
         self._layout_pending = True
 
         self._build_status_bar()
@@ -328,6 +330,7 @@ class MainWindow(QMainWindow):
         model_menu = self.menuBar().addMenu("&Model")
         self._action(model_menu, "&Open model…", self.choose_model, "Ctrl+M")
         self._action(model_menu, "&Retrain from labels…", self.retrain_from_labels, "Ctrl+T")
+        self.samp.add_menu(self.menuBar())
         view_menu = self.menuBar().addMenu("&View")
         self._action(view_menu, "&Blink epochs of the object", self.epochs.blink, BLINK_KEY)
         self._action(view_menu, "&Stop blinking", self.epochs.stop_blink, STOP_KEY)
@@ -815,6 +818,7 @@ class MainWindow(QMainWindow):
         dialog = self.retrain_dialog
         self.cancel_job()
         self.project.shutdown()
+        self.samp.shutdown()
         if dialog is not None:
             dialog.cancel_training()
         self.labels.close()

@@ -79,12 +79,14 @@ class SampLink:
     ----------
     status : str
         The last one-line status.
+    folder : Path
+        Where the tables sent are written.
     """
 
     def __init__(self, on_table=None, hub_params=None, folder=None):
         self.on_table = on_table
         self.hub_params = hub_params
-        self._folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="rbvet-samp-"))
+        self.folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="rbvet-samp-"))
         self._client = None
         self._sent = 0
         self.status = "SAMP: not connected"
@@ -173,7 +175,7 @@ class SampLink:
             return self.status
         self._sent += 1
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "table"
-        path = self._folder / f"{self._sent:03d}_{safe}.vot"
+        path = self.folder / f"{self._sent:03d}_{safe}.vot"
         try:
             _write_votable(table, path)
         except (OSError, ValueError, TypeError) as error:
