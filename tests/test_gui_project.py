@@ -194,3 +194,31 @@ def test_a_single_frame_has_no_epoch_strip(qtbot, window, epoch_paths):
         window.open_frame(epoch_paths[0])
     window.state.select(0)
     assert not window.epochs.isVisible() and not window.epochs.blink()
+
+
+def test_all_objects_of_the_night_sorted_together(qtbot, window, epoch_paths):
+    controller = open_project(qtbot, window, epoch_paths)
+    combined = window.docks["Frames"].widget().combined
+    combined.refresh()
+    project = controller.project
+    every = np.concatenate([f.summary.scores for f in project.frames])
+    assert combined.table.rowCount() == len(every)
+    finite = np.sort(every[np.isfinite(every)])
+    shown = [float(combined.table.item(r, 2).text()) for r in range(len(finite))]
+    np.testing.assert_allclose(shown, finite, atol=5e-4)  # lowest first, unscored last
+    last = range(len(finite), len(every))
+    assert all(combined.table.item(r, 2).text() == "—" for r in last)
+    frames_in_top = {combined.table.item(r, 0).text() for r in range(10)}
+    assert len(frames_in_top) > 1  # the frames are mixed, not listed one after another
+
+    frame_index, object_index = combined.entries[0]
+    target = (frame_index + 1) % 3 if frame_index == controller.current else frame_index
+    row = next(r for r, e in enumerate(combined.entries) if e[0] == target)
+    wanted = combined.entries[row][1]
+    controller.project.keep_neighbours = 0  # the other frame must be scored again first
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        combined.table.cellClicked.emit(row, 0)
+    assert controller.current == target and window.state.selected == wanted
+
+    combined.order_combo.setCurrentText("highest scores first")
+    assert float(combined.table.item(0, 2).text()) == pytest.approx(finite[-1], abs=5e-4)

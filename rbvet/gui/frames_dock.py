@@ -3,30 +3,42 @@
 `FramesModel` is a thin Qt table model over the `ProjectFrame` list of a
 `rbvet.gui.project.ProjectController`'s project (no copy of it): one row per frame, the
 current one in bold, the done mark a check box the user ticks. `FramesDock` puts it in a
-table with previous/next buttons, the background scoring's progress and its Cancel.
+table with previous/next buttons, the background scoring's progress and its Cancel, and a
+second tab, `CombinedView`: the objects of all scored frames sorted together by score (the
+lowest of the night first, by default); clicking one shows its frame with it selected.
 """
 
 from __future__ import annotations
 
-from PyQt6.QtCore import QAbstractTableModel, Qt
+from PyQt6.QtCore import QAbstractTableModel, Qt, QTimer
 from PyQt6.QtGui import QFont
 from PyQt6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
     QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from rbvet.core.project import FAILED, SCORING
-from rbvet.core.session import count_text
+from rbvet.core.session import count_text, label_name
 
 COLUMNS = ("done", "frame", "objects", "scored", "labeled", "assessed", "field")
+COMBINED_ROWS = 500
+"""Objects the combined view lists (the first of the whole sorted night)."""
+COMBINED_DELAY_MS = 300
+"""The combined view is re-sorted this long after the last frame changed."""
+RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+LOWEST, HIGHEST = "lowest scores first", "highest scores first"
 DONE, NAME, OBJECTS, SCORED, LABELED, ASSESSED, FIELD = range(len(COLUMNS))
 
 
@@ -92,7 +104,7 @@ class FramesModel(QAbstractTableModel):
                 tip += "\nno WCS: not grouped with other epochs"
             return tip
         if role == Qt.ItemDataRole.TextAlignmentRole and column not in (DONE, NAME):
-            return Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+            return RIGHT
         return None
 
     @staticmethod
@@ -188,12 +200,17 @@ class FramesDock(QWidget):
         progress = QHBoxLayout()
         progress.addWidget(self.progress_bar, 1)
         progress.addWidget(self.cancel_button)
+        self.combined = CombinedView(controller)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.table, "Frames")
+        self.tabs.addTab(self.combined, "All objects")
+        self.tabs.setTabToolTip(1, "The objects of every scored frame sorted together by score")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(4)
         layout.addLayout(top)
         layout.addLayout(progress)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(self.tabs, 1)
 
         controller.progressed.connect(self._on_progress)
         controller.idle.connect(self._on_idle)
@@ -233,3 +250,88 @@ class FramesDock(QWidget):
             f"{scored} of {len(project)} frames scored · {objects} objects · {labeled} labeled"
             f" · {done} done" + (f" · {count_text(fields, 'field')}" if fields else "")
         )
+
+
+class CombinedView(QWidget):
+    """The objects of all scored frames in one list sorted by score (`combined_order`).
+
+    Lists the first `COMBINED_ROWS` (frame, object, score, label); a click shows that
+    frame with the object selected. Re-sorted a moment after frames change.
+
+    Attributes
+    ----------
+    order_combo : QComboBox
+        `LOWEST` or `HIGHEST` first.
+    table : QTableWidget
+    entries : list of (int, int)
+        (frame index, object index) of each row.
+    """
+
+    def __init__(self, controller, parent=None):
+        super().__init__(parent)
+        self.controller = controller
+        self.entries = []
+        self.order_combo = QComboBox()
+        self.order_combo.addItems([LOWEST, HIGHEST])
+        self.count_label = QLabel()
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["frame", "object", "score", "label"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        top = QHBoxLayout()
+        top.addWidget(self.order_combo)
+        top.addWidget(self.count_label, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 4, 0, 0)
+        layout.addLayout(top)
+        layout.addWidget(self.table, 1)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(COMBINED_DELAY_MS)
+        self._timer.timeout.connect(self.refresh)
+        controller.frameChanged.connect(lambda *_: self._timer.start())
+        controller.framesChanged.connect(self._timer.start)
+        self.order_combo.currentTextChanged.connect(self.refresh)
+        self.table.cellClicked.connect(self._on_clicked)
+        self.refresh()
+
+    def refresh(self):
+        """Sort every scored frame's objects again and list the first ones."""
+        project = self.controller.project
+        frames, objects, scores = project.combined(
+            ascending=self.order_combo.currentText() == LOWEST
+        )
+        total = len(scores)
+        frames, objects, scores = frames[:COMBINED_ROWS], objects[:COMBINED_ROWS], scores
+        self.entries = list(zip(frames.tolist(), objects.tolist(), strict=True))
+        self.count_label.setText(
+            f"first {len(self.entries)} of {count_text(total, 'object')}" if total else ""
+        )
+        self.table.setRowCount(len(self.entries))
+        for row, (frame_index, object_index) in enumerate(self.entries):
+            frame = project.frames[frame_index]
+            score = float(scores[row])
+            label = int(frame.summary.labels[object_index])
+            values = (
+                frame.name,
+                str(object_index),
+                f"{score:.3f}" if score == score else "—",
+                label_name(label) if label >= 0 else "",
+            )
+            for column, text in enumerate(values):
+                item = QTableWidgetItem(text)
+                if column in (1, 2):
+                    item.setTextAlignment(RIGHT)
+                self.table.setItem(row, column, item)
+
+    def _on_clicked(self, row, _column):
+        if 0 <= row < len(self.entries):
+            self.controller.show_object(*self.entries[row])

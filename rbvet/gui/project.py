@@ -66,6 +66,7 @@ class ProjectController(QObject):
         self.job_index = -1
         self._threshold = None  # the model's threshold, given with the first frame shown
         self._stopped = False
+        self._pending_object = None  # (frame, object) to select once that frame is shown
         self.project.frame_changed.connect(self.frameChanged.emit)
         self.project.frames_added.connect(self.framesChanged.emit)
         self.project.current_changed.connect(self.currentChanged.emit)
@@ -142,6 +143,22 @@ class ProjectController(QObject):
             self._score_next()
         if not changed:
             self.currentChanged.emit(index)
+
+    def show_object(self, index, object_index):
+        """Go to frame ``index`` and select object ``object_index`` there (once it is
+        shown, when the frame must be scored first)."""
+        self._pending_object = (index, int(object_index))
+        self.go_to(index)
+        self._select_pending()
+
+    def _select_pending(self):
+        pending = self._pending_object
+        if pending is None or pending[0] != self.project.current:
+            return
+        data = self.window.state.data
+        if data is not None and data is self.project.data(pending[0]):
+            self._pending_object = None
+            self.window.state.select(pending[1])
 
     def set_done(self, index, done=True):
         """Mark frame ``index`` vetted (or not)."""
@@ -239,6 +256,7 @@ class ProjectController(QObject):
             f"Frame {index + 1} of {len(self.project)}: {Path(frame.frame_path).name}", 4000
         )
         window.classified.emit()
+        self._select_pending()
 
     def _on_labels_changed(self, _indices):
         index = self.project.current
