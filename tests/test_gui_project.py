@@ -222,3 +222,25 @@ def test_all_objects_of_the_night_sorted_together(qtbot, window, epoch_paths):
 
     combined.order_combo.setCurrentText("highest scores first")
     assert float(combined.table.item(0, 2).text()) == pytest.approx(finite[-1], abs=5e-4)
+
+
+def test_stored_labels_are_counted_before_a_frame_is_shown(qtbot, window, epoch_paths, tmp_path):
+    controller = open_project(qtbot, window, epoch_paths)
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.go_to(2)
+    window.labels.label([0, 1, 2], REAL)
+    labeled = int(np.count_nonzero(window.state.data.labels == REAL))
+    assert labeled >= 2
+    window.close()
+
+    settings = QSettings(str(tmp_path / "again.ini"), QSettings.Format.IniFormat)
+    again = MainWindow(settings=settings, label_store_path=tmp_path / "labels.sqlite")
+    qtbot.addWidget(again)
+    try:
+        open_project(qtbot, again, epoch_paths)
+        assert again.project.current == 0  # frame 3 was scored in the background only
+        assert again.project.project.frames[2].labeled == labeled
+        assert cell(again, 2, LABELED) == str(labeled)
+        assert again.state.session.frame_counts() == (0, 0)  # the shown frame's own
+    finally:
+        again.project.shutdown()

@@ -226,6 +226,7 @@ class ProjectController(QObject):
         data, threshold = result
         if self._threshold is None:
             self._threshold = threshold
+        data.labels[:] = self.window.state.session.stored_labels(data)  # counts in the dock
         self.project.attach(index, data)
         if index == self.project.current:
             self._show(index, data)
