@@ -231,3 +231,11 @@ def test_project_epoch_stamps_read_dropped_frames(tmp_path):
     assert [s.name for s in stamps] == ["epoch_1.fits", "epoch_2.fits", "epoch_3.fits"]
     assert [s.frame_index for s in stamps] == [0, 1, 2]
     assert all(s.covered for s in stamps)
+    # Only a window of each dropped epoch was read; positions are in its whole image.
+    sky = frame.wcs.all_pix2world([30.0], [30.0], 0)
+    for stamp, path in zip(stamps[1:], paths[1:], strict=True):
+        other = read_frame(path)
+        expected = other.wcs.all_world2pix(*sky, 0)
+        assert stamp.position == pytest.approx((expected[0][0], expected[1][0]), abs=1e-6)
+        whole = epoch_stamps([frame, other], 30.0, 30.0, 15)[1]  # the same, from all pixels
+        np.testing.assert_allclose(stamp.image, whole.image, rtol=1e-5, equal_nan=True)

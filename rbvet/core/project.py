@@ -19,8 +19,6 @@ resamples them onto the current frame's pixel grid through the WCS, ready to bli
 from __future__ import annotations
 
 import os
-import warnings
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,8 +46,8 @@ PENDING, SCORING, READY, FAILED = "pending", "scoring", "ready", "failed"
 """Scoring states of a frame: never scored (or dropped), being scored, shown-ready, failed."""
 DEFAULT_KEEP_NEIGHBOURS = 2
 """Frames on each side of the current one whose data are kept in memory."""
-MAX_PIXEL_CACHE = 4
-"""Frames read only for their pixels (epochs whose data were dropped) kept in memory."""
+EPOCH_MARGIN = 3
+"""Pixels read around an epoch's window beyond those the aligned stamp needs."""
 
 
 # ------------------------------------------------------------------------------ the frames
@@ -155,16 +153,11 @@ def read_footprint(path):
 
     try:
         with fits.open(path, memmap=True) as hdus:
-            for hdu in hdus:
-                header = hdu.header
-                axes = [header.get(f"NAXIS{i}", 0) for i in range(1, header.get("NAXIS", 0) + 1)]
-                if len([a for a in axes if a > 1]) == 2 and not isinstance(
-                    hdu, (fits.BinTableHDU, fits.TableHDU)
-                ):
-                    break
-            else:
+            index = _image_hdu(hdus)
+            if index is None:
                 return None, None
-            shape = (int(header.get("ZNAXIS2", axes[1])), int(header.get("ZNAXIS1", axes[0])))
+            header = hdus[index].header
+            shape = tuple(int(n) for n in hdus[index].shape[-2:])
             wcs = _celestial_wcs(header)
     except (OSError, ValueError, TypeError, IndexError):
         return None, None
@@ -175,6 +168,22 @@ def read_footprint(path):
     corners = np.array([[left, bottom], [right, bottom], [right, top], [left, top]])
     ra, dec = wcs.all_pix2world(corners[:, 0], corners[:, 1], 0)
     return np.column_stack([ra, dec]), shape
+
+
+def _image_hdu(hdus):
+    """Index of the first HDU holding a 2-D image (tile-compressed ones included), or
+    None; only headers are read."""
+    from astropy.io import fits
+
+    for index, hdu in enumerate(hdus):
+        if isinstance(hdu, (fits.BinTableHDU, fits.TableHDU)) and not isinstance(
+            hdu, fits.CompImageHDU
+        ):
+            continue
+        shape = getattr(hdu, "shape", ()) or ()
+        if len([n for n in shape if n > 1]) == 2:
+            return index
+    return None
 
 
 def _tangent(ra, dec, ra0, dec0):
@@ -360,7 +369,7 @@ class VettingProject:
         self.keep_neighbours = int(keep_neighbours)
         self.notes = []
         self._data = {}
-        self._pixels = OrderedDict()  # index -> Frame read for epochs only (LRU)
+        self._images = {}  # index -> (hdu index, WCS, shape): where to read epoch windows
         self.add_frames(frames)
 
     def __len__(self):
@@ -489,7 +498,6 @@ class VettingProject:
         """Keep the data of a scored frame, update its counts and drop far frames' data."""
         frame = self.frames[index]
         self._data[index] = data
-        self._pixels.pop(index, None)
         frame.status, frame.error = READY, ""
         frame.summary = FrameSummary.of(data)
         frame.objects = len(data)
@@ -545,28 +553,12 @@ class VettingProject:
 
     # ------------------------------------------------------------------ epochs
 
-    def pixels(self, index):
-        """A `Frame` with the pixels of frame ``index``: its data's frame when in memory,
-        else read (and kept in a small cache of `MAX_PIXEL_CACHE` frames)."""
-        data = self._data.get(index)
-        if data is not None and data.frame is not None:
-            return data.frame
-        if index in self._pixels:
-            self._pixels.move_to_end(index)
-            return self._pixels[index]
-        from rbvet.core.io.frame import read_frame
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # said when the frame is scored
-            frame = read_frame(self.frames[index].frame_path)
-        self._pixels[index] = frame
-        while len(self._pixels) > MAX_PIXEL_CACHE:
-            self._pixels.popitem(last=False)
-        return frame
-
     def epoch_stamps(self, object_index, size, index=None):
         """The surroundings of an object of frame ``index`` in every epoch of its field,
         on that frame's pixel grid (`epoch_stamps`).
+
+        Epochs whose data are in memory are cut from them; from the others only the small
+        window the stamp needs is read from the file, so this stays fast with many epochs.
 
         Returns
         -------
@@ -576,19 +568,69 @@ class VettingProject:
         index = self.current if index is None else index
         data = self._data[index]
         x, y = float(data.x[object_index]), float(data.y[object_index])
-        others = self.epochs(index)[1:]
-        frames = [data.frame]
-        names = [self.frames[index].name]
-        for i in others:
-            try:
-                frames.append(self.pixels(i))
-            except RbvetError:
+        reference = data.frame
+        indices = self.epochs(index)
+        frames, offsets = [reference], [(0, 0)]
+        for i in indices[1:]:
+            if i in self._data and self._data[i].frame is not None:
+                frames.append(self._data[i].frame)
+                offsets.append((0, 0))
                 continue
-            names.append(self.frames[i].name)
+            window, offset = self._epoch_window(i, reference, x, y, size)
+            frames.append(window)
+            offsets.append(offset)
         stamps = epoch_stamps(frames, x, y, size)
-        for stamp, name, frame_index in zip(stamps, names, [index] + others, strict=False):
-            stamp.name, stamp.frame_index = name, frame_index
+        for stamp, i, (dx, dy) in zip(stamps, indices, offsets, strict=True):
+            stamp.name, stamp.frame_index = self.frames[i].name, i
+            if stamp.position is not None:
+                stamp.position = (stamp.position[0] + dx, stamp.position[1] + dy)
         return stamps
+
+    def _epoch_window(self, index, reference, x, y, size):
+        """The part of frame ``index`` that an aligned stamp of ``size`` around the
+        reference's (x, y) needs, as a small `Frame` with its WCS, and its (column, row)
+        offset in the file's image; (None, (0, 0)) when it cannot be read or does not
+        cover the stamp at all."""
+        from astropy.io import fits
+
+        from rbvet.core.io.frame import frame_from_array
+
+        if reference.wcs is None:
+            return None, (0, 0)
+        try:
+            hdu_index, wcs, shape = self._image_of(index)
+            if wcs is None:
+                return None, (0, 0)
+            half = size / 2 + EPOCH_MARGIN
+            corner_x = x + np.array([-half, half, half, -half])
+            corner_y = y + np.array([-half, -half, half, half])
+            ex, ey = wcs.all_world2pix(*reference.wcs.all_pix2world(corner_x, corner_y, 0), 0)
+            col0, col1 = max(0, int(np.floor(ex.min()))), min(shape[1], int(np.ceil(ex.max())) + 1)
+            row0, row1 = max(0, int(np.floor(ey.min()))), min(shape[0], int(np.ceil(ey.max())) + 1)
+            if col1 - col0 < 2 or row1 - row0 < 2:
+                return None, (0, 0)
+            with fits.open(self.frames[index].frame_path, memmap=True) as hdus:
+                window = np.array(hdus[hdu_index].section[row0:row1, col0:col1], np.float32)
+        except (OSError, ValueError, TypeError, IndexError):
+            return None, (0, 0)
+        frame = frame_from_array(
+            window, wcs=wcs[row0:row1, col0:col1], saturation=False, use_datasec=False
+        )
+        return frame, (col0, row0)
+
+    def _image_of(self, index):
+        """(HDU index, celestial WCS or None, shape) of frame ``index``'s image, cached."""
+        if index not in self._images:
+            from astropy.io import fits
+
+            from rbvet.core.io.frame import _celestial_wcs
+
+            with fits.open(self.frames[index].frame_path, memmap=True) as hdus:
+                hdu_index = _image_hdu(hdus)
+                header = hdus[hdu_index].header
+                shape = tuple(int(n) for n in hdus[hdu_index].shape[-2:])
+            self._images[index] = (hdu_index, _celestial_wcs(header), shape)
+        return self._images[index]
 
     # ------------------------------------------------------------------ all frames
 
@@ -679,8 +721,8 @@ def epoch_stamps(frames, x, y, size):
 
     Parameters
     ----------
-    frames : list of rbvet.core.io.frame.Frame
-        The reference first; a frame without a WCS gives an all-NaN stamp.
+    frames : list of rbvet.core.io.frame.Frame or None
+        The reference first; None or a frame without a WCS gives an all-NaN stamp.
     x, y : float
         0-based position in the reference frame.
     size : int
@@ -710,7 +752,7 @@ def epoch_stamps(frames, x, y, size):
         centre_sky = reference.wcs.all_pix2world([x], [y], 0)
     for frame in frames[1:]:
         blank = np.full((size, size), np.nan, np.float32)
-        if sky is None or frame.wcs is None:
+        if sky is None or frame is None or frame.wcs is None:
             stamps.append(EpochStamp(blank, (col0, row0), None))
             continue
         ex, ey = frame.wcs.all_world2pix(*sky, 0)

@@ -28,6 +28,7 @@ REGION_FWHM = 12.0
 MIN_REGION = 61
 THUMBNAIL_PIXELS = 72
 """Side of an epoch's thumbnail in the object panel (screen pixels)."""
+THUMBNAILS_PER_ROW = 5
 STRETCH = "asinh"
 INTERVAL = "99.5%"
 
@@ -140,8 +141,9 @@ class EpochStrip(QWidget):
             font = caption.font()
             font.setPointSizeF(max(6.0, font.pointSizeF() * 0.8))
             caption.setFont(font)
-            self.thumbnails.addWidget(picture, 0, k)
-            self.thumbnails.addWidget(caption, 1, k)
+            row, column = divmod(k, THUMBNAILS_PER_ROW)
+            self.thumbnails.addWidget(picture, 2 * row, column)
+            self.thumbnails.addWidget(caption, 2 * row + 1, column)
             self._labels += [picture, caption]
 
     # ------------------------------------------------------------------ blink
