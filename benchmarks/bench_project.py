@@ -128,14 +128,18 @@ def main(argv=None):
     controller.project.keep_neighbours = args.keep
     baseline = rss_mb()
 
-    gaps = {"max": 0.0, "last": None}
+    gaps = {"max": 0.0, "last": None, "long": [], "doing": ""}
+    controller.progressed.connect(lambda message, *_: gaps.__setitem__("doing", message))
     clock = QElapsedTimer()
     clock.start()
 
     def tick():
         now = clock.elapsed()
         if gaps["last"] is not None:
-            gaps["max"] = max(gaps["max"], now - gaps["last"])
+            gap = now - gaps["last"]
+            gaps["max"] = max(gaps["max"], gap)
+            if gap > GAP_TARGET_MS:
+                gaps["long"].append((gap, gaps["doing"]))
         gaps["last"] = now
 
     ticker = QTimer()
@@ -161,6 +165,8 @@ def main(argv=None):
     print(f"first frame shown after  {marks.get('first', float('nan')):7.2f} s")
     print(f"all {scored} frames scored after {marks['all']:7.2f} s ({objects} objects)")
     print(f"longest event-loop gap   {gaps['max']:7.0f} ms   (target <= {GAP_TARGET_MS:.0f})")
+    for gap, doing in sorted(gaps["long"], reverse=True)[:5]:
+        print(f"    {gap:6.0f} ms after: {doing}")
     print(
         f"memory: {baseline:.0f} MB before, {marks.get('rss_first', 0):.0f} MB at the first frame,"
         f" {rss_mb():.0f} MB with all scored (peak {peak_rss_mb():.0f} MB); "

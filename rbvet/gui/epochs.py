@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import Qt
+from PyQt6.QtCore import QRectF, Qt
 from PyQt6.QtGui import QImage, QPixmap
 from PyQt6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
@@ -29,6 +29,8 @@ MIN_REGION = 61
 THUMBNAIL_PIXELS = 72
 """Side of an epoch's thumbnail in the object panel (screen pixels)."""
 THUMBNAILS_PER_ROW = 5
+BLINK_VIEW_REGIONS = 2.5
+"""A blink zooms the frame view to this many times the blinked region's side."""
 STRETCH = "asinh"
 INTERVAL = "99.5%"
 
@@ -167,7 +169,11 @@ class EpochStrip(QWidget):
             stamp = self.stamps[0]
             self.overlay.setPos(stamp.origin[0] - 0.5, stamp.origin[1] - 0.5)  # 1:1 pixels
             self.caption.setPos(stamp.origin[0] - 0.5, stamp.origin[1] - 0.5)
-            self.frame_view.center_on(*self.stamps[0].position)
+            x, y = self.stamps[0].position
+            span = BLINK_VIEW_REGIONS * self.images.shape[-1]  # the region large on screen
+            self.frame_view.view_box.setRange(
+                QRectF(x - span / 2, y - span / 2, span, span), padding=0
+            )
             self.blink_index = 0  # the current frame's own: the first press shows the next
         self.blink_index = (self.blink_index + 1) % len(self.stamps)
         self.overlay.setImage(self.images[self.blink_index], autoLevels=False, levels=(0, 255))
