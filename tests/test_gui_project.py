@@ -244,3 +244,21 @@ def test_stored_labels_are_counted_before_a_frame_is_shown(qtbot, window, epoch_
         assert again.state.session.frame_counts() == (0, 0)  # the shown frame's own
     finally:
         again.project.shutdown()
+
+
+def test_a_catalog_opened_for_the_current_frame_becomes_the_projects(
+    qtbot, window, epoch_paths, tmp_path
+):
+    from astropy.table import Table
+
+    controller = open_project(qtbot, window, epoch_paths)
+    data = window.state.data
+    catalog = tmp_path / "subset.ecsv"
+    keep = len(data) - 2  # all but two: enough stars left to measure the FWHM
+    Table({"x": data.x[:keep], "y": data.y[:keep]}).write(catalog)
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        window.open_catalog(catalog)
+    frame = controller.project.frames[0]
+    assert controller.project.data(0) is window.state.data and len(window.state.data) == keep
+    assert frame.catalog_path == str(catalog) and frame.objects == keep
+    assert cell(window, 0, OBJECTS) == str(keep)

@@ -537,15 +537,19 @@ class VettingProject:
         self.frames[index].assessed = bool(assessed)
         self.frame_changed.emit(index)
 
+    def drop(self, index):
+        """Drop the data of frame ``index`` (it is scored again when needed)."""
+        if self._data.pop(index, None) is not None:
+            frame = self.frames[index]
+            if frame.status == READY:
+                frame.status = PENDING
+            self.frame_changed.emit(index)
+
     def _drop_far(self):
         """Drop the data of frames further than ``keep_neighbours`` from the current one."""
         for index in list(self._data):
             if abs(index - self.current) > self.keep_neighbours:
-                del self._data[index]
-                frame = self.frames[index]
-                if frame.status == READY:
-                    frame.status = PENDING  # rebuilt when it is current again
-                self.frame_changed.emit(index)
+                self.drop(index)  # rebuilt when it is current again
 
     def in_memory(self):
         """Indices of the frames whose data are kept."""

@@ -70,7 +70,9 @@ class ProjectController(QObject):
         self.project.frame_changed.connect(self.frameChanged.emit)
         self.project.frames_added.connect(self.framesChanged.emit)
         self.project.current_changed.connect(self.currentChanged.emit)
+        self._models = {}  # frame index -> the model its data were scored with
         window.state.labelsChanged.connect(self._on_labels_changed)
+        window.state.dataChanged.connect(self._adopt_window_data)
 
     # ------------------------------------------------------------------ opening
 
@@ -129,6 +131,9 @@ class ProjectController(QObject):
         changed = index != self.project.current
         index = self.project.go_to(index)
         data = self.project.data(index)
+        if data is not None and self._models.get(index) != self.window.model_path:
+            self.project.drop(index)  # scored with another model: scored again
+            data = None
         if data is not None:
             if data is not self.window.state.data:
                 self._show(index, data)
@@ -192,7 +197,8 @@ class ProjectController(QObject):
             self.idle.emit()
             return
         frame = self.project.frames[index]
-        job = classify_frame(frame.frame_path, frame.catalog_path, self.window.model_path)
+        model_path = self.window.model_path
+        job = classify_frame(frame.frame_path, frame.catalog_path, model_path)
         thread = JobThread(job, name=f"project:{frame.name}", parent=self)
 
         def mine(slot):
@@ -200,7 +206,7 @@ class ProjectController(QObject):
             return lambda *args: slot(*args) if self.job is thread else None
 
         thread.progressed.connect(mine(lambda progress: self._on_progress(index, progress)))
-        thread.succeeded.connect(mine(lambda result: self._on_scored(index, result)))
+        thread.succeeded.connect(mine(lambda result: self._on_scored(index, result, model_path)))
         thread.failed.connect(mine(lambda message: self._on_failed(index, message)))
         thread.cancelled.connect(mine(lambda: self._on_cancelled(index)))
         self.job, self.job_index = thread, index
@@ -221,8 +227,9 @@ class ProjectController(QObject):
     def _finish_job(self):
         self.job, self.job_index = None, -1
 
-    def _on_scored(self, index, result):
+    def _on_scored(self, index, result, model_path):
         self._finish_job()
+        self._models[index] = model_path
         data, threshold = result
         if self._threshold is None:
             self._threshold = threshold
@@ -258,6 +265,19 @@ class ProjectController(QObject):
         )
         window.classified.emit()
         self._select_pending()
+
+    def _adopt_window_data(self):
+        """The window scored the current frame itself (another catalog, detection, a new
+        model): those data become the project's for that frame."""
+        data, index = self.window.state.data, self.project.current
+        if data is None or index < 0 or data is self.project.data(index):
+            return
+        frame = self.project.frames[index]
+        if data.frame_path != frame.frame_path:
+            return  # another frame opened on its own, outside the project
+        frame.catalog_path = data.catalog_path
+        self._models[index] = self.window.model_path
+        self.project.attach(index, data)
 
     def _on_labels_changed(self, _indices):
         index = self.project.current
