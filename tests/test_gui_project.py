@@ -262,3 +262,33 @@ def test_a_catalog_opened_for_the_current_frame_becomes_the_projects(
     assert controller.project.data(0) is window.state.data and len(window.state.data) == keep
     assert frame.catalog_path == str(catalog) and frame.objects == keep
     assert cell(window, 0, OBJECTS) == str(keep)
+
+
+def test_gui_arguments_open_a_folder_as_a_project_and_one_frame_alone(qtbot, window, epoch_paths):
+    from pathlib import Path
+
+    from rbvet.gui.app import open_from_arguments
+
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        open_from_arguments(window, build_parser().parse_args([epoch_paths[1]]))
+    assert window.job is not None and not len(window.project.project)  # as it always was
+    assert window.frame_path == epoch_paths[1]
+
+    folder = str(Path(epoch_paths[0]).parent)
+    with qtbot.waitSignal(window.project.idle, timeout=TIMEOUT_MS):
+        open_from_arguments(window, build_parser().parse_args([folder]))
+    frames = window.project.project.frames
+    assert [f.name for f in frames] == ["epoch_1.fits", "epoch_2.fits", "epoch_3.fits"]
+    assert window.state.data is window.project.project.data(0)
+
+
+def test_closing_while_frames_are_scored_stops_the_job(qtbot, epoch_paths, tmp_path):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    main_window = MainWindow(settings=settings, label_store_path=tmp_path / "labels.sqlite")
+    main_window.show()
+    main_window.project.open_paths(epoch_paths)
+    job = main_window.project.job
+    assert job is not None and job.isRunning()
+    main_window.close()
+    assert not job.isRunning() and not main_window.project.busy
+    main_window.deleteLater()

@@ -106,7 +106,6 @@ def run(args):
     from PyQt6.QtCore import QSettings, QTimer
     from PyQt6.QtWidgets import QApplication
 
-    from rbvet.core.paths import demo_frame_path
     from rbvet.gui.main_window import MainWindow
 
     frames = _frame_arguments(args)
@@ -116,10 +115,6 @@ def run(args):
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("rbvet")
     apply_theme(app)
-    frame, catalog = (frames or [None])[0], args.catalog
-    if frame is None:
-        frame = demo_frame_path()
-        catalog = catalog or frame.with_suffix(".ecsv")
     settings = None
     if args.screenshot:
         # A screenshot must not depend on, or change, the user's saved window layout.
@@ -146,13 +141,26 @@ def run(args):
 
         window.classified.connect(lambda: QTimer.singleShot(500, save_and_quit))
         window.failed.connect(fail)
-    if len(frames) > 1 or args.frame_list or (frame and os.path.isdir(frame)):
-        window.model_path = args.model
-        QTimer.singleShot(0, lambda: window.project.open_paths(frames, args.frame_list))
-    else:
-        QTimer.singleShot(0, lambda: window.open_frame(frame, catalog, args.model))
+    QTimer.singleShot(0, lambda: open_from_arguments(window, args))
     code = app.exec()
     return status["code"] or code
+
+
+def open_from_arguments(window, args):
+    """Open in ``window`` what the arguments name: one frame (with its catalog) as always,
+    the demo without any; several frames, a folder or a list file as a project."""
+    from rbvet.core.paths import demo_frame_path
+
+    frames = _frame_arguments(args)
+    if len(frames) > 1 or args.frame_list or (frames and os.path.isdir(frames[0])):
+        window.model_path = args.model
+        window.project.open_paths(frames, args.frame_list)
+        return
+    frame, catalog = (frames or [None])[0], args.catalog
+    if frame is None:
+        frame = demo_frame_path()
+        catalog = catalog or frame.with_suffix(".ecsv")
+    window.open_frame(frame, catalog, args.model)
 
 
 def _frame_arguments(args):

@@ -829,6 +829,7 @@ class MainWindow(QMainWindow):
             dialog.close()
         if self.job is not None:
             self.job.stop()
+        self.project.wait()
         super().closeEvent(event)
 
 

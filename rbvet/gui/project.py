@@ -67,6 +67,7 @@ class ProjectController(QObject):
         self._threshold = None  # the model's threshold, given with the first frame shown
         self._stopped = False
         self._pending_object = None  # (frame, object) to select once that frame is shown
+        self._stopping = None  # the job shutdown stopped, for wait
         self.project.frame_changed.connect(self.frameChanged.emit)
         self.project.frames_added.connect(self.framesChanged.emit)
         self.project.current_changed.connect(self.currentChanged.emit)
@@ -186,7 +187,7 @@ class ProjectController(QObject):
         job, index = self.job, self.job_index
         self.job, self.job_index = None, -1
         if job is not None:
-            job.stop(timeout_ms=0)
+            job.stop(timeout_ms=0)  # cancelled, and detached if still running: not waited
             self.project.cancel_scoring(index)
 
     def _score_next(self):
@@ -286,6 +287,16 @@ class ProjectController(QObject):
             self.project.labels_changed(index, data.labels)
 
     def shutdown(self):
-        """Stop scoring without waiting (the window is closing)."""
+        """Stop scoring without waiting (the window is closing); `wait` then waits."""
         self._stopped = True
-        self._stop_job()
+        if self.job is not None:
+            self._stopping = self.job
+            self.job.cancel()
+            self.project.cancel_scoring(self.job_index)
+            self.job, self.job_index = None, -1
+
+    def wait(self):
+        """Wait a bounded time (`JobThread.stop`) for the job `shutdown` stopped."""
+        job, self._stopping = self._stopping, None
+        if job is not None:
+            job.stop()
