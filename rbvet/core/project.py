@@ -108,11 +108,14 @@ class ProjectFrame:
     objects, scored, labeled : int or None
         Counts; None until the frame was scored once.
     assessed : bool
-        The frame's score was assessed (injection-recovery).
+        The frame's score was assessed by injection-recovery (`set_assessed`; shown in
+        the frames dock, set by whoever runs the assessment).
     done : bool
         The user marked the frame vetted.
     footprint : ndarray (4, 2) or None
         Sky corners (RA, Dec degrees) from the header's WCS; None without a WCS.
+    shape : tuple of int or None
+        (rows, columns) of the image, from its header.
     field_id : int
         Index of the field (group of overlapping frames); -1 without a WCS.
     summary : FrameSummary or None
