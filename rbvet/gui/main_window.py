@@ -829,7 +829,7 @@ class MainWindow(QMainWindow):
             dialog.close()
         if self.job is not None:
             self.job.stop()
-        self.project.wait()
+        self.project.finish_shutdown()
         super().closeEvent(event)
 
 

@@ -20,7 +20,7 @@ from PyQt6.QtCore import QObject, pyqtSignal
 from rbvet.core.errors import RbvetError
 from rbvet.core.project import VettingProject, frames_from_arguments
 from rbvet.gui.jobs import classify_frame
-from rbvet.gui.workers import JobThread
+from rbvet.gui.workers import STOP_TIMEOUT_MS, JobThread
 
 
 class ProjectController(QObject):
@@ -67,7 +67,7 @@ class ProjectController(QObject):
         self._threshold = None  # the model's threshold, given with the first frame shown
         self._stopped = False
         self._pending_object = None  # (frame, object) to select once that frame is shown
-        self._stopping = None  # the job shutdown stopped, for wait
+        self._stopping = None  # the job shutdown stopped, for finish_shutdown
         self.project.frame_changed.connect(self.frameChanged.emit)
         self.project.frames_added.connect(self.framesChanged.emit)
         self.project.current_changed.connect(self.currentChanged.emit)
@@ -287,7 +287,8 @@ class ProjectController(QObject):
             self.project.labels_changed(index, data.labels)
 
     def shutdown(self):
-        """Stop scoring without waiting (the window is closing); `wait` then waits."""
+        """Stop scoring without waiting (the window is closing); `finish_shutdown` then
+        waits a bounded time."""
         self._stopped = True
         if self.job is not None:
             self._stopping = self.job
@@ -295,8 +296,9 @@ class ProjectController(QObject):
             self.project.cancel_scoring(self.job_index)
             self.job, self.job_index = None, -1
 
-    def wait(self):
-        """Wait a bounded time (`JobThread.stop`) for the job `shutdown` stopped."""
+    def finish_shutdown(self, timeout_ms=STOP_TIMEOUT_MS):
+        """Wait up to ``timeout_ms`` for the job `shutdown` stopped (`JobThread.stop`:
+        one still running then is detached)."""
         job, self._stopping = self._stopping, None
         if job is not None:
-            job.stop()
+            job.stop(timeout_ms)
