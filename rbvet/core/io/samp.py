@@ -33,14 +33,12 @@ LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "")
 
 
 def samp_module():
-    """The SAMP package: ``pyvo.samp`` when installed, else ``astropy.samp`` (the same
-    API; astropy 8 deprecates its copy in favour of pyvo's)."""
-    try:
-        import pyvo.samp as samp
-    except ImportError:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # its deprecation: the same API, still working
-            import astropy.samp as samp
+    """``astropy.samp`` (astropy is a base requirement). Astropy 8 deprecates it in favour
+    of ``pyvo.samp``, the same code; its deprecation warning is silenced here, and moving
+    to pyvo means changing this one import."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the deprecation: the same API, still working
+        import astropy.samp as samp
     return samp
 
 
