@@ -1046,7 +1046,8 @@ def build_parser():
     gui = commands.add_parser(
         "gui",
         help="open the vetting window",
-        description="Open FRAME (default: the shipped demo) in the vetting window.",
+        description="Open FRAME (default: the shipped demo) in the vetting window; several "
+        "frames, a folder or --list FILE open them as a project.",
     )
     from rbvet.gui.app import build_parser as add_gui_arguments  # argparse only, no Qt
 

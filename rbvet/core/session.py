@@ -546,6 +546,28 @@ def model_save_target(model_path=None, models_dir=None):
     return fallback / name
 
 
+def _match_stored(store, frame_id, data):
+    """Match the objects of ``data`` to those stored for ``frame_id`` by position.
+
+    Returns
+    -------
+    labels : ndarray (N,) int8
+        Stored labels, unlabeled where no stored object is within `MATCH_TOLERANCE`.
+    rows : ndarray intp
+        The rows matched.
+    stored_x, stored_y : ndarray
+        The stored positions of those rows.
+    """
+    from rbvet.core.learn.labels import match_positions
+
+    stored_x, stored_y, stored_labels = store.frame_labels(frame_id)
+    match = match_positions(data.x, data.y, stored_x, stored_y, tolerance=MATCH_TOLERANCE)
+    rows = np.flatnonzero(match >= 0)
+    labels = np.full(len(data), UNLABELED, np.int8)
+    labels[rows] = stored_labels[match[rows]]
+    return labels, rows, stored_x[match[rows]], stored_y[match[rows]]
+
+
 def _not_busy(_n_objects):
     return contextlib.nullcontext()
 
@@ -987,15 +1009,9 @@ class VettingSession:
     def _stored_labels(self, store, data):
         """Labels (N,) of the frame's catalog rows as stored (unlabeled where no stored
         object is within `MATCH_TOLERANCE`); matched rows take the stored positions."""
-        from rbvet.core.learn.labels import match_positions
-
-        stored_x, stored_y, stored_labels = store.frame_labels(self.frame_id)
-        match = match_positions(data.x, data.y, stored_x, stored_y, tolerance=MATCH_TOLERANCE)
-        rows = np.flatnonzero(match >= 0)
-        self._store_x[rows] = stored_x[match[rows]]
-        self._store_y[rows] = stored_y[match[rows]]
-        labels = np.full(len(data), UNLABELED, np.int8)
-        labels[rows] = stored_labels[match[rows]]
+        labels, rows, stored_x, stored_y = _match_stored(store, self.frame_id, data)
+        self._store_x[rows] = stored_x
+        self._store_y[rows] = stored_y
         return labels
 
     # ---------------------------------------------------------- review and agreement
@@ -1089,6 +1105,24 @@ class VettingSession:
         compare, and a key press stays one store write)."""
         if self._other_annotators:
             self.refresh_agreement()
+
+    def stored_labels(self, data):
+        """The labels the store holds for the objects of ``data``, which need not be the
+        frame shown (a project's frame scored in the background): nothing changes in the
+        session. Unlabeled everywhere when the store is missing or fails (said once).
+
+        Returns
+        -------
+        ndarray (N,) int8
+        """
+        store = self._existing_store()
+        try:
+            frame_id = None if store is None else store.find_frame(data.frame)
+            if frame_id is not None:
+                return _match_stored(store, frame_id, data)[0]
+        except RbvetError as error:
+            self._fail(error)
+        return np.full(len(data), UNLABELED, np.int8)
 
     def frame_counts(self):
         """(real, bogus) labeled objects of the current frame."""

@@ -1,6 +1,9 @@
-"""Start the vetting window: ``python main.py [FRAME] [--catalog CAT] [--model M]``.
+"""Start the vetting window: ``python main.py [FRAME...|DIR] [--list FILE] [--catalog CAT]``.
 
-With no frame it opens the shipped demo frame and catalog with the default model.
+With no frame it opens the shipped demo frame and catalog with the default model. One
+frame opens as it always did; several frames, a folder or ``--list FILE`` open a vetting
+project (`rbvet.gui.project`): the frames are scored one after another and the first is
+shown as soon as it is ready.
 ``--screenshot PATH`` loads and classifies, saves a PNG of the window and exits.
 Before Qt starts, `rbvet.gui.display` checks for a display and the libraries Qt's platform
 plugin needs; without them it exits with status 2 and one line saying what to install.
@@ -22,8 +25,22 @@ def build_parser(parser=None):
     parser = parser or argparse.ArgumentParser(
         prog="rbvet-gui", description="Vet the detections of a frame in the rbvet window."
     )
-    parser.add_argument("frame", nargs="?", help="FITS image [the shipped demo frame]")
-    parser.add_argument("--catalog", "-c", help="catalog; objects are detected without one")
+    parser.add_argument(
+        "frame",
+        nargs="*",
+        metavar="FRAME",
+        help="FITS image(s) or a folder of them [the shipped demo frame]; several open a "
+        "project of frames",
+    )
+    parser.add_argument(
+        "--list",
+        metavar="FILE",
+        dest="frame_list",
+        help="a text file naming one frame a line, optionally followed by its catalog",
+    )
+    parser.add_argument(
+        "--catalog", "-c", help="catalog of a single frame; objects are detected without one"
+    )
     parser.add_argument("--model", "-m", help="model (.keras or .h5) [the shipped default]")
     parser.add_argument(
         "--screenshot", metavar="PNG", help="classify, save a picture of the window and exit"
@@ -89,16 +106,15 @@ def run(args):
     from PyQt6.QtCore import QSettings, QTimer
     from PyQt6.QtWidgets import QApplication
 
-    from rbvet.core.paths import demo_frame_path
     from rbvet.gui.main_window import MainWindow
 
+    frames = _frame_arguments(args)
+    if isinstance(frames, str):
+        print(f"rbvet: {frames}", file=sys.stderr)
+        return 2
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("rbvet")
     apply_theme(app)
-    frame, catalog = args.frame, args.catalog
-    if frame is None:
-        frame = demo_frame_path()
-        catalog = catalog or frame.with_suffix(".ecsv")
     settings = None
     if args.screenshot:
         # A screenshot must not depend on, or change, the user's saved window layout.
@@ -125,9 +141,35 @@ def run(args):
 
         window.classified.connect(lambda: QTimer.singleShot(500, save_and_quit))
         window.failed.connect(fail)
-    QTimer.singleShot(0, lambda: window.open_frame(frame, catalog, args.model))
+    QTimer.singleShot(0, lambda: open_from_arguments(window, args))
     code = app.exec()
     return status["code"] or code
+
+
+def open_from_arguments(window, args):
+    """Open in ``window`` what the arguments name: one frame (with its catalog) as always,
+    the demo without any; several frames, a folder or a list file as a project."""
+    from rbvet.core.paths import demo_frame_path
+
+    frames = _frame_arguments(args)
+    if len(frames) > 1 or args.frame_list or (frames and os.path.isdir(frames[0])):
+        window.model_path = args.model
+        window.project.open_paths(frames, args.frame_list)
+        return
+    frame, catalog = (frames or [None])[0], args.catalog
+    if frame is None:
+        frame = demo_frame_path()
+        catalog = catalog or frame.with_suffix(".ecsv")
+    window.open_frame(frame, catalog, args.model)
+
+
+def _frame_arguments(args):
+    """The frame arguments as a list, or a one-line error (a catalog given for several)."""
+    frames = args.frame
+    frames = [frames] if isinstance(frames, str) else list(frames or [])
+    if (len(frames) > 1 or args.frame_list) and args.catalog:
+        return "--catalog names the catalog of one frame; give several in a --list file"
+    return frames
 
 
 def main(argv=None):

@@ -172,6 +172,7 @@ class DetailPanel(QWidget):
         content_layout.setContentsMargins(0, 0, 0, 0)
         content_layout.setSpacing(4)
         content_layout.addWidget(self.images)
+        self.content_layout = content_layout  # more sections go under the images
         content_layout.addLayout(raw_controls)
         content_layout.addLayout(facts)
         content_layout.addWidget(self.row_table, 1)

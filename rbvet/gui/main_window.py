@@ -37,16 +37,20 @@ from rbvet.core.errors import RbvetError
 from rbvet.core.session import count_text
 from rbvet.gui.assessment import show_kept_assessment, start_assessment
 from rbvet.gui.detail import DetailPanel
+from rbvet.gui.epochs import BLINK_KEY, STOP_KEY, EpochStrip
 from rbvet.gui.feature_map import FeatureMap
 from rbvet.gui.frame_settings import FrameSettingsPanel, fallback_summary, fallbacks
 from rbvet.gui.frame_view import DEFER_DRAW_MS, DEFER_DRAW_OBJECTS, FrameView
+from rbvet.gui.frames_dock import FramesDock
 from rbvet.gui.grid import GridPanel
 from rbvet.gui.jobs import classify_frame
 from rbvet.gui.label_quality import LabelReviewer
 from rbvet.gui.labeling import LabelController
 from rbvet.gui.model_memory import ModelMemory
 from rbvet.gui.notices import UndoBanner, threshold_note
+from rbvet.gui.project import ProjectController
 from rbvet.gui.retrain_dialog import RetrainDialog
+from rbvet.gui.samp import SampBridge
 from rbvet.gui.state import BOGUS, REAL, UNLABELED, VettingState
 from rbvet.gui.threshold import ThresholdPanel
 from rbvet.gui.uncertainty import UncertaintyRunner
@@ -213,6 +217,15 @@ class MainWindow(QMainWindow):
         self.tabifyDockWidget(self.docks["Threshold"], self.docks["Frame settings"])
         self.tabifyDockWidget(self.docks["Threshold"], self.docks["Map"])
         self.docks["Threshold"].raise_()
+        self.project = ProjectController(self)
+        frames_dock = self._add_dock(
+            "Frames", FramesDock(self.project), Qt.DockWidgetArea.LeftDockWidgetArea
+        )
+        frames_dock.hide()  # shown when a project of frames is opened
+        self.project.framesChanged.connect(frames_dock.show)
+        self.epochs = EpochStrip(self.state, self.project, self.frame_view)
+        self.detail.content_layout.insertWidget(1, self.epochs)
+        self.samp = SampBridge(self)
         self._layout_pending = True
 
         self.reviewer = LabelReviewer(
@@ -317,6 +330,9 @@ class MainWindow(QMainWindow):
     def _build_menus(self):
         file_menu = self.menuBar().addMenu("&File")
         self._action(file_menu, "&Open frame…", self.choose_frame, QKeySequence.StandardKey.Open)
+        self._action(file_menu, "Open &frames…", self.choose_frames, "Ctrl+Alt+O")
+        self._action(file_menu, "&Next frame", self.project.next_frame, "Ctrl+PgDown")
+        self._action(file_menu, "&Previous frame", self.project.previous_frame, "Ctrl+PgUp")
         self._action(file_menu, "Open &catalog…", self.choose_catalog, "Ctrl+Shift+O")
         self._action(file_menu, "&Detect objects (no catalog)", self.detect_objects, "Ctrl+D")
         self._action(file_menu, "&Frame settings…", self.show_frame_settings, "Ctrl+Shift+F")
@@ -364,7 +380,11 @@ class MainWindow(QMainWindow):
         self.assess_action = self._action(model_menu, "&Assess this frame", self.assess_frame)
         model_menu.addSeparator()
         self._action(model_menu, "Re&vert to the shipped model", self.revert_to_shipped_model)
+        self.samp.add_menu(self.menuBar())
         view_menu = self.menuBar().addMenu("&View")
+        self._action(view_menu, "&Blink epochs of the object", self.epochs.blink, BLINK_KEY)
+        self._action(view_menu, "&Stop blinking", self.epochs.stop_blink, STOP_KEY)
+        view_menu.addSeparator()
         for dock in self.docks.values():
             view_menu.addAction(dock.toggleViewAction())
 
@@ -623,6 +643,13 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(self, "Open frame", self._start_dir(), FRAME_FILTER)
         if path:
             self.open_frame(path)
+
+    def choose_frames(self):
+        paths, _ = QFileDialog.getOpenFileNames(
+            self, "Open frames", self._start_dir(), FRAME_FILTER
+        )
+        if paths:
+            self.project.open_paths(paths)
 
     def choose_catalog(self):
         path, _ = QFileDialog.getOpenFileName(
@@ -929,6 +956,8 @@ class MainWindow(QMainWindow):
         end (`JobThread.stop`): closing never waits for a step that cannot stop."""
         dialog = self.retrain_dialog
         self.cancel_job()
+        self.project.shutdown()
+        self.samp.shutdown()
         if dialog is not None:
             dialog.cancel_training()
         self.labels.close()
@@ -941,6 +970,7 @@ class MainWindow(QMainWindow):
             self.job.stop()
         self.reviewer.stop()
         self.uncertainty.stop(timeout_ms=STOP_TIMEOUT_MS)
+        self.project.finish_shutdown()
         super().closeEvent(event)
 
 

@@ -63,19 +63,41 @@ def export_catalog(table, scores, labels, threshold, path, reasons=None):
 
     Parameters
     ----------
+    table, scores, labels, threshold, reasons
+        As for `vetted_catalog`.
+    path : str or Path
+        ``.ecsv``, ``.fits`` (or ``.csv``); the format follows the extension.
+
+    Returns
+    -------
+    astropy.table.Table
+        The table written.
+    """
+    out = vetted_catalog(table, scores, labels, threshold, reasons)
+    write_catalog(out, path)
+    return out
+
+
+def vetted_catalog(table, scores, labels, threshold, reasons=None):
+    """The vetted catalog: a copy of ``table`` with ``rb_score``, ``rb_label`` and flags.
+
+    Parameters
+    ----------
     table : astropy.table.Table
-        The catalog (not modified; a copy is written).
+        The catalog (not modified; a copy is returned).
     scores : array_like of float
         Model scores, NaN for unscorable objects.
     labels : array_like of int or None
         1 real, 0 bogus, -1 unlabeled (None: none labeled).
     threshold : float
         Score threshold of the bogus flag.
-    path : str or Path
-        ``.ecsv``, ``.fits`` (or ``.csv``); the format follows the extension.
     reasons : array_like of str, optional
         Why objects could not be scored; the table's ``rb_reason`` column when present,
         else "not scored" for NaN scores.
+
+    Returns
+    -------
+    astropy.table.Table
 
     Notes
     -----
@@ -103,7 +125,6 @@ def export_catalog(table, scores, labels, threshold, path, reasons=None):
     out.meta["rb_threshold"] = float(threshold)
     out.meta["rb_label_meaning"] = "1 real, 0 bogus, -1 unlabeled"
     out.meta["rb_bogus_flag"] = int(BOGUS_FLAG)
-    write_catalog(out, path)
     return out
 
 

@@ -1,0 +1,337 @@
+"""The frames dock: every frame of the project with its counts, a done mark and progress.
+
+`FramesModel` is a thin Qt table model over the `ProjectFrame` list of a
+`rbvet.gui.project.ProjectController`'s project (no copy of it): one row per frame, the
+current one in bold, the done mark a check box the user ticks. `FramesDock` puts it in a
+table with previous/next buttons, the background scoring's progress and its Cancel, and a
+second tab, `CombinedView`: the objects of all scored frames sorted together by score (the
+lowest of the night first, by default); clicking one shows its frame with it selected.
+"""
+
+from __future__ import annotations
+
+from PyQt6.QtCore import QAbstractTableModel, Qt, QTimer
+from PyQt6.QtGui import QFont
+from PyQt6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableView,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from rbvet.core.project import FAILED, SCORING
+from rbvet.core.session import count_text, label_name
+
+COLUMNS = ("done", "frame", "objects", "scored", "labeled", "assessed", "field")
+COMBINED_ROWS = 500
+"""Objects the combined view lists (the first of the whole sorted night)."""
+COMBINED_DELAY_MS = 300
+"""The combined view is re-sorted this long after the last frame changed."""
+RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+LOWEST, HIGHEST = "lowest scores first", "highest scores first"
+DONE, NAME, OBJECTS, SCORED, LABELED, ASSESSED, FIELD = range(len(COLUMNS))
+
+
+class FramesModel(QAbstractTableModel):
+    """The project's frames as table rows (see the module docstring).
+
+    Parameters
+    ----------
+    controller : rbvet.gui.project.ProjectController
+    """
+
+    def __init__(self, controller, parent=None):
+        super().__init__(parent)
+        self.controller = controller
+        controller.framesChanged.connect(self._reset)
+        controller.frameChanged.connect(self._row_changed)
+        controller.currentChanged.connect(self._reset_fonts)
+        self._current = -1
+
+    @property
+    def frames(self):
+        return self.controller.project.frames
+
+    def rowCount(self, parent=None):  # noqa: N802 (Qt's name)
+        return 0 if parent is not None and parent.isValid() else len(self.frames)
+
+    def columnCount(self, parent=None):  # noqa: N802
+        return 0 if parent is not None and parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        if orientation == Qt.Orientation.Vertical and role == Qt.ItemDataRole.DisplayRole:
+            return str(section + 1)
+        return None
+
+    def flags(self, index):
+        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        if index.column() == DONE:
+            flags |= Qt.ItemFlag.ItemIsUserCheckable
+        return flags
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        frame = self.frames[index.row()]
+        column = index.column()
+        if role == Qt.ItemDataRole.CheckStateRole and column == DONE:
+            return Qt.CheckState.Checked if frame.done else Qt.CheckState.Unchecked
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._text(frame, column)
+        if role == Qt.ItemDataRole.FontRole and index.row() == self.controller.current:
+            font = QFont()
+            font.setBold(True)
+            return font
+        if role == Qt.ItemDataRole.ToolTipRole:
+            tip = frame.frame_path
+            if frame.catalog_path:
+                tip += f"\ncatalog: {frame.catalog_path}"
+            if frame.error:
+                tip += f"\nfailed: {frame.error}"
+            if frame.field_id < 0:
+                tip += "\nno WCS: not grouped with other epochs"
+            return tip
+        if role == Qt.ItemDataRole.TextAlignmentRole and column not in (DONE, NAME):
+            return RIGHT
+        return None
+
+    @staticmethod
+    def _text(frame, column):
+        if column == NAME:
+            return frame.name
+        if column == FIELD:
+            return "—" if frame.field_id < 0 else str(frame.field_id + 1)
+        if column == ASSESSED:
+            return "yes" if frame.assessed else ""
+        if column in (OBJECTS, SCORED, LABELED):
+            if frame.status == FAILED:
+                return "failed" if column == OBJECTS else ""
+            if frame.objects is None:
+                return "scoring…" if frame.status == SCORING and column == OBJECTS else ""
+            return str(
+                {OBJECTS: frame.objects, SCORED: frame.scored, LABELED: frame.labeled}[column]
+            )
+        return None
+
+    def setData(self, index, value, role=Qt.ItemDataRole.EditRole):  # noqa: N802
+        if index.column() == DONE and role == Qt.ItemDataRole.CheckStateRole:
+            checked = Qt.CheckState(value) == Qt.CheckState.Checked
+            self.controller.set_done(index.row(), checked)
+            return True
+        return False
+
+    def _reset(self):
+        self.beginResetModel()
+        self.endResetModel()
+
+    def _row_changed(self, row):
+        if 0 <= row < len(self.frames):
+            self.dataChanged.emit(self.index(row, 0), self.index(row, len(COLUMNS) - 1))
+
+    def _reset_fonts(self, row):
+        for changed in {self._current, row}:
+            self._row_changed(changed)
+        self._current = row
+
+
+class FramesDock(QWidget):
+    """The frames table, previous/next buttons, totals and the scoring's progress.
+
+    Parameters
+    ----------
+    controller : rbvet.gui.project.ProjectController
+
+    Attributes
+    ----------
+    table : QTableView
+    model : FramesModel
+    totals_label : QLabel
+        "3 of 20 frames scored · 6000 objects · 12 labeled · 1 done".
+    progress_bar : QProgressBar
+    cancel_button : QPushButton
+    """
+
+    def __init__(self, controller, parent=None):
+        super().__init__(parent)
+        self.controller = controller
+        self.model = FramesModel(controller, self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setAlternatingRowColors(True)
+        self.table.setWordWrap(False)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the grid keeps the keys
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        self.table.clicked.connect(self._on_clicked)
+
+        self.previous_button = QToolButton(text="◀")
+        self.previous_button.setToolTip("Previous frame (Ctrl+PgUp)")
+        self.next_button = QToolButton(text="▶")
+        self.next_button.setToolTip("Next frame (Ctrl+PgDown)")
+        self.previous_button.clicked.connect(controller.previous_frame)
+        self.next_button.clicked.connect(controller.next_frame)
+        self.totals_label = QLabel()
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setTextVisible(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop scoring the frames in the background")
+        self.cancel_button.clicked.connect(controller.cancel)
+
+        top = QHBoxLayout()
+        top.addWidget(self.previous_button)
+        top.addWidget(self.next_button)
+        top.addWidget(self.totals_label, 1)
+        progress = QHBoxLayout()
+        progress.addWidget(self.progress_bar, 1)
+        progress.addWidget(self.cancel_button)
+        self.combined = CombinedView(controller)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.table, "Frames")
+        self.tabs.addTab(self.combined, "All objects")
+        self.tabs.setTabToolTip(1, "The objects of every scored frame sorted together by score")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(4)
+        layout.addLayout(top)
+        layout.addLayout(progress)
+        layout.addWidget(self.tabs, 1)
+
+        controller.progressed.connect(self._on_progress)
+        controller.idle.connect(self._on_idle)
+        controller.frameChanged.connect(self._update_totals)
+        controller.framesChanged.connect(self._update_totals)
+        controller.currentChanged.connect(self._on_current)
+        self._on_idle()
+        self._update_totals()
+
+    def _on_clicked(self, index):
+        if index.column() != DONE:
+            self.controller.go_to(index.row())
+
+    def _on_current(self, row):
+        self.table.selectRow(row)
+        self.table.scrollTo(self.model.index(row, NAME))
+
+    def _on_progress(self, message, scored, total):
+        self.progress_bar.show()
+        self.cancel_button.show()
+        self.progress_bar.setRange(0, max(total, 1))
+        self.progress_bar.setValue(scored)
+        self.progress_bar.setFormat(message)
+
+    def _on_idle(self):
+        self.progress_bar.hide()
+        self.cancel_button.hide()
+
+    def _update_totals(self, *_):
+        project = self.controller.project
+        scored, objects, labeled, done = project.totals()
+        if not len(project):
+            self.totals_label.setText("no frames: File › Open frames…")
+            return
+        fields = project.fields()
+        self.totals_label.setText(
+            f"{scored} of {len(project)} frames scored · {objects} objects · {labeled} labeled"
+            f" · {done} done" + (f" · {count_text(fields, 'field')}" if fields else "")
+        )
+
+
+class CombinedView(QWidget):
+    """The objects of all scored frames in one list sorted by score (`combined_order`).
+
+    Lists the first `COMBINED_ROWS` (frame, object, score, label); a click shows that
+    frame with the object selected. Re-sorted a moment after frames change.
+
+    Attributes
+    ----------
+    order_combo : QComboBox
+        `LOWEST` or `HIGHEST` first.
+    table : QTableWidget
+    entries : list of (int, int)
+        (frame index, object index) of each row.
+    """
+
+    def __init__(self, controller, parent=None):
+        super().__init__(parent)
+        self.controller = controller
+        self.entries = []
+        self.order_combo = QComboBox()
+        self.order_combo.addItems([LOWEST, HIGHEST])
+        self.count_label = QLabel()
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["frame", "object", "score", "label"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        top = QHBoxLayout()
+        top.addWidget(self.order_combo)
+        top.addWidget(self.count_label, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 4, 0, 0)
+        layout.addLayout(top)
+        layout.addWidget(self.table, 1)
+
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(COMBINED_DELAY_MS)
+        self._timer.timeout.connect(self.refresh)
+        controller.frameChanged.connect(lambda *_: self._timer.start())
+        controller.framesChanged.connect(self._timer.start)
+        self.order_combo.currentTextChanged.connect(self.refresh)
+        self.table.cellClicked.connect(self._on_clicked)
+        self.refresh()
+
+    def refresh(self):
+        """Sort every scored frame's objects again and list the first ones."""
+        project = self.controller.project
+        frames, objects, scores = project.combined(
+            ascending=self.order_combo.currentText() == LOWEST
+        )
+        total = len(scores)
+        frames, objects, scores = frames[:COMBINED_ROWS], objects[:COMBINED_ROWS], scores
+        self.entries = list(zip(frames.tolist(), objects.tolist(), strict=True))
+        self.count_label.setText(
+            f"first {len(self.entries)} of {count_text(total, 'object')}" if total else ""
+        )
+        self.table.setRowCount(len(self.entries))
+        for row, (frame_index, object_index) in enumerate(self.entries):
+            frame = project.frames[frame_index]
+            score = float(scores[row])
+            label = int(frame.summary.labels[object_index])
+            values = (
+                frame.name,
+                str(object_index),
+                f"{score:.3f}" if score == score else "—",
+                label_name(label) if label >= 0 else "",
+            )
+            for column, text in enumerate(values):
+                item = QTableWidgetItem(text)
+                if column in (1, 2):
+                    item.setTextAlignment(RIGHT)
+                self.table.setItem(row, column, item)
+
+    def _on_clicked(self, row, _column):
+        if 0 <= row < len(self.entries):
+            self.controller.show_object(*self.entries[row])

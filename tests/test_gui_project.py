@@ -1,0 +1,294 @@
+"""The window's vetting project (offscreen): many frames scored in the background, the
+frames dock, next/previous frame keys, one label store, memory, cancel and bad frames."""
+
+import numpy as np
+import pytest
+from epoch_frames import write_epochs
+from PyQt6.QtCore import QSettings, Qt
+
+from rbvet.core.project import FAILED, PENDING, READY
+from rbvet.core.session import REAL
+from rbvet.gui.app import _frame_arguments, build_parser
+from rbvet.gui.frames_dock import DONE, LABELED, NAME, OBJECTS
+from rbvet.gui.main_window import MainWindow
+
+TIMEOUT_MS = 180_000
+
+
+@pytest.fixture(scope="module")
+def epoch_paths(tmp_path_factory):
+    return [str(p) for p in write_epochs(tmp_path_factory.mktemp("epochs"), 3, shape=(128, 128))]
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    main_window = MainWindow(settings=settings, label_store_path=tmp_path / "labels.sqlite")
+    qtbot.addWidget(main_window)
+    main_window.resize(1400, 900)
+    main_window.show()
+    yield main_window
+    main_window.project.shutdown()
+    main_window.cancel_job(wait=True)
+
+
+def open_project(qtbot, window, paths):
+    controller = window.project
+    with qtbot.waitSignal(controller.idle, timeout=TIMEOUT_MS):
+        with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+            controller.open_paths(paths)
+    return controller
+
+
+def cell(window, row, column):
+    model = window.docks["Frames"].widget().model
+    return model.data(model.index(row, column))
+
+
+def test_frames_are_scored_in_turn_and_the_first_shown(qtbot, window, epoch_paths):
+    shown = []
+    window.classified.connect(lambda: shown.append(window.project.project.totals()[0]))
+    controller = open_project(qtbot, window, epoch_paths)
+    project = controller.project
+    assert shown[0] == 1  # shown when the first frame was ready, before the others
+    assert window.docks["Frames"].isVisible()
+    assert [f.status for f in project.frames] == [READY] * 3
+    assert window.state.data is project.data(0)
+    for row, frame in enumerate(project.frames):
+        assert cell(window, row, NAME) == f"epoch_{row + 1}.fits"
+        assert cell(window, row, OBJECTS) == str(frame.objects) and frame.objects > 10
+    assert [f.field_id for f in project.frames] == [0, 0, 0]
+    assert "3 of 3 frames scored" in window.docks["Frames"].widget().totals_label.text()
+
+
+def test_next_and_previous_frame_keys(qtbot, window, epoch_paths):
+    controller = open_project(qtbot, window, epoch_paths)
+    grid = window.grid.view
+    grid.setFocus()
+    qtbot.keyClick(grid, Qt.Key.Key_PageDown, Qt.KeyboardModifier.ControlModifier)
+    assert controller.current == 1
+    assert window.state.data is controller.project.data(1)
+    assert "epoch_2.fits" in window.windowTitle()
+    qtbot.keyClick(grid, Qt.Key.Key_PageDown, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(grid, Qt.Key.Key_PageDown, Qt.KeyboardModifier.ControlModifier)
+    assert controller.current == 2  # stays on the last
+    qtbot.keyClick(grid, Qt.Key.Key_PageUp, Qt.KeyboardModifier.ControlModifier)
+    assert controller.current == 1 and "epoch_2.fits" in window.windowTitle()
+    assert window.docks["Frames"].widget().table.currentIndex().row() == 1
+
+
+def test_labels_go_to_one_store_and_come_back_with_the_frame(qtbot, window, epoch_paths):
+    controller = open_project(qtbot, window, epoch_paths)
+    project = controller.project
+    project.keep_neighbours = 0  # every frame left is dropped and rebuilt on return
+    window.labels.label([0, 1], REAL)
+    assert cell(window, 0, LABELED) == "2"
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.next_frame()  # frame 2 was dropped (keep 0): scored again
+    assert project.in_memory() == [1]
+    assert project.frames[0].status == PENDING and cell(window, 0, LABELED) == "2"
+    window.labels.label([3], REAL)
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.previous_frame()
+    data = window.state.data
+    assert data is project.data(0)
+    assert list(np.flatnonzero(data.labels == REAL)) == [0, 1]  # from the one store
+    assert window.labels.store_summary()["frames"] == 2
+
+
+def test_done_mark_is_a_check_box(qtbot, window, epoch_paths):
+    controller = open_project(qtbot, window, epoch_paths)
+    model = window.docks["Frames"].widget().model
+    index = model.index(1, DONE)
+    assert model.setData(index, Qt.CheckState.Checked.value, Qt.ItemDataRole.CheckStateRole)
+    assert controller.project.frames[1].done
+    assert model.data(index, Qt.ItemDataRole.CheckStateRole) == Qt.CheckState.Checked
+    assert "1 done" in window.docks["Frames"].widget().totals_label.text()
+
+
+def test_cancel_stops_scoring_and_going_to_a_frame_resumes(qtbot, window, epoch_paths):
+    controller = window.project
+    with qtbot.waitSignal(controller.idle, timeout=TIMEOUT_MS):
+        controller.open_paths(epoch_paths)
+        controller.cancel()
+    assert not controller.busy
+    assert all(f.status == PENDING for f in controller.project.frames)
+    assert window.docks["Frames"].widget().progress_bar.isHidden()
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.go_to(2)
+    assert window.state.data is controller.project.data(2)
+
+
+def test_a_bad_frame_fails_alone(qtbot, window, epoch_paths, tmp_path):
+    bad = tmp_path / "bad.fits"
+    bad.write_bytes(b"SIMPLE  = not a fits file at all" * 100)
+    controller = window.project
+    with qtbot.waitSignal(window.failed, timeout=TIMEOUT_MS):
+        controller.open_paths([str(bad), epoch_paths[0]])
+    qtbot.waitUntil(lambda: not controller.busy, timeout=TIMEOUT_MS)
+    frames = controller.project.frames
+    assert frames[0].status == FAILED and frames[1].status == READY
+    assert cell(window, 0, OBJECTS) == "failed"
+    assert window.error_banner.message
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.next_frame()
+
+
+def test_missing_paths_are_a_banner(qtbot, window, tmp_path):
+    assert not window.project.open_paths([str(tmp_path / "missing.fits")])
+    assert "no such file" in window.error_banner.message
+    assert not len(window.project.project)
+
+
+def test_gui_arguments_take_frames_folders_and_lists():
+    parser = build_parser()
+    single = parser.parse_args(["a.fits", "--catalog", "a.ecsv"])
+    assert _frame_arguments(single) == ["a.fits"]
+    several = parser.parse_args(["a.fits", "b.fits", "--list", "night.txt"])
+    assert _frame_arguments(several) == ["a.fits", "b.fits"]
+    assert several.frame_list == "night.txt"
+    assert _frame_arguments(parser.parse_args([])) == []
+    clash = parser.parse_args(["a.fits", "b.fits", "--catalog", "a.ecsv"])
+    assert "--catalog" in _frame_arguments(clash)
+
+
+def test_object_panel_shows_every_epoch_and_e_blinks_them(qtbot, window, epoch_paths):
+    controller = open_project(qtbot, window, epoch_paths)
+    strip = window.epochs
+    data = window.state.data
+    brightest = int(np.nanargmax(data.table["flux"])) if "flux" in data.table.colnames else 0
+    window.state.select(brightest)
+    assert strip.isVisible()
+    assert [s.name for s in strip.stamps] == ["epoch_1.fits", "epoch_2.fits", "epoch_3.fits"]
+    assert strip.images.shape[0] == 3 and strip.images.dtype == np.uint8
+    assert "3 exposures" in strip.title.text()
+
+    grid = window.grid.view
+    grid.setFocus()
+    qtbot.keyClick(grid, Qt.Key.Key_E)  # a menu shortcut, not the grid's keyboard search
+    assert strip.blink_index == 1 and strip.overlay.isVisible()
+    np.testing.assert_array_equal(strip.overlay.image, strip.images[1])
+    assert "epoch_2.fits" in strip.caption.textItem.toPlainText()
+    qtbot.keyClick(grid, Qt.Key.Key_E)
+    qtbot.keyClick(grid, Qt.Key.Key_E)
+    assert strip.blink_index == 0  # round to the current frame's own
+    np.testing.assert_array_equal(strip.overlay.image, strip.images[0])
+    # the overlay sits on the current frame's pixels: its origin is the stamp's
+    origin = strip.stamps[0].origin
+    assert (strip.overlay.pos().x(), strip.overlay.pos().y()) == (origin[0] - 0.5, origin[1] - 0.5)
+    qtbot.keyClick(grid, Qt.Key.Key_E, Qt.KeyboardModifier.ShiftModifier)
+    assert not strip.blinking and not strip.overlay.isVisible()
+
+    strip.blink()
+    window.state.select(brightest + 1)  # another object: the blink ends, new stamps
+    assert not strip.blinking and len(strip.stamps) == 3
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.project.keep_neighbours = 0
+        controller.next_frame()
+    window.state.select(0)
+    assert strip.stamps[0].name == "epoch_2.fits"  # the current frame's own first
+
+
+def test_a_single_frame_has_no_epoch_strip(qtbot, window, epoch_paths):
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        window.open_frame(epoch_paths[0])
+    window.state.select(0)
+    assert not window.epochs.isVisible() and not window.epochs.blink()
+
+
+def test_all_objects_of_the_night_sorted_together(qtbot, window, epoch_paths):
+    controller = open_project(qtbot, window, epoch_paths)
+    combined = window.docks["Frames"].widget().combined
+    combined.refresh()
+    project = controller.project
+    every = np.concatenate([f.summary.scores for f in project.frames])
+    assert combined.table.rowCount() == len(every)
+    finite = np.sort(every[np.isfinite(every)])
+    shown = [float(combined.table.item(r, 2).text()) for r in range(len(finite))]
+    np.testing.assert_allclose(shown, finite, atol=5e-4)  # lowest first, unscored last
+    last = range(len(finite), len(every))
+    assert all(combined.table.item(r, 2).text() == "—" for r in last)
+    frames_in_top = {combined.table.item(r, 0).text() for r in range(10)}
+    assert len(frames_in_top) > 1  # the frames are mixed, not listed one after another
+
+    frame_index, object_index = combined.entries[0]
+    target = (frame_index + 1) % 3 if frame_index == controller.current else frame_index
+    row = next(r for r, e in enumerate(combined.entries) if e[0] == target)
+    wanted = combined.entries[row][1]
+    controller.project.keep_neighbours = 0  # the other frame must be scored again first
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        combined.table.cellClicked.emit(row, 0)
+    assert controller.current == target and window.state.selected == wanted
+
+    combined.order_combo.setCurrentText("highest scores first")
+    assert float(combined.table.item(0, 2).text()) == pytest.approx(finite[-1], abs=5e-4)
+
+
+def test_stored_labels_are_counted_before_a_frame_is_shown(qtbot, window, epoch_paths, tmp_path):
+    controller = open_project(qtbot, window, epoch_paths)
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.go_to(2)
+    window.labels.label([0, 1, 2], REAL)
+    labeled = int(np.count_nonzero(window.state.data.labels == REAL))
+    assert labeled >= 2
+    window.close()
+
+    settings = QSettings(str(tmp_path / "again.ini"), QSettings.Format.IniFormat)
+    again = MainWindow(settings=settings, label_store_path=tmp_path / "labels.sqlite")
+    qtbot.addWidget(again)
+    try:
+        open_project(qtbot, again, epoch_paths)
+        assert again.project.current == 0  # frame 3 was scored in the background only
+        assert again.project.project.frames[2].labeled == labeled
+        assert cell(again, 2, LABELED) == str(labeled)
+        assert again.state.session.frame_counts() == (0, 0)  # the shown frame's own
+    finally:
+        again.project.shutdown()
+
+
+def test_a_catalog_opened_for_the_current_frame_becomes_the_projects(
+    qtbot, window, epoch_paths, tmp_path
+):
+    from astropy.table import Table
+
+    controller = open_project(qtbot, window, epoch_paths)
+    data = window.state.data
+    catalog = tmp_path / "subset.ecsv"
+    keep = len(data) - 2  # all but two: enough stars left to measure the FWHM
+    Table({"x": data.x[:keep], "y": data.y[:keep]}).write(catalog)
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        window.open_catalog(catalog)
+    frame = controller.project.frames[0]
+    assert controller.project.data(0) is window.state.data and len(window.state.data) == keep
+    assert frame.catalog_path == str(catalog) and frame.objects == keep
+    assert cell(window, 0, OBJECTS) == str(keep)
+
+
+def test_gui_arguments_open_a_folder_as_a_project_and_one_frame_alone(qtbot, window, epoch_paths):
+    from pathlib import Path
+
+    from rbvet.gui.app import open_from_arguments
+
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        open_from_arguments(window, build_parser().parse_args([epoch_paths[1]]))
+    assert window.job is not None and not len(window.project.project)  # as it always was
+    assert window.frame_path == epoch_paths[1]
+
+    folder = str(Path(epoch_paths[0]).parent)
+    with qtbot.waitSignal(window.project.idle, timeout=TIMEOUT_MS):
+        open_from_arguments(window, build_parser().parse_args([folder]))
+    frames = window.project.project.frames
+    assert [f.name for f in frames] == ["epoch_1.fits", "epoch_2.fits", "epoch_3.fits"]
+    assert window.state.data is window.project.project.data(0)
+
+
+def test_closing_while_frames_are_scored_stops_the_job(qtbot, epoch_paths, tmp_path):
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    main_window = MainWindow(settings=settings, label_store_path=tmp_path / "labels.sqlite")
+    main_window.show()
+    main_window.project.open_paths(epoch_paths)
+    job = main_window.project.job
+    assert job is not None and job.isRunning()
+    main_window.close()
+    assert not job.isRunning() and not main_window.project.busy
+    main_window.deleteLater()
