@@ -173,3 +173,14 @@ def test_the_object_panel_lists_the_nearest_labeled_objects(window, data):
     assert set(expected[:3].tolist()) == {3, 6, 9}
     detail.neighbours_label.linkActivated.emit(str(expected[0]))
     assert state.selected == expected[0]
+
+
+def test_the_neighbour_line_is_rendered_as_rich_text_before_any_label(window, data):
+    """With no labeled object the line holds no link, so Qt's guess would show '&nbsp;'."""
+    from PyQt6.QtCore import Qt
+
+    state, _, _, detail = window
+    state.session.set_uncertainty(data, blob_uncertainty(data))
+    state.select(12)
+    assert "no labeled objects yet" in detail.neighbours_label.text()
+    assert detail.neighbours_label.textFormat() == Qt.TextFormat.RichText

@@ -128,6 +128,7 @@ class DetailPanel(QWidget):
         self.position_label = QLabel()
         self.sky_label = QLabel()
         self.neighbours_label = QLabel()
+        self.neighbours_label.setTextFormat(Qt.TextFormat.RichText)  # links; &nbsp; with none
         self.neighbours_label.setWordWrap(True)
         self.neighbours_label.setToolTip(
             "The labeled objects nearest to this one in the network's feature space "

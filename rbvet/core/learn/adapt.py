@@ -178,7 +178,7 @@ def adapt(
         _resolve_base_model,
         check_simulated_ratio,
         compare_models,
-        simulated_objects,
+        with_simulated_replay,
     )
     from rbvet.core.learn.train import split_by_group, train_model
     from rbvet.core.model import RealBogusModel
@@ -260,20 +260,10 @@ def adapt(
     # Early stopping validates on single objects: a frame's few rounds are too coarse
     # to split (the held-out rounds and labels, set aside above, judge the model).
     groups = np.arange(1, len(labels) + 1, dtype=np.int64)
-    n_simulated = int(round(simulated_ratio * len(labels)))
-    simulated_info = None
-    if n_simulated:
-        say(f"Simulating {n_simulated} objects to replay what the model knew")
-        simulated = yield from simulated_objects(n_simulated, base.params, seed=seed, log=say)
-        inputs = np.concatenate([inputs, simulated.inputs])
-        labels = np.concatenate([labels, simulated.labels.astype(np.int8)])
-        groups = np.concatenate([groups, simulated.groups.astype(np.int64)])
-        simulated_info = {
-            "ratio": float(simulated_ratio),
-            "objects": n_simulated,
-            "real": int(simulated.labels.sum()),
-            **simulated.metadata,
-        }
+    (inputs, labels, groups), simulated_info = yield from with_simulated_replay(
+        (inputs, labels.astype(np.int8), groups), simulated_ratio, base.params, seed, say
+    )
+    n_simulated = 0 if simulated_info is None else simulated_info["objects"]
 
     yield Progress(message="Training")
     say(f"Fine-tuning {base.name} for up to {epochs} epochs on {len(labels)} samples")

@@ -267,6 +267,37 @@ def fine_tuning_start(base_model, learning_rate=None):
     return base, _clone_for_fine_tuning(base.keras_model, rate), _parent_reference(base)
 
 
+def with_simulated_replay(samples, ratio, params, seed, say, frame_size=SIMULATED_FRAME_SIZE):
+    """``samples`` (inputs, labels, groups) with ``ratio`` times as many simulated objects
+    appended, so a fine-tuned model does not forget what it knew. A job.
+
+    Returns
+    -------
+    (inputs, labels, groups), dict or None
+        The extended samples, and what was added (for the card); None when nothing was.
+    """
+    inputs, labels, groups = samples
+    n_simulated = int(round(ratio * len(labels)))
+    if not n_simulated:
+        return samples, None
+    say(f"Simulating {n_simulated} objects to replay what the model knew")
+    simulated = yield from simulated_objects(
+        n_simulated, params, seed=seed, frame_size=frame_size, log=say
+    )
+    extended = (
+        np.concatenate([inputs, simulated.inputs]),
+        np.concatenate([labels, simulated.labels.astype(labels.dtype)]),
+        np.concatenate([groups, simulated.groups.astype(groups.dtype)]),
+    )
+    info = {
+        "ratio": float(ratio),
+        "objects": n_simulated,
+        "real": int(simulated.labels.sum()),
+        **simulated.metadata,
+    }
+    return extended, info
+
+
 def simulated_objects(n_objects, params, seed=0, frame_size=SIMULATED_FRAME_SIZE, log=None):
     """About ``n_objects`` labeled simulated objects (a `TrainingSet`), exactly that many.
 
@@ -442,22 +473,15 @@ def retrain(
         train_groups = train_frames
     else:
         train_groups = np.arange(1, len(train_index) + 1, dtype=np.int64)
-    n_simulated = int(round(simulated_ratio * len(train_index)))
-    simulated_info = None
-    if n_simulated:
-        say(f"Simulating {n_simulated} objects on {simulated_frame_size}-pixel frames")
-        simulated = yield from simulated_objects(
-            n_simulated, base.params, seed=seed, frame_size=simulated_frame_size, log=say
-        )
-        inputs = np.concatenate([inputs, simulated.inputs])
-        train_labels = np.concatenate([train_labels, simulated.labels.astype(np.int8)])
-        train_groups = np.concatenate([train_groups, simulated.groups.astype(np.int64)])
-        simulated_info = {
-            "ratio": float(simulated_ratio),
-            "objects": n_simulated,
-            "real": int(simulated.labels.sum()),
-            **simulated.metadata,
-        }
+    (inputs, train_labels, train_groups), simulated_info = yield from with_simulated_replay(
+        (inputs, train_labels, train_groups),
+        simulated_ratio,
+        base.params,
+        seed,
+        say,
+        frame_size=simulated_frame_size,
+    )
+    n_simulated = 0 if simulated_info is None else simulated_info["objects"]
 
     # 3. Fit (train_model splits a validation part off for early stopping and augments).
     if from_scratch:
