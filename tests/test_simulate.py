@@ -522,7 +522,7 @@ def test_edge_bands_are_unexposed_steps_labelled_edge(seed):
     assert edge.sum() == band["width"] * band["length"]
     # Nothing reaches the band: its level is the sky plus the step, with only noise on it.
     level = np.median(frame.image[edge])
-    assert level == pytest.approx(500.0 + band["peak"], abs=3 * frame.noise.max())
+    assert level == pytest.approx(500.0 + band["peak"], abs=3 * float(frame.noise.max()))
     assert np.all(frame.sources[edge] == 0)
     inside = edge[np.rint(plain.truth["y"]).astype(int), np.rint(plain.truth["x"]).astype(int)]
     assert len(frame.truth) == len(plain.truth) - inside.sum() + 1
