@@ -606,6 +606,11 @@ class RetrainDialog(QDialog):
         ready = bool(self.frames) if self.adapting else self._labeled >= MIN_LABELED
         self.train_button.setEnabled(ready and not self.is_training)
         self.train_button.setText("Adapt" if self.adapting else "Train")
+        self.cancel_button.setText("Cancel adapting" if self.adapting else "Cancel training")
+        self.setWindowTitle(
+            ("Adapt the model to this frame" if self.adapting else "Retrain from labels")
+            + " — rbvet"
+        )
 
     def _on_mode_chosen(self, adapting):
         """Adapting and retraining have their own defaults (`rbvet adapt`'s, the dialog's)."""
