@@ -5,6 +5,7 @@ objects and FWHM already shown, with the window's model, and keeps the result be
 label store (`keep_assessment`) only once it has finished: a cancelled assessment writes
 nothing. When it ends the threshold panel draws the injected FNR/FPR curves; a frame
 opened later with the same model gets its kept curves back (`show_kept_assessment`).
+Either way, a project's frame is then marked assessed (the frames dock's column).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def start_assessment(window, settings=None):
     def succeeded(assessment):
         if window.state.data is data:
             window.threshold_panel.show_injected(assessment.summary)
+        window.project.mark_assessed(data)
         window.statusBar().showMessage(assessment.describe().splitlines()[1].strip(), 10000)
 
     thread.progressed.connect(while_current(window._on_progress))
@@ -84,3 +86,4 @@ def show_kept_assessment(window):
     kept = load_kept_assessment(store_path, data.frame.content_hash, data.model_name)
     if kept is not None:
         window.threshold_panel.show_injected(kept.summary)
+        window.project.mark_assessed(data)

@@ -841,6 +841,8 @@ class MainWindow(QMainWindow):
             model_path=self.model_path,
             threshold=self.state.threshold,
             models_dir=self.models_dir,
+            frames=None if self.state.data is None else [(self.frame_path, self.catalog_path)],
+            frame_options=self.frame_options,
             parent=self,
         )
         dialog.modelAccepted.connect(self._on_model_accepted)

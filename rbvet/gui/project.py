@@ -170,6 +170,22 @@ class ProjectController(QObject):
         """Mark frame ``index`` vetted (or not)."""
         self.project.set_done(index, done)
 
+    def mark_assessed(self, data):
+        """Mark the project's frame of ``data`` (a `VettingData`) assessed by
+        injection-recovery; nothing when that frame is not in the project.
+
+        Returns
+        -------
+        int
+            The frame's index, -1 when it is not in the project.
+        """
+        path = data.frame_path
+        for index, frame in enumerate(self.project.frames):
+            if frame.frame_path == path:
+                self.project.set_assessed(index)
+                return index
+        return -1
+
     # ------------------------------------------------------------------ scoring
 
     @property

@@ -1,18 +1,22 @@
-"""Retrain the model from the label store, watch it learn, then keep it or not.
+"""Retrain the model from the label store, or adapt it to the shown frame; watch it learn,
+then keep it or not.
 
 `RetrainDialog` is a non-modal window (the user can go on vetting while the network
 trains). Its steps:
 
-1. choose fine-tuning of the current model or training from scratch, the share of
-   simulated objects mixed in and the number of epochs, then Train;
+1. choose fine-tuning of the current model, training from scratch, or adapting the
+   current model to the shown frame (fakes injected into it, plus the labels, plus
+   simulated replay: `rbvet.core.learn.adapt.adapt`, what ``rbvet adapt`` runs), the
+   share of simulated objects mixed in and the number of epochs, then Train;
 2. training runs in a `JobThread` as `rbvet.core.learn.retrain.retrain_from_store`, the
-   sequence ``rbvet train --labels`` runs too: it opens its own `LabelStore` connection
-   (SQLite connections belong to one thread), reads the labeled objects preprocessed for
-   the current model and retrains; its messages go to the log; after each epoch the
-   loss and AUC curves (training and validation) grow; Cancel stops at the end of the
-   current batch and changes nothing;
+   sequence ``rbvet train --labels`` runs too (or as `adapt`): it opens its own
+   `LabelStore` connection (SQLite connections belong to one thread), reads the labeled
+   objects preprocessed for the current model and retrains; its messages go to the log;
+   after each epoch the loss and AUC curves (training and validation) grow; Cancel
+   stops at the end of the current batch (or injection step) and changes nothing;
 3. old and new model side by side on the held-out labeled objects (never trained on):
-   AUC, and FNR / FPR at the window's threshold;
+   AUC, and FNR / FPR at the window's threshold; adapting shows the held-out injection
+   rounds too, at the model's threshold;
 4. Accept saves the new model as the next ``name.vN.keras`` (`save_versioned`; its card
    names its parent and its data) and emits ``modelAccepted(path)``, on which the
    window scores the frame with it; Reject closes and nothing changes.
@@ -28,13 +32,11 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import Qt, pyqtSignal
-from PyQt6.QtGui import QFont
 from PyQt6.QtWidgets import (
     QButtonGroup,
     QDialog,
     QDoubleSpinBox,
     QFormLayout,
-    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -47,21 +49,24 @@ from PyQt6.QtWidgets import (
 )
 
 from rbvet.core.errors import RbvetError
+from rbvet.core.learn.adapt import DEFAULT_EPOCHS as ADAPT_EPOCHS
+from rbvet.core.learn.adapt import DEFAULT_SIMULATED_RATIO as ADAPT_SIMULATED_RATIO
 from rbvet.core.session import model_save_target
+from rbvet.gui.model_comparison import WORSE_COLOR, ComparisonTable
 from rbvet.gui.stretch import BOGUS_COLOR, REAL_COLOR, hex_color
 from rbvet.gui.workers import JobThread
 
 DEFAULT_EPOCHS = 5
 DEFAULT_SIMULATED_RATIO = 1.0
+MIN_LABELED = 4
+"""Labeled objects needed to retrain from labels, or to add them when adapting."""
 TRAIN_COLOR = REAL_COLOR
 VALIDATION_COLOR = BOGUS_COLOR
-BETTER_COLOR = "#8fd18f"
-WORSE_COLOR = "#f0a070"
 ERROR_COLOR = "#ff9a9a"
 
 
 class RetrainDialog(QDialog):
-    """Retrain from labels, with live curves and an old-versus-new comparison.
+    """Retrain from labels or adapt to the frame, with live curves and old versus new.
 
     Parameters
     ----------
@@ -73,26 +78,40 @@ class RetrainDialog(QDialog):
         The window's threshold: FNR and FPR of the comparison are taken there.
     models_dir : str or Path, optional
         See `model_save_target`.
+    frames : sequence of (str, str or None), optional
+        The shown frame and its catalog (None: objects detected), which adapting injects
+        into; without one the adapt choice is disabled.
+    frame_options : rbvet.core.classify.FrameOptions, optional
+        How the shown frame was read (adapting reads it the same way).
     parent : QWidget, optional
 
     Attributes
     ----------
-    retrain_result : rbvet.core.learn.retrain.RetrainResult or None
-        The last finished training (None before, or after a failure or cancel).
+    retrain_result : RetrainResult or AdaptResult or None
+        The last finished training (`rbvet.core.learn.retrain.RetrainResult`, or
+        `rbvet.core.learn.adapt.AdaptResult` when adapting; None before, or after a
+        failure or cancel).
     decision : {'accepted', 'rejected'} or None
     saved_path : Path or None
         The new model's file once accepted.
     job : JobThread or None
-    fine_tune_radio, scratch_radio : QRadioButton
+    fine_tune_radio, scratch_radio, adapt_radio : QRadioButton
     simulated_spin : QDoubleSpinBox
-        Simulated objects mixed in per labeled training object (default 1.0).
+        Simulated objects mixed in per labeled training object (default 1.0), or per
+        training sample when adapting (default 0.5).
     epochs_spin : QSpinBox
+    injections_spin, rounds_spin : QSpinBox
+        Adapting: objects injected into the frame over all rounds, and the rounds (the
+        last one is held out); shown in the adapt mode only.
     train_button, cancel_button, accept_button, reject_button : QPushButton
     loss_plot, auc_plot : pyqtgraph.PlotWidget
     progress_bar : QProgressBar
-    comparison_box : QGroupBox
-        Hidden until a training finishes; ``comparison_labels[(metric, which)]`` are its
-        cells (metric 'auc', 'fnr', 'fpr'; which 'old', 'new', 'change').
+    comparison_box : ComparisonTable
+        Held-out labeled objects; hidden until a training finishes;
+        ``comparison_labels[(metric, which)]`` are its cells (metric 'auc', 'fnr', 'fpr';
+        which 'old', 'new', 'change').
+    injection_comparison_box : ComparisonTable
+        Held-out injection rounds, shown after adapting.
     class_size_warning : str or None
         Shown with the store's counts before training when a class is too small to hold
         some out (`rbvet.core.learn.retrain.class_size_problem`).
@@ -111,19 +130,26 @@ class RetrainDialog(QDialog):
     modelAccepted = pyqtSignal(str)
     _logged = pyqtSignal(str)  # emitted from the training thread
 
-    METRICS = (
-        ("auc", "AUC", False, True),
-        ("fnr", "FNR (real lost)", True, False),
-        ("fpr", "FPR (bogus kept)", True, False),
-    )
-    """(key, label, shown as percent, higher is better)."""
-
-    def __init__(self, store_path, model_path=None, threshold=0.5, models_dir=None, parent=None):
+    def __init__(
+        self,
+        store_path,
+        model_path=None,
+        threshold=0.5,
+        models_dir=None,
+        frames=None,
+        frame_options=None,
+        parent=None,
+    ):
         super().__init__(parent)
+        from rbvet.core.inject.inject import InjectionSettings
+
         self.store_path = Path(store_path)
         self.model_path = None if model_path is None else str(model_path)
         self.threshold = float(threshold)
         self.models_dir = models_dir
+        self.frames = [(str(f), None if c is None else str(c)) for f, c in frames or ()]
+        self.frame_options = frame_options
+        self._labeled = 0
         self.retrain_result = None
         self.decision = None
         self.saved_path = None
@@ -141,10 +167,22 @@ class RetrainDialog(QDialog):
         model_name = Path(self.model_path).name if self.model_path else "the shipped default"
         self.fine_tune_radio = QRadioButton(f"Fine-tune the current model ({model_name})")
         self.scratch_radio = QRadioButton("Train a new model from scratch")
+        frame_name = Path(self.frames[0][0]).name if self.frames else "no frame shown"
+        self.adapt_radio = QRadioButton(
+            f"Adapt the current model to this frame ({frame_name}): "
+            "injections + my labels + replay"
+        )
+        self.adapt_radio.setToolTip(
+            "Fakes (stars, galaxies, artifacts) are injected into the frame in rounds and\n"
+            "the model is fine-tuned on them, on your labels and on simulated objects;\n"
+            "the last round and a quarter of the labels are held out to compare"
+        )
+        self.adapt_radio.setEnabled(bool(self.frames))
         self.fine_tune_radio.setChecked(True)
         modes = QButtonGroup(self)
         modes.addButton(self.fine_tune_radio)
         modes.addButton(self.scratch_radio)
+        modes.addButton(self.adapt_radio)
         self.simulated_spin = QDoubleSpinBox()
         self.simulated_spin.setRange(0.0, 20.0)
         self.simulated_spin.setSingleStep(0.25)
@@ -159,21 +197,38 @@ class RetrainDialog(QDialog):
         self.epochs_spin.setRange(1, 500)
         self.epochs_spin.setValue(DEFAULT_EPOCHS)
         self.epochs_spin.setToolTip("Training passes; early stopping may end sooner")
+        injection_defaults = InjectionSettings()
+        self.injections_spin = QSpinBox()
+        self.injections_spin.setRange(20, 100_000)
+        self.injections_spin.setSingleStep(100)
+        self.injections_spin.setValue(injection_defaults.injections)
+        self.injections_spin.setToolTip("Objects injected into the frame over all rounds")
+        self.rounds_spin = QSpinBox()
+        self.rounds_spin.setRange(2, 20)
+        self.rounds_spin.setValue(injection_defaults.rounds)
+        self.rounds_spin.setToolTip(
+            "Injection rounds (fresh positions each); the last one is held out to compare"
+        )
         self.train_button = QPushButton("Train")
         self.train_button.setDefault(True)
         self.train_button.clicked.connect(self.start_training)
 
-        for spin in (self.simulated_spin, self.epochs_spin):
+        for spin in (self.simulated_spin, self.epochs_spin, self.injections_spin):
             spin.setMinimumWidth(140)
+        self.rounds_spin.setMinimumWidth(140)
         settings = QGroupBox("Training")
         form = QFormLayout(settings)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.FieldsStayAtSizeHint)
         modes_column = QVBoxLayout()
         modes_column.addWidget(self.fine_tune_radio)
         modes_column.addWidget(self.scratch_radio)
+        modes_column.addWidget(self.adapt_radio)
         form.addRow("Start from", modes_column)
         form.addRow("Simulated objects", self.simulated_spin)
         form.addRow("Epochs", self.epochs_spin)
+        form.addRow("Injected objects", self.injections_spin)
+        form.addRow("Injection rounds", self.rounds_spin)
+        self._form = form
         train_row = QHBoxLayout()
         train_row.addStretch(1)
         train_row.addWidget(self.train_button)
@@ -226,37 +281,15 @@ class RetrainDialog(QDialog):
         self.error_label.setStyleSheet(f"color: {ERROR_COLOR};")
         self.error_label.hide()
 
-        self.comparison_box = QGroupBox("Held-out labeled objects: current versus new model")
-        self.comparison_note = QLabel()
-        self.comparison_note.setWordWrap(True)
-        grid = QGridLayout()
-        grid.setHorizontalSpacing(24)
-        self.comparison_headers = {
-            "old": QLabel("current"),
-            "new": QLabel("new"),
-            "change": QLabel("change"),
-        }
-        bold = QFont(self.font())
-        bold.setBold(True)
-        for column, which in enumerate(("old", "new", "change"), start=1):
-            header = self.comparison_headers[which]
-            header.setFont(bold)
-            header.setAlignment(Qt.AlignmentFlag.AlignRight)
-            grid.addWidget(header, 0, column)
-        self.comparison_labels = {}
-        for row, (key, title, _, _) in enumerate(self.METRICS, start=1):
-            grid.addWidget(QLabel(title), row, 0)
-            for column, which in enumerate(("old", "new", "change"), start=1):
-                cell = QLabel()
-                cell.setAlignment(Qt.AlignmentFlag.AlignRight)
-                cell.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-                self.comparison_labels[(key, which)] = cell
-                grid.addWidget(cell, row, column)
-        grid.setColumnStretch(4, 1)
-        comparison = QVBoxLayout(self.comparison_box)
-        comparison.addWidget(self.comparison_note)
-        comparison.addLayout(grid)
+        self.comparison_box = ComparisonTable("Held-out labeled objects: current versus new model")
+        self.comparison_labels = self.comparison_box.cells
+        self.comparison_headers = self.comparison_box.headers
+        self.comparison_note = self.comparison_box.note
+        self.injection_comparison_box = ComparisonTable(
+            "Held-out injection rounds: current versus new model"
+        )
         self.comparison_box.hide()
+        self.injection_comparison_box.hide()
 
         self.accept_note = QLabel()
         self.accept_note.setWordWrap(True)
@@ -285,12 +318,15 @@ class RetrainDialog(QDialog):
         layout.addLayout(progress_row)
         layout.addWidget(self.log_view)
         layout.addWidget(self.error_label)
+        layout.addWidget(self.injection_comparison_box)
         layout.addWidget(self.comparison_box)
         layout.addWidget(self.accept_note)
         layout.addLayout(buttons)
 
         self._logged.connect(self._log)
         self.epochs_spin.valueChanged.connect(self._on_epochs_chosen)
+        self.adapt_radio.toggled.connect(self._on_mode_chosen)
+        self._show_adapt_settings(False)
         self._draw_curves()
         self.refresh_store_summary()
 
@@ -313,14 +349,16 @@ class RetrainDialog(QDialog):
             self.store_label.setText(
                 f"<b>Labels</b>: {self.store_path}<br>no labels yet — label objects with R / B"
             )
-            self.train_button.setEnabled(False)
+            self._labeled = 0
+            self._update_train_button()
             return None
         try:
             with LabelStore(self.store_path, create=False) as store:
                 summary = store.summary()
         except RbvetError as error:
             self.store_label.setText(f"<b>Labels</b>: {error}")
-            self.train_button.setEnabled(False)
+            self._labeled = 0
+            self._update_train_button()
             return None
         from rbvet.core.learn.retrain import class_size_problem
 
@@ -336,32 +374,26 @@ class RetrainDialog(QDialog):
             + (warning if problem else "")
         )
         self.class_size_warning = problem
-        self.train_button.setEnabled(labeled >= 4 and not self.is_training)
+        self._labeled = labeled
+        self._update_train_button()
         return summary
+
+    @property
+    def adapting(self):
+        """The adapt choice is made (injections into the shown frame)."""
+        return self.adapt_radio.isChecked()
 
     def start_training(self):
         """Train with the chosen settings in a background thread."""
         if self.is_training:
             return
-        store_path = self.store_path
-        model_path = self.model_path
-        threshold = self.threshold
         options = {
-            "from_scratch": self.scratch_radio.isChecked(),
             "simulated_ratio": float(self.simulated_spin.value()),
             "epochs": int(self.epochs_spin.value()),
         }
-        logged = self._logged
-
-        def job():
-            from rbvet.core.learn.retrain import retrain_from_store
-
-            return (
-                yield from retrain_from_store(
-                    store_path, model_path, threshold=threshold, log=logged.emit, **options
-                )
-            )
-
+        job = self._adapt_job(options) if self.adapting else self._retrain_job(options)
+        if job is None:
+            return
         self.retrain_result = None
         self.decision = None
         self.saved_path = None
@@ -372,10 +404,11 @@ class RetrainDialog(QDialog):
         self.log_view.clear()
         self.error_label.hide()
         self.comparison_box.hide()
+        self.injection_comparison_box.hide()
         self.accept_note.hide()
         self.accept_button.hide()
         self.reject_button.hide()
-        self.job = JobThread(job(), name="retrain", parent=self)
+        self.job = JobThread(job, name="adapt" if self.adapting else "retrain", parent=self)
         self.job.progressed.connect(self._on_progress)
         self.job.succeeded.connect(self._on_trained)
         self.job.failed.connect(self._on_failed)
@@ -384,6 +417,65 @@ class RetrainDialog(QDialog):
         self.progress_bar.setRange(0, 0)
         self.progress_bar.setFormat("preparing")
         self.job.start()
+
+    def _retrain_job(self, options):
+        """`retrain_from_store` on the store's labels, as a job."""
+        store_path, model_path, threshold = self.store_path, self.model_path, self.threshold
+        from_scratch = self.scratch_radio.isChecked()
+        logged = self._logged
+
+        def job():
+            from rbvet.core.learn.retrain import retrain_from_store
+
+            return (
+                yield from retrain_from_store(
+                    store_path,
+                    model_path,
+                    threshold=threshold,
+                    from_scratch=from_scratch,
+                    log=logged.emit,
+                    **options,
+                )
+            )
+
+        return job()
+
+    def _adapt_job(self, options):
+        """`adapt` to the shown frame (with the store's labels when there are enough), as a
+        job; None when the injection settings are refused (said in the error line)."""
+        from rbvet.core.inject.inject import InjectionSettings
+
+        try:
+            settings = InjectionSettings(
+                injections=int(self.injections_spin.value()),
+                rounds=int(self.rounds_spin.value()),
+            )
+        except ValueError as error:
+            self._show_error(str(error))
+            return None
+        frames, model_path = list(self.frames), self.model_path
+        store_path = self.store_path if self._labeled >= MIN_LABELED else None
+        frame_options = self.frame_options
+        logged = self._logged
+
+        def job():
+            from rbvet.core.learn.adapt import adapt
+
+            if store_path is None:
+                logged.emit("Too few labels to add: adapting on injections and replay only")
+            return (
+                yield from adapt(
+                    frames,
+                    base_model=model_path,
+                    store_path=store_path,
+                    settings=settings,
+                    options=frame_options,
+                    log=logged.emit,
+                    **options,
+                )
+            )
+
+        return job()
 
     def cancel_training(self, wait=False):
         """Stop training at the end of the current batch (nothing is kept).
@@ -446,10 +538,14 @@ class RetrainDialog(QDialog):
 
         if isinstance(progress, EpochEnded):
             self._on_epoch(progress.done - 1, progress.total, progress.logs)
-        elif progress.total <= 0 and progress.message:  # a step; counted ones are batches
+        elif progress.total <= 0 and progress.message:  # a step
             self._log(progress.message)
             if not self._history["loss"]:
                 self.progress_bar.setFormat(progress.message)
+        elif not self._history["loss"]:  # counted: injection rounds, simulating, batches
+            self.progress_bar.setRange(0, progress.total)
+            self.progress_bar.setValue(min(progress.done, progress.total))
+            self.progress_bar.setFormat(f"{progress.message} · %p%")
 
     def _on_epoch(self, epoch, epochs, logs):
         for key, values in self._history.items():
@@ -473,7 +569,7 @@ class RetrainDialog(QDialog):
         self.progress_bar.setValue(1)
         epochs_run = len(self._history["loss"])
         self.progress_bar.setFormat(f"done: {epochs_run} epochs in {result.seconds:.0f} s")
-        self._show_comparison(result.comparison)
+        self._show_comparisons(result)
         self.accept_button.show()
         self.reject_button.show()
         self.accept_button.setEnabled(True)
@@ -492,17 +588,48 @@ class RetrainDialog(QDialog):
         self._set_training(False)
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
-        self.progress_bar.setFormat("training cancelled — no new model")
+        what = "adapting" if self.job is not None and self.job.name == "adapt" else "training"
+        self.progress_bar.setFormat(f"{what} cancelled — no new model")
         model = Path(self.model_path).name if self.model_path else "the shipped model"
-        self._log(f"Training cancelled: no new model was made; {model} stays in use.")
+        self._log(f"{what.capitalize()} cancelled: no new model was made; {model} stays in use.")
         self.trainingFinished.emit(False)
 
     # ------------------------------------------------------------------ drawing
 
     def _set_training(self, training):
         self._settings_box.setEnabled(not training)
-        self.train_button.setEnabled(not training)
         self.cancel_button.setEnabled(training)
+        self._update_train_button()
+
+    def _update_train_button(self):
+        """Train needs labels to retrain from, or a shown frame to adapt to."""
+        ready = bool(self.frames) if self.adapting else self._labeled >= MIN_LABELED
+        self.train_button.setEnabled(ready and not self.is_training)
+        self.train_button.setText("Adapt" if self.adapting else "Train")
+        self.cancel_button.setText("Cancel adapting" if self.adapting else "Cancel training")
+        self.setWindowTitle(
+            ("Adapt the model to this frame" if self.adapting else "Retrain from labels")
+            + " — rbvet"
+        )
+
+    def _on_mode_chosen(self, adapting):
+        """Adapting and retraining have their own defaults (`rbvet adapt`'s, the dialog's)."""
+        self.epochs_spin.setValue(ADAPT_EPOCHS if adapting else DEFAULT_EPOCHS)
+        self.simulated_spin.setValue(
+            ADAPT_SIMULATED_RATIO if adapting else DEFAULT_SIMULATED_RATIO
+        )
+        self._show_adapt_settings(adapting)
+        self._update_train_button()
+
+    def _show_adapt_settings(self, adapting):
+        self.simulated_spin.setSuffix(" × training" if adapting else " × labeled")
+        self.simulated_spin.setToolTip(
+            "Simulated objects mixed into the training part, per "
+            + ("training sample (injected or labeled)" if adapting else "labeled object")
+            + ",\nso the model does not forget what it knew (0: none)"
+        )
+        for spin in (self.injections_spin, self.rounds_spin):
+            self._form.setRowVisible(spin, adapting)
 
     def _log(self, message):
         self.log_view.appendPlainText(message)
@@ -541,37 +668,32 @@ class RetrainDialog(QDialog):
         lowest = min(aucs.min(), 0.98) if len(aucs) else 0.5
         self.auc_plot.setYRange(max(0.0, lowest - 0.01), 1.0 + 0.002, padding=0)
 
-    def _show_comparison(self, comparison):
-        from rbvet.core.learn.retrain import format_number, held_out_gaps
+    def _show_comparisons(self, result):
+        """Old against new on each held-out set; Accept notes what could not be measured."""
+        from rbvet.core.learn.retrain import held_out_gaps
 
-        old, new = comparison["old"], comparison["new"]
-        gaps = held_out_gaps(old["real"], old["bogus"])
-        note = f"Accepting means trusting the new model unmeasured: {gaps}." if gaps else ""
+        if hasattr(result, "comparisons"):  # adapted: injection rounds, and labels
+            comparisons = result.comparisons
+            self.injection_comparison_box.show_comparison(
+                comparisons["injections"], "injected objects of the held-out rounds"
+            )
+            if "labels" in comparisons:
+                self.comparison_box.show_comparison(comparisons["labels"], "labeled objects")
+            else:
+                self.comparison_box.show_nothing(
+                    f"No labeled objects held out: fewer than {MIN_LABELED} labels, so the "
+                    "new model was trained and measured on injections only."
+                )
+        else:
+            comparisons = {"labels": result.comparison}
+            self.comparison_box.show_comparison(result.comparison, "labeled objects")
+        gaps = [held_out_gaps(c["old"]["real"], c["old"]["bogus"]) for c in comparisons.values()]
+        gaps = [gap for gap in gaps if gap]
+        note = f"Accepting means trusting the new model unmeasured: {'; '.join(gaps)}."
+        note = note if gaps else ""
         self.accept_note.setText(note)
         self.accept_note.setVisible(bool(gaps))
         self.accept_button.setToolTip(note)
-        self.comparison_note.setText(
-            f"{old['objects']} labeled objects ({old['real']} real, {old['bogus']} bogus) "
-            f"the new model never saw; FNR and FPR at the threshold {old['threshold']:.3f}."
-        )
-        self.comparison_headers["old"].setText(f"current ({old['name']})")
-        self.comparison_headers["new"].setText("new")
-        for key, _, percent, higher_better in self.METRICS:
-            before, after = old[key], new[key]
-            self.comparison_labels[(key, "old")].setText(format_number(before, percent))
-            self.comparison_labels[(key, "new")].setText(format_number(after, percent))
-            change = self.comparison_labels[(key, "change")]
-            if np.isfinite(before) and np.isfinite(after):
-                delta = after - before
-                text = f"{100 * delta:+.1f} pts" if percent else f"{delta:+.4f}"
-                better = delta > 0 if higher_better else delta < 0
-                colour = BETTER_COLOR if better else WORSE_COLOR if delta else None
-                change.setText(text)
-                change.setStyleSheet(f"color: {colour};" if colour else "")
-            else:
-                change.setText("")
-                change.setStyleSheet("")
-        self.comparison_box.show()
 
     @staticmethod
     def _curve_plot(title):
