@@ -551,7 +551,7 @@ def retrain(
     n_simulated = 0 if simulated_info is None else simulated_info["objects"]
     sample_weight = np.ones(len(train_labels), np.float32)
     weak_info = None
-    if weak_set is not None and len(weak_set):
+    if weak_set is not None:
         rows, left_out = weak_training_rows(weak_set, training_set, held_out_frames, by_frame)
         weak_info = _weak_info(weak_set, rows, weak_weight, left_out)
         weak_groups = (
@@ -572,6 +572,9 @@ def retrain(
             f"Adding {len(rows)} weak labels ({weak_info['real']} real, "
             f"{weak_info['bogus']} bogus; {by_source}) with weight {weak_weight:g}"
             + (f"; {left_out} of held-out frames left out" if left_out else "")
+            if len(rows)
+            else "No weak labels to add (none on objects without a label of yours"
+            + (f" outside the held-out frames; {left_out} in them)" if left_out else ")")
         )
     n_weak = 0 if weak_info is None else weak_info["objects"]
 
