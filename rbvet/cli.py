@@ -710,6 +710,8 @@ def save_or_keep(save, path):
 
 def cmd_train_any(args):
     """``rbvet train``: from a label store with ``--labels``, else from simulated frames."""
+    if args.weak_weight is not None and not args.labels:
+        raise RbvetError("--weak-weight trains on a label store's weak labels: give --labels")
     return cmd_train_labels(args) if args.labels else cmd_train(args)
 
 
@@ -742,6 +744,7 @@ def cmd_train_labels(args):
             epochs=args.epochs,
             seed=args.seed,
             batch_size=args.batch_size,
+            weak_weight=args.weak_weight,
             log=log,
         ),
         _epoch_printer(log),
@@ -788,6 +791,14 @@ def _add_label_training_arguments(train):
         metavar="R",
         help="mix in R simulated objects per labeled training object, so the model does "
         "not forget [0]",
+    )
+    group.add_argument(
+        "--weak-weight",
+        type=float,
+        metavar="W",
+        help="also train on the store's weak labels (rbvet weak-labels) of objects without "
+        "a label of yours, each weighing W in (0, 1] against 1 for yours; never held out "
+        "[not used]",
     )
     train.set_defaults(handler=cmd_train_any)
 

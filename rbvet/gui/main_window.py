@@ -951,6 +951,10 @@ class MainWindow(QMainWindow):
                 f"({summary['real']} real, {summary['bogus']} bogus) on {summary['frames']} "
                 "frames"
             )
+            for source, counts in summary.get("weak", {}).items():
+                real, bogus = counts["real"], counts["bogus"]
+                if real + bogus:
+                    text += f"\nweak labels ({source}): {real} real, {bogus} bogus"
         self.store_button.setToolTip(text + "\nClick to choose another label store")
 
     def closeEvent(self, event):

@@ -7,7 +7,8 @@ trains). Its steps:
 1. choose fine-tuning of the current model, training from scratch, or adapting the
    current model to the shown frame (fakes injected into it, plus the labels, plus
    simulated replay: `rbvet.core.learn.adapt.adapt`, what ``rbvet adapt`` runs), the
-   share of simulated objects mixed in and the number of epochs, then Train;
+   share of simulated objects mixed in, whether the store's weak labels join the
+   training part of a retraining (and their weight) and the number of epochs, then Train;
 2. training runs in a `JobThread` as `rbvet.core.learn.retrain.retrain_from_store`, the
    sequence ``rbvet train --labels`` runs too (or as `adapt`): it opens its own
    `LabelStore` connection (SQLite connections belong to one thread), reads the labeled
@@ -34,6 +35,7 @@ import pyqtgraph as pg
 from PyQt6.QtCore import Qt, pyqtSignal
 from PyQt6.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QDialog,
     QDoubleSpinBox,
     QFormLayout,
@@ -99,6 +101,10 @@ class RetrainDialog(QDialog):
     simulated_spin : QDoubleSpinBox
         Simulated objects mixed in per labeled training object (default 1.0), or per
         training sample when adapting (default 0.5).
+    weak_check : QCheckBox
+        Also train on the store's weak labels (off by default; enabled when it has some).
+    weak_weight_spin : QDoubleSpinBox
+        Their weight in the loss, a label of the user's counting 1 (default 0.3).
     epochs_spin : QSpinBox
     injections_spin, rounds_spin : QSpinBox
         Adapting: objects injected into the frame over all rounds, and the rounds (the
@@ -193,6 +199,21 @@ class RetrainDialog(QDialog):
             "Simulated objects mixed into the training part, per labeled object,\n"
             "so the model does not forget what it knew (0: labels only)"
         )
+        from rbvet.core.learn.retrain import DEFAULT_WEAK_WEIGHT
+
+        self.weak_check = QCheckBox("Use weak labels, weight")
+        self.weak_check.setToolTip(
+            "Also train on the store's weak labels (repeated exposures, reference catalog)\n"
+            "of objects you have not labeled, down-weighted; never held out for the comparison"
+        )
+        self.weak_weight_spin = QDoubleSpinBox()
+        self.weak_weight_spin.setRange(0.05, 1.0)
+        self.weak_weight_spin.setSingleStep(0.05)
+        self.weak_weight_spin.setDecimals(2)
+        self.weak_weight_spin.setValue(DEFAULT_WEAK_WEIGHT)
+        self.weak_weight_spin.setToolTip("Weight of a weak label in the loss; yours count 1")
+        self.weak_weight_spin.setEnabled(False)
+        self.weak_check.toggled.connect(self.weak_weight_spin.setEnabled)
         self.epochs_spin = QSpinBox()
         self.epochs_spin.setRange(1, 500)
         self.epochs_spin.setValue(DEFAULT_EPOCHS)
@@ -225,6 +246,10 @@ class RetrainDialog(QDialog):
         modes_column.addWidget(self.adapt_radio)
         form.addRow("Start from", modes_column)
         form.addRow("Simulated objects", self.simulated_spin)
+        weak_row = QHBoxLayout()
+        weak_row.addWidget(self.weak_check)
+        weak_row.addWidget(self.weak_weight_spin)
+        form.addRow("Weak labels", weak_row)
         form.addRow("Epochs", self.epochs_spin)
         form.addRow("Injected objects", self.injections_spin)
         form.addRow("Injection rounds", self.rounds_spin)
@@ -363,14 +388,27 @@ class RetrainDialog(QDialog):
         from rbvet.core.learn.retrain import class_size_problem
 
         labeled = summary["real"] + summary["bogus"]
+        weak = {
+            source: counts["real"] + counts["bogus"]
+            for source, counts in summary.get("weak", {}).items()
+            if counts["real"] + counts["bogus"]
+        }
+        weak_text = (
+            "; weak labels: " + ", ".join(f"{count} {source}" for source, count in weak.items())
+            if weak
+            else ""
+        )
+        self.weak_check.setEnabled(bool(weak))
+        if not weak:
+            self.weak_check.setChecked(False)
         problem = class_size_problem(summary["real"], summary["bogus"]) if labeled else None
         warning = f"<br><span style='color:{WORSE_COLOR}'>Before training: {problem}.</span>"
         self.store_label.setText(
             f"<b>Labels</b>: {self.store_path}<br>{labeled} labeled objects "
             f"(<span style='color:{hex_color(REAL_COLOR)}'>{summary['real']} real</span>, "
             f"<span style='color:{hex_color(BOGUS_COLOR)}'>{summary['bogus']} bogus</span>) "
-            f"on {summary['frames']} frame{'s' if summary['frames'] != 1 else ''}; "
-            "a quarter is held out (never trained on) for the comparison."
+            f"on {summary['frames']} frame{'s' if summary['frames'] != 1 else ''}"
+            f"{weak_text}; a quarter is held out (never trained on) for the comparison."
             + (warning if problem else "")
         )
         self.class_size_warning = problem
@@ -383,15 +421,26 @@ class RetrainDialog(QDialog):
         """The adapt choice is made (injections into the shown frame)."""
         return self.adapt_radio.isChecked()
 
+    def training_options(self):
+        """The settings both jobs take, and the weak-label weight a retraining takes."""
+        return {
+            "simulated_ratio": float(self.simulated_spin.value()),
+            "epochs": int(self.epochs_spin.value()),
+            "weak_weight": (
+                float(self.weak_weight_spin.value()) if self.weak_check.isChecked() else None
+            ),
+        }
+
     def start_training(self):
         """Train with the chosen settings in a background thread."""
         if self.is_training:
             return
-        options = {
-            "simulated_ratio": float(self.simulated_spin.value()),
-            "epochs": int(self.epochs_spin.value()),
-        }
-        job = self._adapt_job(options) if self.adapting else self._retrain_job(options)
+        options = self.training_options()
+        if self.adapting:
+            options.pop("weak_weight")  # adapting does not read the weak labels (yet)
+            job = self._adapt_job(options)
+        else:
+            job = self._retrain_job(options)
         if job is None:
             return
         self.retrain_result = None

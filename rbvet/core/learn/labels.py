@@ -1100,7 +1100,9 @@ class LabelStore:
             return int(connection.execute("SELECT count(*) FROM events").fetchone()[0])
 
     def summary(self):
-        """Counts: frames, objects, labeled real and bogus objects, actions, events."""
+        """Counts: frames, objects, labeled real and bogus objects, actions, events, and
+        under ``weak`` the objects with a weak label from each source (its latest one),
+        real and bogus: ``{"repeat": {"real": n, "bogus": m}, "reference": {...}}``."""
         with self._reading() as connection:
             frames, objects, actions, events = connection.execute(
                 "SELECT (SELECT count(*) FROM frames), (SELECT count(*) FROM objects),"
@@ -1113,6 +1115,16 @@ class LabelStore:
                     " ON latest.id = e.id GROUP BY e.label"
                 ).fetchall()
             )
+            weak = {source: {"real": 0, "bogus": 0} for source in WEAK_SOURCES}
+            if self._has_weak_table(connection):
+                for source, label, count in connection.execute(
+                    "SELECT w.source, w.label, count(*) FROM weak_labels AS w"
+                    " JOIN (SELECT max(id) AS id FROM weak_labels GROUP BY object_id, source)"
+                    " AS latest ON latest.id = w.id GROUP BY w.source, w.label"
+                ):
+                    weak.setdefault(source, {"real": 0, "bogus": 0})[
+                        "real" if label == REAL else "bogus"
+                    ] = int(count)
         return {
             "path": str(self.path),
             "frames": int(frames),
@@ -1121,6 +1133,7 @@ class LabelStore:
             "bogus": int(counts.get(BOGUS, 0)),
             "actions": int(actions),
             "events": int(events),
+            "weak": weak,
         }
 
     def annotator_labels(self, frame_id=None):
@@ -1235,6 +1248,77 @@ class LabelStore:
             rows = connection.execute(query + " ORDER BY o.id", arguments).fetchall()
             frames = {frame["id"]: frame for frame in self.frames()}
         return _training_set_from_rows(rows, params, frames, self.path, with_stamps)
+
+    def weak_training_data(self, params=None, sources=WEAK_SOURCES, frame_ids=None):
+        """The weakly labelled objects without a label of their own, as a training set.
+
+        Each object's latest weak label from each of ``sources`` is taken; an object whose
+        sources disagree is left out, and so is any object labeled real or bogus
+        (`training_data` has it, with the label the user gave: a weak label never
+        overrides it). Weak labels are given to stored objects, so each has its stamp.
+
+        Parameters
+        ----------
+        params : PreprocessParams, optional
+            As in `training_data`.
+        sources : sequence of str
+            Some of `WEAK_SOURCES`.
+        frame_ids : sequence of int, optional
+            Only these frames; all frames when None.
+
+        Returns
+        -------
+        TrainingSet
+            As `training_data` without raw stamps; ``kinds`` names the sources that agree
+            ('repeat', 'reference' or 'repeat+reference'). Empty for a store from before
+            weak labels (schema 2 opened read-only).
+        """
+        params = params or PreprocessParams()
+        sources = tuple(sources)
+        unknown = sorted(set(sources) - set(WEAK_SOURCES))
+        if unknown:
+            raise RbvetError(f"weak label sources must be among {WEAK_SOURCES}, got {unknown}")
+        # Which sources agree, as 'repeat+reference' (in WEAK_SOURCES order).
+        agreeing = " || ".join(
+            f"(CASE WHEN sum(source = '{name}') > 0 THEN '+{name}' ELSE '' END)"
+            for name in WEAK_SOURCES
+        )
+        query = (
+            "WITH latest AS (SELECT w.object_id, w.label, w.source FROM weak_labels AS w"
+            " JOIN (SELECT max(id) AS id FROM weak_labels"
+            " WHERE source IN (SELECT value FROM json_each(?)) GROUP BY object_id, source)"
+            " AS l ON l.id = w.id),"
+            f" agreed AS (SELECT object_id, min(label) AS label, substr({agreeing}, 2) AS kind"
+            " FROM latest GROUP BY object_id HAVING min(label) = max(label))"
+            " SELECT o.id, o.frame_id, o.x, o.y, o.stamp_size, o.rescale_down, o.rescale_up,"
+            " o.target_size, o.fwhm, o.noise, o.has_background, o.data, o.background,"
+            " agreed.label, agreed.kind"
+            " FROM agreed JOIN objects AS o ON o.id = agreed.object_id"
+            f" WHERE {_CURRENT_LABEL.format(object='o.id')} NOT IN (0, 1)"
+        )
+        arguments = (json.dumps(list(sources)),)
+        if frame_ids is not None:
+            query += " AND o.frame_id IN (SELECT value FROM json_each(?))"
+            arguments += (_ids_json(frame_ids),)
+        with self._reading() as connection:
+            if self._has_weak_table(connection):
+                rows = connection.execute(query + " ORDER BY o.id", arguments).fetchall()
+            else:
+                rows = []
+            frames = {frame["id"]: frame for frame in self.frames()}
+        data = _training_set_from_rows(rows, params, frames, self.path, with_stamps=False)
+        data.metadata["source"] = "rbvet label store, weak labels"
+        data.metadata["weak_sources"] = list(sources)
+        return data
+
+    @staticmethod
+    def _has_weak_table(connection):
+        """Whether the store keeps weak labels (a schema-2 store opened read-only does not)."""
+        return bool(
+            connection.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'weak_labels'"
+            ).fetchone()[0]
+        )
 
 
 def _training_set_from_rows(rows, params, frames, path, with_stamps):

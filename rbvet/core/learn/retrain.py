@@ -36,6 +36,9 @@ SIMULATED_OBJECTS_PER_MEGAPIXEL = 350.0  # first guess of detections; measured ~
 SIMULATED_SEED_OFFSET = 3_000_017
 MAX_SIMULATION_ROUNDS = 10
 MIN_FRAMES_FOR_FRAME_VALIDATION = 3
+DEFAULT_WEAK_WEIGHT = 0.3
+"""Weight of a weak label (repeated exposures, a reference catalog) in the training loss,
+a user's label counting 1: weak labels are many and mostly right, but not checked."""
 MIN_OBJECTS_PER_CLASS = 8
 """Fewer labeled objects of a class than this cannot fill the three parts of retraining
 (trained on, early-stopping validation, held out for the comparison) with enough of it
@@ -61,6 +64,8 @@ class RetrainResult:
     history : keras.callbacks.History
     n_simulated : int
         Simulated objects mixed into the training part.
+    n_weak : int
+        Weakly labelled objects added to the training part.
     seconds : float
         Wall time of the whole retraining.
     """
@@ -72,6 +77,7 @@ class RetrainResult:
     held_out_index: np.ndarray
     history: object = None
     n_simulated: int = 0
+    n_weak: int = 0
     seconds: float = 0.0
     log: list = field(default_factory=list)
 
@@ -208,6 +214,57 @@ def check_simulated_ratio(ratio):
     """Refuse a negative share of simulated objects, before any work is done."""
     if ratio < 0:
         raise RbvetError(f"the simulated ratio must be >= 0, got {ratio}")
+
+
+def check_weak_weight(weight):
+    """Refuse a weak-label weight outside (0, 1], before any work is done: a weak label
+    never counts more than a user's own."""
+    if weight is not None and not 0 < weight <= 1:
+        raise RbvetError(f"the weak-label weight must be in (0, 1], got {weight}")
+
+
+def weak_training_rows(weak_set, training_set, held_out_frames, by_frame):
+    """Rows of ``weak_set`` that may join the training part of `retrain`.
+
+    Left out: objects that have a label of the user's in ``training_set`` (the user's
+    label wins, and held-out objects are among these), and, when the comparison holds out
+    whole frames, every object of a held-out frame (the new model must not have seen
+    those frames).
+
+    Returns
+    -------
+    rows : ndarray of int
+    left_out_held_out : int
+        Weak rows dropped because their frame is held out.
+    """
+    usable = np.ones(len(weak_set), bool)
+    if weak_set.object_ids is not None and training_set.object_ids is not None:
+        usable &= ~np.isin(weak_set.object_ids, training_set.object_ids)
+    in_held_out = np.zeros(len(weak_set), bool)
+    if by_frame:
+        in_held_out = np.isin(np.asarray(weak_set.groups), held_out_frames)
+    return np.flatnonzero(usable & ~in_held_out), int(np.sum(usable & in_held_out))
+
+
+def _weak_info(weak_set, rows, weight, left_out):
+    """What the weak labels added to training (for the card)."""
+    kinds = np.asarray(weak_set.kinds, str)[rows] if weak_set.kinds is not None else None
+    labels = np.asarray(weak_set.labels)[rows]
+    sources = {}
+    if kinds is not None:
+        from rbvet.core.learn.labels import WEAK_SOURCES
+
+        for name in WEAK_SOURCES:
+            has = np.char.find(np.char.add(np.char.add("+", kinds), "+"), f"+{name}+") >= 0
+            sources[name] = int(np.sum(has))
+    return {
+        "weight": float(weight),
+        "objects": int(len(rows)),
+        "real": int(np.sum(labels == 1)),
+        "bogus": int(np.sum(labels == 0)),
+        "sources": sources,
+        "left_out_in_held_out_frames": int(left_out),
+    }
 
 
 def _resolve_base_model(base_model):
@@ -370,6 +427,8 @@ def retrain(
     learning_rate=None,
     threshold=None,
     simulated_frame_size=SIMULATED_FRAME_SIZE,
+    weak_set=None,
+    weak_weight=DEFAULT_WEAK_WEIGHT,
 ):
     """Train a new model from labeled objects and compare it with the current one.
 
@@ -408,6 +467,13 @@ def retrain(
     threshold : float, optional
         Of the comparison and the new card; default the base model's.
     simulated_frame_size : int
+    weak_set : TrainingSet, optional
+        Weakly labelled objects (``LabelStore.weak_training_data``), added to the
+        training part only, with ``weak_weight`` (`weak_training_rows` says which: never
+        an object the user labeled, never one of a held-out frame). They are never held
+        out: the comparison is on the user's labels alone.
+    weak_weight : float
+        Weight of a weak label in the loss, in (0, 1]; a user's label counts 1.
 
     Returns
     -------
@@ -427,6 +493,7 @@ def retrain(
             log(message)
 
     check_simulated_ratio(simulated_ratio)
+    check_weak_weight(weak_weight)
     if base_model is None or isinstance(base_model, (str, os.PathLike)):  # a file to load
         yield Progress(message="Loading the current model")
     base = _resolve_base_model(base_model)
@@ -482,6 +549,34 @@ def retrain(
         frame_size=simulated_frame_size,
     )
     n_simulated = 0 if simulated_info is None else simulated_info["objects"]
+    sample_weight = np.ones(len(train_labels), np.float32)
+    weak_info = None
+    if weak_set is not None:
+        rows, left_out = weak_training_rows(weak_set, training_set, held_out_frames, by_frame)
+        weak_info = _weak_info(weak_set, rows, weak_weight, left_out)
+        weak_groups = (
+            np.asarray(weak_set.groups, np.int64)[rows]
+            if validation_by_frame
+            else np.max(train_groups, initial=0) + 1 + np.arange(len(rows), dtype=np.int64)
+        )
+        inputs = np.concatenate([inputs, np.asarray(weak_set.inputs, np.float32)[rows]])
+        train_labels = np.concatenate(
+            [train_labels, np.asarray(weak_set.labels).astype(train_labels.dtype)[rows]]
+        )
+        train_groups = np.concatenate([train_groups, weak_groups.astype(train_groups.dtype)])
+        sample_weight = np.concatenate(
+            [sample_weight, np.full(len(rows), weak_weight, np.float32)]
+        )
+        by_source = ", ".join(f"{count} {name}" for name, count in weak_info["sources"].items())
+        say(
+            f"Adding {len(rows)} weak labels ({weak_info['real']} real, "
+            f"{weak_info['bogus']} bogus; {by_source}) with weight {weak_weight:g}"
+            + (f"; {left_out} of held-out frames left out" if left_out else "")
+            if len(rows)
+            else "No weak labels to add (none on objects without a label of yours"
+            + (f" outside the held-out frames; {left_out} in them)" if left_out else ")")
+        )
+    n_weak = 0 if weak_info is None else weak_info["objects"]
 
     # 3. Fit (train_model splits a validation part off for early stopping and augments).
     if from_scratch:
@@ -511,8 +606,10 @@ def retrain(
             f"{'trained from scratch' if from_scratch else 'fine-tuned from ' + base.name} "
             f"on {len(train_index)} labeled objects"
             + (f" and {n_simulated} simulated ones" if n_simulated else "")
+            + (f" and {n_weak} weak labels (weight {weak_weight:g})" if n_weak else "")
         ),
         parent=parent,
+        sample_weight=sample_weight,
     )
 
     # 4. The new model's card, and both models on the held-out objects.
@@ -532,6 +629,7 @@ def retrain(
             "learning_rate": rate,
             "labels": _data_description(training_set, train_index, held_out_index, by_frame),
             "simulated": simulated_info,
+            "weak": weak_info,
             "seed": int(seed),
         }
     )
@@ -552,6 +650,7 @@ def retrain(
         held_out_index=held_out_index,
         history=result.history,
         n_simulated=n_simulated,
+        n_weak=n_weak,
         seconds=seconds,
         log=messages,
     )
@@ -660,7 +759,7 @@ def save_versioned(model, path):
     return target
 
 
-def retrain_from_store(store_path=None, base_model=None, *, log=None, **options):
+def retrain_from_store(store_path=None, base_model=None, *, log=None, weak_weight=None, **options):
     """Retrain from every labeled object of a label store (the window's and ``rbvet train
     --labels``'s one sequence): open the store, load the model, read the labeled objects
     preprocessed for it, then `retrain`. A job (`rbvet.core.jobs`): it yields `Progress`.
@@ -674,6 +773,9 @@ def retrain_from_store(store_path=None, base_model=None, *, log=None, **options)
         with); the shipped default when None.
     log : callable, optional
         Called with one-line messages, here and in `retrain`.
+    weak_weight : float, optional
+        Also train on the store's weak labels (`LabelStore.weak_training_data`) with
+        this weight, in (0, 1]; not when None.
     **options
         Passed on to `retrain`: ``from_scratch``, ``simulated_ratio``, ``epochs``,
         ``seed``, ``batch_size``, ``threshold``, ...
@@ -697,12 +799,15 @@ def retrain_from_store(store_path=None, base_model=None, *, log=None, **options)
     from rbvet.core.model import load_model
 
     check_simulated_ratio(options.get("simulated_ratio", 0.0))  # before the store is read
+    check_weak_weight(weak_weight)
     say = log if log is not None else (lambda message: None)
     with LabelStore(store_path, readonly=True) as store:
         yield Progress(message="Loading the current model")
         base = load_model(base_model, engine="keras")
         yield Progress(message=f"Reading the labeled objects of {store.path}")
         training_set = store.training_data(base.params, with_stamps=False)
+        if weak_weight is not None:
+            options.update(weak_set=store.weak_training_data(base.params), weak_weight=weak_weight)
         where = store.path
     if len(training_set) == 0:
         raise RbvetError("no objects labeled real or bogus", where)

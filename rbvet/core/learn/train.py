@@ -128,11 +128,16 @@ def undefined_auc_keys(train_labels, validation_labels):
     return tuple(keys)
 
 
-def balanced_class_weights(labels):
-    """Class weights that give both classes the same total weight (None if one class)."""
+def balanced_class_weights(labels, sample_weight=None):
+    """Class weights that give both classes the same total weight (None if one class).
+
+    With ``sample_weight`` (e.g. down-weighted weak labels) the classes are balanced by
+    their summed sample weights rather than their counts.
+    """
     labels = np.asarray(labels)
-    n_real = int(np.sum(labels == 1))
-    n_bogus = int(np.sum(labels == 0))
+    weight = np.ones(len(labels)) if sample_weight is None else np.asarray(sample_weight)
+    n_real = float(np.sum(weight[labels == 1]))
+    n_bogus = float(np.sum(weight[labels == 0]))
     if n_real == 0 or n_bogus == 0:
         return None
     total = n_real + n_bogus
@@ -281,6 +286,7 @@ def train_model(
     log=None,
     description="",
     parent=None,
+    sample_weight=None,
 ):
     """Fit a model with a group-wise held-out split and on-the-fly augmentation.
 
@@ -308,6 +314,9 @@ def train_model(
         For new models only.
     seed : int
     log : callable, optional
+    sample_weight : ndarray (N,), optional
+        Weight of each sample in the loss (training and validation), times its class
+        weight; e.g. below 1 for weak labels. All 1 when None.
 
     Returns
     -------
@@ -329,12 +338,17 @@ def train_model(
         train_index, validation_index = split_objects_by_class(labels, validation_fraction, rng)
     else:
         train_index, validation_index = split_by_group(group_ids, (validation_fraction,), rng)
+    if sample_weight is None:
+        sample_weight = np.ones(len(labels), np.float32)
+    sample_weight = np.asarray(sample_weight, np.float32).ravel()
+    if sample_weight.shape != labels.shape or not np.all(sample_weight > 0):
+        raise RbvetError("sample weights must be positive, one per sample")
     if class_weight == "balanced":
-        class_weight = balanced_class_weights(labels[train_index])
-    weights = np.ones(len(labels), np.float32)
+        class_weight = balanced_class_weights(labels[train_index], sample_weight[train_index])
+    weights = sample_weight.copy()
     if class_weight:
         for value, weight in class_weight.items():
-            weights[labels == value] = weight
+            weights[labels == value] *= weight
     log(
         f"Training on {len(train_index)} samples ({int(labels[train_index].sum())} real), "
         f"validating on {len(validation_index)} from held-out "
