@@ -18,11 +18,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from PyQt6.QtCore import QSettings
 from PyQt6.QtWidgets import QApplication
+from screenshots import IMAGES, wait_for  # the README screenshots' script, beside this one
 
 from rbvet.gui.app import apply_theme
 from rbvet.gui.main_window import MainWindow
-
-IMAGES = Path(__file__).parent / "images"
 
 
 def simulated_frames(folder):
@@ -30,16 +29,6 @@ def simulated_frames(folder):
     from epoch_frames import write_epochs
 
     return [str(p) for p in write_epochs(folder, 6, shape=(384, 384), n_stars=150, n_hits=25)]
-
-
-def wait_for(app, signal, timeout_s=600):
-    """Run the event loop until ``signal`` fires."""
-    from PyQt6.QtCore import QEventLoop, QTimer
-
-    loop = QEventLoop()
-    signal.connect(loop.quit)
-    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-    loop.exec()
 
 
 def main():

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from PyQt6.QtCore import QSettings, Qt
+from gui_window import shown_window
+from PyQt6.QtCore import Qt
 
 from rbvet.gui.frame_settings import SATURATION_LEVEL
-from rbvet.gui.main_window import MainWindow
 from rbvet.gui.state import REAL
 
 CLASSIFY_TIMEOUT_MS = 120_000
@@ -19,11 +19,7 @@ CLASSIFY_TIMEOUT_MS = 120_000
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    main_window = MainWindow(settings=settings, label_store_path=tmp_path / "labels.sqlite")
-    qtbot.addWidget(main_window)
-    main_window.resize(1400, 900)
-    main_window.show()
+    main_window = shown_window(qtbot, tmp_path)
     yield main_window
     main_window.cancel_job(wait=True)
 

@@ -78,7 +78,7 @@ def wait_for_the_view_to_settle(qtbot, view):
 def test_markers_are_drawn_once_per_data_change(qtbot, state, data, monkeypatch):
     calls = {"update": 0, "set": 0}
     update_markers = FrameView._update_markers
-    set_markers = frame_view_module._MarkerScatter.set_markers
+    set_markers = frame_view_module.MarkerScatter.set_markers
 
     def counted_update(self, *args):
         calls["update"] += 1
@@ -89,7 +89,7 @@ def test_markers_are_drawn_once_per_data_change(qtbot, state, data, monkeypatch)
         return set_markers(self, *args, **kwargs)
 
     monkeypatch.setattr(FrameView, "_update_markers", counted_update)
-    monkeypatch.setattr(frame_view_module._MarkerScatter, "set_markers", counted_set)
+    monkeypatch.setattr(frame_view_module.MarkerScatter, "set_markers", counted_set)
     view = FrameView(state)
     qtbot.addWidget(view)
     view.resize(700, 600)
@@ -248,7 +248,7 @@ def _rects_as_pyqtgraph_sets_them(scatter):
 
 
 def test_marker_symbols_match_pyqtgraphs_own_lookup(qtbot, view, state, data):
-    """`_MarkerScatter` fills pyqtgraph's record array itself; it must agree with it."""
+    """`MarkerScatter` fills pyqtgraph's record array itself; it must agree with it."""
     state.set_data(data, threshold=0.5)
     ours, theirs = _rects_as_pyqtgraph_sets_them(view.scatter)
     assert (ours["w"] > 0).all()

@@ -4,6 +4,7 @@ frames dock, next/previous frame keys, one label store, memory, cancel and bad f
 import numpy as np
 import pytest
 from epoch_frames import write_epochs
+from gui_window import shown_window
 from PyQt6.QtCore import QSettings, Qt
 
 from rbvet.core.project import FAILED, PENDING, READY
@@ -22,11 +23,7 @@ def epoch_paths(tmp_path_factory):
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    main_window = MainWindow(settings=settings, label_store_path=tmp_path / "labels.sqlite")
-    qtbot.addWidget(main_window)
-    main_window.resize(1400, 900)
-    main_window.show()
+    main_window = shown_window(qtbot, tmp_path)
     yield main_window
     main_window.project.shutdown()
     main_window.cancel_job(wait=True)

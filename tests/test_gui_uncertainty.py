@@ -2,22 +2,17 @@
 
 import numpy as np
 import pytest
-from PyQt6.QtCore import QSettings
+from gui_window import shown_window
 
 from rbvet.core.paths import demo_frame_path
 from rbvet.core.session import SORT_BALD, SORT_LABEL_NEXT, SORT_UNCERTAINTY
-from rbvet.gui.main_window import MainWindow
 
 CLASSIFY_TIMEOUT_MS = 180_000
 
 
 @pytest.fixture
 def window(qtbot, tmp_path):
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    main_window = MainWindow(settings=settings, label_store_path=tmp_path / "labels.sqlite")
-    qtbot.addWidget(main_window)
-    main_window.resize(1400, 900)
-    main_window.show()
+    main_window = shown_window(qtbot, tmp_path)
     yield main_window
     main_window.cancel_job(wait=True)
     main_window.uncertainty.stop(timeout_ms=10_000)

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 from astropy.table import Table
-from epoch_frames import epoch_wcs
+from epoch_frames import FIELD_CENTRE, epoch_wcs
 
 from rbvet.core.io.samp import SampLink, read_sent_table, samp_module, sky_columns
 
@@ -146,6 +146,7 @@ def test_the_hub_vanishing_mid_send_is_a_status_line(link, recorder, hub):
 def test_sky_columns_from_the_wcs():
     wcs = epoch_wcs((64, 64))
     table = sky_columns(Table({"x": [31.5], "y": [31.5]}), wcs)
-    assert table["ra"][0] == pytest.approx(150.0) and table["dec"][0] == pytest.approx(2.0)
+    assert table["ra"][0] == pytest.approx(FIELD_CENTRE[0])
+    assert table["dec"][0] == pytest.approx(FIELD_CENTRE[1])
     assert table["ra"].unit == "deg"
     assert "ra" not in sky_columns(Table({"x": [1.0], "y": [1.0]}), None).colnames

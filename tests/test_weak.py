@@ -325,3 +325,15 @@ def test_weak_labels_in_the_store_are_checked(tmp_path):
             store.set_weak_labels([1], -1, "repeat")
         with pytest.raises(RbvetError, match="not in the label store"):
             store.set_weak_labels([42], 1, "repeat")
+
+
+def test_frames_that_cross_without_a_corner_inside_each_other_are_one_group():
+    # A wide and a tall frame that cross like a plus sign: each covers part of the other,
+    # and neither has a corner (or a point of a coarse lattice) inside the other.
+    wide = frame_from_array(np.zeros((20, 200), np.float32), wcs=epoch_wcs((20, 200), Exposure(0)))
+    tall_wcs = epoch_wcs((200, 20), Exposure(0, (30.0, 20.0)))
+    tall = frame_from_array(np.zeros((200, 20), np.float32), wcs=tall_wcs)
+    apart_wcs = epoch_wcs((200, 20), Exposure(0, (130.0, 20.0)))
+    apart = frame_from_array(np.zeros((200, 20), np.float32), wcs=apart_wcs)
+    assert overlap_groups([wide, tall]) == [[0, 1]]
+    assert overlap_groups([wide, apart]) == [[0], [1]]

@@ -166,11 +166,17 @@ def read_footprint(path):
         return None, None
     if wcs is None:
         return None, shape
+    return sky_footprint(wcs, shape), shape
+
+
+def sky_footprint(wcs, shape):
+    """RA, Dec (degrees, ndarray (4, 2)) of the outer corners of an image of ``shape``
+    (rows, columns) with the celestial WCS ``wcs``, for `footprints_overlap`."""
     rows, cols = shape
     left, bottom, right, top = -0.5, -0.5, cols - 0.5, rows - 0.5
     corners = np.array([[left, bottom], [right, bottom], [right, top], [left, top]])
     ra, dec = wcs.all_pix2world(corners[:, 0], corners[:, 1], 0)
-    return np.column_stack([ra, dec]), shape
+    return np.column_stack([ra, dec])
 
 
 def _image_hdu(hdus):

@@ -33,7 +33,7 @@ from PyQt6.QtWidgets import (
 
 from rbvet.core.learn.feature_space import points_in_polygon, project_2d
 from rbvet.core.session import BOGUS, REAL
-from rbvet.gui.frame_view import _MarkerScatter  # the fast many-point scatter, shared
+from rbvet.gui.frame_view import MarkerScatter
 from rbvet.gui.stretch import (
     LABELED_BOGUS_COLOR,
     LABELED_REAL_COLOR,
@@ -152,7 +152,7 @@ class FeatureMap(QWidget):
         self.plot.hideButtons()
         self.plot.setLabel("bottom", "feature PC 1")
         self.plot.setLabel("left", "feature PC 2")
-        self.scatter = _MarkerScatter(symbol="o", size=POINT_SIZE)
+        self.scatter = MarkerScatter(symbol="o", size=POINT_SIZE)
         self.highlight = pg.ScatterPlotItem(
             pxMode=True, symbol="o", size=14, brush=None, pen=pg.mkPen(SELECTION_COLOR, width=2)
         )
@@ -255,15 +255,9 @@ class FeatureMap(QWidget):
 
     def _on_point_clicked(self, _item, points, event=None):
         """Select the clicked object: of overlapping points, the nearest to the click."""
-        if not len(points):
-            return
-        point = points[0]
-        if event is not None and len(points) > 1:
-            where = event.pos()
-            positions = np.array([[p.pos().x(), p.pos().y()] for p in points])
-            distance = np.hypot(positions[:, 0] - where.x(), positions[:, 1] - where.y())
-            point = points[int(np.argmin(distance))]
-        self.state.select(int(point.data()))
+        tag = MarkerScatter.clicked_tag(points, event)
+        if tag is not None:
+            self.state.select(tag)
 
     def _on_lasso(self, polygon_x, polygon_y):
         if self.coordinates is None:

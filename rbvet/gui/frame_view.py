@@ -9,7 +9,7 @@ follows its signals; clicking a marker selects the object through the state.
 
 A big frame stays responsive: the image is drawn from a pyramid level about as coarse as
 the screen (the display can be made ahead in a worker, `prepare_display`), markers share a
-few pens and are set without per-point Python work (`_MarkerScatter`), and with many
+few pens and are set without per-point Python work (`MarkerScatter`), and with many
 objects only the markers in and near the view are drawn, refreshed once the view settles.
 """
 
@@ -164,7 +164,7 @@ class FrameView(QWidget):
         self.image_item = pg.ImageItem(axisOrder="row-major")
         self.image_item.setZValue(0)
         self.image_item.setPos(-0.5, -0.5)  # pixel (row, col) centred on (x=col, y=row)
-        self.scatter = _MarkerScatter(symbol="o", size=10)
+        self.scatter = MarkerScatter(symbol="o", size=10)
         self.scatter.setZValue(10)
         self.highlight = pg.ScatterPlotItem(
             pxMode=True,
@@ -523,15 +523,9 @@ class FrameView(QWidget):
 
     def _on_marker_clicked(self, _item, points, event=None):
         """Select the clicked object (the nearest one when markers overlap)."""
-        if len(points) == 0:
-            return
-        point = points[0]
-        if event is not None and len(points) > 1:
-            where = event.pos()
-            positions = np.array([[p.pos().x(), p.pos().y()] for p in points])
-            distance = np.hypot(positions[:, 0] - where.x(), positions[:, 1] - where.y())
-            point = points[int(np.argmin(distance))]
-        self.state.select(int(point.data()))
+        tag = MarkerScatter.clicked_tag(points, event)
+        if tag is not None:
+            self.state.select(tag)
 
     def _summary(self):
         """What the readout shows while the cursor is off the frame."""
@@ -702,7 +696,7 @@ class _PenCache:
         return self._pens[key]
 
 
-class _MarkerScatter(pg.ScatterPlotItem):
+class MarkerScatter(pg.ScatterPlotItem):
     """A pixel-mode scatter of points that share a few pens, set without per-point work.
 
     pyqtgraph's `setData`, `setSize` and `setPen` look each point's symbol up in the
@@ -718,6 +712,23 @@ class _MarkerScatter(pg.ScatterPlotItem):
         super().__init__(pxMode=True, brush=None, **options)
         self._style_pens = np.zeros(0, dtype=object)  # style -> QPen
         self._point_styles = np.zeros(0, np.intp)  # point -> style
+
+    @staticmethod
+    def clicked_tag(points, event=None):
+        """The ``data()`` of the clicked point, as `sigClicked` gives them.
+
+        Of overlapping points the one nearest the click (``event.pos()``) is taken, the
+        first when there is no event; None when there are no points.
+        """
+        if len(points) == 0:
+            return None
+        point = points[0]
+        if event is not None and len(points) > 1:
+            where = event.pos()
+            positions = np.array([[p.pos().x(), p.pos().y()] for p in points])
+            distance = np.hypot(positions[:, 0] - where.x(), positions[:, 1] - where.y())
+            point = points[int(np.argmin(distance))]
+        return int(point.data())
 
     def set_markers(self, x, y, tags, pens, styles, size):
         """Replace all points.

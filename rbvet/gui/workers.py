@@ -5,8 +5,9 @@ its result. The thread forwards each `Progress` as ``progressed(progress)`` and 
 outcome into exactly one of the signals ``succeeded(result)``, ``failed(message)`` or
 ``cancelled()``, always delivered on the GUI thread.
 
-Cancelling sets a flag that the thread checks each time the job yields; it then closes
-the job (`GeneratorExit` at that ``yield``, so the job releases what it holds) and emits
+The thread drives the job with `rbvet.core.jobs.run_job`. Cancelling sets a flag that
+the thread checks each time the job yields; it then has `run_job` close the job
+(`GeneratorExit` at that ``yield``, so the job releases what it holds) and emits
 ``cancelled``. A job cancelled after its last yield is reported cancelled too: its result
 is dropped.
 
@@ -24,6 +25,7 @@ import traceback
 from PyQt6.QtCore import QThread, pyqtSignal
 
 from rbvet.core.errors import RbvetError, error_message
+from rbvet.core.jobs import run_job
 
 STOP_TIMEOUT_MS = 3000
 """How long `JobThread.stop` waits for a cancelled job before detaching it."""
@@ -102,17 +104,13 @@ class JobThread(QThread):
     def run(self):
         job, self.job = self.job, None  # the thread owns the job; it goes when the run ends
         try:
-            while not self._cancel.is_set():
-                try:
-                    progress = next(job)
-                except StopIteration as finished:
-                    result = finished.value
-                    break
-                self.progressed.emit(progress)
-            else:
-                job.close()  # GeneratorExit at the job's yield: it lets go of what it holds
-                self.cancelled.emit()
-                return
+            if self._cancel.is_set():
+                raise _Cancelled  # cancelled before it started: its body never runs
+            result = run_job(job, self._forward)
+        except _Cancelled:
+            job.close()  # run_job has closed a started job (GeneratorExit at its yield)
+            self.cancelled.emit()
+            return
         except Exception as error:  # every failure must reach the user, not kill the app
             if not isinstance(error, RbvetError):
                 traceback.print_exc(file=sys.stderr)
@@ -122,3 +120,13 @@ class JobThread(QThread):
             self.cancelled.emit()
         else:
             self.succeeded.emit(result)
+
+    def _forward(self, progress):
+        """`run_job`'s report: stop the job if cancelled, else pass its `Progress` on."""
+        if self._cancel.is_set():
+            raise _Cancelled
+        self.progressed.emit(progress)
+
+
+class _Cancelled(Exception):
+    """Raised in `JobThread`'s report to make `run_job` close a cancelled job."""

@@ -237,12 +237,12 @@ def frame_objects(frame, table, fwhm, threshold=3.0, name=None):
     )
 
 
-def overlap_groups(frames, grid=5):
+def overlap_groups(frames):
     """Groups of frames that overlap on the sky (each a sorted list of indices).
 
-    Two frames overlap when a point of a ``grid`` × ``grid`` lattice over one falls on the
-    other; groups are the connected sets of that relation. A frame without a WCS is a
-    group of its own.
+    Frames are grouped as a project groups its fields (`rbvet.core.project.group_fields`):
+    two frames overlap when their sky footprints do, and groups are the connected sets of
+    that relation. A frame without a WCS is a group of its own.
 
     Parameters
     ----------
@@ -254,35 +254,12 @@ def overlap_groups(frames, grid=5):
     -------
     list of list of int
     """
-    n = len(frames)
-    parent = list(range(n))
+    from rbvet.core.project import group_fields, sky_footprint
 
-    def root(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    lattices = []
-    for frame in frames:
-        height, width = frame.shape
-        gx, gy = np.meshgrid(np.linspace(0, width - 1, grid), np.linspace(0, height - 1, grid))
-        on_sky = frame.wcs is not None
-        lattices.append(_pixel_to_sky(frame.wcs, gx.ravel(), gy.ravel()) if on_sky else None)
-    for i in range(n):
-        for j in range(i + 1, n):
-            if lattices[i] is None or lattices[j] is None:
-                continue
-            for a, b in ((i, j), (j, i)):
-                px, py = _sky_to_pixel(frames[b].wcs, *lattices[a])
-                height, width = frames[b].shape
-                on = (px >= -0.5) & (px <= width - 0.5) & (py >= -0.5) & (py <= height - 0.5)
-                if on.any():
-                    parent[root(i)] = root(j)
-                    break
+    footprints = [None if f.wcs is None else sky_footprint(f.wcs, f.shape) for f in frames]
     groups = {}
-    for i in range(n):
-        groups.setdefault(root(i), []).append(i)
+    for i, field_index in enumerate(group_fields(footprints)):
+        groups.setdefault(int(field_index) if field_index >= 0 else -1 - i, []).append(i)
     return sorted(groups.values())
 
 

@@ -1,0 +1,18 @@
+"""Test helper: the main window as the GUI tests open it."""
+
+from PyQt6.QtCore import QSettings
+
+from rbvet.gui.main_window import MainWindow
+
+
+def shown_window(qtbot, tmp_path):
+    """A `MainWindow` shown at 1400 × 900, its settings and label store in ``tmp_path``.
+
+    The caller's fixture yields it and ends what the test left running.
+    """
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    main_window = MainWindow(settings=settings, label_store_path=tmp_path / "labels.sqlite")
+    qtbot.addWidget(main_window)
+    main_window.resize(1400, 900)
+    main_window.show()
+    return main_window
