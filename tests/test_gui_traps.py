@@ -155,7 +155,8 @@ def test_an_accepted_model_is_used_at_the_next_launch_until_reverted(qtbot, tmp_
     assert second.state.data.model_name == default_model_path().name
     assert "remembered" not in second.model_label.text()
     second.close()
-    assert launch(qtbot, tmp_path).model_path is None
+    earlier = launch(qtbot, tmp_path)  # kept: a dropped window dies mid-test
+    assert earlier.model_path is None
 
 
 @pytest.mark.parametrize("problem", ["vanished", "broken"])
@@ -163,7 +164,8 @@ def test_a_remembered_model_that_vanished_or_broke_gives_the_shipped_one_and_a_l
     qtbot, tmp_path, make_vetting_data, problem
 ):
     model = copy_shipped_model(tmp_path)
-    launch(qtbot, tmp_path).model_memory.remember(model)
+    earlier = launch(qtbot, tmp_path)  # kept: a dropped window dies mid-test
+    earlier.model_memory.remember(model)
     if problem == "vanished":
         model.unlink()
     else:
@@ -174,7 +176,8 @@ def test_a_remembered_model_that_vanished_or_broke_gives_the_shipped_one_and_a_l
     message = window.error_banner.message
     assert "remembered from your last session cannot be used" in message
     assert str(model) in message and "\n" not in message
-    assert launch(qtbot, tmp_path).model_memory.path is None  # said once, then forgotten
+    later = launch(qtbot, tmp_path)  # kept: a dropped window dies mid-test
+    assert later.model_memory.path is None  # said once, then forgotten
 
 
 # ------------------------------------------------------------------ unscored tiles
@@ -276,7 +279,8 @@ def test_a_remembered_model_that_fails_to_score_gives_the_shipped_one(qtbot, tmp
     odd = tmp_path / "odd.keras"
     with zipfile.ZipFile(odd, "w") as archive:  # a whole archive, but no network in it
         archive.writestr("notes.txt", "not a model")
-    launch(qtbot, tmp_path).model_memory.remember(odd)
+    earlier = launch(qtbot, tmp_path)  # kept: a dropped window dies mid-test
+    earlier.model_memory.remember(odd)
     window = launch(qtbot, tmp_path)
     assert window.model_path == str(odd)  # it passes the cheap check at launch
     open_demo(qtbot, window)
@@ -287,7 +291,8 @@ def test_a_remembered_model_that_fails_to_score_gives_the_shipped_one(qtbot, tmp
 
 def test_a_bad_first_frame_does_not_make_the_remembered_model_forgotten(qtbot, tmp_path):
     model = copy_shipped_model(tmp_path)
-    launch(qtbot, tmp_path).model_memory.remember(model)
+    earlier = launch(qtbot, tmp_path)  # kept: a dropped window dies mid-test
+    earlier.model_memory.remember(model)
     window = launch(qtbot, tmp_path)
     (tmp_path / "bad.fits").write_text("not a FITS file")
     with qtbot.waitSignal(window.failed, timeout=CLASSIFY_TIMEOUT_MS) as failed:
