@@ -124,6 +124,23 @@ def make_vetting_data():
     return vetting_data
 
 
+@pytest.fixture
+def data(make_vetting_data):
+    """60 objects, two of them unscored: the frame most session and panel tests show."""
+    return make_vetting_data(n=60, seed=0, unscored=2)
+
+
+@pytest.fixture
+def session(tmp_path, data):
+    """A Qt-free vetting session showing ``data`` at threshold 0.5, with its own store."""
+    from rbvet.core.session import VettingSession
+
+    session = VettingSession(tmp_path / "labels.sqlite", models_dir=tmp_path / "models")
+    session.show(data, threshold=0.5)
+    yield session
+    session.close_store()
+
+
 # ------------------------------------------------- STDPipe comparisons fail, never skip
 
 REQUIRED_FOR_COMPARISONS = ("stdpipe",)

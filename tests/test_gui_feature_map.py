@@ -28,11 +28,6 @@ def blob_uncertainty(data, seed=0):
 
 
 @pytest.fixture
-def data(make_vetting_data):
-    return make_vetting_data(n=60, seed=0, unscored=2)
-
-
-@pytest.fixture
 def window(qtbot, data):
     """A grid, a map and an object panel over one state, as in the main window."""
     state = VettingState()

@@ -28,11 +28,6 @@ pytestmark = pytest.mark.qt_log_ignore("This plugin does not support propagateSi
 
 
 @pytest.fixture
-def data(make_vetting_data):
-    return make_vetting_data(n=60, seed=0, unscored=2)
-
-
-@pytest.fixture
 def state(qtbot):
     return VettingState()
 

@@ -79,19 +79,6 @@ def reference_order(data, key, descending, filter_name, threshold):
     return np.array([i for _, _, i in sorted(rows)], np.intp)
 
 
-@pytest.fixture
-def data(make_vetting_data):
-    return make_vetting_data(n=60, seed=0, unscored=2)
-
-
-@pytest.fixture
-def session(tmp_path, data):
-    session = VettingSession(tmp_path / "labels.sqlite", models_dir=tmp_path / "models")
-    session.show(data, threshold=0.5)
-    yield session
-    session.close_store()
-
-
 class Recorder:
     """Every event of a session, in order, as (name, args)."""
 

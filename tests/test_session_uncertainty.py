@@ -17,21 +17,7 @@ from rbvet.core.session import (
     SORT_UNCERTAINTY,
     SORTS,
     UNLABELED,
-    VettingSession,
 )
-
-
-@pytest.fixture
-def data(make_vetting_data):
-    return make_vetting_data(n=60, seed=0, unscored=2)
-
-
-@pytest.fixture
-def session(tmp_path, data):
-    session = VettingSession(tmp_path / "labels.sqlite", models_dir=tmp_path / "models")
-    session.show(data, threshold=0.5)
-    yield session
-    session.close_store()
 
 
 def fake_uncertainty(data, seed=0):
