@@ -283,8 +283,8 @@ def test_the_window_vets_the_demo_without_tensorflow(tmp_path):
         QTimer.singleShot(300_000, app.quit)  # a bound, not a pause: quit comes sooner
         window.open_frame("{demo_frame_path()}", "{DEMO_CATALOG}")
         app.exec()
-        window.cancel_job(wait=True)
         np.save("{tmp_path / "scores.npy"}", window.state.data.scores)
+        window.close()  # as a user does: the background uncertainty job is stopped too
         print("outcome", *outcome)
         print("loaded", *(m for m in ("tensorflow", "keras", "tf2onnx") if sys.modules.get(m)))
         """,

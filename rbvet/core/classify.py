@@ -365,7 +365,7 @@ def describe_frame(facts):
     return f"HDU {facts['hdu']}, {width} x {height} px, data section {section}, {saturation}"
 
 
-def score_objects(frame, x, y, model, fwhm, **kwargs):
+def score_objects(frame, x, y, model, fwhm, on_chunk=None, **kwargs):
     """Scores and reasons for all objects.
 
     A job (see `rbvet.core.jobs`): yields `Progress` over the objects after each chunk;
@@ -373,6 +373,8 @@ def score_objects(frame, x, y, model, fwhm, **kwargs):
 
     Parameters
     ----------
+    on_chunk : callable, optional
+        Called with each `ScoredChunk` as it is scored (the window renders its tiles).
     **kwargs
         Passed to `iter_scores`.
 
@@ -390,6 +392,8 @@ def score_objects(frame, x, y, model, fwhm, **kwargs):
     for chunk in iter_scores(frame, x, y, model, fwhm, **kwargs):
         scores[chunk.start : chunk.stop] = chunk.scores
         reasons[chunk.start : chunk.stop] = chunk.reason
+        if on_chunk is not None:
+            on_chunk(chunk)
         yield Progress(chunk.stop, len(x), SCORING)
     return scores, reasons.astype(str)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from rbvet.core.classify import SCORING
 from rbvet.core.cutouts.stamps import REASON_NONFINITE
 from rbvet.core.jobs import Progress
 from rbvet.core.session import with_score_order
@@ -33,7 +32,7 @@ def classify_frame(frame_path, catalog_path=None, model_path=None, options=None)
     -------
     tuple of (VettingData, threshold)
     """
-    from rbvet.core.classify import iter_scores, read_frame_and_objects
+    from rbvet.core.classify import read_frame_and_objects, score_objects
     from rbvet.core.cutouts.atlas import empty_atlas, render_tiles
     from rbvet.core.io.frame import image_hdus
     from rbvet.core.model.cache import cached_model
@@ -48,20 +47,17 @@ def classify_frame(frame_path, catalog_path=None, model_path=None, options=None)
     yield Progress(message="Loading the model")
     model = cached_model(model_path)
     n_objects = len(table)
-    x = np.asarray(table["x"], np.float64)
-    y = np.asarray(table["y"], np.float64)
-    scores = np.full(n_objects, np.nan, np.float32)
-    reasons = np.full(n_objects, "", dtype=object)
     atlas = empty_atlas(n_objects, model.params.target_size)
-    yield Progress(0, n_objects, SCORING)
-    for chunk in iter_scores(frame, x, y, model, fwhm):
-        scores[chunk.start : chunk.stop] = chunk.scores
-        reasons[chunk.start : chunk.stop] = chunk.reason
+
+    def render(chunk):
         # Every object with a position gets its picture, scored or not: the user judges
         # an unscored one (off the edge, masked) by eye, with its reason written over it.
         pictured = np.flatnonzero(chunk.reason != REASON_NONFINITE)
         atlas[chunk.start + pictured] = render_tiles(chunk.inputs[pictured])
-        yield Progress(chunk.stop, n_objects, SCORING)
+
+    scores, reasons = yield from score_objects(
+        frame, table["x"], table["y"], model, fwhm, on_chunk=render
+    )
     yield Progress(n_objects, n_objects, "Preparing the display")
     prepare_display(frame)  # about a second at 8k x 8k: here, not on the GUI thread
     frame.content_hash  # noqa: B018 (hashed here, not when the label store looks it up)
