@@ -75,6 +75,20 @@ def test_label_measured_figures_count_as_the_assessment_counts():
     assert np.isnan(result.scores[3]) and result.scores[0] == pytest.approx(0.9)
 
 
+def test_an_unmeasured_fwhm_is_said_in_the_psf_note():
+    """Hot pixels only: no star gives a FWHM, the PSF is a guess and the note says so."""
+    rng = np.random.default_rng(5)
+    image = rng.normal(100.0, 5.0, (128, 128)).astype(np.float32)
+    x, y = rng.uniform(10, 118, 20), rng.uniform(10, 118, 20)
+    image[np.rint(y).astype(int), np.rint(x).astype(int)] += 500.0
+    frame = frame_from_array(image).ensure_background()
+    table = Table({"x": np.rint(x), "y": np.rint(y)})
+    result = measure_frame_psf(frame, table, 3.0)
+    assert result.source == "fallback" and result.fwhm_source == "default"
+    assert "FWHM not measured" in result.note and result.facts()["fwhm_source"] == "default"
+    assert measure_frame_psf(frame, table, 2.5, fwhm_given=True).fwhm_source == "given"
+
+
 def labelled_frame(name, labels):
     model = cached_model()
     frame, table, fwhm = run_job(open_frame_and_catalog(REAL / name))

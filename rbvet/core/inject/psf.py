@@ -86,6 +86,9 @@ class FramePsf:
         The frame's FWHM (px) the PSF rests on.
     note : str
         One line for logs and results.
+    fwhm_source : str
+        ``"measured"`` from the frame's stars, ``"given"`` by the user, or ``"default"``
+        (no star could be measured: injected stars may not look like the frame's).
     """
 
     psf: object
@@ -93,6 +96,7 @@ class FramePsf:
     n_stars: int
     fwhm: float
     note: str
+    fwhm_source: str = "measured"
 
     @property
     def line_psf(self):
@@ -105,6 +109,7 @@ class FramePsf:
             "psf_stars": int(self.n_stars),
             "fwhm": float(self.fwhm),
             "psf_note": self.note,
+            "fwhm_source": self.fwhm_source,
         }
 
 
@@ -252,7 +257,18 @@ def measure_frame_psf(frame, table, fwhm, fwhm_given=False):
         estimate = measure_fwhm(frame, x, y, table=table)
     if fwhm_given or estimate.source != "measured":
         estimate = dataclasses.replace(estimate, fwhm=float(fwhm))
-    return empirical_psf(frame, x, y, estimate)
+    result = empirical_psf(frame, x, y, estimate)
+    if fwhm_given:
+        return dataclasses.replace(result, fwhm_source="given")
+    if estimate.source != "measured":
+        # Undersampled stars (FWHM under the estimator's floor) or none at all: the
+        # injected stars are a guess, and star completeness may be far from the truth.
+        note = (
+            f"{result.note}; FWHM not measured (no star found), {fwhm:.2f} px assumed: "
+            "injected stars may not look like the frame's"
+        )
+        return dataclasses.replace(result, note=note, fwhm_source="default")
+    return result
 
 
 def matched_filter_snr(frame, frame_psf, x, y):
