@@ -95,6 +95,12 @@ def percent(value):
     return "   n/a" if value is None or not np.isfinite(value) else f"{100 * value:5.1f}%"
 
 
+def _number(value, percent_of=True):
+    if value is None or not np.isfinite(value):
+        return "   n/a"
+    return f"{100 * value:5.1f}%" if percent_of else f"{value:6.4f}"
+
+
 def difference(a, b):
     if a is None or b is None or not (np.isfinite(a) and np.isfinite(b)):
         return "   n/a"
@@ -164,18 +170,23 @@ def check_assessment(frames, model, settings):
 
 
 def held_out_metrics(items, model, select):
-    """AUC and FNR at FPR <= 1 % of ``model`` on the labelled rows ``select(item)`` keeps."""
-    scores, labels = [], []
+    """AUC and FNR at FPR <= 1 % of ``model`` on the labelled rows ``select(item)`` keeps:
+    ``{"all": pooled, frame name: that frame's}`` (`rbvet.core.learn.metrics.summarize`)."""
+    scores, labels, figures = [], [], {}
     for item in items:
-        keep = select(item)
-        truth = item.truth[keep]
+        truth = item.truth[select(item)]
         if not len(truth):
             continue
         value, _ = run_job(score_objects(item.frame, truth["x"], truth["y"], model, item.fwhm))
         scores.append(np.asarray(value, np.float64))
         labels.append(np.asarray(truth["true_label"], np.int8))
-    scores, labels = np.concatenate(scores), np.concatenate(labels)
-    return summarize(scores, labels, model.threshold, target_rate=TARGET_FPR)
+        figures[item.name] = summarize(
+            scores[-1], labels[-1], model.threshold, target_rate=TARGET_FPR
+        )
+    pooled = summarize(
+        np.concatenate(scores), np.concatenate(labels), model.threshold, target_rate=TARGET_FPR
+    )
+    return {"all": pooled, **figures}
 
 
 def left_half(item):
@@ -245,19 +256,23 @@ def check_adaptation(items, model, settings, epochs, log):
             before = held_out_metrics(items, model, held_out)
             after = held_out_metrics(items, result.model, held_out)
             results.append({"plan": title, "before": before, "after": after, "seconds": seconds})
+            pooled = before["all"]
             print(
                 f"\nAdapted ({title}) in {seconds:.0f} s; held-out labels: "
-                f"{before['real']} real, {before['bogus']} bogus"
+                f"{pooled['real']} real, {pooled['bogus']} bogus"
             )
-            print(f"{'model':10s} {'AUC':>7s} {'FNR@FPR<=1%':>12s} {'threshold':>10s} "
-                  f"{'FNR@0.5':>8s} {'FPR@0.5':>8s}")  # fmt: skip
-            for name, figures in (("before", before), ("after", after)):
-                print(
-                    f"{name:10s} {figures['auc']:7.4f} "
-                    f"{percent(figures['fnr_at_target_fpr']):>12s} "
-                    f"{figures['threshold_at_target_fpr']:10.3f} "
-                    f"{percent(figures['fnr']):>8s} {percent(figures['fpr']):>8s}"
-                )
+            heads = ("AUC", "FNR at FPR<=1%", "FNR at 0.5", "FPR at 0.5")
+            print(f"{'held-out labels':26s} {'real':>4s} {'bogus':>5s} |"
+                  + "".join(f"{head:^16s}|" for head in heads))  # fmt: skip
+            print(f"{'':38s}|" + " before   after |" * 4)
+            for name in before:
+                old, new = before[name], after[name]
+                cells = [
+                    f" {_number(old[key], percent_of=key != 'auc')} "
+                    f"{_number(new[key], percent_of=key != 'auc')} |"
+                    for key in ("auc", "fnr_at_target_fpr", "fnr", "fpr")
+                ]
+                print(f"{name[:26]:26s} {old['real']:4d} {old['bogus']:5d} |" + "".join(cells))
     return results
 
 
