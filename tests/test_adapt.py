@@ -114,6 +114,28 @@ def test_closing_adapt_while_it_injects_returns_nothing(base):
     assert inspect.getgeneratorstate(job) == inspect.GEN_CLOSED
 
 
+def test_a_frame_with_no_room_is_skipped_and_the_others_adapt(tmp_path, base):
+    from astropy.io import fits
+    from conftest import star_field
+
+    image, *_ = star_field(shape=(96, 96), fwhm=3.0, n=16, snr=(40, 200), seed=2)
+    full = tmp_path / "full.fits"
+    fits.writeto(full, image)
+    messages = []
+    job = adapt(
+        [(full, None), (demo_frame_path(), None)],
+        base_model=base,
+        settings=SMALL,
+        log=messages.append,
+    )
+    for progress in job:  # up to training: both frames injected, neither refused
+        if progress.message == "Training":
+            break
+    job.close()
+    assert any(str(full) in m and "skipped" in m and "no room" in m for m in messages)
+    assert any(demo_frame_path().name in m and "to learn from" in m for m in messages)
+
+
 def test_cli_adapt_writes_a_model_that_loads_and_classifies(tmp_path, capsys):
     from rbvet.realbogus import load_realbogus_model
 

@@ -310,24 +310,15 @@ def inject_rounds(
     RbvetError
         Nothing could be placed: the frame is too crowded or masked.
     """
-    import dataclasses
-    import warnings
-
     from rbvet.core.detect.detection import detect_objects
-    from rbvet.core.detect.psf import measure_fwhm
-    from rbvet.core.inject.psf import empirical_psf
+    from rbvet.core.inject.psf import measure_frame_psf
 
     log = log or (lambda message: None)
     frame.ensure_background()
     x, y = np.asarray(table["x"], np.float64), np.asarray(table["y"], np.float64)
     total = ROUND_UNITS * settings.rounds
     yield Progress(0, total, "Measuring the PSF")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # a default FWHM is reported as the PSF's fallback
-        estimate = measure_fwhm(frame, x, y, table=table)
-    if fwhm_given or estimate.source != "measured":
-        estimate = dataclasses.replace(estimate, fwhm=float(fwhm))
-    frame_psf = empirical_psf(frame, x, y, estimate)
+    frame_psf = measure_frame_psf(frame, table, fwhm, fwhm_given=fwhm_given)
     log(frame_psf.note)
 
     yield Progress(0, total, "Finding room for injections")

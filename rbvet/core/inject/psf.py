@@ -86,6 +86,9 @@ class FramePsf:
         The frame's FWHM (px) the PSF rests on.
     note : str
         One line for logs and results.
+    fwhm_source : str
+        ``"measured"`` from the frame's stars, ``"given"`` by the user, or ``"default"``
+        (no star could be measured: injected stars may not look like the frame's).
     """
 
     psf: object
@@ -93,6 +96,7 @@ class FramePsf:
     n_stars: int
     fwhm: float
     note: str
+    fwhm_source: str = "measured"
 
     @property
     def line_psf(self):
@@ -105,6 +109,7 @@ class FramePsf:
             "psf_stars": int(self.n_stars),
             "fwhm": float(self.fwhm),
             "psf_note": self.note,
+            "fwhm_source": self.fwhm_source,
         }
 
 
@@ -221,3 +226,84 @@ def _taper(stack, half):
     inner = 0.7 * half
     weight = np.clip((half - radius) / (half - inner), 0.0, 1.0)
     return stack * weight * weight * (3.0 - 2.0 * weight)
+
+
+def measure_frame_psf(frame, table, fwhm, fwhm_given=False):
+    """The PSF of a frame from its objects: the one an assessment injects with.
+
+    Parameters
+    ----------
+    frame : Frame
+        With background and noise maps.
+    table : astropy.table.Table
+        The frame's objects (0-based ``x``, ``y``; flags used when present).
+    fwhm : float
+        The FWHM the objects are scored with: the fallback's when the stars measured do
+        not give one, or always when ``fwhm_given``.
+    fwhm_given : bool
+
+    Returns
+    -------
+    FramePsf
+    """
+    import dataclasses
+    import warnings
+
+    from rbvet.core.detect.psf import measure_fwhm
+
+    x, y = np.asarray(table["x"], np.float64), np.asarray(table["y"], np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a default FWHM is reported as the PSF's fallback
+        estimate = measure_fwhm(frame, x, y, table=table)
+    if fwhm_given or estimate.source != "measured":
+        estimate = dataclasses.replace(estimate, fwhm=float(fwhm))
+    result = empirical_psf(frame, x, y, estimate)
+    if fwhm_given:
+        return dataclasses.replace(result, fwhm_source="given")
+    if estimate.source != "measured":
+        # Undersampled stars (FWHM under the estimator's floor) or none at all: the
+        # injected stars are a guess, and star completeness may be far from the truth.
+        note = (
+            f"{result.note}; FWHM not measured (no star found), {fwhm:.2f} px assumed: "
+            "injected stars may not look like the frame's"
+        )
+        return dataclasses.replace(result, note=note, fwhm_source="default")
+    return result
+
+
+def matched_filter_snr(frame, frame_psf, x, y):
+    """Measured matched-filter S/N of point sources at (x, y), as injections count it.
+
+    ``sum(P D / s^2) / sqrt(sum(P^2 / s^2))`` over ``3 FWHM`` around each position, with
+    P the PSF centred there, D the background-subtracted image and s the noise map: the
+    S/N of the PSF-fitted flux, which for a star of flux F on a flat noise s is
+    ``F sqrt(sum P^2) / s``, the ``snr`` an injected star is given
+    (`rbvet.core.inject.inject.paint_round`). Masked and off-frame pixels count zero.
+
+    Returns
+    -------
+    ndarray of float
+        NaN where no pixel could be used.
+    """
+    frame.ensure_background()
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    ny, nx = frame.shape
+    half = int(np.clip(np.ceil(3.0 * frame_psf.fwhm), 3, 30))
+    offsets = np.arange(-half, half + 1)
+    cx, cy = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
+    px = cx[:, None, None] + offsets[None, None, :]
+    py = cy[:, None, None] + offsets[None, :, None]
+    px, py = np.broadcast_arrays(px, py)
+    inside = (px >= 0) & (px < nx) & (py >= 0) & (py < ny)
+    ix, iy = np.clip(px, 0, nx - 1), np.clip(py, 0, ny - 1)
+    data = frame.image[iy, ix] - frame.background[iy, ix]
+    noise = frame.noise[iy, ix]
+    usable = inside & np.isfinite(data) & np.isfinite(noise) & (noise > 0)
+    if frame.mask is not None:
+        usable &= ~frame.mask[iy, ix]
+    weight = np.where(usable, 1.0 / np.where(usable, noise, 1.0) ** 2, 0.0)
+    shape = frame_psf.psf.profile(px - x[:, None, None], py - y[:, None, None])
+    signal = np.sum(np.where(usable, shape * data, 0.0) * weight, axis=(1, 2))
+    power = np.sum(shape**2 * weight, axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(power > 0, signal / np.sqrt(power), np.nan)

@@ -205,17 +205,35 @@ def adapt(
         frame, table, fwhm = yield from open_frame_and_catalog(
             path, catalog, options=options, log=say
         )
-        part = yield from injected_training_set(
-            frame,
-            table,
-            fwhm,
-            base.params,
-            dataclasses.replace(settings, seed=settings.seed + number - 1),
-            frame_number=number,
-            detect_threshold=options.detect_threshold,
-            fwhm_given=options.fwhm is not None,
-            log=say,
-        )
+        try:
+            part = yield from injected_training_set(
+                frame,
+                table,
+                fwhm,
+                base.params,
+                dataclasses.replace(settings, seed=settings.seed + number - 1),
+                frame_number=number,
+                detect_threshold=options.detect_threshold,
+                fwhm_given=options.fwhm is not None,
+                log=say,
+            )
+        except RbvetError as error:
+            if len(frames) == 1:
+                raise
+            # One crowded frame (no room, nothing detected) does not stop the others.
+            say(f"{path}: skipped: {error.problem}")
+            frames_info.append(
+                {
+                    "path": str(path),
+                    "catalog": None if catalog is None else str(catalog),
+                    "content_hash": frame.content_hash,
+                    "fwhm": round(float(fwhm), 3),
+                    "skipped": error.problem,
+                    "injected_placed": 0,
+                    "samples": 0,
+                }
+            )
+            continue
         parts.append(part)
         frames_info.append(
             {
@@ -231,6 +249,8 @@ def adapt(
         real = int(part.labels.sum())
         say(f"{path}: {len(part)} detected injections to learn from ({real} real)")
         del frame
+    if not parts:
+        raise RbvetError("no frame had room for injections, or none of them was detected")
     injections = TrainingSet.concatenate(parts)
     held = (injections.groups % ROUND_GROUP) >= settings.rounds - held_out_rounds
     injection_train, injection_held = injections.subset(~held), injections.subset(held)
