@@ -26,3 +26,17 @@ def test_noise_and_background_maps_do_not_overshoot_on_a_coarse_mesh():
     frame = frame_from_array(_frame_with_nebula()).ensure_background()
     assert frame.noise.min() > 0.5 * SIGMA
     assert frame.background.min() > SKY - 3 * SIGMA
+
+
+def test_objects_over_half_of_every_mesh_keep_the_first_background_estimate():
+    """When leaving objects out empties every mesh (the Sun's disc on a 128 px AIA image),
+    sep answered background 0 and noise 1 everywhere; the first estimate is kept instead."""
+    rng = np.random.default_rng(2)
+    y, x = np.mgrid[:128, :128]
+    image = rng.normal(100.0, 5.0, (128, 128))
+    for cy in range(3, 128, 16):  # a star every 16 px: grown, they cover 62 % of each mesh
+        for cx in range(3, 128, 16):
+            image += 500.0 * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 2.0)
+    frame = frame_from_array(image.astype(np.float32)).ensure_background()
+    assert np.abs(np.median(frame.background) - 100.0) < 10.0
+    assert 2.5 < np.median(frame.noise) < 20.0

@@ -222,8 +222,13 @@ class Frame:
         data = np.where(ignore, np.float32(0), self.image)  # a new array, in C order
         back, rms = self._sep_background(data, ignore, bw, bh, fw, fh)
         sources = _source_pixels(data, back, rms, ignore)
-        if sources.any() and (ignore | sources).mean() < _MAX_SOURCE_FRACTION:
-            back, rms = self._sep_background(data, ignore | sources, bw, bh, fw, fh)
+        without = ignore | sources
+        if (
+            sources.any()
+            and without.mean() < _MAX_SOURCE_FRACTION
+            and _some_mesh_usable(without, bw, bh)
+        ):
+            back, rms = self._sep_background(data, without, bw, bh, fw, fh)
         if self.background is None:
             self.background = back
         if self.noise is None:
@@ -251,6 +256,26 @@ class Frame:
         _clip_to_mesh_values(back, bw, bh)
         _clip_to_mesh_values(rms, bw, bh)
         return back, rms
+
+
+def _some_mesh_usable(ignore, bw, bh):
+    """Whether at least one of sep's meshes has half its pixels or more not ignored.
+
+    sep leaves out a mesh with fewer good pixels than that; with none left it returns a
+    background of 0 and a noise of 1 everywhere, whatever the image. Objects covering more
+    than half of every mesh (the Sun's disc on a 128 px solar image, a galaxy filling a
+    small cutout) did that to the second pass.
+    """
+    ny, nx = ignore.shape
+    bw, bh = min(int(bw), nx), min(int(bh), ny)
+    good = np.add.reduceat(
+        np.add.reduceat(~ignore, np.arange(0, ny, bh), axis=0, dtype=np.int64),
+        np.arange(0, nx, bw),
+        axis=1,
+    )
+    rows = np.diff(np.append(np.arange(0, ny, bh), ny))
+    cols = np.diff(np.append(np.arange(0, nx, bw), nx))
+    return bool(np.any(good >= 0.5 * np.outer(rows, cols)))
 
 
 def _clip_to_mesh_values(values, bw, bh):
