@@ -6,8 +6,11 @@ fails without the fix it guards.
 """
 
 import numpy as np
+import pytest
+from astropy.io import fits
 
-from rbvet.core.io.frame import frame_from_array
+from rbvet.core.errors import RbvetWarning
+from rbvet.core.io.frame import frame_from_array, read_frame
 
 SKY, SIGMA = 1000.0, 10.0
 
@@ -40,3 +43,15 @@ def test_objects_over_half_of_every_mesh_keep_the_first_background_estimate():
     frame = frame_from_array(image.astype(np.float32)).ensure_background()
     assert np.abs(np.median(frame.background) - 100.0) < 10.0
     assert 2.5 < np.median(frame.noise) < 20.0
+
+
+def test_a_data_section_reaching_beyond_the_image_is_ignored(tmp_path):
+    """A 101 px CFHT MegaPrime cutout kept its CCD's ``DATASEC = [33:2080,1:4612]``; clipped
+    to the cutout, it masked the first 32 columns of good sky as if they were prescan."""
+    path = tmp_path / "cutout.fits"
+    image = np.random.default_rng(3).normal(SKY, SIGMA, (101, 101)).astype(np.float32)
+    fits.PrimaryHDU(image, header=fits.Header({"DATASEC": "[33:2080,1:4612]"})).writeto(path)
+    with pytest.warns(RbvetWarning, match="cutout.fits: DATASEC ignored: .*reaches beyond"):
+        frame = read_frame(path)
+    assert not frame.mask.any() and frame.data_section is None
+    assert "DATASEC ignored" in frame.notes[0]

@@ -619,22 +619,39 @@ def parse_section(text, shape):
     ValueError
         The text is not a section, or it does not overlap the image.
     """
-    match = _SECTION.match(str(text).strip())
-    if match is None:
-        raise ValueError(f"{text!r} is not of the form [x1:x2,y1:y2]")
-    x1, x2, y1, y2 = (int(v) for v in match.groups())
-    x1, x2 = sorted((x1, x2))
-    y1, y2 = sorted((y1, y2))
+    x1, x2, y1, y2 = _section_bounds(text)
     ny, nx = shape
     if x1 > nx or y1 > ny or x2 < 1 or y2 < 1:
         raise ValueError(f"{text.strip()} lies outside the {nx}x{ny} image")
     return slice(max(y1, 1) - 1, min(y2, ny)), slice(max(x1, 1) - 1, min(x2, nx))
 
 
+def _section_bounds(text):
+    """``(x1, x2, y1, y2)`` of an IRAF section, 1-based, inclusive and in increasing order.
+
+    Raises
+    ------
+    ValueError
+        The text is not of the form ``[x1:x2,y1:y2]``.
+    """
+    match = _SECTION.match(str(text).strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not of the form [x1:x2,y1:y2]")
+    x1, x2, y1, y2 = (int(v) for v in match.groups())
+    return (*sorted((x1, x2)), *sorted((y1, y2)))
+
+
+def _reaches_beyond(text, shape):
+    """Whether a section reaches past the image: it then describes a larger detector."""
+    x1, x2, y1, y2 = _section_bounds(text)
+    return x1 < 1 or y1 < 1 or x2 > shape[1] or y2 > shape[0]
+
+
 def _data_section(header, shape, path, notes):
     """The intersection of the header's TRIMSEC and DATASEC as slices, or None.
 
-    A malformed or outside section is skipped with a warning (and a note).
+    A malformed section, or one reaching beyond the image (a cutout keeps its CCD's
+    ``DATASEC``), is skipped with a warning (and a note).
     """
     rows, cols = slice(0, shape[0]), slice(0, shape[1])
     found = False
@@ -649,6 +666,16 @@ def _data_section(header, shape, path, notes):
             r, c = parse_section(text, shape)
         except ValueError as exc:
             _note(notes, f"{keyword} ignored: {exc}; the whole image is used", path)
+            continue
+        if _reaches_beyond(text, shape):  # a cutout or a copy keeping the CCD's header
+            ny, nx = shape
+            _note(
+                notes,
+                f"{keyword} ignored: {str(text).strip()} reaches beyond the {nx}x{ny} image, "
+                "so it describes a larger detector (a cutout's header?); the whole image "
+                "is used",
+                path,
+            )
             continue
         found = True
         rows = slice(max(rows.start, r.start), min(rows.stop, r.stop))
