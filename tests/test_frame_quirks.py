@@ -5,6 +5,8 @@ Palomar Schmidt frame of M1, a CFHT MegaPrime cutout, solar images, ...); each t
 fails without the fix it guards.
 """
 
+import warnings
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -55,3 +57,16 @@ def test_a_data_section_reaching_beyond_the_image_is_ignored(tmp_path):
         frame = read_frame(path)
     assert not frame.mask.any() and frame.data_section is None
     assert "DATASEC ignored" in frame.notes[0]
+
+
+def test_a_frame_with_a_wide_nan_border_reads_without_numpy_warnings():
+    """The last 50 columns NaN (a mosaic's or a reprojected frame's empty border): the
+    search for undeclared overscan printed numpy's "All-NaN slice" warning on the CLI."""
+    image = np.random.default_rng(4).normal(SKY, SIGMA, (300, 300)).astype(np.float32)
+    image[:, 250:] = np.nan
+    image[50:60] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = frame_from_array(image)
+    assert frame.mask[:, 250:].all() and frame.mask[50:60].all()
+    assert not frame.notes

@@ -727,6 +727,8 @@ def _edge_steps(image, valid, notes, reach=64, min_size=128, step_sigma=5.0):
             ("right", np.nanmedian(strip(inside, slice(-reach, None)), axis=0)[::-1], 1),
         )
     for side, medians, axis in sides:
+        if np.isnan(medians[reach // 2 :]).all():  # no data there (a NaN border): no step
+            continue
         reference = np.nanmedian(medians[reach // 2 :])
         off = ~(np.abs(medians - reference) <= step_sigma * sigma)  # NaN lines count too
         run = int(np.argmin(off)) if not off.all() else 0
