@@ -70,3 +70,31 @@ def test_a_frame_with_a_wide_nan_border_reads_without_numpy_warnings():
         frame = frame_from_array(image)
     assert frame.mask[:, 250:].all() and frame.mask[50:60].all()
     assert not frame.notes
+
+
+def _correlated_noise_frame(shape=(256, 256), seed=5):
+    """Sky whose noise is correlated over a few pixels, as on resampled, drizzled or
+    scanned frames (a Gaussian of 1 px sigma), with a 4 x 4 grid of faint stars."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    noise = gaussian_filter(rng.normal(0.0, 1.0, shape), 1.0)
+    image = SKY + SIGMA * noise / noise.std()
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    stars = [(cx, cy) for cx in range(32, shape[1], 64) for cy in range(32, shape[0], 64)]
+    for cx, cy in stars:
+        image += 30 * SIGMA * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * 1.5**2))
+    return image.astype(np.float32), np.array(stars, float)
+
+
+def test_correlated_noise_leaves_room_to_inject_fakes():
+    """On frames with correlated noise (M13 and a UK Schmidt frame from the DSS, an
+    amateur thumbnail) the noise itself was taken for objects: nowhere was left to inject
+    a fake, and ``rbvet assess`` refused the frame."""
+    from rbvet.core.inject.inject import free_distance
+
+    image, stars = _correlated_noise_frame()
+    frame = frame_from_array(image)
+    distance = free_distance(frame, stars[:, 0], stars[:, 1])
+    assert (distance >= 5).mean() > 0.5  # 16 stars, grown by a few px, leave most free
+    assert (distance[stars[:, 1].astype(int), stars[:, 0].astype(int)] == 0).all()

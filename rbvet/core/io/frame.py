@@ -52,6 +52,7 @@ _BLEED_REACH = (6, 1)  # rows, columns: saturated pixels grown by this for the b
 _SOURCE_MASK_SIGMA = 2.5  # 3x3-smoothed residual above this many of its sigma is a source
 _SOURCE_MASK_GROW = 4  # px: source pixels grown by this before the second background pass
 _MAX_SOURCE_FRACTION = 0.7  # more masked than this: keep the first background pass
+_CORRELATED_NOISE_RATIO = 1.2  # a 3x3 sum noisier than white noise by more: correlated
 
 # What astropy raises for files that are not FITS, are corrupt, or are cut short. Some of
 # these only appear when the data are touched, so reads happen inside the guarded block.
@@ -300,20 +301,54 @@ def _clip_to_mesh_values(values, bw, bh):
     np.clip(values, nodes.min(), nodes.max(), out=values)
 
 
-def _source_pixels(data, back, rms, ignore):
+def _source_pixels(data, back, rms, ignore, measured_box_noise=False):
     """Pixels of objects: the 3x3 mean of the residual above 2.5 of its sigma in at least 5
-    of 9 neighbouring pixels (1 % of pure noise), grown by 4 px."""
+    of 9 neighbouring pixels (1 % of pure noise), grown by 4 px.
+
+    The sigma of a 3x3 mean is a third of the pixels' on white noise. With
+    ``measured_box_noise`` it is measured instead where the frame's residual is noisier
+    than that (see `_box_noise_ratio`: correlated noise of resampled, drizzled or scanned
+    frames, or structure finer than the background mesh), else the noise itself passes
+    and the mask covers such frames. The background estimate keeps the white-noise
+    sigma: there, leaving a nebula's fine structure out is what keeps the noise map the
+    sky's.
+    """
     from scipy.ndimage import maximum_filter
 
     residual = np.subtract(data, back, dtype=np.float32)
     residual[ignore] = 0
+    box = _box3_sum(residual, "edge")
+    ratio = _box_noise_ratio(box, rms, ignore) if measured_box_noise else 1.0
+    scale = np.float32(3.0 * _SOURCE_MASK_SIGMA * ratio)
     with np.errstate(invalid="ignore"):
-        found = _box3_sum(residual, "edge") > np.float32(3.0 * _SOURCE_MASK_SIGMA) * rms
+        found = box > scale * rms
     found &= ~ignore
     found = _box3_sum(found.view(np.uint8), "constant") >= 5
     if not found.any():
         return found
     return maximum_filter(found.view(np.uint8), size=2 * _SOURCE_MASK_GROW + 1).view(bool)
+
+
+def _box_noise_ratio(box, rms, ignore, max_samples=1_000_000):
+    """How much noisier a 3x3 sum of the residual is than white noise would make it.
+
+    The robust sigma of ``box / rms`` over the usable pixels (a subsample on large frames)
+    divided by 3, its value on white noise; 1 unless it exceeds
+    :data:`_CORRELATED_NOISE_RATIO`. Real frames measured 1.3-7.6 (a drizzled WFPC2
+    mosaic 2.2, Palomar and UK Schmidt plate scans 3.3-5, a UKIRT WFCAM frame 5.2) against
+    about 1.06 on a raw CCD frame: there the sum of 9 pixels has up to 7.6 times the noise
+    a pixel's rms predicts, the 1 % false-alarm threshold becomes a 25 % one, and objects'
+    pixels grown by 4 px covered every place to inject a fake in M13 or a DSS frame.
+    """
+    step = max(1, int(np.sqrt(box.size / max_samples)))
+    usable = ~ignore[::step, ::step]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = (box[::step, ::step] / rms[::step, ::step])[usable]
+    z = z[np.isfinite(z)]
+    if z.size < 100:
+        return 1.0
+    ratio = 1.4826 * float(np.median(np.abs(z - np.median(z)))) / 3.0
+    return ratio if ratio > _CORRELATED_NOISE_RATIO else 1.0
 
 
 def _box3_sum(values, mode):
