@@ -98,3 +98,26 @@ def test_correlated_noise_leaves_room_to_inject_fakes():
     distance = free_distance(frame, stars[:, 0], stars[:, 1])
     assert (distance >= 5).mean() > 0.5  # 16 stars, grown by a few px, leave most free
     assert (distance[stars[:, 1].astype(int), stars[:, 0].astype(int)] == 0).all()
+
+
+def _star_field(path, header=None, seed=7):
+    rng = np.random.default_rng(seed)
+    image = rng.normal(SKY, SIGMA, (200, 200))
+    y, x = np.mgrid[:200, :200]
+    for cx, cy in rng.uniform(20, 180, (12, 2)):
+        image += 200 * SIGMA * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * 1.5**2))
+    fits.PrimaryHDU(image.astype(np.float32), header=fits.Header(header or {})).writeto(path)
+    return str(path)
+
+
+@pytest.mark.filterwarnings("always::rbvet.core.errors.RbvetWarning")
+def test_many_frames_name_each_frame_once_in_a_warning(tmp_path, capsys):
+    """``rbvet classify`` of several frames printed "warning: FRAME: FRAME: DATASEC ...":
+    the warning names its frame already."""
+    from rbvet.cli import main
+
+    cutout = _star_field(tmp_path / "cutout.fits", {"DATASEC": "[1:4096,1:4096]"})
+    plain = _star_field(tmp_path / "plain.fits", seed=8)
+    assert main(["classify", cutout, plain, "-o", str(tmp_path / "out"), "--workers", "1"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "DATASEC" in line]
+    assert len(lines) == 1 and lines[0].count(cutout) == 1, lines
