@@ -121,3 +121,17 @@ def test_many_frames_name_each_frame_once_in_a_warning(tmp_path, capsys):
     assert main(["classify", cutout, plain, "-o", str(tmp_path / "out"), "--workers", "1"]) == 0
     lines = [line for line in capsys.readouterr().out.splitlines() if "DATASEC" in line]
     assert len(lines) == 1 and lines[0].count(cutout) == 1, lines
+
+
+def test_a_catalog_row_far_off_the_frame_does_not_stop_the_fwhm_measurement(tmp_path):
+    """A finite but absurd position (x = 1e308) among a catalog's rows overflowed the
+    neighbour search of the FWHM measurement (found by tests/test_fuzz.py)."""
+    from rbvet.core.detect.detection import detect_objects
+    from rbvet.core.detect.psf import measure_fwhm
+
+    frame = read_frame(_star_field(tmp_path / "stars.fits"))
+    found = detect_objects(frame)
+    x = np.append(np.asarray(found["x"]), 1e308)
+    y = np.append(np.asarray(found["y"]), 1e308)
+    estimate = measure_fwhm(frame, x, y)
+    assert estimate.fwhm == pytest.approx(2.3548 * 1.5, rel=0.15)
