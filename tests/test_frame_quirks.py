@@ -135,3 +135,17 @@ def test_a_catalog_row_far_off_the_frame_does_not_stop_the_fwhm_measurement(tmp_
     y = np.append(np.asarray(found["y"]), 1e308)
     estimate = measure_fwhm(frame, x, y)
     assert estimate.fwhm == pytest.approx(2.3548 * 1.5, rel=0.15)
+
+
+def test_int8_image_with_blank_reads(tmp_path):
+    """int8 is stored as uint8 with BZERO = -128; astropy compared BLANK with the values
+    after the offset and failed ("cannot convert float NaN to integer"), so the frame was
+    refused as corrupt (found by tests/test_fuzz.py)."""
+    values = np.tile(np.array([-127, 0, 1, 5], np.int8), (16, 4))
+    hdu = fits.PrimaryHDU(values)
+    hdu.header["BLANK"] = 1  # as stored: the value -127
+    path = tmp_path / "int8.fits"
+    hdu.writeto(path)
+    image = read_frame(path, saturation=False).image
+    assert np.isnan(image[values == -127]).all()
+    np.testing.assert_array_equal(image[values != -127], values[values != -127])

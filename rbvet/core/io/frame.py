@@ -1135,7 +1135,7 @@ def _read_image(hdul, index, path) -> tuple[np.ndarray, fits.Header]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)
             blank = h.header.get("BLANK") if h.header.get("BITPIX", -32) > 0 else None
-            raw = h.data
+            raw = _scaled_data(h, path, index, blank)
             if raw is None:
                 raise RbvetError(f"HDU {index} holds no data", path)
             with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: inf, masked
@@ -1156,6 +1156,23 @@ def _read_image(hdul, index, path) -> tuple[np.ndarray, fits.Header]:
     while data.ndim > 2 and data.shape[0] == 1:
         data = data[0]
     return np.ascontiguousarray(data), header
+
+
+def _scaled_data(h, path, index, blank):
+    """``h.data``, or, where astropy cannot scale it, the stored integers scaled here.
+
+    astropy compares ``BLANK`` with int8 data after their offset (stored as uint8 with
+    ``BZERO = -128``), then fails putting NaN into an int8 array; the image is then
+    ``stored * BSCALE + BZERO`` (`_read_image` marks the blank pixels).
+    """
+    try:
+        return h.data
+    except ValueError:
+        stored = _stored_integers(path, index) if _is_int(blank) else None
+        if stored is None:
+            raise
+        scale, zero = h.header.get("BSCALE", 1.0), h.header.get("BZERO", 0.0)
+        return stored.astype(np.float64) * scale + zero
 
 
 def _stored_integers(path, index):
