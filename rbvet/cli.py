@@ -266,8 +266,9 @@ def _classify_many(args, frames):
     for row in summary:
         if row["status"] == STATUS_FAILED:
             print(f"  failed: {row['error']}")
-        elif row["warning"]:
-            print(f"  warning: {row['frame']}: {row['warning']}")
+        elif row["warning"]:  # rbvet's warnings about a frame mostly name it already
+            named = row["warning"].startswith(f"{row['frame']}: ")
+            print(f"  warning: {'' if named else row['frame'] + ': '}{row['warning']}")
     objects = int(summary["objects"].filled(0).sum())
     kept = int(summary["kept"].filled(0).sum())
     failed = status.count(STATUS_FAILED)

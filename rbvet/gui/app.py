@@ -173,5 +173,13 @@ def _frame_arguments(args):
 
 
 def main(argv=None):
-    """Entry point of ``main.py``."""
-    return run(build_parser().parse_args(argv))
+    """Entry point of ``main.py``: rbvet's warnings (a fallback taken while reading a frame)
+    go to the terminal as one line each, as the ``rbvet`` command writes them."""
+    import warnings
+
+    from rbvet.cli import _show_warning
+
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return run(args)

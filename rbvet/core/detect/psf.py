@@ -453,7 +453,13 @@ def _isolated(x, y, all_x, all_y, radius):
     """True for positions with no other position of ``all_x, all_y`` within ``radius``."""
     from scipy.spatial import cKDTree
 
+    if len(x) == 0:
+        return np.zeros(0, dtype=bool)
+    # Only positions that can be within reach: a catalog row far off the frame (x = 1e308)
+    # would overflow the tree's squared distances.
     good = np.isfinite(all_x) & np.isfinite(all_y)
+    good &= (all_x >= np.min(x) - radius) & (all_x <= np.max(x) + radius)
+    good &= (all_y >= np.min(y) - radius) & (all_y <= np.max(y) + radius)
     tree = cKDTree(np.column_stack([all_x[good], all_y[good]]))
     counts = tree.query_ball_point(np.column_stack([x, y]), r=radius, return_length=True)
     return np.asarray(counts) <= 1  # itself

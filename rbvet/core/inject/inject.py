@@ -97,7 +97,8 @@ def free_distance(frame, x, y):
     """Distance (px) of each pixel to the nearest pixel of an object or a bad pixel.
 
     Objects are the frame's source pixels (the residual above 2.5 sigma over 3x3 pixels,
-    grown by 4 px, as the background estimate leaves out) and the catalog positions.
+    grown by 4 px, as the background estimate leaves out, with the sigma of a 3x3 sum
+    measured on frames with correlated noise) and the catalog positions.
     """
     from scipy.ndimage import distance_transform_edt
 
@@ -106,7 +107,9 @@ def free_distance(frame, x, y):
     frame.ensure_background()
     ignore = frame.background_mask()
     data = np.where(ignore, np.float32(0), frame.image)
-    occupied = ignore | _source_pixels(data, frame.background, frame.noise, ignore)
+    occupied = ignore | _source_pixels(
+        data, frame.background, frame.noise, ignore, measured_box_noise=True
+    )
     occupied |= ~np.isfinite(frame.noise)
     ny, nx = frame.shape
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
