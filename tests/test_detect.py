@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from rbvet.core.detect.detection import detect_objects
+from rbvet.core.detect.detection import _running_median, detect_objects
 from rbvet.core.detect.psf import measure_fwhm
 from rbvet.core.errors import RbvetError, RbvetWarning
 from rbvet.core.io.frame import frame_from_array, read_frame
@@ -108,6 +108,20 @@ def test_tiles_find_the_same_objects_as_one_extraction(make_star_field):
 
 
 # --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("width", [1, 9, 23, 41])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_running_median_is_scipys_line_median_with_edges_repeated(width, axis):
+    from scipy.ndimage import median_filter
+
+    rng = np.random.default_rng(width)
+    data = rng.normal(size=(37, 29)).astype(np.float32)
+    data[5] += np.linspace(0.0, 50.0, 29, dtype=np.float32)  # steps between lines
+    data[:, 3] += 100.0
+    size = (width, 1) if axis == 0 else (1, width)
+    expected = median_filter(data, size=size, mode="nearest")
+    np.testing.assert_array_equal(_running_median(data, width, axis), expected)
 
 
 def test_a_3x3_frame_is_refused_in_one_line(tmp_path):
