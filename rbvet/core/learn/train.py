@@ -503,11 +503,13 @@ def simulated_training_set(
 ):
     """Simulate ``n_frames`` frames and turn their detections into a labeled training set.
 
-    Frames are simulated in parallel processes (``workers``, default: all cores); frame
-    ``i`` uses seed ``(seed, i)``, so the set is reproducible and a different ``seed``
-    gives frames never seen. ``fwhm_range`` (optional) draws the FWHM uniformly in that
-    range instead of the simulator's default distribution. A job (`rbvet.core.jobs`):
-    yields `Progress` over the frames; closing it stops the simulating processes.
+    Frames are simulated in parallel processes (``workers``, default: all cores), forks of
+    a server that imported the simulator once (`_worker_context`), handed one frame at a
+    time so that none waits while another has frames left; frame ``i`` uses seed
+    ``(seed, i)``, so the set is reproducible and a different ``seed`` gives frames never
+    seen. ``fwhm_range`` (optional) draws the FWHM uniformly in that range instead of the
+    simulator's default distribution. A job (`rbvet.core.jobs`): yields `Progress` over
+    the frames; closing it stops the simulating processes.
     """
     log = log or (lambda *args, **kwargs: None)
     seeds = np.random.SeedSequence(seed).spawn(n_frames)
