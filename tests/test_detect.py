@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from rbvet.core.detect.detection import detect_objects
-from rbvet.core.detect.psf import measure_fwhm
+from rbvet.core.detect.detection import _running_median, detect_objects
+from rbvet.core.detect.psf import _adaptive_moments, measure_fwhm
 from rbvet.core.errors import RbvetError, RbvetWarning
 from rbvet.core.io.frame import frame_from_array, read_frame
 
@@ -108,6 +108,51 @@ def test_tiles_find_the_same_objects_as_one_extraction(make_star_field):
 
 
 # --------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("width", [1, 9, 23, 41])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_running_median_is_scipys_line_median_with_edges_repeated(width, axis):
+    from scipy.ndimage import median_filter
+
+    rng = np.random.default_rng(width)
+    data = rng.normal(size=(37, 29)).astype(np.float32)
+    data[5] += np.linspace(0.0, 50.0, 29, dtype=np.float32)  # steps between lines
+    data[:, 3] += 100.0
+    size = (width, 1) if axis == 0 else (1, width)
+    expected = median_filter(data, size=size, mode="nearest")
+    np.testing.assert_array_equal(_running_median(data, width, axis), expected)
+
+
+def test_adaptive_moments_of_round_and_elongated_objects_are_unchanged():
+    # Expected values were taken with the window computed as one 2-D Gaussian per object,
+    # before it was computed as a product of a row and a column profile.
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:120, 0:160].astype(float)
+    image = rng.normal(0.0, 1.0, yy.shape)
+    objects = [  # x, y, sigma along, sigma across, angle (radians)
+        (30.3, 30.6, 1.2, 1.2, 0.0), (80.0, 30.0, 3.0, 1.5, 0.5), (130.7, 29.2, 2.0, 1.0, -1.0),
+        (30.0, 90.0, 4.0, 4.0, 0.0), (80.4, 89.8, 1.0, 2.5, 0.3), (130.0, 90.0, 2.5, 2.5, 0.0),
+    ]  # fmt: skip
+    for x0, y0, along, across, angle in objects:
+        u = (xx - x0) * np.cos(angle) + (yy - y0) * np.sin(angle)
+        v = (yy - y0) * np.cos(angle) - (xx - x0) * np.sin(angle)
+        image += 200.0 * np.exp(-0.5 * ((u / along) ** 2 + (v / across) ** 2))
+    x = np.array([o[0] for o in objects]) + 0.4  # off-centre starts: the window recentres
+    y = np.array([o[1] for o in objects]) - 0.3
+    out = _adaptive_moments(image, np.ones(image.shape, bool), np.ones(image.shape), x, y, 10, 1.5)
+    expected = {
+        "fwhm": [2.85109799627, 5.004166304799, 3.331674926463, 9.404359340613,
+                 3.717555075809, 5.877398408883],
+        "snr": [426.885223324556, 708.086593894902, 473.655981364177, 1417.847256833521,
+                506.259011990854, 886.755903904663],
+        "ellipticity": [1.725974126274e-03, 3.344394163537e-01, 3.318420546973e-01,
+                        8.654616738132e-04, 4.266607101855e-01, 3.969657540270e-04],
+    }  # fmt: skip
+    for name, values in expected.items():
+        np.testing.assert_allclose(out[name], values, rtol=1e-9, err_msg=name)
+    np.testing.assert_array_equal(out["area"], [6, 19, 8, 69, 11, 25])
+    np.testing.assert_array_equal(out["usable"], [True, True, True, False, True, True])
 
 
 def test_a_3x3_frame_is_refused_in_one_line(tmp_path):

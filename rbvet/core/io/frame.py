@@ -747,19 +747,22 @@ def _edge_steps(image, valid, notes, reach=64, min_size=128, step_sigma=5.0):
     def strip(rows, cols):  # NaN where unusable; only the strips are copied
         return np.where(valid[rows, cols], image[rows, cols], np.nan)
 
+    def nanmedian(values, axis=None):  # numpy's nanmedian loops over lines in Python
+        return (np.nanmedian if np.isnan(values).any() else np.median)(values, axis=axis)
+
     inner = strip(slice(reach, 3 * reach), slice(reach, -reach))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN lines
-        centre = np.nanmedian(inner)
-        sigma = 1.4826 * np.nanmedian(np.abs(inner - centre))
+        centre = nanmedian(inner)
+        sigma = 1.4826 * nanmedian(np.abs(inner - centre))
         if not (np.isfinite(centre) and np.isfinite(sigma) and sigma > 0):
             return masked
         inside = slice(reach, -reach)
         sides = (
-            ("bottom", np.nanmedian(strip(slice(0, reach), inside), axis=1), 0),
-            ("top", np.nanmedian(strip(slice(-reach, None), inside), axis=1)[::-1], 0),
-            ("left", np.nanmedian(strip(inside, slice(0, reach)), axis=0), 1),
-            ("right", np.nanmedian(strip(inside, slice(-reach, None)), axis=0)[::-1], 1),
+            ("bottom", nanmedian(strip(slice(0, reach), inside), axis=1), 0),
+            ("top", nanmedian(strip(slice(-reach, None), inside), axis=1)[::-1], 0),
+            ("left", nanmedian(strip(inside, slice(0, reach)), axis=0), 1),
+            ("right", nanmedian(strip(inside, slice(-reach, None)), axis=0)[::-1], 1),
         )
     for side, medians, axis in sides:
         if np.isnan(medians[reach // 2 :]).all():  # no data there (a NaN border): no step

@@ -458,6 +458,38 @@ def _simulate_one(task):
     return training_set_from_frame(sim, index, real_kinds, detect_threshold=detect_threshold)
 
 
+_WORKER_MODULES = (
+    "__main__",
+    "rbvet.core.learn.train",
+    "rbvet.core.simulate",
+    "rbvet.core.io.frame",
+    "rbvet.core.detect.detection",
+    "rbvet.core.detect.psf",
+    "rbvet.core.cutouts.stamps",
+    "rbvet.core.cutouts.preprocess",
+    "scipy.spatial",
+    "sep",
+)
+"""What a simulating process imports: loaded once by the fork server, not by each worker."""
+
+
+def _worker_context():
+    """The multiprocessing context of the simulating processes.
+
+    A fork server: one clean process (never a fork of this one, whose threads, Qt's or
+    TensorFlow's, a fork would not carry over safely) imports `_WORKER_MODULES` once, and
+    every worker is a fork of it, ready at once; the server lives on for later sets. A
+    spawned worker (where there is no fork server) imports them all itself, 1-2 s each.
+    """
+    import multiprocessing
+
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(_WORKER_MODULES))  # used when the server starts
+    return context
+
+
 def simulated_training_set(
     n_frames=100,
     shape=(1024, 1024),
@@ -471,14 +503,14 @@ def simulated_training_set(
 ):
     """Simulate ``n_frames`` frames and turn their detections into a labeled training set.
 
-    Frames are simulated in parallel processes (``workers``, default: all cores); frame
-    ``i`` uses seed ``(seed, i)``, so the set is reproducible and a different ``seed``
-    gives frames never seen. ``fwhm_range`` (optional) draws the FWHM uniformly in that
-    range instead of the simulator's default distribution. A job (`rbvet.core.jobs`):
-    yields `Progress` over the frames; closing it stops the simulating processes.
+    Frames are simulated in parallel processes (``workers``, default: all cores), forks of
+    a server that imported the simulator once (`_worker_context`), handed one frame at a
+    time so that none waits while another has frames left; frame ``i`` uses seed
+    ``(seed, i)``, so the set is reproducible and a different ``seed`` gives frames never
+    seen. ``fwhm_range`` (optional) draws the FWHM uniformly in that range instead of the
+    simulator's default distribution. A job (`rbvet.core.jobs`): yields `Progress` over
+    the frames; closing it stops the simulating processes.
     """
-    import multiprocessing
-
     log = log or (lambda *args, **kwargs: None)
     seeds = np.random.SeedSequence(seed).spawn(n_frames)
     tasks = []
@@ -493,8 +525,8 @@ def simulated_training_set(
     started = time.perf_counter()
     yield Progress(0, n_frames, SIMULATING)
     if workers > 1 and n_frames > 1:
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(workers) as pool:  # closing the job terminates the pool here
+        # Closing the job terminates the pool here.
+        with _worker_context().Pool(min(workers, n_frames)) as pool:
             for part in pool.imap(_simulate_one, tasks):
                 parts.append(part)
                 yield Progress(len(parts), n_frames, SIMULATING)

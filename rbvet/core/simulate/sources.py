@@ -76,7 +76,9 @@ def _render_galaxy_stamps(psf, dx, dy, n, r_eff, q, theta, truncation, radius, k
     fine = galaxy.shape[-1]
     size = sp_fft.next_fast_len(fine, real=True)
     wrapped = (((np.arange(size) + size // 2) % size) - size // 2).astype(np.float32) / k
-    kernel = psf.profile(wrapped[None, :], wrapped[:, None])
+    # Single precision throughout, as the galaxy is sampled: a double kernel made the
+    # inverse transform, the largest part of the rendering, a double one.
+    kernel = psf.profile(wrapped[None, :], wrapped[:, None]).astype(np.float32)
     kernel_spectrum = sp_fft.rfft2(kernel / kernel.sum())
     spectrum = sp_fft.rfft2(galaxy, s=(size, size)) * kernel_spectrum
     convolved = sp_fft.irfft2(spectrum, s=(size, size))[:, :fine, :fine]
