@@ -152,3 +152,26 @@ def test_the_grid_shows_the_injected_objects_as_scored_and_never_as_labels(
     assert window.state.data is data and window.state.selected == 5
     np.testing.assert_array_equal(grid.proxy.order(), frame_order)
     grid.grab().save(str(tmp_path / "grid.png"))  # paints without error
+
+
+def test_the_status_line_names_a_fallback_psf_and_a_crowded_frame():
+    from astropy.table import Table
+
+    from rbvet.core.inject.assess import assess_loaded
+    from rbvet.core.io.frame import frame_from_array
+    from rbvet.core.jobs import run_job
+    from rbvet.core.model.cache import cached_model
+    from rbvet.gui.assessment import assessment_message
+
+    rng = np.random.default_rng(0)
+    frame = frame_from_array(rng.normal(100.0, 5.0, (160, 160)).astype(np.float32))
+    table = Table({"x": [40.0, 120.0], "y": [40.0, 120.0]})
+    settings = InjectionSettings(injections=60, rounds=2)
+    assessment = run_job(
+        assess_loaded(frame, table, 2.5, cached_model(), settings=settings, keep_stamps=True)
+    )
+    message = assessment_message(assessment)
+    placed = assessment.summary["counts"]["placed"]
+    assert f"room for only {placed} of 60" in message
+    assert "Moffat profile, not the frame's own PSF" in message
+    assert message.endswith("Show › injected objects: what was measured")
