@@ -546,8 +546,6 @@ def with_score_order(data):
 
 WORST_FIRST = "worst_first"
 """Column of the injected objects' table: their place in the grid (`injected_order`)."""
-INJECTED_KIND_ORDER = ("star", "galaxy", "cosmic_ray", "hot_pixel", "satellite", "bad_column")
-"""Kinds of injected objects in the order the grid shows them (real kinds first)."""
 INJECTED_TAGS = {
     "star": "star",
     "galaxy": "galaxy",
@@ -557,11 +555,11 @@ INJECTED_TAGS = {
     "bad_column": "column",
 }
 """How a tile names each injected kind (`VettingData.tags`)."""
-INJECTED_REAL_KINDS = ("star", "galaxy")
 
 
 def injected_order(kind, detected, score):
-    """The injected objects kind by kind (`INJECTED_KIND_ORDER`), the worst first.
+    """The injected objects kind by kind (in the order of
+    `rbvet.core.inject.inject.INJECTED_KINDS`: stars and galaxies first), the worst first.
 
     Within a kind the detected objects come first, as the classifier treated them worst:
     stars and galaxies by ascending score (its misses lead), artifacts by descending score
@@ -580,13 +578,15 @@ def injected_order(kind, detected, score):
     -------
     ndarray (N,) intp
     """
+    from rbvet.core.inject.inject import INJECTED_KINDS, REAL_KINDS
+
     kind = np.asarray(kind).astype(str)
     detected = np.asarray(detected, bool)
     score = np.asarray(score, np.float64)
-    known = {name: rank for rank, name in enumerate(INJECTED_KIND_ORDER)}
+    known = {name: rank for rank, name in enumerate(INJECTED_KINDS)}
     names, which = np.unique(kind, return_inverse=True)
     group = np.array([known.get(name, len(known)) for name in names], np.int64)[which]
-    real = np.isin(kind, INJECTED_REAL_KINDS)
+    real = np.isin(kind, REAL_KINDS)
     scored = np.isfinite(score)
     # 0 for the worst a score can be (real at 0, artifact at 1), up to 1; then the rest.
     goodness = np.where(real, score, 1.0 - score)
@@ -603,11 +603,13 @@ def injected_outcomes(data, threshold):
     -------
     ndarray (N,) str
     """
+    from rbvet.core.inject.inject import REAL_KINDS
+
     kind = np.asarray(data.table["kind"]).astype(str)
     detected = np.asarray(data.table["detected"], bool)
     with np.errstate(invalid="ignore"):
         above = np.asarray(data.scores, np.float64) >= threshold
-    real = np.isin(kind, INJECTED_REAL_KINDS)
+    real = np.isin(kind, REAL_KINDS)
     outcome = np.where(real, np.where(above, "found", "missed"), "")
     outcome = np.where(~real, np.where(above, "passed", "rejected"), outcome)
     return np.where(detected, outcome, "not detected").astype("<U12")
@@ -624,8 +626,10 @@ def injected_summary(data, threshold, total=None):
     total : int, optional
         Objects the assessment injected, when more than ``data`` shows.
     """
+    from rbvet.core.inject.inject import REAL_KINDS
+
     outcome = injected_outcomes(data, threshold)
-    real = np.isin(np.asarray(data.table["kind"]).astype(str), INJECTED_REAL_KINDS)
+    real = np.isin(np.asarray(data.table["kind"]).astype(str), REAL_KINDS)
 
     def count(which, kind_mask):
         return int(np.count_nonzero((outcome == which) & kind_mask))

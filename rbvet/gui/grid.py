@@ -1019,8 +1019,8 @@ class GridPanel(QWidget):
         self.pages.addWidget(self.injected_view)
         self.injected_order_label = QLabel("Order: kind, worst first")
         self.injected_order_label.setToolTip(
-            "Injected objects, kind by kind: stars and galaxies not detected or missed "
-            "first, artifacts passed as real first"
+            "Injected objects, kind by kind: stars and galaxies scored lowest first, "
+            "artifacts scored highest first; the undetected at the end of their kind"
         )
         self.injected_order_label.hide()
         self.injected_summary_label = QLabel()
@@ -1177,13 +1177,16 @@ class GridPanel(QWidget):
             self.filter_combo.removeItem(position - 1)  # its separator
         self.filter_combo.blockSignals(False)
         showing = session.showing_injected
-        self.pages.setCurrentWidget(self.injected_view if showing else self.view)
+        page = self.injected_view if showing else self.view
+        switched = page is not self.pages.currentWidget()
+        self.pages.setCurrentWidget(page)
         for widget in (self.sort_caption, self.sort_combo, self.descending_button):
             widget.setVisible(not showing)
         self.injected_order_label.setVisible(showing)
         self._show_injected_summary()
         self._follow_proxy()
-        self.pages.currentWidget().setFocus()
+        if switched:  # the keys go to the grid shown
+            page.setFocus()
 
     def _show_injected_summary(self, *_):
         session = self.state.session
