@@ -47,6 +47,26 @@ def test_injections_become_labelled_inputs_grouped_by_round(demo, base):
     assert np.mean((scores >= 0.5) == (data.labels == 1)) > 0.8
 
 
+def test_injections_into_a_starless_crowded_frame_record_the_fallback_and_the_room(base):
+    from astropy.table import Table
+
+    from rbvet.core.io.frame import frame_from_array
+
+    rng = np.random.default_rng(0)
+    frame = frame_from_array(rng.normal(100.0, 5.0, (160, 160)).astype(np.float32))
+    table = Table({"x": [40.0, 120.0], "y": [40.0, 120.0]})
+    said = []
+    data = run_job(
+        injected_training_set(
+            frame, table, 2.5, base.params, InjectionSettings(injections=60), log=said.append
+        )
+    )
+    # What the adapted model's card records for the frame (``psf``, ``injected_placed``).
+    assert data.metadata["psf"]["psf_source"] == "fallback"
+    assert any("Moffat" in line for line in said)
+    assert 0 < data.metadata["placed"] < 60 == data.metadata["settings"]["injections"]
+
+
 @pytest.fixture(scope="module")
 def labelled_store(tmp_path_factory):
     """The demo frame's labels, given while another model's scores were on screen."""
