@@ -267,7 +267,7 @@ SORT_LABEL_NEXT = "label_next"
 SORT_WORST_FIRST = "worst first"
 """The injected objects' order (`injected_order`, kept in their `WORST_FIRST` column): kind
 by kind, misses and false passes first, undetected ones included. Not offered for a
-frame's own objects."""
+frame's own objects (not a key of `set_sort`): the injected objects' session is given it."""
 COLUMN_PREFIX = "column:"
 """Sort keys of catalog columns are ``COLUMN_PREFIX + name`` (see `column_sort_key`)."""
 DESCENDING_BY_DEFAULT = {
@@ -277,7 +277,6 @@ DESCENDING_BY_DEFAULT = {
     SORT_LABEL_NEXT: True,
     SORT_SUSPICIOUS: True,
     SORT_POSITION: False,
-    SORT_WORST_FIRST: False,
 }
 """Direction a built-in key starts with (for the fixed ones below, the direction that puts
 the most relevant end first); catalog columns start ascending."""
@@ -314,7 +313,6 @@ FIXED_DIRECTION_SORTS = {
     SORT_LABEL_NEXT,
     SORT_SUSPICIOUS,
     SORT_POSITION,
-    SORT_WORST_FIRST,
 }
 """Keys with one sensible direction: `VettingSession.set_sort` keeps them in it."""
 LABEL_SORTS = {SORT_SUSPICIOUS, SORT_LABEL_NEXT}
