@@ -47,6 +47,26 @@ def test_injections_become_labelled_inputs_grouped_by_round(demo, base):
     assert np.mean((scores >= 0.5) == (data.labels == 1)) > 0.8
 
 
+def test_injections_into_a_starless_crowded_frame_record_the_fallback_and_the_room(base):
+    from astropy.table import Table
+
+    from rbvet.core.io.frame import frame_from_array
+
+    rng = np.random.default_rng(0)
+    frame = frame_from_array(rng.normal(100.0, 5.0, (160, 160)).astype(np.float32))
+    table = Table({"x": [40.0, 120.0], "y": [40.0, 120.0]})
+    said = []
+    data = run_job(
+        injected_training_set(
+            frame, table, 2.5, base.params, InjectionSettings(injections=60), log=said.append
+        )
+    )
+    # What the adapted model's card records for the frame (``psf``, ``injected_placed``).
+    assert data.metadata["psf"]["psf_source"] == "fallback"
+    assert any("Moffat" in line for line in said)
+    assert 0 < data.metadata["placed"] < 60 == data.metadata["settings"]["injections"]
+
+
 @pytest.fixture(scope="module")
 def labelled_store(tmp_path_factory):
     """The demo frame's labels, given while another model's scores were on screen."""
@@ -174,3 +194,33 @@ def test_cli_adapt_refuses_a_non_keras_output_before_any_work(tmp_path, capsys):
     assert main(["adapt", str(demo_frame_path()), "-o", str(tmp_path / "m.h5")]) == 2
     assert ".keras" in capsys.readouterr().err
     assert not (tmp_path / "m.h5").exists()
+
+
+def test_closing_adapt_while_it_trains_leaves_the_current_model_untouched(base):
+    before = [weights.copy() for weights in base.keras_model.get_weights()]
+    job = adapt([(demo_frame_path(), None)], base_model=base, settings=SMALL, simulated_ratio=0.0)
+    training = False
+    for progress in job:
+        training = training or progress.message == "Training"
+        if training and progress.total:  # a batch of the fine-tuning has run
+            break
+    assert training
+    job.close()
+    assert inspect.getgeneratorstate(job) == inspect.GEN_CLOSED
+    for old, now in zip(before, base.keras_model.get_weights(), strict=True):
+        np.testing.assert_array_equal(old, now)
+
+
+def test_cli_adapt_interrupted_writes_nothing(tmp_path, capsys, monkeypatch):
+    import rbvet.core.learn.train as train_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl+C as the fine-tuning starts
+        yield
+
+    monkeypatch.setattr(train_module, "train_model", interrupted)
+    out = tmp_path / "adapted.keras"
+    arguments = ["adapt", str(demo_frame_path()), "--injections", "120", "--rounds", "2"]
+    assert main([*arguments, "--simulated-ratio", "0", "-o", str(out)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -327,3 +327,41 @@ def test_cli_assess_plot_without_matplotlib_is_one_clear_line(tmp_path, capsys, 
 def test_assessment_json_has_no_nan():
     summary = {"a": float("nan"), "b": [1.0, np.float32("nan")], "c": np.int64(3)}
     assert json.loads(Assessment(None, summary).to_json()) == {"a": None, "b": [1.0, None], "c": 3}
+
+
+@pytest.fixture(scope="module")
+def starless():
+    """An assessment of a small frame of pure noise: no star for a PSF, little room."""
+    rng = np.random.default_rng(0)
+    frame = frame_from_array(rng.normal(100.0, 5.0, (160, 160)).astype(np.float32))
+    table = Table({"x": [40.0, 120.0], "y": [40.0, 120.0]})
+    settings = InjectionSettings(injections=60, rounds=2)
+    return run_job(assess_loaded(frame, table, 2.5, cached_model(), settings=settings))
+
+
+def test_an_assessment_without_stars_says_its_psf_is_a_fallback(starless):
+    assert starless.summary["psf"]["psf_source"] == "fallback"
+    caveats = starless.caveats()
+    assert any("Moffat" in caveat and "0 usable stars" in caveat for caveat in caveats)
+    assert "note: stars and galaxies were injected with a Moffat" in starless.describe()
+
+
+def test_an_assessment_of_a_small_frame_says_how_many_fit(starless):
+    placed = starless.summary["counts"]["placed"]
+    assert 0 < placed < 60
+    assert f"room for only {placed} of 60 injections" in starless.caveats()[0]
+
+
+def test_cli_assess_interrupted_writes_nothing(tmp_path, capsys, monkeypatch):
+    import rbvet.core.inject.assess as assess_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl+C once every round has been scored
+
+    monkeypatch.setattr(assess_module, "summarize_injections", interrupted)
+    demo = demo_frame_path()
+    out = tmp_path / "assess.json"
+    arguments = ["assess", str(demo), "--injections", "60", "--rounds", "1"]
+    assert main([*arguments, "--json", str(out), "--plot", str(tmp_path / "p")]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -22,6 +22,13 @@ Labels and the store:
   they are announced once through ``error`` (one line; also kept in ``store_error``) and the
   action does nothing. A window shows them in a banner; a script can connect a callback
   that raises or prints.
+
+Injected objects: once the frame has been assessed by injection-recovery
+(`VettingSession.set_assessment`), the "filter" `FILTER_INJECTED` shows the injected objects
+instead of the frame's: their tiles as they were scored, kind by kind, the worst first
+(`injected_order`). They live in a read-only second session (`VettingSession.injected_session`)
+that shares the threshold; they are never labels, never stored, never exported, and the
+frame's own data, order and selection stay as they were until another filter is chosen.
 """
 
 from __future__ import annotations
@@ -127,6 +134,13 @@ class VettingData:
         ``catalog_path`` is None when the objects were detected.
     labels : ndarray (N,) int8
         `UNLABELED`, `BOGUS` or `REAL`.
+    stamps : ndarray (N, S, S) float32 or None
+        Raw stamps kept with the data, for objects whose pixels are not in ``frame``
+        (injected objects, cut from their round's injected frame); None: cut from
+        ``frame`` when needed.
+    tags : ndarray (N,) str or None
+        A short word per object that a grid writes where a label would go (the kind of an
+        injected object); None for none.
     score_order : ndarray (N,) intp or None
         All objects by descending score (`display_order`'s default), when made ahead of
         time (`with_score_order`, in the worker that classified the frame): sorting a
@@ -164,6 +178,8 @@ class VettingData:
     frame_path: str | None = None
     catalog_path: str | None = None
     labels: np.ndarray = field(default=None)
+    stamps: np.ndarray = field(default=None, repr=False)
+    tags: np.ndarray = field(default=None, repr=False)
     score_order: np.ndarray = field(default=None, repr=False)
     review_probability: np.ndarray = field(default=None, repr=False)
     review_thresholds: tuple = None
@@ -248,6 +264,10 @@ SORT_BALD = "bald"
 SORT_LABEL_NEXT = "label_next"
 """The label-next queue (`rbvet.core.learn.active`): informative and diverse, unlabeled only
 (labeled objects after, without a value)."""
+SORT_WORST_FIRST = "worst first"
+"""The injected objects' order (`injected_order`, kept in their `WORST_FIRST` column): kind
+by kind, misses and false passes first, undetected ones included. Not offered for a
+frame's own objects (not a key of `set_sort`): the injected objects' session is given it."""
 COLUMN_PREFIX = "column:"
 """Sort keys of catalog columns are ``COLUMN_PREFIX + name`` (see `column_sort_key`)."""
 DESCENDING_BY_DEFAULT = {
@@ -310,6 +330,9 @@ FILTER_LABELED = "labeled"
 FILTER_DISAGREE = "disagree"
 FILTER_UNSCORED = "unscored"
 FILTER_ANNOTATORS_DISAGREE = "annotators disagree"
+FILTER_INJECTED = "injected objects"
+"""Not a filter of the frame's objects: shows the injected objects of the frame's assessment
+instead (`VettingSession.set_assessment`); offered only once there is one."""
 FILTERS = (
     FILTER_ALL,
     FILTER_REAL,
@@ -477,6 +500,9 @@ def display_order(data, key=SORT_SCORE, descending=True, filter_name=FILTER_ALL,
     """
     if data is None or len(data) == 0:
         return np.empty(0, np.intp)
+    if key == SORT_WORST_FIRST:  # unscored (undetected) objects in their place too
+        kept = np.flatnonzero(filter_mask(data, filter_name, threshold))
+        return kept[np.argsort(np.asarray(data.table[WORST_FIRST])[kept], kind="stable")]
     if key == SORT_LABEL_NEXT:
         return _label_next_display_order(data, filter_name, threshold)
     if key == SORT_SCORE and descending and data.score_order is not None:
@@ -512,6 +538,180 @@ def with_score_order(data):
     data.score_order = None
     data.score_order = display_order(data)
     return data
+
+
+# ------------------------------------------------------------------- injected objects
+
+WORST_FIRST = "worst_first"
+"""Column of the injected objects' table: their place in the grid (`injected_order`)."""
+INJECTED_TAGS = {
+    "star": "star",
+    "galaxy": "galaxy",
+    "cosmic_ray": "cosmic ray",
+    "hot_pixel": "hot pixel",
+    "satellite": "trail",
+    "bad_column": "column",
+}
+"""How a tile names each injected kind (`VettingData.tags`)."""
+
+
+def injected_order(kind, detected, score):
+    """The injected objects kind by kind (in the order of
+    `rbvet.core.inject.inject.INJECTED_KINDS`: stars and galaxies first), the worst first.
+
+    Within a kind the detected objects come first, as the classifier treated them worst:
+    stars and galaxies by ascending score (its misses lead), artifacts by descending score
+    (its false passes lead); then the detected but unscored ones, then the undetected
+    (the detector's part). The order does not depend on the threshold, so moving it
+    recolours tiles without moving them.
+
+    Parameters
+    ----------
+    kind : array_like (N,) str
+    detected : array_like (N,) bool
+    score : array_like (N,) float
+        NaN when not scored.
+
+    Returns
+    -------
+    ndarray (N,) intp
+    """
+    from rbvet.core.inject.inject import INJECTED_KINDS, REAL_KINDS
+
+    kind = np.asarray(kind).astype(str)
+    detected = np.asarray(detected, bool)
+    score = np.asarray(score, np.float64)
+    known = {name: rank for rank, name in enumerate(INJECTED_KINDS)}
+    names, which = np.unique(kind, return_inverse=True)
+    group = np.array([known.get(name, len(known)) for name in names], np.int64)[which]
+    real = np.isin(kind, REAL_KINDS)
+    scored = np.isfinite(score)
+    # 0 for the worst a score can be (real at 0, artifact at 1), up to 1; then the rest.
+    goodness = np.where(real, score, 1.0 - score)
+    goodness = np.where(scored, goodness, np.where(detected, 2.0, 3.0))
+    return np.lexsort((np.arange(len(kind)), goodness, group))
+
+
+def injected_outcomes(data, threshold):
+    """What became of each injected object of ``data`` (`injected_vetting_data`) at
+    ``threshold``: 'found' / 'missed' (stars, galaxies: scored at or above it / not),
+    'passed' / 'rejected' (artifacts: scored at or above it / not), or 'not detected'.
+
+    Returns
+    -------
+    ndarray (N,) str
+    """
+    from rbvet.core.inject.inject import REAL_KINDS
+
+    kind = np.asarray(data.table["kind"]).astype(str)
+    detected = np.asarray(data.table["detected"], bool)
+    with np.errstate(invalid="ignore"):
+        above = np.asarray(data.scores, np.float64) >= threshold
+    real = np.isin(kind, REAL_KINDS)
+    outcome = np.where(real, np.where(above, "found", "missed"), "")
+    outcome = np.where(~real, np.where(above, "passed", "rejected"), outcome)
+    return np.where(detected, outcome, "not detected").astype("<U12")
+
+
+def injected_summary(data, threshold, total=None):
+    """One line: the injected stars and galaxies missed, the artifacts passed as real.
+
+    Parameters
+    ----------
+    data : VettingData
+        `injected_vetting_data`.
+    threshold : float
+    total : int, optional
+        Objects the assessment injected, when more than ``data`` shows.
+    """
+    from rbvet.core.inject.inject import REAL_KINDS
+
+    outcome = injected_outcomes(data, threshold)
+    real = np.isin(np.asarray(data.table["kind"]).astype(str), REAL_KINDS)
+
+    def count(which, kind_mask):
+        return int(np.count_nonzero((outcome == which) & kind_mask))
+
+    shown = f"{len(data):,} injected objects"
+    if total is not None and total > len(data):
+        shown = f"the first {len(data):,} of {total:,} injected objects"
+    return (
+        f"{shown} at t = {threshold:.3f}: stars and galaxies "
+        f"{count('missed', real)} missed, {count('not detected', real)} not detected "
+        f"of {int(real.sum())}; artifacts {count('passed', ~real)} passed as real of "
+        f"{int(np.count_nonzero(~real & (outcome != 'not detected')))} detected"
+    )
+
+
+def injected_vetting_data(assessment, frame_data):
+    """The injected objects of ``assessment`` as `VettingData`, for a grid to show.
+
+    One object per pictured injection (`rbvet.core.inject.assess.InjectedStamps`): its tile
+    and raw stamp as it was scored, its score (NaN when undetected or unscorable, with the
+    reason), its kind as the tag, at the position where it was cut. The table holds
+    ``kind``, ``subkind``, ``round``, ``snr``, ``detected``, ``n_detections``, the
+    injected position (``x_injected``, ``y_injected``), ``x``, ``y`` and `WORST_FIRST`.
+
+    Parameters
+    ----------
+    assessment : rbvet.core.inject.assess.Assessment
+        With ``stamps``.
+    frame_data : VettingData
+        The frame's own data (its frame, FWHM, parameters and model name are shared).
+
+    Returns
+    -------
+    VettingData
+        Labels all unlabeled; never stored.
+    """
+    from astropy.table import Table
+
+    pictures = assessment.stamps
+    n = len(pictures)
+    truth = assessment.truth[:n]
+    kind = np.asarray(truth["kind"]).astype(str)
+    detected = np.asarray(truth["detected"], bool)
+    score = np.asarray(truth["score"], np.float64)
+    reasons = np.asarray(pictures.reasons).astype(object)
+    reasons[detected & ~np.isfinite(score) & (reasons == "")] = "not scored"
+    rank = np.empty(n, np.int64)
+    rank[injected_order(kind, detected, score)] = np.arange(n)
+    table = Table(
+        {
+            "kind": kind,
+            "subkind": np.asarray(truth["subkind"]).astype(str),
+            "round": np.asarray(truth["round"], np.int16),
+            "snr": np.asarray(truth["snr"], np.float64),
+            "detected": detected,
+            "n_detections": np.asarray(truth["n_detections"], np.int32),
+            "x_injected": np.asarray(truth["x"], np.float64),
+            "y_injected": np.asarray(truth["y"], np.float64),
+            "x": np.asarray(pictures.x, np.float64),
+            "y": np.asarray(pictures.y, np.float64),
+            WORST_FIRST: rank,
+        }
+    )
+    return VettingData(
+        frame=frame_data.frame,
+        table=table,
+        x=np.asarray(pictures.x, np.float64),
+        y=np.asarray(pictures.y, np.float64),
+        scores=np.where(detected, score, np.nan).astype(np.float32),
+        reasons=reasons.astype(str),
+        atlas=pictures.tiles,
+        fwhm=frame_data.fwhm,
+        rescale=pictures.rescale,
+        params=frame_data.params,
+        model_name=frame_data.model_name,
+        frame_path=frame_data.frame_path,
+        stamps=pictures.stamps,
+        tags=_injected_tags(kind),
+    )
+
+
+def _injected_tags(kind):
+    names, which = np.unique(kind, return_inverse=True)
+    return np.array([INJECTED_TAGS.get(name, name) for name in names], dtype=str)[which]
 
 
 # ------------------------------------------------------------------------------ the model
@@ -589,6 +789,9 @@ class VettingSession:
     models_dir : str or Path, optional
         Where retrained models go when ``model_path``'s folder cannot take them
         (`model_save_target`).
+    read_only : str, optional
+        Why these objects cannot be labeled: when given, `label`, `undo` and `redo` do
+        nothing but say it through ``message`` (the injected objects' session).
 
     Attributes
     ----------
@@ -626,13 +829,16 @@ class VettingSession:
         The shown data received their uncertainty and features (`set_uncertainty`).
     store_changed()
         Another store was opened (or the current one failed to open).
+    injected_changed()
+        Injected objects became available or went (`set_assessment`, another frame), or
+        they were shown or hidden (`FILTER_INJECTED`).
     error(str)
         A one-line message: the store could not be opened or written.
     message(str)
         A short note about the last labeling action ("Undid the labels of 5 objects").
     """
 
-    def __init__(self, store_path=None, model_path=None, models_dir=None):
+    def __init__(self, store_path=None, model_path=None, models_dir=None, read_only=""):
         self.data_changed = Event()
         self.threshold_changed = Event()
         self.selection_changed = Event()
@@ -642,8 +848,10 @@ class VettingSession:
         self.counts_changed = Event()
         self.uncertainty_changed = Event()
         self.store_changed = Event()
+        self.injected_changed = Event()
         self.error = Event()
         self.message = Event()
+        self.read_only = read_only
 
         self._data = None
         self._threshold = DEFAULT_THRESHOLD
@@ -668,6 +876,10 @@ class VettingSession:
         self._review = None
         self.agreement = None
         self._other_annotators = False
+        self._assessment = None
+        self._injected_data = None
+        self._injected_session = None
+        self._showing_injected = False
 
     # ------------------------------------------------------------------ what is shown
 
@@ -712,6 +924,7 @@ class VettingSession:
             if self._order_follows_threshold():
                 self.order_changed.emit()
         self.selection_changed.emit(-1)
+        self._follow_injected()
 
     def show(self, data, threshold=None):
         """Show a newly classified frame with its stored labels (`restore`, `set_data`).
@@ -726,10 +939,13 @@ class VettingSession:
         return found
 
     def set_threshold(self, value):
-        """Set the threshold (clipped to [0, 1]); events only when it changes."""
+        """Set the threshold (clipped to [0, 1]); events only when it changes. The injected
+        objects' session follows it."""
         value = float(np.clip(value, 0.0, 1.0))
         if value != self._threshold:
             self._threshold = value
+            if self._injected_session is not None:
+                self._injected_session.set_threshold(value)
             self.threshold_changed.emit(value)
             if self._order_follows_threshold():
                 self.order_changed.emit()
@@ -761,8 +977,8 @@ class VettingSession:
 
     @property
     def filter_name(self):
-        """One of `FILTERS`."""
-        return self._filter
+        """One of `FILTERS`, or `FILTER_INJECTED` while the injected objects are shown."""
+        return FILTER_INJECTED if self._showing_injected else self._filter
 
     def set_sort(self, key, descending=None):
         """Sort by ``key``; ``descending=None`` uses the key's natural direction.
@@ -780,12 +996,27 @@ class VettingSession:
         self.order_changed.emit()
 
     def set_filter(self, name):
-        """Show only the objects filter ``name`` (one of `FILTERS`) keeps."""
+        """Show only the objects filter ``name`` (one of `FILTERS`) keeps, or, with
+        `FILTER_INJECTED`, the injected objects of the frame's assessment instead.
+
+        Raises
+        ------
+        ValueError
+            An unknown name, or `FILTER_INJECTED` with no assessment of the frame shown
+            (`injected_available`).
+        """
+        if name == FILTER_INJECTED:
+            self._show_injected()
+            return
         if name not in FILTERS:
             raise ValueError(f"unknown filter {name!r}; expected one of {', '.join(FILTERS)}")
+        leaving = self._showing_injected
+        self._showing_injected = False
         self._filter = name
         self.order_settings_changed.emit()
         self.order_changed.emit()
+        if leaving:
+            self.injected_changed.emit()
 
     def display_order(self):
         """Object indices shown, in display order (`display_order` of the settings).
@@ -839,6 +1070,121 @@ class VettingSession:
         self.uncertainty_changed.emit()
         if self._sort_key in UNCERTAINTY_SORTS:
             self.order_changed.emit()
+
+    # ------------------------------------------------------------- injected objects
+
+    @property
+    def assessment(self):
+        """The assessment kept by `set_assessment` (`rbvet.core.inject.assess.Assessment`),
+        or None."""
+        return self._assessment
+
+    def set_assessment(self, assessment):
+        """Keep the injection-recovery ``assessment`` of a frame, in memory, with its
+        pictures of the injected objects (``keep_stamps``): they can be shown
+        (`FILTER_INJECTED`) while that frame is shown with that model, with no re-run.
+
+        One assessment is kept (the last): its pictures are bounded
+        (`rbvet.core.inject.assess.MAX_KEPT_STAMPS`). None forgets it.
+        """
+        self._assessment = assessment
+        self._injected_data = None
+        if self._showing_injected and self.injected_available:
+            self._show_injected()  # the new one's objects
+            return
+        if not self._follow_injected():
+            self.injected_changed.emit()
+
+    @property
+    def injected_available(self):
+        """True when the kept assessment measured the frame shown, with its model, and
+        kept pictures of its injected objects."""
+        assessment, data = self._assessment, self._data
+        if assessment is None or data is None or assessment.stamps is None:
+            return False
+        if not len(assessment.stamps):
+            return False
+        summary = assessment.summary
+        return (
+            data.frame is not None
+            and summary.get("frame_hash") == data.frame.content_hash
+            and summary.get("model") == data.model_name
+        )
+
+    @property
+    def showing_injected(self):
+        """True while the injected objects are shown instead of the frame's."""
+        return self._showing_injected
+
+    @property
+    def injected_session(self):
+        """The read-only `VettingSession` of the injected objects (made at first use): its
+        data are `injected_data`, its threshold this session's."""
+        if self._injected_session is None:
+            self._injected_session = VettingSession(
+                self.store_path,
+                read_only="Injected objects are never labels: show the frame's objects "
+                "(another filter) to label them",
+            )
+            self._injected_session._threshold = self._threshold
+            self._injected_session.message.connect(self.message.emit)
+        return self._injected_session
+
+    def injected_data(self):
+        """The injected objects of the kept assessment as `VettingData` (built once), or
+        None when `injected_available` is False."""
+        if not self.injected_available:
+            return None
+        if self._injected_data is None:
+            self._injected_data = injected_vetting_data(self._assessment, self._data)
+        return self._injected_data
+
+    def injected_summary(self):
+        """One line about the injected objects at the current threshold: how many stars
+        and galaxies were missed, how many artifacts passed as real (`injected_counts`);
+        empty when none are available."""
+        data = self.injected_data()
+        if data is None:
+            return ""
+        return injected_summary(data, self._threshold, len(self._assessment.truth))
+
+    def _show_injected(self):
+        data = self.injected_data()
+        if data is None:
+            raise ValueError(
+                "no injected objects to show: assess this frame first (Model › Assess this frame)"
+            )
+        session = self.injected_session
+        session._threshold = self._threshold
+        session._sort_key, session._descending = SORT_WORST_FIRST, False
+        if session.data is not data:
+            session.set_data(data, self._threshold)
+        self._showing_injected = True
+        self.order_settings_changed.emit()
+        self.injected_changed.emit()
+
+    def _follow_injected(self):
+        """Stop showing the injected objects when they no longer belong to the data shown;
+        True when that announced a change."""
+        if self._showing_injected and not self.injected_available:
+            self._showing_injected = False
+            self.order_settings_changed.emit()
+            self.injected_changed.emit()
+            return True
+        return False
+
+    def _refuse_labels(self):
+        """Say why nothing can be labeled now (read-only, or injected objects shown)."""
+        if self.read_only:
+            self.message.emit(self.read_only)
+            return True
+        if self._showing_injected:
+            self.message.emit(
+                "The grid shows injected objects: they are never labels. Choose another "
+                "filter to label the frame's objects"
+            )
+            return True
+        return False
 
     # ------------------------------------------------------------------ labels in memory
 
@@ -1163,6 +1509,8 @@ class VettingSession:
         from rbvet.core.cutouts.stamps import cut_stamps
 
         data = self._data
+        if self._refuse_labels():
+            return False
         if data is None:
             return False
         if data is not self._store_data:
@@ -1262,9 +1610,12 @@ class VettingSession:
         return self._replay("redo")
 
     def _replay(self, which):
+        nothing = np.empty(0, np.intp)
+        if self.read_only:
+            self.message.emit(self.read_only)
+            return nothing
         store = self._existing_store()
         done = "Undid" if which == "undo" else "Redid"
-        nothing = np.empty(0, np.intp)
         if store is None:
             self.message.emit(f"Nothing to {which}")
             return nothing

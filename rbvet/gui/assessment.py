@@ -6,9 +6,17 @@ label store (`keep_assessment`) only once it has finished: a cancelled assessmen
 nothing. When it ends the threshold panel draws the injected FNR/FPR curves; a frame
 opened later with the same model gets its kept curves back (`show_kept_assessment`).
 Either way, a project's frame is then marked assessed (the frames dock's column).
+
+The finished assessment, with its pictures of the injected objects, is also kept by the
+session (`VettingSession.set_assessment`): the grid's filter box then offers "injected
+objects" (`rbvet.gui.grid.GridPanel`), and while they are shown the Object dock shows the
+selected injected object (`add_injected_detail`). The status bar names the caveats (a
+frame too crowded for every injection, a fallback PSF).
 """
 
 from __future__ import annotations
+
+from PyQt6.QtWidgets import QStackedWidget
 
 from rbvet.core.jobs import Progress
 from rbvet.gui.workers import JobThread
@@ -25,7 +33,7 @@ def assess_shown_frame(data, model_path, store_path, settings=None):
     yield Progress(message="Loading the model")
     model = cached_model(model_path)
     assessment = yield from assess_loaded(
-        data.frame, data.table, data.fwhm, model, settings=settings
+        data.frame, data.table, data.fwhm, model, settings=settings, keep_stamps=True
     )
     if store_path is not None:
         keep_assessment(assessment, store_path)
@@ -58,10 +66,11 @@ def start_assessment(window, settings=None):
         return lambda *args: slot(*args) if window.job is thread else None
 
     def succeeded(assessment):
+        window.state.session.set_assessment(assessment)
         if window.state.data is data:
             window.threshold_panel.show_injected(assessment.summary)
         window.project.mark_assessed(data)
-        window.statusBar().showMessage(assessment.describe().splitlines()[1].strip(), 10000)
+        window._job_outcome = assessment_message(assessment)  # said once the job has ended
 
     thread.progressed.connect(while_current(window._on_progress))
     thread.succeeded.connect(while_current(succeeded))
@@ -87,3 +96,42 @@ def show_kept_assessment(window):
     if kept is not None:
         window.threshold_panel.show_injected(kept.summary)
         window.project.mark_assessed(data)
+
+
+def assessment_message(assessment):
+    """The status-bar line of a finished assessment: its figures, its caveats (a crowded
+    frame, a fallback PSF), and where to see the injected objects."""
+    parts = [assessment.describe().splitlines()[1].strip(), *assessment.caveats()]
+    if assessment.stamps is not None and len(assessment.stamps):
+        parts.append("Show › injected objects: what was measured")
+    return " · ".join(parts)
+
+
+def add_injected_detail(window):
+    """Let the Object dock show the selected injected object while the grid shows them.
+
+    The dock holds the frame's `DetailPanel` and a second one over the grid's injected
+    state, one at a time, following `VettingSession.showing_injected`.
+
+    Returns
+    -------
+    DetailPanel
+        The injected objects' panel.
+    """
+    from rbvet.gui.detail import DetailPanel
+
+    grid = window.grid
+    detail = DetailPanel(grid.injected_state)
+    detail.set_grid_order(grid.injected_proxy)
+    dock = window.docks["Object"]
+    pages = QStackedWidget()
+    pages.addWidget(dock.widget())
+    pages.addWidget(detail)
+    dock.setWidget(pages)
+
+    def follow():
+        showing = window.state.session.showing_injected
+        pages.setCurrentWidget(detail if showing else window.detail)
+
+    window.state.injectedChanged.connect(follow)
+    return detail

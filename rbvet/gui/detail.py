@@ -4,8 +4,9 @@
 
 - both preprocessed channels ("linear", "asinh") enlarged, from the object's tile in
   `VettingData.atlas` (what the grid and the CNN see);
-- the raw science stamp, cut afresh with `rbvet.core.cutouts.stamps.cut_stamps`, with its own
-  interval and stretch (`rbvet.gui.stretch`) and ticks pointing at the catalog position;
+- the raw science stamp, cut afresh with `rbvet.core.cutouts.stamps.cut_stamps` (or the one
+  kept with the data: `VettingData.stamps`, an injected object's), with its own interval
+  and stretch (`rbvet.gui.stretch`) and ticks pointing at the catalog position;
 - score and verdict at the current threshold, reason (when unscored), label, position
   (x, y and RA/Dec when the frame has a WCS);
 - the object's catalog row as a (column, value) table;
@@ -330,8 +331,10 @@ class DetailPanel(QWidget):
         if not (np.isfinite(x) and np.isfinite(y)):
             self._raw_stamp = None
             return
-        stamps = cut_stamps(data.frame, [x], [y], data.rescale)
-        self._raw_stamp = stamps.data[0]
+        if data.stamps is not None:  # kept with the data (an injected object)
+            self._raw_stamp = data.stamps[index]
+        else:
+            self._raw_stamp = cut_stamps(data.frame, [x], [y], data.rescale).data[0]
         col0, row0 = stamp_origins([x], [y], data.rescale)
         size = self._raw_stamp.shape[0]
         self.raw_item.setPos(col0[0] - 0.5, row0[0] - 0.5)
@@ -380,7 +383,9 @@ class DetailPanel(QWidget):
         if data is None or index < 0:
             return
         label = int(data.labels[index])
-        if label in _LABEL_COLOR:
+        if self.state.session.read_only:  # injected objects: never labels
+            self.label_label.setText("— (injected: never labeled)")
+        elif label in _LABEL_COLOR:
             self.label_label.setText(
                 f"<span style='color:{hex_color(_LABEL_COLOR[label])}'><b>{label_name(label)}</b>"
                 "</span>"

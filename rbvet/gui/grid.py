@@ -51,6 +51,7 @@ from PyQt6.QtWidgets import (
     QListView,
     QSizePolicy,
     QSlider,
+    QStackedWidget,
     QStyle,
     QStyledItemDelegate,
     QToolButton,
@@ -60,6 +61,7 @@ from PyQt6.QtWidgets import (
 
 from rbvet.core.session import (
     BOGUS,
+    FILTER_INJECTED,
     FILTERS,
     FIXED_DIRECTION_SORTS,
     REAL,
@@ -70,6 +72,7 @@ from rbvet.core.session import (
     label_name,
     numeric_columns,
 )
+from rbvet.gui.state import VettingState
 
 DISPLAY_ROLE = Qt.ItemDataRole.DisplayRole.value
 TOOLTIP_ROLE = Qt.ItemDataRole.ToolTipRole.value
@@ -445,7 +448,9 @@ class TileDelegate(QStyledItemDelegate):
       and the caption reads ``! REAL`` / ``! BOGUS``;
     - unscored: its picture dimmed (dark when it has no stamp) with the reason written
       over it, a grey frame, "unscored";
-    - selected: a lighter cell background and a white outline.
+    - selected: a lighter cell background and a white outline;
+    - data with tags (`VettingData.tags`, the kind of an injected object): the tag where a
+      label would go, when it fits.
 
     Parameters
     ----------
@@ -592,6 +597,14 @@ class TileDelegate(QStyledItemDelegate):
             painter.drawStaticText(
                 caption.right() + 1 - round(text.size().width()), caption.top(), text
             )
+        elif data.tags is not None:  # e.g. an injected object's kind, when it fits
+            tag = self._text(str(data.tags[obj]))
+            room = caption.width() - text.size().width() - self.MARGIN
+            if tag.size().width() <= room:
+                painter.setPen(self.TEXT)
+                painter.drawStaticText(
+                    caption.right() + 1 - round(tag.size().width()), caption.top(), tag
+                )
 
     # -- internals ----------------------------------------------------------------------
 
@@ -947,6 +960,13 @@ class HintLabel(QLabel):
 class GridPanel(QWidget):
     """The grid with its toolbar: sort key and direction, filter, tile size, count.
 
+    Once the frame has been assessed (`VettingSession.set_assessment`), the filter box also
+    offers `FILTER_INJECTED`: a second grid (``injected_view``) then takes the place of the
+    frame's, over the session's read-only ``injected_session`` (a `VettingState` of its
+    own), in its fixed order (kind by kind, the worst first); the sort box gives way to a
+    line saying so, and a line under the toolbar says what was missed and let through at
+    the threshold. The frame's grid keeps its order and selection underneath.
+
     Parameters
     ----------
     state : VettingState
@@ -968,6 +988,16 @@ class GridPanel(QWidget):
         "N of M shown".
     keys_label : QLabel
         A reminder of the labeling keys (all of them in its tool tip).
+    injected_summary_label : QLabel
+        Under the toolbar while the injected objects are shown:
+        `VettingSession.injected_summary`.
+    injected_state : VettingState
+        Over ``state.session.injected_session``.
+    injected_proxy : TileProxy
+    injected_view : TileView
+        The injected objects' grid; its labeling keys only say they are not labels.
+    pages : QStackedWidget
+        ``view`` or ``injected_view``.
     """
 
     def __init__(self, state, parent=None):
@@ -977,6 +1007,26 @@ class GridPanel(QWidget):
         self.proxy = TileProxy(state, self)
         self.proxy.setSourceModel(self.model)
         self.view = TileView(state, self.proxy, self)
+        injected = state.session.injected_session
+        self.injected_state = VettingState(self, session=injected)
+        self.injected_model = TileModel(self.injected_state, self)
+        self.injected_proxy = TileProxy(self.injected_state, self)
+        self.injected_proxy.setSourceModel(self.injected_model)
+        self.injected_view = TileView(self.injected_state, self.injected_proxy, self)
+        self.injected_view.set_labeler(injected)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.view)
+        self.pages.addWidget(self.injected_view)
+        self.injected_order_label = QLabel("Order: kind, worst first")
+        self.injected_order_label.setToolTip(
+            "Injected objects, kind by kind: stars and galaxies scored lowest first, "
+            "artifacts scored highest first; the undetected at the end of their kind"
+        )
+        self.injected_order_label.hide()
+        self.injected_summary_label = QLabel()
+        self.injected_summary_label.setWordWrap(True)
+        self.injected_summary_label.setContentsMargins(6, 0, 6, 4)
+        self.injected_summary_label.hide()
 
         self.sort_combo = QComboBox()
         self.sort_combo.setToolTip("Sort tiles by")
@@ -1017,9 +1067,11 @@ class GridPanel(QWidget):
 
         toolbar = QHBoxLayout()
         toolbar.setContentsMargins(6, 4, 6, 4)
-        toolbar.addWidget(QLabel("Sort"))
+        self.sort_caption = QLabel("Sort")
+        toolbar.addWidget(self.sort_caption)
         toolbar.addWidget(self.sort_combo)
         toolbar.addWidget(self.descending_button)
+        toolbar.addWidget(self.injected_order_label)
         toolbar.addSpacing(12)
         toolbar.addWidget(QLabel("Show"))
         toolbar.addWidget(self.filter_combo)
@@ -1033,7 +1085,8 @@ class GridPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addLayout(toolbar)
-        layout.addWidget(self.view, 1)
+        layout.addWidget(self.injected_summary_label)
+        layout.addWidget(self.pages, 1)
 
         self._fill_sort_combo()
         self._set_slider_steps(DEFAULT_TILE_HEIGHT)
@@ -1047,6 +1100,10 @@ class GridPanel(QWidget):
         self.proxy.orderChanged.connect(self._follow_proxy)
         self.proxy.settingsChanged.connect(self._follow_proxy)
         self.proxy.modelReset.connect(self._on_new_data)
+        state.injectedChanged.connect(self._on_injected_changed)
+        state.thresholdChanged.connect(self._show_injected_summary)
+        self.injected_proxy.orderChanged.connect(self._follow_proxy)
+        self.injected_proxy.modelReset.connect(self._follow_proxy)
 
     def _on_new_data(self):
         self._fill_sort_combo()
@@ -1093,9 +1150,50 @@ class GridPanel(QWidget):
         self.filter_combo.setCurrentText(self.proxy.filter_name)
         for widget in (self.sort_combo, self.descending_button, self.filter_combo):
             widget.blockSignals(False)
+        if self.state.session.showing_injected:
+            self.count_label.setText(f"{self.injected_proxy.rowCount()} injected")
+            return
         data = self.model.vetting_data
         total = 0 if data is None else len(data)
         self.count_label.setText(f"{self.proxy.rowCount()} of {total} shown")
+
+    def _on_injected_changed(self):
+        """Offer the injected objects in the filter box while there are some; show their
+        grid (and their summary instead of the keys) while they are chosen."""
+        session = self.state.session
+        position = self.filter_combo.findText(FILTER_INJECTED)
+        self.filter_combo.blockSignals(True)
+        if session.injected_available and position < 0:
+            self.filter_combo.insertSeparator(self.filter_combo.count())
+            self.filter_combo.addItem(FILTER_INJECTED)
+            self.filter_combo.setItemData(
+                self.filter_combo.count() - 1,
+                "the objects injected by Model › Assess this frame, as they were scored "
+                "(never labels)",
+                Qt.ItemDataRole.ToolTipRole,
+            )
+        elif not session.injected_available and position >= 0:
+            self.filter_combo.removeItem(position)
+            self.filter_combo.removeItem(position - 1)  # its separator
+        self.filter_combo.blockSignals(False)
+        showing = session.showing_injected
+        page = self.injected_view if showing else self.view
+        switched = page is not self.pages.currentWidget()
+        self.pages.setCurrentWidget(page)
+        for widget in (self.sort_caption, self.sort_combo, self.descending_button):
+            widget.setVisible(not showing)
+        self.injected_order_label.setVisible(showing)
+        self._show_injected_summary()
+        self._follow_proxy()
+        if switched:  # the keys go to the grid shown
+            page.setFocus()
+
+    def _show_injected_summary(self, *_):
+        session = self.state.session
+        showing = session.showing_injected
+        self.keys_label.setVisible(not showing)
+        self.injected_summary_label.setVisible(showing)
+        self.injected_summary_label.setText(session.injected_summary() if showing else "")
 
     def _on_sort_chosen(self, position):
         self.proxy.set_sort(self.sort_combo.itemData(position))
@@ -1123,3 +1221,4 @@ class GridPanel(QWidget):
             self.size_slider.setValue(snapped)
             return
         self.view.set_tile_scale(snapped)
+        self.injected_view.set_tile_scale(snapped)

@@ -35,7 +35,7 @@ from PyQt6.QtWidgets import (
 from rbvet.core.classify import FrameOptions
 from rbvet.core.errors import RbvetError
 from rbvet.core.session import count_text
-from rbvet.gui.assessment import show_kept_assessment, start_assessment
+from rbvet.gui.assessment import add_injected_detail, show_kept_assessment, start_assessment
 from rbvet.gui.detail import DetailPanel
 from rbvet.gui.epochs import BLINK_KEY, STOP_KEY, EpochStrip
 from rbvet.gui.feature_map import FeatureMap
@@ -225,6 +225,7 @@ class MainWindow(QMainWindow):
         self.project.framesChanged.connect(frames_dock.show)
         self.epochs = EpochStrip(self.state, self.project, self.frame_view)
         self.detail.content_layout.insertWidget(1, self.epochs)
+        self.injected_detail = add_injected_detail(self)
         self.samp = SampBridge(self)
         self._layout_pending = True
 

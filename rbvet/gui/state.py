@@ -48,6 +48,9 @@ class VettingState(QObject):
         The sort key, direction or filter was set.
     uncertaintyChanged()
         The shown data received their uncertainty and features.
+    injectedChanged()
+        Injected objects of an assessment became available or went, or were shown or
+        hidden (`VettingSession.injected_changed`).
     """
 
     dataChanged = pyqtSignal()
@@ -57,6 +60,7 @@ class VettingState(QObject):
     orderChanged = pyqtSignal()
     orderSettingsChanged = pyqtSignal()
     uncertaintyChanged = pyqtSignal()
+    injectedChanged = pyqtSignal()
 
     def __init__(self, parent=None, session=None):
         super().__init__(parent)
@@ -69,6 +73,7 @@ class VettingState(QObject):
         events.order_changed.connect(self.orderChanged.emit)
         events.order_settings_changed.connect(self.orderSettingsChanged.emit)
         events.uncertainty_changed.connect(self.uncertaintyChanged.emit)
+        events.injected_changed.connect(self.injectedChanged.emit)
 
     @property
     def data(self):

@@ -10,6 +10,11 @@ with bootstrap 95 % intervals, and the thresholds for a target FNR and FPR.
 An injection is *detected* when a new detection (one the frame without injections does
 not have) lies within its reach; it is *called real* when any of its detections scores
 at or above the threshold (so a track cut into pieces is let through by any piece).
+
+With ``keep_stamps`` (the window asks for it) the assessment also keeps the injected objects
+as they were scored (`InjectedStamps`: the grid's tiles and the raw stamps, cut from the
+injected frame of their round at their best-scoring detection, or where they were injected
+when nothing was detected), so the window can show what was measured with no re-run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rbvet.core.cutouts.preprocess import plan_rescale
 from rbvet.core.errors import RbvetError
 from rbvet.core.inject.inject import (
     ARTIFACT_KINDS,
@@ -45,6 +51,46 @@ ROUND_UNITS = 1000
 """`Progress` units of one round (painting and detection half, scoring the other)."""
 SAME_OBJECT = 1.5
 """Px: a detection this close to one of the frame without injections is not new."""
+MAX_KEPT_STAMPS = 5000
+"""Injections an assessment keeps pictures of (``keep_stamps``): the first ones, in round
+order. A 31 px stamp and its tile take about 6 kB: 5000 of them about 30 MB."""
+MAX_KEPT_STAMP_BYTES = 64 * 2**20
+"""And no more bytes than this (wide stamps, a large FWHM, mean fewer pictures)."""
+NOT_DETECTED = "not detected"
+"""The reason an injected object has no score: no new detection within its reach."""
+
+
+@dataclass
+class InjectedStamps:
+    """The injected objects as they were scored: pictures of the first rows of the truth.
+
+    Row ``i`` pictures row ``i`` of `Assessment.truth`, for the first ``len(tiles)`` rows
+    (`MAX_KEPT_STAMPS`). Each was cut from the injected frame of its round where it was
+    scored (its best-scoring detection, ``x_scored``/``y_scored``), or where it was injected
+    when nothing was detected.
+
+    Attributes
+    ----------
+    x, y : ndarray (M,) float64
+        Where each stamp was cut (0-based pixels of the frame).
+    tiles : ndarray (M, h, w) uint8
+        The CNN inputs as the grid draws them (`rbvet.core.cutouts.atlas.render_tiles`).
+    stamps : ndarray (M, S, S) float32
+        Raw science stamps (the injected frame's pixels), ``S = rescale.stamp_size``.
+    reasons : ndarray (M,) str
+        `NOT_DETECTED`, or the stamp's reason when it could not be scored; else empty.
+    rescale : rbvet.core.cutouts.preprocess.Rescale
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    tiles: np.ndarray
+    stamps: np.ndarray
+    reasons: np.ndarray
+    rescale: object
+
+    def __len__(self):
+        return len(self.tiles)
 
 
 @dataclass
@@ -56,13 +102,18 @@ class Assessment:
     truth : astropy.table.Table
         One row per injection: the simulator's truth columns, ``round``, ``snr``,
         ``detected``, ``score`` (highest score of its detections; NaN when undetected or
-        unscorable) and ``n_detections``.
+        unscorable), ``n_detections`` and ``x_scored``, ``y_scored`` (where that
+        detection is; NaN when undetected).
     summary : dict
         Plain values (see `summarize_injections`), ready for JSON.
+    stamps : InjectedStamps or None
+        Pictures of the injected objects as they were scored (``keep_stamps``); None when
+        not kept (and for an assessment read back from its JSON).
     """
 
     truth: object
     summary: dict = field(default_factory=dict)
+    stamps: InjectedStamps | None = None
 
     def to_json(self):
         """The summary as JSON text (NaN written as null)."""
@@ -89,12 +140,33 @@ class Assessment:
             f"  threshold for FNR <= {target['fnr']:g}: {_number(target['threshold_at_fnr'])}; "
             f"for FPR <= {target['fpr']:g}: {_number(target['threshold_at_fpr'])}"
         )
+        lines.extend(f"  note: {caveat}" for caveat in self.caveats())
+        return "\n".join(lines)
+
+    def caveats(self):
+        """What the user must know to trust the figures, as short sentences: a frame too
+        crowded for all the injections asked for, a PSF that is a fallback, not the
+        frame's own.
+
+        Returns
+        -------
+        list of str
+        """
+        s = self.summary
+        counts, psf = s["counts"], s.get("psf", {})
+        caveats = []
         if counts["placed"] < counts["requested"]:
-            lines.append(
-                f"  note: the frame had room for only {counts['placed']} of "
+            caveats.append(
+                f"the frame had room for only {counts['placed']} of "
                 f"{counts['requested']} injections (crowded or masked)"
             )
-        return "\n".join(lines)
+        if psf.get("psf_source") == "fallback":
+            caveats.append(
+                "stars and galaxies were injected with a Moffat profile, not the frame's own "
+                f"PSF ({psf.get('psf_stars', 0)} usable stars): treat star completeness "
+                "with care"
+            )
+        return caveats
 
     def rate_curves(self):
         """Thresholds and the injected FNR/FPR with their intervals, as arrays."""
@@ -155,6 +227,7 @@ def assess_loaded(
     detect_threshold=3.0,
     fwhm_given=False,
     targets=(0.05, 0.01),
+    keep_stamps=False,
     log=None,
 ):
     """Injection-recovery on a frame already read, with its objects and FWHM.
@@ -181,6 +254,9 @@ def assess_loaded(
         fallback PSF has this FWHM.
     targets : (float, float)
         Target FNR and target FPR for the two thresholds reported.
+    keep_stamps : bool
+        Keep the injected objects' tiles and raw stamps (`Assessment.stamps`, at most
+        `MAX_KEPT_STAMPS`) for a window to show.
     log : callable, optional
 
     Returns
@@ -219,11 +295,15 @@ def assess_loaded(
         fwhm_given=fwhm_given,
         log=log,
     )
-    truths = []
+    truths, pictures = [], []
+    room = _stamp_room(plan_rescale(fwhm, model.params)) if keep_stamps else 0
     for injected, scores in rounds.results:
         truth = injected.truth
-        _record_detections(truth, injected.owner, scores)
+        _record_detections(truth, injected.owner, scores, injected.x, injected.y)
         truths.append(truth)
+        if room > 0:
+            pictures.append(picture_injections(injected.frame, truth[:room], model, fwhm))
+            room -= len(pictures[-1])
     truth = vstack(truths)
     summary = summarize_injections(truth, threshold, targets)
     summary.update(
@@ -245,7 +325,61 @@ def assess_loaded(
     )
     total = ROUND_UNITS * settings.rounds
     yield Progress(total, total, f"{ASSESSING}: done")
-    return Assessment(truth, summary)
+    return Assessment(truth, summary, _join_pictures(pictures) if keep_stamps else None)
+
+
+def _stamp_room(rescale):
+    """How many injected objects fit in `MAX_KEPT_STAMP_BYTES` (at most `MAX_KEPT_STAMPS`)."""
+    from rbvet.core.cutouts.atlas import tile_shape
+
+    height, width = tile_shape(rescale.target_size)
+    each = 4 * rescale.stamp_size**2 + height * width
+    return int(min(MAX_KEPT_STAMPS, MAX_KEPT_STAMP_BYTES // each))
+
+
+def picture_injections(frame, truth, model, fwhm):
+    """Tiles and raw stamps of injected objects, cut from their round's injected frame.
+
+    Each is cut where it was scored (its best-scoring detection) or, undetected, where it
+    was injected, with the rescaling and preprocessing of its scoring: its tile is the
+    CNN input that got its score (`rbvet.core.cutouts.stamps.iter_inputs` gives the same
+    inputs from frame planes).
+
+    Parameters
+    ----------
+    frame : Frame
+        The injected frame of the round of every row of ``truth``.
+    truth : astropy.table.Table
+        Rows of `Assessment.truth` (with ``detected``, ``x_scored``, ``y_scored``).
+    model : RealBogusModel
+    fwhm : float
+
+    Returns
+    -------
+    InjectedStamps
+    """
+    from rbvet.core.cutouts.atlas import render_tiles
+    from rbvet.core.cutouts.stamps import cut_stamps
+
+    rescale = plan_rescale(fwhm, model.params)
+    detected = np.asarray(truth["detected"], bool)
+    x = np.where(detected, truth["x_scored"], truth["x"]).astype(np.float64)
+    y = np.where(detected, truth["y_scored"], truth["y"]).astype(np.float64)
+    stamps = cut_stamps(frame, x, y, rescale)
+    tiles = render_tiles(stamps.inputs(model.params))
+    reasons = np.where(detected, stamps.reason, NOT_DETECTED).astype(str)
+    return InjectedStamps(x, y, tiles, stamps.data, reasons, rescale)
+
+
+def _join_pictures(pictures):
+    """One `InjectedStamps` of the rounds' pictures, in round order (None for none)."""
+    if not pictures:
+        return None
+    joined = {
+        name: np.concatenate([getattr(part, name) for part in pictures])
+        for name in ("x", "y", "tiles", "stamps", "reasons")
+    }
+    return InjectedStamps(**joined, rescale=pictures[0].rescale)
 
 
 @dataclass
@@ -426,16 +560,29 @@ def _match(found, truth, baseline_tree, step, fwhm):
     return owner
 
 
-def _record_detections(truth, owner, scores):
-    """Add ``detected``, ``n_detections`` and ``score`` (the highest of its detections)."""
+def _record_detections(truth, owner, scores, x=None, y=None):
+    """Add ``detected``, ``n_detections``, ``score`` (the highest of its detections) and,
+    given the detections' positions ``x``, ``y``, ``x_scored`` and ``y_scored``: where
+    that detection is (its first detection when none could be scored; NaN when none)."""
     n = len(truth)
     counts = np.bincount(owner, minlength=n) if owner.size else np.zeros(n, np.int64)
     best = np.full(n, -np.inf)
+    scores = np.asarray(scores, np.float64)
     finite = np.isfinite(scores)
-    np.maximum.at(best, owner[finite], scores[finite].astype(np.float64))
+    np.maximum.at(best, owner[finite], scores[finite])
     truth["detected"] = counts > 0
     truth["n_detections"] = counts.astype(np.int32)
     truth["score"] = np.where(np.isfinite(best), best, np.nan)
+    if x is None:
+        return
+    # Per injection, its detections by score (unscored lowest), the best last.
+    order = np.lexsort((np.where(finite, scores, -np.inf), owner))
+    last = np.flatnonzero(np.r_[owner[order][1:] != owner[order][:-1], True])
+    chosen = order[last]
+    for name, values in (("x_scored", x), ("y_scored", y)):
+        column = np.full(n, np.nan)
+        column[owner[chosen]] = np.asarray(values, np.float64)[chosen]
+        truth[name] = column
 
 
 def summarize_injections(truth, threshold, targets=(0.05, 0.01)):
