@@ -13,15 +13,15 @@ from astropy.table import Table
 
 from rbvet.cli import main
 from rbvet.core.learn.labels import LabelStore
+from rbvet.core.learn.metrics import roc_auc
 from rbvet.core.learn.review import (
     class_thresholds,
-    fit_logistic_head,
     flag_label_issues,
     label_error_score,
     out_of_sample_probabilities,
     review_labels,
 )
-from rbvet.core.model.head import Head, sigmoid
+from rbvet.core.model.head import Head, fit_head, sigmoid
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
@@ -137,7 +137,8 @@ def test_the_logistic_fit_reaches_the_penalised_optimum():
     truth = Head(np.array([2.0, -1.0, 0.5, 0.0, 0.0]), 0.3)
     labels = (rng.random(300) < truth.scores(features)).astype(int)
     start = Head(np.array([0.5, 0.5, 0.5, 0.5, 0.5]), 0.0)
-    weights, bias = fit_logistic_head(features, labels, start, l2=2.0)
+    fitted = fit_head(features, labels, start, l2=2.0)
+    weights, bias = fitted.weights, fitted.bias
     # the gradient of log-loss + l2/2 |w - w_start|^2 vanishes at the answer
     residual = sigmoid(features @ weights + bias) - labels
     np.testing.assert_allclose(
@@ -149,7 +150,8 @@ def test_the_logistic_fit_reaches_the_penalised_optimum():
 
 def test_the_fit_stays_finite_on_separable_labels():
     features = np.array([[-2.0], [-1.0], [1.0], [2.0]])
-    weights, bias = fit_logistic_head(features, [0, 0, 1, 1], l2=1e-3)
+    fitted = fit_head(features, [0, 0, 1, 1], l2=1e-3)
+    weights, bias = fitted.weights, fitted.bias
     assert np.all(np.isfinite(weights)) and np.isfinite(bias) and weights[0] > 0
 
 
@@ -278,3 +280,22 @@ def test_the_suspicious_sort_follows_the_review_once_given(simulated, tmp_path):
 
 ARRAY_FIELDS = ("object_ids", "frame_ids", "frames", "x", "y", "labels", "probabilities")
 ARRAY_FIELDS += ("scores", "flagged")
+
+
+def test_a_head_fitted_toward_the_prior_beats_one_fitted_from_scratch_on_few_labels():
+    """40 labels in 16 dimensions: from scratch the fit chases noise; pulled toward a good
+    (not perfect) prior head it keeps what the prior knew and corrects it."""
+    rng = np.random.default_rng(5)
+    truth = Head(rng.normal(size=16), 0.0)
+    prior = Head(truth.weights + 0.5 * rng.normal(size=16), 0.5)
+    wins = []
+    for _ in range(5):
+        features = rng.normal(size=(2040, 16))
+        labels = (rng.random(2040) < truth.scores(features)).astype(int)
+        few, test = slice(0, 40), slice(40, None)
+        pulled = fit_head(features[few], labels[few], prior)
+        scratch = fit_head(features[few], labels[few], None)
+        auc = [roc_auc(head.logits(features[test]), labels[test]) for head in (pulled, scratch)]
+        wins.append(auc[0] - auc[1])
+    assert min(wins) > 0.005, wins
+    assert pulled.dropout_rate == prior.dropout_rate and scratch.dropout_rate == 0.0
