@@ -1,7 +1,7 @@
 """How many labels the label-next queue saves: label-next vs closest-to-threshold vs random.
 
-Run: python scripts/measure_label_next.py [--seeds 3] [--frames 10] [--budget 1600]
-         [--plot docs/images/label_next.png] [--json OUT]
+Run: python scripts/measure_label_next.py [--seeds 5] [--frames 10] [--budget 1600]
+         [--scratch] [--cache DIR] [--plot docs/images/label_next.png] [--json OUT]
 
 Starting from the shipped model, on simulated frames it was not trained on: fresh seeds,
 and correlated noise (each frame smoothed by a Gaussian of ``--smooth`` px, as resampling
@@ -12,9 +12,12 @@ every label of a fresh pool it does no better than shipped). The objects of
 frames vary a lot, in FWHM, density and artifacts; held-out frames of their own would
 measure that variation more than the labels). An annotator who answers from the
 simulator's truth labels the pool in batches of ``--batch``, in each order. After each
-batch the last layer is refit (logistic regression on the penultimate features, an L2
-pull toward the shipped layer's weights, Newton's method in numpy), and the held-out
-objects are scored: AUC and FNR at FPR 1 % against the number of labels used.
+batch the last layer is refit (`rbvet.core.model.head.fit_head`: logistic regression on
+the penultimate features with an L2 pull toward the shipped layer's weights, as label
+review fits its heads), and the held-out objects are scored: AUC and FNR at FPR 1 %
+against the number of labels used. The same refit follows every order. ``--scratch``
+runs every order a second time with the layer refit from scratch (the same pull, toward
+zero), to show what starting from the shipped layer is worth.
 
 Orders:
 
@@ -26,7 +29,7 @@ Orders:
 Target: the labels each order needs to close ``--gap`` (80 %) of the gap between the
 shipped layer and a layer refit on *every* pool label; the ratio random / label-next is the
 figure of issue 19 (target >= 2). Features are computed once per frame set (one network
-pass); the loops are numpy.
+pass, kept in ``--cache`` per model); the loops are numpy.
 """
 
 from __future__ import annotations

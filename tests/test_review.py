@@ -232,6 +232,25 @@ def test_eight_percent_flipped_labels_are_found_in_the_top_of_the_review(tmp_pat
     assert result["recall"] >= 0.8, result
 
 
+def test_the_bench_smooths_a_frame_in_place_for_its_unseen_domain(tmp_path):
+    """bench_review --smooth: the FITS image itself is smoothed (what `rbvet label` and
+    `rbvet review` then read), its flux and dtype kept."""
+    from astropy.io import fits
+
+    spec = importlib.util.spec_from_file_location("bench_review", BENCHMARKS / "bench_review.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    image = np.zeros((21, 21), np.float32)
+    image[10, 10] = 100.0
+    path = tmp_path / "frame.fits"
+    fits.PrimaryHDU(image).writeto(path)
+    bench.smooth_image(path, 0.8)
+    smoothed = fits.getdata(path)
+    assert smoothed.dtype.kind == "f" and smoothed.dtype.itemsize == 4
+    assert 10.0 < smoothed[10, 10] < 50.0 and smoothed[10, 11] > 1.0
+    assert smoothed.sum() == pytest.approx(100.0, rel=1e-4)
+
+
 # ------------------------------------------------------------- the window's sort
 
 
