@@ -16,9 +16,10 @@ import numpy as np
 
 DEFAULT_PRIOR_L2 = 1.0
 """Pull of a fitted head towards its prior head (`fit_head`), in units of one label's
-log loss. Measured on frames the shipped model never saw (scripts/measure_label_next.py):
-fitted from scratch, a few dozen labels give a worse head than the shipped one; with this
-pull toward the shipped head, they improve it."""
+log loss. Measured on frames the shipped model never saw (scripts/measure_label_next.py,
+5 runs): 40 labels of the objects closest to the threshold, a biased sample, took a layer
+fitted from scratch from the shipped AUC 0.889 to 0.747; pulled toward the shipped layer,
+to 0.890. On random labels the pull changed little (0.916 vs 0.919)."""
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,8 @@ def fit_head(features, labels, prior=None, l2=DEFAULT_PRIOR_L2, max_iter=50, tol
 
     Minimises the log loss plus ``l2 / 2 * |w - w_prior|^2`` (the bias is not pulled) by
     Newton's method, starting at the prior. With few labels the fit stays near the
-    network's own head, so the first labels refine it instead of replacing it by a head
-    fitted on a few dozen objects (`DEFAULT_PRIOR_L2`).
+    network's own head instead of being replaced by a head fitted on a few dozen objects,
+    which a biased sample (the uncertain ones) can make much worse (`DEFAULT_PRIOR_L2`).
 
     Parameters
     ----------
