@@ -320,10 +320,11 @@ def plot(result, path):
         axis.grid(alpha=0.3)
     axes[0].legend(loc="lower right", fontsize=8)
     n = len(result["runs"])
+    scratch = " dashed: refit from scratch;" if len(order_names(result)) > len(ORDERS) else ""
     figure.suptitle(
-        f"Refitting the last layer from labels on new frames with correlated noise "
-        f"(mean of {n} runs, band min-max)",
-        fontsize=10,
+        f"Refitting the last layer from labels on new frames with correlated noise\n"
+        f"(solid: pulled toward the shipped layer;{scratch} mean of {n} runs, band min-max)",
+        fontsize=9,
     )
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
