@@ -1,7 +1,7 @@
 """How many labels the label-next queue saves: label-next vs closest-to-threshold vs random.
 
-Run: python scripts/measure_label_next.py [--seeds 3] [--frames 10] [--budget 1600]
-         [--plot docs/images/label_next.png] [--json OUT]
+Run: python scripts/measure_label_next.py [--seeds 5] [--frames 10] [--budget 1600]
+         [--scratch] [--cache DIR] [--plot docs/images/label_next.png] [--json OUT]
 
 Starting from the shipped model, on simulated frames it was not trained on: fresh seeds,
 and correlated noise (each frame smoothed by a Gaussian of ``--smooth`` px, as resampling
@@ -12,9 +12,12 @@ every label of a fresh pool it does no better than shipped). The objects of
 frames vary a lot, in FWHM, density and artifacts; held-out frames of their own would
 measure that variation more than the labels). An annotator who answers from the
 simulator's truth labels the pool in batches of ``--batch``, in each order. After each
-batch the last layer is refit (logistic regression on the penultimate features, an L2
-pull toward the shipped layer's weights, Newton's method in numpy), and the held-out
-objects are scored: AUC and FNR at FPR 1 % against the number of labels used.
+batch the last layer is refit (`rbvet.core.model.head.fit_head`: logistic regression on
+the penultimate features with an L2 pull toward the shipped layer's weights, as label
+review fits its heads), and the held-out objects are scored: AUC and FNR at FPR 1 %
+against the number of labels used. The same refit follows every order. ``--scratch``
+runs every order a second time with the layer refit from scratch (the same pull, toward
+zero), to show what starting from the shipped layer is worth.
 
 Orders:
 
@@ -26,7 +29,7 @@ Orders:
 Target: the labels each order needs to close ``--gap`` (80 %) of the gap between the
 shipped layer and a layer refit on *every* pool label; the ratio random / label-next is the
 figure of issue 19 (target >= 2). Features are computed once per frame set (one network
-pass); the loops are numpy.
+pass, kept in ``--cache`` per model); the loops are numpy.
 """
 
 from __future__ import annotations
@@ -46,12 +49,13 @@ import numpy as np
 from rbvet.core.learn.active import feature_clusters, label_next_order
 from rbvet.core.learn.metrics import error_rates, roc_auc
 from rbvet.core.learn.uncertainty import mc_dropout
-from rbvet.core.model.head import Head
+from rbvet.core.model.head import DEFAULT_PRIOR_L2, Head, fit_head
 
 ORDERS = ("label next", "closest to threshold", "random")
 TARGET_FPR = 0.01
-DEFAULT_L2 = 1.0
-"""Pull of the refit layer toward the shipped one (in units of the sum of log losses)."""
+DEFAULT_L2 = DEFAULT_PRIOR_L2
+"""Pull of the refit layer toward the shipped one (in units of one label's log loss)."""
+REFITS = ("prior", "scratch")
 
 
 @dataclass
@@ -87,11 +91,23 @@ def simulate_features(model, seed, n_frames, shape=(1024, 1024), smooth=0.8):
     return LabeledFeatures(np.concatenate(features), np.concatenate(labels).astype(np.int8))
 
 
+def model_key(model):
+    """A short digest of the model's last layer: cached features of another model (an
+    older shipped one) are not reused."""
+    import hashlib
+
+    head = model.head
+    digest = hashlib.sha1(np.append(head.weights, head.bias).astype(np.float64).tobytes())
+    return digest.hexdigest()[:8]
+
+
 def cached_features(model, seed, n_frames, shape, smooth, folder=None):
-    """`simulate_features`, kept in ``folder`` (an .npz per set) when one is given."""
+    """`simulate_features`, kept in ``folder`` (an .npz per set and model) when one is
+    given."""
     path = None
     if folder:
-        path = Path(folder) / f"features_{seed}_{n_frames}_{shape[0]}_{smooth:g}.npz"
+        name = f"features_{model_key(model)}_{seed}_{n_frames}_{shape[0]}_{smooth:g}.npz"
+        path = Path(folder) / name
         if path.is_file():
             with np.load(path) as stored:
                 return LabeledFeatures(stored["features"], stored["labels"])
@@ -113,47 +129,13 @@ def split(objects, seed, pool_share=0.5):
     )
 
 
-def refit_head(features, labels, prior, l2=DEFAULT_L2, iterations=25):
-    """The last layer refit on labeled features: logistic loss + L2 toward ``prior``.
-
-    Minimises ``sum log(1 + exp(-s z)) + l2/2 |theta - theta_prior|^2`` over the weights
-    and bias ``theta`` by Newton's method (a (D+1)-square solve per step).
-
-    Parameters
-    ----------
-    features : ndarray (N, D)
-    labels : ndarray (N,) of 0/1
-    prior : Head
-        The layer to start from and pull toward; its dropout rate is kept.
-    l2 : float
-
-    Returns
-    -------
-    Head
-    """
-    design = np.hstack([np.asarray(features, np.float64), np.ones((len(features), 1))])
-    target = np.asarray(labels, np.float64)
-    sign = 2.0 * target - 1.0
-    start = np.append(prior.weights, prior.bias)
-
-    def objective(theta):
-        margins = sign * (design @ theta)
-        return np.logaddexp(0.0, -margins).sum() + 0.5 * l2 * np.sum((theta - start) ** 2)
-
-    theta, value = start.copy(), objective(start)
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-np.clip(design @ theta, -50, 50)))
-        gradient = design.T @ (p - target) + l2 * (theta - start)
-        hessian = (design * (p * (1 - p))[:, None]).T @ design + l2 * np.eye(len(theta))
-        step = np.linalg.solve(hessian, gradient)
-        size = 1.0  # backtracking: a full Newton step can overshoot far from the optimum
-        while objective(theta - size * step) > value and size > 1e-6:
-            size /= 2
-        theta = theta - size * step
-        previous, value = value, objective(theta)
-        if previous - value < 1e-10 * max(1.0, abs(value)):
-            break
-    return Head(theta[:-1], float(theta[-1]), prior.dropout_rate)
+def refit_head(features, labels, prior, l2=DEFAULT_L2, scratch=False):
+    """The last layer refit on labeled features (`fit_head`): pulled toward ``prior``, or
+    with ``scratch`` toward zero (the same pull, but nothing kept of the shipped layer)."""
+    if scratch:
+        fitted = fit_head(features, labels, None, l2)
+        return Head(fitted.weights, fitted.bias, prior.dropout_rate)
+    return fit_head(features, labels, prior, l2)
 
 
 def fnr_at_fpr(values, labels, fpr=TARGET_FPR):
@@ -180,8 +162,11 @@ def next_batch(order, head, pool, labeled, batch, rng, clusters, threshold=0.5):
     return label_next_order(bald, clusters, labeled)[:batch]
 
 
-def run_order(order, head, pool, held_out, batch, budget, seed, clusters, l2=DEFAULT_L2):
-    """Label the pool in ``order``, refitting after each batch.
+def run_order(
+    order, head, pool, held_out, batch, budget, seed, clusters, l2=DEFAULT_L2, scratch=False
+):
+    """Label the pool in ``order``, refitting after each batch (``scratch``: see
+    `refit_head`).
 
     Returns
     -------
@@ -196,7 +181,7 @@ def run_order(order, head, pool, held_out, batch, budget, seed, clusters, l2=DEF
         picks = next_batch(order, current, pool, labeled, batch, rng, clusters)
         assert not labeled[picks].any()
         labeled[picks] = True
-        current = refit_head(pool.features[labeled], pool.labels[labeled], head, l2)
+        current = refit_head(pool.features[labeled], pool.labels[labeled], head, l2, scratch)
         auc, fnr = held_out_metrics(current, held_out)
         used.append(int(labeled.sum()))
         aucs.append(auc)
@@ -213,7 +198,9 @@ def labels_to_reach(used, values, target, higher_is_better=True):
     return int(used[first]) if first < len(used) else None
 
 
-def measure(model_head, sets, batch, budget, gap, n_clusters, log=print, l2=DEFAULT_L2):
+def measure(
+    model_head, sets, batch, budget, gap, n_clusters, log=print, l2=DEFAULT_L2, refits=("prior",)
+):
     """Every order on every (pool, held-out) set; the curves and labels-to-target.
 
     Parameters
@@ -221,6 +208,10 @@ def measure(model_head, sets, batch, budget, gap, n_clusters, log=print, l2=DEFA
     model_head : Head
     sets : list of (LabeledFeatures, LabeledFeatures, int)
         Pool, held-out objects and a seed, one per repetition.
+    refits : tuple of str
+        `REFITS` to run every order with: "prior" (the orders' own names in the result)
+        and "scratch" (``"<order> (scratch)"``). The target is the same for both: a fit
+        pulled toward the shipped layer on every pool label.
 
     Returns
     -------
@@ -238,11 +229,12 @@ def measure(model_head, sets, batch, budget, gap, n_clusters, log=print, l2=DEFA
         clusters = feature_clusters(pool.features, n_clusters, seed=seed)
         run = {"seed": seed, "pool": len(pool), "held_out": len(held_out), "start": start}
         run.update(ceiling=ceiling, targets=targets, orders={})
-        for order in ORDERS:
+        for refit, order in ((refit, order) for refit in refits for order in ORDERS):
             used, aucs, fnrs = run_order(
-                order, model_head, pool, held_out, batch, budget, seed, clusters, l2
+                *(order, model_head, pool, held_out, batch, budget, seed, clusters, l2),
+                scratch=refit == "scratch",
             )
-            run["orders"][order] = {
+            run["orders"][order if refit == "prior" else f"{order} (scratch)"] = {
                 "used": used.tolist(),
                 "auc": aucs.tolist(),
                 "fnr": fnrs.tolist(),
@@ -254,6 +246,11 @@ def measure(model_head, sets, batch, budget, gap, n_clusters, log=print, l2=DEFA
     return {"batch": batch, "budget": budget, "gap": gap, "l2": l2, "runs": runs}
 
 
+def order_names(result):
+    """The curves of a `measure` result, in their order: the orders, then scratch ones."""
+    return list(result["runs"][0]["orders"])
+
+
 def describe_run(run):
     lines = [
         f"seed {run['seed']}: pool {run['pool']}, held out {run['held_out']}; shipped AUC "
@@ -263,7 +260,7 @@ def describe_run(run):
     ]
     for order, result in run["orders"].items():
         lines.append(
-            f"  {order:22s} labels to target: AUC {result['labels_for_auc']}, "
+            f"  {order:32s} labels to target: AUC {result['labels_for_auc']}, "
             f"FNR@1% {result['labels_for_fnr']}"
         )
     return "\n".join(lines)
@@ -274,7 +271,7 @@ def summary(result):
     ratios random / label next."""
     budget = result["budget"]
     table = {}
-    for order in ORDERS:
+    for order in order_names(result):
         for metric in ("auc", "fnr"):
             values = [run["orders"][order][f"labels_for_{metric}"] for run in result["runs"]]
             reached = [v for v in values if v is not None]
@@ -292,7 +289,8 @@ def summary(result):
 
 
 def plot(result, path):
-    """The three orders' held-out AUC and FNR@1% against labels (mean over runs)."""
+    """Each order's held-out AUC and FNR@1% against labels (mean over runs; the band
+    min-max; refits from scratch dashed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -300,15 +298,18 @@ def plot(result, path):
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     colours = {"label next": "tab:green", "closest to threshold": "tab:orange", "random": "k"}
-    for order in ORDERS:
-        runs = [run["orders"][order] for run in result["runs"]]
+    for name in order_names(result):
+        order = name.removesuffix(" (scratch)")
+        scratch = name != order
+        runs = [run["orders"][name] for run in result["runs"]]
         length = min(len(run["used"]) for run in runs)
         used = np.array(runs[0]["used"][:length])
         for axis, metric in zip(axes, ("auc", "fnr"), strict=True):
             values = np.array([run[metric][:length] for run in runs])
             mean = values.mean(axis=0)
-            axis.plot(used, mean, color=colours[order], label=order)
-            if len(runs) > 1:
+            style = {"linestyle": "--", "linewidth": 1} if scratch else {}
+            axis.plot(used, mean, color=colours[order], label=name, **style)
+            if len(runs) > 1 and not scratch:
                 axis.fill_between(
                     used, values.min(axis=0), values.max(axis=0), color=colours[order], alpha=0.15
                 )
@@ -317,12 +318,13 @@ def plot(result, path):
     for axis in axes:
         axis.set_xlabel("labels used")
         axis.grid(alpha=0.3)
-    axes[0].legend(loc="lower right")
+    axes[0].legend(loc="lower right", fontsize=8)
     n = len(result["runs"])
+    scratch = " dashed: refit from scratch;" if len(order_names(result)) > len(ORDERS) else ""
     figure.suptitle(
-        f"Refitting the last layer from labels on new frames with correlated noise "
-        f"(mean of {n} runs, band min-max)",
-        fontsize=10,
+        f"Refitting the last layer from labels on new frames with correlated noise\n"
+        f"(solid: pulled toward the shipped layer;{scratch} mean of {n} runs, band min-max)",
+        fontsize=9,
     )
     figure.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -332,7 +334,7 @@ def plot(result, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=3, help="repetitions (fresh frames each)")
+    parser.add_argument("--seeds", type=int, default=5, help="repetitions (fresh frames each)")
     parser.add_argument("--frames", type=int, default=10, help="frames per repetition")
     parser.add_argument("--cache", help="folder to keep the simulated features in")
     parser.add_argument("--size", type=int, default=1024)
@@ -342,6 +344,11 @@ def main(argv=None):
     parser.add_argument("--clusters", type=int, default=20)
     parser.add_argument("--gap", type=float, default=0.8, help="share of the gap to close")
     parser.add_argument("--l2", type=float, default=DEFAULT_L2)
+    parser.add_argument(
+        "--scratch",
+        action="store_true",
+        help="also refit from scratch (no pull toward the shipped layer), every order",
+    )
     parser.add_argument("--plot", help="PNG of the curves")
     parser.add_argument("--json", help="write the curves and figures as JSON")
     args = parser.parse_args(argv)
@@ -357,14 +364,17 @@ def main(argv=None):
         objects = cached_features(model, seed, args.frames, shape, args.smooth, args.cache)
         sets.append((*split(objects, seed), seed))
         print(f"simulated set {repetition + 1}: {time.perf_counter() - started:.0f} s", flush=True)
+    refits = REFITS if args.scratch else REFITS[:1]
     result = measure(
-        model.head, sets, args.batch, args.budget, args.gap, args.clusters, l2=args.l2
+        *(model.head, sets, args.batch, args.budget, args.gap, args.clusters),
+        l2=args.l2,
+        refits=refits,
     )
     table, ratios = summary(result)
     print(f"labels to close {args.gap:.0%} of the gap (median over {args.seeds} runs):")
     for (order, metric), row in table.items():
         print(
-            f"  {order:22s} {metric}: median {row['median']:.0f} ({row['reached']} reached)"
+            f"  {order:32s} {metric}: median {row['median']:.0f} ({row['reached']} reached)"
             f" per run {row['per_run']}"
         )
     for metric, ratio in ratios.items():

@@ -42,14 +42,16 @@ def test_refit_head_learns_from_labels_and_stays_near_the_prior_under_a_strong_p
     assert roc_auc(prior.logits(objects.features), objects.labels) < 0.6
     assert roc_auc(refit.logits(objects.features), objects.labels) > 0.9
     assert refit.dropout_rate == prior.dropout_rate
-    # at the optimum the gradient of the penalised loss vanishes
-    p = refit.scores(objects.features)
-    design = np.hstack([objects.features, np.ones((400, 1))])
-    theta = np.append(refit.weights, refit.bias)
-    gradient = design.T @ (p - objects.labels) + (theta - np.append(prior.weights, prior.bias))
-    assert np.abs(gradient).max() < 1e-5
+    # at the optimum the gradient of the penalised loss vanishes (the bias is not pulled)
+    residual = refit.scores(objects.features) - objects.labels
+    gradient = objects.features.T @ residual + (refit.weights - prior.weights)
+    assert np.abs(gradient).max() < 1e-5 and abs(residual.sum()) < 1e-4
     pinned = measure.refit_head(objects.features, objects.labels, prior, l2=1e9)
     np.testing.assert_allclose(pinned.weights, prior.weights, atol=1e-4)
+    # from scratch: the same pull, toward zero; the prior's dropout rate is kept
+    scratch = measure.refit_head(objects.features, objects.labels, prior, 1e9, scratch=True)
+    np.testing.assert_allclose(scratch.weights, 0, atol=1e-4)
+    assert scratch.dropout_rate == prior.dropout_rate
 
 
 def test_every_order_labels_distinct_objects_and_improves_on_the_prior(measure):
@@ -89,10 +91,14 @@ def test_measure_summarises_and_plots(measure, tmp_path):
         gap=0.8,
         n_clusters=4,
         log=lambda *a: None,
+        refits=measure.REFITS,
     )
     table, ratios = measure.summary(result)
     assert set(ratios) == {"auc", "fnr"}
-    assert {order for order, _ in table} == set(measure.ORDERS)
+    scratch = {f"{order} (scratch)" for order in measure.ORDERS}
+    assert {order for order, _ in table} == set(measure.ORDERS) | scratch
+    run = result["runs"][0]["orders"]
+    assert run["random"]["auc"] != run["random (scratch)"]["auc"]  # two refits, two curves
     path = tmp_path / "curves.png"
     measure.plot(result, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

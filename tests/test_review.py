@@ -13,15 +13,15 @@ from astropy.table import Table
 
 from rbvet.cli import main
 from rbvet.core.learn.labels import LabelStore
+from rbvet.core.learn.metrics import roc_auc
 from rbvet.core.learn.review import (
     class_thresholds,
-    fit_logistic_head,
     flag_label_issues,
     label_error_score,
     out_of_sample_probabilities,
     review_labels,
 )
-from rbvet.core.model.head import Head, sigmoid
+from rbvet.core.model.head import Head, fit_head, sigmoid
 
 BENCHMARKS = Path(__file__).parent.parent / "benchmarks"
 
@@ -137,7 +137,8 @@ def test_the_logistic_fit_reaches_the_penalised_optimum():
     truth = Head(np.array([2.0, -1.0, 0.5, 0.0, 0.0]), 0.3)
     labels = (rng.random(300) < truth.scores(features)).astype(int)
     start = Head(np.array([0.5, 0.5, 0.5, 0.5, 0.5]), 0.0)
-    weights, bias = fit_logistic_head(features, labels, start, l2=2.0)
+    fitted = fit_head(features, labels, start, l2=2.0)
+    weights, bias = fitted.weights, fitted.bias
     # the gradient of log-loss + l2/2 |w - w_start|^2 vanishes at the answer
     residual = sigmoid(features @ weights + bias) - labels
     np.testing.assert_allclose(
@@ -149,7 +150,8 @@ def test_the_logistic_fit_reaches_the_penalised_optimum():
 
 def test_the_fit_stays_finite_on_separable_labels():
     features = np.array([[-2.0], [-1.0], [1.0], [2.0]])
-    weights, bias = fit_logistic_head(features, [0, 0, 1, 1], l2=1e-3)
+    fitted = fit_head(features, [0, 0, 1, 1], l2=1e-3)
+    weights, bias = fitted.weights, fitted.bias
     assert np.all(np.isfinite(weights)) and np.isfinite(bias) and weights[0] > 0
 
 
@@ -230,6 +232,25 @@ def test_eight_percent_flipped_labels_are_found_in_the_top_of_the_review(tmp_pat
     assert result["recall"] >= 0.8, result
 
 
+def test_the_bench_smooths_a_frame_in_place_for_its_unseen_domain(tmp_path):
+    """bench_review --smooth: the FITS image itself is smoothed (what `rbvet label` and
+    `rbvet review` then read), its flux and dtype kept."""
+    from astropy.io import fits
+
+    spec = importlib.util.spec_from_file_location("bench_review", BENCHMARKS / "bench_review.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    image = np.zeros((21, 21), np.float32)
+    image[10, 10] = 100.0
+    path = tmp_path / "frame.fits"
+    fits.PrimaryHDU(image).writeto(path)
+    bench.smooth_image(path, 0.8)
+    smoothed = fits.getdata(path)
+    assert smoothed.dtype.kind == "f" and smoothed.dtype.itemsize == 4
+    assert 10.0 < smoothed[10, 10] < 50.0 and smoothed[10, 11] > 1.0
+    assert smoothed.sum() == pytest.approx(100.0, rel=1e-4)
+
+
 # ------------------------------------------------------------- the window's sort
 
 
@@ -278,3 +299,22 @@ def test_the_suspicious_sort_follows_the_review_once_given(simulated, tmp_path):
 
 ARRAY_FIELDS = ("object_ids", "frame_ids", "frames", "x", "y", "labels", "probabilities")
 ARRAY_FIELDS += ("scores", "flagged")
+
+
+def test_a_head_fitted_toward_the_prior_beats_one_fitted_from_scratch_on_few_labels():
+    """40 labels in 16 dimensions: from scratch the fit chases noise; pulled toward a good
+    (not perfect) prior head it keeps what the prior knew and corrects it."""
+    rng = np.random.default_rng(5)
+    truth = Head(rng.normal(size=16), 0.0)
+    prior = Head(truth.weights + 0.5 * rng.normal(size=16), 0.5)
+    wins = []
+    for _ in range(5):
+        features = rng.normal(size=(2040, 16))
+        labels = (rng.random(2040) < truth.scores(features)).astype(int)
+        few, test = slice(0, 40), slice(40, None)
+        pulled = fit_head(features[few], labels[few], prior)
+        scratch = fit_head(features[few], labels[few], None)
+        auc = [roc_auc(head.logits(features[test]), labels[test]) for head in (pulled, scratch)]
+        wins.append(auc[0] - auc[1])
+    assert min(wins) > 0.005, wins
+    assert pulled.dropout_rate == prior.dropout_rate and scratch.dropout_rate == 0.0

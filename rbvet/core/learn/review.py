@@ -3,7 +3,7 @@
 Every labeled object gets an out-of-sample probability of being real: its penultimate
 features (`RealBogusModel.features` of its stored stamp, preprocessed as the model needs
 it, as retraining does) go to a logistic head fitted on the other folds' labels (k-fold;
-Newton's method with an L2 pull towards the shipped head, which is also the start). A
+`rbvet.core.model.head.fit_head`: an L2 pull towards the shipped head). A
 label is then judged as cleanlab's confident learning does (Northcutt et al. 2021):
 
 - the per-class threshold is the mean self-confidence of the objects with that label
@@ -29,77 +29,13 @@ import numpy as np
 from rbvet.core.errors import RbvetError
 from rbvet.core.jobs import Progress
 from rbvet.core.learn.labels import BOGUS, REAL
-from rbvet.core.model.head import sigmoid
+from rbvet.core.model.head import DEFAULT_PRIOR_L2, fit_head
 
 DEFAULT_FOLDS = 5
-DEFAULT_L2 = 1.0
+DEFAULT_L2 = DEFAULT_PRIOR_L2
 """Strength of the pull towards the starting (shipped) head's weights."""
 MIN_PER_CLASS = 2
 """Fewest labels of each class a review needs (one per fold pair at least)."""
-
-
-def fit_logistic_head(features, labels, start=None, l2=DEFAULT_L2, max_iter=50, tol=1e-8):
-    """Logistic regression on features by Newton's method (IRLS), L2 towards ``start``.
-
-    Minimises the negative log-likelihood plus ``l2 / 2 * |w - w_start|^2`` (the bias is
-    not penalised), starting at ``start``: with few labels the fit stays near the
-    network's own head instead of overfitting.
-
-    Parameters
-    ----------
-    features : ndarray (N, D)
-    labels : ndarray (N,)
-        1 real, 0 bogus.
-    start : rbvet.core.model.head.Head, optional
-        Starting weights and the centre of the penalty; zeros when None.
-    l2 : float
-    max_iter : int
-    tol : float
-        Stop when the largest Newton step is below this.
-
-    Returns
-    -------
-    weights : ndarray (D,) float64
-    bias : float
-    """
-    features = np.asarray(features, np.float64)
-    target = np.asarray(labels, np.float64)
-    n, d = features.shape
-    design = np.hstack([features, np.ones((n, 1))])
-    centre = np.zeros(d + 1)
-    if start is not None:
-        centre[:d], centre[d] = start.weights, start.bias
-    penalty = np.full(d + 1, max(float(l2), 1e-6))
-    penalty[d] = 1e-6  # the bias is nearly free (a tiny ridge keeps the Hessian invertible)
-
-    def objective(theta):
-        logits = design @ theta
-        # -log-likelihood: log(1 + e^z) - y z, without overflow
-        loss = np.sum(np.logaddexp(0.0, logits) - target * logits)
-        return loss + 0.5 * np.sum(penalty * (theta - centre) ** 2)
-
-    theta = centre.copy()
-    value = objective(theta)
-    for _ in range(max_iter):
-        probability = sigmoid(design @ theta)
-        gradient = design.T @ (probability - target) + penalty * (theta - centre)
-        curvature = probability * (1.0 - probability)
-        hessian = (design * curvature[:, None]).T @ design + np.diag(penalty)
-        step = np.linalg.solve(hessian, gradient)
-        # Backtracking: a full Newton step can overshoot where the classes nearly separate.
-        scale = 1.0
-        while scale > 1e-6:
-            trial = theta - scale * step
-            trial_value = objective(trial)
-            if trial_value <= value:
-                break
-            scale *= 0.5
-        else:
-            break
-        theta, value = trial, trial_value
-        if np.max(np.abs(scale * step)) < tol:
-            break
-    return theta[:d], float(theta[d])
 
 
 def stratified_folds(labels, n_folds=DEFAULT_FOLDS, seed=0):
@@ -124,7 +60,7 @@ def out_of_sample_probabilities(
     labels : ndarray (N,)
         1 real, 0 bogus.
     start : Head, optional
-        See `fit_logistic_head`.
+        See `rbvet.core.model.head.fit_head`.
     n_folds : int
         At most the size of the smaller class.
     l2 : float
@@ -140,10 +76,8 @@ def out_of_sample_probabilities(
     probabilities = np.empty(len(labels), np.float64)
     for fold in range(n_folds):
         held_out = folds == fold
-        weights, bias = fit_logistic_head(features[~held_out], labels[~held_out], start, l2)
-        probabilities[held_out] = sigmoid(
-            np.asarray(features[held_out], np.float64) @ weights + bias
-        )
+        head = fit_head(features[~held_out], labels[~held_out], start, l2)
+        probabilities[held_out] = head.scores(features[held_out])
     return probabilities
 
 
