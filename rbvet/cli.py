@@ -279,6 +279,13 @@ def _classify_many(args, frames):
     return EXIT_FRAMES_FAILED if failed else 0
 
 
+def _optics(args):
+    """Simulator options of ``--optics``: every optics and sky option drawn per frame."""
+    from rbvet.core.simulate.optics import OPTICS_DRAWN
+
+    return dict(OPTICS_DRAWN) if getattr(args, "optics", False) else {}
+
+
 def cmd_train(args):
     """Train a model on simulated frames (split by frame), evaluate it on fresh frames."""
     from rbvet.core.jobs import run_job
@@ -298,7 +305,9 @@ def cmd_train(args):
         base, model, parent = fine_tuning_start(args.from_model, args.learning_rate)
         description = f"fine-tuned from {base.name} on {args.simulate} simulated frames"
     data = run_job(
-        simulated_training_set(n_frames=args.simulate, shape=shape, seed=args.seed, log=log),
+        simulated_training_set(
+            n_frames=args.simulate, shape=shape, seed=args.seed, log=log, **_optics(args)
+        ),
         ProgressBar("Simulating"),
     )
     command = "rbvet " + " ".join(sys.argv[1:]) if sys.argv[1:] else "rbvet train"
@@ -326,6 +335,7 @@ def cmd_train(args):
             "seed": args.seed,
             "command": command,
             "real_kinds": ["star", "galaxy"],
+            "simulator_options": _optics(args),
         }
     )
     if args.test_frames:
@@ -336,6 +346,7 @@ def cmd_train(args):
                 seed=args.seed + TEST_SEED_OFFSET,
                 shape=shape,
                 log=log,
+                **_optics(args),
             )
         )
         card["metrics"] = evaluation.metrics
@@ -1045,6 +1056,12 @@ def build_parser():
         "--learning-rate",
         type=float,
         help="initial learning rate [1e-3; with --from 1e-4]",
+    )
+    train.add_argument(
+        "--optics",
+        action="store_true",
+        help="simulate with the optics and sky options drawn per frame: tracking, coma, "
+        "diffraction spikes, short trails, nebulosity, fringing (off by default)",
     )
     train.add_argument("--output", "-o", required=True, help="model file (.keras)")
     train.set_defaults(handler=cmd_train)
