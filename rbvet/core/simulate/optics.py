@@ -262,7 +262,8 @@ def diffraction_spikes(psf, params, stars, noise):
     -------
     layer : ndarray
     truth : list of dict
-        One 'spike' row per arm whose middle is on the frame.
+        One 'spike' row per arm reaching ½ FWHM or more onto the frame, centred on the
+        part of it on the frame.
     """
     height, width = noise.shape
     layer = np.zeros(noise.shape)
@@ -299,28 +300,40 @@ def diffraction_spikes(psf, params, stars, noise):
             params,
             floor,
         )
-    ends = length[star]
-    mid_x = x[star] + 0.5 * ends * np.cos(angles[arm])
-    mid_y = y[star] + 0.5 * ends * np.sin(angles[arm])
-    on_frame = (mid_x > -0.5) & (mid_x < width - 0.5) & (mid_y > -0.5) & (mid_y < height - 0.5)
-    start = params["spike_strength"] * peak[star] * 1.5**-1.5
+    # Each arm's truth row: the part of it on the frame, from the star outwards.
+    ends = _ray_inside(x[star], y[star], angles[arm], length[star], noise.shape)
+    seen = ends > 0.5 * fwhm
+    cos, sin = np.cos(angles[arm])[seen], np.sin(angles[arm])[seen]
+    sx, sy, ends = x[star][seen], y[star][seen], ends[seen]
+    start = params["spike_strength"] * peak[star][seen] * 1.5**-1.5
     truth = _truth_rows(
-        int(on_frame.sum()),
+        int(seen.sum()),
         "spike",
         subkind="diffraction",
-        x=mid_x[on_frame],
-        y=mid_y[on_frame],
-        peak=start[on_frame],
-        peak_sigma=(start / params["noise_median"])[on_frame],
-        length=ends[on_frame],
-        angle=np.rad2deg(angles[arm])[on_frame] % 360.0,
+        x=sx + 0.5 * ends * cos,
+        y=sy + 0.5 * ends * sin,
+        peak=start,
+        peak_sigma=start / params["noise_median"],
+        length=ends,
+        angle=np.rad2deg(angles[arm][seen]) % 360.0,
         width=fwhm,
-        x0=x[star][on_frame],
-        y0=y[star][on_frame],
-        x1=(x[star] + ends * np.cos(angles[arm]))[on_frame],
-        y1=(y[star] + ends * np.sin(angles[arm]))[on_frame],
+        x0=sx,
+        y0=sy,
+        x1=sx + ends * cos,
+        y1=sy + ends * sin,
     )
     return layer, [truth]
+
+
+def _ray_inside(x, y, angle, length, shape):
+    """How far (px, up to ``length``) rays from (x, y) at ``angle`` stay on the frame."""
+    height, width = shape
+    reach = np.asarray(length, float).copy()
+    for position, direction, size in ((x, np.cos(angle), width), (y, np.sin(angle), height)):
+        safe = np.where(np.abs(direction) < 1e-12, 1.0, direction)
+        edge = np.where(direction > 0, size - 0.5 - position, -0.5 - position) / safe
+        reach = np.where(np.abs(direction) < 1e-12, reach, np.minimum(reach, edge))
+    return np.clip(reach, 0.0, None)
 
 
 def _paint_arms(layer, x, y, peak, length, angles, star, arm, steps, line, fwhm, params, floor):
