@@ -157,6 +157,7 @@ def simulated_metrics(objects, name, threshold=0.5):
         "saturated_real_or_flagged": rate(saturated, real | (reasons == "saturated")),
         "saturated_called_real": rate(saturated, real),
         "called_real_by_kind": summary["called_real_by_kind"],
+        "summary": summary,  # every figure of `rbvet evaluate`, as a model card holds them
     }
 
 
