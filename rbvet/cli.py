@@ -279,6 +279,16 @@ def _classify_many(args, frames):
     return EXIT_FRAMES_FAILED if failed else 0
 
 
+def _add_optics_argument(parser):
+    """``--optics``, for the commands that simulate frames."""
+    parser.add_argument(
+        "--optics",
+        action="store_true",
+        help="simulate with the optics and sky options drawn per frame: tracking, coma, "
+        "diffraction spikes, short trails, nebulosity, fringing (off by default)",
+    )
+
+
 def _optics(args):
     """Simulator options of ``--optics``: every optics and sky option drawn per frame."""
     from rbvet.core.simulate.optics import OPTICS_DRAWN
@@ -604,7 +614,7 @@ def cmd_simulate(args):
     """Write a simulated frame (or ``--epochs N`` of one field) and its truth-labeled catalog."""
     from rbvet.core.simulate import simulate_frame
 
-    options = DEMO_OPTIONS if args.demo else {}
+    options = {**(DEMO_OPTIONS if args.demo else {}), **_optics(args)}
     if args.epochs is not None:
         return _simulate_epochs(args, options)
     sim = simulate_frame(shape=(args.size, args.size), fwhm=args.fwhm, rng=args.seed, **options)
@@ -1014,6 +1024,7 @@ def build_parser():
         action="store_true",
         help="a few hundred objects with every artifact kind (demo data)",
     )
+    _add_optics_argument(simulate)
     simulate.add_argument(
         "--epochs",
         type=int,
@@ -1057,12 +1068,7 @@ def build_parser():
         type=float,
         help="initial learning rate [1e-3; with --from 1e-4]",
     )
-    train.add_argument(
-        "--optics",
-        action="store_true",
-        help="simulate with the optics and sky options drawn per frame: tracking, coma, "
-        "diffraction spikes, short trails, nebulosity, fringing (off by default)",
-    )
+    _add_optics_argument(train)
     train.add_argument("--output", "-o", required=True, help="model file (.keras)")
     train.set_defaults(handler=cmd_train)
     _add_label_training_arguments(train)

@@ -195,3 +195,15 @@ def test_train_optics_flag_draws_every_option():
     base = ["train", "--simulate", "1", "-o", "m.keras"]
     assert _optics(parser.parse_args(base)) == {}
     assert _optics(parser.parse_args([*base, "--optics"])) == OPTICS_DRAWN
+
+
+def test_simulate_command_with_optics_writes_the_optics_frame(tmp_path, capsys):
+    from astropy.io import fits
+
+    from rbvet.cli import main
+
+    output = tmp_path / "optics.fits"
+    assert main(["simulate", "-o", str(output), "--size", "128", "--seed", "9", "--optics"]) == 0
+    expected = simulate_frame((128, 128), rng=9, **OPTICS_DRAWN)
+    assert np.array_equal(fits.getdata(output), expected.image)
+    assert not np.array_equal(expected.image, simulate_frame((128, 128), rng=9).image)
