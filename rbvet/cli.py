@@ -283,17 +283,26 @@ def _add_optics_argument(parser):
     """``--optics``, for the commands that simulate frames."""
     parser.add_argument(
         "--optics",
-        action="store_true",
-        help="simulate with the optics and sky options drawn per frame: tracking, coma, "
-        "diffraction spikes, short trails, nebulosity, fringing (off by default)",
+        nargs="*",
+        metavar="OPTION",
+        help="simulate with optics and sky options drawn per frame: all of tracking_length, "
+        "coma, diffraction_spikes, n_short_trails, nebulosity, fringing, or the ones named "
+        "(off by default)",
     )
 
 
 def _optics(args):
-    """Simulator options of ``--optics``: every optics and sky option drawn per frame."""
-    from rbvet.core.simulate.optics import OPTICS_DRAWN
+    """Simulator options of ``--optics``: the named optics and sky options (or, with no
+    name, all of them) drawn per frame."""
+    from rbvet.core.simulate.optics import OPTICS_OPTIONS
 
-    return dict(OPTICS_DRAWN) if getattr(args, "optics", False) else {}
+    names = getattr(args, "optics", None)
+    unknown = sorted(set(names or ()) - set(OPTICS_OPTIONS))
+    if unknown:
+        raise RbvetError(
+            f"--optics: no option {', '.join(unknown)}; choose from {', '.join(OPTICS_OPTIONS)}"
+        )
+    return {} if names is None else {name: None for name in names or OPTICS_OPTIONS}
 
 
 def cmd_train(args):

@@ -99,7 +99,29 @@ def frame_objects(task):
     }
 
 
-def score_frames(models, n_frames, seed, shape, options):
+def cached_frame_objects(task, cache=None):
+    """`frame_objects`, kept in (and read back from) a pickle under ``cache`` if given.
+
+    The frames, detections and labels do not depend on the models, so a cache lets a
+    comparison simulate once and score again later (a new model, after training).
+    """
+    import hashlib
+    import pickle
+
+    if cache is None:
+        return frame_objects(task)
+    index, frame_seed, shape, options = task
+    key = repr((frame_seed.entropy, frame_seed.spawn_key, tuple(shape), sorted(options.items())))
+    path = Path(cache) / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    part = frame_objects(task)
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(part))
+    return part
+
+
+def score_frames(models, n_frames, seed, shape, options, cache=None):
     """Per-object arrays over ``n_frames`` frames, with every model's scores and reasons."""
     from rbvet.core.classify import score_objects
     from rbvet.core.jobs import run_job
@@ -107,7 +129,7 @@ def score_frames(models, n_frames, seed, shape, options):
     seeds = np.random.SeedSequence(seed).spawn(n_frames)
     columns = {}
     for index, frame_seed in enumerate(seeds):
-        part = frame_objects((index, frame_seed, shape, options))
+        part = cached_frame_objects((index, frame_seed, shape, options), cache)
         keep = part["labels"] >= 0
         for name, model in models.items():
             scores, reasons = run_job(
@@ -209,6 +231,9 @@ def main(argv=None):
     parser.add_argument("--real", action="store_true", help="also the tests/data/real frames")
     parser.add_argument("--json", help="write every figure as JSON")
     parser.add_argument(
+        "--cache", help="keep the simulated frames and detections here, to score again later"
+    )
+    parser.add_argument(
         "--simulators",
         nargs="+",
         choices=sorted(SIMULATORS),
@@ -230,7 +255,7 @@ def main(argv=None):
     for simulator in args.simulators:
         options = SIMULATORS[simulator]
         started = time.perf_counter()
-        objects = score_frames(models, args.frames, args.seed, shape, options)
+        objects = score_frames(models, args.frames, args.seed, shape, options, args.cache)
         report[f"{simulator} simulator"] = {
             name: simulated_metrics(objects, name) for name in models
         }

@@ -188,13 +188,17 @@ def test_fringing_waves_about_the_sky_at_the_asked_amplitude():
     assert waves.min() == pytest.approx(-3.0, rel=0.05)
 
 
-def test_train_optics_flag_draws_every_option():
+def test_train_optics_flag_draws_every_option_or_the_named_ones():
     from rbvet.cli import _optics, build_parser
 
     parser = build_parser()
     base = ["train", "--simulate", "1", "-o", "m.keras"]
     assert _optics(parser.parse_args(base)) == {}
     assert _optics(parser.parse_args([*base, "--optics"])) == OPTICS_DRAWN
+    some = _optics(parser.parse_args([*base, "--optics", "coma", "fringing"]))
+    assert some == {"coma": None, "fringing": None}
+    with pytest.raises(RbvetError, match="no option planets"):
+        _optics(parser.parse_args([*base, "--optics", "planets"]))
 
 
 def test_simulate_command_with_optics_writes_the_optics_frame(tmp_path, capsys):
