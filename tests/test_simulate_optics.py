@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from rbvet.core.errors import RbvetError
 from rbvet.core.simulate import (
     ARTIFACT_KINDS,
     SimulationSettings,
