@@ -212,3 +212,15 @@ def test_simulate_command_with_optics_writes_the_optics_frame(tmp_path, capsys):
     expected = simulate_frame((128, 128), rng=9, **OPTICS_DRAWN)
     assert np.array_equal(fits.getdata(output), expected.image)
     assert not np.array_equal(expected.image, simulate_frame((128, 128), rng=9).image)
+
+
+def test_short_trails_are_an_exposures_own_and_the_optics_of_the_field_stay():
+    from rbvet.core.simulate import Exposure
+
+    options = dict(n_short_trails=5, coma=0.3, diffraction_spikes=True, **NO_ARTIFACTS)
+    first = simulate_frame((160, 160), rng=9, exposure=Exposure(seed=1), **options)
+    second = simulate_frame((160, 160), rng=9, exposure=Exposure(seed=2), **options)
+    trails = [frame.truth[frame.truth["kind"] == "satellite"] for frame in (first, second)]
+    assert len(trails[0]) == len(trails[1]) == 5
+    assert not np.allclose(trails[0]["x"], trails[1]["x"])  # a trail crosses one exposure
+    assert np.array_equal(first.sources, second.sources)  # the sky, with its coma, stays

@@ -183,6 +183,8 @@ def simulate_frame(
     shape = (int(shape[0]), int(shape[1]))
     params = _draw_frame_params(param_rng, shape, settings)
     optics_rngs = optics.optics_streams(seed)  # tracking, coma, spikes, trails, sky
+    if exposure is not None:  # short trails cross one exposure, not the field
+        optics_rngs[2] = exposure.streams(6)[5]
     params.update(optics.draw_optics_params(optics_rngs[0], settings, params["fwhm"]))
     params.update(
         seed=seed,
