@@ -1,6 +1,10 @@
 """Compare real-bogus models on the same held-out simulated frames and on the real test frames.
 
-``python scripts/compare_models.py OLD.keras NEW.keras [--frames 40] [--seed S] [--json OUT]``
+``python scripts/compare_models.py OLD.keras NEW.keras [--frames 40] [--seed S] [--json OUT]
+[--simulators new old optics] [--cache DIR] [--real]``
+
+``--cache DIR`` keeps each frame's detections and labels, so a later run (a model that was
+still training) scores the very same objects without simulating them again.
 
 Every model scores the same detections: fresh-seed simulated frames, detected and labelled
 as training does (`rbvet.core.learn.train.training_set_from_frame`), but kept with their
