@@ -280,6 +280,32 @@ def _classify_many(args, frames):
     return EXIT_FRAMES_FAILED if failed else 0
 
 
+def _add_optics_argument(parser):
+    """``--optics``, for the commands that simulate frames."""
+    parser.add_argument(
+        "--optics",
+        nargs="*",
+        metavar="OPTION",
+        help="simulate with optics and sky options drawn per frame: all of tracking_length, "
+        "coma, diffraction_spikes, n_short_trails, nebulosity, fringing, or the ones named "
+        "(off by default)",
+    )
+
+
+def _optics(args):
+    """Simulator options of ``--optics``: the named optics and sky options (or, with no
+    name, all of them) drawn per frame."""
+    from rbvet.core.simulate.optics import OPTICS_OPTIONS
+
+    names = getattr(args, "optics", None)
+    unknown = sorted(set(names or ()) - set(OPTICS_OPTIONS))
+    if unknown:
+        raise RbvetError(
+            f"--optics: no option {', '.join(unknown)}; choose from {', '.join(OPTICS_OPTIONS)}"
+        )
+    return {} if names is None else {name: None for name in names or OPTICS_OPTIONS}
+
+
 def cmd_train(args):
     """Train a model on simulated frames (split by frame), evaluate it on fresh frames."""
     from rbvet.core.jobs import run_job
@@ -299,7 +325,9 @@ def cmd_train(args):
         base, model, parent = fine_tuning_start(args.from_model, args.learning_rate)
         description = f"fine-tuned from {base.name} on {args.simulate} simulated frames"
     data = run_job(
-        simulated_training_set(n_frames=args.simulate, shape=shape, seed=args.seed, log=log),
+        simulated_training_set(
+            n_frames=args.simulate, shape=shape, seed=args.seed, log=log, **_optics(args)
+        ),
         ProgressBar("Simulating"),
     )
     command = "rbvet " + " ".join(sys.argv[1:]) if sys.argv[1:] else "rbvet train"
@@ -327,6 +355,7 @@ def cmd_train(args):
             "seed": args.seed,
             "command": command,
             "real_kinds": ["star", "galaxy"],
+            "simulator_options": _optics(args),
         }
     )
     if args.test_frames:
@@ -337,6 +366,7 @@ def cmd_train(args):
                 seed=args.seed + TEST_SEED_OFFSET,
                 shape=shape,
                 log=log,
+                **_optics(args),
             )
         )
         card["metrics"] = evaluation.metrics
@@ -594,7 +624,7 @@ def cmd_simulate(args):
     """Write a simulated frame (or ``--epochs N`` of one field) and its truth-labeled catalog."""
     from rbvet.core.simulate import simulate_frame
 
-    options = DEMO_OPTIONS if args.demo else {}
+    options = {**(DEMO_OPTIONS if args.demo else {}), **_optics(args)}
     if args.epochs is not None:
         return _simulate_epochs(args, options)
     sim = simulate_frame(shape=(args.size, args.size), fwhm=args.fwhm, rng=args.seed, **options)
@@ -1004,6 +1034,7 @@ def build_parser():
         action="store_true",
         help="a few hundred objects with every artifact kind (demo data)",
     )
+    _add_optics_argument(simulate)
     simulate.add_argument(
         "--epochs",
         type=int,
@@ -1047,6 +1078,7 @@ def build_parser():
         type=float,
         help="initial learning rate [1e-3; with --from 1e-4]",
     )
+    _add_optics_argument(train)
     train.add_argument("--output", "-o", required=True, help="model file (.keras)")
     train.set_defaults(handler=cmd_train)
     _add_label_training_arguments(train)

@@ -1,6 +1,10 @@
 """Compare real-bogus models on the same held-out simulated frames and on the real test frames.
 
-``python scripts/compare_models.py OLD.keras NEW.keras [--frames 40] [--seed S] [--json OUT]``
+``python scripts/compare_models.py OLD.keras NEW.keras [--frames 40] [--seed S] [--json OUT]
+[--simulators new old optics] [--cache DIR] [--real]``
+
+``--cache DIR`` keeps each frame's detections and labels, so a later run (a model that was
+still training) scores the very same objects without simulating them again.
 
 Every model scores the same detections: fresh-seed simulated frames, detected and labelled
 as training does (`rbvet.core.learn.train.training_set_from_frame`), but kept with their
@@ -11,10 +15,13 @@ FWHM bin, called real per kind) this reports what issue 16 asks of a default mod
 * recall of stars with another star or galaxy (of peak >= 3 sigma) within 2 FWHM;
 * saturated stars called real *or* flagged with the reason 'saturated';
 
-once on frames of today's simulator (chains and groups, hits on stars, bright saturated
-stars, edge bands) and once with those options off, which gives the frames of the simulator
-the shipped model was trained with (the same pixels; only bleed pieces, which that simulator
-labelled as their star, are now labelled bogus). ``--real`` adds the hand-checked objects of
+once on frames of the issue-16 simulator (chains and groups, hits on stars, bright
+saturated stars, edge bands: "new simulator"), once with those options off ("old
+simulator": the frames the first default model was trained with; the same pixels, only
+bleed pieces, which that simulator labelled as their star, are now labelled bogus), and
+once with the optics and sky options drawn as well ("optics simulator": tracking, coma,
+diffraction spikes, short trails, nebulosity, fringing; `rbvet train --optics`).
+``--simulators`` picks some of the three. ``--real`` adds the hand-checked objects of
 ``tests/data/real`` (stars called real, cosmic-ray hits rejected).
 """
 
@@ -28,10 +35,18 @@ from pathlib import Path
 
 import numpy as np
 
+from rbvet.core.simulate.optics import OPTICS_DRAWN
+
 OLD_SIMULATOR = dict(
     group_fraction=0.0, cosmic_ray_on_star_fraction=0.0, n_edge_bands=0, bright_star_fraction=0.0
 )
 """Simulator options that turn off everything added after the shipped model was trained."""
+SIMULATORS = {
+    "new": {},
+    "old": OLD_SIMULATOR,
+    "optics": OPTICS_DRAWN,
+}
+"""Simulator options of the three sets of frames (see the module docstring)."""
 NEIGHBOUR_FWHM = 2.0
 NEIGHBOUR_MIN_SIGMA = 3.0
 
@@ -88,7 +103,29 @@ def frame_objects(task):
     }
 
 
-def score_frames(models, n_frames, seed, shape, options):
+def cached_frame_objects(task, cache=None):
+    """`frame_objects`, kept in (and read back from) a pickle under ``cache`` if given.
+
+    The frames, detections and labels do not depend on the models, so a cache lets a
+    comparison simulate once and score again later (a new model, after training).
+    """
+    import hashlib
+    import pickle
+
+    if cache is None:
+        return frame_objects(task)
+    index, frame_seed, shape, options = task
+    key = repr((frame_seed.entropy, frame_seed.spawn_key, tuple(shape), sorted(options.items())))
+    path = Path(cache) / f"{hashlib.sha256(key.encode()).hexdigest()[:20]}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    part = frame_objects(task)
+    Path(cache).mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(part))
+    return part
+
+
+def score_frames(models, n_frames, seed, shape, options, cache=None):
     """Per-object arrays over ``n_frames`` frames, with every model's scores and reasons."""
     from rbvet.core.classify import score_objects
     from rbvet.core.jobs import run_job
@@ -96,7 +133,7 @@ def score_frames(models, n_frames, seed, shape, options):
     seeds = np.random.SeedSequence(seed).spawn(n_frames)
     columns = {}
     for index, frame_seed in enumerate(seeds):
-        part = frame_objects((index, frame_seed, shape, options))
+        part = cached_frame_objects((index, frame_seed, shape, options), cache)
         keep = part["labels"] >= 0
         for name, model in models.items():
             scores, reasons = run_job(
@@ -146,6 +183,7 @@ def simulated_metrics(objects, name, threshold=0.5):
         "saturated_real_or_flagged": rate(saturated, real | (reasons == "saturated")),
         "saturated_called_real": rate(saturated, real),
         "called_real_by_kind": summary["called_real_by_kind"],
+        "summary": summary,  # every figure of `rbvet evaluate`, as a model card holds them
     }
 
 
@@ -196,6 +234,16 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--real", action="store_true", help="also the tests/data/real frames")
     parser.add_argument("--json", help="write every figure as JSON")
+    parser.add_argument(
+        "--cache", help="keep the simulated frames and detections here, to score again later"
+    )
+    parser.add_argument(
+        "--simulators",
+        nargs="+",
+        choices=sorted(SIMULATORS),
+        default=list(SIMULATORS),
+        help="which simulators' frames [all three]",
+    )
     args = parser.parse_args(argv)
 
     from rbvet.core.model import load_model
@@ -208,12 +256,15 @@ def main(argv=None):
     models = {name: load_model(path) for name, path in zip(names, args.models, strict=True)}
     shape = (args.size, args.size)
     report = {}
-    for simulator, options in (("new simulator", {}), ("old simulator", OLD_SIMULATOR)):
+    for simulator in args.simulators:
+        options = SIMULATORS[simulator]
         started = time.perf_counter()
-        objects = score_frames(models, args.frames, args.seed, shape, options)
-        report[simulator] = {name: simulated_metrics(objects, name) for name in models}
+        objects = score_frames(models, args.frames, args.seed, shape, options, args.cache)
+        report[f"{simulator} simulator"] = {
+            name: simulated_metrics(objects, name) for name in models
+        }
         print(
-            f"{simulator}: {args.frames} frames of {args.size}^2, seed {args.seed} "
+            f"{simulator} simulator: {args.frames} frames of {args.size}^2, seed {args.seed} "
             f"({time.perf_counter() - started:.0f} s)",
             file=sys.stderr,
         )

@@ -8,10 +8,12 @@ import pytest
 from rbvet.core.simulate import (
     ARTIFACT_KINDS,
     SOURCE_KINDS,
+    SimulationSettings,
     draw_fwhm,
     label_detections,
     simulate_frame,
 )
+from rbvet.core.simulate.optics import draw_optics_params
 
 NO_ARTIFACTS = dict(
     cosmic_ray_density=0, hot_pixel_density=0, n_satellites=0, n_bad_columns=0, n_edge_bands=0
@@ -260,6 +262,8 @@ def test_every_artifact_kind_appears_when_asked():
         n_satellites=2,
         n_bad_columns=3,
         n_edge_bands=1,
+        diffraction_spikes=True,
+        bright_star_fraction=0.05,
     )
     truth = frame.truth
     kinds = set(truth["kind"])
@@ -562,7 +566,8 @@ def frame_digest(frame):
     for name in frame.truth.colnames:
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(np.asarray(frame.truth[name])).tobytes())
-    params = {key: value for key, value in frame.params.items() if key not in LATER_OPTIONS}
+    later = {*LATER_OPTIONS, *OPTICS_PARAMS}
+    params = {key: value for key, value in frame.params.items() if key not in later}
     digest.update(json.dumps(params, sort_keys=True, default=str).encode())
     return digest.hexdigest()
 
@@ -572,6 +577,9 @@ LATER_OPTIONS = dict(
 )
 """Options added after the digests below were taken, turned off: they draw from streams of
 their own, so with them off every pixel, truth row and older parameter is as before."""
+OPTICS_PARAMS = set(draw_optics_params(np.random.default_rng(0), SimulationSettings(), fwhm=2.0))
+"""Parameters of the optics options (`rbvet.core.simulate.optics`), off by default: with
+them off, too, every pixel, truth row and older parameter is as before."""
 
 
 # Digests first computed with the single-module simulator, before it was split into psf,

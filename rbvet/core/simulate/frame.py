@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.table import Table
 
+from rbvet.core.simulate import optics
 from rbvet.core.simulate.artifacts import (
     _make_bad_columns,
     _make_cosmic_rays,
@@ -181,6 +182,10 @@ def simulate_frame(
         cr_rng, hot_rng, sat_rng, noise_rng, on_star_rng = exposure.streams(5)
     shape = (int(shape[0]), int(shape[1]))
     params = _draw_frame_params(param_rng, shape, settings)
+    optics_rngs = optics.optics_streams(seed)  # tracking, coma, spikes, trails, sky
+    if exposure is not None:  # short trails cross one exposure, not the field
+        optics_rngs[2] = exposure.streams(6)[5]
+    params.update(optics.draw_optics_params(optics_rngs[0], settings, params["fwhm"]))
     params.update(
         seed=seed,
         n_stars=settings.n_stars,
@@ -199,7 +204,7 @@ def simulate_frame(
         params["exposure"] = exposure.record()
 
     gain_, read_noise_adu = params["gain"], params["read_noise"] / params["gain"]
-    background = _sky_model(params)
+    background = optics.structured_sky(optics_rngs[1], params, _sky_model(params))
     noise_var = background / gain_ + read_noise_adu**2 + (1.0 / 12.0 if params["quantized"] else 0)
     noise = np.sqrt(noise_var)
     params["noise_median"] = float(np.median(noise))
@@ -247,21 +252,25 @@ def simulate_frame(
     galaxies = _make_galaxies(
         galaxy_rng, psf, params, gal_x, gal_y, background, noise, galaxy_canvas
     )
-    star_layer, galaxy_layer = star_canvas.image(), galaxy_canvas.image()
+    optics.add_coma(psf, params, stars, noise, star_canvas)
+    star_layer, galaxy_layer = optics.smear(params, star_canvas.image(), galaxy_canvas.image())
 
     cr_layer, cr_truth = _make_cosmic_rays(
         cr_rng, params, background, noise, on_stars=(on_star_rng, star_x, star_y)
     )
     hot_layer, hot_truth = _make_hot_pixels(hot_rng, params, background, noise)
     sat_layer, sat_truth = _make_satellites(sat_rng, psf, params, background, noise)
+    trail_layer, trail_truth = optics.short_trails(optics_rngs[2], psf, params, background, noise)
+    sat_layer, sat_truth = sat_layer + trail_layer, sat_truth + trail_truth
+    spike_layer, spike_truth = optics.diffraction_spikes(psf, params, stars, noise)
     col_layer, col_truth = _make_bad_columns(column_rng, params, background, noise)
     edge_layer, unexposed, edge_truth = _make_edge_bands(edge_rng, params, background, noise)
     bleed_layer = bleed_canvas.image()
     source_layers = (star_layer, galaxy_layer)
     artifact_layers = (cr_layer, hot_layer, sat_layer, col_layer, bleed_layer)
-    for layer in (*source_layers, *artifact_layers):
+    for layer in (*source_layers, *artifact_layers, spike_layer):
         layer[unexposed] = 0.0  # nothing reaches overscan or prescan pixels
-    artifact_layers += (edge_layer,)
+    artifact_layers += (edge_layer, spike_layer)
     sources = star_layer + galaxy_layer
     source_kind = _dominant_kind(source_layers, params["wing_level"] * noise)
     artifacts = sum(artifact_layers[1:], artifact_layers[0])
@@ -278,7 +287,7 @@ def simulate_frame(
         _exposed_rows(part, unexposed) for part in (stars, galaxies, cr_truth, hot_truth)
     )
     truth = _truth_table(
-        [stars, galaxies, cr_truth, hot_truth, *sat_truth, *col_truth, *edge_truth]
+        [stars, galaxies, cr_truth, hot_truth, *sat_truth, *col_truth, *edge_truth, *spike_truth]
     )
     if exposure is not None:
         x, y = np.asarray(truth["x"]), np.asarray(truth["y"])

@@ -150,6 +150,27 @@ class SimulationSettings:
     n_edge_bands: int | None = None
     """Unexposed bands (overscan or prescan) along frame edges, 2–60 px wide, their level
     ±3–300 σ from the sky: a step at the band's inner side [0 in 70 % of frames, else 1–2]."""
+    tracking_length: float | None = 0.0
+    """Smear of every source (tracking, wind shake), px, along one angle per frame; 0 is
+    off, ``None`` draws it [0 in 60 % of frames, else log-uniform 0.3–1.5 FWHM]. This and
+    the five options after it are drawn in `rbvet.core.simulate.optics`, from streams of
+    their own (`OPTICS_DRAWN` draws all six)."""
+    coma: float | None = 0.0
+    """Share of a star's flux in a tail pointing away from the frame centre, at the
+    corner (∝ radius²): an asymmetric PSF growing towards the field edge; 0 is off,
+    ``None`` draws it [0 in 50 %, else uniform 0.1–0.5]."""
+    diffraction_spikes: bool | None = False
+    """Four spikes on bright stars (where a spike starts at ≥ 3 σ), kind 'spike' [drawn:
+    40 %]."""
+    n_short_trails: int | None = 0
+    """Trails 3 FWHM–40 px long, kind 'satellite' subkind 'short' [drawn: 0 in 40 %,
+    else 1–20]."""
+    nebulosity: float | None = 0.0
+    """Structured sky (lognormal clouds), σ at its 99th percentile [drawn: 0 in 70 %,
+    else log-uniform 2–50]."""
+    fringing: float | None = 0.0
+    """Amplitude (σ) of wavy fringe bands in the sky [drawn: 0 in 80 %, else uniform
+    0.5–4]."""
     wing_level: float = 0.02
     """Stamps extend to where an object's profile falls below this many σ (galaxies:
     :data:`~rbvet.core.simulate.sources.GALAXY_WING_FACTOR` times more)."""

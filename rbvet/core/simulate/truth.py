@@ -16,12 +16,14 @@ ARTIFACT_KINDS = (
     "bad_column",
     "bleed",
     "edge",
+    "spike",
     "noise",
 )
 """Bogus kinds; ``artifact_kind`` maps hold index+1 into this tuple ('noise' is never
 injected: it is what :func:`label_detections` calls a detection that matches nothing;
 'bleed' is the charge a saturated star spills along its columns; 'edge' an unexposed
-band, overscan or prescan, along a frame edge)."""
+band, overscan or prescan, along a frame edge; 'spike' a bright star's diffraction
+spike)."""
 
 
 SOURCE_KINDS = ("star", "galaxy")
