@@ -80,13 +80,18 @@ def create_model(
     return model
 
 
-def compile_model(model, learning_rate=1e-3):
-    """Compile for binary classification with accuracy and AUC metrics."""
+def compile_model(model, learning_rate=1e-3, **compile_options):
+    """Compile for binary classification with accuracy and AUC metrics.
+
+    ``compile_options`` go to ``model.compile`` (e.g. ``jit_compile``, which
+    ``benchmarks/bench_train.py`` measures).
+    """
     keras = import_keras()
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="binary_crossentropy",
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
+        **compile_options,
     )
 
 
