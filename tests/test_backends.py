@@ -82,7 +82,9 @@ def run_under(backend, script, *args):
     return lines
 
 
-@pytest.mark.parametrize(("saved_under", "loaded_under"), PAIRS, ids="->".join)
+@pytest.mark.parametrize(
+    ("saved_under", "loaded_under"), PAIRS, ids=[f"{a}->{b}" for a, b in PAIRS]
+)
 def test_a_model_saved_under_one_backend_predicts_the_same_under_another(
     tmp_path, saved_under, loaded_under
 ):

@@ -194,10 +194,10 @@ def load_keras_network(path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if path.suffix.lower() == ".keras":
-                keras_model = keras.saving.load_model(path, safe_mode=True)
-            else:
-                keras_model = keras.saving.load_model(path, compile=False, safe_mode=True)
+            # Not compiled: predicting needs no optimizer, fine-tuning compiles a clone
+            # afresh, and the optimizer of a file saved under PyTorch names a module of
+            # Keras' torch backend, whose import here would load PyTorch into this process.
+            keras_model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for a bad file
         message = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise RbvetError(
