@@ -261,6 +261,7 @@ def main():
         for _ in range(args.repeats):  # taking turns, so a change of load hits all alike
             for task in tasks:
                 results[task].append(run_measurement(*task, data_path, args.seconds))
+                print(f"  measured {task[0]} under {task[1]}", flush=True)
     results = {task: best(values) for task, values in results.items()}
 
     print(
