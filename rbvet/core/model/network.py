@@ -80,13 +80,18 @@ def create_model(
     return model
 
 
-def compile_model(model, learning_rate=1e-3):
-    """Compile for binary classification with accuracy and AUC metrics."""
+def compile_model(model, learning_rate=1e-3, **compile_options):
+    """Compile for binary classification with accuracy and AUC metrics.
+
+    ``compile_options`` go to ``model.compile`` (e.g. ``jit_compile``, which
+    ``benchmarks/bench_train.py`` measures).
+    """
     keras = import_keras()
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         loss="binary_crossentropy",
         metrics=["accuracy", keras.metrics.AUC(name="auc")],
+        **compile_options,
     )
 
 
@@ -189,10 +194,10 @@ def load_keras_network(path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if path.suffix.lower() == ".keras":
-                keras_model = keras.saving.load_model(path, safe_mode=True)
-            else:
-                keras_model = keras.saving.load_model(path, compile=False, safe_mode=True)
+            # Not compiled: predicting needs no optimizer, fine-tuning compiles a clone
+            # afresh, and the optimizer of a file saved under PyTorch names a module of
+            # Keras' torch backend, whose import here would load PyTorch into this process.
+            keras_model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as error:  # Keras raises many types for a bad file
         message = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise RbvetError(
