@@ -154,7 +154,8 @@ def test_object_panel_shows_every_epoch_and_e_blinks_them(qtbot, window, epoch_p
     strip = window.epochs
     data = window.state.data
     brightest = int(np.nanargmax(data.table["flux"])) if "flux" in data.table.colnames else 0
-    window.state.select(brightest)
+    with qtbot.waitSignal(strip.stampsReady, timeout=TIMEOUT_MS):
+        window.state.select(brightest)  # cut in a job: the window stays responsive
     assert strip.isVisible()
     assert [s.name for s in strip.stamps] == ["epoch_1.fits", "epoch_2.fits", "epoch_3.fits"]
     assert strip.images.shape[0] == 3 and strip.images.dtype == np.uint8
@@ -177,12 +178,15 @@ def test_object_panel_shows_every_epoch_and_e_blinks_them(qtbot, window, epoch_p
     assert not strip.blinking and not strip.overlay.isVisible()
 
     strip.blink()
-    window.state.select(brightest + 1)  # another object: the blink ends, new stamps
-    assert not strip.blinking and len(strip.stamps) == 3
+    with qtbot.waitSignal(strip.stampsReady, timeout=TIMEOUT_MS):
+        window.state.select(brightest + 1)  # another object: the blink ends, new stamps
+        assert not strip.blinking
+    assert len(strip.stamps) == 3
     with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
         controller.project.keep_neighbours = 0
         controller.next_frame()
-    window.state.select(0)
+    with qtbot.waitSignal(strip.stampsReady, timeout=TIMEOUT_MS):
+        window.state.select(0)
     assert strip.stamps[0].name == "epoch_2.fits"  # the current frame's own first
 
 
@@ -197,28 +201,30 @@ def test_all_objects_of_the_night_sorted_together(qtbot, window, epoch_paths):
     controller = open_project(qtbot, window, epoch_paths)
     combined = window.docks["Frames"].widget().combined
     combined.refresh()
+    model = combined.model
     project = controller.project
     every = np.concatenate([f.summary.scores for f in project.frames])
-    assert combined.table.rowCount() == len(every)
+    assert model.rowCount() == len(every)
     finite = np.sort(every[np.isfinite(every)])
-    shown = [float(combined.table.item(r, 2).text()) for r in range(len(finite))]
+    shown = [float(model.text(r, 2)) for r in range(len(finite))]
     np.testing.assert_allclose(shown, finite, atol=5e-4)  # lowest first, unscored last
     last = range(len(finite), len(every))
-    assert all(combined.table.item(r, 2).text() == "—" for r in last)
-    frames_in_top = {combined.table.item(r, 0).text() for r in range(10)}
+    assert all(model.text(r, 2) == "—" for r in last)
+    frames_in_top = {model.text(r, 0) for r in range(10)}
     assert len(frames_in_top) > 1  # the frames are mixed, not listed one after another
 
     frame_index, object_index = combined.entries[0]
     target = (frame_index + 1) % 3 if frame_index == controller.current else frame_index
     row = next(r for r, e in enumerate(combined.entries) if e[0] == target)
     wanted = combined.entries[row][1]
+    assert model.text(row, 0) == project.frames[target].name
     controller.project.keep_neighbours = 0  # the other frame must be scored again first
     with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
-        combined.table.cellClicked.emit(row, 0)
+        combined.table.clicked.emit(model.index(row, 0))
     assert controller.current == target and window.state.selected == wanted
 
     combined.order_combo.setCurrentText("highest scores first")
-    assert float(combined.table.item(0, 2).text()) == pytest.approx(finite[-1], abs=5e-4)
+    assert float(model.text(0, 2)) == pytest.approx(finite[-1], abs=5e-4)
 
 
 def test_stored_labels_are_counted_before_a_frame_is_shown(qtbot, window, epoch_paths, tmp_path):
