@@ -1,16 +1,19 @@
 """The window's vetting project (offscreen): many frames scored in the background, the
 frames dock, next/previous frame keys, one label store, memory, cancel and bad frames."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from epoch_frames import write_epochs
 from gui_window import shown_window
 from PyQt6.QtCore import QSettings, Qt
+from PyQt6.QtWidgets import QLabel
 
 from rbvet.core.project import FAILED, PENDING, READY
 from rbvet.core.session import REAL
 from rbvet.gui.app import _frame_arguments, build_parser
-from rbvet.gui.frames_dock import DONE, LABELED, NAME, OBJECTS
+from rbvet.gui.frames_dock import DONE, FIELD, LABELED, NAME, OBJECTS
 from rbvet.gui.main_window import MainWindow
 
 TIMEOUT_MS = 180_000
@@ -268,8 +271,6 @@ def test_a_catalog_opened_for_the_current_frame_becomes_the_projects(
 
 
 def test_gui_arguments_open_a_folder_as_a_project_and_one_frame_alone(qtbot, window, epoch_paths):
-    from pathlib import Path
-
     from rbvet.gui.app import open_from_arguments
 
     with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
@@ -295,3 +296,57 @@ def test_closing_while_frames_are_scored_stops_the_job(qtbot, epoch_paths, tmp_p
     main_window.close()
     assert not job.isRunning() and not main_window.project.busy
     main_window.deleteLater()
+
+
+def test_a_frame_file_that_vanishes_after_opening_fails_alone(qtbot, window, tmp_path):
+    """The file of a frame not in memory is deleted after the project was opened: going
+    to it says so in the banner and marks it failed; its blink stamp is named; the
+    other frames keep working."""
+    paths = [str(p) for p in write_epochs(tmp_path / "vanishing", 3, shape=(128, 128))]
+    controller = open_project(qtbot, window, paths)
+    qtbot.waitUntil(lambda: controller.project.frames[2].header_read, timeout=TIMEOUT_MS)
+    controller.project.keep_neighbours = 0
+    controller.project.drop(2)  # only its file is left
+    Path(paths[2]).unlink()
+
+    strip = window.epochs
+    with qtbot.waitSignal(strip.stampsReady, timeout=TIMEOUT_MS):
+        window.state.select(1)
+    assert [s.problem for s in strip.stamps] == ["", "", "file missing"]
+    captions = [label.text() for label in strip.findChildren(QLabel)]
+    assert "epoch_3.fits\n(file missing)" in captions
+
+    with qtbot.waitSignal(window.failed, timeout=TIMEOUT_MS) as failed:
+        controller.go_to(2)
+    assert "epoch_3.fits" in failed.args[0] and "no such file" in failed.args[0]
+    assert window.error_banner.message == failed.args[0]
+    assert controller.project.frames[2].status == FAILED and cell(window, 2, OBJECTS) == "failed"
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.go_to(0)  # dropped (keep 0): scored again from its file
+    assert window.state.data is controller.project.data(0)
+    window.labels.label([0], REAL)
+    assert cell(window, 0, LABELED) == "1"
+
+
+def test_frames_without_wcs_or_of_other_sizes_open_and_the_status_bar_says_so(
+    qtbot, window, epoch_paths, tmp_path
+):
+    bare = write_epochs(tmp_path / "bare", 1, prefix="bare", wcs=False, shape=(128, 128))
+    small = write_epochs(tmp_path / "small", 1, prefix="small", shape=(96, 96))
+    paths = epoch_paths[:2] + [str(bare[0]), str(small[0])]
+    controller = window.project
+    said = []
+    window.statusBar().messageChanged.connect(said.append)
+    with qtbot.waitSignal(controller.fieldsChanged, timeout=TIMEOUT_MS):
+        open_project(qtbot, window, paths)
+    dock = window.docks["Frames"].widget()
+    for text in (dock.notes_label.text(), next(m for m in said if "no WCS" in m)):
+        assert "1 of 4 frames have no WCS" in text and "bare_1.fits" in text
+        assert "different sizes" in text and "96x96" in text
+    assert dock.notes_label.isVisible()
+    frames = controller.project.frames
+    assert all(f.objects > 10 and f.status != FAILED for f in frames)  # they work
+    assert [f.field_id for f in frames] == [0, 0, -1, 1]
+    model = window.docks["Frames"].widget().model
+    assert model.data(model.index(2, FIELD)) == "—"
+    assert "no WCS" in model.data(model.index(2, NAME), Qt.ItemDataRole.ToolTipRole)

@@ -43,6 +43,8 @@ COMBINED_DELAY_MS = 300
 COMBINED_COLUMNS = ("frame", "object", "score", "label")
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 LOWEST, HIGHEST = "lowest scores first", "highest scores first"
+NOTE_COLOR = "#e0b050"
+"""The notes on the set of frames (no WCS, mixed sizes or instruments)."""
 DONE, NAME, OBJECTS, SCORED, LABELED, ASSESSED, FIELD = range(len(COLUMNS))
 
 
@@ -163,6 +165,9 @@ class FramesDock(QWidget):
     model : FramesModel
     totals_label : QLabel
         "3 of 20 frames scored · 6000 objects · 12 labeled · 1 done".
+    notes_label : QLabel
+        What the user should know about the set of frames (`VettingProject.notes`:
+        frames without a WCS, of other sizes or instruments); hidden when nothing.
     progress_bar : QProgressBar
     cancel_button : QPushButton
     """
@@ -188,6 +193,10 @@ class FramesDock(QWidget):
         self.previous_button.clicked.connect(controller.previous_frame)
         self.next_button.clicked.connect(controller.next_frame)
         self.totals_label = QLabel()
+        self.notes_label = QLabel()
+        self.notes_label.setWordWrap(True)
+        self.notes_label.setStyleSheet(f"color: {NOTE_COLOR}")
+        self.notes_label.hide()
         self.progress_bar = QProgressBar()
         self.progress_bar.setTextVisible(True)
         self.cancel_button = QPushButton("Cancel")
@@ -210,6 +219,7 @@ class FramesDock(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(4)
         layout.addLayout(top)
+        layout.addWidget(self.notes_label)
         layout.addLayout(progress)
         layout.addWidget(self.tabs, 1)
 
@@ -218,6 +228,7 @@ class FramesDock(QWidget):
         controller.frameChanged.connect(self._update_totals)
         controller.framesChanged.connect(self._update_totals)
         controller.currentChanged.connect(self._on_current)
+        controller.fieldsChanged.connect(self._update_notes)
         self._on_idle()
         self._update_totals()
 
@@ -230,15 +241,26 @@ class FramesDock(QWidget):
         self.table.scrollTo(self.model.index(row, NAME))
 
     def _on_progress(self, message, scored, total):
-        self.progress_bar.show()
-        self.cancel_button.show()
-        self.progress_bar.setRange(0, max(total, 1))
-        self.progress_bar.setValue(scored)
-        self.progress_bar.setFormat(message)
+        bar = self.progress_bar
+        if bar.isHidden():
+            bar.show()
+            self.cancel_button.show()
+        # Only what changed: a new value repaints the window at once (QProgressBar's
+        # synchronous repaint), and progress comes many times a frame.
+        if bar.maximum() != max(total, 1):
+            bar.setRange(0, max(total, 1))
+        if bar.value() != scored:
+            bar.setValue(scored)
+        bar.setFormat(message)
 
     def _on_idle(self):
         self.progress_bar.hide()
         self.cancel_button.hide()
+
+    def _update_notes(self):
+        notes = self.controller.project.notes
+        self.notes_label.setText("\n".join(notes))
+        self.notes_label.setVisible(bool(notes))
 
     def _update_totals(self, *_):
         project = self.controller.project
