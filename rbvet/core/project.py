@@ -489,11 +489,11 @@ class VettingProject:
             )
             added.append(len(self.frames) - 1)
         if added:
-            if read_headers:
-                self.set_headers(added, run_job(self.header_job(added)))
             if self.current < 0:
                 self.current = 0
             self.frames_added.emit()
+            if read_headers:
+                self.set_headers(added, run_job(self.header_job(added)))
         return added
 
     def header_job(self, indices):
