@@ -41,6 +41,8 @@ COMBINED_ROWS = 500
 COMBINED_DELAY_MS = 300
 """The combined view is re-sorted this long after the last frame changed."""
 COMBINED_COLUMNS = ("frame", "object", "score", "label")
+COLUMN_PADDING = 12
+"""Pixels beside the widest text of a fixed column (cell margins)."""
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 LOWEST, HIGHEST = "lowest scores first", "highest scores first"
 NOTE_COLOR = "#e0b050"
@@ -183,7 +185,7 @@ class FramesDock(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
         self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the grid keeps the keys
-        fixed_columns(self.table, NAME, {OBJECTS: "scoring…", SCORED: "000000"})
+        fixed_columns(self.table, NAME, {OBJECTS: "scoring…", SCORED: "00000", DONE: "MM"})
         self.table.clicked.connect(self._on_clicked)
 
         self.previous_button = QToolButton(text="◀")
@@ -415,13 +417,15 @@ def fixed_columns(table, stretch, samples):
     header = table.horizontalHeader()
     header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
     header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
-    metrics = table.fontMetrics()
+    metrics, titles = table.fontMetrics(), header.fontMetrics()
     model = table.model()
     for column in range(model.columnCount()):
         if column == stretch:
             continue
         title = str(model.headerData(column, Qt.Orientation.Horizontal) or "")
-        text = max((title, samples.get(column, "")), key=metrics.horizontalAdvance)
-        header.resizeSection(column, metrics.horizontalAdvance(text) + 24)
+        width = max(
+            titles.horizontalAdvance(title), metrics.horizontalAdvance(samples.get(column, ""))
+        )
+        header.resizeSection(column, width + COLUMN_PADDING)
     table.verticalHeader().setDefaultSectionSize(metrics.height() + 6)
     table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
