@@ -19,8 +19,8 @@ project and scores them in the background. Printed:
 
 ``--profile`` samples the GUI thread's Python stack every few milliseconds (a sampler
 thread) and prints, for the long gaps, where the GUI thread was: the innermost rbvet (or
-pyqtgraph) functions seen. A gap in which the sampler itself got no sample means another
-thread held the GIL (a C call that does not release it).
+pyqtgraph) functions seen. A gap in which the sampler itself got few samples was spent
+waiting: for a core (a busy machine) or for the GIL that another thread held in a C call.
 
 ``--against CHECKOUT`` first runs the same measurement, on the same frames, with the rbvet
 package of another checkout (e.g. the main branch before a change), in a child process, then
@@ -263,7 +263,7 @@ def measure(args, folder, listing):
         if sampler is not None:
             count, where = sampler.during(ended - gap / 1000, ended)
             expected = gap / 1000 / sampler.interval
-            print(f"        {count} samples of ~{expected:.0f} (fewer: the GIL was held)")
+            print(f"        {count} samples of ~{expected:.0f} (fewer: waiting for a core or GIL)")
             for place, n in where.most_common(4):
                 print(f"        {n:4d}  {place}")
     if sampler is not None:
