@@ -64,10 +64,6 @@ def classify_frame(frame_path, catalog_path=None, model_path=None, options=None)
         yield Progress(chunk.stop, n_objects, SCORING)
     yield Progress(n_objects, n_objects, "Preparing the display")
     prepare_display(frame)  # about a second at 8k x 8k: here, not on the GUI thread
-    # The label-quality panel calibrates the scores on the GUI thread when the frame is
-    # shown; importing its optimiser there the first time stalled the window ~0.4 s.
-    import scipy.optimize  # noqa: F401
-
     frame.content_hash  # noqa: B018 (hashed here, not when the label store looks it up)
     data = VettingData.from_scores(
         frame,
