@@ -295,7 +295,7 @@ def test_adapt_on_a_store_of_weak_labels_only_uses_them(weak_store, tmp_path):
     training = result.model.card["training"]
     assert training["labels"] is None and "labels" not in result.comparisons
     assert training["weak"]["objects"] == result.counts["weak"] > 0
-    assert any("weak labels only" in message for message in messages)
+    assert any("the store's weak labels only" in message for message in messages)
 
 
 def test_the_dialog_adapts_with_the_weak_labels_when_asked(qtbot, weak_store, tmp_path):
@@ -329,6 +329,7 @@ def test_the_dialog_adapts_with_the_weak_labels_when_asked(qtbot, weak_store, tm
             dialog.start_training()
     qtbot.waitUntil(lambda: not dialog.is_training)  # its thread has ended, not just said so
     assert asked[0]["weak_weight"] == 0.5 and asked[0]["store_path"] == weak_store[0]
+    assert asked[0]["use_labels"]  # enough labels of the user's to hold some out
     dialog.weak_check.setChecked(False)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(adapt_module, "adapt", recording_adapt)

@@ -504,7 +504,8 @@ class RetrainDialog(QDialog):
             return None
         frames, model_path = list(self.frames), self.model_path
         weak = options["weak_weight"] is not None
-        store_path = self.store_path if self._labeled >= MIN_LABELED or weak else None
+        enough = self._labeled >= MIN_LABELED
+        store_path = self.store_path if enough or weak else None
         frame_options = self.frame_options
         logged = self._logged
 
@@ -513,6 +514,8 @@ class RetrainDialog(QDialog):
 
             if store_path is None:
                 logged.emit("Too few labels to add: adapting on injections and replay only")
+            elif not enough:
+                logged.emit("Too few labels to hold some out: with the weak labels only")
             return (
                 yield from adapt(
                     frames,
@@ -521,6 +524,7 @@ class RetrainDialog(QDialog):
                     settings=settings,
                     options=frame_options,
                     log=logged.emit,
+                    use_labels=enough,
                     **options,
                 )
             )

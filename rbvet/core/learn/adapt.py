@@ -136,6 +136,7 @@ def adapt(
     options=None,
     log=None,
     weak_weight=None,
+    use_labels=True,
 ):
     """Fine-tune the model on injections into ``frames`` (+ labels, + weak labels, +
     simulated replay).
@@ -169,6 +170,9 @@ def adapt(
         weight in (0, 1], as `rbvet.core.learn.retrain.retrain` does: never an object the
         user labeled, never one of a held-out frame, never held out. Needs
         ``store_path``; the store may then hold weak labels only. Not when None.
+    use_labels : bool
+        Train on (and hold out) the store's labels of the user; False: its weak labels
+        only (a window with too few labels to hold some out).
 
     Returns
     -------
@@ -221,12 +225,14 @@ def adapt(
         with LabelStore(store_path, readonly=True) as store:
             labeled = store.training_data(base.params, with_stamps=False)
             label_models = store.label_models()
+            if not use_labels:
+                labeled = labeled.subset(np.zeros(0, np.intp))
             if weak_weight is not None:
                 weak_set = store.weak_training_data(base.params)
         if len(labeled) == 0 and weak_set is None:
             raise RbvetError("no objects labeled real or bogus", store_path)
         if len(labeled) == 0:
-            say("No objects labeled real or bogus in the store: its weak labels only")
+            say("No labels of yours to train on: the store's weak labels only")
             labeled = None
     if labeled is not None:
         groups = np.asarray(labeled.groups, np.int64)
