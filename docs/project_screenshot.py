@@ -50,6 +50,7 @@ def main():
     window.labels.label(order[:6], 1)
     window.project.set_done(0)
     window.state.select(int(order[2]))
+    wait_for(app, window.epochs.stampsReady)  # the epochs are cut in a job
     window.epochs.blink()
     app.processEvents()
     IMAGES.mkdir(exist_ok=True)

@@ -1,16 +1,19 @@
 """The window's vetting project (offscreen): many frames scored in the background, the
 frames dock, next/previous frame keys, one label store, memory, cancel and bad frames."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from epoch_frames import write_epochs
 from gui_window import shown_window
 from PyQt6.QtCore import QSettings, Qt
+from PyQt6.QtWidgets import QLabel
 
 from rbvet.core.project import FAILED, PENDING, READY
 from rbvet.core.session import REAL
 from rbvet.gui.app import _frame_arguments, build_parser
-from rbvet.gui.frames_dock import DONE, LABELED, NAME, OBJECTS
+from rbvet.gui.frames_dock import DONE, FIELD, LABELED, NAME, OBJECTS
 from rbvet.gui.main_window import MainWindow
 
 TIMEOUT_MS = 180_000
@@ -154,7 +157,8 @@ def test_object_panel_shows_every_epoch_and_e_blinks_them(qtbot, window, epoch_p
     strip = window.epochs
     data = window.state.data
     brightest = int(np.nanargmax(data.table["flux"])) if "flux" in data.table.colnames else 0
-    window.state.select(brightest)
+    with qtbot.waitSignal(strip.stampsReady, timeout=TIMEOUT_MS):
+        window.state.select(brightest)  # cut in a job: the window stays responsive
     assert strip.isVisible()
     assert [s.name for s in strip.stamps] == ["epoch_1.fits", "epoch_2.fits", "epoch_3.fits"]
     assert strip.images.shape[0] == 3 and strip.images.dtype == np.uint8
@@ -177,12 +181,15 @@ def test_object_panel_shows_every_epoch_and_e_blinks_them(qtbot, window, epoch_p
     assert not strip.blinking and not strip.overlay.isVisible()
 
     strip.blink()
-    window.state.select(brightest + 1)  # another object: the blink ends, new stamps
-    assert not strip.blinking and len(strip.stamps) == 3
+    with qtbot.waitSignal(strip.stampsReady, timeout=TIMEOUT_MS):
+        window.state.select(brightest + 1)  # another object: the blink ends, new stamps
+        assert not strip.blinking
+    assert len(strip.stamps) == 3
     with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
         controller.project.keep_neighbours = 0
         controller.next_frame()
-    window.state.select(0)
+    with qtbot.waitSignal(strip.stampsReady, timeout=TIMEOUT_MS):
+        window.state.select(0)
     assert strip.stamps[0].name == "epoch_2.fits"  # the current frame's own first
 
 
@@ -197,28 +204,30 @@ def test_all_objects_of_the_night_sorted_together(qtbot, window, epoch_paths):
     controller = open_project(qtbot, window, epoch_paths)
     combined = window.docks["Frames"].widget().combined
     combined.refresh()
+    model = combined.model
     project = controller.project
     every = np.concatenate([f.summary.scores for f in project.frames])
-    assert combined.table.rowCount() == len(every)
+    assert model.rowCount() == len(every)
     finite = np.sort(every[np.isfinite(every)])
-    shown = [float(combined.table.item(r, 2).text()) for r in range(len(finite))]
+    shown = [float(model.text(r, 2)) for r in range(len(finite))]
     np.testing.assert_allclose(shown, finite, atol=5e-4)  # lowest first, unscored last
     last = range(len(finite), len(every))
-    assert all(combined.table.item(r, 2).text() == "—" for r in last)
-    frames_in_top = {combined.table.item(r, 0).text() for r in range(10)}
+    assert all(model.text(r, 2) == "—" for r in last)
+    frames_in_top = {model.text(r, 0) for r in range(10)}
     assert len(frames_in_top) > 1  # the frames are mixed, not listed one after another
 
     frame_index, object_index = combined.entries[0]
     target = (frame_index + 1) % 3 if frame_index == controller.current else frame_index
     row = next(r for r, e in enumerate(combined.entries) if e[0] == target)
     wanted = combined.entries[row][1]
+    assert model.text(row, 0) == project.frames[target].name
     controller.project.keep_neighbours = 0  # the other frame must be scored again first
     with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
-        combined.table.cellClicked.emit(row, 0)
+        combined.table.clicked.emit(model.index(row, 0))
     assert controller.current == target and window.state.selected == wanted
 
     combined.order_combo.setCurrentText("highest scores first")
-    assert float(combined.table.item(0, 2).text()) == pytest.approx(finite[-1], abs=5e-4)
+    assert float(model.text(0, 2)) == pytest.approx(finite[-1], abs=5e-4)
 
 
 def test_stored_labels_are_counted_before_a_frame_is_shown(qtbot, window, epoch_paths, tmp_path):
@@ -262,8 +271,6 @@ def test_a_catalog_opened_for_the_current_frame_becomes_the_projects(
 
 
 def test_gui_arguments_open_a_folder_as_a_project_and_one_frame_alone(qtbot, window, epoch_paths):
-    from pathlib import Path
-
     from rbvet.gui.app import open_from_arguments
 
     with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
@@ -289,3 +296,57 @@ def test_closing_while_frames_are_scored_stops_the_job(qtbot, epoch_paths, tmp_p
     main_window.close()
     assert not job.isRunning() and not main_window.project.busy
     main_window.deleteLater()
+
+
+def test_a_frame_file_that_vanishes_after_opening_fails_alone(qtbot, window, tmp_path):
+    """The file of a frame not in memory is deleted after the project was opened: going
+    to it says so in the banner and marks it failed; its blink stamp is named; the
+    other frames keep working."""
+    paths = [str(p) for p in write_epochs(tmp_path / "vanishing", 3, shape=(128, 128))]
+    controller = open_project(qtbot, window, paths)
+    qtbot.waitUntil(lambda: controller.project.frames[2].header_read, timeout=TIMEOUT_MS)
+    controller.project.keep_neighbours = 0
+    controller.project.drop(2)  # only its file is left
+    Path(paths[2]).unlink()
+
+    strip = window.epochs
+    with qtbot.waitSignal(strip.stampsReady, timeout=TIMEOUT_MS):
+        window.state.select(1)
+    assert [s.problem for s in strip.stamps] == ["", "", "file missing"]
+    captions = [label.text() for label in strip.findChildren(QLabel)]
+    assert "epoch_3.fits\n(file missing)" in captions
+
+    with qtbot.waitSignal(window.failed, timeout=TIMEOUT_MS) as failed:
+        controller.go_to(2)
+    assert "epoch_3.fits" in failed.args[0] and "no such file" in failed.args[0]
+    assert window.error_banner.message == failed.args[0]
+    assert controller.project.frames[2].status == FAILED and cell(window, 2, OBJECTS) == "failed"
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.go_to(0)  # dropped (keep 0): scored again from its file
+    assert window.state.data is controller.project.data(0)
+    window.labels.label([0], REAL)
+    assert cell(window, 0, LABELED) == "1"
+
+
+def test_frames_without_wcs_or_of_other_sizes_open_and_the_status_bar_says_so(
+    qtbot, window, epoch_paths, tmp_path
+):
+    bare = write_epochs(tmp_path / "bare", 1, prefix="bare", wcs=False, shape=(128, 128))
+    small = write_epochs(tmp_path / "small", 1, prefix="small", shape=(96, 96))
+    paths = epoch_paths[:2] + [str(bare[0]), str(small[0])]
+    controller = window.project
+    said = []
+    window.statusBar().messageChanged.connect(said.append)
+    with qtbot.waitSignal(controller.fieldsChanged, timeout=TIMEOUT_MS):
+        open_project(qtbot, window, paths)
+    dock = window.docks["Frames"].widget()
+    for text in (dock.notes_label.text(), next(m for m in said if "no WCS" in m)):
+        assert "1 of 4 frames have no WCS" in text and "bare_1.fits" in text
+        assert "different sizes" in text and "96x96" in text
+    assert dock.notes_label.isVisible()
+    frames = controller.project.frames
+    assert all(f.objects > 10 and f.status != FAILED for f in frames)  # they work
+    assert [f.field_id for f in frames] == [0, 0, -1, 1]
+    model = window.docks["Frames"].widget().model
+    assert model.data(model.index(2, FIELD)) == "—"
+    assert "no WCS" in model.data(model.index(2, NAME), Qt.ItemDataRole.ToolTipRole)

@@ -7,6 +7,7 @@ from epoch_frames import epoch_wcs, simulate_epochs, write_epochs
 
 from rbvet.core.errors import RbvetError
 from rbvet.core.io.frame import frame_from_array
+from rbvet.core.jobs import run_job
 from rbvet.core.project import (
     PENDING,
     READY,
@@ -240,3 +241,67 @@ def test_project_epoch_stamps_read_dropped_frames(tmp_path):
         assert stamp.position == pytest.approx((expected[0][0], expected[1][0]), abs=1e-6)
         whole = epoch_stamps([frame, other], 30.0, 30.0, 15)[1]  # the same, from all pixels
         np.testing.assert_allclose(stamp.image, whole.image, rtol=1e-5, equal_nan=True)
+
+
+def test_frames_of_other_sizes_or_instruments_work_but_are_not_epochs_of_one_field(tmp_path):
+    """Overlapping frames of another size or instrument are not grouped (a blink
+    across binnings or cameras compares nothing), and the notes say so."""
+    same = blank_frames(tmp_path, 2, shifts=[(0, 0), (3, 2)])
+    binned = tmp_path / "binned.fits"  # the same sky, 2x2 binned
+    wcs = epoch_wcs((32, 32))
+    wcs.wcs.cd = wcs.wcs.cd * 2
+    fits.PrimaryHDU(np.zeros((32, 32), np.float32), header=wcs.to_header()).writeto(binned)
+    other_camera = tmp_path / "other_camera.fits"
+    header = epoch_wcs((64, 64), (1, 1)).to_header()
+    header["INSTRUME"] = "WFCAM"
+    fits.PrimaryHDU(np.zeros((64, 64), np.float32), header=header).writeto(other_camera)
+    assert read_footprint(binned)[0] is not None  # they do overlap on the sky
+
+    project = VettingProject([(p, None) for p in same + [str(binned), str(other_camera)]])
+    fields = [f.field_id for f in project.frames]
+    assert fields[0] == fields[1] and len(set(fields)) == 3 and min(fields) >= 0
+    assert project.epochs(0) == [0, 1] and project.epochs(2) == [2] and project.epochs(3) == [3]
+    assert project.frames[3].instrument == "WFCAM" and project.frames[0].instrument == ""
+    notes = " ".join(project.notes)
+    assert "different sizes in one project: 32x32, 64x64" in notes
+    assert "epochs are grouped among frames of one size only" in notes
+    assert "2 instruments" in notes and "WFCAM" in notes and "unnamed" in notes
+
+
+def test_headers_read_later_give_the_same_fields_and_notes(tmp_path):
+    """A window adds frames at once and reads their headers in a job (`header_job`,
+    then `set_headers`): the fields and notes come out as when read at once."""
+    paths = blank_frames(tmp_path, 3, shifts=[(0, 0), (5, -3), (40, 40)])
+    bare = tmp_path / "bare.fits"
+    fits.PrimaryHDU(np.zeros((32, 32), np.float32)).writeto(bare)
+    pairs = [(p, None) for p in paths + [str(bare)]]
+    at_once = VettingProject(pairs)
+    later = VettingProject()
+    said = []
+    later.fields_changed.connect(lambda: said.append(list(later.notes)))
+    added = later.add_frames(pairs, read_headers=False)
+    assert [f.field_id for f in later.frames] == [-1] * 4 and not later.notes
+    assert not any(f.header_read for f in later.frames)
+    later.set_headers(added, run_job(later.header_job(added)))
+    assert [f.field_id for f in later.frames] == [f.field_id for f in at_once.frames]
+    assert [0, 0, 0, -1] == [f.field_id for f in later.frames]
+    assert said == [at_once.notes] and any("no WCS" in note for note in at_once.notes)
+
+
+def test_an_epoch_whose_file_vanished_or_broke_is_blank_and_named(tmp_path):
+    """Files that vanish or become unreadable after the project was opened: their stamps
+    are blank with the reason, and the other epochs are cut as before."""
+    from rbvet.core.io.frame import read_frame
+
+    paths = write_epochs(tmp_path, 4, shape=(64, 64))
+    project = VettingProject([(str(p), None) for p in paths], keep_neighbours=0)
+    data = fake_data(5)
+    data.frame = read_frame(paths[0])
+    data.x[:], data.y[:] = 30.0, 30.0
+    project.attach(0, data)
+    paths[2].unlink()
+    paths[3].write_bytes(b"SIMPLE  = not a FITS file any more" * 100)
+    stamps = project.epoch_stamps(0, 15)
+    assert [s.problem for s in stamps] == ["", "", "file missing", "file unreadable"]
+    assert all(np.isnan(s.image).all() for s in stamps[2:])
+    assert stamps[1].covered and np.isfinite(stamps[1].image).any()

@@ -202,3 +202,138 @@ def test_the_retrain_dialog_offers_weak_labels_when_the_store_has_some(
     qtbot.addWidget(without)
     assert not without.weak_check.isEnabled() and "weak" not in without.store_label.text()
     assert without.training_options()["weak_weight"] is None
+
+
+# ------------------------------------------------------------------------ adapting
+
+
+def test_cli_adapt_with_weak_weight_trains_on_them_down_weighted(weak_store, tmp_path, capsys):
+    """`rbvet adapt --labels STORE --weak-weight W`: the store's weak labels join the
+    training part with weight W (as in retraining), and the card says how many."""
+    from rbvet.core.paths import demo_frame_path
+
+    path = weak_store[0]
+    with LabelStore(path, readonly=True) as store:
+        weak = store.weak_training_data()
+    calls = []
+    real_train_model = train_module.train_model
+
+    def recording_train_model(inputs, labels, **options):
+        calls.append((np.asarray(inputs), np.asarray(labels), options))
+        return (yield from real_train_model(inputs, labels, **options))
+
+    demo = demo_frame_path()
+    output = tmp_path / "adapted.keras"
+    argv = ["adapt", str(demo), "--catalog", str(demo.with_suffix(".ecsv")), "--labels"]
+    argv += [str(path), "--epochs", "1", "--injections", "200", "--rounds", "2"]
+    argv += ["--simulated-ratio", "0", "-o", str(output)]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_module, "train_model", recording_train_model)
+        assert main([*argv, "--weak-weight", "0.25"]) == 0
+    assert "with weight 0.25" in capsys.readouterr().err
+
+    inputs, labels, options = calls[0]
+    weights = options["sample_weight"]
+    n_weak = len(weak)  # one frame: labels held out by object, no weak row left out
+    assert len(weights) == len(labels) and n_weak > 0
+    assert np.all(weights[:-n_weak] == 1) and np.allclose(weights[-n_weak:], 0.25)
+    assert np.array_equal(inputs[-n_weak:], weak.inputs)
+    assert np.array_equal(labels[-n_weak:], weak.labels)
+    card = json.loads(card_path(output).read_text())
+    assert card["training"]["weak"]["weight"] == 0.25
+    assert card["training"]["weak"]["objects"] == n_weak == card["training"]["counts"]["weak"]
+    assert "weak labels (weight 0.25)" in card["description"]
+    # Never held out: the comparison on labels counts the user's own only.
+    counts = card["training"]["counts"]
+    assert card["metrics"]["held_out_labels"]["objects"] == counts["labeled_held_out"]
+    assert counts["labeled_held_out"] + counts["labeled_train"] == len(weak_store[1])
+
+
+def test_cli_adapt_refuses_weak_weight_without_a_store_or_out_of_range(
+    weak_store, tmp_path, capsys
+):
+    demo = str(tmp_path / "never_read.fits")
+    output = str(tmp_path / "adapted.keras")
+    assert main(["adapt", demo, "--weak-weight", "0.3", "-o", output]) == 2
+    assert "give --labels" in capsys.readouterr().err
+    store = str(weak_store[0])
+    assert main(["adapt", demo, "--labels", store, "--weak-weight", "0", "-o", output]) == 2
+    assert "weak-label weight must be in (0, 1]" in capsys.readouterr().err
+
+
+def test_adapt_on_a_store_of_weak_labels_only_uses_them(weak_store, tmp_path):
+    """A store without a label of the user's but with weak labels can adapt with them."""
+    from rbvet.core.errors import RbvetError
+    from rbvet.core.inject.inject import InjectionSettings
+    from rbvet.core.learn.adapt import adapt
+
+    path = tmp_path / "weak_only.sqlite"
+    shutil.copyfile(weak_store[0], path)
+    with LabelStore(path) as store:
+        store.set_labels(store.training_data(with_stamps=False).object_ids, -1)
+    frames = [(str(tmp_path / "never_read.fits"), None)]
+    with pytest.raises(RbvetError, match="no objects labeled real or bogus"):
+        run_job(adapt(frames, store_path=path))  # refused before any frame is read
+    with pytest.raises(RbvetError, match="give one to use them"):
+        run_job(adapt(frames, weak_weight=0.3))
+    settings = InjectionSettings(injections=200, rounds=2, seed=1)
+    messages = []
+    from rbvet.core.paths import demo_frame_path
+
+    demo = demo_frame_path()
+    result = run_job(
+        adapt(
+            [(demo, demo.with_suffix(".ecsv"))],
+            store_path=path,
+            weak_weight=0.3,
+            epochs=1,
+            settings=settings,
+            simulated_ratio=0,
+            log=messages.append,
+        )
+    )
+    training = result.model.card["training"]
+    assert training["labels"] is None and "labels" not in result.comparisons
+    assert training["weak"]["objects"] == result.counts["weak"] > 0
+    assert any("the store's weak labels only" in message for message in messages)
+
+
+def test_the_dialog_adapts_with_the_weak_labels_when_asked(qtbot, weak_store, tmp_path):
+    import rbvet.core.learn.adapt as adapt_module
+    from rbvet.core.errors import RbvetError
+    from rbvet.core.paths import demo_frame_path
+    from rbvet.gui.retrain_dialog import RetrainDialog
+
+    demo = demo_frame_path()
+    dialog = RetrainDialog(
+        weak_store[0],
+        threshold=0.5,
+        models_dir=tmp_path,
+        frames=[(str(demo), str(demo.with_suffix(".ecsv")))],
+    )
+    qtbot.addWidget(dialog)
+    dialog.adapt_radio.setChecked(True)
+    assert dialog.weak_check.isEnabled()
+    dialog.weak_check.setChecked(True)
+    dialog.weak_weight_spin.setValue(0.5)
+    asked = []
+
+    def recording_adapt(frames, **options):
+        asked.append(options)
+        raise RbvetError("recorded")
+        yield  # a job
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(adapt_module, "adapt", recording_adapt)
+        with qtbot.waitSignal(dialog.trainingFinished, timeout=30_000):
+            dialog.start_training()
+    qtbot.waitUntil(lambda: not dialog.is_training)  # its thread has ended, not just said so
+    assert asked[0]["weak_weight"] == 0.5 and asked[0]["store_path"] == weak_store[0]
+    assert asked[0]["use_labels"]  # enough labels of the user's to hold some out
+    dialog.weak_check.setChecked(False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(adapt_module, "adapt", recording_adapt)
+        with qtbot.waitSignal(dialog.trainingFinished, timeout=30_000):
+            dialog.start_training()
+    qtbot.waitUntil(lambda: not dialog.is_training)
+    assert asked[1]["weak_weight"] is None

@@ -216,11 +216,21 @@ def test_reference_catalogs_are_read_from_fits_votable_and_ecsv_with_proper_moti
     assert ra[0] > reference.ra[0] and ra[1] < reference.ra[1]  # east, west
 
 
-def test_a_reference_catalog_without_ra_dec_is_refused(tmp_path):
+def test_a_reference_catalog_without_ra_dec_is_refused(tmp_path, capsys):
     catalog = tmp_path / "pixels.csv"
-    Table({"x": [1.0], "y": [2.0]}).write(catalog)
-    with pytest.raises(RbvetError, match="no RA/Dec columns"):
+    Table({"x": [1.0], "y": [2.0], "mag_g": [17.0]}).write(catalog)
+    # The error names the columns it looked for and those the catalog has.
+    with pytest.raises(RbvetError, match=r"no RA/Dec columns \(expected one of ra/dec.*\)"):
         read_reference(catalog)
+    with pytest.raises(RbvetError, match="the catalog has x, y, mag_g"):
+        read_reference(catalog)
+    # The command says so before reading any frame (these do not exist).
+    frame = str(tmp_path / "never_read.fits")
+    args = ["weak-labels", frame, "--reference", str(catalog), "--json", str(tmp_path / "o")]
+    assert main(args) == 2
+    error = capsys.readouterr().err
+    assert "pixels.csv" in error and "the catalog has x, y, mag_g" in error
+    assert not (tmp_path / "o").exists()
 
 
 # ----------------------------------------------------------------- the command

@@ -17,13 +17,22 @@ def add_parser(commands):
         help="fine-tune the model on fakes injected into your frames (and your labels)",
         description="Inject stars, galaxies and artifacts into each FRAME, fine-tune a copy "
         "of the model on the detected injections (labelled by what was injected), on the "
-        "labels of --labels STORE when given, and on simulated objects so it forgets "
+        "labels of --labels STORE when given (and its weak labels with --weak-weight), and "
+        "on simulated objects so it forgets "
         "nothing; hold out the last injection round(s) of every frame and some labelled "
         "frames, compare old and new on them, and write the new model with a card.",
     )
     _add_frame_arguments(adapt, many=True)
     adapt.add_argument("--model", "-m", help="model to adapt; default: the shipped model")
     adapt.add_argument("--labels", metavar="STORE", help="label store to train on as well")
+    adapt.add_argument(
+        "--weak-weight",
+        type=float,
+        metavar="W",
+        help="also train on the store's weak labels (rbvet weak-labels) of objects without "
+        "a label of yours, each weighing W in (0, 1] against 1 for yours, as rbvet train "
+        "does; never held out [not used]",
+    )
     adapt.add_argument(
         "--epochs", type=int, default=DEFAULT_EPOCHS, help=f"training passes [{DEFAULT_EPOCHS}]"
     )
@@ -54,7 +63,7 @@ def cmd_adapt(args):
     from rbvet.core.inject.inject import InjectionSettings
     from rbvet.core.jobs import run_job
     from rbvet.core.learn.adapt import adapt
-    from rbvet.core.learn.retrain import format_comparison
+    from rbvet.core.learn.retrain import check_weak_weight, format_comparison
     from rbvet.core.model import save_model
 
     frames = list(args.frames) + (read_frame_list(args.list) if args.list else [])
@@ -68,6 +77,9 @@ def cmd_adapt(args):
         raise RbvetError(f"--epochs must be at least 1, got {args.epochs}")
     if args.labels and not Path(args.labels).exists():
         raise RbvetError("label store not found", args.labels)
+    if args.weak_weight is not None and not args.labels:
+        raise RbvetError("--weak-weight trains on a label store's weak labels: give --labels")
+    check_weak_weight(args.weak_weight)
     check_writable(args.output)
 
     def catalog(frame):
@@ -94,6 +106,7 @@ def cmd_adapt(args):
             seed=args.seed,
             options=_frame_options(args),
             log=log,
+            weak_weight=args.weak_weight,
         ),
         ProgressBar("Adapting"),
     )

@@ -11,9 +11,12 @@ Memory stays bounded: the data (pixels, maps, tiles) of the current frame and of
 small `FrameSummary` (positions, scores, sky positions, label counts) is kept for every
 scored frame, so counts and the combined view over all frames never need the pixels.
 
-Frames that overlap on the sky (their WCS footprints) are epochs of one field
-(`group_fields`): for an object, `epoch_stamps` cuts its surroundings in every epoch and
-resamples them onto the current frame's pixel grid through the WCS, ready to blink.
+Frames that overlap on the sky (their WCS footprints), are of one size and from one
+instrument are epochs of one field (`group_fields`): for an object, `epoch_stamps` cuts its
+surroundings in every epoch and resamples them onto the current frame's pixel grid through
+the WCS, ready to blink. Reading the headers (`read_frame_header`) and cutting the epochs are
+jobs too (`VettingProject.header_job`, `VettingProject.epoch_stamps_job`), so a window can
+run them off its GUI thread.
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from pathlib import Path
 import numpy as np
 
 from rbvet.core.errors import RbvetError
+from rbvet.core.jobs import Progress, run_job
 from rbvet.core.session import UNLABELED, Event
 
 __all__ = [
     "FRAME_SUFFIXES",
     "EpochStamp",
+    "FrameHeader",
     "FrameSummary",
     "ProjectFrame",
     "VettingProject",
@@ -38,6 +43,7 @@ __all__ = [
     "frames_from_arguments",
     "group_fields",
     "read_footprint",
+    "read_frame_header",
 ]
 
 FRAME_SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fz", ".fits.gz", ".fit.gz")
@@ -116,8 +122,13 @@ class ProjectFrame:
         Sky corners (RA, Dec degrees) from the header's WCS; None without a WCS.
     shape : tuple of int or None
         (rows, columns) of the image, from its header.
+    instrument : str
+        ``TELESCOP`` and ``INSTRUME`` of its header ("" when neither is there).
+    header_read : bool
+        The header was read (footprint, shape, instrument are known).
     field_id : int
-        Index of the field (group of overlapping frames); -1 without a WCS.
+        Index of the field (group of overlapping frames of one size and instrument);
+        -1 without a WCS (or before the header was read).
     summary : FrameSummary or None
     """
 
@@ -132,12 +143,39 @@ class ProjectFrame:
     done: bool = False
     footprint: np.ndarray | None = field(default=None, repr=False)
     shape: tuple | None = None
+    instrument: str = ""
+    header_read: bool = False
     field_id: int = -1
     summary: FrameSummary | None = field(default=None, repr=False)
 
     @property
     def name(self):
-        return Path(self.frame_path).name
+        return os.path.basename(self.frame_path)  # asked for by every table row painted
+
+
+@dataclass
+class FrameHeader:
+    """What a frame's header says, read once (`read_frame_header`).
+
+    Attributes
+    ----------
+    footprint : ndarray (4, 2) or None
+        RA, Dec (degrees) of the image corners; None without a celestial WCS.
+    shape : tuple of int or None
+        (rows, columns); None when no 2-D image was found (or the file is unreadable).
+    instrument : str
+        ``TELESCOP`` and ``INSTRUME`` joined ("" when neither is there).
+    hdu_index : int or None
+        The image's HDU.
+    wcs : astropy.wcs.WCS or None
+        Its celestial WCS.
+    """
+
+    footprint: np.ndarray | None = None
+    shape: tuple | None = None
+    instrument: str = ""
+    hdu_index: int | None = None
+    wcs: object = None
 
 
 def read_footprint(path):
@@ -150,6 +188,24 @@ def read_footprint(path):
     shape : tuple of int or None
         (rows, columns) of the image; None when no 2-D image was found.
     """
+    header = read_frame_header(path)
+    return header.footprint, header.shape
+
+
+def read_frame_header(path, wcs=True):
+    """A FITS image's `FrameHeader` from its headers alone (no pixels are read).
+
+    Parameters
+    ----------
+    path : str or Path
+    wcs : bool
+        Also parse the WCS and compute the footprint (the slow part, ~20 ms a frame).
+
+    Returns
+    -------
+    FrameHeader
+        Empty (shape None) when the file cannot be read or holds no 2-D image.
+    """
     from astropy.io import fits
 
     from rbvet.core.io.frame import _celestial_wcs
@@ -158,15 +214,19 @@ def read_footprint(path):
         with fits.open(path, memmap=True) as hdus:
             index = _image_hdu(hdus)
             if index is None:
-                return None, None
+                return FrameHeader()
             header = hdus[index].header
             shape = tuple(int(n) for n in hdus[index].shape[-2:])
-            wcs = _celestial_wcs(header)
+            primary = hdus[0].header
+            names = [
+                str(header.get(key, primary.get(key, ""))).strip()
+                for key in ("TELESCOP", "INSTRUME")
+            ]
+            celestial = _celestial_wcs(header) if wcs else None
     except (OSError, ValueError, TypeError, IndexError):
-        return None, None
-    if wcs is None:
-        return None, shape
-    return sky_footprint(wcs, shape), shape
+        return FrameHeader()
+    footprint = None if celestial is None else sky_footprint(celestial, shape)
+    return FrameHeader(footprint, shape, " ".join(n for n in names if n), index, celestial)
 
 
 def sky_footprint(wcs, shape):
@@ -226,13 +286,16 @@ def footprints_overlap(a, b):
     return _convex_overlap(*planes)
 
 
-def group_fields(footprints):
+def group_fields(footprints, kinds=None):
     """Group frames into fields: frames whose footprints overlap (directly or through a
     chain of overlaps) share a field.
 
     Parameters
     ----------
     footprints : list of ndarray (4, 2) or None
+    kinds : list of hashable, optional
+        Only frames of one kind are grouped (a project's: instrument and image size, so
+        an epoch is never blinked against another camera's or binning's pixels).
 
     Returns
     -------
@@ -249,10 +312,13 @@ def group_fields(footprints):
             i = parent[i]
         return i
 
+    kinds = [None] * n if kinds is None else list(kinds)
     known = [i for i in range(n) if footprints[i] is not None]
     for k, i in enumerate(known):
         for j in known[k + 1 :]:
-            if root(i) != root(j) and footprints_overlap(footprints[i], footprints[j]):
+            if kinds[i] != kinds[j] or root(i) == root(j):
+                continue
+            if footprints_overlap(footprints[i], footprints[j]):
                 parent[root(j)] = root(i)
     fields = np.full(n, -1, int)
     numbers = {}
@@ -329,14 +395,22 @@ def _read_list_file(list_file):
 def _holds_only_tables(path):
     from rbvet.core.io.frame import check_fits_headers
 
-    footprint, shape = read_footprint(path)
-    if shape is not None:
+    if read_frame_header(path, wcs=False).shape is not None:
         return False
     try:
         check_fits_headers(path)
     except RbvetError:
         return False  # not ours to judge: the frame reader will say what is wrong
     return True
+
+
+def _read_headers(paths):
+    """Job: the `FrameHeader` of each path, a `Progress` after each."""
+    headers = []
+    for done, path in enumerate(paths):
+        yield Progress(done, len(paths), "Reading the headers")
+        headers.append(read_frame_header(path))
+    return headers
 
 
 # ----------------------------------------------------------------------------- the project
@@ -358,7 +432,8 @@ class VettingProject:
     current : int
         Index of the current frame (-1 for an empty project).
     notes : list of str
-        What the user should know about the set (frames without a WCS, mixed sizes).
+        What the user should know about the set (frames without a WCS, mixed sizes or
+        instruments).
 
     Events
     ------
@@ -367,12 +442,15 @@ class VettingProject:
     current_changed(int)
         Another frame became current.
     frames_added()
+    fields_changed()
+        Headers were read: fields and notes are (re)made.
     """
 
     def __init__(self, frames=(), keep_neighbours=DEFAULT_KEEP_NEIGHBOURS):
         self.frame_changed = Event()
         self.current_changed = Event()
         self.frames_added = Event()
+        self.fields_changed = Event()
         self.frames = []
         self.current = -1
         self.keep_neighbours = int(keep_neighbours)
@@ -386,10 +464,13 @@ class VettingProject:
 
     # ------------------------------------------------------------------ frames
 
-    def add_frames(self, pairs):
+    def add_frames(self, pairs, read_headers=True):
         """Append frames (frame, catalog) pairs; a frame already in the project is skipped.
 
-        Reads each header for its footprint and regroups the fields.
+        Reads each header for its footprint and regroups the fields; with
+        ``read_headers=False`` the frames are added at once, without fields, and the
+        caller reads their headers later (`header_job`, then `set_headers`: a window does
+        this off its GUI thread).
 
         Returns
         -------
@@ -403,38 +484,73 @@ class VettingProject:
             if real in known:
                 continue
             known.add(real)
-            footprint, shape = read_footprint(frame_path)
             self.frames.append(
-                ProjectFrame(
-                    str(frame_path),
-                    None if catalog_path is None else str(catalog_path),
-                    footprint=footprint,
-                    shape=shape,
-                )
+                ProjectFrame(str(frame_path), None if catalog_path is None else str(catalog_path))
             )
             added.append(len(self.frames) - 1)
         if added:
-            self._regroup()
             if self.current < 0:
                 self.current = 0
             self.frames_added.emit()
+            if read_headers:
+                self.set_headers(added, run_job(self.header_job(added)))
         return added
 
+    def header_job(self, indices):
+        """Read the headers of frames ``indices`` (`read_frame_header`). A job: yields
+        `Progress` a frame, returns the list of `FrameHeader` for `set_headers`."""
+        paths = [self.frames[i].frame_path for i in indices]  # taken now, not in a thread
+        return _read_headers(paths)
+
+    def set_headers(self, indices, headers):
+        """Record the headers read for frames ``indices`` and regroup the fields.
+
+        Emits ``frame_changed`` for each frame whose field changed, and ``fields_changed``.
+        """
+        for index, header in zip(indices, headers, strict=True):
+            if not 0 <= index < len(self.frames):
+                continue
+            frame = self.frames[index]
+            frame.footprint, frame.shape = header.footprint, header.shape
+            frame.instrument, frame.header_read = header.instrument, True
+            if header.hdu_index is not None:
+                self._images[index] = (header.hdu_index, header.wcs, header.shape)
+        before = [f.field_id for f in self.frames]
+        self._regroup()
+        for index, (old, frame) in enumerate(zip(before, self.frames, strict=True)):
+            if frame.field_id != old:
+                self.frame_changed.emit(index)
+        self.fields_changed.emit()
+
     def _regroup(self):
-        fields = group_fields([f.footprint for f in self.frames])
+        read = [f for f in self.frames if f.header_read]
+        fields = group_fields(
+            [f.footprint if f.header_read else None for f in self.frames],
+            kinds=[(f.instrument, f.shape) for f in self.frames],
+        )
         for frame, number in zip(self.frames, fields, strict=True):
             frame.field_id = int(number)
         self.notes = []
-        no_wcs = [f.name for f in self.frames if f.footprint is None]
+        no_wcs = [f.name for f in read if f.footprint is None]
         if no_wcs:
             self.notes.append(
                 f"{len(no_wcs)} of {len(self.frames)} frames have no WCS and are grouped with "
                 f"no other: {', '.join(no_wcs[:5])}{' …' if len(no_wcs) > 5 else ''}"
             )
-        shapes = {f.shape for f in self.frames if f.shape is not None}
+        shapes = {f.shape for f in read if f.shape is not None}
         if len(shapes) > 1:
             sizes = ", ".join(f"{c}x{r}" for r, c in sorted(shapes))
-            self.notes.append(f"frames of different sizes in one project: {sizes}")
+            self.notes.append(
+                f"frames of different sizes in one project: {sizes}; epochs are grouped "
+                "among frames of one size only"
+            )
+        instruments = {f.instrument for f in read if f.shape is not None}
+        if len(instruments) > 1:
+            names = ", ".join(name or "unnamed" for name in sorted(instruments))
+            self.notes.append(
+                f"frames of {len(instruments)} instruments in one project: {names}; epochs "
+                "are grouped among frames of one instrument only"
+            )
 
     def epochs(self, index):
         """Indices of the frames in the field of frame ``index`` (itself first); only
@@ -578,72 +694,51 @@ class VettingProject:
         list of EpochStamp
             The frame's own first, then the other epochs in project order.
         """
+        return run_job(self.epoch_stamps_job(object_index, size, index))
+
+    def epoch_stamps_job(self, object_index, size, index=None):
+        """`epoch_stamps` as a job to run in another thread: what it needs of the
+        project (data in memory, files, WCS) is taken now, in the caller's thread; the
+        job reads the windows and resamples, yielding `Progress` an epoch.
+
+        Returns
+        -------
+        generator
+            Returns the list of `EpochStamp`.
+        """
         index = self.current if index is None else index
         data = self._data[index]
         x, y = float(data.x[object_index]), float(data.y[object_index])
-        reference = data.frame
-        indices = self.epochs(index)
-        frames, offsets = [reference], [(0, 0)]
-        for i in indices[1:]:
-            if i in self._data and self._data[i].frame is not None:
-                frames.append(self._data[i].frame)
+        sources = []
+        for i in self.epochs(index)[1:]:
+            kept = self._data.get(i)
+            if kept is not None and kept.frame is not None:
+                sources.append((i, kept.frame))
+            else:
+                sources.append((i, (self.frames[i].frame_path, self._images.get(i))))
+        return self._cut_epochs(index, data.frame, x, y, int(size), sources)
+
+    def _cut_epochs(self, index, reference, x, y, size, sources):
+        frames, offsets, unread = [reference], [(0, 0)], {}
+        for done, (i, source) in enumerate(sources):
+            yield Progress(done, len(sources), "Cutting the epochs")
+            if not isinstance(source, tuple):
+                frames.append(source)
                 offsets.append((0, 0))
                 continue
-            window, offset = self._epoch_window(i, reference, x, y, size)
+            window, offset, problem = _epoch_window(*source, reference, x, y, size)
             frames.append(window)
             offsets.append(offset)
+            if problem:
+                unread[i] = problem
         stamps = epoch_stamps(frames, x, y, size)
+        indices = [index] + [i for i, _ in sources]
         for stamp, i, (dx, dy) in zip(stamps, indices, offsets, strict=True):
             stamp.name, stamp.frame_index = self.frames[i].name, i
+            stamp.problem = unread.get(i, "")
             if stamp.position is not None:
                 stamp.position = (stamp.position[0] + dx, stamp.position[1] + dy)
         return stamps
-
-    def _epoch_window(self, index, reference, x, y, size):
-        """The part of frame ``index`` that an aligned stamp of ``size`` around the
-        reference's (x, y) needs, as a small `Frame` with its WCS, and its (column, row)
-        offset in the file's image; (None, (0, 0)) when it cannot be read or does not
-        cover the stamp at all."""
-        from astropy.io import fits
-
-        from rbvet.core.io.frame import frame_from_array
-
-        if reference.wcs is None:
-            return None, (0, 0)
-        try:
-            hdu_index, wcs, shape = self._image_of(index)
-            if wcs is None:
-                return None, (0, 0)
-            half = size / 2 + EPOCH_MARGIN
-            corner_x = x + np.array([-half, half, half, -half])
-            corner_y = y + np.array([-half, -half, half, half])
-            ex, ey = wcs.all_world2pix(*reference.wcs.all_pix2world(corner_x, corner_y, 0), 0)
-            col0, col1 = max(0, int(np.floor(ex.min()))), min(shape[1], int(np.ceil(ex.max())) + 1)
-            row0, row1 = max(0, int(np.floor(ey.min()))), min(shape[0], int(np.ceil(ey.max())) + 1)
-            if col1 - col0 < 2 or row1 - row0 < 2:
-                return None, (0, 0)
-            with fits.open(self.frames[index].frame_path, memmap=True) as hdus:
-                window = np.array(hdus[hdu_index].section[row0:row1, col0:col1], np.float32)
-        except (OSError, ValueError, TypeError, IndexError):
-            return None, (0, 0)
-        frame = frame_from_array(
-            window, wcs=wcs[row0:row1, col0:col1], saturation=False, use_datasec=False
-        )
-        return frame, (col0, row0)
-
-    def _image_of(self, index):
-        """(HDU index, celestial WCS or None, shape) of frame ``index``'s image, cached."""
-        if index not in self._images:
-            from astropy.io import fits
-
-            from rbvet.core.io.frame import _celestial_wcs
-
-            with fits.open(self.frames[index].frame_path, memmap=True) as hdus:
-                hdu_index = _image_hdu(hdus)
-                header = hdus[hdu_index].header
-                shape = tuple(int(n) for n in hdus[hdu_index].shape[-2:])
-            self._images[index] = (hdu_index, _celestial_wcs(header), shape)
-        return self._images[index]
 
     # ------------------------------------------------------------------ all frames
 
@@ -708,6 +803,9 @@ class EpochStamp:
         The object's pixel position in this epoch's own frame; None off its image.
     name : str
     frame_index : int
+    problem : str
+        Why the epoch could not be read: "file missing" or "file unreadable" (it vanished
+        or changed after the project was opened); "" when it was read.
     """
 
     image: np.ndarray
@@ -715,11 +813,66 @@ class EpochStamp:
     position: tuple | None
     name: str = ""
     frame_index: int = -1
+    problem: str = ""
 
     @property
     def covered(self):
         """The epoch covers the object's position."""
         return self.position is not None
+
+
+def _epoch_window(path, image, reference, x, y, size):
+    """The part of the frame at ``path`` that an aligned stamp of ``size`` around the
+    reference's (x, y) needs, as a small `Frame` with its WCS.
+
+    Parameters
+    ----------
+    image : (hdu index, WCS, shape) or None
+        From the frame's header, when it was read; else read here.
+
+    Returns
+    -------
+    frame : Frame or None
+        None when it does not cover the stamp or cannot be read.
+    offset : (int, int)
+        (column, row) of the window in the file's image.
+    problem : str
+        Why it could not be read ("" when it could, or merely does not cover the stamp).
+    """
+    from astropy.io import fits
+
+    from rbvet.core.io.frame import frame_from_array
+
+    if reference.wcs is None:
+        return None, (0, 0), ""
+    if image is None:
+        header = read_frame_header(path)
+        if header.shape is None:
+            problem = "file missing" if not os.path.exists(path) else "file unreadable"
+            return None, (0, 0), problem
+        image = (header.hdu_index, header.wcs, header.shape)
+    hdu_index, wcs, shape = image
+    if wcs is None:
+        return None, (0, 0), ""
+    half = size / 2 + EPOCH_MARGIN
+    corner_x = x + np.array([-half, half, half, -half])
+    corner_y = y + np.array([-half, -half, half, half])
+    ex, ey = wcs.all_world2pix(*reference.wcs.all_pix2world(corner_x, corner_y, 0), 0)
+    col0, col1 = max(0, int(np.floor(ex.min()))), min(shape[1], int(np.ceil(ex.max())) + 1)
+    row0, row1 = max(0, int(np.floor(ey.min()))), min(shape[0], int(np.ceil(ey.max())) + 1)
+    if col1 - col0 < 2 or row1 - row0 < 2:
+        return None, (0, 0), ""
+    try:
+        with fits.open(path, memmap=True) as hdus:
+            window = np.array(hdus[hdu_index].section[row0:row1, col0:col1], np.float32)
+    except FileNotFoundError:
+        return None, (0, 0), "file missing"
+    except (OSError, ValueError, TypeError, IndexError):
+        return None, (0, 0), "file unreadable"
+    frame = frame_from_array(
+        window, wcs=wcs[row0:row1, col0:col1], saturation=False, use_datasec=False
+    )
+    return frame, (col0, row0), ""
 
 
 def epoch_stamps(frames, x, y, size):

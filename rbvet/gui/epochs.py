@@ -4,16 +4,19 @@
 several epochs, it shows the selected object's surroundings in each, resampled onto the
 current frame's pixels through the WCS (`rbvet.core.project.VettingProject.epoch_stamps`),
 all with one display interval so brightness compares. The stamps are made once per
-selection; `blink` then only swaps a precomputed uint8 image in an overlay of the frame
-view (the "large view") and names the epoch shown, well under the 50 ms a switch a blink
-needs. Shift+E (`STOP_KEY`), another selection or another frame ends the blink.
+selection, in a job off the GUI thread (`ProjectController.cut_epochs`: reading a window of
+each of twenty files takes a few hundred milliseconds); ``stampsReady`` says when they are
+shown. `blink` then only swaps a precomputed uint8 image in an overlay of the frame view
+(the "large view") and names the epoch shown, well under the 50 ms a switch a blink needs.
+Shift+E (`STOP_KEY`), another selection or another frame ends the blink. An epoch whose file
+vanished or became unreadable is shown blank, named so.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QRectF, Qt
+from PyQt6.QtCore import QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QImage, QPixmap
 from PyQt6.QtWidgets import QGridLayout, QLabel, QVBoxLayout, QWidget
 
@@ -55,7 +58,14 @@ class EpochStrip(QWidget):
     blink_index : int
         The epoch the overlay shows, -1 when not blinking.
     overlay : pyqtgraph.ImageItem
+
+    Signals
+    -------
+    stampsReady()
+        The selected object's stamps are cut and shown.
     """
+
+    stampsReady = pyqtSignal()
 
     def __init__(self, state, controller, frame_view, parent=None):
         super().__init__(parent)
@@ -91,13 +101,16 @@ class EpochStrip(QWidget):
 
         state.selectionChanged.connect(self.refresh)
         state.dataChanged.connect(self.refresh)
+        controller.fieldsChanged.connect(self.refresh)
         self.refresh()
 
     # ------------------------------------------------------------------ stamps
 
     def refresh(self, *_):
-        """Cut the selected object's stamps in every epoch (or hide when there are none)."""
+        """Cut the selected object's stamps in every epoch in a job (or hide when there
+        are none); `stampsReady` when they are shown."""
         self.stop_blink()
+        self.controller.stop_epochs()
         self.stamps, self.images = [], None
         data, index = self.state.data, self.state.selected
         project = self.controller.project
@@ -114,13 +127,28 @@ class EpochStrip(QWidget):
             return
         fwhm = data.fwhm if np.isfinite(data.fwhm) and data.fwhm > 0 else 3.0
         size = max(MIN_REGION, int(round(REGION_FWHM * fwhm)) | 1)
-        self.stamps = project.epoch_stamps(index, size)
+        job = self.controller.cut_epochs(index, size)
+        job.succeeded.connect(lambda stamps: self._show_stamps(job, stamps))
+        job.failed.connect(lambda message: self._show_failure(job, message))
+        self.title.setText("Epochs: cutting…")
+
+    def _show_stamps(self, job, stamps):
+        if job is not self.controller.epoch_job:
+            return  # another selection came since
+        self.controller.epoch_job = None
+        self.stamps = stamps
         stack = np.stack([s.image for s in self.stamps])
         finite = stack[np.isfinite(stack)]
         limits = display_limits(finite[None, :], INTERVAL) if finite.size else (0.0, 1.0)
         self.images = to_uint8(stack, stretch=STRETCH, limits=limits)
         self._show_thumbnails()
         self.show()
+        self.stampsReady.emit()
+
+    def _show_failure(self, job, message):
+        if job is self.controller.epoch_job:
+            self.controller.epoch_job = None
+            self.title.setText(f"Epochs: {message}")
 
     def _show_thumbnails(self):
         for label in self._labels:
@@ -136,7 +164,8 @@ class EpochStrip(QWidget):
             picture = QLabel()
             picture.setFixedSize(THUMBNAIL_PIXELS, THUMBNAIL_PIXELS)
             picture.setPixmap(_pixmap(self.images[k][::-1], THUMBNAIL_PIXELS))
-            caption = QLabel(stamp.name if stamp.covered else f"{stamp.name}\n(not covered)")
+            why = _why_blank(stamp)
+            caption = QLabel(f"{stamp.name}\n({why})" if why else stamp.name)
             caption.setAlignment(Qt.AlignmentFlag.AlignHCenter)
             caption.setWordWrap(True)
             caption.setMaximumWidth(THUMBNAIL_PIXELS + 16)
@@ -179,7 +208,7 @@ class EpochStrip(QWidget):
         self.overlay.setImage(self.images[self.blink_index], autoLevels=False, levels=(0, 255))
         self.overlay.show()
         stamp = self.stamps[self.blink_index]
-        note = "" if stamp.covered else " (not covered)"
+        note = f" ({_why_blank(stamp)})" if _why_blank(stamp) else ""
         self.caption.setText(f"{self.blink_index + 1}/{len(self.stamps)} {stamp.name}{note}")
         self.caption.show()
         return True
@@ -189,6 +218,13 @@ class EpochStrip(QWidget):
         self.blink_index = -1
         self.overlay.hide()
         self.caption.hide()
+
+
+def _why_blank(stamp):
+    """Why an epoch's stamp shows nothing ("" when it shows the object)."""
+    if stamp.problem:
+        return stamp.problem
+    return "" if stamp.covered else "not covered"
 
 
 def _pixmap(image, side):

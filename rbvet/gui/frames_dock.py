@@ -6,10 +6,15 @@ current one in bold, the done mark a check box the user ticks. `FramesDock` puts
 table with previous/next buttons, the background scoring's progress and its Cancel, and a
 second tab, `CombinedView`: the objects of all scored frames sorted together by score (the
 lowest of the night first, by default); clicking one shows its frame with it selected.
+
+Both are models over arrays whose columns have fixed widths: a table that measured its
+contents (``ResizeToContents``) asked every cell again at each frame's progress, which
+stalled the window for tenths of a second with many frames.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from PyQt6.QtCore import QAbstractTableModel, Qt, QTimer
 from PyQt6.QtGui import QFont
 from PyQt6.QtWidgets import (
@@ -21,8 +26,6 @@ from PyQt6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QTableView,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QToolButton,
     QVBoxLayout,
@@ -37,8 +40,13 @@ COMBINED_ROWS = 500
 """Objects the combined view lists (the first of the whole sorted night)."""
 COMBINED_DELAY_MS = 300
 """The combined view is re-sorted this long after the last frame changed."""
+COMBINED_COLUMNS = ("frame", "object", "score", "label")
+COLUMN_PADDING = 12
+"""Pixels beside the widest text of a fixed column (cell margins)."""
 RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 LOWEST, HIGHEST = "lowest scores first", "highest scores first"
+NOTE_COLOR = "#e0b050"
+"""The notes on the set of frames (no WCS, mixed sizes or instruments)."""
 DONE, NAME, OBJECTS, SCORED, LABELED, ASSESSED, FIELD = range(len(COLUMNS))
 
 
@@ -159,6 +167,9 @@ class FramesDock(QWidget):
     model : FramesModel
     totals_label : QLabel
         "3 of 20 frames scored · 6000 objects · 12 labeled · 1 done".
+    notes_label : QLabel
+        What the user should know about the set of frames (`VettingProject.notes`:
+        frames without a WCS, of other sizes or instruments); hidden when nothing.
     progress_bar : QProgressBar
     cancel_button : QPushButton
     """
@@ -174,10 +185,7 @@ class FramesDock(QWidget):
         self.table.setAlternatingRowColors(True)
         self.table.setWordWrap(False)
         self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the grid keeps the keys
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
-        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
+        fixed_columns(self.table, NAME, {OBJECTS: "scoring…", SCORED: "00000", DONE: "MM"})
         self.table.clicked.connect(self._on_clicked)
 
         self.previous_button = QToolButton(text="◀")
@@ -187,6 +195,10 @@ class FramesDock(QWidget):
         self.previous_button.clicked.connect(controller.previous_frame)
         self.next_button.clicked.connect(controller.next_frame)
         self.totals_label = QLabel()
+        self.notes_label = QLabel()
+        self.notes_label.setWordWrap(True)
+        self.notes_label.setStyleSheet(f"color: {NOTE_COLOR}")
+        self.notes_label.hide()
         self.progress_bar = QProgressBar()
         self.progress_bar.setTextVisible(True)
         self.cancel_button = QPushButton("Cancel")
@@ -209,6 +221,7 @@ class FramesDock(QWidget):
         layout.setContentsMargins(4, 4, 4, 4)
         layout.setSpacing(4)
         layout.addLayout(top)
+        layout.addWidget(self.notes_label)
         layout.addLayout(progress)
         layout.addWidget(self.tabs, 1)
 
@@ -217,6 +230,7 @@ class FramesDock(QWidget):
         controller.frameChanged.connect(self._update_totals)
         controller.framesChanged.connect(self._update_totals)
         controller.currentChanged.connect(self._on_current)
+        controller.fieldsChanged.connect(self._update_notes)
         self._on_idle()
         self._update_totals()
 
@@ -229,15 +243,26 @@ class FramesDock(QWidget):
         self.table.scrollTo(self.model.index(row, NAME))
 
     def _on_progress(self, message, scored, total):
-        self.progress_bar.show()
-        self.cancel_button.show()
-        self.progress_bar.setRange(0, max(total, 1))
-        self.progress_bar.setValue(scored)
-        self.progress_bar.setFormat(message)
+        bar = self.progress_bar
+        if bar.isHidden():
+            bar.show()
+            self.cancel_button.show()
+        # Only what changed: a new value repaints the window at once (QProgressBar's
+        # synchronous repaint), and progress comes many times a frame.
+        if bar.maximum() != max(total, 1):
+            bar.setRange(0, max(total, 1))
+        if bar.value() != scored:
+            bar.setValue(scored)
+        bar.setFormat(message)
 
     def _on_idle(self):
         self.progress_bar.hide()
         self.cancel_button.hide()
+
+    def _update_notes(self):
+        notes = self.controller.project.notes
+        self.notes_label.setText("\n".join(notes))
+        self.notes_label.setVisible(bool(notes))
 
     def _update_totals(self, *_):
         project = self.controller.project
@@ -252,6 +277,62 @@ class FramesDock(QWidget):
         )
 
 
+class CombinedModel(QAbstractTableModel):
+    """Rows of the combined view: (frame, object, score, label) of the first objects of
+    `combined_order`, read from arrays as they are painted.
+
+    Attributes
+    ----------
+    frames, objects : ndarray of intp
+    scores : ndarray of float32
+    """
+
+    def __init__(self, controller, parent=None):
+        super().__init__(parent)
+        self.controller = controller
+        self.frames = self.objects = np.zeros(0, np.intp)
+        self.scores = np.zeros(0, np.float32)
+
+    def set_rows(self, frames, objects, scores):
+        self.beginResetModel()
+        self.frames, self.objects, self.scores = frames, objects, scores
+        self.endResetModel()
+
+    def rowCount(self, parent=None):  # noqa: N802 (Qt's name)
+        return 0 if parent is not None and parent.isValid() else len(self.scores)
+
+    def columnCount(self, parent=None):  # noqa: N802
+        return 0 if parent is not None and parent.isValid() else len(COMBINED_COLUMNS)
+
+    def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COMBINED_COLUMNS[section]
+        return None
+
+    def data(self, index, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        row, column = index.row(), index.column()
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in (1, 2):
+            return RIGHT
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        frame = self.controller.project.frames[int(self.frames[row])]
+        if column == 0:
+            return frame.name
+        if column == 1:
+            return str(int(self.objects[row]))
+        if column == 2:
+            score = float(self.scores[row])
+            return f"{score:.3f}" if score == score else "—"
+        label = int(frame.summary.labels[self.objects[row]]) if frame.summary else -1
+        return label_name(label) if label >= 0 else ""
+
+    def text(self, row, column):
+        """The text of a cell (what the table shows)."""
+        return self.data(self.index(row, column))
+
+
 class CombinedView(QWidget):
     """The objects of all scored frames in one list sorted by score (`combined_order`).
 
@@ -262,7 +343,8 @@ class CombinedView(QWidget):
     ----------
     order_combo : QComboBox
         `LOWEST` or `HIGHEST` first.
-    table : QTableWidget
+    table : QTableView
+    model : CombinedModel
     entries : list of (int, int)
         (frame index, object index) of each row.
     """
@@ -274,17 +356,16 @@ class CombinedView(QWidget):
         self.order_combo = QComboBox()
         self.order_combo.addItems([LOWEST, HIGHEST])
         self.count_label = QLabel()
-        self.table = QTableWidget(0, 4)
-        self.table.setHorizontalHeaderLabels(["frame", "object", "score", "label"])
+        self.model = CombinedModel(controller, self)
+        self.table = QTableView()
+        self.table.setModel(self.model)
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.table.setAlternatingRowColors(True)
-        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 6)
-        header = self.table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.setWordWrap(False)
+        fixed_columns(self.table, 0, {1: "000000", 2: "0.000", 3: "bogus?"})
         top = QHBoxLayout()
         top.addWidget(self.order_combo)
         top.addWidget(self.count_label, 1)
@@ -300,38 +381,51 @@ class CombinedView(QWidget):
         controller.frameChanged.connect(lambda *_: self._timer.start())
         controller.framesChanged.connect(self._timer.start)
         self.order_combo.currentTextChanged.connect(self.refresh)
-        self.table.cellClicked.connect(self._on_clicked)
+        self.table.clicked.connect(self._on_clicked)
         self.refresh()
 
     def refresh(self):
         """Sort every scored frame's objects again and list the first ones."""
-        project = self.controller.project
-        frames, objects, scores = project.combined(
+        frames, objects, scores = self.controller.project.combined(
             ascending=self.order_combo.currentText() == LOWEST
         )
         total = len(scores)
-        frames, objects, scores = frames[:COMBINED_ROWS], objects[:COMBINED_ROWS], scores
-        self.entries = list(zip(frames.tolist(), objects.tolist(), strict=True))
+        rows = (frames[:COMBINED_ROWS], objects[:COMBINED_ROWS], scores[:COMBINED_ROWS])
+        self.entries = list(zip(rows[0].tolist(), rows[1].tolist(), strict=True))
         self.count_label.setText(
             f"first {len(self.entries)} of {count_text(total, 'object')}" if total else ""
         )
-        self.table.setRowCount(len(self.entries))
-        for row, (frame_index, object_index) in enumerate(self.entries):
-            frame = project.frames[frame_index]
-            score = float(scores[row])
-            label = int(frame.summary.labels[object_index])
-            values = (
-                frame.name,
-                str(object_index),
-                f"{score:.3f}" if score == score else "—",
-                label_name(label) if label >= 0 else "",
-            )
-            for column, text in enumerate(values):
-                item = QTableWidgetItem(text)
-                if column in (1, 2):
-                    item.setTextAlignment(RIGHT)
-                self.table.setItem(row, column, item)
+        self.model.set_rows(*rows)
 
-    def _on_clicked(self, row, _column):
-        if 0 <= row < len(self.entries):
-            self.controller.show_object(*self.entries[row])
+    def _on_clicked(self, index):
+        if 0 <= index.row() < len(self.entries):
+            self.controller.show_object(*self.entries[index.row()])
+
+
+def fixed_columns(table, stretch, samples):
+    """Columns of fixed widths (their title or a sample text, whichever is wider) and
+    one that stretches: the table never measures its cells (see the module docstring).
+
+    Parameters
+    ----------
+    table : QTableView
+    stretch : int
+        The column that takes the room left.
+    samples : dict of int to str
+        The widest text expected in some columns.
+    """
+    header = table.horizontalHeader()
+    header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+    header.setSectionResizeMode(stretch, QHeaderView.ResizeMode.Stretch)
+    metrics, titles = table.fontMetrics(), header.fontMetrics()
+    model = table.model()
+    for column in range(model.columnCount()):
+        if column == stretch:
+            continue
+        title = str(model.headerData(column, Qt.Orientation.Horizontal) or "")
+        width = max(
+            titles.horizontalAdvance(title), metrics.horizontalAdvance(samples.get(column, ""))
+        )
+        header.resizeSection(column, width + COLUMN_PADDING)
+    table.verticalHeader().setDefaultSectionSize(metrics.height() + 6)
+    table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)

@@ -9,6 +9,10 @@ dropped to bound memory is scored again when it becomes current.
 
 The window shows one frame at a time through its `VettingState`, so the label store, the
 grid, the panels and every menu work on a project's frame exactly as on a single frame.
+
+Nothing slow runs on the GUI thread: the frames' headers (footprints, fields) are read by a
+job of their own while the first frame is scored, and the selected object's epochs are
+cut by another (`cut_epochs`), so the window stays responsive with many frames.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ class ProjectController(QObject):
         Scoring progress: message, frames scored, frames in the project.
     idle()
         Nothing is being scored any more (all done, cancelled or failed).
+    fieldsChanged()
+        Headers were read: the fields (epochs) are known, and the notes said.
     """
 
     framesChanged = pyqtSignal()
@@ -57,6 +63,7 @@ class ProjectController(QObject):
     currentChanged = pyqtSignal(int)
     progressed = pyqtSignal(str, int, int)
     idle = pyqtSignal()
+    fieldsChanged = pyqtSignal()
 
     def __init__(self, window):
         super().__init__(window)
@@ -68,9 +75,12 @@ class ProjectController(QObject):
         self._stopped = False
         self._pending_object = None  # (frame, object) to select once that frame is shown
         self._stopping = None  # the job shutdown stopped, for finish_shutdown
+        self.epoch_job = None  # cutting the selected object's epochs (`cut_epochs`)
+        self._header_jobs = []  # reading the headers of frames just added
         self.project.frame_changed.connect(self.frameChanged.emit)
         self.project.frames_added.connect(self.framesChanged.emit)
         self.project.current_changed.connect(self.currentChanged.emit)
+        self.project.fields_changed.connect(self.fieldsChanged.emit)
         self._models = {}  # frame index -> the model its data were scored with
         window.state.labelsChanged.connect(self._on_labels_changed)
         window.state.dataChanged.connect(self._adopt_window_data)
@@ -101,13 +111,48 @@ class ProjectController(QObject):
         list of int
             Indices of the frames added (frames already in the project are skipped).
         """
-        added = self.project.add_frames(pairs)
-        if self.project.notes:
-            self.window.statusBar().showMessage(" · ".join(self.project.notes), 10000)
+        added = self.project.add_frames(pairs, read_headers=False)
         if added:
+            self._read_headers(added)
             self._stopped = False
             self.go_to(added[0])
         return added
+
+    def _read_headers(self, indices):
+        """Read the headers of frames ``indices`` in a job; fields and notes follow."""
+        thread = JobThread(self.project.header_job(indices), name="project:headers", parent=self)
+        thread.succeeded.connect(lambda headers: self._on_headers(indices, headers))
+        thread.failed.connect(self.window.show_error)
+        thread.finished.connect(lambda: self._header_jobs.remove(thread))
+        self._header_jobs.append(thread)
+        thread.start()
+
+    def _on_headers(self, indices, headers):
+        self.project.set_headers(indices, headers)
+        if self.project.notes:
+            self.window.statusBar().showMessage(" · ".join(self.project.notes), 10000)
+
+    def cut_epochs(self, object_index, size):
+        """Cut object ``object_index``'s surroundings in every epoch of the current frame's
+        field in a job (`VettingProject.epoch_stamps_job`); the one running before is
+        cancelled.
+
+        Returns
+        -------
+        JobThread
+            Its ``succeeded`` gives the list of `EpochStamp`.
+        """
+        self.stop_epochs()
+        job = self.project.epoch_stamps_job(object_index, size)
+        self.epoch_job = JobThread(job, name="project:epochs", parent=self)
+        self.epoch_job.start()
+        return self.epoch_job
+
+    def stop_epochs(self):
+        """Cancel cutting epochs, without waiting (a late result goes to no one)."""
+        job, self.epoch_job = self.epoch_job, None
+        if job is not None:
+            job.stop(timeout_ms=0)
 
     # ------------------------------------------------------------------ navigation
 
@@ -306,6 +351,9 @@ class ProjectController(QObject):
         """Stop scoring without waiting (the window is closing); `finish_shutdown` then
         waits a bounded time."""
         self._stopped = True
+        self.stop_epochs()
+        for thread in list(self._header_jobs):
+            thread.stop(timeout_ms=0)
         if self.job is not None:
             self._stopping = self.job
             self.job.cancel()

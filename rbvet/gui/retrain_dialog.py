@@ -8,7 +8,8 @@ trains). Its steps:
    current model to the shown frame (fakes injected into it, plus the labels, plus
    simulated replay: `rbvet.core.learn.adapt.adapt`, what ``rbvet adapt`` runs), the
    share of simulated objects mixed in, whether the store's weak labels join the
-   training part of a retraining (and their weight) and the number of epochs, then Train;
+   training part of a retraining or an adaptation (and their weight) and the number of
+   epochs, then Train;
 2. training runs in a `JobThread` as `rbvet.core.learn.retrain.retrain_from_store`, the
    sequence ``rbvet train --labels`` runs too (or as `adapt`): it opens its own
    `LabelStore` connection (SQLite connections belong to one thread), reads the labeled
@@ -422,7 +423,7 @@ class RetrainDialog(QDialog):
         return self.adapt_radio.isChecked()
 
     def training_options(self):
-        """The settings both jobs take, and the weak-label weight a retraining takes."""
+        """The settings both jobs take (the weak-label weight None when not used)."""
         return {
             "simulated_ratio": float(self.simulated_spin.value()),
             "epochs": int(self.epochs_spin.value()),
@@ -437,7 +438,6 @@ class RetrainDialog(QDialog):
             return
         options = self.training_options()
         if self.adapting:
-            options.pop("weak_weight")  # adapting does not read the weak labels (yet)
             job = self._adapt_job(options)
         else:
             job = self._retrain_job(options)
@@ -503,7 +503,9 @@ class RetrainDialog(QDialog):
             self._show_error(str(error))
             return None
         frames, model_path = list(self.frames), self.model_path
-        store_path = self.store_path if self._labeled >= MIN_LABELED else None
+        weak = options["weak_weight"] is not None
+        enough = self._labeled >= MIN_LABELED
+        store_path = self.store_path if enough or weak else None
         frame_options = self.frame_options
         logged = self._logged
 
@@ -512,6 +514,8 @@ class RetrainDialog(QDialog):
 
             if store_path is None:
                 logged.emit("Too few labels to add: adapting on injections and replay only")
+            elif not enough:
+                logged.emit("Too few labels to hold some out: with the weak labels only")
             return (
                 yield from adapt(
                     frames,
@@ -520,6 +524,7 @@ class RetrainDialog(QDialog):
                     settings=settings,
                     options=frame_options,
                     log=logged.emit,
+                    use_labels=enough,
                     **options,
                 )
             )

@@ -3,7 +3,8 @@
 `adapt` injects stars, galaxies and artifacts into each frame (`rbvet.core.inject`), cuts
 the CNN inputs of the detections that match an injection, labelled by what was injected,
 and fine-tunes a copy of the current model on them, on the label store's labels when one
-is given, and on simulated objects (replay, so nothing it knew is forgotten). Whole
+is given (and its weak labels, down-weighted, when asked: as retraining adds them), and on
+simulated objects (replay, so nothing it knew is forgotten). Whole
 injection rounds, and labelled objects (by frame, or by object with one frame), are held
 out first; old and new models are compared on both held-out sets, and the new model's
 card names the frames, the injection settings and those figures.
@@ -134,8 +135,11 @@ def adapt(
     seed=0,
     options=None,
     log=None,
+    weak_weight=None,
+    use_labels=True,
 ):
-    """Fine-tune the model on injections into ``frames`` (+ labels, + simulated replay).
+    """Fine-tune the model on injections into ``frames`` (+ labels, + weak labels, +
+    simulated replay).
 
     Parameters
     ----------
@@ -161,6 +165,14 @@ def adapt(
     seed : int
     options : rbvet.core.classify.FrameOptions, optional
     log : callable, optional
+    weak_weight : float, optional
+        Also train on the store's weak labels (`LabelStore.weak_training_data`) with this
+        weight in (0, 1], as `rbvet.core.learn.retrain.retrain` does: never an object the
+        user labeled, never one of a held-out frame, never held out. Needs
+        ``store_path``; the store may then hold weak labels only. Not when None.
+    use_labels : bool
+        Train on (and hold out) the store's labels of the user; False: its weak labels
+        only (a window with too few labels to hold some out).
 
     Returns
     -------
@@ -177,15 +189,19 @@ def adapt(
         _parent_reference,
         _resolve_base_model,
         check_simulated_ratio,
-        compare_models,
+        check_weak_weight,
+        finished_model,
         with_simulated_replay,
+        with_weak_labels,
     )
     from rbvet.core.learn.train import split_by_group, train_model
-    from rbvet.core.model import RealBogusModel
 
     started = time.perf_counter()
     say = log or (lambda message: None)
     check_simulated_ratio(simulated_ratio)
+    check_weak_weight(weak_weight)
+    if weak_weight is not None and store_path is None:
+        raise RbvetError("weak labels are read from a label store: give one to use them")
     settings = settings or InjectionSettings()
     options = options or FrameOptions()
     if not frames:
@@ -199,6 +215,36 @@ def adapt(
     base = _resolve_base_model(base_model)
     threshold = base.threshold
     rng = np.random.default_rng(seed)
+
+    # The store first: a refusal comes before the injections' minutes of work.
+    labeled_train = labeled_held = labeled = weak_set = None
+    label_models, by_frame, held_out_frames = [], False, None
+    if store_path is not None:
+        from rbvet.core.learn.labels import LabelStore
+
+        with LabelStore(store_path, readonly=True) as store:
+            labeled = store.training_data(base.params, with_stamps=False)
+            label_models = store.label_models()
+            if not use_labels:
+                labeled = labeled.subset(np.zeros(0, np.intp))
+            if weak_weight is not None:
+                weak_set = store.weak_training_data(base.params)
+        if len(labeled) == 0 and weak_set is None:
+            raise RbvetError("no objects labeled real or bogus", store_path)
+        if len(labeled) == 0:
+            say("No labels of yours to train on: the store's weak labels only")
+            labeled = None
+    if labeled is not None:
+        groups = np.asarray(labeled.groups, np.int64)
+        by_frame = len(np.unique(groups)) >= 2
+        split = groups if by_frame else np.arange(len(labeled))
+        train_index, held_index = split_by_group(split, (held_out_fraction,), rng)
+        labeled_train, labeled_held = labeled.subset(train_index), labeled.subset(held_index)
+        if by_frame:
+            held_out_frames = np.unique(groups[held_index])
+        other = [name for name in label_models if name != base.name]
+        if other:
+            say(f"Labels were given with other models' scores shown ({', '.join(other)}): used")
 
     parts, frames_info = [], []
     for number, (path, catalog) in enumerate(frames, start=1):
@@ -255,25 +301,6 @@ def adapt(
     held = (injections.groups % ROUND_GROUP) >= settings.rounds - held_out_rounds
     injection_train, injection_held = injections.subset(~held), injections.subset(held)
 
-    labeled_train = labeled_held = labeled = None
-    label_models, by_frame = [], False
-    if store_path is not None:
-        from rbvet.core.learn.labels import LabelStore
-
-        with LabelStore(store_path, readonly=True) as store:
-            labeled = store.training_data(base.params, with_stamps=False)
-            label_models = store.label_models()
-        if len(labeled) == 0:
-            raise RbvetError("no objects labeled real or bogus", store_path)
-        groups = np.asarray(labeled.groups, np.int64)
-        by_frame = len(np.unique(groups)) >= 2
-        split = groups if by_frame else np.arange(len(labeled))
-        train_index, held_index = split_by_group(split, (held_out_fraction,), rng)
-        labeled_train, labeled_held = labeled.subset(train_index), labeled.subset(held_index)
-        other = [name for name in label_models if name != base.name]
-        if other:
-            say(f"Labels were given with other models' scores shown ({', '.join(other)}): used")
-
     train_parts = [injection_train] + ([labeled_train] if labeled_train is not None else [])
     inputs = np.concatenate([np.asarray(p.inputs, np.float32) for p in train_parts])
     labels = np.concatenate([p.labels for p in train_parts]).astype(np.int8)
@@ -284,6 +311,10 @@ def adapt(
         (inputs, labels.astype(np.int8), groups), simulated_ratio, base.params, seed, say
     )
     n_simulated = 0 if simulated_info is None else simulated_info["objects"]
+    (inputs, labels, groups), sample_weight, weak_info = with_weak_labels(
+        (inputs, labels, groups), weak_set, weak_weight, labeled, held_out_frames, False, say
+    )
+    n_weak = 0 if weak_info is None else weak_info["objects"]
 
     yield Progress(message="Training")
     say(f"Fine-tuning {base.name} for up to {epochs} epochs on {len(labels)} samples")
@@ -301,35 +332,28 @@ def adapt(
         description=(
             f"adapted from {base.name} to {len(frames_info)} frame(s) by injection"
             + (" and their labels" if labeled_train is not None else "")
+            + (f" and {n_weak} weak labels (weight {weak_weight:g})" if n_weak else "")
         ),
         parent=_parent_reference(base),
+        sample_weight=sample_weight,
     )
 
-    card = result.card
-    card["preprocessing"] = base.params.to_dict()
-    card["threshold"] = float(threshold)
-    card["real_kinds"] = list(base.card.get("real_kinds", ["star", "galaxy"]))
-    new_model = RealBogusModel(result.model, card, engine="keras")
-    comparisons = {
-        "injections": compare_models(
-            base, new_model, injection_held.inputs, injection_held.labels, threshold
-        )
-    }
-    if labeled_held is not None:
-        comparisons["labels"] = compare_models(
-            base, new_model, labeled_held.inputs, labeled_held.labels, threshold
-        )
-    for comparison in comparisons.values():
-        comparison["new"]["name"] = "adapted model"
     counts = {
         "injection_samples": int(len(injections)),
         "injection_train": int(len(injection_train)),
         "injection_held_out": int(len(injection_held)),
         "labeled_train": 0 if labeled_train is None else int(len(labeled_train)),
         "labeled_held_out": 0 if labeled_held is None else int(len(labeled_held)),
+        "weak": n_weak,
         "simulated": n_simulated,
     }
-    card["training"].update(
+    held_out = {"injections": (injection_held.inputs, injection_held.labels)}
+    if labeled_held is not None:
+        held_out["labels"] = (labeled_held.inputs, labeled_held.labels)
+    new_model, comparisons = finished_model(
+        result,
+        base,
+        threshold,
         {
             "mode": "adapted by injection",
             "learning_rate": rate,
@@ -348,14 +372,17 @@ def adapt(
                     "from_other_models": [m for m in label_models if m != base.name],
                 }
             ),
+            "weak": weak_info,
             "simulated": simulated_info,
             "counts": counts,
             "seed": int(seed),
-        }
+        },
+        held_out,
+        "adapted model",
     )
     on_injections = _card_metrics(comparisons["injections"])
     on_injections["evaluated_on"] = "held-out injection rounds"
-    card["metrics"] = {
+    new_model.card["metrics"] = {
         "held_out_injections": on_injections,
         "held_out_labels": (
             _card_metrics(comparisons["labels"]) if "labels" in comparisons else None

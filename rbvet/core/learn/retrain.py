@@ -267,6 +267,108 @@ def _weak_info(weak_set, rows, weight, left_out):
     }
 
 
+def with_weak_labels(samples, weak_set, weak_weight, user_set, held_out_frames, by_frame, say):
+    """``samples`` (inputs, labels, groups) with the usable weak labels appended, and the
+    weight of every sample: 1 for these samples, ``weak_weight`` for a weak label.
+
+    Retraining and adapting add weak labels the same way (`weak_training_rows` says which
+    rows: never an object the user labeled, never one of a held-out frame).
+
+    Parameters
+    ----------
+    samples : (ndarray, ndarray, ndarray)
+        Training inputs, labels and groups so far.
+    weak_set : TrainingSet or None
+        ``LabelStore.weak_training_data``; None: nothing is added.
+    weak_weight : float
+    user_set : TrainingSet or None
+        The user's labeled objects (their ids are left out of the weak rows).
+    held_out_frames : array_like or None
+        Frame ids held out whole; None when the user's labels were held out by object.
+    by_frame : bool
+        Weak rows keep their frame ids as groups (early stopping validates by frame);
+        otherwise each is a group of its own.
+    say : callable
+
+    Returns
+    -------
+    (inputs, labels, groups), sample_weight, dict or None
+        The extended samples, their weights, and what was added (the card's ``weak``);
+        None when ``weak_set`` is None.
+    """
+    inputs, labels, groups = samples
+    weight = np.ones(len(labels), np.float32)
+    if weak_set is None:
+        return samples, weight, None
+    frames = np.zeros(0, np.int64) if held_out_frames is None else held_out_frames
+    reference = user_set if user_set is not None else weak_set.subset(np.zeros(0, np.intp))
+    rows, left_out = weak_training_rows(weak_set, reference, frames, held_out_frames is not None)
+    info = _weak_info(weak_set, rows, weak_weight, left_out)
+    weak_groups = (
+        np.asarray(weak_set.groups, np.int64)[rows]
+        if by_frame
+        else np.max(groups, initial=0) + 1 + np.arange(len(rows), dtype=np.int64)
+    )
+    extended = (
+        np.concatenate([inputs, np.asarray(weak_set.inputs, np.float32)[rows]]),
+        np.concatenate([labels, np.asarray(weak_set.labels).astype(labels.dtype)[rows]]),
+        np.concatenate([groups, weak_groups.astype(groups.dtype)]),
+    )
+    weight = np.concatenate([weight, np.full(len(rows), weak_weight, np.float32)])
+    by_source = ", ".join(f"{count} {name}" for name, count in info["sources"].items())
+    say(
+        f"Adding {len(rows)} weak labels ({info['real']} real, "
+        f"{info['bogus']} bogus; {by_source}) with weight {weak_weight:g}"
+        + (f"; {left_out} of held-out frames left out" if left_out else "")
+        if len(rows)
+        else "No weak labels to add (none on objects without a label of yours"
+        + (f" outside the held-out frames; {left_out} in them)" if left_out else ")")
+    )
+    return extended, weight, info
+
+
+def finished_model(result, base, threshold, training, held_out, name):
+    """The trained network as a model whose card is complete but for its metrics, and
+    old against new on each held-out set: the common tail of `retrain` and
+    `rbvet.core.learn.adapt.adapt`.
+
+    Parameters
+    ----------
+    result : rbvet.core.learn.train.TrainResult
+        ``train_model``'s result (its card has the description, parent and history).
+    base : RealBogusModel
+        The parent: its preprocessing and real kinds are the new model's.
+    threshold : float
+        Of the new card and the comparisons.
+    training : dict
+        Added to the card's ``training`` (mode, split, labels, weak, seed, ...).
+    held_out : dict of str to (ndarray, ndarray)
+        Held-out inputs and labels by name.
+    name : str
+        The new model's name in the comparisons ("new model", "adapted model").
+
+    Returns
+    -------
+    new_model : RealBogusModel
+        Keras engine; the caller sets ``card["metrics"]`` from the comparisons.
+    comparisons : dict of str to dict
+        `compare_models` on each held-out set.
+    """
+    from rbvet.core.model import RealBogusModel
+
+    card = result.card
+    card["preprocessing"] = base.params.to_dict()
+    card["threshold"] = float(threshold)
+    card["real_kinds"] = list(base.card.get("real_kinds", ["star", "galaxy"]))
+    card["training"].update(training)
+    new_model = RealBogusModel(result.model, card, engine="keras")
+    comparisons = {}
+    for key, (inputs, labels) in held_out.items():
+        comparisons[key] = compare_models(base, new_model, inputs, labels, threshold)
+        comparisons[key]["new"]["name"] = name
+    return new_model, comparisons
+
+
 def _resolve_base_model(base_model):
     from rbvet.core.model import load_model
 
@@ -482,7 +584,6 @@ def retrain(
     if learning_rate is not None and not learning_rate > 0:
         raise RbvetError(f"learning rate must be positive, got {learning_rate}")
     from rbvet.core.learn.train import split_by_group, split_objects_by_class, train_model
-    from rbvet.core.model import RealBogusModel
 
     started = time.perf_counter()
     messages = []
@@ -549,33 +650,15 @@ def retrain(
         frame_size=simulated_frame_size,
     )
     n_simulated = 0 if simulated_info is None else simulated_info["objects"]
-    sample_weight = np.ones(len(train_labels), np.float32)
-    weak_info = None
-    if weak_set is not None:
-        rows, left_out = weak_training_rows(weak_set, training_set, held_out_frames, by_frame)
-        weak_info = _weak_info(weak_set, rows, weak_weight, left_out)
-        weak_groups = (
-            np.asarray(weak_set.groups, np.int64)[rows]
-            if validation_by_frame
-            else np.max(train_groups, initial=0) + 1 + np.arange(len(rows), dtype=np.int64)
-        )
-        inputs = np.concatenate([inputs, np.asarray(weak_set.inputs, np.float32)[rows]])
-        train_labels = np.concatenate(
-            [train_labels, np.asarray(weak_set.labels).astype(train_labels.dtype)[rows]]
-        )
-        train_groups = np.concatenate([train_groups, weak_groups.astype(train_groups.dtype)])
-        sample_weight = np.concatenate(
-            [sample_weight, np.full(len(rows), weak_weight, np.float32)]
-        )
-        by_source = ", ".join(f"{count} {name}" for name, count in weak_info["sources"].items())
-        say(
-            f"Adding {len(rows)} weak labels ({weak_info['real']} real, "
-            f"{weak_info['bogus']} bogus; {by_source}) with weight {weak_weight:g}"
-            + (f"; {left_out} of held-out frames left out" if left_out else "")
-            if len(rows)
-            else "No weak labels to add (none on objects without a label of yours"
-            + (f" outside the held-out frames; {left_out} in them)" if left_out else ")")
-        )
+    (inputs, train_labels, train_groups), sample_weight, weak_info = with_weak_labels(
+        (inputs, train_labels, train_groups),
+        weak_set,
+        weak_weight,
+        training_set,
+        held_out_frames if by_frame else None,
+        validation_by_frame,
+        say,
+    )
     n_weak = 0 if weak_info is None else weak_info["objects"]
 
     # 3. Fit (train_model splits a validation part off for early stopping and augments).
@@ -613,11 +696,11 @@ def retrain(
     )
 
     # 4. The new model's card, and both models on the held-out objects.
-    card = result.card
-    card["preprocessing"] = base.params.to_dict()
-    card["threshold"] = float(threshold)
-    card["real_kinds"] = list(base.card.get("real_kinds", ["star", "galaxy"]))
-    card["training"].update(
+    held_out_inputs = np.asarray(training_set.inputs, np.float32)[held_out_index]
+    new_model, comparisons = finished_model(
+        result,
+        base,
+        threshold,
         {
             "split": (
                 f"held out by {'frame' if by_frame else 'object'} before augmentation; "
@@ -631,15 +714,12 @@ def retrain(
             "simulated": simulated_info,
             "weak": weak_info,
             "seed": int(seed),
-        }
+        },
+        {"labels": (held_out_inputs, labels[held_out_index])},
+        "new model",
     )
-    new_model = RealBogusModel(result.model, card, engine="keras")
-    held_out_inputs = np.asarray(training_set.inputs, np.float32)[held_out_index]
-    comparison = compare_models(
-        base, new_model, held_out_inputs, labels[held_out_index], threshold
-    )
-    comparison["new"]["name"] = "new model"
-    card["metrics"] = _card_metrics(comparison)
+    comparison = comparisons["labels"]
+    new_model.card["metrics"] = _card_metrics(comparison)
     seconds = time.perf_counter() - started
     say(f"Retrained in {seconds:.0f} s")
     return RetrainResult(
