@@ -38,3 +38,41 @@ def test_window_command_prints_a_fallback_as_one_rbvet_warning_line(tmp_path):
     assert len(warned) == 1, result.stderr
     assert warned[0].startswith(f"rbvet: warning: {frame}: DATASEC ignored")
     assert "RbvetWarning" not in result.stderr and "frame_from_array(" not in result.stderr
+
+
+def test_cycles_made_in_a_job_thread_are_collected_on_the_gui_thread(qapp, qtbot):
+    """A cycle holding a Qt object must not be freed in a worker: collection runs from a
+    timer on the GUI thread once the window's app sets it up."""
+    import gc
+    import threading
+
+    from rbvet.gui.app import collect_garbage_on_gui_thread
+
+    freed_in, kept = [], []
+
+    class Cycle:
+        def __init__(self):
+            self.me = self
+
+        def __del__(self):
+            freed_in.append(threading.current_thread() is threading.main_thread())
+
+    def churn():
+        Cycle()  # unreachable at once, but only a cycle collection frees it
+        # Enough new containers to trigger automatic collection, kept alive so the
+        # timer's check also sees them.
+        kept.extend([] for _ in range(200_000))
+
+    collector = collect_garbage_on_gui_thread(qapp, interval=0.05)
+    try:
+        assert not gc.isenabled()
+        worker = threading.Thread(target=churn)
+        worker.start()
+        worker.join()
+        assert freed_in == []  # nothing collected in the worker
+        qtbot.waitUntil(lambda: bool(freed_in), timeout=5000)
+        assert freed_in == [True]
+    finally:
+        collector.timer.stop()
+        gc.enable()
+        del qapp.garbage_collector

@@ -114,6 +114,7 @@ def run(args):
         return 2
     app = QApplication.instance() or QApplication([sys.argv[0]])
     app.setApplicationName("rbvet")
+    collect_garbage_on_gui_thread(app)
     apply_theme(app)
     settings = None
     if args.screenshot:
@@ -144,6 +145,20 @@ def run(args):
     QTimer.singleShot(0, lambda: open_from_arguments(window, args))
     code = app.exec()
     return status["code"] or code
+
+
+def collect_garbage_on_gui_thread(app, interval=1.0):
+    """Run Python's cycle collector only on the GUI thread, from a timer.
+
+    Left automatic, the collector runs in whichever thread happens to allocate, often a
+    background job's; a cycle holding a Qt object (a pyqtgraph item, a widget) is then
+    deleted off the GUI thread, which can crash a later paint. pyqtgraph's
+    `GarbageCollector` turns automatic collection off and collects on a timer instead.
+    """
+    from pyqtgraph.util.garbage_collector import GarbageCollector
+
+    app.garbage_collector = GarbageCollector(interval=interval)
+    return app.garbage_collector
 
 
 def open_from_arguments(window, args):
