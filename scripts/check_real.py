@@ -224,7 +224,7 @@ def label_store_of(items, select, model, directory):
     return store
 
 
-def check_adaptation(items, model, settings, epochs, log):
+def check_adaptation(items, model, settings, epochs, log, anchor_confidence):
     """Adapt (a) on injections only and (b) with the left halves' labels; print both."""
     from rbvet.core.learn.adapt import adapt
 
@@ -250,6 +250,7 @@ def check_adaptation(items, model, settings, epochs, log):
                     epochs=epochs,
                     settings=settings,
                     log=log,
+                    anchor_confidence=anchor_confidence,
                 )
             )
             seconds = time.perf_counter() - started
@@ -284,6 +285,9 @@ def main(argv=None):
     parser.add_argument("--skip-adapt", action="store_true", help="only the assessment")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--verbose", action="store_true", help="print adapt's log")
+    parser.add_argument(
+        "--no-anchors", action="store_true", help="adapt without the frames' own objects"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     model = cached_model()
@@ -302,7 +306,10 @@ def main(argv=None):
     report = {"assessment": check_assessment(items, model, settings)}
     if not args.skip_adapt:
         log = (lambda message: print(message, file=sys.stderr)) if args.verbose else None
-        report["adaptation"] = check_adaptation(items, model, settings, args.epochs, log)
+        from rbvet.core.learn.adapt import DEFAULT_ANCHOR_CONFIDENCE
+
+        anchors = None if args.no_anchors else DEFAULT_ANCHOR_CONFIDENCE
+        report["adaptation"] = check_adaptation(items, model, settings, args.epochs, log, anchors)
     report["seconds"] = round(time.perf_counter() - started, 1)
     print(f"\n{report['seconds']:.0f} s in all")
     if args.json:

@@ -97,8 +97,9 @@ def test_adapt_holds_out_whole_rounds_and_labels_and_compares(adapted, base):
     counts = adapted.counts
     assert counts["injection_held_out"] > 0 and counts["injection_train"] > 0
     assert counts["labeled_held_out"] > 0 and counts["labeled_train"] > 0
+    assert counts["anchors"] > 0
     assert counts["simulated"] == round(
-        0.1 * (counts["injection_train"] + counts["labeled_train"])
+        0.1 * (counts["injection_train"] + counts["labeled_train"] + counts["anchors"])
     )
     for name in ("injections", "labels"):
         comparison = adapted.comparisons[name]
@@ -115,6 +116,54 @@ def test_adapt_holds_out_whole_rounds_and_labels_and_compares(adapted, base):
     assert held["parent_on_same_objects"]["name"] == base.name
     assert card["metrics"]["held_out_labels"]["objects"] == counts["labeled_held_out"]
     assert card["parent"]["name"] == base.name
+    anchors = training["anchors"]
+    assert anchors["objects"] == counts["anchors"] == training["frames"][0]["anchors"]
+    assert anchors["confidence"] == 0.9 and 0 < anchors["real"] < anchors["objects"]
+
+
+def test_anchors_are_the_frames_own_objects_the_model_is_sure_of(demo, base, monkeypatch):
+    from rbvet.core.learn import adapt as adapt_module
+
+    frame, table, fwhm = demo
+    anchors = adapt_module.own_object_anchors(frame, table, fwhm, base, 0.9, group=3)
+    scores = base.predict(anchors.inputs)
+    # Each kept at the model's label, and only where it was sure: no middling score.
+    np.testing.assert_array_equal(anchors.labels, scores >= 0.5)
+    assert np.all((scores >= 0.9 - 1e-6) | (scores <= 0.1 + 1e-6))
+    assert 0 < anchors.labels.sum() < len(anchors)
+    assert set(np.unique(anchors.groups)) == {3}
+    # Exactly the catalog's objects the model scores that surely, as scoring finds them.
+    from rbvet.core.classify import score_objects
+
+    scored, _ = run_job(score_objects(frame, table["x"], table["y"], base, fwhm))
+    strict = 0.995
+    sure = (scored >= strict) | (scored <= 1 - strict)
+    assert 0 < sure.sum() < len(table)
+    fewer = adapt_module.own_object_anchors(frame, table, fwhm, base, strict, group=3)
+    np.testing.assert_allclose(np.sort(fewer.x), np.sort(np.asarray(table["x"])[sure]))
+    monkeypatch.setattr(adapt_module, "MAX_ANCHORS_PER_FRAME", 7)
+    few = adapt_module.own_object_anchors(frame, table, fwhm, base, 0.9, group=3)
+    assert len(few) == 7
+
+
+def test_adapt_without_anchors_and_with_a_bad_confidence(base):
+    frame_path = demo_frame_path()
+    frames = [(frame_path, frame_path.with_suffix(".ecsv"))]
+    result = run_job(
+        adapt(
+            frames,
+            base_model=base,
+            epochs=1,
+            settings=SMALL,
+            simulated_ratio=0.1,
+            anchor_confidence=None,
+        )
+    )
+    assert result.counts["anchors"] == 0 and result.model.card["training"]["anchors"] is None
+    from rbvet.core.errors import RbvetError
+
+    with pytest.raises(RbvetError, match="anchor confidence"):
+        run_job(adapt(frames, base_model=base, settings=SMALL, anchor_confidence=0.4))
 
 
 def test_adapt_refuses_holding_out_every_round(base):
@@ -175,6 +224,8 @@ def test_cli_adapt_writes_a_model_that_loads_and_classifies(tmp_path, capsys):
             "2",
             "--simulated-ratio",
             "0.1",
+            "--anchor-confidence",
+            "0.95",
             "-o",
             str(out),
         ]
@@ -184,10 +235,22 @@ def test_cli_adapt_writes_a_model_that_loads_and_classifies(tmp_path, capsys):
     assert "Held-out injected objects" in printed and "adapted model" in printed
     card = json.loads(card_path(out).read_text())
     assert card["training"]["mode"] == "adapted by injection"
+    assert card["training"]["anchors"]["confidence"] == 0.95
+    assert card["training"]["anchors"]["objects"] > 0
     assert load_realbogus_model(str(out)) is not None
     scored = tmp_path / "scored.ecsv"
     assert main(["classify", str(demo), "--model", str(out), "-o", str(scored), "-q"]) == 0
     assert scored.exists()
+
+
+def test_cli_adapt_without_anchors_says_so_on_the_card(tmp_path):
+    out = tmp_path / "plain.keras"
+    demo = demo_frame_path()
+    arguments = ["adapt", str(demo), "--catalog", str(demo.with_suffix(".ecsv"))]
+    arguments += ["--epochs", "1", "--injections", "120", "--rounds", "2", "--no-anchors"]
+    assert main([*arguments, "--simulated-ratio", "0.1", "-o", str(out)]) == 0
+    card = json.loads(card_path(out).read_text())
+    assert card["training"]["anchors"] is None and card["training"]["counts"]["anchors"] == 0
 
 
 def test_cli_adapt_refuses_a_non_keras_output_before_any_work(tmp_path, capsys):

@@ -122,6 +122,11 @@ def test_the_best_scoring_detection_gives_the_position():
     np.testing.assert_array_equal(truth["x_scored"][:2], [2.0, 51.0])  # unscored: its own
     np.testing.assert_array_equal(truth["y_scored"][:2], [102.0, 151.0])
     assert np.isnan(truth["x_scored"][2])
+    # A round in which no injection was detected: every position NaN, nothing detected.
+    nothing = Table({"x": [0.0, 50.0]})
+    empty = np.zeros(0)
+    _record_detections(nothing, np.zeros(0, np.int64), empty.astype(np.float32), empty, empty)
+    assert not nothing["detected"].any() and np.isnan(nothing["x_scored"]).all()
 
 
 def test_stamps_kept_are_bounded(simulated, monkeypatch, tmp_path):

@@ -10,7 +10,11 @@ from rbvet.core.errors import RbvetError
 def add_parser(commands):
     """Add the ``adapt`` subcommand."""
     from rbvet.cli import _add_frame_arguments
-    from rbvet.core.learn.adapt import DEFAULT_EPOCHS, DEFAULT_SIMULATED_RATIO
+    from rbvet.core.learn.adapt import (
+        DEFAULT_ANCHOR_CONFIDENCE,
+        DEFAULT_EPOCHS,
+        DEFAULT_SIMULATED_RATIO,
+    )
 
     adapt = commands.add_parser(
         "adapt",
@@ -48,6 +52,18 @@ def add_parser(commands):
         type=float,
         default=DEFAULT_SIMULATED_RATIO,
         help=f"simulated objects per training sample (replay) [{DEFAULT_SIMULATED_RATIO}]",
+    )
+    adapt.add_argument(
+        "--anchor-confidence",
+        type=float,
+        default=DEFAULT_ANCHOR_CONFIDENCE,
+        metavar="C",
+        help="also train on each frame's own objects the current model scores at least this "
+        "sure of (>= C real, <= 1-C bogus), at that label, so adapting keeps what it "
+        f"already does right there [{DEFAULT_ANCHOR_CONFIDENCE}]",
+    )
+    adapt.add_argument(
+        "--no-anchors", action="store_true", help="injections (and labels) only, no anchors"
     )
     adapt.add_argument("--seed", type=int, default=0)
     adapt.add_argument("--output", "-o", required=True, help="the adapted model (.keras)")
@@ -107,6 +123,7 @@ def cmd_adapt(args):
             options=_frame_options(args),
             log=log,
             weak_weight=args.weak_weight,
+            anchor_confidence=None if args.no_anchors else args.anchor_confidence,
         ),
         ProgressBar("Adapting"),
     )

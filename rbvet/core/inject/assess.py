@@ -577,7 +577,7 @@ def _record_detections(truth, owner, scores, x=None, y=None):
         return
     # Per injection, its detections by score (unscored lowest), the best last.
     order = np.lexsort((np.where(finite, scores, -np.inf), owner))
-    last = np.flatnonzero(np.r_[owner[order][1:] != owner[order][:-1], True])
+    last = np.flatnonzero(np.r_[owner[order][1:] != owner[order][:-1], owner.size > 0])
     chosen = order[last]
     for name, values in (("x_scored", x), ("y_scored", y)):
         column = np.full(n, np.nan)

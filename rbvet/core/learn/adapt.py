@@ -28,6 +28,11 @@ ROUND_GROUP = 1000
 """Injection samples of frame ``i`` (from 1) and round ``r`` are in group ``1000 i + r``."""
 DEFAULT_EPOCHS = 3
 DEFAULT_SIMULATED_RATIO = 0.5
+DEFAULT_ANCHOR_CONFIDENCE = 0.9
+"""The frame's own objects the current model scores at least this sure of (>= 0.9 real,
+<= 0.1 bogus) are kept at that label while adapting: injections alone taught the model
+that "real" looks like the injected PSF, and it then rejected a crowded field's stars."""
+MAX_ANCHORS_PER_FRAME = 2000
 
 
 @dataclass
@@ -120,6 +125,52 @@ def injected_training_set(
     return data
 
 
+def own_object_anchors(frame, table, fwhm, model, confidence, *, group, seed=0):
+    """The frame's own objects that ``model`` scores with ``confidence``, at those labels.
+
+    They anchor the fine-tuning to what the model already does right on this frame (a
+    crowded field's stars, its galaxies) while injections teach it the rest. At most
+    `MAX_ANCHORS_PER_FRAME`, drawn at random, so a rich frame does not drown the
+    injections.
+
+    Returns
+    -------
+    TrainingSet
+        Labels 1 where the score is >= ``confidence``, 0 where it is <= 1 - ``confidence``;
+        ``kinds`` "anchor"; every row in ``group``.
+    """
+    from rbvet.core.cutouts.preprocess import plan_rescale
+    from rbvet.core.cutouts.stamps import iter_inputs
+    from rbvet.core.learn.dataset import TrainingSet
+
+    x = np.asarray(table["x"], np.float64)
+    y = np.asarray(table["y"], np.float64)
+    rescale = plan_rescale(fwhm, model.params)
+    chunks = [chunk for _, chunk in iter_inputs(frame, x, y, rescale, model.params)]
+    if not chunks:
+        size = model.params.target_size
+        inputs = np.zeros((0, size, size, 2), np.float32)
+        scorable = np.zeros(0, bool)
+    else:
+        inputs = np.concatenate([chunk.inputs for chunk in chunks])
+        scorable = np.concatenate([chunk.scorable for chunk in chunks])
+    scores = np.full(len(x), np.nan, np.float32)
+    if scorable.any():
+        scores[scorable] = model.predict(inputs[scorable])
+    sure = np.flatnonzero((scores >= confidence) | (scores <= 1.0 - confidence))
+    if len(sure) > MAX_ANCHORS_PER_FRAME:
+        sure = np.sort(np.random.default_rng(seed).choice(sure, MAX_ANCHORS_PER_FRAME, False))
+    return TrainingSet(
+        inputs[sure],
+        (scores[sure] >= confidence).astype(np.int8),
+        groups=np.full(len(sure), group, np.int64),
+        kinds=np.full(len(sure), "anchor"),
+        fwhm=np.full(len(sure), fwhm, np.float32),
+        x=x[sure],
+        y=y[sure],
+    )
+
+
 def adapt(
     frames,
     base_model=None,
@@ -137,6 +188,7 @@ def adapt(
     log=None,
     weak_weight=None,
     use_labels=True,
+    anchor_confidence=DEFAULT_ANCHOR_CONFIDENCE,
 ):
     """Fine-tune the model on injections into ``frames`` (+ labels, + weak labels, +
     simulated replay).
@@ -173,6 +225,10 @@ def adapt(
     use_labels : bool
         Train on (and hold out) the store's labels of the user; False: its weak labels
         only (a window with too few labels to hold some out).
+    anchor_confidence : float or None
+        Also train on each frame's own objects the current model scores at least this
+        sure of, at its label (`own_object_anchors`), so that adapting keeps what the
+        model already does right there; None: injections (and labels) only.
 
     Returns
     -------
@@ -206,6 +262,8 @@ def adapt(
     options = options or FrameOptions()
     if not frames:
         raise RbvetError("give at least one frame to adapt the model to")
+    if anchor_confidence is not None and not 0.5 < anchor_confidence < 1.0:
+        raise RbvetError(f"anchor confidence must be in (0.5, 1), got {anchor_confidence}")
     if not 1 <= held_out_rounds < settings.rounds:
         raise RbvetError(
             f"held-out rounds must be at least 1 and fewer than the {settings.rounds} rounds"
@@ -246,11 +304,21 @@ def adapt(
         if other:
             say(f"Labels were given with other models' scores shown ({', '.join(other)}): used")
 
-    parts, frames_info = [], []
+    parts, anchors, frames_info = [], [], []
     for number, (path, catalog) in enumerate(frames, start=1):
         frame, table, fwhm = yield from open_frame_and_catalog(
             path, catalog, options=options, log=say
         )
+        if anchor_confidence is not None:
+            yield Progress(message=f"Scoring the objects of {path}")
+            anchor = own_object_anchors(
+                frame, table, fwhm, base, anchor_confidence, group=number, seed=seed + number
+            )
+            anchors.append(anchor)
+            say(
+                f"{path}: {len(anchor)} of its {len(table)} objects kept at the current "
+                f"model's label ({int(anchor.labels.sum())} real)"
+            )
         try:
             part = yield from injected_training_set(
                 frame,
@@ -277,6 +345,7 @@ def adapt(
                     "skipped": error.problem,
                     "injected_placed": 0,
                     "samples": 0,
+                    "anchors": len(anchors[-1]) if anchor_confidence is not None else 0,
                 }
             )
             continue
@@ -290,6 +359,7 @@ def adapt(
                 "psf": part.metadata["psf"]["psf_source"],
                 "injected_placed": part.metadata["placed"],
                 "samples": len(part),
+                "anchors": len(anchors[-1]) if anchor_confidence is not None else 0,
             }
         )
         real = int(part.labels.sum())
@@ -302,6 +372,8 @@ def adapt(
     injection_train, injection_held = injections.subset(~held), injections.subset(held)
 
     train_parts = [injection_train] + ([labeled_train] if labeled_train is not None else [])
+    train_parts += [anchor for anchor in anchors if len(anchor)]
+    n_anchors = int(sum(len(anchor) for anchor in anchors))
     inputs = np.concatenate([np.asarray(p.inputs, np.float32) for p in train_parts])
     labels = np.concatenate([p.labels for p in train_parts]).astype(np.int8)
     # Early stopping validates on single objects: a frame's few rounds are too coarse
@@ -345,6 +417,7 @@ def adapt(
         "labeled_train": 0 if labeled_train is None else int(len(labeled_train)),
         "labeled_held_out": 0 if labeled_held is None else int(len(labeled_held)),
         "weak": n_weak,
+        "anchors": n_anchors,
         "simulated": n_simulated,
     }
     held_out = {"injections": (injection_held.inputs, injection_held.labels)}
@@ -373,6 +446,17 @@ def adapt(
                 }
             ),
             "weak": weak_info,
+            "anchors": (
+                None
+                if anchor_confidence is None
+                else {
+                    "confidence": float(anchor_confidence),
+                    "objects": n_anchors,
+                    "real": int(sum(int(anchor.labels.sum()) for anchor in anchors)),
+                    "what": "the frames' own objects the current model was this sure of, "
+                    "at its label",
+                }
+            ),
             "simulated": simulated_info,
             "counts": counts,
             "seed": int(seed),
