@@ -124,6 +124,21 @@ def make_vetting_data():
     return vetting_data
 
 
+@pytest.fixture(scope="module")
+def crowded_frame():
+    """A simulated 320 x 320 frame dense with stars and galaxies, and its detections: room
+    for injections is scarce, as on a real crowded field."""
+    from rbvet.core.detect.detection import detect_objects
+    from rbvet.core.io.frame import frame_from_array
+    from rbvet.core.simulate import simulate_frame
+
+    sim = simulate_frame(
+        (320, 320), fwhm=2.5, rng=5, n_satellites=0, n_bad_columns=0, real_density=300
+    )
+    frame = frame_from_array(sim.image)
+    return frame, detect_objects(frame)
+
+
 @pytest.fixture
 def data(make_vetting_data):
     """60 objects, two of them unscored: the frame most session and panel tests show."""

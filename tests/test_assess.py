@@ -200,20 +200,8 @@ def test_a_track_cut_in_pieces_is_let_through_by_its_best_piece():
     assert truth["n_detections"][0] == 3 and truth["score"][0] == pytest.approx(0.8)
 
 
-@pytest.fixture(scope="module")
-def simulated():
-    from rbvet.core.detect.detection import detect_objects
-    from rbvet.core.simulate import simulate_frame
-
-    sim = simulate_frame(
-        (320, 320), fwhm=2.5, rng=5, n_satellites=0, n_bad_columns=0, real_density=300
-    )
-    frame = frame_from_array(sim.image)
-    return frame, detect_objects(frame)
-
-
-def test_assessment_of_a_simulated_frame(simulated):
-    frame, table = simulated
+def test_assessment_of_a_simulated_frame(crowded_frame):
+    frame, table = crowded_frame
     settings = InjectionSettings(injections=120, rounds=2, seed=4)
     progress = []
     assessment = run_job(
@@ -237,8 +225,8 @@ def test_assessment_of_a_simulated_frame(simulated):
     assert parsed["frame_hash"] == frame.content_hash and parsed["model"]
 
 
-def test_closing_an_assessment_stops_it(simulated):
-    frame, table = simulated
+def test_closing_an_assessment_stops_it(crowded_frame):
+    frame, table = crowded_frame
     job = assess_loaded(
         frame, table, 2.5, cached_model(), settings=InjectionSettings(injections=60, rounds=3)
     )

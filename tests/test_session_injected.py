@@ -15,7 +15,6 @@ from rbvet.core.inject.assess import (
     picture_injections,
 )
 from rbvet.core.inject.inject import InjectionSettings
-from rbvet.core.io.frame import frame_from_array
 from rbvet.core.jobs import run_job
 from rbvet.core.model.cache import cached_model
 from rbvet.core.session import (
@@ -36,20 +35,8 @@ SETTINGS = InjectionSettings(injections=120, rounds=2, seed=4)
 
 
 @pytest.fixture(scope="module")
-def simulated():
-    from rbvet.core.detect.detection import detect_objects
-    from rbvet.core.simulate import simulate_frame
-
-    sim = simulate_frame(
-        (320, 320), fwhm=2.5, rng=5, n_satellites=0, n_bad_columns=0, real_density=300
-    )
-    frame = frame_from_array(sim.image)
-    return frame, detect_objects(frame)
-
-
-@pytest.fixture(scope="module")
-def assessment(simulated):
-    frame, table = simulated
+def assessment(crowded_frame):
+    frame, table = crowded_frame
     return run_job(
         assess_loaded(frame, table, 2.5, cached_model(), settings=SETTINGS, keep_stamps=True)
     )
@@ -72,8 +59,8 @@ def frame_data(frame, table, model_name=None):
     )
 
 
-def test_assessment_keeps_each_injection_as_it_was_scored(simulated, assessment):
-    frame, _ = simulated
+def test_assessment_keeps_each_injection_as_it_was_scored(crowded_frame, assessment):
+    frame, _ = crowded_frame
     truth, pictures = assessment.truth, assessment.stamps
     assert len(pictures) == len(truth) == assessment.summary["counts"]["placed"]
     assert pictures.tiles.dtype == np.uint8 and pictures.tiles.shape[1:] == (31, 63)
@@ -93,10 +80,10 @@ def test_assessment_keeps_each_injection_as_it_was_scored(simulated, assessment)
     assert np.all(added > 5 * np.median(frame.noise))
 
 
-def test_a_picture_is_the_input_its_score_came_from(simulated):
+def test_a_picture_is_the_input_its_score_came_from(crowded_frame):
     from rbvet.core.classify import iter_model_inputs
 
-    frame, _ = simulated
+    frame, _ = crowded_frame
     model = cached_model()
     truth = Table(
         {
@@ -129,8 +116,8 @@ def test_the_best_scoring_detection_gives_the_position():
     assert not nothing["detected"].any() and np.isnan(nothing["x_scored"]).all()
 
 
-def test_stamps_kept_are_bounded(simulated, monkeypatch, tmp_path):
-    frame, table = simulated
+def test_stamps_kept_are_bounded(crowded_frame, monkeypatch, tmp_path):
+    frame, table = crowded_frame
     monkeypatch.setattr(assess_module, "MAX_KEPT_STAMPS", 40)
     bounded = run_job(
         assess_loaded(frame, table, 2.5, cached_model(), settings=SETTINGS, keep_stamps=True)
@@ -179,9 +166,9 @@ def test_outcomes_follow_the_threshold():
 
 
 def test_injected_objects_show_instead_of_the_frame_and_leave_it_unchanged(
-    simulated, assessment, tmp_path
+    crowded_frame, assessment, tmp_path
 ):
-    frame, table = simulated
+    frame, table = crowded_frame
     session = VettingSession(store_path=tmp_path / "labels.sqlite")
     data = frame_data(frame, table)
     session.set_data(data)
@@ -222,8 +209,8 @@ def test_injected_objects_show_instead_of_the_frame_and_leave_it_unchanged(
     assert session.data is data and session.selected == 3
 
 
-def test_injected_objects_are_never_labels(simulated, assessment, tmp_path):
-    frame, table = simulated
+def test_injected_objects_are_never_labels(crowded_frame, assessment, tmp_path):
+    frame, table = crowded_frame
     store = tmp_path / "labels.sqlite"
     session = VettingSession(store_path=store)
     session.set_data(frame_data(frame, table))
@@ -244,8 +231,8 @@ def test_injected_objects_are_never_labels(simulated, assessment, tmp_path):
     assert session.label([0], REAL) and store.exists()
 
 
-def test_injected_objects_belong_to_their_frame_and_model(simulated, assessment, tmp_path):
-    frame, table = simulated
+def test_injected_objects_belong_to_their_frame_and_model(crowded_frame, assessment, tmp_path):
+    frame, table = crowded_frame
     session = VettingSession(store_path=tmp_path / "labels.sqlite")
     session.set_data(frame_data(frame, table))
     session.set_assessment(assessment)
