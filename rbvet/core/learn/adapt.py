@@ -139,30 +139,31 @@ def own_object_anchors(frame, table, fwhm, model, confidence, *, group, seed=0):
         Labels 1 where the score is >= ``confidence``, 0 where it is <= 1 - ``confidence``;
         ``kinds`` "anchor"; every row in ``group``.
     """
-    from rbvet.core.cutouts.preprocess import plan_rescale
-    from rbvet.core.cutouts.stamps import iter_inputs
+    from rbvet.core.classify import iter_scores
     from rbvet.core.learn.dataset import TrainingSet
 
     x = np.asarray(table["x"], np.float64)
     y = np.asarray(table["y"], np.float64)
-    rescale = plan_rescale(fwhm, model.params)
-    chunks = [chunk for _, chunk in iter_inputs(frame, x, y, rescale, model.params)]
-    if not chunks:
-        size = model.params.target_size
-        inputs = np.zeros((0, size, size, 2), np.float32)
-        scorable = np.zeros(0, bool)
-    else:
-        inputs = np.concatenate([chunk.inputs for chunk in chunks])
-        scorable = np.concatenate([chunk.scorable for chunk in chunks])
-    scores = np.full(len(x), np.nan, np.float32)
-    if scorable.any():
-        scores[scorable] = model.predict(inputs[scorable])
-    sure = np.flatnonzero((scores >= confidence) | (scores <= 1.0 - confidence))
-    if len(sure) > MAX_ANCHORS_PER_FRAME:
-        sure = np.sort(np.random.default_rng(seed).choice(sure, MAX_ANCHORS_PER_FRAME, False))
+    size = model.params.target_size
+    # Seeded with empty parts so that a frame without scorable objects gives an empty set.
+    rows, inputs, scores = (
+        [np.zeros(0, np.intp)],
+        [np.zeros((0, size, size, 2), np.float32)],
+        [np.zeros(0, np.float32)],
+    )
+    for chunk in iter_scores(frame, x, y, model, fwhm):  # unscorable ones have NaN scores
+        sure = np.flatnonzero((chunk.scores >= confidence) | (chunk.scores <= 1 - confidence))
+        rows.append(chunk.start + sure)
+        inputs.append(chunk.inputs[sure])
+        scores.append(chunk.scores[sure])
+    sure, inputs, scores = (np.concatenate(parts) for parts in (rows, inputs, scores))
+    keep = np.arange(len(sure))
+    if len(keep) > MAX_ANCHORS_PER_FRAME:
+        keep = np.sort(np.random.default_rng(seed).choice(keep, MAX_ANCHORS_PER_FRAME, False))
+    sure = sure[keep]
     return TrainingSet(
-        inputs[sure],
-        (scores[sure] >= confidence).astype(np.int8),
+        inputs[keep],
+        (scores[keep] >= confidence).astype(np.int8),
         groups=np.full(len(sure), group, np.int64),
         kinds=np.full(len(sure), "anchor"),
         fwhm=np.full(len(sure), fwhm, np.float32),
