@@ -150,3 +150,29 @@ def test_sky_columns_from_the_wcs():
     assert table["dec"][0] == pytest.approx(FIELD_CENTRE[1])
     assert table["ra"].unit == "deg"
     assert "ra" not in sky_columns(Table({"x": [1.0], "y": [1.0]}), None).colnames
+
+
+def test_the_temporary_folder_is_made_on_the_first_send_and_removed_at_close(
+    hub, recorder, tmp_path, monkeypatch
+):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    link = SampLink(hub_params=hub.params)
+    assert not list(tmp_path.glob("rbvet-samp-*"))  # nothing made by opening a window
+    link.connect()
+    assert link.send_table(Table({"x": [1.0]}), "t").startswith("SAMP: sent")
+    recorder.wait()
+    (made,) = tmp_path.glob("rbvet-samp-*")
+    assert list(made.glob("*.vot"))
+    link.close()
+    assert not made.exists() and not link.connected
+
+
+def test_a_folder_given_by_the_caller_stays_after_close(hub, recorder, tmp_path):
+    link = SampLink(hub_params=hub.params, folder=tmp_path)
+    link.connect()
+    link.send_table(Table({"x": [1.0]}), "t")
+    recorder.wait()
+    link.close()
+    assert list(tmp_path.glob("*.vot"))

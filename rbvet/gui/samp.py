@@ -124,7 +124,7 @@ class SampBridge(QObject):
             self.job.stop(timeout_ms=0)
             self.job = None
         try:
-            self.link.disconnect()
+            self.link.close()
         except Exception:  # closing: nothing to tell
             pass
 

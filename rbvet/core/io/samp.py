@@ -15,6 +15,7 @@ called there, so a window must pass them on to its GUI thread (`rbvet.gui.samp`)
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import urllib.parse
 import urllib.request
@@ -71,20 +72,20 @@ class SampLink:
         Connect to this hub (a test's own, ``hub.params``) instead of the one the user's
         lock file names.
     folder : str or Path, optional
-        Where sent tables are written; a temporary folder when None.
+        Where sent tables are written; when None, a temporary folder made at the first send
+        and deleted by :meth:`close`.
 
     Attributes
     ----------
     status : str
         The last one-line status.
-    folder : Path
-        Where the tables sent are written.
     """
 
     def __init__(self, on_table=None, hub_params=None, folder=None):
         self.on_table = on_table
         self.hub_params = hub_params
-        self.folder = Path(folder) if folder else Path(tempfile.mkdtemp(prefix="rbvet-samp-"))
+        self._folder = Path(folder) if folder else None
+        self._own_folder = not folder
         self._client = None
         self._sent = 0
         self.status = "SAMP: not connected"
@@ -132,6 +133,23 @@ class SampLink:
         client, self._client = self._client, None
         self._drop(client)
         return self._say("SAMP: disconnected")
+
+    @property
+    def folder(self):
+        """Where the tables sent are written (the temporary one is made on first use)."""
+        if self._folder is None:
+            self._folder = Path(tempfile.mkdtemp(prefix="rbvet-samp-"))
+        return self._folder
+
+    def close(self):
+        """Leave the hub and delete the temporary folder of sent tables, if one was made.
+
+        A folder given to the constructor is the caller's and stays.
+        """
+        self.disconnect()
+        folder, self._folder = self._folder, None
+        if self._own_folder and folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def clients(self, mtype=None):
         """Names of the other connected programs (those subscribed to ``mtype`` if given).
