@@ -169,10 +169,15 @@ def test_the_temporary_folder_is_made_on_the_first_send_and_removed_at_close(
     assert not made.exists() and not link.connected
 
 
-def test_a_folder_given_by_the_caller_stays_after_close(hub, recorder, tmp_path):
-    link = SampLink(hub_params=hub.params, folder=tmp_path)
+def test_close_keeps_the_files_it_did_not_send(hub, recorder, tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    link = SampLink(hub_params=hub.params)
     link.connect()
     link.send_table(Table({"x": [1.0]}), "t")
     recorder.wait()
+    kept = link.folder / "received_001.ecsv"  # as the window keeps a received catalog
+    kept.write_text("x\n1\n")
     link.close()
-    assert list(tmp_path.glob("*.vot"))
+    assert kept.exists() and not list(kept.parent.glob("*.vot"))

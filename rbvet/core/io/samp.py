@@ -15,7 +15,6 @@ called there, so a window must pass them on to its GUI thread (`rbvet.gui.samp`)
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 import urllib.parse
 import urllib.request
@@ -73,7 +72,7 @@ class SampLink:
         lock file names.
     folder : str or Path, optional
         Where sent tables are written; when None, a temporary folder made at the first send
-        and deleted by :meth:`close`.
+        and deleted by :meth:`close` if nothing else was kept there.
 
     Attributes
     ----------
@@ -88,6 +87,7 @@ class SampLink:
         self._own_folder = not folder
         self._client = None
         self._sent = 0
+        self._sent_paths = []
         self.status = "SAMP: not connected"
 
     # ------------------------------------------------------------------ connection
@@ -142,14 +142,18 @@ class SampLink:
         return self._folder
 
     def close(self):
-        """Leave the hub and delete the temporary folder of sent tables, if one was made.
+        """Leave the hub and delete the tables sent; the temporary folder too when empty.
 
-        A folder given to the constructor is the caller's and stays.
+        Other files kept there (the window keeps the tables it receives, which became a
+        frame's catalog) stay; so does a folder given to the constructor.
         """
         self.disconnect()
+        for path in self._sent_paths:
+            path.unlink(missing_ok=True)
+        self._sent_paths.clear()
         folder, self._folder = self._folder, None
-        if self._own_folder and folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)
+        if self._own_folder and folder is not None and not any(folder.iterdir()):
+            folder.rmdir()
 
     def clients(self, mtype=None):
         """Names of the other connected programs (those subscribed to ``mtype`` if given).
@@ -194,6 +198,7 @@ class SampLink:
         path = self.folder / f"{self._sent:03d}_{safe}.vot"
         try:
             _write_votable(table, path)
+            self._sent_paths.append(path)
         except (OSError, ValueError, TypeError) as error:
             return self._say(f"SAMP: could not write the table ({_first_line(error)})")
         message = {
