@@ -14,8 +14,10 @@ and CPU time). Nothing here asserts: the machine may be busy.
 """
 
 import argparse
+import atexit
 import importlib.util
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -159,6 +161,7 @@ def main(argv=None):
     data = synthetic_data(args.objects)
     print(f"{args.objects} synthetic objects in {time.perf_counter() - started:.1f} s")
     folder = Path(tempfile.mkdtemp(prefix="rbvet-bench-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # the store, ~90 MB
     settings = QSettings(str(folder / "settings.ini"), QSettings.Format.IniFormat)
     window = MainWindow(settings=settings, label_store_path=folder / "labels.sqlite")
     window.resize(args.width, args.height)

@@ -32,6 +32,7 @@ Nothing here asserts: the machine may be busy. Targets are printed beside the fi
 import argparse
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -178,7 +179,11 @@ def main(argv=None):
         print(f"\n== before: rbvet of {args.against} ==", flush=True)
         subprocess.run(child, check=False)
         print(f"\n== after: rbvet of {Path(__file__).resolve().parents[1]} ==", flush=True)
-    measure(args, folder, listing)
+    try:
+        measure(args, folder, listing)
+    finally:
+        if not args.folder:  # frames written by this run (~100 MB)
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def measure(args, folder, listing):
