@@ -118,7 +118,17 @@ def _add_frame_file_arguments(parser):
     parser.add_argument("--hdu", help="image HDU (index or EXTNAME); default: first 2-D image")
     parser.add_argument("--mask", help="mask HDU (name/index) or FITS file; nonzero = bad")
     parser.add_argument("--error", help="1-sigma noise map HDU or FITS file")
-    parser.add_argument("--weight", help="inverse-variance weight map HDU or FITS file")
+    parser.add_argument(
+        "--weight",
+        help="weight (inverse-variance) map HDU or FITS file; its scale is set by the sky",
+    )
+    parser.add_argument(
+        "--no-file-noise-map",
+        dest="file_noise_map",
+        action="store_false",
+        help="ignore the file's own noise map (an HDU named WHT, ERR, VAR, STAT... of the "
+        "image's shape) and estimate the noise from the sky alone",
+    )
 
 
 def _hdu_spec(value):
@@ -179,6 +189,7 @@ def _frame_options(args):
         mask=_hdu_spec(args.mask),
         error=_hdu_spec(args.error),
         weight=_hdu_spec(args.weight),
+        file_noise_map=args.file_noise_map,
         detect_threshold=args.detect_threshold,
         fwhm=args.fwhm,
         # Commands that do not detect (evaluate) leave these to the defaults.

@@ -193,10 +193,11 @@ def test_mask_error_weight_from_extensions(tmp_path):
     np.testing.assert_allclose(frame.noise, 2.0)
     assert frame.noise.dtype == np.float32
 
-    frame = read_frame(path, mask=1, weight="WHT")
+    frame = read_frame(path, mask=1, weight="WHT").ensure_background()
     assert frame.mask[5, 6] and frame.mask[7, 8] and frame.mask.sum() == 2
-    assert frame.noise[0, 0] == pytest.approx(2.0)
+    assert frame.noise[0, 0] == pytest.approx(5.0, rel=0.2)  # the sky's scatter
     assert np.isinf(frame.noise[7, 8])
+    assert frame.noise_source == "weight map"
 
 
 def test_maps_from_separate_files_and_arrays(tmp_path):
@@ -217,8 +218,61 @@ def test_maps_from_separate_files_and_arrays(tmp_path):
 
     frame = read_frame(image_path, mask=mask.astype(bool), weight=weight, background=90.0)
     assert frame.mask.sum() == 2
-    np.testing.assert_allclose(frame.background, 90.0)
-    assert frame.noise[0, 0] == pytest.approx(2.0)
+    frame.ensure_background()
+    np.testing.assert_allclose(frame.background, 90.0)  # given: kept
+    assert frame.noise[0, 0] == pytest.approx(5.0, rel=0.2)
+
+
+def _seamed_sky(seed=3, shape=(256, 256), sigma=5.0, seam=slice(120, 123)):
+    """A sky of noise ``sigma`` with a 3-column seam 4 times noisier: the pixel-scale
+    structure a drizzled mosaic's weight map holds and a mesh-scale estimate cannot."""
+    rng = np.random.default_rng(seed)
+    sigmas = np.full(shape, sigma, dtype=np.float32)
+    sigmas[:, seam] *= 4.0
+    image = (100.0 + rng.normal(0.0, 1.0, shape) * sigmas).astype(np.float32)
+    return image, sigmas
+
+
+def test_a_weight_map_gives_the_noise_its_shape_and_the_sky_its_level(tmp_path):
+    image, sigmas = _seamed_sky()
+    weight = 600.0 / sigmas**2  # an exposure-time weight: right shape, any scale
+    weight[10:20, 30:40] = 0.0  # no data there
+    path = tmp_path / "drz.fits"
+    fits.HDUList(
+        [fits.PrimaryHDU(), fits.ImageHDU(image, name="SCI"), fits.ImageHDU(weight, name="WHT")]
+    ).writeto(path)
+    frame = read_frame(path, hdu="SCI", weight="WHT").ensure_background()
+    sky = np.median(frame.noise[:, :100])
+    assert sky == pytest.approx(5.0, rel=0.1)
+    assert np.median(frame.noise[:, 120:123]) == pytest.approx(4 * sky, rel=0.15)
+    assert frame.mask[10:20, 30:40].all() and np.isinf(frame.noise[15, 35])
+    assert frame.noise_scale == pytest.approx(5.0 * np.sqrt(600.0 / 25.0), rel=0.1)
+    plain = read_frame(path, hdu="SCI", file_noise_map=False).ensure_background()
+    assert np.median(plain.noise[:, 120:123]) < 2 * sky  # what the map adds
+    assert plain.noise_source == "sky"
+
+
+def test_the_files_own_noise_map_is_found_by_name_shape_and_extver(tmp_path):
+    image, sigmas = _seamed_sky()
+    other = np.full_like(sigmas, 5.0)
+    path = tmp_path / "flt.fits"
+    fits.HDUList(
+        [
+            fits.PrimaryHDU(),
+            fits.ImageHDU(image, name="SCI", ver=1),
+            fits.ImageHDU(other, name="ERR", ver=1),
+            fits.ImageHDU(image, name="SCI", ver=2),
+            fits.ImageHDU(np.ones((4, 4), np.float32), name="WHT", ver=2),  # wrong shape
+            fits.ImageHDU(sigmas**2, name="VAR", ver=2),
+        ]
+    ).writeto(path)
+    first = read_frame(path).ensure_background()
+    assert first.hdu == 1 and first.noise_source == "HDU 2 'ERR' (error)"
+    second = read_frame(path, hdu=3).ensure_background()
+    assert second.noise_source == "HDU 5 'VAR' (variance)"
+    assert np.median(second.noise[:, 120:123]) > 3 * np.median(second.noise[:, :100])
+    assert second.facts()["noise_source"] == "HDU 5 'VAR' (variance)"
+    assert read_frame(path, hdu=3, error=4.0).noise_source == "given"
 
 
 def test_map_shape_mismatch(tmp_path):

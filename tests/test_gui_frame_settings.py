@@ -204,3 +204,27 @@ def test_picking_a_saturation_level_starts_from_the_highest_pixel(qtbot, window,
     assert panel.saturation_spin.isEnabled()
     assert panel.saturation_spin.value() == pytest.approx(float(data.frame.image.max()), abs=0.1)
     assert panel.options().saturation == pytest.approx(float(data.frame.image.max()), abs=0.1)
+
+
+def test_the_files_noise_map_is_named_and_can_be_turned_off(
+    qtbot, window, tmp_path, make_star_field
+):
+    image, *_ = make_star_field(shape=(160, 160), fwhm=3.0, n=25, seed=1)
+    weight = np.full(image.shape, 600.0, np.float32)
+    weight[:, 70:73] = 600.0 / 16  # a seam four times noisier
+    path = tmp_path / "drizzled.fits"
+    fits.HDUList(
+        [fits.PrimaryHDU(), fits.ImageHDU(image, name="SCI"), fits.ImageHDU(weight, name="WHT")]
+    ).writeto(path)
+    data = open_frame(qtbot, window, path)
+    panel = window.frame_settings
+    assert data.frame.noise_source == "HDU 2 'WHT' (weight)"
+    assert panel.noise_map_check.isChecked()
+    assert "shaped by the HDU 2 'WHT' (weight)" in panel.noise_label.text()
+
+    panel.noise_map_check.setChecked(False)
+    again = redetect(qtbot, window)
+    assert again.reading.options.file_noise_map is False
+    assert again.frame.noise_source == "sky"
+    assert "no noise map used" in panel.noise_label.text()
+    assert not panel.noise_map_check.isChecked()

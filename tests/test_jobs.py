@@ -122,7 +122,7 @@ def test_the_command_line_frame_options_are_frame_options():
 
     argv = ["classify", "f.fits", "--hdu", "1", "--mask", "BPM", "--error", "err.fits"]
     argv += ["--weight", "2", "--detect-threshold", "4.5", "--fwhm", "2.5"]
-    argv += ["--min-area", "5", "--saturation", "none", "--no-datasec"]
+    argv += ["--min-area", "5", "--saturation", "none", "--no-datasec", "--no-file-noise-map"]
     options = _frame_options(build_parser().parse_args(argv))
     assert options == FrameOptions(
         hdu=1,
@@ -134,6 +134,7 @@ def test_the_command_line_frame_options_are_frame_options():
         fwhm=2.5,
         saturation=False,
         use_datasec=False,
+        file_noise_map=False,
     )
     assert options.read_options() == {
         "hdu": 1,
@@ -142,6 +143,7 @@ def test_the_command_line_frame_options_are_frame_options():
         "weight": 2,
         "saturation": False,
         "use_datasec": False,
+        "file_noise_map": False,
     }
     defaults = _frame_options(build_parser().parse_args(["classify", "f.fits"]))
     assert defaults == FrameOptions()

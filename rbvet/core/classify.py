@@ -153,6 +153,10 @@ class FrameOptions:
         none at all when False (see `rbvet.core.io.frame.frame_from_array`).
     use_datasec : bool
         Leave the pixels outside the header's ``TRIMSEC``/``DATASEC`` (overscan) out.
+    file_noise_map : bool
+        Without ``error`` and ``weight``, take the noise's shape from the file's own
+        noise map (an HDU named ``WHT``, ``ERR``, ``VAR`` ...; see
+        `rbvet.core.io.frame.read_frame`).
     """
 
     hdu: int | str | None = None
@@ -164,6 +168,7 @@ class FrameOptions:
     fwhm: float | None = None
     saturation: float | bool | None = None
     use_datasec: bool = True
+    file_noise_map: bool = True
 
     def for_another_frame(self):
         """These options without what belongs to one file (its HDU and maps, its FWHM and
@@ -181,6 +186,7 @@ class FrameOptions:
             "weight": self.weight,
             "saturation": self.saturation,
             "use_datasec": self.use_datasec,
+            "file_noise_map": self.file_noise_map,
         }
 
 
@@ -296,6 +302,7 @@ def read_frame_and_objects(
         log(f"Note: {note}")
     yield Progress(message="Mapping background and noise")
     frame.ensure_background()
+    facts["noise_scale"] = frame.noise_scale  # known once the noise is mapped
     if catalog_path:
         yield Progress(message="Reading the catalog")
         table = read_catalog(catalog_path, frame=frame)
@@ -352,7 +359,8 @@ def catalog_meta(facts):
 
 
 def describe_frame(facts):
-    """One line for logs: the HDU, data section and saturation level a frame was read with."""
+    """One line for logs: the HDU, data section, saturation level and noise map (when one
+    was used) a frame was read with."""
     height, width = facts["shape"]
     section = facts["data_section"] or "the whole image"
     if facts["saturation"] is None:
@@ -362,7 +370,11 @@ def describe_frame(facts):
             f"saturation {facts['saturation']:g} ({facts['saturation_source']}, "
             f"{facts['saturated_pixels']} pixels)"
         )
-    return f"HDU {facts['hdu']}, {width} x {height} px, data section {section}, {saturation}"
+    line = f"HDU {facts['hdu']}, {width} x {height} px, data section {section}, {saturation}"
+    source = facts.get("noise_source", "sky")
+    if source not in ("sky", "given"):
+        line += f", noise shaped by the {source} and set to the sky's level"
+    return line
 
 
 def score_objects(frame, x, y, model, fwhm, on_chunk=None, **kwargs):

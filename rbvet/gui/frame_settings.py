@@ -99,6 +99,11 @@ class FrameSettingsPanel(QWidget):
         self.datasec_check = QCheckBox("Leave out overscan (TRIMSEC / DATASEC)")
         self.section_label = QLabel()
         self.section_label.setWordWrap(True)
+        self.noise_map_check = QCheckBox(
+            "Shape the noise by the file's noise map (WHT, ERR, VAR…)"
+        )
+        self.noise_label = QLabel()
+        self.noise_label.setWordWrap(True)
 
         self.fwhm_label = QLabel()
         self.fwhm_label.setWordWrap(True)
@@ -173,6 +178,8 @@ class FrameSettingsPanel(QWidget):
         form.addRow("HDU", self.hdu_combo)
         form.addRow(self.datasec_check)
         form.addRow(self.section_label)
+        form.addRow(self.noise_map_check)
+        form.addRow(self.noise_label)
         saturation = QHBoxLayout()
         saturation.addWidget(self.saturation_combo, 1)
         saturation.addWidget(self.saturation_spin)
@@ -252,6 +259,16 @@ class FrameSettingsPanel(QWidget):
         self.section_label.setText(
             f"Data section used: {section}" if section else "Data section used: the whole image"
         )
+        noise, scale = facts.get("noise_source", "sky"), facts.get("noise_scale")
+        if noise == "sky":
+            self.noise_label.setText("Noise: the sky's scatter (no noise map used)")
+        elif noise == "given":
+            self.noise_label.setText("Noise: the error map given")
+        else:
+            factor = "" if scale is None else f" (x{scale:.3g})"
+            self.noise_label.setText(
+                f"Noise: shaped by the {noise}, set to the sky's level{factor}"
+            )
         if facts["saturation"] is None:
             found = "No saturation level" + (
                 " (turned off)" if reading.options.saturation is False else " found"
@@ -299,6 +316,7 @@ class FrameSettingsPanel(QWidget):
         self.threshold_spin.setValue(options.detect_threshold)
         self.min_area_spin.setValue(options.min_area)
         self.datasec_check.setChecked(options.use_datasec)
+        self.noise_map_check.setChecked(options.file_noise_map)
         if options.saturation is False:
             mode = SATURATION_OFF
         elif options.saturation is None:
@@ -356,6 +374,7 @@ class FrameSettingsPanel(QWidget):
             fwhm=self.fwhm_spin.value() if self.fwhm_override.isChecked() else None,
             saturation=saturation,
             use_datasec=self.datasec_check.isChecked(),
+            file_noise_map=self.noise_map_check.isChecked(),
         )
 
     def redetect(self):

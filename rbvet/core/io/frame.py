@@ -130,6 +130,15 @@ class Frame:
         pixels outside it are in ``mask``. None when the whole image is data.
     notes : list of str
         Fallbacks taken while reading (each also warned once), for the output's metadata.
+    relative_noise : numpy.ndarray or None
+        The noise's shape from a weight map or the file's own noise map (see
+        :func:`read_frame`), ``+inf`` where a pixel carries no information:
+        :meth:`ensure_background` makes ``noise`` from it and the sky's measured scatter.
+    noise_source : str
+        Where ``noise`` comes from: ``"sky"`` (estimated), ``"given"``, or the map that
+        gave ``relative_noise`` (e.g. ``"HDU 2 'WHT' (weight)"``).
+    noise_scale : float or None
+        The median factor that brought ``relative_noise`` to the sky's scatter.
     """
 
     image: np.ndarray
@@ -145,6 +154,9 @@ class Frame:
     saturation_source: str = "none"
     data_section: tuple[slice, slice] | None = None
     notes: list[str] = field(default_factory=list)
+    relative_noise: np.ndarray | None = None
+    noise_source: str = "sky"
+    noise_scale: float | None = None
 
     @cached_property
     def content_hash(self) -> str:
@@ -166,8 +178,8 @@ class Frame:
         -------
         dict
             ``hdu``, ``shape``, ``data_section`` (IRAF ``[x1:x2,y1:y2]`` or None),
-            ``saturation`` (level or None), ``saturation_source``, ``saturated_pixels``
-            and ``notes`` (fallbacks taken).
+            ``saturation`` (level or None), ``saturation_source``, ``saturated_pixels``,
+            ``noise_source``, ``noise_scale`` and ``notes`` (fallbacks taken).
         """
         section = None
         if self.data_section is not None:
@@ -180,6 +192,8 @@ class Frame:
             "saturation": None if self.saturation is None else float(self.saturation),
             "saturation_source": self.saturation_source,
             "saturated_pixels": 0 if self.saturated is None else int(self.saturated.sum()),
+            "noise_source": self.noise_source,
+            "noise_scale": self.noise_scale,
             "notes": list(self.notes),
         }
 
@@ -232,9 +246,32 @@ class Frame:
             back, rms = self._sep_background(data, without, bw, bh, fw, fh)
         if self.background is None:
             self.background = back
-        if self.noise is None:
+        if self.noise is None and self.relative_noise is not None:
+            self.noise = self._scaled_relative_noise(rms, ignore | sources, bw, bh, fw, fh)
+        elif self.noise is None:
             self.noise = rms
         return self
+
+    def _scaled_relative_noise(self, rms, busy, bw, bh, fw, fh):
+        """sep's ``rms`` with the pixel-scale detail of ``relative_noise``: the map divided
+        by its own smooth level (sep's background of it over the same meshes, ``busy``
+        pixels left out), so its level is the sky's measured scatter wherever the map's
+        overall scale or large-scale shape is off (drizzle weights are often exposure
+        times), while seams, bad columns and pixels without data keep the map's shape."""
+        relative = self.relative_noise
+        usable = np.isfinite(relative)
+        ignore = busy | ~usable
+        if not _some_mesh_usable(ignore, bw, bh):
+            ignore = ~usable
+        values = np.where(ignore, np.float32(0), relative)
+        level, _ = self._sep_background(values, ignore, bw, bh, fw, fh)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            detail = relative / level
+            ratio = rms / level
+        sky = ~ignore & np.isfinite(ratio)
+        self.noise_scale = float(np.median(ratio[sky])) if sky.any() else 1.0
+        noise = np.where(usable & (level > 0), rms * detail, np.inf)
+        return noise.astype(np.float32)
 
     def _sep_background(self, data, ignore, bw, bh, fw, fh):
         """sep's background and rms maps (float32) of ``data``, leaving ``ignore`` out."""
@@ -373,6 +410,7 @@ def read_frame(
     *,
     saturation=None,
     use_datasec=True,
+    file_noise_map=True,
 ) -> Frame:
     """Read a 2-D image and its companion maps from a FITS file.
 
@@ -388,10 +426,14 @@ def read_frame(
         Bad-pixel mask, nonzero = bad. An HDU index or name in the same file, another FITS
         file (its first 2-D image, or ``(path, hdu)``), or an array.
     error : same kinds as ``mask``, optional
-        1-sigma noise map. Pixels with non-finite or non-positive error are masked.
+        1-sigma noise map, in image units. Pixels with non-finite or non-positive error
+        are masked.
     weight : same kinds as ``mask``, optional
-        Inverse-variance map; noise = 1/sqrt(weight). Pixels with weight <= 0 are masked
-        (their noise is +inf). Give ``error`` or ``weight``, not both.
+        Weight map, proportional to the inverse variance: the noise follows
+        1/sqrt(weight), scaled to the sky's measured scatter (as SExtractor's
+        ``MAP_WEIGHT``; drizzled images' weights are often exposure times). Pixels with
+        weight <= 0 are masked (their noise is +inf). Give ``error`` or ``weight``, not
+        both.
     background : same kinds as ``mask``, optional
         Background map; estimated with sep when needed if not given.
 
@@ -399,6 +441,11 @@ def read_frame(
         map; an int is always an HDU index.
     saturation, use_datasec
         As in :func:`frame_from_array`.
+    file_noise_map : bool
+        Without ``error`` and ``weight``, use the file's own noise map: an image HDU of
+        the image's shape and ``EXTVER`` named as in :data:`FILE_NOISE_MAPS` (``WHT``,
+        ``ERR``, ``VAR``, MUSE's ``STAT`` ...). Its shape is kept and its level scaled
+        to the sky's scatter, as a weight map's; ``Frame.noise_source`` names it.
 
     Returns
     -------
@@ -427,26 +474,74 @@ def read_frame(
             ("background", background),
         ):
             maps[what] = _resolve_map(spec, what, hdul, path, image.shape)
+        relative, noise_source = None, "sky" if maps["error"] is None else "given"
+        if maps["weight"] is not None:
+            relative, noise_source = _relative_noise("weight", maps["weight"]), "weight map"
+        elif maps["error"] is None and file_noise_map:
+            found = _file_noise_map(hdul, index, image.shape, path)
+            if found is not None:
+                kind, map_index, name, data = found
+                relative = _relative_noise(kind, data)
+                noise_source = f"HDU {map_index} {name!r} ({kind})"
 
-    noise = maps["error"]
-    if maps["weight"] is not None:
-        # A weight of 0, below 0, NaN or inf makes a noise that is not finite and positive,
-        # which frame_from_array masks (as it does such an error map).
-        with np.errstate(divide="ignore", invalid="ignore"):
-            noise = 1.0 / np.sqrt(maps["weight"].astype(np.float64))
-
+    mask = maps["mask"]
+    if relative is not None:  # pixels that carry no information
+        no_data = ~np.isfinite(relative)
+        mask = no_data if mask is None else (np.asarray(mask) != 0) | no_data
     frame = frame_from_array(
         image,
-        mask=maps["mask"],
+        mask=mask,
         background=maps["background"],
-        noise=noise,
+        noise=maps["error"],
         header=header,
         path=path,
         saturation=saturation,
         use_datasec=use_datasec,
     )
     frame.hdu = index
+    frame.relative_noise, frame.noise_source = relative, noise_source
     return frame
+
+
+FILE_NOISE_MAPS = {
+    "weight": ("WHT", "WEIGHT", "WGT", "IVM"),
+    "error": ("ERR", "ERROR", "SIGMA", "RMS", "NOISE", "UNCERT"),
+    "variance": ("VAR", "VARIANCE", "STAT"),
+}
+"""EXTNAMEs of the noise maps that FITS files carry beside their image, by kind:
+drizzle's ``WHT``, HST's ``ERR``, Gemini's ``VAR``, MUSE's ``STAT`` (a variance)."""
+
+
+def _file_noise_map(hdul, index, shape, path):
+    """``(kind, index, name, data)`` of the file's noise map for image HDU ``index``, or
+    None: the first HDU named in :data:`FILE_NOISE_MAPS` with the image's shape and
+    ``EXTVER`` (so chip 2's ``ERR`` goes with chip 2's ``SCI``)."""
+    version = hdul[index].header.get("EXTVER", 1)
+    for kind, names in FILE_NOISE_MAPS.items():
+        for i, h in enumerate(hdul):
+            if i == index or not isinstance(h, _IMAGE_HDUS) or h.name.upper() not in names:
+                continue
+            if h.header.get("EXTVER", 1) != version:
+                continue
+            if _squeeze_shape(_hdu_shape(h)) != tuple(shape):
+                continue
+            return kind, i, h.name, _read_map_hdu(hdul, i, path, kind)
+    return None
+
+
+def _relative_noise(kind, values):
+    """A weight, error or variance map as a 1-sigma noise map (any scale), float32,
+    ``+inf`` where it is not finite and positive (a pixel without information)."""
+    values = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if kind == "weight":
+            noise = 1.0 / np.sqrt(values)
+        elif kind == "variance":
+            noise = np.sqrt(values)
+        else:
+            noise = values.copy()
+        noise[~(np.isfinite(noise) & (noise > 0))] = np.inf
+    return noise.astype(np.float32)
 
 
 def image_hdus(path) -> list[tuple[int, str, tuple[int, int]]]:
