@@ -40,8 +40,11 @@ __all__ = [
     "VettingProject",
     "combined_order",
     "epoch_stamps",
+    "frame_instrument",
+    "frame_kind",
     "frames_from_arguments",
     "group_fields",
+    "instrument_name",
     "read_footprint",
     "read_frame_header",
 ]
@@ -217,16 +220,46 @@ def read_frame_header(path, wcs=True):
                 return FrameHeader()
             header = hdus[index].header
             shape = tuple(int(n) for n in hdus[index].shape[-2:])
-            primary = hdus[0].header
-            names = [
-                str(header.get(key, primary.get(key, ""))).strip()
-                for key in ("TELESCOP", "INSTRUME")
-            ]
+            instrument = instrument_name(header, hdus[0].header)
             celestial = _celestial_wcs(header) if wcs else None
     except (OSError, ValueError, TypeError, IndexError):
         return FrameHeader()
     footprint = None if celestial is None else sky_footprint(celestial, shape)
-    return FrameHeader(footprint, shape, " ".join(n for n in names if n), index, celestial)
+    return FrameHeader(footprint, shape, instrument, index, celestial)
+
+
+def instrument_name(header, primary=None):
+    """``TELESCOP`` and ``INSTRUME`` of an image's header joined ("" when neither is there);
+    a keyword missing from it is taken from the file's ``primary`` header (multi-extension
+    files keep them there)."""
+    primary = {} if primary is None else primary
+    names = [
+        str(header.get(key, primary.get(key, ""))).strip() for key in ("TELESCOP", "INSTRUME")
+    ]
+    return " ".join(n for n in names if n)
+
+
+def frame_instrument(frame):
+    """`instrument_name` of a read `rbvet.core.io.frame.Frame`: its image header's, with the
+    primary header of its file for what that lacks (not read for a frame of HDU 0 or
+    without a file)."""
+    from astropy.io import fits
+
+    header = frame.header if frame.header is not None else {}
+    primary = None
+    if frame.path and frame.hdu not in (None, 0):
+        try:
+            primary = fits.getheader(frame.path, 0)
+        except (OSError, ValueError, TypeError, IndexError):
+            primary = None  # gone since it was read: the image header alone
+    return instrument_name(header, primary)
+
+
+def frame_kind(instrument, shape):
+    """What frames must share to be epochs of one field, or to vouch for each other's
+    objects (`group_fields`' ``kinds``): one instrument (`instrument_name`) and one image
+    size (rows, columns), so that no camera or binning is compared with another's pixels."""
+    return (str(instrument or ""), None if shape is None else tuple(int(n) for n in shape))
 
 
 def sky_footprint(wcs, shape):
@@ -294,7 +327,7 @@ def group_fields(footprints, kinds=None):
     ----------
     footprints : list of ndarray (4, 2) or None
     kinds : list of hashable, optional
-        Only frames of one kind are grouped (a project's: instrument and image size, so
+        Only frames of one kind are grouped (`frame_kind`: instrument and image size, so
         an epoch is never blinked against another camera's or binning's pixels).
 
     Returns
@@ -526,7 +559,7 @@ class VettingProject:
         read = [f for f in self.frames if f.header_read]
         fields = group_fields(
             [f.footprint if f.header_read else None for f in self.frames],
-            kinds=[(f.instrument, f.shape) for f in self.frames],
+            kinds=[frame_kind(f.instrument, f.shape) for f in self.frames],
         )
         for frame, number in zip(self.frames, fields, strict=True):
             frame.field_id = int(number)

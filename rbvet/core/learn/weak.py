@@ -84,6 +84,9 @@ class FrameObjects:
     blended: np.ndarray | None = None
     """Objects the detector deblended from a neighbour (sep's merged flag), when known."""
     signal: np.ndarray | None = None
+    instrument: str = ""
+    """``TELESCOP`` and ``INSTRUME`` of its header (`rbvet.core.project.instrument_name`):
+    frames of different instruments never vouch for each other (`overlap_groups`)."""
     _tree: object = field(default=None, repr=False)
 
     @property
@@ -197,6 +200,8 @@ def frame_objects(frame, table, fwhm, threshold=3.0, name=None):
     RbvetError
         The frame has no celestial WCS.
     """
+    from rbvet.core.project import frame_instrument
+
     name = str(name or frame.path or "frame")
     if frame.wcs is None:
         raise RbvetError(
@@ -234,6 +239,7 @@ def frame_objects(frame, table, fwhm, threshold=3.0, name=None):
         year=frame_year(frame.header),
         size=size,
         blended=blended,
+        instrument=frame_instrument(frame),
     )
 
 
@@ -241,24 +247,30 @@ def overlap_groups(frames):
     """Groups of frames that overlap on the sky (each a sorted list of indices).
 
     Frames are grouped as a project groups its fields (`rbvet.core.project.group_fields`):
-    two frames overlap when their sky footprints do, and groups are the connected sets of
-    that relation. A frame without a WCS is a group of its own.
+    two frames of one kind (`rbvet.core.project.frame_kind`: one instrument, one image
+    size) overlap when their sky footprints do, and groups are the connected sets of that
+    relation. Frames of other instruments or sizes never share a group, so they never
+    vouch for each other's objects. A frame without a WCS is a group of its own.
 
     Parameters
     ----------
     frames : sequence
-        Anything with ``wcs`` (celestial, or None) and ``shape``: `FrameObjects`, or
-        `rbvet.core.io.frame.Frame`.
+        `FrameObjects` (their ``instrument``), or read `rbvet.core.io.frame.Frame`
+        (`rbvet.core.project.frame_instrument`).
 
     Returns
     -------
     list of list of int
     """
-    from rbvet.core.project import group_fields, sky_footprint
+    from rbvet.core.project import frame_instrument, frame_kind, group_fields, sky_footprint
 
     footprints = [None if f.wcs is None else sky_footprint(f.wcs, f.shape) for f in frames]
+    kinds = [
+        frame_kind(f.instrument if isinstance(f, FrameObjects) else frame_instrument(f), f.shape)
+        for f in frames
+    ]
     groups = {}
-    for i, field_index in enumerate(group_fields(footprints)):
+    for i, field_index in enumerate(group_fields(footprints, kinds)):
         groups.setdefault(int(field_index) if field_index >= 0 else -1 - i, []).append(i)
     return sorted(groups.values())
 
