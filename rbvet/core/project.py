@@ -564,7 +564,7 @@ class VettingProject:
         for frame, number in zip(self.frames, fields, strict=True):
             frame.field_id = int(number)
         self.notes = []
-        no_wcs = [f.name for f in read if f.footprint is None]
+        no_wcs = [f.name for f in read if f.footprint is None and f.shape is not None]
         if no_wcs:
             self.notes.append(
                 f"{len(no_wcs)} of {len(self.frames)} frames have no WCS and are grouped with "
@@ -669,6 +669,42 @@ class VettingProject:
         frame = self.frames[index]
         frame.status, frame.error = FAILED, str(message)
         self.frame_changed.emit(index)
+
+    def failed(self):
+        """Indices of the frames whose scoring failed."""
+        return [i for i, frame in enumerate(self.frames) if frame.status == FAILED]
+
+    def retry(self, indices=None):
+        """Failed frames wait to be scored again (`next_to_score`), as if they never failed.
+
+        A frame that failed because its file was missing or unreadable when it was reached
+        may be there now: its header is to be read again (``header_read`` is cleared, and
+        its field with it until `set_headers`), so that once scored it joins its field's
+        epochs like any other frame.
+
+        Parameters
+        ----------
+        indices : iterable of int, optional
+            The frames to retry (those that did not fail are left alone); all the failed
+            ones by default.
+
+        Returns
+        -------
+        list of int
+            The frames that wait again (read their headers: `header_job`, `set_headers`).
+        """
+        indices = self.failed() if indices is None else sorted(set(indices))
+        retried = [
+            i for i in indices if 0 <= i < len(self.frames) and self.frames[i].status == FAILED
+        ]
+        for index in retried:
+            frame = self.frames[index]
+            frame.status, frame.error = PENDING, ""
+            frame.footprint, frame.shape, frame.instrument = None, None, ""
+            frame.header_read, frame.field_id, frame.summary = False, -1, None
+            self._images.pop(index, None)
+            self.frame_changed.emit(index)
+        return retried
 
     def cancel_scoring(self, index):
         """Scoring frame ``index`` was cancelled: it waits again."""

@@ -41,7 +41,7 @@ from rbvet.gui.epochs import BLINK_KEY, STOP_KEY, EpochStrip
 from rbvet.gui.feature_map import FeatureMap
 from rbvet.gui.frame_settings import FrameSettingsPanel, fallback_summary, fallbacks
 from rbvet.gui.frame_view import DEFER_DRAW_MS, DEFER_DRAW_OBJECTS, FrameView
-from rbvet.gui.frames_dock import FramesDock
+from rbvet.gui.frames_dock import RETRY_KEY, FramesDock
 from rbvet.gui.grid import GridPanel
 from rbvet.gui.jobs import classify_frame
 from rbvet.gui.label_quality import LabelReviewer
@@ -334,6 +334,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Open &frames…", self.choose_frames, "Ctrl+Alt+O")
         self._action(file_menu, "&Next frame", self.project.next_frame, "Ctrl+PgDown")
         self._action(file_menu, "&Previous frame", self.project.previous_frame, "Ctrl+PgUp")
+        self._action(file_menu, "Re&try failed frames", lambda: self.project.retry(), RETRY_KEY)
         self._action(file_menu, "Open &catalog…", self.choose_catalog, "Ctrl+Shift+O")
         self._action(file_menu, "&Detect objects (no catalog)", self.detect_objects, "Ctrl+D")
         self._action(file_menu, "&Frame settings…", self.show_frame_settings, "Ctrl+Shift+F")
