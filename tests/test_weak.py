@@ -392,3 +392,30 @@ def test_the_instrument_of_a_frame_comes_from_its_headers(tmp_path):
     assert frame_objects(frame, table, 3.0).instrument == "SAAO 1.0m STE4"
     other = frame_from_array(image, header=header)  # no file: its own header only
     assert overlap_groups([frame, other]) == [[0], [1]]
+
+
+def test_frames_that_overlap_nothing_give_a_clear_error_and_write_nothing(epoch_files, tmp_path):
+    from rbvet.core.jobs import run_job
+    from rbvet.core.learn.weak import make_weak_labels
+
+    far = tmp_path / "far.fits"
+    with fits.open(epoch_files / "ep_2.fits") as hdus:
+        hdus[0].header["CRVAL1"] += 10.0  # another field
+        hdus.writeto(far)
+    store = tmp_path / "labels.sqlite"
+    pairs = [(str(epoch_files / "ep_1.fits"), None), (str(far), None)]
+    with pytest.raises(RbvetError, match="none of these 2 frames overlaps another"):
+        run_job(make_weak_labels(pairs, store))
+    with pytest.raises(RbvetError, match="at least two exposures"):
+        run_job(make_weak_labels(pairs[:1], store))
+    assert not store.exists()
+    out = tmp_path / "weak.json"
+    assert main(["weak-labels", *(p for p, _ in pairs), "--json", str(out), "-q"]) == 2
+    assert not out.exists()
+
+    made = run_job(make_weak_labels([(str(epoch_files / f"ep_{k}.fits"), None) for k in (1, 2)]))
+    records = made.records()
+    counts = made.counts()
+    for (source, label), count in counts.items():
+        assert count == sum(r["source"] == source and r["weak_label"] == label for r in records)
+    assert counts[("repeat", 1)] > 0 and made.lonely == []

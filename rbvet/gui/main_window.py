@@ -54,6 +54,7 @@ from rbvet.gui.samp import SampBridge
 from rbvet.gui.state import BOGUS, REAL, UNLABELED, VettingState
 from rbvet.gui.threshold import ThresholdPanel
 from rbvet.gui.uncertainty import UncertaintyRunner
+from rbvet.gui.weak_labels import start_weak_labels
 from rbvet.gui.workers import STOP_TIMEOUT_MS, JobThread
 
 FRAME_FILTER = "FITS images (*.fits *.fit *.fts *.fits.fz *.fz *.fits.gz);;All files (*)"
@@ -371,6 +372,7 @@ class MainWindow(QMainWindow):
             self.label_below_threshold,
         )
         self._action(label_menu, "Re&view labels (find likely errors)", self.reviewer.start)
+        self._action(label_menu, "Make &weak labels from the frames", self.make_weak_labels)
         label_menu.aboutToShow.connect(self._update_undo_actions)
         # Disabled actions ignore their shortcuts: enable them again once the menu closes.
         label_menu.aboutToHide.connect(lambda: self.undo_action.setEnabled(True))
@@ -851,6 +853,10 @@ class MainWindow(QMainWindow):
         self.retrain_dialog = dialog
         dialog.show()
         return dialog
+
+    def make_weak_labels(self):
+        """Labels › Make weak labels from the frames (`rbvet.gui.weak_labels`)."""
+        return start_weak_labels(self)
 
     def assess_frame(self):
         """Model › Assess this frame: injection-recovery as a job (`rbvet.gui.assessment`)."""
