@@ -265,7 +265,7 @@ def _classify_many(args, frames):
     status = list(summary["status"])
     for row in summary:
         if row["status"] == STATUS_FAILED:
-            named = str(row["error"]).startswith(f"{row['frame']}")
+            named = Path(row["frame"]).name in str(row["error"])  # the reader's errors do
             print(f"  failed: {'' if named else row['frame'] + ': '}{row['error']}")
         elif row["warning"]:  # rbvet's warnings about a frame mostly name it already
             named = row["warning"].startswith(f"{row['frame']}: ")
