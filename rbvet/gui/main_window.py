@@ -7,8 +7,10 @@ another frame while one loads cancels the old job without waiting for it: it end
 is detached) in the background and its late results are never shown.
 
 Labels go through a `LabelController` into the label store the status bar names (File ›
-Label store… picks another); Model › Retrain from labels… opens a `RetrainDialog`, and a
-model accepted there scores the frame again. Every failure is a one-line banner.
+Label store… picks another); Labels › Make weak labels from the frames runs the
+weak-labels step on the project's frames (`rbvet.gui.weak_labels`); Model › Retrain from
+labels… opens a `RetrainDialog`, and a model accepted there scores the frame again. Every
+failure is a one-line banner.
 """
 
 from __future__ import annotations

@@ -15,7 +15,10 @@ trains). Its steps:
    `LabelStore` connection (SQLite connections belong to one thread), reads the labeled
    objects preprocessed for the current model and retrains; its messages go to the log;
    after each epoch the loss and AUC curves (training and validation) grow; Cancel
-   stops at the end of the current batch (or injection step) and changes nothing;
+   stops at the end of the current batch (or injection step) and changes nothing, and
+   so does closing or hiding the dialog (a job that cannot stop within the bounded wait
+   is left to end on its own: it logs through its `JobThread`, never through the
+   dialog, which may be deleted by then, and its result is dropped);
 3. old and new model side by side on the held-out labeled objects (never trained on):
    AUC, and FNR / FPR at the window's threshold; adapting shows the held-out injection
    rounds too, at the model's threshold;
