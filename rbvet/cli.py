@@ -276,7 +276,8 @@ def _classify_many(args, frames):
     status = list(summary["status"])
     for row in summary:
         if row["status"] == STATUS_FAILED:
-            print(f"  failed: {row['error']}")
+            named = Path(row["frame"]).name in str(row["error"])  # the reader's errors do
+            print(f"  failed: {'' if named else row['frame'] + ': '}{row['error']}")
         elif row["warning"]:  # rbvet's warnings about a frame mostly name it already
             named = row["warning"].startswith(f"{row['frame']}: ")
             print(f"  warning: {'' if named else row['frame'] + ': '}{row['warning']}")
@@ -288,7 +289,41 @@ def _classify_many(args, frames):
         f"{status.count(STATUS_SKIPPED)} already done, {failed} failed; "
         f"{objects} objects, {kept} real -> {Path(args.output) / SUMMARY_NAME}"
     )
+    failed_list = _write_failed_list(
+        args.output, summary["frame"][summary["status"] == STATUS_FAILED]
+    )
+    if failed_list is not None:
+        print(
+            f"re-run just the {failed} failed frames (the same options): "
+            f"rbvet classify --list {failed_list} -o {args.output} ...; "
+            "or the same command again: the frames already classified are skipped"
+        )
     return EXIT_FRAMES_FAILED if failed else 0
+
+
+FAILED_LIST_NAME = "failed_frames.txt"
+"""The list (``--list`` file) of the frames a several-frame ``rbvet classify`` failed on,
+in its OUTDIR."""
+
+
+def _write_failed_list(outdir, frames):
+    """Write the frames that failed to ``OUTDIR/failed_frames.txt`` (absolute paths, a
+    ``--list`` file), or remove a list left by an earlier run when none did.
+
+    Returns
+    -------
+    Path or None
+        The list written; None when no frame failed.
+    """
+    from rbvet.core.io.files import atomic_write
+
+    path = Path(outdir) / FAILED_LIST_NAME
+    if not len(frames):
+        path.unlink(missing_ok=True)  # an earlier run's failures are classified now
+        return None
+    text = "".join(f"{os.path.abspath(frame)}\n" for frame in frames)
+    atomic_write(path, lambda temporary: Path(temporary).write_text(text))
+    return path
 
 
 def _add_optics_argument(parser):

@@ -216,6 +216,31 @@ def test_cli_frames_and_list_in_this_process(frames, references, tmp_path, capsy
     same_catalog(Table.read(single), references[good[1]][1])
 
 
+def test_cli_names_the_failed_frames_and_how_to_rerun_just_those(frames, tmp_path, capsys):
+    import shutil
+
+    from rbvet.cli import FAILED_LIST_NAME
+
+    good, bad = frames
+    broken = tmp_path / "broken.fits"
+    shutil.copy(bad, broken)
+    outdir = tmp_path / "out"
+    base = ["--catalog-pattern", PATTERN, "-o", str(outdir), "--workers", "1", "-q"]
+    assert main(["classify", good[0], str(broken), *base]) == 1
+    out = capsys.readouterr().out
+    failed_list = outdir / FAILED_LIST_NAME
+    assert read_frame_list(failed_list) == [str(broken.resolve())]
+    assert f"failed: {broken}" in out or f"failed: {broken}:" in out
+    assert f"rbvet classify --list {failed_list} -o {outdir}" in out
+
+    # The frame is mended; re-running the list classifies it alone, and the list goes.
+    shutil.copy(good[1], broken)
+    shutil.copy(catalog_for(good[1], PATTERN), catalog_for(str(broken), PATTERN))
+    assert main(["classify", "--list", str(failed_list), *base]) == 0
+    assert "1 frames: 1 classified, 0 already done, 0 failed" in capsys.readouterr().out
+    assert not failed_list.exists()
+
+
 def test_cli_on_a_scheduler(frames, references, cluster, tmp_path, capsys):
     good, _ = frames
     listed = tmp_path / "frames.txt"

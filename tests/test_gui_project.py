@@ -8,6 +8,7 @@ import pytest
 from epoch_frames import write_epochs
 from gui_window import shown_window
 from PyQt6.QtCore import QSettings, Qt
+from PyQt6.QtGui import QAction
 from PyQt6.QtWidgets import QLabel
 
 from rbvet.core.project import FAILED, PENDING, READY
@@ -350,3 +351,55 @@ def test_frames_without_wcs_or_of_other_sizes_open_and_the_status_bar_says_so(
     model = window.docks["Frames"].widget().model
     assert model.data(model.index(2, FIELD)) == "—"
     assert "no WCS" in model.data(model.index(2, NAME), Qt.ItemDataRole.ToolTipRole)
+
+
+def test_a_failed_frame_is_retried_from_the_dock_and_joins_its_field(qtbot, window, tmp_path):
+    """A frame unreadable when it was reached fails; once mended, the dock's Retry scores
+    it again and it becomes a frame like the others: counts, its field, its epochs."""
+    paths = [str(p) for p in write_epochs(tmp_path / "mended", 3, shape=(128, 128))]
+    content = Path(paths[2]).read_bytes()
+    Path(paths[2]).write_bytes(b"SIMPLE  = not a FITS file yet" * 100)
+    controller = window.project
+    project = controller.project
+    dock = window.docks["Frames"].widget()
+    with qtbot.waitSignal(controller.idle, timeout=TIMEOUT_MS):
+        controller.open_paths(paths)
+    qtbot.waitUntil(lambda: all(f.header_read for f in project.frames), timeout=TIMEOUT_MS)
+    qtbot.waitUntil(lambda: project.frames[2].status == FAILED, timeout=TIMEOUT_MS)
+    assert [f.field_id for f in project.frames] == [0, 0, -1]
+    assert dock.retry_button.isVisible() and dock.retry_button.text() == "Retry 1 failed"
+    menu = dock.context_menu(0)
+    retry_one, retry_all = menu.actions()
+    assert not retry_one.isEnabled() and retry_all.text() == "Retry failed frames (1)"
+
+    Path(paths[2]).write_bytes(content)
+    retry_one = dock.context_menu(2).actions()[0]
+    assert retry_one.isEnabled()
+    with qtbot.waitSignal(controller.fieldsChanged, timeout=TIMEOUT_MS):
+        retry_one.trigger()
+    qtbot.waitUntil(lambda: project.frames[2].status == READY, timeout=TIMEOUT_MS)
+    frame = project.frames[2]
+    assert (
+        frame.error == "" and frame.objects > 10 and cell(window, 2, OBJECTS) == str(frame.objects)
+    )
+    assert [f.field_id for f in project.frames] == [0, 0, 0]
+    assert project.epochs(0) == [0, 1, 2]
+    assert not dock.retry_button.isVisible() and project.failed() == []
+    assert "3 of 3 frames scored" in dock.totals_label.text()
+
+
+def test_retry_failed_frames_is_a_file_menu_action(qtbot, window, tmp_path):
+    bad = tmp_path / "late.fits"
+    bad.write_bytes(b"SIMPLE  = not a fits file at all" * 100)
+    controller = window.project
+    with qtbot.waitSignal(window.failed, timeout=TIMEOUT_MS):
+        controller.open_paths([str(bad)])
+    qtbot.waitUntil(lambda: not controller.busy, timeout=TIMEOUT_MS)
+    action = next(a for a in window.findChildren(QAction) if a.text() == "Re&try failed frames")
+    assert action.shortcut().toString() == "Ctrl+Shift+R"
+    write_epochs(tmp_path / "good", 1, shape=(128, 128))
+    bad.write_bytes((tmp_path / "good" / "epoch_1.fits").read_bytes())
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        action.trigger()  # the current frame: shown once it is scored
+    assert not window.error_banner.isVisible()
+    assert window.state.data is controller.project.data(0)

@@ -305,3 +305,37 @@ def test_an_epoch_whose_file_vanished_or_broke_is_blank_and_named(tmp_path):
     assert [s.problem for s in stamps] == ["", "", "file missing", "file unreadable"]
     assert all(np.isnan(s.image).all() for s in stamps[2:])
     assert stamps[1].covered and np.isfinite(stamps[1].image).any()
+
+
+def test_a_failed_frame_retried_joins_the_project_as_if_it_never_failed(tmp_path):
+    """A frame whose file was missing when it was reached fails; once the file is back,
+    retrying it scores it again, and it takes its place among its field's epochs."""
+    from rbvet.core.project import FAILED
+
+    paths = blank_frames(tmp_path, 3, shifts=[(0, 0), (5, -3), (3, 4)])
+    hidden = tmp_path / "away.fits"
+    (tmp_path / "f02.fits").rename(hidden)
+    project = VettingProject([(p, None) for p in paths])  # the third unreadable: no field
+    assert [f.field_id for f in project.frames] == [0, 0, -1]
+    assert not project.notes  # an unreadable file is not one without a WCS
+    for index in (0, 1):
+        project.attach(index, fake_data(5, seed=index))
+    project.set_scoring(2)
+    project.fail(2, "f02.fits: no such file")
+    assert project.failed() == [2] and project.next_to_score() is None  # stays failed
+    assert project.retry([0]) == []  # only failed frames are retried
+
+    hidden.rename(tmp_path / "f02.fits")
+    changed = []
+    project.frame_changed.connect(changed.append)
+    assert project.retry() == [2] and changed == [2]
+    frame = project.frames[2]
+    assert frame.status == PENDING and frame.error == "" and not frame.header_read
+    assert project.failed() == [] and project.next_to_score() == 2
+    project.set_headers([2], run_job(project.header_job([2])))
+    project.set_scoring(2)
+    project.attach(2, fake_data(7, seed=2))
+    assert frame.status == READY and frame.objects == 7
+    assert [f.field_id for f in project.frames] == [0, 0, 0]
+    assert project.epochs(0) == [0, 1, 2] and project.totals()[:2] == (3, 17)
+    assert FAILED not in {f.status for f in project.frames}

@@ -338,12 +338,84 @@ def test_weak_labels_in_the_store_are_checked(tmp_path):
 
 
 def test_frames_that_cross_without_a_corner_inside_each_other_are_one_group():
-    # A wide and a tall frame that cross like a plus sign: each covers part of the other,
-    # and neither has a corner (or a point of a coarse lattice) inside the other.
-    wide = frame_from_array(np.zeros((20, 200), np.float32), wcs=epoch_wcs((20, 200), Exposure(0)))
-    tall_wcs = epoch_wcs((200, 20), Exposure(0, (30.0, 20.0)))
-    tall = frame_from_array(np.zeros((200, 20), np.float32), wcs=tall_wcs)
-    apart_wcs = epoch_wcs((200, 20), Exposure(0, (130.0, 20.0)))
-    apart = frame_from_array(np.zeros((200, 20), np.float32), wcs=apart_wcs)
-    assert overlap_groups([wide, tall]) == [[0, 1]]
+    # A wide frame and the same camera turned a quarter, crossing like a plus sign: each
+    # covers part of the other, and neither has a corner (or a point of a coarse lattice)
+    # inside the other.
+    shape = (20, 200)
+    wide = frame_from_array(np.zeros(shape, np.float32), wcs=epoch_wcs(shape, Exposure(0)))
+    turned_wcs = epoch_wcs(shape, Exposure(0, (0.0, 30.0), rotation=90.0))
+    turned = frame_from_array(np.zeros(shape, np.float32), wcs=turned_wcs)
+    apart_wcs = epoch_wcs(shape, Exposure(0, (130.0, 0.0), rotation=90.0))
+    apart = frame_from_array(np.zeros(shape, np.float32), wcs=apart_wcs)
+    assert overlap_groups([wide, turned]) == [[0, 1]]
     assert overlap_groups([wide, apart]) == [[0], [1]]
+
+
+def test_frames_of_other_instruments_or_sizes_do_not_vouch_for_each_other():
+    # The same star, dithered, in two exposures of one camera: each sees it again, so it
+    # is real. When the second exposure is another camera's, or of another size, the
+    # frames are groups of their own: no repeat, no opinion.
+    star = (100.0, 90.0)
+    exposures = [Exposure(0), Exposure(1, (6.0, -4.0))]
+
+    def exposures_of(instruments, shapes):
+        frames = []
+        for exposure, instrument, shape in zip(exposures, instruments, shapes, strict=True):
+            sx, sy = exposure.to_pixels([star[0]], [star[1]], SHAPE)
+            frames.append(objects_in(exposure, sx, sy, 50.0, shape=shape))
+            frames[-1].instrument = instrument
+        return frames
+
+    same = exposures_of(["SAAO 1.0m STE4"] * 2, [SHAPE] * 2)
+    assert overlap_groups(same) == [[0, 1]]
+    assert [r.label.tolist() for r in repeat_labels(same)] == [[1], [1]]
+    for frames in (
+        exposures_of(["SAAO 1.0m STE4", "UKIRT WFCAM"], [SHAPE] * 2),
+        exposures_of(["SAAO 1.0m STE4"] * 2, [SHAPE, (220, 200)]),
+    ):
+        assert overlap_groups(frames) == [[0], [1]]
+        assert [r.label.tolist() for r in repeat_labels(frames)] == [[-1], [-1]]
+
+
+def test_the_instrument_of_a_frame_comes_from_its_headers(tmp_path):
+    from rbvet.core.io.frame import read_frame
+    from rbvet.core.learn.weak import frame_objects
+
+    image = np.random.default_rng(1).normal(100.0, 5.0, SHAPE).astype(np.float32)
+    header = epoch_wcs(SHAPE, Exposure(0)).to_header()
+    header["INSTRUME"] = "STE4"
+    primary = fits.PrimaryHDU(header=fits.Header([("TELESCOP", "SAAO 1.0m")]))
+    path = tmp_path / "mef.fits"
+    fits.HDUList([primary, fits.ImageHDU(image, header=header)]).writeto(path)
+    frame = read_frame(path)
+    table = Table({"x": [50.0], "y": [60.0]})
+    assert frame_objects(frame, table, 3.0).instrument == "SAAO 1.0m STE4"
+    other = frame_from_array(image, header=header)  # no file: its own header only
+    assert overlap_groups([frame, other]) == [[0], [1]]
+
+
+def test_frames_that_overlap_nothing_give_a_clear_error_and_write_nothing(epoch_files, tmp_path):
+    from rbvet.core.jobs import run_job
+    from rbvet.core.learn.weak import make_weak_labels
+
+    far = tmp_path / "far.fits"
+    with fits.open(epoch_files / "ep_2.fits") as hdus:
+        hdus[0].header["CRVAL1"] += 10.0  # another field
+        hdus.writeto(far)
+    store = tmp_path / "labels.sqlite"
+    pairs = [(str(epoch_files / "ep_1.fits"), None), (str(far), None)]
+    with pytest.raises(RbvetError, match="none of these 2 frames overlaps another"):
+        run_job(make_weak_labels(pairs, store))
+    with pytest.raises(RbvetError, match="at least two exposures"):
+        run_job(make_weak_labels(pairs[:1], store))
+    assert not store.exists()
+    out = tmp_path / "weak.json"
+    assert main(["weak-labels", *(p for p, _ in pairs), "--json", str(out), "-q"]) == 2
+    assert not out.exists()
+
+    made = run_job(make_weak_labels([(str(epoch_files / f"ep_{k}.fits"), None) for k in (1, 2)]))
+    records = made.records()
+    counts = made.counts()
+    for (source, label), count in counts.items():
+        assert count == sum(r["source"] == source and r["weak_label"] == label for r in records)
+    assert counts[("repeat", 1)] > 0 and made.lonely == []

@@ -80,13 +80,10 @@ def add_parser(commands):
 
 def cmd_weak_labels(args):
     """Weak labels of the objects of several frames (see `add_parser`)."""
-    from rbvet.cli import check_writable
-    from rbvet.core.learn.weak import (
-        read_reference,
-        reference_labels,
-        repeat_labels,
-        weak_label_records,
-    )
+    from rbvet.cli import DEFAULT_STORE, ProgressBar, _frame_options, check_writable
+    from rbvet.core.jobs import run_job
+    from rbvet.core.learn.labels import default_store_path
+    from rbvet.core.learn.weak import NEED_TWO_EXPOSURES, make_weak_labels, read_reference
 
     frames = list(args.frames)
     if args.list:
@@ -100,10 +97,7 @@ def cmd_weak_labels(args):
     if not args.json and not args.labels:
         raise RbvetError("say where the weak labels go: --json OUT and/or --labels STORE")
     if len(frames) < 2 and not args.reference:
-        raise RbvetError(
-            "weak labels from repeats need at least two exposures of a field "
-            "(or give --reference CAT to match one frame to a catalog)"
-        )
+        raise RbvetError(f"{NEED_TWO_EXPOSURES} (--reference CAT)")
     if args.min_repeats < 1 or args.min_absent < 1:
         raise RbvetError("--min-repeats and --min-absent must be at least 1")
     if args.json:
@@ -113,98 +107,37 @@ def cmd_weak_labels(args):
         reference = read_reference(args.reference, epoch=args.reference_epoch)
 
     log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr))
-    loaded = [_load(frame, args, log) for frame in frames]
-    objects = [entry[1] for entry in loaded]
-    missing = [str(frame) for frame, entry in zip(frames, objects, strict=True) if entry is None]
-    if missing:
-        raise RbvetError(
-            "weak labels match frames on the sky, and these have no celestial WCS: "
-            + ", ".join(missing)
-        )
-    repeat = None
-    if len(objects) > 1:
-        from rbvet.core.learn.weak import overlap_groups
+    if args.catalog_pattern:
+        from rbvet.core.batch import catalog_for
 
-        for group in overlap_groups(objects):
-            if len(group) == 1:
-                log(f"{objects[group[0]].name} overlaps no other frame: no repeat labels")
-        repeat = repeat_labels(objects, min_repeats=args.min_repeats, min_absent=args.min_absent)
-    matched = None
-    if reference is not None:
-        matched = reference_labels(objects, reference, radius=args.match_radius)
-    records = weak_label_records(objects, repeat=repeat, reference=matched)
+        pairs = [(frame, catalog_for(frame, args.catalog_pattern)) for frame in frames]
+    else:
+        pairs = [(frame, None) for frame in frames]
+    store = None
+    if args.labels:
+        store = default_store_path() if args.labels == DEFAULT_STORE else args.labels
+    made = run_job(
+        make_weak_labels(
+            pairs,
+            store,
+            options=_frame_options(args),
+            reference=reference,
+            match_radius=args.match_radius,
+            min_repeats=args.min_repeats,
+            min_absent=args.min_absent,
+            log=log,
+        ),
+        ProgressBar("Frames", enabled=None if not args.quiet else False),
+    )
+    for name in made.lonely:
+        log(f"{name} overlaps no other frame of its instrument and size: no repeat labels")
     if args.json:
         from rbvet.core.io.files import atomic_write
 
-        text = json.dumps(records, indent=1)
+        text = json.dumps(made.records(), indent=1)
         atomic_write(Path(args.json), lambda temporary: Path(temporary).write_text(text))
-    if args.labels:
-        _store(args.labels, loaded, repeat, matched)
-    counts = {}
-    for record in records:
-        key = (record["source"], record["weak_label"])
-        counts[key] = counts.get(key, 0) + 1
-    total = sum(len(entry.x) for entry in objects)
     print(
-        f"{len(objects)} frames, {total} objects: "
-        f"repeat: {counts.get(('repeat', 1), 0)} real, {counts.get(('repeat', 0), 0)} "
-        f"single-exposure artifacts; reference: {counts.get(('reference', 1), 0)} real"
+        f"{len(made.frames)} frames, {made.objects} objects: {made.summary()}"
         + (f" -> {args.json}" if args.json else "")
     )
     return 0
-
-
-def _load(path, args, log):
-    """(frame, FrameObjects or None when it has no WCS, fwhm) of one frame.
-
-    The frame itself is kept only for ``--labels`` (its stamps go to the store); the
-    FrameObjects keep the noise and background-subtracted maps the matching needs.
-    """
-    from rbvet.cli import _frame_options
-    from rbvet.core.batch import catalog_for
-    from rbvet.core.classify import open_frame_and_catalog
-    from rbvet.core.jobs import run_job
-    from rbvet.core.learn.weak import frame_objects
-
-    catalog = catalog_for(path, args.catalog_pattern) if args.catalog_pattern else None
-    frame, table, fwhm = run_job(
-        open_frame_and_catalog(path, catalog, options=_frame_options(args), log=log)
-    )
-    if frame.wcs is None:
-        return frame, None, fwhm
-    objects = frame_objects(frame, table, fwhm, threshold=args.detect_threshold, name=str(path))
-    return (frame if args.labels else None), objects, fwhm
-
-
-def _store(store_path, loaded, repeat, reference):
-    """Record the weak labels in a label store (objects with an opinion are added)."""
-    import numpy as np
-
-    from rbvet.cli import DEFAULT_STORE
-    from rbvet.core.cutouts.preprocess import plan_rescale
-    from rbvet.core.cutouts.stamps import cut_stamps
-    from rbvet.core.learn.labels import LabelStore
-    from rbvet.core.learn.weak import REFERENCE, REPEAT
-
-    with LabelStore(None if store_path == DEFAULT_STORE else store_path) as store:
-        for index, (frame, objects, fwhm) in enumerate(loaded):
-            opinions = []
-            if repeat is not None:
-                opinions.append((REPEAT, repeat[index].label))
-            if reference is not None:
-                opinions.append((REFERENCE, reference[index]))
-            having = np.zeros(len(objects.x), bool)
-            for _, labels in opinions:
-                having |= labels >= 0
-            if not having.any():
-                continue
-            rescale = plan_rescale(fwhm)
-            rows = np.flatnonzero(having)
-            x, y = objects.x[rows], objects.y[rows]
-            frame_id = store.add_frame(frame, fwhm, rescale)
-            ids = np.full(len(objects.x), -1, np.int64)
-            ids[rows] = store.add_objects(frame_id, x, y, cut_stamps(frame, x, y, rescale))
-            for source, labels in opinions:
-                chosen = (labels >= 0) & (ids >= 0)
-                if chosen.any():
-                    store.set_weak_labels(ids[chosen], labels[chosen], source)

@@ -40,8 +40,11 @@ __all__ = [
     "VettingProject",
     "combined_order",
     "epoch_stamps",
+    "frame_instrument",
+    "frame_kind",
     "frames_from_arguments",
     "group_fields",
+    "instrument_name",
     "read_footprint",
     "read_frame_header",
 ]
@@ -217,16 +220,46 @@ def read_frame_header(path, wcs=True):
                 return FrameHeader()
             header = hdus[index].header
             shape = tuple(int(n) for n in hdus[index].shape[-2:])
-            primary = hdus[0].header
-            names = [
-                str(header.get(key, primary.get(key, ""))).strip()
-                for key in ("TELESCOP", "INSTRUME")
-            ]
+            instrument = instrument_name(header, hdus[0].header)
             celestial = _celestial_wcs(header) if wcs else None
     except (OSError, ValueError, TypeError, IndexError):
         return FrameHeader()
     footprint = None if celestial is None else sky_footprint(celestial, shape)
-    return FrameHeader(footprint, shape, " ".join(n for n in names if n), index, celestial)
+    return FrameHeader(footprint, shape, instrument, index, celestial)
+
+
+def instrument_name(header, primary=None):
+    """``TELESCOP`` and ``INSTRUME`` of an image's header joined ("" when neither is there);
+    a keyword missing from it is taken from the file's ``primary`` header (multi-extension
+    files keep them there)."""
+    primary = {} if primary is None else primary
+    names = [
+        str(header.get(key, primary.get(key, ""))).strip() for key in ("TELESCOP", "INSTRUME")
+    ]
+    return " ".join(n for n in names if n)
+
+
+def frame_instrument(frame):
+    """`instrument_name` of a read `rbvet.core.io.frame.Frame`: its image header's, with the
+    primary header of its file for what that lacks (not read for a frame of HDU 0 or
+    without a file)."""
+    from astropy.io import fits
+
+    header = frame.header if frame.header is not None else {}
+    primary = None
+    if frame.path and frame.hdu not in (None, 0):
+        try:
+            primary = fits.getheader(frame.path, 0)
+        except (OSError, ValueError, TypeError, IndexError):
+            primary = None  # gone since it was read: the image header alone
+    return instrument_name(header, primary)
+
+
+def frame_kind(instrument, shape):
+    """What frames must share to be epochs of one field, or to vouch for each other's
+    objects (`group_fields`' ``kinds``): one instrument (`instrument_name`) and one image
+    size (rows, columns), so that no camera or binning is compared with another's pixels."""
+    return (str(instrument or ""), None if shape is None else tuple(int(n) for n in shape))
 
 
 def sky_footprint(wcs, shape):
@@ -294,7 +327,7 @@ def group_fields(footprints, kinds=None):
     ----------
     footprints : list of ndarray (4, 2) or None
     kinds : list of hashable, optional
-        Only frames of one kind are grouped (a project's: instrument and image size, so
+        Only frames of one kind are grouped (`frame_kind`: instrument and image size, so
         an epoch is never blinked against another camera's or binning's pixels).
 
     Returns
@@ -526,12 +559,12 @@ class VettingProject:
         read = [f for f in self.frames if f.header_read]
         fields = group_fields(
             [f.footprint if f.header_read else None for f in self.frames],
-            kinds=[(f.instrument, f.shape) for f in self.frames],
+            kinds=[frame_kind(f.instrument, f.shape) for f in self.frames],
         )
         for frame, number in zip(self.frames, fields, strict=True):
             frame.field_id = int(number)
         self.notes = []
-        no_wcs = [f.name for f in read if f.footprint is None]
+        no_wcs = [f.name for f in read if f.footprint is None and f.shape is not None]
         if no_wcs:
             self.notes.append(
                 f"{len(no_wcs)} of {len(self.frames)} frames have no WCS and are grouped with "
@@ -636,6 +669,42 @@ class VettingProject:
         frame = self.frames[index]
         frame.status, frame.error = FAILED, str(message)
         self.frame_changed.emit(index)
+
+    def failed(self):
+        """Indices of the frames whose scoring failed."""
+        return [i for i, frame in enumerate(self.frames) if frame.status == FAILED]
+
+    def retry(self, indices=None):
+        """Failed frames wait to be scored again (`next_to_score`), as if they never failed.
+
+        A frame that failed because its file was missing or unreadable when it was reached
+        may be there now: its header is to be read again (``header_read`` is cleared, and
+        its field with it until `set_headers`), so that once scored it joins its field's
+        epochs like any other frame.
+
+        Parameters
+        ----------
+        indices : iterable of int, optional
+            The frames to retry (those that did not fail are left alone); all the failed
+            ones by default.
+
+        Returns
+        -------
+        list of int
+            The frames that wait again (read their headers: `header_job`, `set_headers`).
+        """
+        indices = self.failed() if indices is None else sorted(set(indices))
+        retried = [
+            i for i in indices if 0 <= i < len(self.frames) and self.frames[i].status == FAILED
+        ]
+        for index in retried:
+            frame = self.frames[index]
+            frame.status, frame.error = PENDING, ""
+            frame.footprint, frame.shape, frame.instrument = None, None, ""
+            frame.header_read, frame.field_id, frame.summary = False, -1, None
+            self._images.pop(index, None)
+            self.frame_changed.emit(index)
+        return retried
 
     def cancel_scoring(self, index):
         """Scoring frame ``index`` was cancelled: it waits again."""

@@ -3,9 +3,11 @@
 `FramesModel` is a thin Qt table model over the `ProjectFrame` list of a
 `rbvet.gui.project.ProjectController`'s project (no copy of it): one row per frame, the
 current one in bold, the done mark a check box the user ticks. `FramesDock` puts it in a
-table with previous/next buttons, the background scoring's progress and its Cancel, and a
-second tab, `CombinedView`: the objects of all scored frames sorted together by score (the
-lowest of the night first, by default); clicking one shows its frame with it selected.
+table with previous/next buttons, the background scoring's progress and its Cancel, a
+"Retry failed" button (shown while frames have failed) and a context menu that retries one
+failed frame or all of them, and a second tab, `CombinedView`: the objects of all scored
+frames sorted together by score (the lowest of the night first, by default); clicking one
+shows its frame with it selected.
 
 Both are models over arrays whose columns have fixed widths: a table that measured its
 contents (``ResizeToContents``) asked every cell again at each frame's progress, which
@@ -23,6 +25,7 @@ from PyQt6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMenu,
     QProgressBar,
     QPushButton,
     QTableView,
@@ -48,6 +51,8 @@ LOWEST, HIGHEST = "lowest scores first", "highest scores first"
 NOTE_COLOR = "#e0b050"
 """The notes on the set of frames (no WCS, mixed sizes or instruments)."""
 DONE, NAME, OBJECTS, SCORED, LABELED, ASSESSED, FIELD = range(len(COLUMNS))
+RETRY_KEY = "Ctrl+Shift+R"
+"""File › Retry failed frames."""
 
 
 class FramesModel(QAbstractTableModel):
@@ -172,6 +177,8 @@ class FramesDock(QWidget):
         frames without a WCS, of other sizes or instruments); hidden when nothing.
     progress_bar : QProgressBar
     cancel_button : QPushButton
+    retry_button : QPushButton
+        "Retry 2 failed": scores the failed frames again; hidden when none failed.
     """
 
     def __init__(self, controller, parent=None):
@@ -187,6 +194,8 @@ class FramesDock(QWidget):
         self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # the grid keeps the keys
         fixed_columns(self.table, NAME, {OBJECTS: "scoring…", SCORED: "00000", DONE: "MM"})
         self.table.clicked.connect(self._on_clicked)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._show_menu)
 
         self.previous_button = QToolButton(text="◀")
         self.previous_button.setToolTip("Previous frame (Ctrl+PgUp)")
@@ -204,11 +213,18 @@ class FramesDock(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Stop scoring the frames in the background")
         self.cancel_button.clicked.connect(controller.cancel)
+        self.retry_button = QPushButton()
+        self.retry_button.setToolTip(
+            "Score the frames that failed again (their files may be back or mended); "
+            f"File › Retry failed frames ({RETRY_KEY})"
+        )
+        self.retry_button.clicked.connect(lambda: controller.retry())
 
         top = QHBoxLayout()
         top.addWidget(self.previous_button)
         top.addWidget(self.next_button)
         top.addWidget(self.totals_label, 1)
+        top.addWidget(self.retry_button)
         progress = QHBoxLayout()
         progress.addWidget(self.progress_bar, 1)
         progress.addWidget(self.cancel_button)
@@ -238,6 +254,28 @@ class FramesDock(QWidget):
         if index.column() != DONE:
             self.controller.go_to(index.row())
 
+    def context_menu(self, row):
+        """The menu of frame ``row``: retry it (enabled when it failed) or every failed one.
+
+        Returns
+        -------
+        QMenu
+        """
+        menu = QMenu(self)
+        failed = self.controller.project.failed()
+        one = menu.addAction("Retry this frame")
+        one.setEnabled(row in failed)
+        one.triggered.connect(lambda: self.controller.retry([row]))
+        every = menu.addAction(f"Retry failed frames ({len(failed)})")
+        every.setEnabled(bool(failed))
+        every.triggered.connect(lambda: self.controller.retry())
+        return menu
+
+    def _show_menu(self, position):
+        index = self.table.indexAt(position)
+        if index.isValid():
+            self.context_menu(index.row()).exec(self.table.viewport().mapToGlobal(position))
+
     def _on_current(self, row):
         self.table.selectRow(row)
         self.table.scrollTo(self.model.index(row, NAME))
@@ -266,6 +304,9 @@ class FramesDock(QWidget):
 
     def _update_totals(self, *_):
         project = self.controller.project
+        failed = len(project.failed())
+        self.retry_button.setText(f"Retry {failed} failed")
+        self.retry_button.setVisible(bool(failed))
         scored, objects, labeled, done = project.totals()
         if not len(project):
             self.totals_label.setText("no frames: File › Open frames…")

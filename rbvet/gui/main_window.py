@@ -7,8 +7,10 @@ another frame while one loads cancels the old job without waiting for it: it end
 is detached) in the background and its late results are never shown.
 
 Labels go through a `LabelController` into the label store the status bar names (File ›
-Label store… picks another); Model › Retrain from labels… opens a `RetrainDialog`, and a
-model accepted there scores the frame again. Every failure is a one-line banner.
+Label store… picks another); Labels › Make weak labels from the frames runs the
+weak-labels step on the project's frames (`rbvet.gui.weak_labels`); Model › Retrain from
+labels… opens a `RetrainDialog`, and a model accepted there scores the frame again. Every
+failure is a one-line banner.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ from rbvet.gui.epochs import BLINK_KEY, STOP_KEY, EpochStrip
 from rbvet.gui.feature_map import FeatureMap
 from rbvet.gui.frame_settings import FrameSettingsPanel, fallback_summary, fallbacks
 from rbvet.gui.frame_view import DEFER_DRAW_MS, DEFER_DRAW_OBJECTS, FrameView
-from rbvet.gui.frames_dock import FramesDock
+from rbvet.gui.frames_dock import RETRY_KEY, FramesDock
 from rbvet.gui.grid import GridPanel
 from rbvet.gui.jobs import classify_frame
 from rbvet.gui.label_quality import LabelReviewer
@@ -54,6 +56,7 @@ from rbvet.gui.samp import SampBridge
 from rbvet.gui.state import BOGUS, REAL, UNLABELED, VettingState
 from rbvet.gui.threshold import ThresholdPanel
 from rbvet.gui.uncertainty import UncertaintyRunner
+from rbvet.gui.weak_labels import start_weak_labels
 from rbvet.gui.workers import STOP_TIMEOUT_MS, JobThread
 
 FRAME_FILTER = "FITS images (*.fits *.fit *.fts *.fits.fz *.fz *.fits.gz);;All files (*)"
@@ -334,6 +337,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Open &frames…", self.choose_frames, "Ctrl+Alt+O")
         self._action(file_menu, "&Next frame", self.project.next_frame, "Ctrl+PgDown")
         self._action(file_menu, "&Previous frame", self.project.previous_frame, "Ctrl+PgUp")
+        self._action(file_menu, "Re&try failed frames", lambda: self.project.retry(), RETRY_KEY)
         self._action(file_menu, "Open &catalog…", self.choose_catalog, "Ctrl+Shift+O")
         self._action(file_menu, "&Detect objects (no catalog)", self.detect_objects, "Ctrl+D")
         self._action(file_menu, "&Frame settings…", self.show_frame_settings, "Ctrl+Shift+F")
@@ -370,6 +374,7 @@ class MainWindow(QMainWindow):
             self.label_below_threshold,
         )
         self._action(label_menu, "Re&view labels (find likely errors)", self.reviewer.start)
+        self._action(label_menu, "Make &weak labels from the frames", self.make_weak_labels)
         label_menu.aboutToShow.connect(self._update_undo_actions)
         # Disabled actions ignore their shortcuts: enable them again once the menu closes.
         label_menu.aboutToHide.connect(lambda: self.undo_action.setEnabled(True))
@@ -850,6 +855,10 @@ class MainWindow(QMainWindow):
         self.retrain_dialog = dialog
         dialog.show()
         return dialog
+
+    def make_weak_labels(self):
+        """Labels › Make weak labels from the frames (`rbvet.gui.weak_labels`)."""
+        return start_weak_labels(self)
 
     def assess_frame(self):
         """Model › Assess this frame: injection-recovery as a job (`rbvet.gui.assessment`)."""

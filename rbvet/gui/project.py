@@ -215,6 +215,29 @@ class ProjectController(QObject):
         """Mark frame ``index`` vetted (or not)."""
         self.project.set_done(index, done)
 
+    def retry(self, indices=None):
+        """Score failed frames again (all of them by default): their headers are read
+        again and they are scored in turn like frames never reached, so one whose file
+        is back joins its field's epochs (`VettingProject.retry`).
+
+        Returns
+        -------
+        list of int
+            The frames retried (none when no frame of ``indices`` had failed).
+        """
+        retried = self.project.retry(indices)
+        if not retried:
+            return retried
+        self._read_headers(retried)
+        self._stopped = False
+        names = ", ".join(self.project.frames[i].name for i in retried[:3])
+        more = " …" if len(retried) > 3 else ""
+        self.window.statusBar().showMessage(f"Retrying {names}{more}", 4000)
+        if self.project.current in retried:
+            self.window.error_banner.hide()  # its failure is being retried
+        self._score_next()
+        return retried
+
     def mark_assessed(self, data):
         """Mark the project's frame of ``data`` (a `VettingData`) assessed by
         injection-recovery; nothing when that frame is not in the project.

@@ -15,7 +15,10 @@ trains). Its steps:
    `LabelStore` connection (SQLite connections belong to one thread), reads the labeled
    objects preprocessed for the current model and retrains; its messages go to the log;
    after each epoch the loss and AUC curves (training and validation) grow; Cancel
-   stops at the end of the current batch (or injection step) and changes nothing;
+   stops at the end of the current batch (or injection step) and changes nothing, and
+   so does closing or hiding the dialog (a job that cannot stop within the bounded wait
+   is left to end on its own: it logs through its `JobThread`, never through the
+   dialog, which may be deleted by then, and its result is dropped);
 3. old and new model side by side on the held-out labeled objects (never trained on):
    AUC, and FNR / FPR at the window's threshold; adapting shows the held-out injection
    rounds too, at the model's threshold;
@@ -135,7 +138,6 @@ class RetrainDialog(QDialog):
 
     trainingFinished = pyqtSignal(bool)
     modelAccepted = pyqtSignal(str)
-    _logged = pyqtSignal(str)  # emitted from the training thread
 
     def __init__(
         self,
@@ -349,7 +351,6 @@ class RetrainDialog(QDialog):
         layout.addWidget(self.accept_note)
         layout.addLayout(buttons)
 
-        self._logged.connect(self._log)
         self.epochs_spin.valueChanged.connect(self._on_epochs_chosen)
         self.adapt_radio.toggled.connect(self._on_mode_chosen)
         self._show_adapt_settings(False)
@@ -437,11 +438,15 @@ class RetrainDialog(QDialog):
         if self.is_training:
             return
         options = self.training_options()
+        # The job logs through its thread, which outlives this dialog if the job must be
+        # left running (`JobThread.log`); the thread gets its job once that is made.
+        thread = JobThread(None, name="adapt" if self.adapting else "retrain", parent=self)
         if self.adapting:
-            job = self._adapt_job(options)
+            thread.job = self._adapt_job(options, thread.log)
         else:
-            job = self._retrain_job(options)
-        if job is None:
+            thread.job = self._retrain_job(options, thread.log)
+        if thread.job is None:
+            thread.setParent(None)  # never started: it goes with its last reference
             return
         self.retrain_result = None
         self.decision = None
@@ -457,7 +462,8 @@ class RetrainDialog(QDialog):
         self.accept_note.hide()
         self.accept_button.hide()
         self.reject_button.hide()
-        self.job = JobThread(job, name="adapt" if self.adapting else "retrain", parent=self)
+        self.job = thread
+        self.job.logged.connect(self._log)
         self.job.progressed.connect(self._on_progress)
         self.job.succeeded.connect(self._on_trained)
         self.job.failed.connect(self._on_failed)
@@ -467,11 +473,11 @@ class RetrainDialog(QDialog):
         self.progress_bar.setFormat("preparing")
         self.job.start()
 
-    def _retrain_job(self, options):
-        """`retrain_from_store` on the store's labels, as a job."""
+    def _retrain_job(self, options, log):
+        """`retrain_from_store` on the store's labels, as a job; ``log`` (called in the
+        job's thread) takes its messages."""
         store_path, model_path, threshold = self.store_path, self.model_path, self.threshold
         from_scratch = self.scratch_radio.isChecked()
-        logged = self._logged
 
         def job():
             from rbvet.core.learn.retrain import retrain_from_store
@@ -482,16 +488,17 @@ class RetrainDialog(QDialog):
                     model_path,
                     threshold=threshold,
                     from_scratch=from_scratch,
-                    log=logged.emit,
+                    log=log,
                     **options,
                 )
             )
 
         return job()
 
-    def _adapt_job(self, options):
+    def _adapt_job(self, options, log):
         """`adapt` to the shown frame (with the store's labels when there are enough), as a
-        job; None when the injection settings are refused (said in the error line)."""
+        job (``log`` takes its messages); None when the injection settings are refused
+        (said in the error line)."""
         from rbvet.core.inject.inject import InjectionSettings
 
         try:
@@ -507,15 +514,14 @@ class RetrainDialog(QDialog):
         enough = self._labeled >= MIN_LABELED
         store_path = self.store_path if enough or weak else None
         frame_options = self.frame_options
-        logged = self._logged
 
         def job():
             from rbvet.core.learn.adapt import adapt
 
             if store_path is None:
-                logged.emit("Too few labels to add: adapting on injections and replay only")
+                log("Too few labels to add: adapting on injections and replay only")
             elif not enough:
-                logged.emit("Too few labels to hold some out: with the weak labels only")
+                log("Too few labels to hold some out: with the weak labels only")
             return (
                 yield from adapt(
                     frames,
@@ -523,7 +529,7 @@ class RetrainDialog(QDialog):
                     store_path=store_path,
                     settings=settings,
                     options=frame_options,
-                    log=logged.emit,
+                    log=log,
                     use_labels=enough,
                     **options,
                 )
@@ -534,13 +540,16 @@ class RetrainDialog(QDialog):
     def cancel_training(self, wait=False):
         """Stop training at the end of the current batch (nothing is kept).
 
-        With ``wait``, wait for the job to end, for a bounded time (`JobThread.stop`).
+        With ``wait``, wait for the job to end, for a bounded time (`JobThread.stop`); a
+        job still running then (inside a step it cannot leave) is detached: it reports to
+        no one, and the dialog shows it cancelled at once.
         """
         if self.is_training:
             self.job.cancel()
             self.progress_bar.setFormat("cancelling")
-            if wait:
-                self.job.stop()
+            if wait and not self.job.stop():
+                self._on_cancelled()
+                self.job = None  # detached: it ends on its own, with no result kept
 
     def accept_model(self):
         """Save the new model (`save_versioned`, see `model_save_target`) and announce it.
@@ -579,6 +588,13 @@ class RetrainDialog(QDialog):
     def closeEvent(self, event):
         self.cancel_training(wait=True)
         super().closeEvent(event)
+
+    def hideEvent(self, event):
+        """Hidden by the program (not minimised): no one sees Cancel or Accept any more,
+        so the training stops (`done` and `closeEvent` also wait for it, bounded)."""
+        if not event.spontaneous():
+            self.cancel_training()
+        super().hideEvent(event)
 
     # ------------------------------------------------------------------ job slots
 

@@ -14,6 +14,11 @@ is dropped.
 `JobThread.stop` cancels and waits a bounded time; a job still inside a step it cannot
 interrupt (a C library mapping a large frame's background) is left to end on its own,
 detached from the window and silent. Nothing here waits without a bound.
+
+A job that reports text as it goes (a ``log`` callable) is given `JobThread.log`, never a
+widget's own signal: the window or dialog may be closed and deleted while a detached job
+still runs, and a signal of a deleted object emitted from the thread crashes the process;
+the thread object lives until its job ends.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class JobThread(QThread):
     succeeded = pyqtSignal(object)
     failed = pyqtSignal(str)
     cancelled = pyqtSignal()
+    logged = pyqtSignal(str)
 
     def __init__(self, job, name="", parent=None):
         super().__init__(parent)
@@ -60,6 +66,11 @@ class JobThread(QThread):
     def cancel(self):
         """Ask the job to stop at its next ``yield``."""
         self._cancel.set()
+
+    def log(self, message):
+        """Pass a message of the job on as ``logged(message)`` (called in the job's
+        thread; see the module docstring). Once the job is detached it reaches no one."""
+        self.logged.emit(str(message))
 
     @property
     def is_cancelled(self):
@@ -83,7 +94,14 @@ class JobThread(QThread):
         self.cancel()
         if self.wait(max(0, int(timeout_ms))):
             return True
-        signals = (self.progressed, self.succeeded, self.failed, self.cancelled, self.finished)
+        signals = (
+            self.progressed,
+            self.succeeded,
+            self.failed,
+            self.cancelled,
+            self.logged,
+            self.finished,
+        )
         for signal in signals:
             try:
                 signal.disconnect()

@@ -16,6 +16,7 @@ catalog into each frame. Nothing needs the network.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 
@@ -84,6 +85,9 @@ class FrameObjects:
     blended: np.ndarray | None = None
     """Objects the detector deblended from a neighbour (sep's merged flag), when known."""
     signal: np.ndarray | None = None
+    instrument: str = ""
+    """``TELESCOP`` and ``INSTRUME`` of its header (`rbvet.core.project.instrument_name`):
+    frames of different instruments never vouch for each other (`overlap_groups`)."""
     _tree: object = field(default=None, repr=False)
 
     @property
@@ -197,6 +201,8 @@ def frame_objects(frame, table, fwhm, threshold=3.0, name=None):
     RbvetError
         The frame has no celestial WCS.
     """
+    from rbvet.core.project import frame_instrument
+
     name = str(name or frame.path or "frame")
     if frame.wcs is None:
         raise RbvetError(
@@ -234,6 +240,7 @@ def frame_objects(frame, table, fwhm, threshold=3.0, name=None):
         year=frame_year(frame.header),
         size=size,
         blended=blended,
+        instrument=frame_instrument(frame),
     )
 
 
@@ -241,24 +248,30 @@ def overlap_groups(frames):
     """Groups of frames that overlap on the sky (each a sorted list of indices).
 
     Frames are grouped as a project groups its fields (`rbvet.core.project.group_fields`):
-    two frames overlap when their sky footprints do, and groups are the connected sets of
-    that relation. A frame without a WCS is a group of its own.
+    two frames of one kind (`rbvet.core.project.frame_kind`: one instrument, one image
+    size) overlap when their sky footprints do, and groups are the connected sets of that
+    relation. Frames of other instruments or sizes never share a group, so they never
+    vouch for each other's objects. A frame without a WCS is a group of its own.
 
     Parameters
     ----------
     frames : sequence
-        Anything with ``wcs`` (celestial, or None) and ``shape``: `FrameObjects`, or
-        `rbvet.core.io.frame.Frame`.
+        `FrameObjects` (their ``instrument``), or read `rbvet.core.io.frame.Frame`
+        (`rbvet.core.project.frame_instrument`).
 
     Returns
     -------
     list of list of int
     """
-    from rbvet.core.project import group_fields, sky_footprint
+    from rbvet.core.project import frame_instrument, frame_kind, group_fields, sky_footprint
 
     footprints = [None if f.wcs is None else sky_footprint(f.wcs, f.shape) for f in frames]
+    kinds = [
+        frame_kind(f.instrument if isinstance(f, FrameObjects) else frame_instrument(f), f.shape)
+        for f in frames
+    ]
     groups = {}
-    for i, field_index in enumerate(group_fields(footprints)):
+    for i, field_index in enumerate(group_fields(footprints, kinds)):
         groups.setdefault(int(field_index) if field_index >= 0 else -1 - i, []).append(i)
     return sorted(groups.values())
 
@@ -559,6 +572,220 @@ def weak_label_records(frames, repeat=None, reference=None):
                     }
                 )
     return records
+
+
+# ------------------------------------------------------------------ the whole step
+
+
+NEED_TWO_EXPOSURES = (
+    "weak labels from repeats need at least two exposures of a field "
+    "(or a reference catalog to match one frame to)"
+)
+
+
+@dataclass
+class WeakLabels:
+    """The weak labels `make_weak_labels` made.
+
+    Attributes
+    ----------
+    frames : list of FrameObjects
+    repeat : list of RepeatEvidence or None
+        None with a single frame.
+    reference : list of ndarray of int8 or None
+        None without a reference catalog.
+    lonely : list of str
+        Frames that overlap no other of their instrument and size (no repeat labels).
+    """
+
+    frames: list
+    repeat: list | None = None
+    reference: list | None = None
+    lonely: list = field(default_factory=list)
+
+    def records(self):
+        """`weak_label_records` of these labels."""
+        return weak_label_records(self.frames, repeat=self.repeat, reference=self.reference)
+
+    def counts(self):
+        """Objects labeled by each source: ``{(source, label): count}`` for the sources
+        `REPEAT` and `REFERENCE` and labels 1 (real) and 0 (a single-exposure artifact)."""
+        counts = {(source, label): 0 for source in WEAK_SOURCES for label in (1, 0)}
+        for source, per_frame in ((REPEAT, self.repeat), (REFERENCE, self.reference)):
+            for labels in per_frame or ():
+                labels = labels.label if isinstance(labels, RepeatEvidence) else labels
+                for label in (1, 0):
+                    counts[(source, label)] += int(np.count_nonzero(labels == label))
+        return counts
+
+    @property
+    def objects(self):
+        """Objects of all the frames."""
+        return sum(len(frame.x) for frame in self.frames)
+
+    def summary(self):
+        """What was made, in one line: "repeat: 40 real, 3 single-exposure artifacts;
+        reference: 12 real" (the reference part only when a reference catalog was used)."""
+        counts = self.counts()
+        text = (
+            f"repeat: {counts[(REPEAT, 1)]} real, {counts[(REPEAT, 0)]} single-exposure artifacts"
+        )
+        if self.reference is not None:
+            text += f"; reference: {counts[(REFERENCE, 1)]} real"
+        return text
+
+
+def make_weak_labels(
+    frames,
+    store_path=None,
+    *,
+    options=None,
+    reference=None,
+    match_radius=None,
+    min_repeats=2,
+    min_absent=2,
+    log=None,
+):
+    """The weak labels of the objects of several frames, recorded in a label store if
+    asked: what ``rbvet weak-labels`` and the window's Labels menu run.
+
+    Each frame is read and its objects detected (or read from its catalog) as ``rbvet
+    classify`` does; `repeat_labels` matches the frames of one field (`overlap_groups`),
+    `reference_labels` matches a reference catalog. A job (`rbvet.core.jobs`): yields
+    `Progress` as each frame is read (``done`` counts the frames); closing it stops, and
+    nothing is written before the last frame was read and matched.
+
+    Parameters
+    ----------
+    frames : sequence of (str, str or None)
+        Frame paths and their catalogs (None: detect the objects).
+    store_path : str or Path, optional
+        Record the labels in this label store, apart from the user's labels (objects with
+        an opinion are added); None: nothing is written.
+    options : rbvet.core.classify.FrameOptions, optional
+        How the frames are read; objects detected at ``options.detect_threshold``.
+    reference : ReferenceCatalog, optional
+    match_radius : float, optional
+        Reference match radius in arcseconds (one FWHM by default).
+    min_repeats, min_absent : int
+        As in `repeat_labels`.
+    log : callable, optional
+        Takes the messages of reading the frames.
+
+    Returns
+    -------
+    WeakLabels
+
+    Raises
+    ------
+    RbvetError
+        One frame and no reference catalog; several frames none of which overlaps
+        another of its instrument and size, and no reference catalog (nothing to compare:
+        nothing is written); frames without a celestial WCS; frames that cannot be read.
+    """
+    from rbvet.core.classify import FrameOptions, open_frame_and_catalog
+    from rbvet.core.jobs import Progress
+
+    frames = [(str(f), None if c is None else str(c)) for f, c in frames]
+    if len(frames) < 2 and reference is None:
+        raise RbvetError(NEED_TWO_EXPOSURES)
+    if min_repeats < 1 or min_absent < 1:
+        raise RbvetError("min_repeats and min_absent must be at least 1")
+    options = FrameOptions() if options is None else options
+    loaded = []
+    for done, (path, catalog) in enumerate(frames):
+        name = os.path.basename(path)
+        yield Progress(done, len(frames), f"Reading {name}")
+        frame, table, fwhm = yield from _counted(
+            open_frame_and_catalog(path, catalog, options=options, log=log, interruptible=True),
+            done,
+            len(frames),
+            name,
+        )
+        if frame.wcs is None:
+            loaded.append((frame, None, fwhm))
+            continue
+        objects = frame_objects(frame, table, fwhm, options.detect_threshold, name=path)
+        loaded.append((frame if store_path is not None else None, objects, fwhm))
+    missing = [path for (path, _), entry in zip(frames, loaded, strict=True) if entry[1] is None]
+    if missing:
+        raise RbvetError(
+            "weak labels match frames on the sky, and these have no celestial WCS: "
+            + ", ".join(missing)
+        )
+    yield Progress(len(frames), len(frames), "Matching the frames on the sky")
+    objects = [entry[1] for entry in loaded]
+    result = WeakLabels(objects)
+    if len(objects) > 1:
+        groups = overlap_groups(objects)
+        result.lonely = [objects[group[0]].name for group in groups if len(group) == 1]
+        if reference is None and len(groups) == len(objects):
+            raise RbvetError(
+                f"none of these {len(objects)} frames overlaps another of its instrument and "
+                f"size on the sky, so no object can be seen again: {NEED_TWO_EXPOSURES}"
+            )
+        result.repeat = repeat_labels(objects, min_repeats=min_repeats, min_absent=min_absent)
+    if reference is not None:
+        result.reference = reference_labels(objects, reference, radius=match_radius)
+    if store_path is not None:
+        yield Progress(len(frames), len(frames), "Writing the weak labels")
+        store_weak_labels(store_path, loaded, result.repeat, result.reference)
+    return result
+
+
+def _counted(step, done, total, name):
+    """Run a frame's reading job, its `Progress` counted in frames (``done`` of ``total``)
+    and named after the frame."""
+    from rbvet.core.jobs import Progress
+
+    try:
+        while True:
+            progress = next(step)
+            yield Progress(done, total, f"{name}: {progress.message}")
+    except StopIteration as finished:
+        return finished.value
+    finally:
+        step.close()
+
+
+def store_weak_labels(store_path, loaded, repeat, reference):
+    """Record weak labels in a label store: the objects with an opinion are added (their
+    stamps cut from their frame) and their weak labels set, apart from the user's.
+
+    Parameters
+    ----------
+    store_path : str or Path
+    loaded : list of (Frame, FrameObjects, float)
+        Each frame, its objects and its FWHM.
+    repeat : list of RepeatEvidence or None
+    reference : list of ndarray or None
+    """
+    from rbvet.core.cutouts.preprocess import plan_rescale
+    from rbvet.core.cutouts.stamps import cut_stamps
+    from rbvet.core.learn.labels import LabelStore
+
+    with LabelStore(store_path) as store:
+        for index, (frame, objects, fwhm) in enumerate(loaded):
+            opinions = []
+            if repeat is not None:
+                opinions.append((REPEAT, repeat[index].label))
+            if reference is not None:
+                opinions.append((REFERENCE, reference[index]))
+            having = np.zeros(len(objects.x), bool)
+            for _, labels in opinions:
+                having |= labels >= 0
+            if not having.any():
+                continue
+            rescale = plan_rescale(fwhm)
+            rows = np.flatnonzero(having)
+            x, y = objects.x[rows], objects.y[rows]
+            frame_id = store.add_frame(frame, fwhm, rescale)
+            ids = np.full(len(objects.x), -1, np.int64)
+            ids[rows] = store.add_objects(frame_id, x, y, cut_stamps(frame, x, y, rescale))
+            for source, labels in opinions:
+                chosen = (labels >= 0) & (ids >= 0)
+                if chosen.any():
+                    store.set_weak_labels(ids[chosen], labels[chosen], source)
 
 
 def measure_on_simulated_epochs(seeds, n_epochs=4, size=512, threshold=3.0, **options):
