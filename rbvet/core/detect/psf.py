@@ -35,6 +35,13 @@ _MIN_SURVIVAL = 0.08  # a star's 3x3-median peak keeps >= 15 % of its peak at 1.
 _CLEAN_MIN_FWHM = 2.5  # px; from here on, hits inside star stamps are masked out
 _ISOLATION = 2.0  # FWHMs: a star with another object closer than this is not used
 _MAX_STARS = 2000  # stars measured for the final value (the highest S/N ones)
+# Undersampled frames (pixelated FWHM under ~1.5 px): a pixel-integrated Gaussian fit.
+_POINT_SIGMAS = np.round(np.arange(0.0, 1.01, 0.05), 2)  # px, intrinsic; 0 is a point
+_POINT_PHASES = np.linspace(-0.5, 0.5, 11)  # sub-pixel centres tried, px
+_UNDERSAMPLED_MAX_FWHM = 1.5  # px (pixelated): wider stars are measured by moments
+_MIN_EXTENT_CHI2 = 25.0  # a star is wider than a point by at least 5 sigma
+_MAX_MISFIT = 0.1  # residual rms over the fitted flux's S/N: a worm or track fits worse
+_MAX_UNDERSAMPLED_SPREAD = 0.15  # the stars' sizes agree to this (relative MAD)
 
 
 @dataclass
@@ -58,6 +65,12 @@ class FwhmEstimate:
         The same for the stars used.
     stars : numpy.ndarray
         Indices, into the positions measured, of the stars used (for an empirical PSF).
+    undersampled : bool
+        The stars are undersampled (pixelated FWHM under about 1.5 px): measured by fitting
+        pixel-integrated Gaussians, not by moments (see :func:`measure_fwhm`).
+    psf_sigma : float
+        For undersampled stars, the fitted Gaussian's sigma (px) before pixel integration,
+        for a fitted PSF model; NaN otherwise.
     """
 
     fwhm: float
@@ -67,22 +80,28 @@ class FwhmEstimate:
     sizes: np.ndarray = field(default_factory=lambda: np.zeros(0))
     star_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0))
     stars: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    undersampled: bool = False
+    psf_sigma: float = np.nan
 
     def facts(self) -> dict:
         """Plain values for logs and a catalog's metadata: ``fwhm``, ``fwhm_stars``,
-        ``fwhm_spread`` (None without stars) and ``fwhm_source``."""
+        ``fwhm_spread`` (None without stars), ``fwhm_source`` and ``fwhm_undersampled``."""
         spread = None if not np.isfinite(self.spread) else round(float(self.spread), 4)
         return {
             "fwhm": round(float(self.fwhm), 3),
             "fwhm_stars": int(self.n_stars),
             "fwhm_spread": spread,
             "fwhm_source": self.source,
+            "fwhm_undersampled": bool(self.undersampled),
         }
 
     def describe(self) -> str:
         """One line for logs: ``FWHM 3.02 px from 57 stars (spread 4 %)``."""
         if self.source == "measured":
-            return f"FWHM {self.fwhm:.2f} px from {self.n_stars} stars (spread {self.spread:.0%})"
+            line = f"FWHM {self.fwhm:.2f} px from {self.n_stars} stars (spread {self.spread:.0%})"
+            if self.undersampled:
+                line += "; undersampled stars, measured by pixel-integrated Gaussian fits"
+            return line
         if self.source == "catalog":
             return f"FWHM {self.fwhm:.2f} px from the catalog's FWHM column"
         return f"FWHM {self.fwhm:.2f} px (default: too few stars to measure it)"
@@ -236,6 +255,18 @@ def measure_fwhm(
             details["stars"] = index[details["stars"]]
             estimate = FwhmEstimate(fwhm, source="measured", **details)
             break
+    if estimate is None and data is not None:
+        # No star above the PSF floor: the stars may be undersampled (FWHM near 1 px).
+        eligible = np.ones(len(x), dtype=bool) if frame.saturated is None else ~_near(
+            frame.saturated, x, y, reach=2
+        )
+        eligible &= finite
+        if unflagged.sum() >= 5:
+            eligible &= unflagged
+        found = _undersampled_fwhm(data, ~frame.mask, noise, x, y, eligible, snr_min)
+        if found is not None:
+            fwhm, _, details = found
+            estimate = FwhmEstimate(fwhm, source="measured", **details)
     if estimate is None and table is not None:
         fwhm = _fwhm_from_table(table)
         if fwhm is not None:
@@ -249,6 +280,165 @@ def measure_fwhm(
         )
         estimate = FwhmEstimate(float(default), 0, np.nan, "default")
     return estimate
+
+
+def _undersampled_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5):
+    """The FWHM of undersampled stars, by fitting pixel-integrated Gaussians; or None.
+
+    At a pixelated FWHM near 1 px, moments cannot tell a star from a hot pixel, but the
+    pixels can: a star spreads light into its neighbours as its PSF integrated over the
+    pixels dictates, whatever its sub-pixel centre, while a hot pixel or a hit is a
+    single pixel, or a pair or 2x2 block that a point at a pixel edge or corner fits as
+    well. Each object's 5x5 pixels are fitted with round Gaussians of every width of
+    :data:`_POINT_SIGMAS` at every sub-pixel centre of :data:`_POINT_PHASES` (a grid,
+    all objects at once); the stars are the objects clearly wider than a point (the
+    chi-square of the best point fit higher by :data:`_MIN_EXTENT_CHI2`), well fitted
+    (a worm or track is not), narrower than :data:`_UNDERSAMPLED_MAX_FWHM`, and of a
+    common width: a clipped cluster of at least ``min_count`` whose sizes agree to
+    :data:`_MAX_UNDERSAMPLED_SPREAD`, so a few hits widened by charge diffusion do not
+    make a PSF.
+
+    Returns
+    -------
+    tuple or None
+        ``(fwhm, psf_sigma, details)``: the pixelated FWHM ``2.355 sqrt(s**2 + 1/12)`` of
+        the S/N-weighted mean fitted sigma ``s``, that sigma, and the
+        :class:`FwhmEstimate` details; None without such a population.
+    """
+    eligible = np.asarray(eligible, dtype=bool) & np.isfinite(x) & np.isfinite(y)
+    ny, nx = data.shape
+    inside = (x >= 2.5) & (x < nx - 3.5) & (y >= 2.5) & (y < ny - 3.5)
+    index = np.flatnonzero(eligible & inside)
+    if len(index):
+        index = index[_box_snr(data, noise, x[index], y[index], half=1) >= snr_min]
+    if len(index) < min_count:
+        return None
+    fit = _point_fits(data, valid, noise, x[index], y[index])
+    sizes = _GAUSS_FWHM * np.sqrt(fit["sigma"] ** 2 + 1.0 / 12.0)
+    with np.errstate(invalid="ignore"):
+        extended = (
+            fit["usable"]
+            & (fit["snr"] >= snr_min)
+            & (fit["extent"] >= _MIN_EXTENT_CHI2)
+            & (fit["misfit"] <= _MAX_MISFIT)
+            & (sizes < _UNDERSAMPLED_MAX_FWHM)
+        )
+    if extended.sum() < min_count:
+        return None
+    log_size = np.log10(sizes)
+    centre, half_width = np.median(log_size[extended]), 0.1
+    for _ in range(5):
+        members = extended & (np.abs(log_size - centre) <= half_width)
+        if members.sum() < min_count:
+            return None
+        centre = np.median(log_size[members])
+        spread = 1.4826 * np.median(np.abs(log_size[members] - centre))
+        half_width = float(np.clip(3.0 * spread, 0.02, 0.1))
+    members = extended & (np.abs(log_size - centre) <= half_width)
+    star_sizes = sizes[members]
+    median = float(np.median(star_sizes))
+    relative_spread = float(1.4826 * np.median(np.abs(star_sizes - median)) / median)
+    if members.sum() < min_count or relative_spread > _MAX_UNDERSAMPLED_SPREAD:
+        return None
+    weights = np.minimum(fit["snr"][members], 200.0) ** 2
+    sigma = float(np.sqrt(np.average(fit["sigma"][members] ** 2, weights=weights)))
+    details = {
+        "n_stars": int(members.sum()),
+        "spread": relative_spread,
+        "sizes": sizes[fit["usable"] & (fit["snr"] >= snr_min)],
+        "star_sizes": star_sizes,
+        "stars": index[members],
+        "undersampled": True,
+        "psf_sigma": sigma,
+    }
+    return float(_GAUSS_FWHM * np.sqrt(sigma**2 + 1.0 / 12.0)), sigma, details
+
+
+def _point_templates():
+    """Pixel-integrated round Gaussians on a 5x5 grid, one row per (sigma, y, x centre).
+
+    Returns ``(templates, sigmas)``: unit-flux templates (K, 25) and the sigma of each;
+    sigma 0 is a point, all its light in the pixel holding its centre (split at an edge).
+    """
+    from scipy.special import erf
+
+    u = np.arange(-2, 3, dtype=np.float64)
+    sigma = np.maximum(_POINT_SIGMAS, 1e-6)[:, None, None]
+    phase = _POINT_PHASES[None, :, None]
+    scale = np.sqrt(2.0) * sigma
+    along = 0.5 * (erf((u + 0.5 - phase) / scale) - erf((u - 0.5 - phase) / scale))
+    # (sigma, y centre, x centre, rows, columns)
+    stamps = along[:, :, None, :, None] * along[:, None, :, None, :]
+    n_sigma, n_phase = len(_POINT_SIGMAS), len(_POINT_PHASES)
+    templates = stamps.reshape(n_sigma * n_phase * n_phase, 25)
+    return templates, np.repeat(_POINT_SIGMAS, n_phase * n_phase)
+
+
+def _point_fits(data, valid, noise, x, y, chunk=1000):
+    """Best pixel-integrated Gaussian of each object's 5x5 pixels (see
+    :func:`_undersampled_fwhm`), around its brightest pixel of the 3x3 at (x, y).
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        ``sigma`` (px, refined between grid widths by a parabola through the chi-squares),
+        ``snr`` (of the fitted flux), ``extent`` (chi-square of the best point fit minus
+        the best fit's), ``misfit`` (rms of the best fit's residual, beyond noise, over
+        ``snr``) and ``usable`` (no bad pixel, positive flux).
+    """
+    templates, sigmas = _point_templates()
+    norm2 = (templates * templates).sum(axis=1)
+    n_sigma = len(_POINT_SIGMAS)
+    ny, nx = data.shape
+    u = np.arange(-2, 3)
+    out = {
+        name: np.full(len(x), np.nan) for name in ("sigma", "snr", "extent", "misfit")
+    }
+    out["usable"] = np.zeros(len(x), dtype=bool)
+    for start in range(0, len(x), chunk):
+        part = slice(start, start + chunk)
+        ix = np.rint(x[part]).astype(np.int64)
+        iy = np.rint(y[part]).astype(np.int64)
+        near = data[
+            np.clip(iy[:, None, None] + u[None, 1:4, None], 0, ny - 1),
+            np.clip(ix[:, None, None] + u[None, None, 1:4], 0, nx - 1),
+        ].reshape(len(ix), 9)
+        brightest = np.argmax(near, axis=1)
+        iy = np.clip(iy + brightest // 3 - 1, 2, ny - 3)
+        ix = np.clip(ix + brightest % 3 - 1, 2, nx - 3)
+        rows = iy[:, None, None] + u[None, :, None]
+        cols = ix[:, None, None] + u[None, None, :]
+        box = data[rows, cols].reshape(len(ix), 25).astype(np.float64)
+        good = valid[rows, cols].all(axis=(1, 2))
+        sigma_noise = noise[iy, ix].astype(np.float64)
+        dot = box @ templates.T
+        chi2 = ((box * box).sum(axis=1)[:, None] - np.maximum(dot, 0.0) ** 2 / norm2) / (
+            sigma_noise[:, None] ** 2
+        )
+        by_sigma = chi2.reshape(len(ix), n_sigma, -1)
+        best_per_sigma = by_sigma.min(axis=2)
+        k = np.argmin(best_per_sigma, axis=1)
+        rows_n = np.arange(len(ix))
+        best = best_per_sigma[rows_n, k]
+        # Parabola through the neighbouring widths' chi-squares (at the grid's ends: none).
+        left = best_per_sigma[rows_n, np.maximum(k - 1, 0)]
+        right = best_per_sigma[rows_n, np.minimum(k + 1, n_sigma - 1)]
+        curvature = left + right - 2.0 * best
+        inner = (k > 0) & (k < n_sigma - 1) & (curvature > 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shift = np.where(inner, 0.5 * (left - right) / curvature, 0.0)
+        step = _POINT_SIGMAS[1] - _POINT_SIGMAS[0]
+        sigma = np.clip(_POINT_SIGMAS[k] + np.clip(shift, -0.5, 0.5) * step, 0.0, None)
+        best_template = np.argmin(chi2, axis=1)
+        snr = dot[rows_n, best_template] / np.sqrt(norm2[best_template]) / sigma_noise
+        with np.errstate(invalid="ignore"):
+            misfit = np.sqrt(np.maximum(best - 22.0, 0.0) / 25.0) / snr
+        out["sigma"][part] = sigma
+        out["snr"][part] = snr
+        out["extent"][part] = best_per_sigma[:, 0] - best
+        out["misfit"][part] = misfit
+        out["usable"][part] = good & (snr > 0) & np.isfinite(best)
+    return out
 
 
 def _near(flags, x, y, reach):
