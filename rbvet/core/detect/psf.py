@@ -40,7 +40,7 @@ _POINT_SIGMAS = np.round(np.arange(0.0, 1.01, 0.05), 2)  # px, intrinsic; 0 is a
 _POINT_PHASES = np.linspace(-0.5, 0.5, 11)  # sub-pixel centres tried, px
 _UNDERSAMPLED_MAX_FWHM = 1.5  # px (pixelated): wider stars are measured by moments
 _MIN_EXTENT_CHI2 = 25.0  # a star is wider than a point by at least 5 sigma
-_MAX_MISFIT = 0.1  # residual rms over the fitted flux's S/N: a worm or track fits worse
+_MAX_MISFIT = 0.03  # residual rms over the fitted flux's S/N: a worm or track fits worse
 _MAX_UNDERSAMPLED_SPREAD = 0.15  # the stars' sizes agree to this (relative MAD)
 
 
@@ -257,8 +257,10 @@ def measure_fwhm(
             break
     if estimate is None and data is not None:
         # No star above the PSF floor: the stars may be undersampled (FWHM near 1 px).
-        eligible = np.ones(len(x), dtype=bool) if frame.saturated is None else ~_near(
-            frame.saturated, x, y, reach=2
+        eligible = (
+            np.ones(len(x), dtype=bool)
+            if frame.saturated is None
+            else ~_near(frame.saturated, x, y, reach=2)
         )
         eligible &= finite
         if unflagged.sum() >= 5:
@@ -391,9 +393,7 @@ def _point_fits(data, valid, noise, x, y, chunk=1000):
     n_sigma = len(_POINT_SIGMAS)
     ny, nx = data.shape
     u = np.arange(-2, 3)
-    out = {
-        name: np.full(len(x), np.nan) for name in ("sigma", "snr", "extent", "misfit")
-    }
+    out = {name: np.full(len(x), np.nan) for name in ("sigma", "snr", "extent", "misfit")}
     out["usable"] = np.zeros(len(x), dtype=bool)
     for start in range(0, len(x), chunk):
         part = slice(start, start + chunk)
