@@ -11,7 +11,7 @@ does, and every detection is scored with the shipped model (a) at the measured F
 (b) at the true pixelated FWHM ``sqrt(f**2 + 0.46)``. Printed: the measured FWHM, whether
 it was found undersampled, the stars the estimator used that are hot pixels, and the
 recall of stars of peak S/N >= 20 and the rejection of hot pixels at the model's
-threshold. Run it with another checkout on ``PYTHONPATH`` for the before figures.
+threshold. Copied into an older checkout's scripts/ it gives that version's figures.
 """
 
 from __future__ import annotations
@@ -85,13 +85,20 @@ def measure(size, fwhm, seed, model):
         "fwhm": fwhm,
         "pixelated": pixelated,
         "measured": estimate.fwhm,
-        "source": estimate.source + (" undersampled" if estimate.undersampled else ""),
+        "source": estimate.source
+        + (" undersampled" if getattr(estimate, "undersampled", False) else ""),
         "stars_used": estimate.n_stars,
         "hot_used": int(np.sum(hot[estimate.stars])) if estimate.n_stars else 0,
         "bright_stars": int(bright_star.sum()),
         "hot_pixels": int(hot.sum()),
     }
-    for label, value in (("measured", estimate.fwhm), ("true", pixelated)):
+    # 1.5 and 1.0 px: what up-scaling by 2 and by 3 (plan_rescale) gives, whatever the FWHM.
+    for label, value in (
+        ("measured", estimate.fwhm),
+        ("true", pixelated),
+        ("up2", 1.5),
+        ("up3", 1.0),
+    ):
         scores, _ = run_job(score_objects(frame, table["x"], table["y"], model, value))
         real = np.asarray(scores) >= model.threshold
         row[f"recall_{label}"] = float(np.mean(real[bright_star]))
@@ -108,7 +115,7 @@ def main(argv=None):
     print(
         f"{'FWHM':>4s} {'pix':>5s} {'seed':>4s} | {'measured':>8s} {'source':22s} "
         f"{'stars':>5s} {'hot':>4s} | {'n*':>4s} {'nhot':>4s} | recall / rejection at "
-        "measured FWHM | at true FWHM"
+        "measured FWHM | at true FWHM | up-scaled x2 | up-scaled x3"
     )
     for fwhm in FWHMS:
         for seed in range(args.seeds):
@@ -119,6 +126,8 @@ def main(argv=None):
                 f"{r['bright_stars']:4d} {r['hot_pixels']:4d} | "
                 f"{r['recall_measured']:6.1%} / {r['rejection_measured']:6.1%}"
                 f"                | {r['recall_true']:6.1%} / {r['rejection_true']:6.1%}"
+                f" | {r['recall_up2']:6.1%} / {r['rejection_up2']:6.1%}"
+                f" | {r['recall_up3']:6.1%} / {r['rejection_up3']:6.1%}"
             )
     return 0
 

@@ -44,11 +44,11 @@ def _frame(n_stars, n_hot_pixels, mix, seed=900):
 
 
 def test_undersampled_stars_give_the_fwhm_and_hot_pixels_are_not_taken_for_stars():
-    """Stars of FWHM 0.8 px (1.05 px with the pixels) among as many hot pixels: moments
-    find nothing above the 1.1 px floor (the old result: the 3 px default); the fits
-    give the pixelated FWHM within 10 %, no single hot pixel among the stars used, and
-    stars the most of them (hot pairs at a pixel edge fit a sharp Gaussian too)."""
-    frame, table, kind, subkind = _frame(
+    """Stars of FWHM 0.8 px (1.05 px with the pixels) among as many hot pixels (singles,
+    pairs, clusters): moments find nothing above the 1.1 px floor (the old result: the
+    3 px default); the fits give the pixelated FWHM within 10 %, and the objects they
+    rest on are stars (a pair is a point across it, a cluster no round Gaussian)."""
+    frame, table, kind, _ = _frame(
         150, 150, {"single": 0.5, "pair": 0.35, "cluster": 0.15, "column_segment": 0.0}
     )
     with warnings.catch_warnings():
@@ -56,10 +56,9 @@ def test_undersampled_stars_give_the_fwhm_and_hot_pixels_are_not_taken_for_stars
         estimate = measure_fwhm(frame, table["x"], table["y"], table=table)
     assert estimate.source == "measured" and estimate.undersampled
     assert estimate.fwhm == pytest.approx(np.sqrt(0.8**2 + 0.46), rel=0.10)
-    used_kind, used_subkind = kind[estimate.stars], subkind[estimate.stars]
-    assert estimate.n_stars >= 20
-    assert not np.any((used_kind == "hot_pixel") & (used_subkind == "single"))
-    assert np.mean(used_kind == "star") > 0.5
+    assert np.sum(kind == "hot_pixel") >= 100
+    assert estimate.n_stars >= 15
+    assert np.mean(kind[estimate.stars] == "star") >= 0.9
     assert "undersampled" in estimate.describe() and estimate.facts()["fwhm_undersampled"]
     assert 0.1 < estimate.psf_sigma < 0.5  # the Gaussian's sigma before the pixels: 0.34
 

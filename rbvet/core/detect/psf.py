@@ -40,7 +40,8 @@ _POINT_SIGMAS = np.round(np.arange(0.0, 1.01, 0.05), 2)  # px, intrinsic; 0 is a
 _POINT_PHASES = np.linspace(-0.5, 0.5, 11)  # sub-pixel centres tried, px
 _UNDERSAMPLED_MAX_FWHM = 1.5  # px (pixelated): wider stars are measured by moments
 _MIN_EXTENT_CHI2 = 25.0  # a star is wider than a point by at least 5 sigma
-_MAX_MISFIT = 0.03  # residual rms over the fitted flux's S/N: a worm or track fits worse
+_MAX_MISFIT = 0.1  # residual beyond noise over the model: a cluster, worm or track fits worse
+_MAX_ASYMMETRY = 0.5  # the widths along x and y agree: a round PSF
 _MAX_UNDERSAMPLED_SPREAD = 0.15  # the stars' sizes agree to this (relative MAD)
 
 
@@ -257,6 +258,9 @@ def measure_fwhm(
             break
     if estimate is None and data is not None:
         # No star above the PSF floor: the stars may be undersampled (FWHM near 1 px).
+        # (Not when moments found a few: on frames crowded with cosmic-ray hits, which
+        # charge diffusion widens as the pixels widen an undersampled star, the hits
+        # would outvote them.)
         eligible = (
             np.ones(len(x), dtype=bool)
             if frame.saturated is None
@@ -323,6 +327,7 @@ def _undersampled_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5)
             & (fit["snr"] >= snr_min)
             & (fit["extent"] >= _MIN_EXTENT_CHI2)
             & (fit["misfit"] <= _MAX_MISFIT)
+            & (fit["asymmetry"] <= _MAX_ASYMMETRY)
             & (sizes < _UNDERSAMPLED_MAX_FWHM)
         )
     if extended.sum() < min_count:
@@ -356,11 +361,11 @@ def _undersampled_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5)
     return float(_GAUSS_FWHM * np.sqrt(sigma**2 + 1.0 / 12.0)), sigma, details
 
 
-def _point_templates():
-    """Pixel-integrated round Gaussians on a 5x5 grid, one row per (sigma, y, x centre).
+def _point_profiles():
+    """Pixel-integrated Gaussians across 5 pixels, one row per (sigma, sub-pixel centre).
 
-    Returns ``(templates, sigmas)``: unit-flux templates (K, 25) and the sigma of each;
-    sigma 0 is a point, all its light in the pixel holding its centre (split at an edge).
+    Returns ``(profiles, sigmas)``: unit-flux rows (K, 5) and the sigma of each; sigma 0
+    is a point, all its light in the pixel holding its centre (split at an edge).
     """
     from scipy.special import erf
 
@@ -369,76 +374,96 @@ def _point_templates():
     phase = _POINT_PHASES[None, :, None]
     scale = np.sqrt(2.0) * sigma
     along = 0.5 * (erf((u + 0.5 - phase) / scale) - erf((u - 0.5 - phase) / scale))
-    # (sigma, y centre, x centre, rows, columns)
-    stamps = along[:, :, None, :, None] * along[:, None, :, None, :]
-    n_sigma, n_phase = len(_POINT_SIGMAS), len(_POINT_PHASES)
-    templates = stamps.reshape(n_sigma * n_phase * n_phase, 25)
-    return templates, np.repeat(_POINT_SIGMAS, n_phase * n_phase)
+    return along.reshape(-1, 5), np.repeat(_POINT_SIGMAS, len(_POINT_PHASES))
 
 
-def _point_fits(data, valid, noise, x, y, chunk=1000):
-    """Best pixel-integrated Gaussian of each object's 5x5 pixels (see
-    :func:`_undersampled_fwhm`), around its brightest pixel of the 3x3 at (x, y).
+def _profile_fits(profiles, noise):
+    """Best pixel-integrated Gaussian of each 5-pixel profile (rows of ``profiles``), on
+    the grid of :func:`_point_profiles` with a parabola between widths.
+
+    Returns ``(sigma, extent, best)``: the width, how much worse the best point fits
+    (chi-square), and the best unit-flux profile (N, 5).
+    """
+    templates, _ = _point_profiles()
+    norm2 = (templates * templates).sum(axis=1)
+    n_sigma = len(_POINT_SIGMAS)
+    dot = profiles @ templates.T
+    chi2 = ((profiles * profiles).sum(axis=1)[:, None] - np.maximum(dot, 0.0) ** 2 / norm2) / (
+        noise[:, None] ** 2
+    )
+    by_sigma = chi2.reshape(len(profiles), n_sigma, -1).min(axis=2)
+    k = np.argmin(by_sigma, axis=1)
+    rows = np.arange(len(profiles))
+    best = by_sigma[rows, k]
+    left = by_sigma[rows, np.maximum(k - 1, 0)]
+    right = by_sigma[rows, np.minimum(k + 1, n_sigma - 1)]
+    curvature = left + right - 2.0 * best
+    inner = (k > 0) & (k < n_sigma - 1) & (curvature > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(inner, 0.5 * (left - right) / curvature, 0.0)
+    step = _POINT_SIGMAS[1] - _POINT_SIGMAS[0]
+    sigma = np.clip(_POINT_SIGMAS[k] + np.clip(shift, -0.5, 0.5) * step, 0.0, None)
+    return sigma, by_sigma[:, 0] - best, templates[np.argmin(chi2, axis=1)]
+
+
+def _point_fits(data, valid, noise, x, y):
+    """Pixel-integrated Gaussian fits of each object's profiles along x and along y (see
+    :func:`_undersampled_fwhm`): its 5x5 pixels around the brightest of the 3x3 at
+    (x, y), summed over rows and over columns.
+
+    Fitting the two profiles apart keeps a pair of hot pixels from passing for a star:
+    along the pair a sharp Gaussian at the right sub-pixel centre splits the light as
+    the pair does, but across it the profile is a point.
 
     Returns
     -------
     dict of numpy.ndarray
-        ``sigma`` (px, refined between grid widths by a parabola through the chi-squares),
-        ``snr`` (of the fitted flux), ``extent`` (chi-square of the best point fit minus
-        the best fit's), ``misfit`` (rms of the best fit's residual, beyond noise, over
-        ``snr``) and ``usable`` (no bad pixel, positive flux).
+        ``sigma`` (px, the geometric mean of the two widths), ``snr`` (of the fitted
+        flux), ``extent`` (the lesser of the two profiles' chi-square gains over a
+        point), ``misfit`` (the residual of the profiles' product fitted to the 25
+        pixels, beyond noise, over the model: 0 for a perfect fit),
+        ``asymmetry`` (the two widths' difference over their mean) and ``usable`` (no
+        bad pixel, positive flux).
     """
-    templates, sigmas = _point_templates()
-    norm2 = (templates * templates).sum(axis=1)
-    n_sigma = len(_POINT_SIGMAS)
     ny, nx = data.shape
     u = np.arange(-2, 3)
-    out = {name: np.full(len(x), np.nan) for name in ("sigma", "snr", "extent", "misfit")}
-    out["usable"] = np.zeros(len(x), dtype=bool)
-    for start in range(0, len(x), chunk):
-        part = slice(start, start + chunk)
-        ix = np.rint(x[part]).astype(np.int64)
-        iy = np.rint(y[part]).astype(np.int64)
-        near = data[
-            np.clip(iy[:, None, None] + u[None, 1:4, None], 0, ny - 1),
-            np.clip(ix[:, None, None] + u[None, None, 1:4], 0, nx - 1),
-        ].reshape(len(ix), 9)
-        brightest = np.argmax(near, axis=1)
-        iy = np.clip(iy + brightest // 3 - 1, 2, ny - 3)
-        ix = np.clip(ix + brightest % 3 - 1, 2, nx - 3)
-        rows = iy[:, None, None] + u[None, :, None]
-        cols = ix[:, None, None] + u[None, None, :]
-        box = data[rows, cols].reshape(len(ix), 25).astype(np.float64)
-        good = valid[rows, cols].all(axis=(1, 2))
-        sigma_noise = noise[iy, ix].astype(np.float64)
-        dot = box @ templates.T
-        chi2 = ((box * box).sum(axis=1)[:, None] - np.maximum(dot, 0.0) ** 2 / norm2) / (
-            sigma_noise[:, None] ** 2
-        )
-        by_sigma = chi2.reshape(len(ix), n_sigma, -1)
-        best_per_sigma = by_sigma.min(axis=2)
-        k = np.argmin(best_per_sigma, axis=1)
-        rows_n = np.arange(len(ix))
-        best = best_per_sigma[rows_n, k]
-        # Parabola through the neighbouring widths' chi-squares (at the grid's ends: none).
-        left = best_per_sigma[rows_n, np.maximum(k - 1, 0)]
-        right = best_per_sigma[rows_n, np.minimum(k + 1, n_sigma - 1)]
-        curvature = left + right - 2.0 * best
-        inner = (k > 0) & (k < n_sigma - 1) & (curvature > 0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            shift = np.where(inner, 0.5 * (left - right) / curvature, 0.0)
-        step = _POINT_SIGMAS[1] - _POINT_SIGMAS[0]
-        sigma = np.clip(_POINT_SIGMAS[k] + np.clip(shift, -0.5, 0.5) * step, 0.0, None)
-        best_template = np.argmin(chi2, axis=1)
-        snr = dot[rows_n, best_template] / np.sqrt(norm2[best_template]) / sigma_noise
-        with np.errstate(invalid="ignore"):
-            misfit = np.sqrt(np.maximum(best - 22.0, 0.0) / 25.0) / snr
-        out["sigma"][part] = sigma
-        out["snr"][part] = snr
-        out["extent"][part] = best_per_sigma[:, 0] - best
-        out["misfit"][part] = misfit
-        out["usable"][part] = good & (snr > 0) & np.isfinite(best)
-    return out
+    ix = np.rint(x).astype(np.int64)
+    iy = np.rint(y).astype(np.int64)
+    near = data[
+        np.clip(iy[:, None, None] + u[None, 1:4, None], 0, ny - 1),
+        np.clip(ix[:, None, None] + u[None, None, 1:4], 0, nx - 1),
+    ].reshape(len(ix), 9)
+    brightest = np.argmax(near, axis=1)
+    iy = np.clip(iy + brightest // 3 - 1, 2, ny - 3)
+    ix = np.clip(ix + brightest % 3 - 1, 2, nx - 3)
+    rows = iy[:, None, None] + u[None, :, None]
+    cols = ix[:, None, None] + u[None, None, :]
+    box = data[rows, cols].astype(np.float64)
+    good = valid[rows, cols].all(axis=(1, 2))
+    sigma_noise = noise[iy, ix].astype(np.float64)
+    noise_sum = sigma_noise * np.sqrt(5.0)  # of a 5-pixel sum
+    sigma_x, extent_x, along_x = _profile_fits(box.sum(axis=1), noise_sum)
+    sigma_y, extent_y, along_y = _profile_fits(box.sum(axis=2), noise_sum)
+    # The two profiles' product, its flux fitted to the 25 pixels: an L-shaped cluster
+    # of hot pixels has a fitting profile both ways, but not their product.
+    model = along_y[:, :, None] * along_x[:, None, :]
+    norm2 = (model * model).sum(axis=(1, 2))
+    flux = (model * box).sum(axis=(1, 2)) / norm2
+    residual2 = ((box - flux[:, None, None] * model) ** 2).sum(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = flux * np.sqrt(norm2) / sigma_noise
+        excess = np.maximum(residual2 - 24.0 * sigma_noise**2, 0.0)
+        misfit = np.sqrt(excess / norm2) / np.abs(flux)
+        mean = 0.5 * (sigma_x + sigma_y)
+        asymmetry = np.where(mean > 0, np.abs(sigma_x - sigma_y) / mean, np.inf)
+    return {
+        "sigma": np.sqrt(sigma_x * sigma_y),
+        "snr": snr,
+        "extent": np.minimum(extent_x, extent_y),
+        "misfit": misfit,
+        "asymmetry": asymmetry,
+        "usable": good & (flux > 0) & np.isfinite(snr),
+    }
 
 
 def _near(flags, x, y, reach):
