@@ -73,3 +73,39 @@ def test_hot_pixels_alone_still_give_the_stated_fallback():
         estimate = measure_fwhm(frame, table["x"], table["y"], table=table)
     assert estimate.source == "default" and estimate.fwhm == DEFAULT_FWHM
     assert not estimate.undersampled
+
+
+def test_the_fitted_psf_paints_undersampled_stars_at_any_sub_pixel_centre():
+    """Stars injected with the fitted PSF of an undersampled frame, at random sub-pixel
+    centres, are measured back at the frame's own FWHM (the painter integrates the
+    Gaussian over the pixels wherever the centre falls; a stack shifted by sub-pixel
+    amounts would ring and blur at this sampling)."""
+    from astropy.table import Table
+
+    from rbvet.core.inject.inject import InjectionSettings, injected_frame, paint_round
+    from rbvet.core.inject.psf import measure_frame_psf
+
+    frame, table, kind, _ = _frame(
+        150, 150, {"single": 0.5, "pair": 0.35, "cluster": 0.15, "column_segment": 0.0}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RbvetWarning)
+        estimate = measure_fwhm(frame, table["x"], table["y"], table=table)
+        frame_psf = measure_frame_psf(frame, table, estimate.fwhm)
+    assert frame_psf.source == "fitted" and frame_psf.fwhm == pytest.approx(estimate.fwhm)
+    rng = np.random.default_rng(8)
+    sky = frame_from_array(
+        rng.normal(100.0, 3.0, (200, 200)).astype(np.float32), saturation=1e6
+    ).ensure_background()
+    grid = np.arange(20.0, 181.0, 20.0)
+    px, py = (v.ravel() + rng.uniform(-0.5, 0.5, v.size) for v in np.meshgrid(grid, grid))
+    kinds = np.full(px.size, "star", object)
+    settings = InjectionSettings(star_snr=(300.0, 300.001))
+    image, truth = paint_round(sky, frame_psf, px, py, kinds, settings, rng)
+    painted = injected_frame(sky, image, np.inf)
+    injected = Table({"x": np.asarray(truth["x"]), "y": np.asarray(truth["y"])})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RbvetWarning)
+        measured = measure_fwhm(painted, injected["x"], injected["y"], table=injected)
+    assert measured.undersampled and measured.n_stars >= 0.5 * px.size
+    assert measured.fwhm == pytest.approx(estimate.fwhm, rel=0.05)

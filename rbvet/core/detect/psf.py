@@ -3,8 +3,10 @@
 Cosmic-ray hits can outnumber stars ten to one and form their own sharp peak of the size
 distribution, so the stars are chosen among objects that look like a sampled PSF: round,
 unsaturated, isolated, above a PSF floor, and surviving a 3x3 median filter (a hit, sharper
-than any PSF the pixels can sample, does not). :func:`measure_fwhm` says how many stars it
-used and their spread; :func:`estimate_fwhm` returns the number alone.
+than any PSF the pixels can sample, does not). Undersampled stars (FWHM near 1 px), below
+the floor, are found by fitting pixel-integrated Gaussians where no star clears it.
+:func:`measure_fwhm` says how many stars it used and their spread; :func:`estimate_fwhm`
+returns the number alone.
 """
 
 from __future__ import annotations
@@ -182,6 +184,13 @@ def measure_fwhm(
     being corrected for the pixel phase), so Moffat-like PSFs with wings are not
     overestimated as a second-moment width would be, nor faint stars' noisy peaks.
 
+    Undersampled frames (pixelated FWHM under about 1.5 px, stars that moments cannot
+    tell from hot pixels) give no star above the floor; then each candidate's pixels
+    are fitted with pixel-integrated Gaussians, and a population of round objects
+    clearly wider than a point, of one width, is taken for the stars (see
+    :func:`_undersampled_fwhm`): the estimate says ``undersampled`` and holds the fitted
+    Gaussian's ``psf_sigma``. Without such a population the fallback applies as before.
+
     The value is the FWHM of the pixelated profile, as SExtractor or imexam would report
     it: for a Gaussian PSF of width ``f`` integrated over pixels it is about
     ``sqrt(f**2 + 0.46)``, i.e. 5 % more at 2 px and 1 % more at 4 px.
@@ -200,7 +209,7 @@ def measure_fwhm(
         Minimum weighted signal-to-noise of a usable object.
     default : float
         Used, with an :class:`RbvetWarning` naming the file, when fewer than 5 stars are
-        usable and the table has no FWHM column.
+        usable (by moments or as undersampled stars) and the table has no FWHM column.
     max_objects : int
         At most this many candidates are measured (an even subsample of the rest).
 
@@ -292,17 +301,21 @@ def _undersampled_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5)
     """The FWHM of undersampled stars, by fitting pixel-integrated Gaussians; or None.
 
     At a pixelated FWHM near 1 px, moments cannot tell a star from a hot pixel, but the
-    pixels can: a star spreads light into its neighbours as its PSF integrated over the
-    pixels dictates, whatever its sub-pixel centre, while a hot pixel or a hit is a
-    single pixel, or a pair or 2x2 block that a point at a pixel edge or corner fits as
-    well. Each object's 5x5 pixels are fitted with round Gaussians of every width of
-    :data:`_POINT_SIGMAS` at every sub-pixel centre of :data:`_POINT_PHASES` (a grid,
-    all objects at once); the stars are the objects clearly wider than a point (the
-    chi-square of the best point fit higher by :data:`_MIN_EXTENT_CHI2`), well fitted
-    (a worm or track is not), narrower than :data:`_UNDERSAMPLED_MAX_FWHM`, and of a
-    common width: a clipped cluster of at least ``min_count`` whose sizes agree to
-    :data:`_MAX_UNDERSAMPLED_SPREAD`, so a few hits widened by charge diffusion do not
-    make a PSF.
+    pixels can: a star spreads light into its neighbours, along x and along y, as its PSF
+    integrated over the pixels dictates, whatever its sub-pixel centre, while a hot pixel
+    is a single pixel, a pair that is a point across it, or a cluster that no round
+    profile fits. Each object's profiles along x and y (its 5x5 pixels summed over rows
+    and columns) are fitted with Gaussians of every width of :data:`_POINT_SIGMAS` at
+    every sub-pixel centre of :data:`_POINT_PHASES` (a grid, all objects at once; see
+    :func:`_point_fits`); the stars are the objects clearly wider than a point along
+    both (the chi-square of the best point fit higher by :data:`_MIN_EXTENT_CHI2`: only
+    the brighter ones can show it), as wide along both (:data:`_MAX_ASYMMETRY`), whose
+    5x5 pixels the two profiles' product fits (:data:`_MAX_MISFIT`: a worm, track or
+    cluster does not), narrower than :data:`_UNDERSAMPLED_MAX_FWHM`, and of a common
+    width: a clipped cluster of at least ``min_count`` whose sizes agree to
+    :data:`_MAX_UNDERSAMPLED_SPREAD`. Cosmic-ray hits widened by charge diffusion look
+    like such stars, so this runs only where moments found no star at all (see
+    :func:`measure_fwhm`).
 
     Returns
     -------
