@@ -103,7 +103,10 @@ class FwhmEstimate:
         if self.source == "measured":
             line = f"FWHM {self.fwhm:.2f} px from {self.n_stars} stars (spread {self.spread:.0%})"
             if self.undersampled:
-                line += "; undersampled stars, measured by pixel-integrated Gaussian fits"
+                line += (
+                    "; undersampled stars, measured by pixel-integrated Gaussian fits "
+                    "(sharper than a model trained from 1.2 px sees: check its scores)"
+                )
             return line
         if self.source == "catalog":
             return f"FWHM {self.fwhm:.2f} px from the catalog's FWHM column"
