@@ -90,6 +90,14 @@ def test_plan_follows_seed_rule():
     assert plan_rescale(None) == Rescale() and plan_rescale(float("nan")) == Rescale()
 
 
+def test_a_fwhm_below_the_trained_ones_is_upscaled_to_at_least_2_5_px():
+    """The seed's rule up-scales 1.2 px by round(2.5) = 2, to 2.4 px: sharper than any
+    star the model was trained on; by 3 it is 3.6 px. From 1.25 px on, the seed's rule."""
+    assert plan_rescale(1.2).up == 3 and plan_rescale(1.24).up == 3
+    assert plan_rescale(1.25).up == 2 and plan_rescale(1.38).up == 2
+    assert plan_rescale(0.85).up == 4  # round(3.53): the seed's rule already goes further
+
+
 def test_inputs_are_brightness_invariant():
     rng = np.random.default_rng(1)
     data, sky = random_stamps(rng, 5, 31)

@@ -3,8 +3,10 @@
 Cosmic-ray hits can outnumber stars ten to one and form their own sharp peak of the size
 distribution, so the stars are chosen among objects that look like a sampled PSF: round,
 unsaturated, isolated, above a PSF floor, and surviving a 3x3 median filter (a hit, sharper
-than any PSF the pixels can sample, does not). :func:`measure_fwhm` says how many stars it
-used and their spread; :func:`estimate_fwhm` returns the number alone.
+than any PSF the pixels can sample, does not). Undersampled stars (FWHM near 1 px), below
+the floor, are found by fitting pixel-integrated Gaussians where no star clears it.
+:func:`measure_fwhm` says how many stars it used and their spread; :func:`estimate_fwhm`
+returns the number alone.
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ _MIN_SURVIVAL = 0.08  # a star's 3x3-median peak keeps >= 15 % of its peak at 1.
 _CLEAN_MIN_FWHM = 2.5  # px; from here on, hits inside star stamps are masked out
 _ISOLATION = 2.0  # FWHMs: a star with another object closer than this is not used
 _MAX_STARS = 2000  # stars measured for the final value (the highest S/N ones)
+# Undersampled frames (pixelated FWHM under ~1.5 px): a pixel-integrated Gaussian fit.
+_POINT_SIGMAS = np.round(np.arange(0.0, 1.01, 0.05), 2)  # px, intrinsic; 0 is a point
+_POINT_PHASES = np.linspace(-0.5, 0.5, 11)  # sub-pixel centres tried, px
+_UNDERSAMPLED_MAX_FWHM = 1.5  # px (pixelated): wider stars are measured by moments
+_MIN_EXTENT_CHI2 = 25.0  # a star is wider than a point by at least 5 sigma
+_MAX_MISFIT = 0.1  # residual beyond noise over the model: a cluster, worm or track fits worse
+_MAX_ASYMMETRY = 0.5  # the widths along x and y agree: a round PSF
+_MAX_UNDERSAMPLED_SPREAD = 0.15  # the stars' sizes agree to this (relative MAD)
 
 
 @dataclass
@@ -58,6 +68,12 @@ class FwhmEstimate:
         The same for the stars used.
     stars : numpy.ndarray
         Indices, into the positions measured, of the stars used (for an empirical PSF).
+    undersampled : bool
+        The stars are undersampled (pixelated FWHM under about 1.5 px): measured by fitting
+        pixel-integrated Gaussians, not by moments (see :func:`measure_fwhm`).
+    psf_sigma : float
+        For undersampled stars, the fitted Gaussian's sigma (px) before pixel integration,
+        for a fitted PSF model; NaN otherwise.
     """
 
     fwhm: float
@@ -67,22 +83,31 @@ class FwhmEstimate:
     sizes: np.ndarray = field(default_factory=lambda: np.zeros(0))
     star_sizes: np.ndarray = field(default_factory=lambda: np.zeros(0))
     stars: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    undersampled: bool = False
+    psf_sigma: float = np.nan
 
     def facts(self) -> dict:
         """Plain values for logs and a catalog's metadata: ``fwhm``, ``fwhm_stars``,
-        ``fwhm_spread`` (None without stars) and ``fwhm_source``."""
+        ``fwhm_spread`` (None without stars), ``fwhm_source`` and ``fwhm_undersampled``."""
         spread = None if not np.isfinite(self.spread) else round(float(self.spread), 4)
         return {
             "fwhm": round(float(self.fwhm), 3),
             "fwhm_stars": int(self.n_stars),
             "fwhm_spread": spread,
             "fwhm_source": self.source,
+            "fwhm_undersampled": bool(self.undersampled),
         }
 
     def describe(self) -> str:
         """One line for logs: ``FWHM 3.02 px from 57 stars (spread 4 %)``."""
         if self.source == "measured":
-            return f"FWHM {self.fwhm:.2f} px from {self.n_stars} stars (spread {self.spread:.0%})"
+            line = f"FWHM {self.fwhm:.2f} px from {self.n_stars} stars (spread {self.spread:.0%})"
+            if self.undersampled:
+                line += (
+                    "; undersampled stars, measured by pixel-integrated Gaussian fits "
+                    "(sharper than a model trained from 1.2 px sees: check its scores)"
+                )
+            return line
         if self.source == "catalog":
             return f"FWHM {self.fwhm:.2f} px from the catalog's FWHM column"
         return f"FWHM {self.fwhm:.2f} px (default: too few stars to measure it)"
@@ -162,6 +187,13 @@ def measure_fwhm(
     being corrected for the pixel phase), so Moffat-like PSFs with wings are not
     overestimated as a second-moment width would be, nor faint stars' noisy peaks.
 
+    Undersampled frames (pixelated FWHM under about 1.5 px, stars that moments cannot
+    tell from hot pixels) give no star above the floor; then each candidate's pixels
+    are fitted with pixel-integrated Gaussians, and a population of round objects
+    clearly wider than a point, of one width, is taken for the stars (see
+    :func:`_undersampled_fwhm`): the estimate says ``undersampled`` and holds the fitted
+    Gaussian's ``psf_sigma``. Without such a population the fallback applies as before.
+
     The value is the FWHM of the pixelated profile, as SExtractor or imexam would report
     it: for a Gaussian PSF of width ``f`` integrated over pixels it is about
     ``sqrt(f**2 + 0.46)``, i.e. 5 % more at 2 px and 1 % more at 4 px.
@@ -180,7 +212,7 @@ def measure_fwhm(
         Minimum weighted signal-to-noise of a usable object.
     default : float
         Used, with an :class:`RbvetWarning` naming the file, when fewer than 5 stars are
-        usable and the table has no FWHM column.
+        usable (by moments or as undersampled stars) and the table has no FWHM column.
     max_objects : int
         At most this many candidates are measured (an even subsample of the rest).
 
@@ -236,6 +268,23 @@ def measure_fwhm(
             details["stars"] = index[details["stars"]]
             estimate = FwhmEstimate(fwhm, source="measured", **details)
             break
+    if estimate is None and data is not None:
+        # No star above the PSF floor: the stars may be undersampled (FWHM near 1 px).
+        # (Not when moments found a few: on frames crowded with cosmic-ray hits, which
+        # charge diffusion widens as the pixels widen an undersampled star, the hits
+        # would outvote them.)
+        eligible = (
+            np.ones(len(x), dtype=bool)
+            if frame.saturated is None
+            else ~_near(frame.saturated, x, y, reach=2)
+        )
+        eligible &= finite
+        if unflagged.sum() >= 5:
+            eligible &= unflagged
+        found = _undersampled_fwhm(data, ~frame.mask, noise, x, y, eligible, snr_min)
+        if found is not None:
+            fwhm, _, details = found
+            estimate = FwhmEstimate(fwhm, source="measured", **details)
     if estimate is None and table is not None:
         fwhm = _fwhm_from_table(table)
         if fwhm is not None:
@@ -249,6 +298,188 @@ def measure_fwhm(
         )
         estimate = FwhmEstimate(float(default), 0, np.nan, "default")
     return estimate
+
+
+def _undersampled_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5):
+    """The FWHM of undersampled stars, by fitting pixel-integrated Gaussians; or None.
+
+    At a pixelated FWHM near 1 px, moments cannot tell a star from a hot pixel, but the
+    pixels can: a star spreads light into its neighbours, along x and along y, as its PSF
+    integrated over the pixels dictates, whatever its sub-pixel centre, while a hot pixel
+    is a single pixel, a pair that is a point across it, or a cluster that no round
+    profile fits. Each object's profiles along x and y (its 5x5 pixels summed over rows
+    and columns) are fitted with Gaussians of every width of :data:`_POINT_SIGMAS` at
+    every sub-pixel centre of :data:`_POINT_PHASES` (a grid, all objects at once; see
+    :func:`_point_fits`); the stars are the objects clearly wider than a point along
+    both (the chi-square of the best point fit higher by :data:`_MIN_EXTENT_CHI2`: only
+    the brighter ones can show it), as wide along both (:data:`_MAX_ASYMMETRY`), whose
+    5x5 pixels the two profiles' product fits (:data:`_MAX_MISFIT`: a worm, track or
+    cluster does not), narrower than :data:`_UNDERSAMPLED_MAX_FWHM`, and of a common
+    width: a clipped cluster of at least ``min_count`` whose sizes agree to
+    :data:`_MAX_UNDERSAMPLED_SPREAD`. Cosmic-ray hits widened by charge diffusion look
+    like such stars, so this runs only where moments found no star at all (see
+    :func:`measure_fwhm`).
+
+    Returns
+    -------
+    tuple or None
+        ``(fwhm, psf_sigma, details)``: the pixelated FWHM ``2.355 sqrt(s**2 + 1/12)`` of
+        the S/N-weighted mean fitted sigma ``s``, that sigma, and the
+        :class:`FwhmEstimate` details; None without such a population.
+    """
+    eligible = np.asarray(eligible, dtype=bool) & np.isfinite(x) & np.isfinite(y)
+    ny, nx = data.shape
+    inside = (x >= 2.5) & (x < nx - 3.5) & (y >= 2.5) & (y < ny - 3.5)
+    index = np.flatnonzero(eligible & inside)
+    if len(index):
+        index = index[_box_snr(data, noise, x[index], y[index], half=1) >= snr_min]
+    if len(index) < min_count:
+        return None
+    fit = _point_fits(data, valid, noise, x[index], y[index])
+    sizes = _GAUSS_FWHM * np.sqrt(fit["sigma"] ** 2 + 1.0 / 12.0)
+    with np.errstate(invalid="ignore"):
+        extended = (
+            fit["usable"]
+            & (fit["snr"] >= snr_min)
+            & (fit["extent"] >= _MIN_EXTENT_CHI2)
+            & (fit["misfit"] <= _MAX_MISFIT)
+            & (fit["asymmetry"] <= _MAX_ASYMMETRY)
+            & (sizes < _UNDERSAMPLED_MAX_FWHM)
+        )
+    if extended.sum() < min_count:
+        return None
+    log_size = np.log10(sizes)
+    centre, half_width = np.median(log_size[extended]), 0.1
+    for _ in range(5):
+        members = extended & (np.abs(log_size - centre) <= half_width)
+        if members.sum() < min_count:
+            return None
+        centre = np.median(log_size[members])
+        spread = 1.4826 * np.median(np.abs(log_size[members] - centre))
+        half_width = float(np.clip(3.0 * spread, 0.02, 0.1))
+    members = extended & (np.abs(log_size - centre) <= half_width)
+    star_sizes = sizes[members]
+    median = float(np.median(star_sizes))
+    relative_spread = float(1.4826 * np.median(np.abs(star_sizes - median)) / median)
+    if members.sum() < min_count or relative_spread > _MAX_UNDERSAMPLED_SPREAD:
+        return None
+    weights = np.minimum(fit["snr"][members], 200.0) ** 2
+    sigma = float(np.sqrt(np.average(fit["sigma"][members] ** 2, weights=weights)))
+    details = {
+        "n_stars": int(members.sum()),
+        "spread": relative_spread,
+        "sizes": sizes[fit["usable"] & (fit["snr"] >= snr_min)],
+        "star_sizes": star_sizes,
+        "stars": index[members],
+        "undersampled": True,
+        "psf_sigma": sigma,
+    }
+    return float(_GAUSS_FWHM * np.sqrt(sigma**2 + 1.0 / 12.0)), sigma, details
+
+
+def _point_profiles():
+    """Pixel-integrated Gaussians across 5 pixels, one row per (sigma, sub-pixel centre).
+
+    Returns ``(profiles, sigmas)``: unit-flux rows (K, 5) and the sigma of each; sigma 0
+    is a point, all its light in the pixel holding its centre (split at an edge).
+    """
+    from scipy.special import erf
+
+    u = np.arange(-2, 3, dtype=np.float64)
+    sigma = np.maximum(_POINT_SIGMAS, 1e-6)[:, None, None]
+    phase = _POINT_PHASES[None, :, None]
+    scale = np.sqrt(2.0) * sigma
+    along = 0.5 * (erf((u + 0.5 - phase) / scale) - erf((u - 0.5 - phase) / scale))
+    return along.reshape(-1, 5), np.repeat(_POINT_SIGMAS, len(_POINT_PHASES))
+
+
+def _profile_fits(profiles, noise):
+    """Best pixel-integrated Gaussian of each 5-pixel profile (rows of ``profiles``), on
+    the grid of :func:`_point_profiles` with a parabola between widths.
+
+    Returns ``(sigma, extent, best)``: the width, how much worse the best point fits
+    (chi-square), and the best unit-flux profile (N, 5).
+    """
+    templates, _ = _point_profiles()
+    norm2 = (templates * templates).sum(axis=1)
+    n_sigma = len(_POINT_SIGMAS)
+    dot = profiles @ templates.T
+    chi2 = ((profiles * profiles).sum(axis=1)[:, None] - np.maximum(dot, 0.0) ** 2 / norm2) / (
+        noise[:, None] ** 2
+    )
+    by_sigma = chi2.reshape(len(profiles), n_sigma, -1).min(axis=2)
+    k = np.argmin(by_sigma, axis=1)
+    rows = np.arange(len(profiles))
+    best = by_sigma[rows, k]
+    left = by_sigma[rows, np.maximum(k - 1, 0)]
+    right = by_sigma[rows, np.minimum(k + 1, n_sigma - 1)]
+    curvature = left + right - 2.0 * best
+    inner = (k > 0) & (k < n_sigma - 1) & (curvature > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shift = np.where(inner, 0.5 * (left - right) / curvature, 0.0)
+    step = _POINT_SIGMAS[1] - _POINT_SIGMAS[0]
+    sigma = np.clip(_POINT_SIGMAS[k] + np.clip(shift, -0.5, 0.5) * step, 0.0, None)
+    return sigma, by_sigma[:, 0] - best, templates[np.argmin(chi2, axis=1)]
+
+
+def _point_fits(data, valid, noise, x, y):
+    """Pixel-integrated Gaussian fits of each object's profiles along x and along y (see
+    :func:`_undersampled_fwhm`): its 5x5 pixels around the brightest of the 3x3 at
+    (x, y), summed over rows and over columns.
+
+    Fitting the two profiles apart keeps a pair of hot pixels from passing for a star:
+    along the pair a sharp Gaussian at the right sub-pixel centre splits the light as
+    the pair does, but across it the profile is a point.
+
+    Returns
+    -------
+    dict of numpy.ndarray
+        ``sigma`` (px, the geometric mean of the two widths), ``snr`` (of the fitted
+        flux), ``extent`` (the lesser of the two profiles' chi-square gains over a
+        point), ``misfit`` (the residual of the profiles' product fitted to the 25
+        pixels, beyond noise, over the model: 0 for a perfect fit),
+        ``asymmetry`` (the two widths' difference over their mean) and ``usable`` (no
+        bad pixel, positive flux).
+    """
+    ny, nx = data.shape
+    u = np.arange(-2, 3)
+    ix = np.rint(x).astype(np.int64)
+    iy = np.rint(y).astype(np.int64)
+    near = data[
+        np.clip(iy[:, None, None] + u[None, 1:4, None], 0, ny - 1),
+        np.clip(ix[:, None, None] + u[None, None, 1:4], 0, nx - 1),
+    ].reshape(len(ix), 9)
+    brightest = np.argmax(near, axis=1)
+    iy = np.clip(iy + brightest // 3 - 1, 2, ny - 3)
+    ix = np.clip(ix + brightest % 3 - 1, 2, nx - 3)
+    rows = iy[:, None, None] + u[None, :, None]
+    cols = ix[:, None, None] + u[None, None, :]
+    box = data[rows, cols].astype(np.float64)
+    good = valid[rows, cols].all(axis=(1, 2))
+    sigma_noise = noise[iy, ix].astype(np.float64)
+    noise_sum = sigma_noise * np.sqrt(5.0)  # of a 5-pixel sum
+    sigma_x, extent_x, along_x = _profile_fits(box.sum(axis=1), noise_sum)
+    sigma_y, extent_y, along_y = _profile_fits(box.sum(axis=2), noise_sum)
+    # The two profiles' product, its flux fitted to the 25 pixels: an L-shaped cluster
+    # of hot pixels has a fitting profile both ways, but not their product.
+    model = along_y[:, :, None] * along_x[:, None, :]
+    norm2 = (model * model).sum(axis=(1, 2))
+    flux = (model * box).sum(axis=(1, 2)) / norm2
+    residual2 = ((box - flux[:, None, None] * model) ** 2).sum(axis=(1, 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        snr = flux * np.sqrt(norm2) / sigma_noise
+        excess = np.maximum(residual2 - 24.0 * sigma_noise**2, 0.0)
+        misfit = np.sqrt(excess / norm2) / np.abs(flux)
+        mean = 0.5 * (sigma_x + sigma_y)
+        asymmetry = np.where(mean > 0, np.abs(sigma_x - sigma_y) / mean, np.inf)
+    return {
+        "sigma": np.sqrt(sigma_x * sigma_y),
+        "snr": snr,
+        "extent": np.minimum(extent_x, extent_y),
+        "misfit": misfit,
+        "asymmetry": asymmetry,
+        "usable": good & (flux > 0) & np.isfinite(snr),
+    }
 
 
 def _near(flags, x, y, reach):

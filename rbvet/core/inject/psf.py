@@ -79,8 +79,9 @@ class FramePsf:
     psf : EmpiricalPsf or rbvet.core.simulate.psf._Psf
         The profile to paint with.
     source : str
-        ``"empirical"`` (stacked from ``n_stars`` stars) or ``"fallback"`` (a Moffat of
-        the FWHM: too few stars).
+        ``"empirical"`` (stacked from ``n_stars`` stars), ``"fitted"`` (undersampled
+        stars: the pixel-integrated Gaussian fitted to them, see `fitted_psf`) or
+        ``"fallback"`` (a Moffat of the FWHM: too few stars).
     n_stars : int
     fwhm : float
         The frame's FWHM (px) the PSF rests on.
@@ -116,6 +117,36 @@ class FramePsf:
 def moffat_psf(fwhm, beta=FALLBACK_BETA):
     """A round Moffat PSF of this FWHM, in the simulator's form."""
     return _Psf("moffat", float(fwhm), float(beta), 0.0, 0.0)
+
+
+def fitted_psf(fwhm_estimate):
+    """The PSF of undersampled stars: the round Gaussian their pixels were fitted with.
+
+    A stack of stamps aligned by sub-pixel shifts does not work at a FWHM near 1 px:
+    the shift (band-limited) rings on a profile the pixels do not sample, and the
+    spline that places an injected star between pixel centres would blur it. The fit
+    (`rbvet.core.detect.psf.measure_fwhm`) already holds the shape the pixels show: a
+    Gaussian of ``psf_sigma`` before pixel integration, which the simulator's painter
+    integrates over the pixels at any sub-pixel centre.
+
+    Parameters
+    ----------
+    fwhm_estimate : rbvet.core.detect.psf.FwhmEstimate
+        With ``undersampled`` set.
+
+    Returns
+    -------
+    FramePsf
+        ``source`` ``"fitted"``.
+    """
+    sigma = max(float(fwhm_estimate.psf_sigma), 0.05)
+    psf = _Psf("gaussian", sigma * 2.0 * np.sqrt(2.0 * np.log(2.0)), 0.0, 0.0, 0.0)
+    note = (
+        f"PSF: undersampled stars (FWHM {fwhm_estimate.fwhm:.2f} px with the pixels), a "
+        f"pixel-integrated Gaussian of sigma {sigma:.2f} px fitted to "
+        f"{fwhm_estimate.n_stars} of them"
+    )
+    return FramePsf(psf, "fitted", int(fwhm_estimate.n_stars), float(fwhm_estimate.fwhm), note)
 
 
 def empirical_psf(frame, x, y, fwhm_estimate, min_stars=MIN_PSF_STARS):
@@ -257,6 +288,8 @@ def measure_frame_psf(frame, table, fwhm, fwhm_given=False):
         estimate = measure_fwhm(frame, x, y, table=table)
     if fwhm_given or estimate.source != "measured":
         estimate = dataclasses.replace(estimate, fwhm=float(fwhm))
+    elif estimate.undersampled:
+        return fitted_psf(estimate)
     result = empirical_psf(frame, x, y, estimate)
     if fwhm_given:
         return dataclasses.replace(result, fwhm_source="given")
