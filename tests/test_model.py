@@ -1,6 +1,7 @@
 """Model creation, saving with a card, loading (.keras and STDPipe .h5), refusal, engines."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -272,3 +273,23 @@ def test_prediction_threads_started_from_a_daemon_thread_are_not_daemons(keras_m
     creator.start()
     creator.join(60)
     assert seen and not any(seen)
+
+
+def test_importing_keras_prints_no_tensorflow_chatter_and_stderr_works_after():
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from rbvet.core.model.network import import_keras\n"
+        "keras = import_keras()\n"
+        "keras.layers.Dense(2)\n"
+        "os.write(2, b'native after\\n')\n"
+        "print('python after', file=sys.stderr)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["native after", "python after"]

@@ -6,8 +6,10 @@ vetting with ONNX Runtime never loads TensorFlow.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -33,7 +35,11 @@ def import_keras():
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        import keras
+        if "keras" in sys.modules:
+            import keras
+        else:
+            with _native_stderr_silenced():
+                import keras
     except ImportError as error:
         raise KerasNotInstalled(
             f"TensorFlow/Keras is not installed ({error}); training and converting models "
@@ -41,6 +47,30 @@ def import_keras():
         ) from None
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     return keras
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send what native code writes to file descriptor 2 to the null device meanwhile.
+
+    TensorFlow 2.21 logs through absl before ``TF_CPP_MIN_LOG_LEVEL`` is read ("All log
+    messages before absl::InitializeLog() ...", "oneDNN custom operations are on"), four
+    lines on every command that trains. Python's own errors are raised, not printed, so
+    nothing a user needs is lost.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable file descriptor 2 (embedded interpreters)
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def create_model(
