@@ -56,7 +56,8 @@ def test_weak_labels_of_the_projects_frames_go_to_the_store_and_are_counted(
     assert window.busy and window.cancel_button.isVisible()
     with qtbot.waitSignal(thread.succeeded, timeout=TIMEOUT_MS) as done:
         pass
-    qtbot.waitUntil(lambda: not window.busy, timeout=TIMEOUT_MS)
+    # The job's end is shown once its finished slot ran (busy turns False a little earlier).
+    qtbot.waitUntil(lambda: not window.progress_bar.isVisibleTo(window), timeout=TIMEOUT_MS)
     made = done.args[0]
     counts = made.counts()
     real, artifacts = counts[(REPEAT, 1)], counts[(REPEAT, 0)]
@@ -103,7 +104,8 @@ def test_cancelled_weak_labels_write_nothing(qtbot, window, epoch_paths):
     thread = window.make_weak_labels()
     with qtbot.waitSignal(thread.cancelled, timeout=TIMEOUT_MS):
         window.cancel_job()
-    qtbot.waitUntil(lambda: not window.busy, timeout=TIMEOUT_MS)
+    # The job's end is shown once its finished slot ran (busy turns False a little earlier).
+    qtbot.waitUntil(lambda: not window.progress_bar.isVisibleTo(window), timeout=TIMEOUT_MS)
     assert "Cancelled" in window.statusBar().currentMessage()
     assert not window.labels.store_path.exists() or not weak_summary(window)["weak"]
     assert np.all(window.state.data.labels < 1)

@@ -19,7 +19,6 @@ from __future__ import annotations
 from PyQt6.QtWidgets import QStackedWidget
 
 from rbvet.core.jobs import Progress
-from rbvet.gui.workers import JobThread
 
 
 def assess_shown_frame(data, model_path, store_path, settings=None):
@@ -56,14 +55,6 @@ def start_assessment(window, settings=None):
         window.statusBar().showMessage("Wait for the current job to end (or cancel it)", 4000)
         return None
     store_path = window.labels.store_path
-    thread = JobThread(
-        assess_shown_frame(data, window.model_path, store_path, settings),
-        name="assess",
-        parent=window,
-    )
-
-    def while_current(slot):
-        return lambda *args: slot(*args) if window.job is thread else None
 
     def succeeded(assessment):
         window.state.session.set_assessment(assessment)
@@ -72,16 +63,12 @@ def start_assessment(window, settings=None):
         window.project.mark_assessed(data)
         window._job_outcome = assessment_message(assessment)  # said once the job has ended
 
-    thread.progressed.connect(while_current(window._on_progress))
-    thread.succeeded.connect(while_current(succeeded))
-    thread.failed.connect(while_current(window._on_failed))
-    thread.cancelled.connect(while_current(window._on_cancelled))
-    thread.finished.connect(while_current(lambda: window._set_busy(False)))
-    window.job = thread
-    window.error_banner.hide()
-    window._set_busy(True, "Assessing this frame")
-    thread.start()
-    return thread
+    return window.start_window_job(
+        assess_shown_frame(data, window.model_path, store_path, settings),
+        "assess",
+        "Assessing this frame",
+        succeeded,
+    )
 
 
 def show_kept_assessment(window):

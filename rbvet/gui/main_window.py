@@ -466,25 +466,47 @@ class MainWindow(QMainWindow):
             self._remember_recent(frame_path)
             self._on_classified(result)
 
-        thread = JobThread(job, name="classify", parent=self)
+        self.start_window_job(
+            job,
+            "classify",
+            f"Opening {Path(frame_path).name}",
+            succeeded,
+            failed=lambda message: self._on_failed(message, (frame_path, catalog_path)),
+            cancelled=lambda: self._on_cancelled(frame_path),
+            before_start=self.frame_settings.track,
+        )
+
+    def start_window_job(
+        self, job, name, busy_text, succeeded, failed=None, cancelled=None, before_start=None
+    ):
+        """Run ``job`` as the window's job: its progress bar and Cancel, the busy state,
+        and its outcome through ``succeeded(result)`` (``failed(message)`` and
+        ``cancelled()``: the window's own by default).
+
+        Each slot is called only while the job is the window's job: a signal already
+        queued when another job took its place is dropped.
+
+        Returns
+        -------
+        JobThread
+        """
+        thread = JobThread(job, name=name, parent=self)
 
         def while_current(slot):
-            """The slot, for signals of this job only while it is the window's job: a
-            signal already queued when another frame was opened is dropped."""
             return lambda *args: slot(*args) if self.job is thread else None
 
         thread.progressed.connect(while_current(self._on_progress))
         thread.succeeded.connect(while_current(succeeded))
-        thread.failed.connect(
-            while_current(lambda message: self._on_failed(message, (frame_path, catalog_path)))
-        )
-        thread.cancelled.connect(while_current(lambda: self._on_cancelled(frame_path)))
+        thread.failed.connect(while_current(failed or self._on_failed))
+        thread.cancelled.connect(while_current(cancelled or self._on_cancelled))
         thread.finished.connect(while_current(lambda: self._set_busy(False)))
         self.job = thread
-        self.frame_settings.track(thread)
+        if before_start is not None:
+            before_start(thread)
         self.error_banner.hide()
-        self._set_busy(True, f"Opening {Path(frame_path).name}")
-        self.job.start()
+        self._set_busy(True, busy_text)
+        thread.start()
+        return thread
 
     def cancel_job(self, wait=False):
         """Ask the running job to stop at its next step.

@@ -16,8 +16,6 @@ their headers once read; otherwise the job finds it and says so).
 
 from __future__ import annotations
 
-from rbvet.gui.workers import JobThread
-
 
 def weak_label_problem(frames):
     """Why ``frames`` (a project's `ProjectFrame` list) can give no weak labels from
@@ -72,25 +70,17 @@ def start_weak_labels(window):
         return None
     store_path = window.labels.store_path
     pairs = [(f.frame_path, f.catalog_path) for f in frames]
-    thread = JobThread(make_weak_labels(pairs, store_path), name="weak labels", parent=window)
-
-    def while_current(slot):
-        return lambda *args: slot(*args) if window.job is thread else None
 
     def succeeded(made):
         window._update_store_status()  # the store's tooltip counts the weak labels
         window._job_outcome = weak_labels_message(made, store_path)
 
-    thread.progressed.connect(while_current(window._on_progress))
-    thread.succeeded.connect(while_current(succeeded))
-    thread.failed.connect(while_current(window._on_failed))
-    thread.cancelled.connect(while_current(window._on_cancelled))
-    thread.finished.connect(while_current(lambda: window._set_busy(False)))
-    window.job = thread
-    window.error_banner.hide()
-    window._set_busy(True, f"Making weak labels from {len(pairs)} frames")
-    thread.start()
-    return thread
+    return window.start_window_job(
+        make_weak_labels(pairs, store_path),
+        "weak labels",
+        f"Making weak labels from {len(pairs)} frames",
+        succeeded,
+    )
 
 
 def weak_labels_message(made, store_path):
