@@ -587,11 +587,15 @@ them off, too, every pixel, truth row and older parameter is as before."""
 # a pixel. The two frames with galaxies were taken again when galaxies came to be convolved
 # in single precision, as they are sampled (their pixels moved by at most 2e-7 of their peak,
 # a few image pixels by one count of Poisson noise); the same frames without galaxies kept
-# the digests they had before that change, so nothing else moved.
+# the digests they had before that change, so nothing else moved. All four were taken again
+# when the photon noise of bright pixels came to be drawn as a Gaussian of the Poisson
+# variance, in single precision (`_noisy_image`): the truth, the sky, the noise map and the
+# kind maps stayed equal, the noise-free layers within float32 rounding, only the image's
+# noise moved.
 SEEDED_FRAMES = [
     (
         dict(shape=(96, 128), rng=7),
-        "2ea37407a509fa7220232b954835d5f88c1e32a9b202cbfd12eb3277d42f9c91",
+        "3eb51688f7db5e54d5318eafae9a878a90d567fe6da86902984bc9e5d5aa8912",
     ),
     (
         dict(
@@ -607,7 +611,7 @@ SEEDED_FRAMES = [
             n_galaxies=6,
             psf_model="moffat",
         ),
-        "3655712b95ac4665c212697f51c7403536303903523bca0ec5fe994accf7980c",
+        "cfd069dd1ed925aee5c15cac6fb246c66fbb70bc578336d8a21ded3282d093ba",
     ),
     (
         dict(
@@ -623,11 +627,11 @@ SEEDED_FRAMES = [
             n_galaxies=0,
             psf_model="moffat",
         ),
-        "92abb75d9b83e68ad61d0684138db04f74ba19863b3e4daa860529d32b832cbc",
+        "a2d730bb19c5754afb98c40d27accda43dc2bf139ced4acb08f46f434cce3d2e",
     ),
     (
         dict(shape=(96, 128), rng=7, n_galaxies=0),
-        "50f2d3c4434cde1c484a528c070de180efebdafa9937fcca94a605f383fc992d",
+        "4d28f172293595f7f18176151f51f621a4db753e446e64018f2349fe3e9e8c3b",
     ),
 ]
 
@@ -677,3 +681,57 @@ def test_every_setting_has_a_docstring():
     }
     names = {item.name for item in dataclasses.fields(SimulationSettings)}
     assert len(names) >= 34 and documented == names
+
+
+# --- noise draw and kind maps (the fast paths) -------------------------------------------
+
+
+def test_noisy_image_has_the_photon_and_read_noise_of_each_pixel():
+    from rbvet.core.simulate.frame import POISSON_MAX_COUNTS, _noisy_image
+
+    gain, read_noise = 2.0, 3.0
+    faint, bright = 0.25 * POISSON_MAX_COUNTS / gain, 40.0 * POISSON_MAX_COUNTS / gain
+    mean = np.repeat(np.array([[faint], [bright]], np.float32), 200_000, axis=1)
+    image = _noisy_image(np.random.default_rng(3), mean, gain, read_noise)
+    assert image.dtype == np.float32 and image.shape == mean.shape
+    for row, level in enumerate((faint, bright)):
+        values = image[row].astype(np.float64)
+        variance = level / gain + read_noise**2
+        assert values.mean() == pytest.approx(level, abs=5 * np.sqrt(variance / values.size))
+        assert values.var() == pytest.approx(variance, rel=0.02)
+
+
+def test_noisy_image_is_poisson_where_few_electrons_are_expected():
+    from rbvet.core.simulate.frame import POISSON_MAX_COUNTS, _noisy_image
+
+    gain = 1.5
+    counts = np.array([[4.0], [4.0 * POISSON_MAX_COUNTS]], np.float32)
+    image = _noisy_image(np.random.default_rng(4), np.repeat(counts / gain, 100_000, 1), gain, 0.0)
+    electrons = image.astype(np.float64) * gain
+    # Without read noise, faint pixels hold whole electrons with Poisson's skew (1/sqrt(4));
+    # bright ones a continuous Gaussian of the same variance.
+    faint, bright = electrons
+    assert np.allclose(faint, np.rint(faint), atol=1e-4)
+    skew = np.mean((faint - 4.0) ** 3) / 4.0**1.5
+    assert skew == pytest.approx(0.5, abs=0.05)
+    assert np.mean(np.abs(bright - np.rint(bright)) > 0.01) > 0.9
+    assert bright.var() == pytest.approx(4.0 * POISSON_MAX_COUNTS, rel=0.02)
+
+
+def test_dominant_kind_is_the_strongest_layer_above_the_floor():
+    from rbvet.core.simulate.truth import _dominant_kind
+
+    rng = np.random.default_rng(5)
+    shape = (64, 80)
+    layers = [
+        np.where(rng.uniform(size=shape) < 0.2, rng.normal(0.0, 5.0, shape), 0.0)
+        for _ in range(3)
+    ]
+    layers.insert(1, np.zeros(shape))  # a kind absent from the frame
+    floor = rng.uniform(0.5, 2.0, shape)
+    strength = np.abs(np.stack(layers))
+    expected = np.where(strength.max(0) > floor, strength.argmax(0) + 1, 0)
+    kind = _dominant_kind(layers, floor)
+    assert kind.dtype == np.uint8
+    np.testing.assert_array_equal(kind, expected)
+    assert set(np.unique(kind)) == {0, 1, 3, 4}
