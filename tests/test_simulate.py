@@ -724,8 +724,7 @@ def test_dominant_kind_is_the_strongest_layer_above_the_floor():
     rng = np.random.default_rng(5)
     shape = (64, 80)
     layers = [
-        np.where(rng.uniform(size=shape) < 0.2, rng.normal(0.0, 5.0, shape), 0.0)
-        for _ in range(3)
+        np.where(rng.uniform(size=shape) < 0.2, rng.normal(0.0, 5.0, shape), 0.0) for _ in range(3)
     ]
     layers.insert(1, np.zeros(shape))  # a kind absent from the frame
     floor = rng.uniform(0.5, 2.0, shape)
