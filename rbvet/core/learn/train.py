@@ -12,6 +12,7 @@ the current batch, simulation at once) and returns nothing.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -490,6 +491,31 @@ def _worker_context():
     return context
 
 
+def _simulated_in_pool(tasks, workers):
+    """Each task's `_simulate_one` part, in task order, from a pool of ``workers``.
+
+    The pool starts in a thread of its own, as its fork server imports the simulator
+    first (about a second, more on a busy machine); until it is ready this process
+    simulates the next frames itself, so that the start-up costs no time. Closing the
+    generator terminates the pool (waiting for it to have started, if it has not).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="rbvet pool start") as starter:
+        starting = starter.submit(_worker_context().Pool, workers)
+        try:
+            done = 0
+            while done < len(tasks) and not starting.done():
+                yield _simulate_one(tasks[done])
+                done += 1
+            if done < len(tasks):
+                yield from starting.result().imap(_simulate_one, tasks[done:])
+        finally:
+            pool = starting.result()
+            pool.terminate()
+            pool.join()
+
+
 def simulated_training_set(
     n_frames=100,
     shape=(1024, 1024),
@@ -505,7 +531,8 @@ def simulated_training_set(
 
     Frames are simulated in parallel processes (``workers``, default: all cores), forks of
     a server that imported the simulator once (`_worker_context`), handed one frame at a
-    time so that none waits while another has frames left; frame ``i`` uses seed
+    time so that none waits while another has frames left; while that pool starts, this
+    process simulates the first frames (`_simulated_in_pool`); frame ``i`` uses seed
     ``(seed, i)``, so the set is reproducible and a different ``seed`` gives frames never
     seen. ``fwhm_range`` (optional) draws the FWHM uniformly in that range instead of the
     simulator's default distribution. A job (`rbvet.core.jobs`): yields `Progress` over
@@ -525,14 +552,12 @@ def simulated_training_set(
     started = time.perf_counter()
     yield Progress(0, n_frames, SIMULATING)
     if workers > 1 and n_frames > 1:
-        # Closing the job terminates the pool here.
-        with _worker_context().Pool(min(workers, n_frames)) as pool:
-            for part in pool.imap(_simulate_one, tasks):
-                parts.append(part)
-                yield Progress(len(parts), n_frames, SIMULATING)
+        simulated = _simulated_in_pool(tasks, min(workers, n_frames))
     else:
-        for task in tasks:
-            parts.append(_simulate_one(task))
+        simulated = (_simulate_one(task) for task in tasks)
+    with contextlib.closing(simulated):  # closing the job stops the pool here
+        for part in simulated:
+            parts.append(part)
             yield Progress(len(parts), n_frames, SIMULATING)
     data = TrainingSet.concatenate(parts, metadata={"n_frames": n_frames, "seed": seed})
     log(
