@@ -591,11 +591,12 @@ them off, too, every pixel, truth row and older parameter is as before."""
 # when the photon noise of bright pixels came to be drawn as a Gaussian of the Poisson
 # variance, in single precision (`_noisy_image`): the truth, the sky, the noise map and the
 # kind maps stayed equal, the noise-free layers within float32 rounding, only the image's
-# noise moved.
+# noise moved; and when cosmic rays came to be diffused where they lie rather than by a
+# frame-wide convolution (their peaks moved by 1e-16 of themselves).
 SEEDED_FRAMES = [
     (
         dict(shape=(96, 128), rng=7),
-        "3eb51688f7db5e54d5318eafae9a878a90d567fe6da86902984bc9e5d5aa8912",
+        "1df7a7a0726dfbc345caf75ca2060785da4c794e393ec9051facf8ce0996a250",
     ),
     (
         dict(
@@ -611,7 +612,7 @@ SEEDED_FRAMES = [
             n_galaxies=6,
             psf_model="moffat",
         ),
-        "cfd069dd1ed925aee5c15cac6fb246c66fbb70bc578336d8a21ded3282d093ba",
+        "962c123b730d71b44b157ad49c67c70d84a08c0ae3c1879e09519b9f36c06309",
     ),
     (
         dict(
@@ -627,11 +628,11 @@ SEEDED_FRAMES = [
             n_galaxies=0,
             psf_model="moffat",
         ),
-        "a2d730bb19c5754afb98c40d27accda43dc2bf139ced4acb08f46f434cce3d2e",
+        "a1040fdd9242f1a0c37c6f16cf40a0e387a58a3b3d7b192c6844494163e3a01f",
     ),
     (
         dict(shape=(96, 128), rng=7, n_galaxies=0),
-        "4d28f172293595f7f18176151f51f621a4db753e446e64018f2349fe3e9e8c3b",
+        "8f480e8947d79109e4e3aefc282846d81b35c8239ad6ab88efced77d02bef484",
     ),
 ]
 
@@ -734,3 +735,29 @@ def test_dominant_kind_is_the_strongest_layer_above_the_floor():
     assert kind.dtype == np.uint8
     np.testing.assert_array_equal(kind, expected)
     assert set(np.unique(kind)) == {0, 1, 3, 4}
+
+
+def test_cosmic_ray_diffusion_is_the_frame_wide_convolution():
+    from scipy import ndimage
+
+    from rbvet.core.simulate.artifacts import _diffusion_kernel, _paint_artifacts
+
+    shape = (40, 50)
+    rows = np.array([0, 5, 5, 39, 20, -1, 20])  # on the edges, and one off the frame
+    cols = np.array([0, 7, 8, 49, 25, 3, 50])
+    values = np.array([100.0, 50.0, 80.0, 30.0, 200.0, 999.0, 999.0])
+    owner = np.array([0, 1, 1, 2, 3, 4, 4])
+    columns = dict(x=np.zeros(5), y=np.zeros(5))
+    background = np.full(shape, 100.0)
+    args = ("cosmic_ray", ("single",), np.zeros(5, int), (owner, rows, cols, values))
+    args += (np.ones(5), np.zeros(5, int), np.zeros(5, int), background, {"saturation": 1e9})
+    layer, truth = _paint_artifacts(*args, diffusion=0.6, **columns)
+    plain, _ = _paint_artifacts(*args, diffusion=0.0, **columns)
+    kernel = _diffusion_kernel(0.6)
+    expected = ndimage.convolve1d(plain, kernel, axis=0, mode="constant")
+    expected = ndimage.convolve1d(expected, kernel, axis=1, mode="constant")
+    np.testing.assert_allclose(layer, expected, rtol=1e-12, atol=1e-12)
+    assert layer.sum() < values[:5].sum()  # light of edge deposits spread off the frame
+    np.testing.assert_allclose(
+        truth["peak"][:4], [expected[0, 0], expected[5, 8], expected[39, 49], expected[20, 25]]
+    )
