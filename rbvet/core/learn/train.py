@@ -491,27 +491,39 @@ def _worker_context():
     return context
 
 
+_pool_server_started = False
+"""Whether this process has started a simulating pool: its fork server lives on, so the
+next pool starts at once."""
+
+
 def _simulated_in_pool(tasks, workers):
     """Each task's `_simulate_one` part, in task order, from a pool of ``workers``.
 
-    The pool starts in a thread of its own, as its fork server imports the simulator
-    first (about a second, more on a busy machine); until it is ready this process
-    simulates the next frames itself, so that the start-up costs no time. Closing the
-    generator terminates the pool (waiting for it to have started, if it has not).
+    The pool starts in a thread of its own and is handed the tasks at once. The first
+    pool of a process waits for its fork server to import the simulator (about a second
+    of one core, more on a busy machine): meanwhile this process, with the other core,
+    simulates the first frame itself. Closing the generator terminates the pool (once
+    it has started, if it has not yet).
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    global _pool_server_started
+    here = 0 if _pool_server_started else 1
+
+    def start():
+        pool = _worker_context().Pool(max(1, min(workers, len(tasks) - here)))
+        return pool, pool.imap(_simulate_one, tasks[here:])
+
     with ThreadPoolExecutor(1, thread_name_prefix="rbvet pool start") as starter:
-        starting = starter.submit(_worker_context().Pool, workers)
+        starting = starter.submit(start)
         try:
-            done = 0
-            while done < len(tasks) and not starting.done():
-                yield _simulate_one(tasks[done])
-                done += 1
-            if done < len(tasks):
-                yield from starting.result().imap(_simulate_one, tasks[done:])
+            if here:
+                yield _simulate_one(tasks[0])
+            pool, parts = starting.result()
+            _pool_server_started = True
+            yield from parts
         finally:
-            pool = starting.result()
+            pool, _ = starting.result()
             pool.terminate()
             pool.join()
 
@@ -531,8 +543,8 @@ def simulated_training_set(
 
     Frames are simulated in parallel processes (``workers``, default: all cores), forks of
     a server that imported the simulator once (`_worker_context`), handed one frame at a
-    time so that none waits while another has frames left; while that pool starts, this
-    process simulates the first frames (`_simulated_in_pool`); frame ``i`` uses seed
+    time so that none waits while another has frames left; while the first pool starts,
+    this process simulates the first frame (`_simulated_in_pool`); frame ``i`` uses seed
     ``(seed, i)``, so the set is reproducible and a different ``seed`` gives frames never
     seen. ``fwhm_range`` (optional) draws the FWHM uniformly in that range instead of the
     simulator's default distribution. A job (`rbvet.core.jobs`): yields `Progress` over
