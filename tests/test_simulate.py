@@ -588,15 +588,16 @@ them off, too, every pixel, truth row and older parameter is as before."""
 # in single precision, as they are sampled (their pixels moved by at most 2e-7 of their peak,
 # a few image pixels by one count of Poisson noise); the same frames without galaxies kept
 # the digests they had before that change, so nothing else moved. All four were taken again
-# when the photon noise of bright pixels came to be drawn as a Gaussian of the Poisson
-# variance, in single precision (`_noisy_image`): the truth, the sky, the noise map and the
+# when the photon noise of bright pixels came to be drawn from a single-precision normal
+# draw with the Poisson mean, variance and skew (`_noisy_image`): the truth, the sky, the
+# noise map and the
 # kind maps stayed equal, the noise-free layers within float32 rounding, only the image's
 # noise moved; and when cosmic rays came to be diffused where they lie rather than by a
 # frame-wide convolution (their peaks moved by 1e-16 of themselves).
 SEEDED_FRAMES = [
     (
         dict(shape=(96, 128), rng=7),
-        "1df7a7a0726dfbc345caf75ca2060785da4c794e393ec9051facf8ce0996a250",
+        "5cd1caf3f05d3b0a6d6027475721d1051fd9b9171b17b7424d67b16c9a1d27f4",
     ),
     (
         dict(
@@ -612,7 +613,7 @@ SEEDED_FRAMES = [
             n_galaxies=6,
             psf_model="moffat",
         ),
-        "962c123b730d71b44b157ad49c67c70d84a08c0ae3c1879e09519b9f36c06309",
+        "9e250115e2516f9f1b806137a77ba8e17c9147dc06598438a495041c796c86b2",
     ),
     (
         dict(
@@ -628,11 +629,11 @@ SEEDED_FRAMES = [
             n_galaxies=0,
             psf_model="moffat",
         ),
-        "a1040fdd9242f1a0c37c6f16cf40a0e387a58a3b3d7b192c6844494163e3a01f",
+        "cccdbcd404d56aa548b887adfef682b121197d1097d59b7c67d94b380e9322fe",
     ),
     (
         dict(shape=(96, 128), rng=7, n_galaxies=0),
-        "8f480e8947d79109e4e3aefc282846d81b35c8239ad6ab88efced77d02bef484",
+        "a57a21a9ab8a7b797d93fed0f8cc5c7af0bfa7d642ff25c446102b736c34e116",
     ),
 ]
 
@@ -705,18 +706,20 @@ def test_noisy_image_has_the_photon_and_read_noise_of_each_pixel():
 def test_noisy_image_is_poisson_where_few_electrons_are_expected():
     from rbvet.core.simulate.frame import POISSON_MAX_COUNTS, _noisy_image
 
-    gain = 1.5
+    gain, n = 1.5, 400_000
     counts = np.array([[4.0], [4.0 * POISSON_MAX_COUNTS]], np.float32)
-    image = _noisy_image(np.random.default_rng(4), np.repeat(counts / gain, 100_000, 1), gain, 0.0)
-    electrons = image.astype(np.float64) * gain
-    # Without read noise, faint pixels hold whole electrons with Poisson's skew (1/sqrt(4));
-    # bright ones a continuous Gaussian of the same variance.
-    faint, bright = electrons
+    image = _noisy_image(np.random.default_rng(4), np.repeat(counts / gain, n, 1), gain, 0.0)
+    faint, bright = image.astype(np.float64) * gain  # electrons
+    # Without read noise, faint pixels hold whole electrons with Poisson's skew, 1/sqrt(4);
+    # bright ones are continuous, with the Poisson variance and skew, 1/sqrt(400): the
+    # tails, where noise peaks come from, of a Poisson draw (a plain Gaussian has none).
     assert np.allclose(faint, np.rint(faint), atol=1e-4)
-    skew = np.mean((faint - 4.0) ** 3) / 4.0**1.5
-    assert skew == pytest.approx(0.5, abs=0.05)
+    assert np.mean((faint - 4.0) ** 3) / 4.0**1.5 == pytest.approx(0.5, abs=0.03)
     assert np.mean(np.abs(bright - np.rint(bright)) > 0.01) > 0.9
-    assert bright.var() == pytest.approx(4.0 * POISSON_MAX_COUNTS, rel=0.02)
+    level = float(counts[1, 0])
+    assert bright.var() == pytest.approx(level, rel=0.01)
+    skew = np.mean((bright - bright.mean()) ** 3) / bright.std() ** 3
+    assert skew == pytest.approx(1.0 / np.sqrt(level), abs=0.015)
 
 
 def test_dominant_kind_is_the_strongest_layer_above_the_floor():
