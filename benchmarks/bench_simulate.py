@@ -8,7 +8,8 @@ start-up, as a user does), alternating between this checkout and ``--baseline`` 
 checkout of an older commit, e.g. ``git archive <commit> | tar -x -C DIR``), and prints
 for each:
 
-- frames/s of `simulated_training_set` with a process per core, start-up included;
+- frames/s of `simulated_training_set` with a process per core, start-up included, and
+  the seconds until its first frame is ready (the pool's start-up and one frame);
 - frames/s in one process, imports done before the clock starts;
 - CPU seconds per frame of each stage (simulate, read the array, background, detect,
   label, FWHM, cut, preprocess), measured with ``time.process_time`` in one process;
@@ -33,10 +34,13 @@ mode, n_frames, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 from rbvet.core.jobs import cpu_count, run_job
 from rbvet.core.learn.train import simulated_training_set
 if mode == "parallel":
-    started = time.perf_counter()
-    run_job(simulated_training_set(n_frames=n_frames, shape=(size, size), seed=7))
+    started, first = time.perf_counter(), []
+    def report(progress):
+        if progress.done >= 1 and not first:
+            first.append(time.perf_counter() - started)
+    run_job(simulated_training_set(n_frames=n_frames, shape=(size, size), seed=7), report)
     print(json.dumps({"rate": n_frames / (time.perf_counter() - started),
-                      "workers": cpu_count()}))
+                      "first": first[0], "workers": cpu_count()}))
     sys.exit()
 from rbvet.core.cutouts.preprocess import PreprocessParams, plan_rescale
 from rbvet.core.cutouts.stamps import cut_stamps
@@ -126,6 +130,7 @@ def main():
     serial = best(checkouts, "serial", args.frames, args.size, args.repeats)
     workers = parallel[names[0]]["workers"]
     line(f"workers {workers}, start-up in", [parallel[n]["rate"] for n in names], "frames/s")
+    line("  first frame after", [parallel[n]["first"] for n in names], "s")
     line("one process", [serial[n]["rate"] for n in names], "frames/s")
     print("  CPU seconds per frame:")
     for stage in serial[names[0]]["stages"]:

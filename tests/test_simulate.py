@@ -587,11 +587,17 @@ them off, too, every pixel, truth row and older parameter is as before."""
 # a pixel. The two frames with galaxies were taken again when galaxies came to be convolved
 # in single precision, as they are sampled (their pixels moved by at most 2e-7 of their peak,
 # a few image pixels by one count of Poisson noise); the same frames without galaxies kept
-# the digests they had before that change, so nothing else moved.
+# the digests they had before that change, so nothing else moved. All four were taken again
+# when the photon noise of bright pixels came to be drawn from a single-precision normal
+# draw with the Poisson mean, variance and skew (`_noisy_image`): the truth, the sky, the
+# noise map and the
+# kind maps stayed equal, the noise-free layers within float32 rounding, only the image's
+# noise moved; and when cosmic rays came to be diffused where they lie rather than by a
+# frame-wide convolution (their peaks moved by 1e-16 of themselves).
 SEEDED_FRAMES = [
     (
         dict(shape=(96, 128), rng=7),
-        "2ea37407a509fa7220232b954835d5f88c1e32a9b202cbfd12eb3277d42f9c91",
+        "5cd1caf3f05d3b0a6d6027475721d1051fd9b9171b17b7424d67b16c9a1d27f4",
     ),
     (
         dict(
@@ -607,7 +613,7 @@ SEEDED_FRAMES = [
             n_galaxies=6,
             psf_model="moffat",
         ),
-        "3655712b95ac4665c212697f51c7403536303903523bca0ec5fe994accf7980c",
+        "9e250115e2516f9f1b806137a77ba8e17c9147dc06598438a495041c796c86b2",
     ),
     (
         dict(
@@ -623,11 +629,11 @@ SEEDED_FRAMES = [
             n_galaxies=0,
             psf_model="moffat",
         ),
-        "92abb75d9b83e68ad61d0684138db04f74ba19863b3e4daa860529d32b832cbc",
+        "cccdbcd404d56aa548b887adfef682b121197d1097d59b7c67d94b380e9322fe",
     ),
     (
         dict(shape=(96, 128), rng=7, n_galaxies=0),
-        "50f2d3c4434cde1c484a528c070de180efebdafa9937fcca94a605f383fc992d",
+        "a57a21a9ab8a7b797d93fed0f8cc5c7af0bfa7d642ff25c446102b736c34e116",
     ),
 ]
 
@@ -677,3 +683,84 @@ def test_every_setting_has_a_docstring():
     }
     names = {item.name for item in dataclasses.fields(SimulationSettings)}
     assert len(names) >= 34 and documented == names
+
+
+# --- noise draw and kind maps (the fast paths) -------------------------------------------
+
+
+def test_noisy_image_has_the_photon_and_read_noise_of_each_pixel():
+    from rbvet.core.simulate.frame import POISSON_MAX_COUNTS, _noisy_image
+
+    gain, read_noise = 2.0, 3.0
+    faint, bright = 0.25 * POISSON_MAX_COUNTS / gain, 40.0 * POISSON_MAX_COUNTS / gain
+    mean = np.repeat(np.array([[faint], [bright]], np.float32), 200_000, axis=1)
+    image = _noisy_image(np.random.default_rng(3), mean, gain, read_noise)
+    assert image.dtype == np.float32 and image.shape == mean.shape
+    for row, level in enumerate((faint, bright)):
+        values = image[row].astype(np.float64)
+        variance = level / gain + read_noise**2
+        assert values.mean() == pytest.approx(level, abs=5 * np.sqrt(variance / values.size))
+        assert values.var() == pytest.approx(variance, rel=0.02)
+
+
+def test_noisy_image_is_poisson_where_few_electrons_are_expected():
+    from rbvet.core.simulate.frame import POISSON_MAX_COUNTS, _noisy_image
+
+    gain, n = 1.5, 400_000
+    counts = np.array([[4.0], [4.0 * POISSON_MAX_COUNTS]], np.float32)
+    image = _noisy_image(np.random.default_rng(4), np.repeat(counts / gain, n, 1), gain, 0.0)
+    faint, bright = image.astype(np.float64) * gain  # electrons
+    # Without read noise, faint pixels hold whole electrons with Poisson's skew, 1/sqrt(4);
+    # bright ones are continuous, with the Poisson variance and skew, 1/sqrt(400): the
+    # tails, where noise peaks come from, of a Poisson draw (a plain Gaussian has none).
+    assert np.allclose(faint, np.rint(faint), atol=1e-4)
+    assert np.mean((faint - 4.0) ** 3) / 4.0**1.5 == pytest.approx(0.5, abs=0.03)
+    assert np.mean(np.abs(bright - np.rint(bright)) > 0.01) > 0.9
+    level = float(counts[1, 0])
+    assert bright.var() == pytest.approx(level, rel=0.01)
+    skew = np.mean((bright - bright.mean()) ** 3) / bright.std() ** 3
+    assert skew == pytest.approx(1.0 / np.sqrt(level), abs=0.015)
+
+
+def test_dominant_kind_is_the_strongest_layer_above_the_floor():
+    from rbvet.core.simulate.truth import _dominant_kind
+
+    rng = np.random.default_rng(5)
+    shape = (64, 80)
+    layers = [
+        np.where(rng.uniform(size=shape) < 0.2, rng.normal(0.0, 5.0, shape), 0.0) for _ in range(3)
+    ]
+    layers.insert(1, np.zeros(shape))  # a kind absent from the frame
+    floor = rng.uniform(0.5, 2.0, shape)
+    strength = np.abs(np.stack(layers))
+    expected = np.where(strength.max(0) > floor, strength.argmax(0) + 1, 0)
+    kind = _dominant_kind(layers, floor)
+    assert kind.dtype == np.uint8
+    np.testing.assert_array_equal(kind, expected)
+    assert set(np.unique(kind)) == {0, 1, 3, 4}
+
+
+def test_cosmic_ray_diffusion_is_the_frame_wide_convolution():
+    from scipy import ndimage
+
+    from rbvet.core.simulate.artifacts import _diffusion_kernel, _paint_artifacts
+
+    shape = (40, 50)
+    rows = np.array([0, 5, 5, 39, 20, -1, 20])  # on the edges, and one off the frame
+    cols = np.array([0, 7, 8, 49, 25, 3, 50])
+    values = np.array([100.0, 50.0, 80.0, 30.0, 200.0, 999.0, 999.0])
+    owner = np.array([0, 1, 1, 2, 3, 4, 4])
+    columns = dict(x=np.zeros(5), y=np.zeros(5))
+    background = np.full(shape, 100.0)
+    args = ("cosmic_ray", ("single",), np.zeros(5, int), (owner, rows, cols, values))
+    args += (np.ones(5), np.zeros(5, int), np.zeros(5, int), background, {"saturation": 1e9})
+    layer, truth = _paint_artifacts(*args, diffusion=0.6, **columns)
+    plain, _ = _paint_artifacts(*args, diffusion=0.0, **columns)
+    kernel = _diffusion_kernel(0.6)
+    expected = ndimage.convolve1d(plain, kernel, axis=0, mode="constant")
+    expected = ndimage.convolve1d(expected, kernel, axis=1, mode="constant")
+    np.testing.assert_allclose(layer, expected, rtol=1e-12, atol=1e-12)
+    assert layer.sum() < values[:5].sum()  # light of edge deposits spread off the frame
+    np.testing.assert_allclose(
+        truth["peak"][:4], [expected[0, 0], expected[5, 8], expected[39, 49], expected[20, 25]]
+    )

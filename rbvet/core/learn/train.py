@@ -12,6 +12,7 @@ the current batch, simulation at once) and returns nothing.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -490,6 +491,43 @@ def _worker_context():
     return context
 
 
+_pool_server_started = False
+"""Whether this process has started a simulating pool: its fork server lives on, so the
+next pool starts at once."""
+
+
+def _simulated_in_pool(tasks, workers):
+    """Each task's `_simulate_one` part, in task order, from a pool of ``workers``.
+
+    The pool starts in a thread of its own and is handed the tasks at once. The first
+    pool of a process waits for its fork server to import the simulator (about a second
+    of one core, more on a busy machine): meanwhile this process, with the other core,
+    simulates the first frame itself. Closing the generator terminates the pool (once
+    it has started, if it has not yet).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    global _pool_server_started
+    here = 0 if _pool_server_started else 1
+
+    def start():
+        pool = _worker_context().Pool(max(1, min(workers, len(tasks) - here)))
+        return pool, pool.imap(_simulate_one, tasks[here:])
+
+    with ThreadPoolExecutor(1, thread_name_prefix="rbvet pool start") as starter:
+        starting = starter.submit(start)
+        try:
+            if here:
+                yield _simulate_one(tasks[0])
+            pool, parts = starting.result()
+            _pool_server_started = True
+            yield from parts
+        finally:
+            pool, _ = starting.result()
+            pool.terminate()
+            pool.join()
+
+
 def simulated_training_set(
     n_frames=100,
     shape=(1024, 1024),
@@ -505,7 +543,8 @@ def simulated_training_set(
 
     Frames are simulated in parallel processes (``workers``, default: all cores), forks of
     a server that imported the simulator once (`_worker_context`), handed one frame at a
-    time so that none waits while another has frames left; frame ``i`` uses seed
+    time so that none waits while another has frames left; while the first pool starts,
+    this process simulates the first frame (`_simulated_in_pool`); frame ``i`` uses seed
     ``(seed, i)``, so the set is reproducible and a different ``seed`` gives frames never
     seen. ``fwhm_range`` (optional) draws the FWHM uniformly in that range instead of the
     simulator's default distribution. A job (`rbvet.core.jobs`): yields `Progress` over
@@ -525,14 +564,12 @@ def simulated_training_set(
     started = time.perf_counter()
     yield Progress(0, n_frames, SIMULATING)
     if workers > 1 and n_frames > 1:
-        # Closing the job terminates the pool here.
-        with _worker_context().Pool(min(workers, n_frames)) as pool:
-            for part in pool.imap(_simulate_one, tasks):
-                parts.append(part)
-                yield Progress(len(parts), n_frames, SIMULATING)
+        simulated = _simulated_in_pool(tasks, min(workers, n_frames))
     else:
-        for task in tasks:
-            parts.append(_simulate_one(task))
+        simulated = (_simulate_one(task) for task in tasks)
+    with contextlib.closing(simulated):  # closing the job stops the pool here
+        for part in simulated:
+            parts.append(part)
             yield Progress(len(parts), n_frames, SIMULATING)
     data = TrainingSet.concatenate(parts, metadata={"n_frames": n_frames, "seed": seed})
     log(

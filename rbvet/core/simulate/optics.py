@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import fft as sp_fft
-from scipy import signal
 
 from rbvet.core.simulate.artifacts import _make_satellites
 from rbvet.core.simulate.psf import _batches, _render_psf_stamps
@@ -249,6 +248,8 @@ def smear(params, *layers):
     """
     if params["tracking_length"] <= 0:
         return layers
+    from scipy import signal  # 1 s to import: only for frames that trail
+
     kernel = _line_kernel(params["tracking_length"], params["tracking_angle"])
     return tuple(signal.oaconvolve(layer, kernel, mode="same") for layer in layers)
 

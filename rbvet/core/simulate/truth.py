@@ -79,14 +79,22 @@ def _truth_table(parts):
 
 
 def _dominant_kind(layers, floor):
-    """uint8 map of 1 + index of the layer with the largest |value|; 0 where all ≤ floor."""
-    best = np.array(floor, dtype=float, copy=True)
-    best = np.broadcast_to(best, layers[0].shape).copy()
-    kind = np.zeros(layers[0].shape, np.uint8)
+    """uint8 map of 1 + index of the layer with the largest |value|; 0 where all ≤ floor.
+
+    Compared in single precision, as the layers are kept; a layer that is zero everywhere
+    (no satellite on the frame, no edge band) is skipped.
+    """
+    shape = layers[0].shape
+    best = np.array(np.broadcast_to(floor, shape), dtype=np.float32)
+    kind = np.zeros(shape, np.uint8)
+    strength = np.empty(shape, np.float32)
+    stronger = np.empty(shape, bool)
     for code, layer in enumerate(layers, start=1):
-        strength = np.abs(layer)
-        stronger = strength > best
-        kind[stronger] = code
+        if not layer.any():
+            continue
+        np.abs(layer, out=strength, casting="same_kind")
+        np.greater(strength, best, out=stronger)
+        np.putmask(kind, stronger, code)
         np.maximum(best, strength, out=best)
     return kind
 
