@@ -285,7 +285,8 @@ def _classify_many(args, frames):
     kept = int(summary["kept"].filled(0).sum())
     failed = status.count(STATUS_FAILED)
     print(
-        f"{len(summary)} frames: {status.count(STATUS_DONE)} classified, "
+        f"{len(summary)} frame{'s' if len(summary) != 1 else ''}: "
+        f"{status.count(STATUS_DONE)} classified, "
         f"{status.count(STATUS_SKIPPED)} already done, {failed} failed; "
         f"{objects} objects, {kept} real -> {Path(args.output) / SUMMARY_NAME}"
     )
@@ -294,7 +295,8 @@ def _classify_many(args, frames):
     )
     if failed_list is not None:
         print(
-            f"re-run just the {failed} failed frames (the same options): "
+            f"re-run just the {failed} failed frame{'s' if failed != 1 else ''} (the same "
+            "options): "
             f"rbvet classify --list {failed_list} -o {args.output} ...; "
             "or the same command again: the frames already classified are skipped"
         )

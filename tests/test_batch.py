@@ -237,7 +237,7 @@ def test_cli_names_the_failed_frames_and_how_to_rerun_just_those(frames, tmp_pat
     shutil.copy(good[1], broken)
     shutil.copy(catalog_for(good[1], PATTERN), catalog_for(str(broken), PATTERN))
     assert main(["classify", "--list", str(failed_list), *base]) == 0
-    assert "1 frames: 1 classified, 0 already done, 0 failed" in capsys.readouterr().out
+    assert "1 frame: 1 classified, 0 already done, 0 failed" in capsys.readouterr().out
     assert not failed_list.exists()
 
 
