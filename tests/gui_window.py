@@ -16,3 +16,19 @@ def shown_window(qtbot, tmp_path):
     main_window.resize(1400, 900)
     main_window.show()
     return main_window
+
+
+def end_project_window(window):
+    """Stop what a project test left running: the project's jobs, then the window's."""
+    window.project.shutdown()
+    window.cancel_job(wait=True)
+
+
+def open_project(qtbot, window, paths, timeout_ms):
+    """Open ``paths`` as a project and wait for its first frame to be shown and scoring to
+    settle (the controller's ``idle``)."""
+    controller = window.project
+    with qtbot.waitSignal(controller.idle, timeout=timeout_ms):
+        with qtbot.waitSignal(window.classified, timeout=timeout_ms):
+            controller.open_paths(paths)
+    return controller

@@ -6,7 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from epoch_frames import write_epochs
-from gui_window import shown_window
+from gui_window import end_project_window, shown_window
+from gui_window import open_project as shared_open_project
 from PyQt6.QtCore import QSettings, Qt
 from PyQt6.QtGui import QAction
 from PyQt6.QtWidgets import QLabel
@@ -29,15 +30,11 @@ def epoch_paths(tmp_path_factory):
 def window(qtbot, tmp_path):
     main_window = shown_window(qtbot, tmp_path)
     yield main_window
-    main_window.project.shutdown()
-    main_window.cancel_job(wait=True)
+    end_project_window(main_window)
 
 
 def open_project(qtbot, window, paths):
-    controller = window.project
-    with qtbot.waitSignal(controller.idle, timeout=TIMEOUT_MS):
-        with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
-            controller.open_paths(paths)
+    controller = shared_open_project(qtbot, window, paths, TIMEOUT_MS)
     return controller
 
 

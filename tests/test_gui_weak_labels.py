@@ -3,7 +3,8 @@ as a job with progress and Cancel, into the window's label store."""
 
 import numpy as np
 import pytest
-from gui_window import shown_window
+from gui_window import end_project_window, shown_window
+from gui_window import open_project as shared_open_project
 
 from rbvet.cli import main
 from rbvet.core.learn.labels import LabelStore
@@ -25,15 +26,11 @@ def epoch_paths(tmp_path_factory):
 def window(qtbot, tmp_path):
     main_window = shown_window(qtbot, tmp_path)
     yield main_window
-    main_window.project.shutdown()
-    main_window.cancel_job(wait=True)
+    end_project_window(main_window)
 
 
 def open_project(qtbot, window, paths):
-    controller = window.project
-    with qtbot.waitSignal(controller.idle, timeout=TIMEOUT_MS):
-        with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
-            controller.open_paths(paths)
+    controller = shared_open_project(qtbot, window, paths, TIMEOUT_MS)
     frames = controller.project.frames
     qtbot.waitUntil(lambda: all(f.header_read for f in frames), timeout=TIMEOUT_MS)
     return controller

@@ -590,45 +590,34 @@ them off, too, every pixel, truth row and older parameter is as before."""
 # the digests they had before that change, so nothing else moved. All four were taken again
 # when the photon noise of bright pixels came to be drawn from a single-precision normal
 # draw with the Poisson mean, variance and skew (`_noisy_image`): the truth, the sky, the
-# noise map and the
-# kind maps stayed equal, the noise-free layers within float32 rounding, only the image's
-# noise moved; and when cosmic rays came to be diffused where they lie rather than by a
-# frame-wide convolution (their peaks moved by 1e-16 of themselves).
+# noise map and the kind maps stayed equal, the noise-free layers within float32
+# rounding, only the image's noise moved; and when cosmic rays came to be diffused where
+# they lie rather than by a frame-wide convolution (their peaks moved by 1e-16 of
+# themselves).
+_BUSY_FRAME = dict(
+    shape=(128, 96),
+    rng=11,
+    fwhm=1.5,
+    n_cosmic_rays=12,
+    n_hot_pixels=8,
+    n_satellites=1,
+    n_bad_columns=2,
+    bleed=True,
+    n_stars=30,
+    n_galaxies=6,
+    psf_model="moffat",
+)
 SEEDED_FRAMES = [
     (
         dict(shape=(96, 128), rng=7),
         "5cd1caf3f05d3b0a6d6027475721d1051fd9b9171b17b7424d67b16c9a1d27f4",
     ),
     (
-        dict(
-            shape=(128, 96),
-            rng=11,
-            fwhm=1.5,
-            n_cosmic_rays=12,
-            n_hot_pixels=8,
-            n_satellites=1,
-            n_bad_columns=2,
-            bleed=True,
-            n_stars=30,
-            n_galaxies=6,
-            psf_model="moffat",
-        ),
+        _BUSY_FRAME,
         "9e250115e2516f9f1b806137a77ba8e17c9147dc06598438a495041c796c86b2",
     ),
     (
-        dict(
-            shape=(128, 96),
-            rng=11,
-            fwhm=1.5,
-            n_cosmic_rays=12,
-            n_hot_pixels=8,
-            n_satellites=1,
-            n_bad_columns=2,
-            bleed=True,
-            n_stars=30,
-            n_galaxies=0,
-            psf_model="moffat",
-        ),
+        dict(_BUSY_FRAME, n_galaxies=0),
         "cccdbcd404d56aa548b887adfef682b121197d1097d59b7c67d94b380e9322fe",
     ),
     (

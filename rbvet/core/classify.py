@@ -371,10 +371,21 @@ def describe_frame(facts):
             f"{facts['saturated_pixels']} pixels)"
         )
     line = f"HDU {facts['hdu']}, {width} x {height} px, data section {section}, {saturation}"
-    source = facts.get("noise_source", "sky")
-    if source not in ("sky", "given"):
-        line += f", noise shaped by the {source} and set to the sky's level"
+    if facts.get("noise_source", "sky") not in ("sky", "given"):
+        line += f", noise {describe_noise(facts)}"
     return line
+
+
+def describe_noise(facts):
+    """Where a frame's noise map came from, in words (`Frame.facts`' ``noise_source`` and
+    ``noise_scale``): the log line and the frame panel say it alike."""
+    source, scale = facts.get("noise_source", "sky"), facts.get("noise_scale")
+    if source == "sky":
+        return "the sky's scatter (no noise map used)"
+    if source == "given":
+        return "the error map given"
+    factor = "" if scale is None else f" (x{scale:.3g})"
+    return f"shaped by the {source}, set to the sky's level{factor}"
 
 
 def score_objects(frame, x, y, model, fwhm, on_chunk=None, **kwargs):

@@ -39,7 +39,7 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from rbvet.core.classify import FrameOptions
+from rbvet.core.classify import FrameOptions, describe_noise
 
 SATURATION_AUTO = "From the header or histogram"
 SATURATION_LEVEL = "Level"
@@ -259,16 +259,7 @@ class FrameSettingsPanel(QWidget):
         self.section_label.setText(
             f"Data section used: {section}" if section else "Data section used: the whole image"
         )
-        noise, scale = facts.get("noise_source", "sky"), facts.get("noise_scale")
-        if noise == "sky":
-            self.noise_label.setText("Noise: the sky's scatter (no noise map used)")
-        elif noise == "given":
-            self.noise_label.setText("Noise: the error map given")
-        else:
-            factor = "" if scale is None else f" (x{scale:.3g})"
-            self.noise_label.setText(
-                f"Noise: shaped by the {noise}, set to the sky's level{factor}"
-            )
+        self.noise_label.setText(f"Noise: {describe_noise(facts)}")
         if facts["saturation"] is None:
             found = "No saturation level" + (
                 " (turned off)" if reading.options.saturation is False else " found"

@@ -349,19 +349,13 @@ def _undersampled_fwhm(data, valid, noise, x, y, eligible, snr_min, min_count=5)
     if extended.sum() < min_count:
         return None
     log_size = np.log10(sizes)
-    centre, half_width = np.median(log_size[extended]), 0.1
-    for _ in range(5):
-        members = extended & (np.abs(log_size - centre) <= half_width)
-        if members.sum() < min_count:
-            return None
-        centre = np.median(log_size[members])
-        spread = 1.4826 * np.median(np.abs(log_size[members] - centre))
-        half_width = float(np.clip(3.0 * spread, 0.02, 0.1))
-    members = extended & (np.abs(log_size - centre) <= half_width)
+    members = _clipped_cluster(log_size, extended, np.median(log_size[extended]), min_count)
+    if members is None:
+        return None
     star_sizes = sizes[members]
     median = float(np.median(star_sizes))
     relative_spread = float(1.4826 * np.median(np.abs(star_sizes - median)) / median)
-    if members.sum() < min_count or relative_spread > _MAX_UNDERSAMPLED_SPREAD:
+    if relative_spread > _MAX_UNDERSAMPLED_SPREAD:
         return None
     weights = np.minimum(fit["snr"][members], 200.0) ** 2
     sigma = float(np.sqrt(np.average(fit["sigma"][members] ** 2, weights=weights)))
@@ -766,21 +760,32 @@ def _star_cluster(fwhm, ok, min_count=5):
             peaks, counts = peaks[1:], counts[1:]
     if len(peaks) > 1 and centres[peaks[0]] < np.log10(_PSF_FLOOR):
         peaks, counts = peaks[1:], counts[1:]  # below any sampled PSF: hits or hot pixels
-    centre = centres[peaks[0]]
+    found = _clipped_cluster(logf, ok, centres[peaks[0]], 3, with_centre=True)
+    if found is None:
+        return None
+    centre, members = found
+    return float(10.0**centre), members
+
+
+def _clipped_cluster(log_values, ok, centre, min_members, with_centre=False):
+    """The members of ``ok`` within a clipped window around ``centre`` (log values): five
+    times, the median of those within the window becomes the centre and three robust
+    sigmas (0.02-0.1 dex) its half-width. None when fewer than ``min_members`` remain;
+    ``(centre, members)`` when ``with_centre``."""
     half_width = 0.1
     for _ in range(5):
         with np.errstate(invalid="ignore"):
-            members = ok & (np.abs(logf - centre) < half_width)
-        if members.sum() < 3:
+            members = ok & (np.abs(log_values - centre) < half_width)
+        if members.sum() < min_members:
             return None
-        centre = np.median(logf[members])
-        spread = 1.4826 * np.median(np.abs(logf[members] - centre))
+        centre = np.median(log_values[members])
+        spread = 1.4826 * np.median(np.abs(log_values[members] - centre))
         half_width = float(np.clip(3.0 * spread, 0.02, 0.1))
     with np.errstate(invalid="ignore"):
-        members = ok & (np.abs(logf - centre) < half_width)
-    if members.sum() < 3:
+        members = ok & (np.abs(log_values - centre) < half_width)
+    if members.sum() < min_members:
         return None
-    return float(10.0**centre), members
+    return (centre, members) if with_centre else members
 
 
 def _adaptive_moments(
