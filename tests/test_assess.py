@@ -17,6 +17,7 @@ from rbvet.core.inject.assess import (
     _record_detections,
     _tree,
     assess_loaded,
+    inject_rounds,
     summarize_injections,
 )
 from rbvet.core.inject.inject import (
@@ -202,7 +203,7 @@ def test_a_track_cut_in_pieces_is_let_through_by_its_best_piece():
 
 def test_assessment_of_a_simulated_frame(crowded_frame):
     frame, table = crowded_frame
-    settings = InjectionSettings(injections=120, rounds=2, seed=4)
+    settings = InjectionSettings(injections=120, rounds=2, extra_rounds=0, seed=4)
     progress = []
     assessment = run_job(
         assess_loaded(frame, table, 2.5, cached_model(), settings=settings),
@@ -282,9 +283,12 @@ def test_cli_assess_says_how_many_fit_in_a_crowded_frame(tmp_path, capsys):
     path = tmp_path / "small.fits"
     fits.writeto(path, image)
     out = tmp_path / "small.json"
-    assert main(["assess", str(path), "--injections", "400", "--json", str(out)]) == 0
+    command = ["assess", str(path), "--injections", "400", "--extra-rounds", "2"]
+    assert main([*command, "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
     assert 0 < figures["counts"]["placed"] < 400
+    assert len(figures["counts"]["placed_by_round"]) == 4 + 2  # the rounds, and the extra ones
+    assert figures["settings"]["extra_rounds"] == 2
     assert f"room for only {figures['counts']['placed']} of 400" in capsys.readouterr().out
 
 
@@ -323,7 +327,7 @@ def starless():
     rng = np.random.default_rng(0)
     frame = frame_from_array(rng.normal(100.0, 5.0, (160, 160)).astype(np.float32))
     table = Table({"x": [40.0, 120.0], "y": [40.0, 120.0]})
-    settings = InjectionSettings(injections=60, rounds=2)
+    settings = InjectionSettings(injections=60, rounds=2, extra_rounds=0)
     return run_job(assess_loaded(frame, table, 2.5, cached_model(), settings=settings))
 
 
@@ -353,3 +357,26 @@ def test_cli_assess_interrupted_writes_nothing(tmp_path, capsys, monkeypatch):
     assert main([*arguments, "--json", str(out), "--plot", str(tmp_path / "p")]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_small_frame_gets_extra_rounds_until_the_injections_asked_for_are_placed():
+    image, x, y, _ = star_field(shape=(192, 192), fwhm=3.0, n=16, snr=(40, 200), seed=2)
+    frame = frame_from_array(image)
+    table = Table({"x": x, "y": y})
+
+    def placed_by_round(extra_rounds, injections=60):
+        settings = InjectionSettings(
+            injections=injections, rounds=2, extra_rounds=extra_rounds, seed=1
+        )
+        rounds = run_job(inject_rounds(frame, table, 3.0, settings, lambda *_: None))
+        truth_rounds = np.concatenate([np.asarray(r.truth["round"]) for r, _ in rounds.results])
+        assert set(truth_rounds) <= set(range(len(rounds.placed_by_round)))
+        return rounds.placed_by_round
+
+    planned = placed_by_round(0)
+    assert len(planned) == 2 and 0 < sum(planned) < 60  # the frame is too small for 60 at once
+    filled = placed_by_round(InjectionSettings.extra_rounds)
+    assert filled[:2] == planned  # the planned rounds are the same; more come after them
+    assert 2 < len(filled) <= 2 + InjectionSettings.extra_rounds and sum(filled) == 60
+    capped = placed_by_round(3, injections=10_000)
+    assert len(capped) == 5 and sum(capped) > sum(planned)

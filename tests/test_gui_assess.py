@@ -166,7 +166,7 @@ def test_the_status_line_names_a_fallback_psf_and_a_crowded_frame():
     rng = np.random.default_rng(0)
     frame = frame_from_array(rng.normal(100.0, 5.0, (160, 160)).astype(np.float32))
     table = Table({"x": [40.0, 120.0], "y": [40.0, 120.0]})
-    settings = InjectionSettings(injections=60, rounds=2)
+    settings = InjectionSettings(injections=60, rounds=2, extra_rounds=0)
     assessment = run_job(
         assess_loaded(frame, table, 2.5, cached_model(), settings=settings, keep_stamps=True)
     )

@@ -10,6 +10,7 @@ from rbvet.core.errors import RbvetError
 def add_parser(commands):
     """Add the ``assess`` subcommand."""
     from rbvet.cli import _add_frame_arguments, _add_model_arguments
+    from rbvet.core.inject.inject import InjectionSettings
 
     assess = commands.add_parser(
         "assess",
@@ -26,6 +27,13 @@ def add_parser(commands):
     assess.add_argument("--rounds", type=int, default=4, help="injection rounds [4]")
     assess.add_argument(
         "--injections", type=int, default=1000, help="objects to inject over all rounds [1000]"
+    )
+    assess.add_argument(
+        "--extra-rounds",
+        type=int,
+        default=InjectionSettings.extra_rounds,
+        help="more rounds, at most this many, while a small or crowded frame has had room "
+        f"for fewer than --injections [{InjectionSettings.extra_rounds}]",
     )
     assess.add_argument("--seed", type=int, default=0, help="random seed of the injections [0]")
     assess.add_argument(
@@ -56,6 +64,8 @@ def cmd_assess(args):
         raise RbvetError(f"--rounds must be at least 1, got {args.rounds}")
     if args.injections < 1:
         raise RbvetError(f"--injections must be at least 1, got {args.injections}")
+    if args.extra_rounds < 0:
+        raise RbvetError(f"--extra-rounds cannot be negative, got {args.extra_rounds}")
     for name in ("target_fnr", "target_fpr"):
         if not 0.0 < getattr(args, name) < 1.0:
             option = "--" + name.replace("_", "-")
@@ -66,7 +76,12 @@ def cmd_assess(args):
     if args.json:
         check_writable(args.json)
     log = lambda *a: print(*a, file=sys.stderr)  # noqa: E731
-    settings = InjectionSettings(injections=args.injections, rounds=args.rounds, seed=args.seed)
+    settings = InjectionSettings(
+        injections=args.injections,
+        rounds=args.rounds,
+        extra_rounds=args.extra_rounds,
+        seed=args.seed,
+    )
     assessment = run_job(
         assess_frame(
             args.frame,

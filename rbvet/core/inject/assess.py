@@ -19,6 +19,7 @@ when nothing was detected), so the window can show what was measured with no re-
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -276,7 +277,7 @@ def assess_loaded(
         if not injected.x.size:
             return np.zeros(0, np.float32)
         scoring = score_objects(injected.frame, injected.x, injected.y, model, fwhm)
-        message = f"{ASSESSING}: round {injected.index + 1} of {settings.rounds}: scoring"
+        message = f"{round_message(injected.index, settings)}: scoring"
         while True:
             try:
                 progress = next(scoring)
@@ -323,7 +324,7 @@ def assess_loaded(
         placed=int(len(truth)),
         placed_by_round=rounds.placed_by_round,
     )
-    total = ROUND_UNITS * settings.rounds
+    total = ROUND_UNITS * len(rounds.placed_by_round)
     yield Progress(total, total, f"{ASSESSING}: done")
     return Assessment(truth, summary, _join_pictures(pictures) if keep_stamps else None)
 
@@ -428,6 +429,23 @@ class InjectionRounds:
         }
 
 
+def round_message(index, settings):
+    """The progress message of round ``index`` (0-based) of an assessment."""
+    if index < settings.rounds:
+        return f"{ASSESSING}: round {index + 1} of {settings.rounds}"
+    return f"{ASSESSING}: extra round {index + 1} (the frame had room for few at a time)"
+
+
+def _another_round(settings, placed_by_round):
+    """Whether `inject_rounds` runs one more round: the planned ones, then extra ones (see
+    `InjectionSettings.extra_rounds`) while fewer than the injections asked for are
+    placed, none when the planned rounds found no room at all."""
+    done, placed = len(placed_by_round), sum(placed_by_round)
+    if done < settings.rounds:
+        return True
+    return 0 < placed < settings.injections and done < settings.rounds + settings.extra_rounds
+
+
 def inject_rounds(
     frame, table, fwhm, settings, use_round, *, detect_threshold=3.0, fwhm_given=False, log=None
 ):
@@ -467,10 +485,13 @@ def inject_rounds(
     saturation = _saturation_of(frame)
 
     results, placed_by_round = [], []
-    for index in range(settings.rounds):
-        message = f"{ASSESSING}: round {index + 1} of {settings.rounds}"
+    for index in itertools.count():
+        if not _another_round(settings, placed_by_round):
+            break
+        total = ROUND_UNITS * max(settings.rounds, index + 1)
+        message = round_message(index, settings)
         yield Progress(ROUND_UNITS * index, total, message)
-        wanted = min(per_round, settings.injections - per_round * index)
+        wanted = min(per_round, settings.injections - sum(placed_by_round))
         px, py = place_injections(distance, wanted, step, clearance, rng)
         placed_by_round.append(int(px.size))
         if px.size == 0:

@@ -41,6 +41,10 @@ class InjectionSettings:
         Objects requested over all rounds.
     rounds : int
         Rounds; each paints a fresh set of positions into a fresh copy of the frame.
+    extra_rounds : int
+        More rounds, at most this many, while fewer than ``injections`` have been placed
+        (a small or crowded frame has room for only a few at a time): each finds room
+        anew, so the figures rest on more objects. 0 runs only ``rounds``.
     mix : dict
         Share of each kind of `INJECTED_KINDS` (normalised).
     star_snr : (float, float)
@@ -59,6 +63,7 @@ class InjectionSettings:
 
     injections: int = 1000
     rounds: int = 4
+    extra_rounds: int = 36
     mix: dict = field(
         default_factory=lambda: {
             "star": 0.4,
@@ -81,6 +86,8 @@ class InjectionSettings:
             raise ValueError(f"unknown injected kinds: {sorted(unknown)}")
         if self.rounds < 1 or self.injections < 1:
             raise ValueError("injections and rounds must be at least 1")
+        if self.extra_rounds < 0:
+            raise ValueError("extra rounds cannot be negative")
 
     def grid_step(self, fwhm):
         return float(self.spacing or max(32.0, 8.0 * fwhm))

@@ -84,6 +84,8 @@ def injected_training_set(
     from rbvet.core.learn.dataset import TrainingSet
 
     rescale = plan_rescale(fwhm, params)
+    # The rounds are the groups whole rounds are held out by: only the planned ones.
+    settings = dataclasses.replace(settings, extra_rounds=0)
 
     def cut(injected, total):
         chunks = list(iter_inputs(injected.frame, injected.x, injected.y, rescale, params))
@@ -259,7 +261,8 @@ def adapt(
     check_weak_weight(weak_weight)
     if weak_weight is not None and store_path is None:
         raise RbvetError("weak labels are read from a label store: give one to use them")
-    settings = settings or InjectionSettings()
+    # Only the planned rounds (`injected_training_set`), as the card says.
+    settings = dataclasses.replace(settings or InjectionSettings(), extra_rounds=0)
     options = options or FrameOptions()
     if not frames:
         raise RbvetError("give at least one frame to adapt the model to")
