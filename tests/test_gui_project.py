@@ -400,3 +400,27 @@ def test_retry_failed_frames_is_a_file_menu_action(qtbot, window, tmp_path):
         action.trigger()  # the current frame: shown once it is scored
     assert not window.error_banner.isVisible()
     assert window.state.data is controller.project.data(0)
+
+
+def test_frames_are_read_with_the_panels_options_and_keep_their_own(qtbot, window, epoch_paths):
+    """Frames added after the user re-detected one at another threshold are read at that
+    threshold (a habit carried over, as File › Open does), not with its FWHM; and a
+    re-detected frame whose data were dropped is read again as it was re-detected."""
+    controller = open_project(qtbot, window, epoch_paths[:1])
+    project = controller.project
+    panel = window.frame_settings
+    panel.fwhm_override.setChecked(True)
+    panel.fwhm_spin.setValue(5.0)
+    panel.threshold_spin.setValue(6.0)
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(panel.redetect_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(controller.idle, timeout=TIMEOUT_MS):
+        controller.open_paths(epoch_paths[1:])
+    for index in (1, 2):
+        options = project.data(index).reading.options
+        assert (options.detect_threshold, options.fwhm) == (6.0, None)
+    project.drop(0)
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.go_to(0)
+    options = project.data(0).reading.options
+    assert (options.detect_threshold, options.fwhm) == (6.0, 5.0)

@@ -82,6 +82,7 @@ class ProjectController(QObject):
         self.project.current_changed.connect(self.currentChanged.emit)
         self.project.fields_changed.connect(self.fieldsChanged.emit)
         self._models = {}  # frame index -> the model its data were scored with
+        self._options = {}  # frame index -> the FrameOptions it was last read with
         window.state.labelsChanged.connect(self._on_labels_changed)
         window.state.dataChanged.connect(self._adopt_window_data)
 
@@ -211,6 +212,15 @@ class ProjectController(QObject):
             self._pending_object = None
             self.window.state.select(pending[1])
 
+    def frame_options(self, index):
+        """The `FrameOptions` frame ``index`` is read with, by the project and by the weak
+        labels made from it: those it was last read with (what the frame panel showed for
+        it, re-detected or not, even once its data were dropped); a frame never read takes
+        the window's, less what belongs to one file (`FrameOptions.for_another_frame`), as
+        File › Open reads a new frame."""
+        options = self._options.get(index)
+        return self.window.frame_options.for_another_frame() if options is None else options
+
     def set_done(self, index, done=True):
         """Mark frame ``index`` vetted (or not)."""
         self.project.set_done(index, done)
@@ -283,7 +293,9 @@ class ProjectController(QObject):
             return
         frame = self.project.frames[index]
         model_path = self.window.model_path
-        job = classify_frame(frame.frame_path, frame.catalog_path, model_path)
+        job = classify_frame(
+            frame.frame_path, frame.catalog_path, model_path, self.frame_options(index)
+        )
         thread = JobThread(job, name=f"project:{frame.name}", parent=self)
 
         def mine(slot):
@@ -316,6 +328,7 @@ class ProjectController(QObject):
         self._finish_job()
         self._models[index] = model_path
         data, threshold = result
+        self._options[index] = data.reading.options
         if self._threshold is None:
             self._threshold = threshold
         data.labels[:] = self.window.state.session.stored_labels(data)  # counts in the dock
@@ -362,6 +375,8 @@ class ProjectController(QObject):
             return  # another frame opened on its own, outside the project
         frame.catalog_path = data.catalog_path
         self._models[index] = self.window.model_path
+        if data.reading is not None:
+            self._options[index] = data.reading.options
         self.project.attach(index, data)
 
     def _on_labels_changed(self, _indices):
