@@ -74,6 +74,7 @@ class ProjectController(QObject):
         self._threshold = None  # the model's threshold, given with the first frame shown
         self._stopped = False
         self._pending_object = None  # (frame, object) to select once that frame is shown
+        self._show_when_scored = None  # the frame retried alone, shown once it is scored
         self._stopping = None  # the job shutdown stopped, for finish_shutdown
         self.epoch_job = None  # cutting the selected object's epochs (`cut_epochs`)
         self._header_jobs = []  # reading the headers of frames just added
@@ -175,6 +176,8 @@ class ProjectController(QObject):
         """Make frame ``index`` current and show it, or score it first when needed."""
         if not len(self.project):
             return
+        if index != self._show_when_scored:
+            self._show_when_scored = None  # the user went elsewhere: no switching later
         changed = index != self.project.current
         index = self.project.go_to(index)
         data = self.project.data(index)
@@ -247,6 +250,21 @@ class ProjectController(QObject):
             self.window.error_banner.hide()  # its failure is being retried
         self._score_next()
         return retried
+
+    def retry_and_show(self, index):
+        """Retry failed frame ``index`` (`retry`) and switch the window to it once it is
+        scored, unless the user went to another frame meanwhile; if it fails again, the
+        status bar says so.
+
+        Returns
+        -------
+        bool
+            Whether it was retried (False when it had not failed).
+        """
+        retried = self.retry([index])
+        if retried:
+            self._show_when_scored = index
+        return bool(retried)
 
     def mark_assessed(self, data):
         """Mark the project's frame of ``data`` (a `VettingData`) assessed by
@@ -333,7 +351,10 @@ class ProjectController(QObject):
             self._threshold = threshold
         data.labels[:] = self.window.state.session.stored_labels(data)  # counts in the dock
         self.project.attach(index, data)
-        if index == self.project.current:
+        if index == self._show_when_scored:
+            self._show_when_scored = None
+            self.go_to(index)  # shows it: its data are attached
+        elif index == self.project.current:
             self._show(index, data)
         self._report(f"Scored {self.project.frames[index].name}")
         self._score_next()
@@ -341,6 +362,10 @@ class ProjectController(QObject):
     def _on_failed(self, index, message):
         self._finish_job()
         self.project.fail(index, message)
+        if index == self._show_when_scored:
+            self._show_when_scored = None
+            name = self.project.frames[index].name
+            self.window.statusBar().showMessage(f"{name} failed again: {message}", 10000)
         if index == self.project.current:
             self.window.show_error(message)
             self.window.failed.emit(message)
