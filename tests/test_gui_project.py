@@ -451,7 +451,7 @@ def test_retry_this_frame_shows_it_once_scored_and_says_when_it_failed_again(
         retry_this(2)  # still broken
     assert project.failed() == [1, 2, 3] and controller.current == 0
     message = window.statusBar().currentMessage()
-    assert message.startswith("epoch_3.fits failed again: ")
+    assert message.startswith("epoch_3.fits failed again: not a readable FITS file")
 
     Path(paths[2]).write_bytes(contents[2])
     with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):

@@ -364,8 +364,9 @@ class ProjectController(QObject):
         self.project.fail(index, message)
         if index == self._show_when_scored:
             self._show_when_scored = None
-            name = self.project.frames[index].name
-            self.window.statusBar().showMessage(f"{name} failed again: {message}", 10000)
+            frame = self.project.frames[index]
+            reason = message.removeprefix(f"{frame.frame_path}: ")  # its name says which
+            self.window.statusBar().showMessage(f"{frame.name} failed again: {reason}", 10000)
         if index == self.project.current:
             self.window.show_error(message)
             self.window.failed.emit(message)
