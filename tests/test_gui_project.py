@@ -400,3 +400,74 @@ def test_retry_failed_frames_is_a_file_menu_action(qtbot, window, tmp_path):
         action.trigger()  # the current frame: shown once it is scored
     assert not window.error_banner.isVisible()
     assert window.state.data is controller.project.data(0)
+
+
+def test_frames_are_read_with_the_panels_options_and_keep_their_own(qtbot, window, epoch_paths):
+    """Frames added after the user re-detected one at another threshold are read at that
+    threshold (a habit carried over, as File › Open does), not with its FWHM; and a
+    re-detected frame whose data were dropped is read again as it was re-detected."""
+    controller = open_project(qtbot, window, epoch_paths[:1])
+    project = controller.project
+    panel = window.frame_settings
+    panel.fwhm_override.setChecked(True)
+    panel.fwhm_spin.setValue(5.0)
+    panel.threshold_spin.setValue(6.0)
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(panel.redetect_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(controller.idle, timeout=TIMEOUT_MS):
+        controller.open_paths(epoch_paths[1:])
+    for index in (1, 2):
+        options = project.data(index).reading.options
+        assert (options.detect_threshold, options.fwhm) == (6.0, None)
+    project.drop(0)
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.go_to(0)
+    options = project.data(0).reading.options
+    assert (options.detect_threshold, options.fwhm) == (6.0, 5.0)
+
+
+def test_retry_this_frame_shows_it_once_scored_and_says_when_it_failed_again(
+    qtbot, window, tmp_path
+):
+    """The dock's "Retry this frame" switches the window to the frame once it is scored
+    (unless the user went to another frame meanwhile), and says so in the status bar when
+    it fails again; "Retry failed frames" leaves the window on the frame it shows."""
+    paths = [str(p) for p in write_epochs(tmp_path / "late", 4, shape=(128, 128))]
+    contents = {k: Path(paths[k]).read_bytes() for k in (1, 2, 3)}
+    for k in contents:
+        Path(paths[k]).write_bytes(b"SIMPLE  = not a FITS file yet" * 100)
+    controller = window.project
+    project = controller.project
+    dock = window.docks["Frames"].widget()
+    with qtbot.waitSignal(controller.idle, timeout=TIMEOUT_MS):
+        controller.open_paths(paths)
+    qtbot.waitUntil(lambda: project.failed() == [1, 2, 3], timeout=TIMEOUT_MS)
+    assert controller.current == 0
+
+    def retry_this(row):
+        dock.context_menu(row).actions()[0].trigger()
+
+    with qtbot.waitSignal(controller.idle, timeout=TIMEOUT_MS):
+        retry_this(2)  # still broken
+    assert project.failed() == [1, 2, 3] and controller.current == 0
+    message = window.statusBar().currentMessage()
+    assert message.startswith("epoch_3.fits failed again: not a readable FITS file")
+
+    Path(paths[2]).write_bytes(contents[2])
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        retry_this(2)
+    assert controller.current == 2 and window.state.data is project.data(2)
+    assert dock.table.currentIndex().row() == 2
+
+    Path(paths[1]).write_bytes(contents[1])
+    with qtbot.waitSignal(controller.idle, timeout=TIMEOUT_MS):
+        retry_this(1)
+        controller.go_to(0)  # the user went elsewhere while it was scored
+    assert project.frames[1].status == READY
+    assert controller.current == 0 and window.state.data is project.data(0)
+
+    Path(paths[3]).write_bytes(contents[3])
+    with qtbot.waitSignal(controller.idle, timeout=TIMEOUT_MS):
+        dock.context_menu(0).actions()[1].trigger()  # Retry failed frames (1)
+    assert project.failed() == [] and project.frames[3].objects > 10  # scored
+    assert controller.current == 0 and window.state.data is project.data(0)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from gui_window import end_project_window, shown_window
 from gui_window import open_project as shared_open_project
+from PyQt6.QtCore import Qt
 
 from rbvet.cli import main
 from rbvet.core.learn.labels import LabelStore
@@ -70,6 +71,25 @@ def test_weak_labels_of_the_projects_frames_go_to_the_store_and_are_counted(
     assert {p.done for p in progress} >= {0, 1, 2, 3} and {p.total for p in progress} == {3}
     tip = f"weak labels (repeat): {real} real, {artifacts} bogus"
     qtbot.waitUntil(lambda: tip in window.store_button.toolTip(), timeout=TIMEOUT_MS)
+
+
+def test_weak_labels_read_each_frame_as_the_window_did(qtbot, window, epoch_paths):
+    """A frame re-detected at a higher threshold in the frame panel gives weak labels of
+    the objects the window shows for it, not of those a default reading would find."""
+    controller = open_project(qtbot, window, epoch_paths)
+    project = controller.project
+    default_objects = len(window.state.data)
+    window.frame_settings.threshold_spin.setValue(12.0)
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(window.frame_settings.redetect_button, Qt.MouseButton.LeftButton)
+    shown = len(window.state.data)
+    assert 0 < shown < default_objects and project.frames[0].objects == shown
+    thread = window.make_weak_labels()
+    with qtbot.waitSignal(thread.succeeded, timeout=TIMEOUT_MS) as done:
+        pass
+    made = done.args[0]
+    assert [frame.threshold for frame in made.frames] == [12.0, 3.0, 3.0]
+    assert [len(frame.x) for frame in made.frames] == [f.objects for f in project.frames]
 
 
 def test_a_single_frame_says_why_and_writes_nothing(qtbot, window, epoch_paths):

@@ -1,7 +1,9 @@
 """Import boundaries: core never pulls in Qt, and TensorFlow loads only when a model is used."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 CHECK = """
 import sys
@@ -20,3 +22,19 @@ def test_core_imports_no_qt_and_no_tensorflow():
         [sys.executable, "-c", CHECK], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == ""
+
+
+def test_importing_the_frame_reader_leaves_astropy_wcs_out():
+    """``astropy.wcs`` (with astropy.coordinates, ~0.13 s) is imported when a header's WCS
+    is read, not by every process that imports the frame reader (the CLI, workers)."""
+    root = Path(__file__).resolve().parents[1]
+    check = "import rbvet.core.io.frame, sys; print('astropy.wcs' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", check],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert result.stdout.strip() == "False"

@@ -419,3 +419,39 @@ def test_frames_that_overlap_nothing_give_a_clear_error_and_write_nothing(epoch_
     for (source, label), count in counts.items():
         assert count == sum(r["source"] == source and r["weak_label"] == label for r in records)
     assert counts[("repeat", 1)] > 0 and made.lonely == []
+
+
+def test_each_frame_is_read_with_its_own_options(epoch_files):
+    """Per-frame reading options (the window's project passes those each frame was read
+    with): a frame detected at a higher threshold has fewer objects, the others keep theirs;
+    one set of options for every frame still works, and a count that does not match fails."""
+    from rbvet.core.classify import FrameOptions
+    from rbvet.core.jobs import run_job
+    from rbvet.core.learn.weak import make_weak_labels
+
+    pairs = [(str(epoch_files / f"ep_{k}.fits"), None) for k in (1, 2)]
+    default = run_job(make_weak_labels(pairs))
+    strict = FrameOptions(detect_threshold=12.0)
+    made = run_job(make_weak_labels(pairs, options=[strict, FrameOptions()]))
+    assert [frame.threshold for frame in made.frames] == [12.0, 3.0]
+    assert 0 < len(made.frames[0].x) < len(default.frames[0].x)
+    assert len(made.frames[1].x) == len(default.frames[1].x)
+    shared = run_job(make_weak_labels(pairs, options=strict))
+    for fewer, more in zip(shared.frames, default.frames, strict=True):
+        assert 0 < len(fewer.x) < len(more.x)
+    assert [frame.threshold for frame in shared.frames] == [12.0, 12.0]
+    with pytest.raises(RbvetError, match="1 reading options given for 2 frames"):
+        run_job(make_weak_labels(pairs, options=[strict]))
+
+
+def test_the_weak_labels_command_reads_frames_with_its_frame_arguments(
+    epoch_files, tmp_path, capsys
+):
+    frames = [str(epoch_files / f"ep_{k}.fits") for k in (1, 2)]
+    out = str(tmp_path / "weak.json")
+    counts = []
+    for extra in ([], ["--detect-threshold", "12"]):
+        assert main(["weak-labels", *frames, "--json", out, "-q", *extra]) == 0
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        counts.append(int(line.split(" frames, ")[1].split(" objects")[0]))
+    assert 0 < counts[1] < counts[0]

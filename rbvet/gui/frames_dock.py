@@ -255,7 +255,8 @@ class FramesDock(QWidget):
             self.controller.go_to(index.row())
 
     def context_menu(self, row):
-        """The menu of frame ``row``: retry it (enabled when it failed) or every failed one.
+        """The menu of frame ``row``: retry it (enabled when it failed; the window switches
+        to it once it is scored) or every failed one (the window stays where it is).
 
         Returns
         -------
@@ -265,7 +266,7 @@ class FramesDock(QWidget):
         failed = self.controller.project.failed()
         one = menu.addAction("Retry this frame")
         one.setEnabled(row in failed)
-        one.triggered.connect(lambda: self.controller.retry([row]))
+        one.triggered.connect(lambda: self.controller.retry_and_show(row))
         every = menu.addAction(f"Retry failed frames ({len(failed)})")
         every.setEnabled(bool(failed))
         every.triggered.connect(lambda: self.controller.retry())

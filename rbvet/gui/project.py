@@ -74,6 +74,7 @@ class ProjectController(QObject):
         self._threshold = None  # the model's threshold, given with the first frame shown
         self._stopped = False
         self._pending_object = None  # (frame, object) to select once that frame is shown
+        self._show_when_scored = None  # the frame retried alone, shown once it is scored
         self._stopping = None  # the job shutdown stopped, for finish_shutdown
         self.epoch_job = None  # cutting the selected object's epochs (`cut_epochs`)
         self._header_jobs = []  # reading the headers of frames just added
@@ -82,6 +83,7 @@ class ProjectController(QObject):
         self.project.current_changed.connect(self.currentChanged.emit)
         self.project.fields_changed.connect(self.fieldsChanged.emit)
         self._models = {}  # frame index -> the model its data were scored with
+        self._options = {}  # frame index -> the FrameOptions it was last read with
         window.state.labelsChanged.connect(self._on_labels_changed)
         window.state.dataChanged.connect(self._adopt_window_data)
 
@@ -174,6 +176,8 @@ class ProjectController(QObject):
         """Make frame ``index`` current and show it, or score it first when needed."""
         if not len(self.project):
             return
+        if index != self._show_when_scored:
+            self._show_when_scored = None  # the user went elsewhere: no switching later
         changed = index != self.project.current
         index = self.project.go_to(index)
         data = self.project.data(index)
@@ -211,6 +215,15 @@ class ProjectController(QObject):
             self._pending_object = None
             self.window.state.select(pending[1])
 
+    def frame_options(self, index):
+        """The `FrameOptions` frame ``index`` is read with, by the project and by the weak
+        labels made from it: those it was last read with (what the frame panel showed for
+        it, re-detected or not, even once its data were dropped); a frame never read takes
+        the window's, less what belongs to one file (`FrameOptions.for_another_frame`), as
+        File › Open reads a new frame."""
+        options = self._options.get(index)
+        return self.window.frame_options.for_another_frame() if options is None else options
+
     def set_done(self, index, done=True):
         """Mark frame ``index`` vetted (or not)."""
         self.project.set_done(index, done)
@@ -237,6 +250,21 @@ class ProjectController(QObject):
             self.window.error_banner.hide()  # its failure is being retried
         self._score_next()
         return retried
+
+    def retry_and_show(self, index):
+        """Retry failed frame ``index`` (`retry`) and switch the window to it once it is
+        scored, unless the user went to another frame meanwhile; if it fails again, the
+        status bar says so.
+
+        Returns
+        -------
+        bool
+            Whether it was retried (False when it had not failed).
+        """
+        retried = self.retry([index])
+        if retried:
+            self._show_when_scored = index
+        return bool(retried)
 
     def mark_assessed(self, data):
         """Mark the project's frame of ``data`` (a `VettingData`) assessed by
@@ -283,7 +311,9 @@ class ProjectController(QObject):
             return
         frame = self.project.frames[index]
         model_path = self.window.model_path
-        job = classify_frame(frame.frame_path, frame.catalog_path, model_path)
+        job = classify_frame(
+            frame.frame_path, frame.catalog_path, model_path, self.frame_options(index)
+        )
         thread = JobThread(job, name=f"project:{frame.name}", parent=self)
 
         def mine(slot):
@@ -316,11 +346,15 @@ class ProjectController(QObject):
         self._finish_job()
         self._models[index] = model_path
         data, threshold = result
+        self._options[index] = data.reading.options
         if self._threshold is None:
             self._threshold = threshold
         data.labels[:] = self.window.state.session.stored_labels(data)  # counts in the dock
         self.project.attach(index, data)
-        if index == self.project.current:
+        if index == self._show_when_scored:
+            self._show_when_scored = None
+            self.go_to(index)  # shows it: its data are attached
+        elif index == self.project.current:
             self._show(index, data)
         self._report(f"Scored {self.project.frames[index].name}")
         self._score_next()
@@ -328,6 +362,11 @@ class ProjectController(QObject):
     def _on_failed(self, index, message):
         self._finish_job()
         self.project.fail(index, message)
+        if index == self._show_when_scored:
+            self._show_when_scored = None
+            frame = self.project.frames[index]
+            reason = message.removeprefix(f"{frame.frame_path}: ")  # its name says which
+            self.window.statusBar().showMessage(f"{frame.name} failed again: {reason}", 10000)
         if index == self.project.current:
             self.window.show_error(message)
             self.window.failed.emit(message)
@@ -362,6 +401,8 @@ class ProjectController(QObject):
             return  # another frame opened on its own, outside the project
         frame.catalog_path = data.catalog_path
         self._models[index] = self.window.model_path
+        if data.reading is not None:
+            self._options[index] = data.reading.options
         self.project.attach(index, data)
 
     def _on_labels_changed(self, _indices):

@@ -8,8 +8,10 @@ use them). The job opens its own connection to the store (SQLite connections bel
 one thread) and writes only once every frame was read and matched: a cancelled or failed
 run writes nothing. The status bar then says what was made, by source and label.
 
-Frames are read as the project scores them (its catalogs, objects detected otherwise, the
-default reading options). Nothing runs when there is nothing to compare: fewer than two
+Frames are read as the project scores them (its catalogs, objects detected otherwise), each
+with the reading options it was scored with (`ProjectController.frame_options`: the frame
+panel's, a re-detected frame's threshold included), so the weak labels are made of the
+objects the window shows. Nothing runs when there is nothing to compare: fewer than two
 frames, or frames of which none overlaps another of its instrument and size (known from
 their headers once read; otherwise the job finds it and says so).
 """
@@ -56,8 +58,10 @@ def start_weak_labels(window):
     from rbvet.core.project import ProjectFrame
 
     frames = window.project.project.frames
+    options = [window.project.frame_options(index) for index in range(len(frames))]
     if not frames and window.state.data is not None:  # a frame opened alone
         frames = [ProjectFrame(window.frame_path, window.catalog_path)]
+        options = [window.frame_options]
     problem = weak_label_problem(frames)
     if problem:
         window.show_error(problem)
@@ -76,7 +80,7 @@ def start_weak_labels(window):
         window._job_outcome = weak_labels_message(made, store_path)
 
     return window.start_window_job(
-        make_weak_labels(pairs, store_path),
+        make_weak_labels(pairs, store_path, options=options),
         "weak labels",
         f"Making weak labels from {len(pairs)} frames",
         succeeded,

@@ -19,15 +19,18 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 from astropy.io import fits
 from astropy.io.fits.verify import VerifyError
 from astropy.utils.exceptions import AstropyWarning
-from astropy.wcs import WCS
 
 from rbvet.core.errors import RbvetError, RbvetWarning
 from rbvet.core.io.files import check_input_file
+
+if TYPE_CHECKING:  # astropy.wcs costs ~0.13 s of every process start: imported when used
+    from astropy.wcs import WCS
 
 __all__ = [
     "Frame",
@@ -1387,6 +1390,8 @@ def _celestial_wcs(header) -> WCS | None:
     """The celestial part of the header's WCS, or None; header warnings are silenced."""
     if header is None or not len(header):
         return None
+    from astropy.wcs import WCS
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AstropyWarning)

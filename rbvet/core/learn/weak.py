@@ -662,8 +662,10 @@ def make_weak_labels(
     store_path : str or Path, optional
         Record the labels in this label store, apart from the user's labels (objects with
         an opinion are added); None: nothing is written.
-    options : rbvet.core.classify.FrameOptions, optional
-        How the frames are read; objects detected at ``options.detect_threshold``.
+    options : rbvet.core.classify.FrameOptions or sequence of them, optional
+        How the frames are read (objects detected at its ``detect_threshold``): one for
+        every frame, or one per frame (as the window's project read each); the defaults
+        when None.
     reference : ReferenceCatalog, optional
     match_radius : float, optional
         Reference match radius in arcseconds (one FWHM by default).
@@ -691,13 +693,21 @@ def make_weak_labels(
         raise RbvetError(NEED_TWO_EXPOSURES)
     if min_repeats < 1 or min_absent < 1:
         raise RbvetError("min_repeats and min_absent must be at least 1")
-    options = FrameOptions() if options is None else options
+    if options is None:
+        options = FrameOptions()
+    if isinstance(options, FrameOptions):
+        options = [options] * len(frames)
+    options = list(options)
+    if len(options) != len(frames):
+        raise RbvetError(f"{len(options)} reading options given for {len(frames)} frames")
     loaded = []
-    for done, (path, catalog) in enumerate(frames):
+    for done, ((path, catalog), frame_options) in enumerate(zip(frames, options, strict=True)):
         name = os.path.basename(path)
         yield Progress(done, len(frames), f"Reading {name}")
         frame, table, fwhm = yield from _counted(
-            open_frame_and_catalog(path, catalog, options=options, log=log, interruptible=True),
+            open_frame_and_catalog(
+                path, catalog, options=frame_options, log=log, interruptible=True
+            ),
             done,
             len(frames),
             name,
@@ -705,7 +715,7 @@ def make_weak_labels(
         if frame.wcs is None:
             loaded.append((frame, None, fwhm))
             continue
-        objects = frame_objects(frame, table, fwhm, options.detect_threshold, name=path)
+        objects = frame_objects(frame, table, fwhm, frame_options.detect_threshold, name=path)
         loaded.append((frame if store_path is not None else None, objects, fwhm))
     missing = [path for (path, _), entry in zip(frames, loaded, strict=True) if entry[1] is None]
     if missing:
