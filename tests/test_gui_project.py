@@ -426,6 +426,28 @@ def test_frames_are_read_with_the_panels_options_and_keep_their_own(qtbot, windo
     assert (options.detect_threshold, options.fwhm) == (6.0, 5.0)
 
 
+def test_the_window_reads_the_frame_shown_with_its_own_options(qtbot, window, epoch_paths):
+    """After frame 0 was re-detected with another FWHM and threshold, frame 1, once shown,
+    is what the window's own readings (Model › Detect objects, a catalog) start from: its
+    options, not frame 0's."""
+    controller = open_project(qtbot, window, epoch_paths[:2])
+    panel = window.frame_settings
+    panel.fwhm_override.setChecked(True)
+    panel.fwhm_spin.setValue(5.0)
+    panel.threshold_spin.setValue(6.0)
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(panel.redetect_button, Qt.MouseButton.LeftButton)
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        controller.go_to(1)
+    shown = controller.project.data(1).reading.options
+    assert (shown.detect_threshold, shown.fwhm) == (3.0, None)
+    assert window.frame_options == shown
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        window.detect_objects()
+    options = window.state.data.reading.options
+    assert (options.detect_threshold, options.fwhm) == (3.0, None)
+
+
 def test_retry_this_frame_shows_it_once_scored_and_says_when_it_failed_again(
     qtbot, window, tmp_path
 ):

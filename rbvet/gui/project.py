@@ -382,6 +382,8 @@ class ProjectController(QObject):
         window = self.window
         first = window.state.data is None
         window.frame_path, window.catalog_path = frame.frame_path, frame.catalog_path
+        if data.reading is not None:  # what the window reads this frame with from now on
+            window.frame_options = data.reading.options
         window.show_data(data, self._threshold if first else None)
         self.project.labels_changed(index, data.labels)
         window.statusBar().showMessage(
