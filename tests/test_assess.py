@@ -22,6 +22,7 @@ from rbvet.core.inject.assess import (
 )
 from rbvet.core.inject.inject import (
     InjectionSettings,
+    draw_kinds,
     free_distance,
     paint_round,
     place_injections,
@@ -380,3 +381,14 @@ def test_a_small_frame_gets_extra_rounds_until_the_injections_asked_for_are_plac
     assert 2 < len(filled) <= 2 + InjectionSettings.extra_rounds and sum(filled) == 60
     capped = placed_by_round(3, injections=10_000)
     assert len(capped) == 5 and sum(capped) > sum(planned)
+
+
+def test_the_artifacts_injected_come_in_a_frames_usual_shares():
+    """Hits and hot pixels are nearly all of a frame's artifacts; trails and column pieces
+    are few, yet enough of them come in 1000 injections for their own figures."""
+    kinds = draw_kinds(InjectionSettings(), 100_000, np.random.default_rng(0))
+    artifacts = kinds[~np.isin(kinds, ("star", "galaxy"))]
+    share = {kind: np.mean(artifacts == kind) for kind in np.unique(artifacts)}
+    assert share["cosmic_ray"] + share["hot_pixel"] > 0.9
+    assert 0.01 < share["satellite"] < 0.04 and 0.01 < share["bad_column"] < 0.04
+    assert 0.35 < np.mean(kinds == "star") and 0.4 < len(artifacts) / len(kinds) < 0.5
