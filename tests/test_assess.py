@@ -10,6 +10,7 @@ from conftest import render_gaussians, star_field
 
 from rbvet.cli import main
 from rbvet.core.detect.psf import measure_fwhm
+from rbvet.core.errors import RbvetError
 from rbvet.core.inject.assess import (
     STAR_SNR_MIN,
     Assessment,
@@ -296,7 +297,7 @@ def test_cli_assess_says_how_many_fit_in_a_crowded_frame(tmp_path, capsys):
 def test_cli_assess_refuses_a_frame_with_no_room_and_writes_nothing(tmp_path, capsys):
     from astropy.io import fits
 
-    image, *_ = star_field(shape=(96, 96), fwhm=3.0, n=16, snr=(40, 200), seed=2)
+    image, *_ = star_field(shape=(96, 96), fwhm=3.0, n=49, snr=(40, 200), seed=2)
     path = tmp_path / "full.fits"
     fits.writeto(path, image)
     out = tmp_path / "full.json"
@@ -392,3 +393,20 @@ def test_the_artifacts_injected_come_in_a_frames_usual_shares():
     assert share["cosmic_ray"] + share["hot_pixel"] > 0.9
     assert 0.01 < share["satellite"] < 0.04 and 0.01 < share["bad_column"] < 0.04
     assert 0.35 < np.mean(kinds == "star") and 0.4 < len(artifacts) / len(kinds) < 0.5
+
+
+def test_a_cut_out_whose_planned_rounds_found_no_room_gets_it_from_extra_rounds():
+    """A 40 x 100 px frame has few grid points: the two planned rounds (seed 1) place
+    nothing, and the extra rounds' other grids find room for some."""
+    rng = np.random.default_rng(0)
+    frame = frame_from_array(rng.normal(100.0, 5.0, (40, 100)).astype(np.float32))
+    table = Table({"x": [20.0, 50.0, 80.0], "y": [20.0, 20.0, 20.0]})
+
+    def rounds(extra_rounds):
+        settings = InjectionSettings(injections=60, rounds=2, extra_rounds=extra_rounds, seed=1)
+        return run_job(inject_rounds(frame, table, 3.0, settings, lambda *_: None))
+
+    with pytest.raises(RbvetError, match="no room to inject anything"):
+        rounds(0)
+    placed = rounds(InjectionSettings.extra_rounds).placed_by_round
+    assert placed[:2] == [0, 0] and sum(placed) > 10

@@ -439,11 +439,13 @@ def round_message(index, settings):
 def _another_round(settings, placed_by_round):
     """Whether `inject_rounds` runs one more round: the planned ones, then extra ones (see
     `InjectionSettings.extra_rounds`) while fewer than the injections asked for are
-    placed, none when the planned rounds found no room at all."""
-    done, placed = len(placed_by_round), sum(placed_by_round)
+    placed. A round that finds no room costs next to nothing, and on a small frame (a
+    cut-out of 50 x 100 px has a few grid points) another grid may find some."""
+    done = len(placed_by_round)
     if done < settings.rounds:
         return True
-    return 0 < placed < settings.injections and done < settings.rounds + settings.extra_rounds
+    wanting = sum(placed_by_round) < settings.injections
+    return wanting and done < settings.rounds + settings.extra_rounds
 
 
 def inject_rounds(
