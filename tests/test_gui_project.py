@@ -402,18 +402,24 @@ def test_retry_failed_frames_is_a_file_menu_action(qtbot, window, tmp_path):
     assert window.state.data is controller.project.data(0)
 
 
+def redetect_shown_frame(qtbot, window, fwhm, threshold):
+    """Set a FWHM and a detection threshold in the frame panel and re-detect the frame
+    shown, as a user does."""
+    panel = window.frame_settings
+    panel.fwhm_override.setChecked(True)
+    panel.fwhm_spin.setValue(fwhm)
+    panel.threshold_spin.setValue(threshold)
+    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(panel.redetect_button, Qt.MouseButton.LeftButton)
+
+
 def test_frames_are_read_with_the_panels_options_and_keep_their_own(qtbot, window, epoch_paths):
     """Frames added after the user re-detected one at another threshold are read at that
     threshold (a habit carried over, as File › Open does), not with its FWHM; and a
     re-detected frame whose data were dropped is read again as it was re-detected."""
     controller = open_project(qtbot, window, epoch_paths[:1])
     project = controller.project
-    panel = window.frame_settings
-    panel.fwhm_override.setChecked(True)
-    panel.fwhm_spin.setValue(5.0)
-    panel.threshold_spin.setValue(6.0)
-    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
-        qtbot.mouseClick(panel.redetect_button, Qt.MouseButton.LeftButton)
+    redetect_shown_frame(qtbot, window, fwhm=5.0, threshold=6.0)
     with qtbot.waitSignal(controller.idle, timeout=TIMEOUT_MS):
         controller.open_paths(epoch_paths[1:])
     for index in (1, 2):
@@ -431,12 +437,7 @@ def test_the_window_reads_the_frame_shown_with_its_own_options(qtbot, window, ep
     is what the window's own readings (Model › Detect objects, a catalog) start from: its
     options, not frame 0's."""
     controller = open_project(qtbot, window, epoch_paths[:2])
-    panel = window.frame_settings
-    panel.fwhm_override.setChecked(True)
-    panel.fwhm_spin.setValue(5.0)
-    panel.threshold_spin.setValue(6.0)
-    with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
-        qtbot.mouseClick(panel.redetect_button, Qt.MouseButton.LeftButton)
+    redetect_shown_frame(qtbot, window, fwhm=5.0, threshold=6.0)
     with qtbot.waitSignal(window.classified, timeout=TIMEOUT_MS):
         controller.go_to(1)
     shown = controller.project.data(1).reading.options
