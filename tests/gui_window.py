@@ -1,5 +1,6 @@
 """Test helper: the main window as the GUI tests open it."""
 
+import pytest
 from PyQt6.QtCore import QSettings
 
 from rbvet.gui.main_window import MainWindow
@@ -22,6 +23,15 @@ def end_project_window(window):
     """Stop what a project test left running: the project's jobs, then the window's."""
     window.project.shutdown()
     window.cancel_job(wait=True)
+
+
+@pytest.fixture(name="window")
+def project_window(qtbot, tmp_path):
+    """The ``window`` fixture of the project tests: a `shown_window` whose project jobs and
+    window job are ended after the test (import it into a test module to use it)."""
+    main_window = shown_window(qtbot, tmp_path)
+    yield main_window
+    end_project_window(main_window)
 
 
 def open_project(qtbot, window, paths, timeout_ms):

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from epoch_frames import write_epochs
-from gui_window import end_project_window, shown_window
 from gui_window import open_project as shared_open_project
+from gui_window import project_window  # noqa: F401 (the window fixture)
 from PyQt6.QtCore import QSettings, Qt
 from PyQt6.QtGui import QAction
 from PyQt6.QtWidgets import QLabel
@@ -24,13 +24,6 @@ TIMEOUT_MS = 180_000
 @pytest.fixture(scope="module")
 def epoch_paths(tmp_path_factory):
     return [str(p) for p in write_epochs(tmp_path_factory.mktemp("epochs"), 3, shape=(128, 128))]
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    main_window = shown_window(qtbot, tmp_path)
-    yield main_window
-    end_project_window(main_window)
 
 
 def open_project(qtbot, window, paths):

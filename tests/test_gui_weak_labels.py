@@ -3,8 +3,8 @@ as a job with progress and Cancel, into the window's label store."""
 
 import numpy as np
 import pytest
-from gui_window import end_project_window, shown_window
 from gui_window import open_project as shared_open_project
+from gui_window import project_window  # noqa: F401 (the window fixture)
 from PyQt6.QtCore import Qt
 
 from rbvet.cli import main
@@ -21,13 +21,6 @@ def epoch_paths(tmp_path_factory):
     args = ["simulate", "--epochs", "3", "-o", str(folder / "ep.fits"), "--size", "256"]
     assert main(args + ["--seed", "7"]) == 0
     return [str(folder / f"ep_{k}.fits") for k in (1, 2, 3)]
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    main_window = shown_window(qtbot, tmp_path)
-    yield main_window
-    end_project_window(main_window)
 
 
 def open_project(qtbot, window, paths):
